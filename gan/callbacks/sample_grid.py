@@ -1,0 +1,47 @@
+"""Sample grids from the fixed noise every N generator steps: PNG in the run dir + the active loggers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+from gan.utils.logging import log_image
+from gan.visualize import save_samples
+
+
+class SampleGrid(pl.Callback):
+    """Every ``every_n_generator_steps`` generator steps (and once at the end) render the fixed noise.
+
+    Image data: the first ``num_images`` fixed codes as a grid. 2D data: ``num_points`` fixed codes as a
+    scatter plot over the real modes. Uses the EMA generator when EMA is on, in eval mode.
+    """
+
+    def __init__(self, dirpath: str, every_n_generator_steps: int = 100, num_images: int = 64,
+                 num_points: int = 1024, key: str = "samples"):
+        self.dirpath = Path(dirpath)
+        self.every = int(every_n_generator_steps)
+        self.num_images, self.num_points, self.key = int(num_images), int(num_points), key
+        self._last_rendered: int | None = None
+        self.last_path: Path | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = pl_module.generator_steps
+        if self.every > 0 and step > 0 and step % self.every == 0 and step != self._last_rendered:
+            self.render(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if pl_module.generator_steps != self._last_rendered:
+            self.render(trainer, pl_module)
+
+    def render(self, trainer, pl_module) -> None:
+        step = pl_module.generator_steps
+        self._last_rendered = step
+        if not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        points = getattr(datamodule, "kind", "image") == "points"
+        samples = pl_module.sample_fixed(self.num_points if points else self.num_images)
+        title = f"generator step {step}"
+        path = save_samples(samples, self.dirpath / f"gstep_{step:07d}.png", getattr(datamodule, "modes", None), title)
+        self.last_path = path
+        log_image(trainer.loggers, self.key, path, trainer.global_step)

@@ -1,0 +1,80 @@
+"""The interface every data module offers the rest of the framework.
+
+Batches are ``(samples, labels)``; unlabelled data yields labels of -1. ``sample_shape`` is what the
+networks are built for (configs interpolate ``${data.sample_shape}``), ``num_classes`` is None for
+unlabelled data, and ``real_samples(n)`` gives real data for plots and metrics.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+
+class GANDataModule(pl.LightningDataModule):
+    #: "image" (C, H, W in [-1, 1]) or "points" (unbounded vectors)
+    kind = "image"
+
+    def __init__(
+        self,
+        sample_shape: Sequence[int],
+        generator_output: str = "tanh",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+        #: the output activation a generator needs to reach this data's value range
+        self.generator_output = generator_output
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.num_classes = num_classes
+        self.train_set: Dataset | None = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def real_samples(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` real samples drawn without replacement (with replacement if the set is smaller)."""
+        if self.train_set is None:
+            self.setup("fit")
+        size = len(self.train_set)
+        index = torch.randperm(size, generator=generator)[:n] if n <= size else torch.randint(size, (n,), generator=generator)
+        return torch.stack([self.train_set[int(i)][0] for i in index])
+
+    def check_sample_shape(self, shape: Sequence[int]) -> None:
+        """Fail before training when the data does not have the shape the model was configured for."""
+        if tuple(int(s) for s in shape) != self.sample_shape:
+            raise ValueError(
+                f"data {self.name} yields samples of shape {list(self.sample_shape)} but the model was built "
+                f"for {list(shape)}"
+            )
+
+    @staticmethod
+    def require_shape(declared: Sequence[int], actual: Sequence[int], name: str) -> tuple[int, ...]:
+        """The data's real shape, after checking the config declared the same one."""
+        if tuple(int(s) for s in declared) != tuple(actual):
+            raise ValueError(f"data {name} yields samples of shape {list(actual)}, but its config declares sample_shape={list(declared)}")
+        return tuple(actual)

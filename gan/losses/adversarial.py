@@ -1,0 +1,141 @@
+"""Adversarial losses as small pure functions on discriminator logits.
+
+Every function takes raw logits (no sigmoid applied) and returns a scalar. Sigmoid-based objectives use
+``softplus`` identities, which are exact and numerically stable:
+``-log(sigmoid(x)) = softplus(-x)`` and ``-log(1 - sigmoid(x)) = softplus(x)``.
+
+The classes at the bottom bundle a discriminator and a generator objective so a config can pick a pair
+with ``_target_``. Each returns a dict of named terms; ``loss`` is the one that is optimized, the rest
+are logged.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def minimax_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Goodfellow et al. 2014, eq. 1: -E[log D(x)] - E[log(1 - D(G(z)))]."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def minimax_generator_loss(fake_logits: Tensor) -> Tensor:
+    """The saturating generator objective of eq. 1: E[log(1 - D(G(z)))], minimized."""
+    return -F.softplus(fake_logits).mean()
+
+
+def non_saturating_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Goodfellow et al. 2014, section 3: maximize log D(G(z)) instead, i.e. minimize -E[log D(G(z))]."""
+    return F.softplus(-fake_logits).mean()
+
+
+def wasserstein_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Arjovsky et al. 2017: the critic maximizes E[D(x)] - E[D(G(z))]."""
+    return fake_logits.mean() - real_logits.mean()
+
+
+def wasserstein_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Arjovsky et al. 2017: the generator maximizes E[D(G(z))]."""
+    return -fake_logits.mean()
+
+
+def least_squares_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, a: float, b: float) -> Tensor:
+    """Mao et al. 2017, eq. 2: 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2]."""
+    return 0.5 * (real_logits - b).pow(2).mean() + 0.5 * (fake_logits - a).pow(2).mean()
+
+
+def least_squares_generator_loss(fake_logits: Tensor, c: float) -> Tensor:
+    """Mao et al. 2017, eq. 2: 1/2 E[(D(G(z)) - c)^2]."""
+    return 0.5 * (fake_logits - c).pow(2).mean()
+
+
+def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Lim & Ye 2017, Miyato et al. 2018: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]."""
+    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+
+
+def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Miyato et al. 2018: -E[D(G(z))]."""
+    return -fake_logits.mean()
+
+
+class AdversarialLoss:
+    """A pair of objectives on logits. Subclasses define the two ``_d``/``_g`` terms.
+
+    ``logits_are_probabilities``: whether sigmoid(logit) is a probability of "real" (so the logged
+    D(x) / D(G(z)) scores are probabilities); critics (Wasserstein, hinge, least squares) report raw scores.
+    """
+
+    logits_are_probabilities = False
+
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+        return {"loss": self._d(real_logits, fake_logits)}
+
+    def generator_loss(self, fake_logits: Tensor) -> dict[str, Tensor]:
+        return {"loss": self._g(fake_logits)}
+
+    def score(self, logits: Tensor) -> Tensor:
+        """Mean D output in the loss's natural units (a probability for sigmoid losses)."""
+        logits = logits.detach().float()
+        return (torch.sigmoid(logits) if self.logits_are_probabilities else logits).mean()
+
+    def _d(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _g(self, fake_logits: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class MinimaxLoss(AdversarialLoss):
+    """The original minimax game, with the saturating generator objective (eq. 1 of the paper)."""
+
+    logits_are_probabilities = True
+
+    def _d(self, real_logits, fake_logits):
+        return minimax_discriminator_loss(real_logits, fake_logits)
+
+    def _g(self, fake_logits):
+        return minimax_generator_loss(fake_logits)
+
+
+class NonSaturatingLoss(MinimaxLoss):
+    """Minimax discriminator with the non-saturating generator objective used in practice."""
+
+    def _g(self, fake_logits):
+        return non_saturating_generator_loss(fake_logits)
+
+
+class WassersteinLoss(AdversarialLoss):
+    def _d(self, real_logits, fake_logits):
+        return wasserstein_discriminator_loss(real_logits, fake_logits)
+
+    def _g(self, fake_logits):
+        return wasserstein_generator_loss(fake_logits)
+
+
+class LeastSquaresLoss(AdversarialLoss):
+    """LSGAN with targets a (fake, for D), b (real, for D), c (what G wants D to believe)."""
+
+    def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0):
+        self.a, self.b, self.c = float(a), float(b), float(c)
+
+    def _d(self, real_logits, fake_logits):
+        return least_squares_discriminator_loss(real_logits, fake_logits, self.a, self.b)
+
+    def _g(self, fake_logits):
+        return least_squares_generator_loss(fake_logits, self.c)
+
+    def __repr__(self) -> str:
+        return f"LeastSquaresLoss(a={self.a}, b={self.b}, c={self.c})"
+
+
+class HingeLoss(AdversarialLoss):
+    def _d(self, real_logits, fake_logits):
+        return hinge_discriminator_loss(real_logits, fake_logits)
+
+    def _g(self, fake_logits):
+        return hinge_generator_loss(fake_logits)

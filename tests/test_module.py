@@ -1,0 +1,146 @@
+"""GANModule phases: no gradient leaks between the networks, n_critic counting, EMA, checkpoint state."""
+import copy
+from functools import partial
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from gan.losses import GradientPenalty, NonSaturatingLoss, WassersteinLoss
+from gan.module import GANModule
+from gan.nets import DCGANDiscriminator, DCGANGenerator
+
+SHAPE = (1, 16, 16)
+
+
+def make_module(**kwargs):
+    torch.manual_seed(0)
+    defaults = dict(
+        generator=DCGANGenerator(8, SHAPE, width=4),
+        discriminator=DCGANDiscriminator(SHAPE, width=4),
+        loss=NonSaturatingLoss(),
+        optimizer={"generator": partial(torch.optim.Adam, lr=1e-2), "discriminator": partial(torch.optim.Adam, lr=1e-2)},
+        num_fixed_samples=8,
+    )
+    defaults.update(kwargs)
+    return GANModule(**defaults)
+
+
+def attach_trainer(module):
+    """A real Trainer so manual_backward/toggle_optimizer work, without running fit."""
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, max_steps=1)
+    trainer.strategy.connect(module)
+    trainer.strategy._lightning_optimizers = None
+    module.trainer = trainer
+    trainer.strategy.setup_optimizers(trainer)
+    return trainer
+
+
+def params(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def changed(before, net):
+    return [not torch.equal(a, b) for a, b in zip(before, net.parameters())]
+
+
+@pytest.mark.parametrize("penalty", [None, GradientPenalty()])
+def test_discriminator_step_leaves_generator_untouched(penalty):
+    module = make_module(penalty=penalty, loss=WassersteinLoss() if penalty else NonSaturatingLoss())
+    attach_trainer(module)
+    opt_g, opt_d = module.optimizers()
+    g_before, d_before = params(module.generator), params(module.discriminator)
+    module.discriminator_step(torch.randn(4, *SHAPE), opt_d)
+    assert not any(changed(g_before, module.generator))
+    assert all(p.grad is None for p in module.generator.parameters())
+    assert any(changed(d_before, module.discriminator))
+
+
+def test_generator_step_leaves_discriminator_untouched():
+    module = make_module()
+    attach_trainer(module)
+    opt_g, opt_d = module.optimizers()
+    g_before, d_before = params(module.generator), params(module.discriminator)
+    module.generator_step(4, opt_g)
+    # BatchNorm running statistics of D may move (D sees fakes in train mode); its parameters must not
+    assert not any(changed(d_before, module.discriminator))
+    assert all(p.grad is None for p in module.discriminator.parameters())
+    assert any(changed(g_before, module.generator))
+
+
+@pytest.mark.parametrize("n_critic,batches", [(1, 6), (5, 10), (5, 12), (3, 7)])
+def test_n_critic_gives_exactly_n_discriminator_updates_per_generator_update(n_critic, batches):
+    module = make_module(n_critic=n_critic)
+    attach_trainer(module)
+    g_updates = []
+    opt_g = module.optimizers()[0]
+    original = opt_g.step
+
+    def counting_step(*args, **kwargs):
+        g_updates.append(module.discriminator_steps)
+        return original(*args, **kwargs)
+
+    opt_g.step = counting_step
+    for i in range(batches):
+        module.training_step((torch.randn(4, *SHAPE), torch.zeros(4)), i)
+    assert module.discriminator_steps == batches
+    assert module.generator_steps == batches // n_critic
+    assert g_updates == [n_critic * (k + 1) for k in range(batches // n_critic)]
+
+
+def test_weight_clipping_is_applied_after_every_critic_step():
+    module = make_module(weight_clip=0.01, loss=WassersteinLoss())
+    attach_trainer(module)
+    module.discriminator_step(torch.randn(4, *SHAPE), module.optimizers()[1])
+    assert max(p.abs().max().item() for p in module.discriminator.parameters()) <= 0.01
+
+
+def test_ema_follows_the_exponential_moving_average_formula():
+    decay = 0.9
+    module = make_module(ema_decay=decay)
+    attach_trainer(module)
+    opt_g = module.optimizers()[0]
+    module.generator_step(4, opt_g)
+    module.update_ema()  # first update copies the weights
+    expected = params(module.generator)
+    assert all(torch.equal(a, b) for a, b in zip(expected, module.generator_ema.module.parameters()))
+    for _ in range(3):
+        module.generator_step(4, opt_g)
+        current = params(module.generator)
+        expected = [decay * e + (1 - decay) * c for e, c in zip(expected, current)]
+        module.update_ema()
+    for e, p in zip(expected, module.generator_ema.module.parameters()):
+        assert torch.allclose(e, p, atol=1e-6)
+    assert module.sampling_generator is module.generator_ema.module
+    assert not any(p.requires_grad for p in module.generator_ema.parameters())
+
+
+def test_ema_waits_for_its_start_step():
+    module = make_module(ema_decay=0.5, ema_start=2)
+    attach_trainer(module)
+    opt_g = module.optimizers()[0]
+    initial = params(module.generator_ema.module)
+    module.generator_step(4, opt_g)
+    module.update_ema()
+    assert not any(changed(initial, module.generator_ema.module))
+    module.generator_step(4, opt_g)
+    module.update_ema()  # step 2: first real update copies the generator
+    assert all(torch.equal(a, b) for a, b in zip(module.generator.parameters(), module.generator_ema.module.parameters()))
+
+
+def test_fixed_noise_is_a_saved_buffer_and_counters_round_trip():
+    module = make_module()
+    assert "fixed_noise" in module.state_dict()
+    assert torch.equal(make_module().fixed_noise, module.fixed_noise)  # seeded, independent of the global RNG
+    module.generator_steps, module.discriminator_steps = 7, 35
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    restored = make_module()
+    restored.on_load_checkpoint(checkpoint)
+    assert (restored.generator_steps, restored.discriminator_steps) == (7, 35)
+
+
+def test_invalid_n_critic_is_rejected():
+    with pytest.raises(ValueError, match="n_critic must be a positive integer, got 0"):
+        make_module(n_critic=0)
