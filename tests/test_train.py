@@ -94,7 +94,7 @@ def test_loggers_record_losses(make_cfg, tmp_path, monkeypatch, logger):
         from tests.wandb_offline import offline_run
 
         run = offline_run(out / "wandb")
-        assert run["config"]["model"]["value"]["_target_"] == "gan.module.GANModule"
+        assert run["config"]["model"]["_target_"] == "gan.module.GANModule"
         assert any("train/g/loss" in row for row in run["history"])
         images = [row for row in run["history"] if row.get("samples/_type") == "images/separated"]
         assert images and (run["dir"] / "files" / images[0]["samples/filenames"][0]).exists()
