@@ -17,7 +17,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gan.losses.adversarial import AdversarialLoss
 from gan.losses.penalties import clip_weights
-from gan.nets.base import Discriminator, Generator
+from gan.losses.tricks import InstanceNoise, LabelTargets, auxiliary_classification_loss, feature_matching_loss
+from gan.nets.base import Discriminator, DiscriminatorOutput, Generator
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -37,6 +38,17 @@ class GANModule(pl.LightningModule):
         ema_decay: keep an exponential moving average of the generator (used for samples and metrics).
         ema_start: generator step from which the average is updated (its first update copies the weights).
         num_fixed_samples, fixed_noise_seed: the fixed latent codes used for sample grids.
+        real_label, real_label_range, label_flip_prob: the targets the discriminator loss sees
+            (:class:`~gan.losses.tricks.LabelTargets`: one-sided smoothing, noisy real labels, flips).
+        instance_noise_std, instance_noise_steps, instance_noise_schedule: Gaussian noise on every
+            discriminator input, its std annealed from ``instance_noise_std`` to 0 over that many generator steps.
+        feature_matching_weight, feature_matching_layer: add weight * feature matching on that discriminator
+            block's output (an index into ``Discriminator.features``) to the generator loss;
+            ``adversarial_generator_loss=False`` leaves feature matching alone (Salimans et al. 2016).
+        auxiliary_weight: weight of the auxiliary classifier's cross-entropy (AC-GAN discriminators).
+
+    Conditional networks (``num_classes`` set) are trained on the batch's labels: the fakes of a step are
+    generated for the labels of that step's real batch, so both phases see the data's class balance.
     """
 
     def __init__(
@@ -52,6 +64,16 @@ class GANModule(pl.LightningModule):
         ema_start: int = 0,
         num_fixed_samples: int = 1024,
         fixed_noise_seed: int = 0,
+        real_label: float = 1.0,
+        real_label_range: tuple[float, float] | None = None,
+        label_flip_prob: float = 0.0,
+        instance_noise_std: float = 0.0,
+        instance_noise_steps: int = 1,
+        instance_noise_schedule: str = "linear",
+        feature_matching_weight: float = 0.0,
+        feature_matching_layer: int = -1,
+        adversarial_generator_loss: bool = True,
+        auxiliary_weight: float = 1.0,
     ):
         super().__init__()
         if int(n_critic) < 1:
@@ -73,6 +95,23 @@ class GANModule(pl.LightningModule):
             self.generator_ema.requires_grad_(False)
         noise = torch.randn(num_fixed_samples, generator.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
         self.register_buffer("fixed_noise", noise)
+        self.label_targets = LabelTargets(real_label, real_label_range, label_flip_prob)
+        if self.label_targets.active and not getattr(loss, "has_targets", False):
+            raise ValueError(f"label smoothing / noisy / flipped labels need a loss with real and fake targets, but "
+                             f"{type(loss).__name__} has none; use loss=non_saturating, minimax or least_squares")
+        self.instance_noise = InstanceNoise(instance_noise_std, instance_noise_steps, instance_noise_schedule)
+        blocks = len(discriminator.blocks)
+        if not -blocks <= int(feature_matching_layer) < blocks:
+            raise ValueError(f"feature_matching_layer={feature_matching_layer} is out of range for a discriminator "
+                             f"with {blocks} blocks (expected -{blocks} .. {blocks - 1})")
+        if not adversarial_generator_loss and float(feature_matching_weight) <= 0:
+            raise ValueError("adversarial_generator_loss=false leaves the generator no objective: set feature_matching_weight > 0")
+        self.feature_matching_weight, self.feature_matching_layer = float(feature_matching_weight), int(feature_matching_layer)
+        self.adversarial_generator_loss = bool(adversarial_generator_loss)
+        self.auxiliary_weight = float(auxiliary_weight)
+        if generator.num_classes != discriminator.num_classes:
+            raise ValueError(f"the generator is built for num_classes={generator.num_classes} but the discriminator "
+                             f"for num_classes={discriminator.num_classes}")
         self.generator_steps = 0
         self.discriminator_steps = 0
         #: the resolved run configuration, stored in every checkpoint so a generator can be rebuilt from it
@@ -84,16 +123,51 @@ class GANModule(pl.LightningModule):
         """The generator to show and score: the EMA copy when EMA is on."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
+    @property
+    def num_classes(self) -> int | None:
+        return self.generator.num_classes
+
     @torch.no_grad()
-    def sample_fixed(self, n: int | None = None) -> Tensor:
-        """Samples for the first ``n`` fixed latent codes, generator in eval mode."""
+    def sample_fixed(self, n: int | None = None, labels: Tensor | None = None) -> Tensor:
+        """Samples for the first ``n`` fixed latent codes, generator in eval mode.
+
+        A conditional generator takes ``labels`` (classes cycle 0, 1, 2, ... when none are given); more
+        labels than codes reuse the codes cyclically, so ``n`` codes x K rows of labels give a grid whose
+        columns share a code.
+        """
         generator = self.sampling_generator
+        z = self.fixed_noise[:n]
+        if labels is None and self.num_classes is not None:
+            labels = torch.arange(z.size(0), device=z.device) % self.num_classes
+        if labels is not None and len(labels) != z.size(0):
+            z = z[torch.arange(len(labels), device=z.device) % z.size(0)]
         was_training = generator.training
         generator.eval()
         try:
-            return generator(self.fixed_noise[:n])
+            return generator(z, labels)
         finally:
             generator.train(was_training)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.num_classes is None or datamodule is None:
+            return
+        data_classes = getattr(datamodule, "num_classes", None)
+        if data_classes != self.num_classes:
+            name = getattr(datamodule, "name", type(datamodule).__name__)
+            raise ValueError(f"a conditional model needs labelled data with {self.num_classes} classes, but data {name} "
+                             f"has num_classes={data_classes}; use labelled data (e.g. data=digits) or an unconditional model")
+
+    def with_instance_noise(self, x: Tensor) -> Tensor:
+        """Instance noise scheduled by the generator step (checkpointed), so a resumed run continues exactly."""
+        return self.instance_noise(x, self.generator_steps)
+
+    def discriminate(self, x: Tensor, labels: Tensor | None) -> DiscriminatorOutput:
+        """The discriminator, given labels only when its logit depends on them (not for AC-GAN)."""
+        return self.discriminator.evaluate(x, self._d_labels(labels))
+
+    def _d_labels(self, labels: Tensor | None) -> Tensor | None:
+        return labels if self.discriminator.takes_labels else None
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -102,28 +176,39 @@ class GANModule(pl.LightningModule):
         return [opt_g, opt_d]
 
     def training_step(self, batch, batch_idx: int) -> None:
-        real = batch[0] if isinstance(batch, (tuple, list)) else batch
+        real, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        labels = labels if self.num_classes is not None else None
         opt_g, opt_d = self.optimizers()
-        self._log_terms("train/d", self.discriminator_step(real, opt_d))
+        self._log_terms("train/d", self.discriminator_step(real, opt_d, labels))
         if self.discriminator_steps % self.n_critic == 0:
-            self._log_terms("train/g", self.generator_step(real.size(0), opt_g))
+            self._log_terms("train/g", self.generator_step(real, opt_g, labels))
             self.update_ema()
 
-    def discriminator_step(self, real: Tensor, optimizer) -> dict[str, Tensor]:
+    def discriminator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
         self.toggle_optimizer(optimizer)
         with torch.no_grad():
-            fake = self.generator(self.generator.noise(real.size(0)))
-        real_logits = self.discriminator(real)
-        fake_logits = self.discriminator(fake)
-        terms = self.loss.discriminator_loss(real_logits, fake_logits)
+            fake = self.generator(self.generator.noise(real.size(0)), labels)
+        real, fake = self.with_instance_noise(real), self.with_instance_noise(fake)
+        real_out, fake_out = self.discriminate(real, labels), self.discriminate(fake, labels)
+        targets = self.label_targets(real.size(0), real.device) if self.label_targets.active else {}
+        terms = self.loss.discriminator_loss(real_out.logits, fake_out.logits, **targets)
         total = terms["loss"]
-        if self.penalty is not None:
-            penalty_terms = self.penalty(self.discriminator, real, fake)
+        if real_out.class_logits is not None:
+            terms["class_loss"] = (auxiliary_classification_loss(real_out.class_logits, labels)
+                                   + auxiliary_classification_loss(fake_out.class_logits, labels))
+            terms["class_accuracy"] = (real_out.class_logits.argmax(dim=1) == labels).float().mean()
+            total = total + self.auxiliary_weight * terms["class_loss"]
+        if self.penalty is not None and self.discriminator_steps % getattr(self.penalty, "interval", 1) == 0:
+            d_labels = self._d_labels(labels)
+            critic = self.discriminator if d_labels is None else (lambda x: self.discriminator(x, d_labels))
+            penalty_terms = self.penalty(critic, real, fake)
             total = total + penalty_terms.pop("loss")
             terms.update(penalty_terms)
         terms["loss"] = total
-        terms["real_score"] = self.loss.score(real_logits)
-        terms["fake_score"] = self.loss.score(fake_logits)
+        terms["real_score"] = self.loss.score(real_out.logits)
+        terms["fake_score"] = self.loss.score(fake_out.logits)
+        if self.instance_noise.start > 0:
+            terms["instance_noise_std"] = torch.tensor(self.instance_noise.std(self.generator_steps), device=real.device)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)
         optimizer.step()
@@ -133,10 +218,23 @@ class GANModule(pl.LightningModule):
         self.discriminator_steps += 1
         return terms
 
-    def generator_step(self, batch_size: int, optimizer) -> dict[str, Tensor]:
+    def generator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """``real`` is the step's real batch: its size (and labels) set the fakes'; feature matching compares
+        against its discriminator features."""
         self.toggle_optimizer(optimizer)
-        fake_logits = self.discriminator(self.generator(self.generator.noise(batch_size)))
-        terms = self.loss.generator_loss(fake_logits)
+        fake = self.generator(self.generator.noise(real.size(0)), labels)
+        fake_out = self.discriminate(self.with_instance_noise(fake), labels)
+        terms = self.loss.generator_loss(fake_out.logits)
+        if not self.adversarial_generator_loss:
+            terms = {"adversarial": terms["loss"].detach(), "loss": torch.zeros_like(terms["loss"])}
+        if self.feature_matching_weight > 0:
+            with torch.no_grad():
+                real_features = self.discriminate(self.with_instance_noise(real), labels).features[self.feature_matching_layer]
+            terms["feature_matching"] = feature_matching_loss(real_features, fake_out.features[self.feature_matching_layer])
+            terms["loss"] = terms["loss"] + self.feature_matching_weight * terms["feature_matching"]
+        if fake_out.class_logits is not None:
+            terms["class_loss"] = auxiliary_classification_loss(fake_out.class_logits, labels)
+            terms["loss"] = terms["loss"] + self.auxiliary_weight * terms["class_loss"]
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(terms["loss"])
         optimizer.step()

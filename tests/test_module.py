@@ -62,7 +62,7 @@ def test_generator_step_leaves_discriminator_untouched():
     attach_trainer(module)
     opt_g, opt_d = module.optimizers()
     g_before, d_before = params(module.generator), params(module.discriminator)
-    module.generator_step(4, opt_g)
+    module.generator_step(torch.randn(4, *SHAPE), opt_g)
     # BatchNorm running statistics of D may move (D sees fakes in train mode); its parameters must not
     assert not any(changed(d_before, module.discriminator))
     assert all(p.grad is None for p in module.discriminator.parameters())
@@ -102,12 +102,12 @@ def test_ema_follows_the_exponential_moving_average_formula():
     module = make_module(ema_decay=decay)
     attach_trainer(module)
     opt_g = module.optimizers()[0]
-    module.generator_step(4, opt_g)
+    module.generator_step(torch.randn(4, *SHAPE), opt_g)
     module.update_ema()  # first update copies the weights
     expected = params(module.generator)
     assert all(torch.equal(a, b) for a, b in zip(expected, module.generator_ema.module.parameters()))
     for _ in range(3):
-        module.generator_step(4, opt_g)
+        module.generator_step(torch.randn(4, *SHAPE), opt_g)
         current = params(module.generator)
         expected = [decay * e + (1 - decay) * c for e, c in zip(expected, current)]
         module.update_ema()
@@ -122,10 +122,10 @@ def test_ema_waits_for_its_start_step():
     attach_trainer(module)
     opt_g = module.optimizers()[0]
     initial = params(module.generator_ema.module)
-    module.generator_step(4, opt_g)
+    module.generator_step(torch.randn(4, *SHAPE), opt_g)
     module.update_ema()
     assert not any(changed(initial, module.generator_ema.module))
-    module.generator_step(4, opt_g)
+    module.generator_step(torch.randn(4, *SHAPE), opt_g)
     module.update_ema()  # step 2: first real update copies the generator
     assert all(torch.equal(a, b) for a, b in zip(module.generator.parameters(), module.generator_ema.module.parameters()))
 

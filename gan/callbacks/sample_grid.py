@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 from gan.utils.logging import log_image
 from gan.visualize import save_samples
@@ -13,7 +14,8 @@ class SampleGrid(pl.Callback):
     """Every ``every_n_generator_steps`` generator steps (and once at the end) render the fixed noise.
 
     Image data: the first ``num_images`` fixed codes as a grid. 2D data: ``num_points`` fixed codes as a
-    scatter plot over the real modes. Uses the EMA generator when EMA is on, in eval mode.
+    scatter plot over the real modes. Uses the EMA generator when EMA is on, in eval mode. Conditional
+    models (``num_classes``) on image data: one row per class, the same latent code down each column.
     """
 
     def __init__(self, dirpath: str, every_n_generator_steps: int = 100, num_images: int = 64,
@@ -40,8 +42,14 @@ class SampleGrid(pl.Callback):
             return
         datamodule = trainer.datamodule
         points = getattr(datamodule, "kind", "image") == "points"
-        samples = pl_module.sample_fixed(self.num_points if points else self.num_images)
+        count, nrow = self.num_points if points else self.num_images, None
+        num_classes = getattr(pl_module, "num_classes", None)
+        if num_classes and not points:  # class-conditional: one row per class, the same codes down each column
+            nrow = max(1, count // num_classes)
+            samples = pl_module.sample_fixed(nrow, torch.arange(num_classes, device=pl_module.device).repeat_interleave(nrow))
+        else:
+            samples = pl_module.sample_fixed(count)
         title = f"generator step {step}"
-        path = save_samples(samples, self.dirpath / f"gstep_{step:07d}.png", getattr(datamodule, "modes", None), title)
+        path = save_samples(samples, self.dirpath / f"gstep_{step:07d}.png", getattr(datamodule, "modes", None), title, nrow)
         self.last_path = path
         log_image(trainer.loggers, self.key, path, trainer.global_step)

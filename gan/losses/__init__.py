@@ -6,7 +6,15 @@ from gan.losses.adversarial import (
     NonSaturatingLoss,
     WassersteinLoss,
 )
-from gan.losses.penalties import GradientPenalty, clip_weights, gradient_norm_penalty, interpolate
+from gan.losses.penalties import GradientPenalty, R1Penalty, clip_weights, gradient_norm_penalty, interpolate
+from gan.losses.tricks import (
+    InstanceNoise,
+    LabelTargets,
+    add_instance_noise,
+    auxiliary_classification_loss,
+    feature_matching_loss,
+    instance_noise_std,
+)
 
 __all__ = [
     "AdversarialLoss",
@@ -16,6 +24,13 @@ __all__ = [
     "NonSaturatingLoss",
     "WassersteinLoss",
     "GradientPenalty",
+    "R1Penalty",
+    "InstanceNoise",
+    "LabelTargets",
+    "add_instance_noise",
+    "auxiliary_classification_loss",
+    "feature_matching_loss",
+    "instance_noise_std",
     "clip_weights",
     "gradient_norm_penalty",
     "interpolate",

@@ -15,9 +15,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def minimax_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Goodfellow et al. 2014, eq. 1: -E[log D(x)] - E[log(1 - D(G(z)))]."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+def minimax_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, real_targets: Tensor | float = 1.0,
+                               fake_targets: Tensor | float = 0.0) -> Tensor:
+    """Goodfellow et al. 2014, eq. 1: -E[log D(x)] - E[log(1 - D(G(z)))], the cross-entropy against
+    targets 1 (real) and 0 (fake); label smoothing, noisy labels and flips pass other targets in [0, 1]."""
+    return binary_cross_entropy(real_logits, real_targets) + binary_cross_entropy(fake_logits, fake_targets)
+
+
+def binary_cross_entropy(logits: Tensor, targets: Tensor | float) -> Tensor:
+    """E[-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))] in softplus form; exact for t = 0 and t = 1."""
+    if isinstance(targets, float) and targets in (0.0, 1.0):  # skip the zero-weighted half (and its inf * 0)
+        return F.softplus(-logits).mean() if targets == 1.0 else F.softplus(logits).mean()
+    return (targets * F.softplus(-logits) + (1.0 - targets) * F.softplus(logits)).mean()
 
 
 def minimax_generator_loss(fake_logits: Tensor) -> Tensor:
@@ -40,8 +49,8 @@ def wasserstein_generator_loss(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
-def least_squares_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, a: float, b: float) -> Tensor:
-    """Mao et al. 2017, eq. 2: 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2]."""
+def least_squares_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, a: float | Tensor, b: float | Tensor) -> Tensor:
+    """Mao et al. 2017, eq. 2: 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2] (per-sample a, b allowed)."""
     return 0.5 * (real_logits - b).pow(2).mean() + 0.5 * (fake_logits - a).pow(2).mean()
 
 
@@ -68,9 +77,21 @@ class AdversarialLoss:
     """
 
     logits_are_probabilities = False
+    #: whether the discriminator objective has real/fake targets that label tricks may change
+    has_targets = False
 
-    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
-        return {"loss": self._d(real_logits, fake_logits)}
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, real_targets: Tensor | None = None,
+                           fake_targets: Tensor | None = None) -> dict[str, Tensor]:
+        """``real_targets``/``fake_targets``: per-sample targets in [0, 1] (1 = real) replacing the defaults
+        1 and 0, for losses with ``has_targets`` (label smoothing, noisy labels, flips)."""
+        if real_targets is None and fake_targets is None:
+            return {"loss": self._d(real_logits, fake_logits)}
+        if not self.has_targets:
+            raise ValueError(f"{type(self).__name__} has no real/fake targets to smooth or flip; label tricks need "
+                             "loss=minimax, non_saturating or least_squares")
+        real_targets = torch.ones_like(real_logits) if real_targets is None else real_targets
+        fake_targets = torch.zeros_like(fake_logits) if fake_targets is None else fake_targets
+        return {"loss": self._d_targets(real_logits, fake_logits, real_targets, fake_targets)}
 
     def generator_loss(self, fake_logits: Tensor) -> dict[str, Tensor]:
         return {"loss": self._g(fake_logits)}
@@ -86,6 +107,9 @@ class AdversarialLoss:
     def _g(self, fake_logits: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _d_targets(self, real_logits, fake_logits, real_targets, fake_targets) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -94,9 +118,13 @@ class MinimaxLoss(AdversarialLoss):
     """The original minimax game, with the saturating generator objective (eq. 1 of the paper)."""
 
     logits_are_probabilities = True
+    has_targets = True
 
     def _d(self, real_logits, fake_logits):
         return minimax_discriminator_loss(real_logits, fake_logits)
+
+    def _d_targets(self, real_logits, fake_logits, real_targets, fake_targets):
+        return minimax_discriminator_loss(real_logits, fake_logits, real_targets, fake_targets)
 
     def _g(self, fake_logits):
         return minimax_generator_loss(fake_logits)
@@ -118,7 +146,10 @@ class WassersteinLoss(AdversarialLoss):
 
 
 class LeastSquaresLoss(AdversarialLoss):
-    """LSGAN with targets a (fake, for D), b (real, for D), c (what G wants D to believe)."""
+    """LSGAN with targets a (fake, for D), b (real, for D), c (what G wants D to believe). A label target t
+    in [0, 1] (1 = real) maps to a + t (b - a)."""
+
+    has_targets = True
 
     def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0):
         self.a, self.b, self.c = float(a), float(b), float(c)
@@ -128,6 +159,10 @@ class LeastSquaresLoss(AdversarialLoss):
 
     def _g(self, fake_logits):
         return least_squares_generator_loss(fake_logits, self.c)
+
+    def _d_targets(self, real_logits, fake_logits, real_targets, fake_targets):
+        span = self.b - self.a
+        return least_squares_discriminator_loss(real_logits, fake_logits, self.a + fake_targets * span, self.a + real_targets * span)
 
     def __repr__(self) -> str:
         return f"LeastSquaresLoss(a={self.a}, b={self.b}, c={self.c})"

@@ -1,5 +1,17 @@
-from gan.nets.base import Discriminator, Generator
+from gan.nets.base import Discriminator, DiscriminatorOutput, Generator
 from gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan.nets.layers import ConditionalBatchNorm, MinibatchDiscrimination, MinibatchStdDev
 from gan.nets.mlp import MLPDiscriminator, MLPGenerator
 
-__all__ = ["Discriminator", "Generator", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator"]
+__all__ = [
+    "Discriminator",
+    "DiscriminatorOutput",
+    "Generator",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "ConditionalBatchNorm",
+    "MinibatchDiscrimination",
+    "MinibatchStdDev",
+]

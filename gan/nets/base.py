@@ -1,67 +1,184 @@
 """What every generator and discriminator shares: the sample shape they were built for, checked at the
-boundary so a data/model mismatch fails with both shapes named instead of a matmul error deep inside."""
+boundary so a data/model mismatch fails with both shapes named instead of a matmul error deep inside,
+and optional class conditioning (``num_classes``), handled here so each architecture only builds layers.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from gan.nets.layers import append_features, one_hot
+
+GENERATOR_CONDITIONING = ("embedding", "batchnorm")
+DISCRIMINATOR_CONDITIONING = ("projection", "concat", "auxiliary")
 
 
 def as_shape(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-class Generator(nn.Module):
-    """Maps latent codes of size ``latent_dim`` to samples of ``sample_shape``."""
+def check_labels(who: str, num_classes: int | None, labels, n: int, device=None) -> Tensor | None:
+    """Labels as a (n,) long tensor in [0, num_classes); a clear error for a missing or stray labelling."""
+    if num_classes is None:
+        if labels is not None:
+            raise ValueError(f"{who} is unconditional (num_classes=None) but was given labels; use model=cgan or model=acgan")
+        return None
+    if labels is None:
+        raise ValueError(f"{who} is conditional on {num_classes} classes: pass labels of shape ({n},)")
+    labels = torch.as_tensor(labels, device=device, dtype=torch.long)
+    if labels.dim() == 0:
+        labels = labels.expand(n)
+    if labels.shape != (n,):
+        raise ValueError(f"{who} expects labels of shape ({n},), got {tuple(labels.shape)}")
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{who} expects labels in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
+    return labels
 
-    def __init__(self, latent_dim: int, sample_shape: Sequence[int]):
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
+    return value
+
+
+class Generator(nn.Module):
+    """Maps latent codes of size ``latent_dim`` (and, when conditional, class labels) to samples of
+    ``sample_shape``.
+
+    Conditioning (``num_classes`` set): ``embedding`` concatenates a learned label embedding of
+    ``embedding_dim`` to z (Mirza & Osindero 2014, Odena et al. 2017); ``batchnorm`` makes every batch norm
+    class-conditional (de Vries et al. 2017, Miyato & Koyama 2018). Subclasses build their first layer for
+    ``self.input_dim`` inputs and implement ``generate(z, labels)``.
+    """
+
+    def __init__(self, latent_dim: int, sample_shape: Sequence[int], num_classes: int | None = None,
+                 conditioning: str = "embedding", embedding_dim: int | None = None):
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.sample_shape = as_shape(sample_shape)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.conditioning = None if num_classes is None else check_choice("generator conditioning", conditioning, GENERATOR_CONDITIONING)
+        self.input_dim = self.latent_dim
+        if self.conditioning == "embedding":
+            self.label_embedding = nn.Embedding(self.num_classes, int(embedding_dim or self.num_classes))
+            self.input_dim += self.label_embedding.embedding_dim
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if z.dim() != 2 or z.size(1) != self.latent_dim:
             raise ValueError(
                 f"{type(self).__name__} expects latent codes of shape (N, {self.latent_dim}), got {tuple(z.shape)}"
             )
-        return self.generate(z)
+        labels = check_labels(type(self).__name__, self.num_classes, labels, z.size(0), z.device)
+        if self.conditioning == "embedding":
+            z = torch.cat([z, self.label_embedding(labels)], dim=1)
+        return self.generate(z, labels)
 
-    def generate(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def noise(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         device = device if device is not None else next(self.parameters()).device
         return torch.randn(n, self.latent_dim, generator=generator).to(device)
 
+    def random_labels(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor | None:
+        """Uniformly drawn classes for a conditional generator, None for an unconditional one."""
+        if self.num_classes is None:
+            return None
+        device = device if device is not None else next(self.parameters()).device
+        return torch.randint(self.num_classes, (n,), generator=generator).to(device)
+
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` samples in the data's value range ([-1, 1] for images), in eval mode."""
+    def sample(self, n: int, generator: torch.Generator | None = None, labels=None) -> Tensor:
+        """``n`` samples in the data's value range ([-1, 1] for images), in eval mode.
+
+        Conditional generators take ``labels`` (a class index, or a sequence of ``n``); without them the
+        classes are drawn uniformly.
+        """
         was_training = self.training
         self.eval()
         try:
-            return self(self.noise(n, generator))
+            z = self.noise(n, generator)
+            if labels is None:
+                labels = self.random_labels(n, generator, z.device)
+            return self(z, labels)
         finally:
             self.train(was_training)
 
 
-class Discriminator(nn.Module):
-    """Maps samples of ``sample_shape`` to one logit each, shape (N,)."""
+class DiscriminatorOutput(NamedTuple):
+    logits: Tensor  # (N,) the adversarial logit
+    class_logits: Tensor | None  # (N, num_classes) for an auxiliary classifier (AC-GAN), else None
+    features: list[Tensor]  # the output of every block, for feature matching
 
-    def __init__(self, sample_shape: Sequence[int]):
+
+class Discriminator(nn.Module):
+    """Maps samples of ``sample_shape`` to one logit each, shape (N,).
+
+    Subclasses fill ``self.blocks`` (a ModuleList; their outputs are the features ``evaluate`` returns),
+    optionally ``self.minibatch`` (a minibatch layer after the last block), and ``self.head`` (to one logit),
+    then call ``build_conditioning`` with the head's input size. Conditioning (``num_classes`` set):
+    ``projection`` adds <embed(y), phi(x)> to the logit (Miyato & Koyama 2018); ``concat`` appends one-hot
+    labels to the input (as channels for images: ``self.input_extra`` more input channels/features);
+    ``auxiliary`` adds a classifier head (AC-GAN, Odena et al. 2017) and ignores labels in the logit.
+    """
+
+    #: image networks receive concatenated labels as extra channels, vector networks as extra entries
+    labels_as_channels = True
+
+    def __init__(self, sample_shape: Sequence[int], num_classes: int | None = None, conditioning: str = "projection"):
         super().__init__()
         self.sample_shape = as_shape(sample_shape)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.conditioning = None if num_classes is None else check_choice("discriminator conditioning", conditioning, DISCRIMINATOR_CONDITIONING)
+        self.input_extra = self.num_classes if self.conditioning == "concat" else 0
+        self.minibatch: nn.Module | None = None
+        self.projection: nn.Module | None = None
+        self.classifier: nn.Module | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def takes_labels(self) -> bool:
+        """Whether the logit depends on labels (an auxiliary classifier predicts them instead)."""
+        return self.conditioning in ("projection", "concat")
+
+    def build_conditioning(self, head_inputs: int, spectral_norm: bool = False) -> None:
+        if self.conditioning == "projection":
+            embedding = nn.Embedding(self.num_classes, head_inputs)
+            nn.init.xavier_uniform_(embedding.weight)
+            self.projection = maybe_spectral_norm(embedding, spectral_norm)
+        elif self.conditioning == "auxiliary":
+            self.classifier = maybe_spectral_norm(nn.Linear(head_inputs, self.num_classes), spectral_norm)
+
+    def evaluate(self, x: Tensor, labels: Tensor | None = None) -> DiscriminatorOutput:
+        """One pass giving the logit, the auxiliary class logits and every block's features."""
         if tuple(x.shape[1:]) != self.sample_shape:
             raise ValueError(
                 f"{type(self).__name__} was built for samples of shape {self.sample_shape} "
                 f"but got {tuple(x.shape[1:])}: set the model's data shape to match the data"
             )
-        return self.classify(x).reshape(x.size(0))
+        label_count = self.num_classes if self.takes_labels else None
+        labels = check_labels(type(self).__name__, label_count, labels, x.size(0), x.device)
+        h = x
+        if self.conditioning == "concat":
+            h = append_features(x if self.labels_as_channels else x.flatten(1), one_hot(labels, self.num_classes, x.dtype))
+        features = []
+        for block in self.blocks:
+            h = block(h)
+            features.append(h)
+        if self.minibatch is not None:
+            h = self.minibatch(h)
+        logits = self.head(h).reshape(x.size(0))
+        if self.projection is not None:
+            logits = logits + (self.projection(labels) * h.flatten(1)).sum(dim=1)
+        class_logits = self.classifier(h.flatten(1)) if self.classifier is not None else None
+        return DiscriminatorOutput(logits, class_logits, features)
 
-    def classify(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.evaluate(x, labels).logits
+
+    def features(self, x: Tensor, labels: Tensor | None = None) -> list[Tensor]:
+        return self.evaluate(x, labels).features
 
 
 def output_activation(name: str) -> nn.Module:
@@ -75,3 +192,10 @@ def output_activation(name: str) -> nn.Module:
 def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
     """Miyato et al. 2018: divide the weight by its largest singular value (one power iteration a step)."""
     return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
+
+
+def maybe_dropout(p: float) -> list[nn.Module]:
+    """A dropout layer when ``p`` > 0 (Goodfellow et al. 2014 used it in the discriminator)."""
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    return [nn.Dropout(float(p))] if p > 0 else []

@@ -7,7 +7,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from gan.nets.base import Discriminator, Generator, maybe_spectral_norm, output_activation
+from gan.nets.base import Discriminator, Generator, maybe_dropout, maybe_spectral_norm, output_activation
+from gan.nets.layers import minibatch_layer
 
 
 class Maxout(nn.Module):
@@ -23,6 +24,8 @@ class Maxout(nn.Module):
 
 
 class MLPGenerator(Generator):
+    """``num_classes`` (``conditioning: embedding`` only) and ``spectral_norm``: see :class:`Generator`."""
+
     def __init__(
         self,
         latent_dim: int,
@@ -30,25 +33,34 @@ class MLPGenerator(Generator):
         hidden: Sequence[int] = (1200, 1200),
         output: str = "tanh",
         batch_norm: bool = False,
+        spectral_norm: bool = False,
+        num_classes: int | None = None,
+        conditioning: str = "embedding",
+        embedding_dim: int | None = None,
     ):
-        super().__init__(latent_dim, sample_shape)
+        super().__init__(latent_dim, sample_shape, num_classes, conditioning, embedding_dim)
+        if self.conditioning == "batchnorm":
+            raise ValueError("MLPGenerator supports conditioning='embedding' only (conditional batch norm needs DCGANGenerator)")
         layers: list[nn.Module] = []
-        width = self.latent_dim
+        width = self.input_dim
         for h in hidden:
-            layers += [nn.Linear(width, h)]
+            layers += [maybe_spectral_norm(nn.Linear(width, h), spectral_norm)]
             if batch_norm:
                 layers += [nn.BatchNorm1d(h)]
             layers += [nn.ReLU()]
             width = h
-        layers += [nn.Linear(width, math.prod(self.sample_shape)), output_activation(output)]
+        layers += [maybe_spectral_norm(nn.Linear(width, math.prod(self.sample_shape)), spectral_norm), output_activation(output)]
         self.net = nn.Sequential(*layers)
 
-    def generate(self, z: Tensor) -> Tensor:
+    def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
         return self.net(z).view(z.size(0), *self.sample_shape)
 
 
 class MLPDiscriminator(Discriminator):
-    """Maxout hidden layers (``maxout_pieces`` > 1) or LeakyReLU ones (``maxout_pieces`` = 1)."""
+    """Maxout hidden layers (``maxout_pieces`` > 1) or LeakyReLU ones (``maxout_pieces`` = 1), dropout
+    after each; ``minibatch`` layer before the output (see :class:`DCGANDiscriminator`)."""
+
+    labels_as_channels = False
 
     def __init__(
         self,
@@ -59,19 +71,26 @@ class MLPDiscriminator(Discriminator):
         input_dropout: float = 0.2,
         negative_slope: float = 0.2,
         spectral_norm: bool = False,
+        minibatch: str | None = "none",
+        minibatch_group_size: int = 4,
+        minibatch_kernels: int = 32,
+        minibatch_kernel_dim: int = 8,
+        num_classes: int | None = None,
+        conditioning: str = "projection",
     ):
-        super().__init__(sample_shape)
-        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(input_dropout)]
-        width = math.prod(self.sample_shape)
+        super().__init__(sample_shape, num_classes, conditioning)
+        width = math.prod(self.sample_shape) + self.input_extra
+        layers: list[nn.Module] = [nn.Flatten(), *maybe_dropout(input_dropout)]
+        blocks = []
         for h in hidden:
             if maxout_pieces > 1:
                 layers += [Maxout(width, h, maxout_pieces, spectral_norm)]
             else:
                 layers += [maybe_spectral_norm(nn.Linear(width, h), spectral_norm), nn.LeakyReLU(negative_slope)]
-            layers += [nn.Dropout(dropout)]
-            width = h
-        layers += [maybe_spectral_norm(nn.Linear(width, 1), spectral_norm)]
-        self.net = nn.Sequential(*layers)
-
-    def classify(self, x: Tensor) -> Tensor:
-        return self.net(x)
+            blocks.append(nn.Sequential(*layers, *maybe_dropout(dropout)))
+            layers, width = [], h
+        self.blocks = nn.ModuleList(blocks or [nn.Sequential(*layers)])
+        self.minibatch = minibatch_layer(minibatch, (width,), minibatch_group_size, minibatch_kernels, minibatch_kernel_dim)
+        width += self.minibatch.extra_features if self.minibatch is not None else 0
+        self.head = maybe_spectral_norm(nn.Linear(width, 1), spectral_norm)
+        self.build_conditioning(width, spectral_norm)

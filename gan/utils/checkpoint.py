@@ -42,7 +42,8 @@ def generator_state(checkpoint: dict[str, Any], use_ema: bool = True) -> tuple[d
 def load_generator(checkpoint_path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"):
     """The trained generator of a run, in eval mode, EMA weights when the run kept them.
 
-    ``generator.sample(n)`` returns ``n`` samples in the data's value range.
+    ``generator.sample(n)`` returns ``n`` samples in the data's value range; a class-conditional generator
+    takes ``generator.sample(n, labels=...)`` (one class index, or ``n`` of them; uniform classes without).
     """
     from hydra.utils import instantiate
 

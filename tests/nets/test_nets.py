@@ -37,9 +37,26 @@ def test_generator_rejects_wrong_latent_size():
         DCGANGenerator(16, (1, 28, 28), width=4)(torch.randn(2, 8))
 
 
-def test_dcgan_needs_image_data():
-    with pytest.raises(ValueError, match=r"square images.*\[2\].*model=gan"):
-        DCGANGenerator(16, (2,))
+def test_dcgan_family_becomes_the_wgan_gp_toy_mlp_on_vectors():
+    g = DCGANGenerator(16, (2,), width=64, norm="none", output="identity")
+    d = DCGANDiscriminator((2,), width=64, norm="layer", spectral_norm=True)
+    linears = [m for m in g.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(16, 512), (512, 512), (512, 512), (512, 2)]
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in d.modules())
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in d.modules()) == 2  # none on the input layer
+    assert all(hasattr(m, "parametrizations") for m in d.modules() if isinstance(m, torch.nn.Linear))
+    assert d(g(torch.randn(5, 16))).shape == (5,)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 48), (1, 2, 3, 4), (3, 6, 6)])
+def test_dcgan_rejects_shapes_it_cannot_build(shape):
+    with pytest.raises(ValueError, match=r"DCGANGenerator needs (square images|an image size).*got"):
+        DCGANGenerator(16, shape)
+
+
+def test_unknown_normalization_is_named():
+    with pytest.raises(ValueError, match=r"unknown normalization 'group'"):
+        DCGANDiscriminator((2,), norm="group")
 
 
 def test_dcgan_init_is_normal_002():

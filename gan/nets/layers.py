@@ -1,0 +1,98 @@
+"""Layers the networks share: minibatch layers for the discriminator, class conditioning for both networks.
+
+Minibatch layers let the discriminator see statistics of the whole batch, so a generator that collapses
+to a few modes produces a batch that is easy to tell apart. Both append features to each sample: extra
+constant channels for (N, C, H, W) maps, extra entries for (N, F) vectors, so the layer after them only
+needs ``extra_features`` more inputs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def append_features(x: Tensor, extra: Tensor) -> Tensor:
+    """``x`` (N, C, H, W) or (N, F) with per-sample ``extra`` (N, E) appended as E channels / entries."""
+    if x.dim() == 4:
+        return torch.cat([x, extra[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))], dim=1)
+    return torch.cat([x.flatten(1), extra], dim=1)
+
+
+class MinibatchStdDev(nn.Module):
+    """Karras et al. 2018 (ProGAN), section 3: the standard deviation of every feature over a group of
+    samples, averaged to one number per group and appended to each sample of the group.
+
+    The group is the largest divisor of the batch size not above ``group_size`` (StyleGAN2 requires the
+    batch to be divisible; a divisor keeps odd evaluation batches working).
+    """
+
+    extra_features = 1
+
+    def __init__(self, group_size: int = 4):
+        super().__init__()
+        if int(group_size) < 1:
+            raise ValueError(f"minibatch_group_size must be a positive integer, got {group_size}")
+        self.group_size = int(group_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.size(0)
+        group = max(g for g in range(1, min(self.group_size, n) + 1) if n % g == 0)
+        grouped = x.reshape(group, n // group, -1).float()  # sample i is in group i % (n // group), as in StyleGAN2
+        std = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=1)  # one value per group
+        return append_features(x, std.to(x.dtype).repeat(group)[:, None])
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Salimans et al. 2016, section 3.2: M_i = f(x_i) T (B kernels of dimension C),
+    o(x_i)_b = sum_j exp(-||M_i,b - M_j,b||_1) over the batch (j = i included, as in the paper)."""
+
+    def __init__(self, in_features: int, num_kernels: int = 32, kernel_dim: int = 8):
+        super().__init__()
+        self.in_features, self.num_kernels, self.kernel_dim = int(in_features), int(num_kernels), int(kernel_dim)
+        self.extra_features = self.num_kernels
+        self.T = nn.Parameter(torch.randn(self.in_features, self.num_kernels * self.kernel_dim) * 0.1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.flatten(1)
+        if flat.size(1) != self.in_features:
+            raise ValueError(f"MinibatchDiscrimination was built for {self.in_features} features, got {flat.size(1)}")
+        m = (flat @ self.T).view(-1, self.num_kernels, self.kernel_dim)
+        l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(dim=3)  # (N, N, B)
+        return append_features(x, torch.exp(-l1).sum(dim=1))
+
+
+def minibatch_layer(kind: str | None, in_shape: tuple[int, ...], group_size: int = 4, num_kernels: int = 32,
+                    kernel_dim: int = 8) -> nn.Module | None:
+    """The discriminator option ``minibatch``: ``none``, ``stddev`` (Karras 2018) or ``discrimination``
+    (Salimans 2016), for features of shape ``in_shape`` (without the batch dimension)."""
+    if kind in (None, "none"):
+        return None
+    if kind == "stddev":
+        return MinibatchStdDev(group_size)
+    if kind == "discrimination":
+        return MinibatchDiscrimination(math.prod(in_shape), num_kernels, kernel_dim)
+    raise ValueError(f"unknown minibatch layer {kind!r}; expected 'none', 'stddev' or 'discrimination'")
+
+
+class ConditionalBatchNorm(nn.Module):
+    """de Vries et al. 2017 / Miyato & Koyama 2018: batch norm without affine parameters, then a per-class
+    scale and shift (initialized to the identity). For (N, C, H, W) maps, or (N, C) vectors with ``vector``."""
+
+    def __init__(self, num_features: int, num_classes: int, vector: bool = False):
+        super().__init__()
+        self.norm = (nn.BatchNorm1d if vector else nn.BatchNorm2d)(num_features, affine=False)
+        self.scale = nn.Embedding(num_classes, num_features)
+        self.shift = nn.Embedding(num_classes, num_features)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+        shape = (x.size(0), -1) + (1,) * (x.dim() - 2)
+        return self.norm(x) * self.scale(labels).view(shape) + self.shift(labels).view(shape)
+
+
+def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    return F.one_hot(labels, num_classes).to(dtype)

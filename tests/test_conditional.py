@@ -1,0 +1,154 @@
+"""Conditional GANs: labels reach both networks, projection adds its term, unlabelled data is a clear
+error, grids have a row per class, and after a short training the samples follow the requested classes."""
+from functools import partial
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import TensorDataset
+
+import gan
+from gan.data.base import GANDataModule
+from gan.data.toy2d import ring_modes, sample_mixture
+from gan.losses import HingeLoss, NonSaturatingLoss
+from gan.module import GANModule
+from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from tests.conftest import tiny_overrides
+from tests.test_module import attach_trainer
+from train import train
+
+SHAPE = (1, 16, 16)
+
+
+@pytest.mark.parametrize("conditioning", ["embedding", "batchnorm"])
+def test_labels_reach_the_generator(conditioning):
+    torch.manual_seed(0)
+    g = DCGANGenerator(8, SHAPE, width=4, num_classes=3, conditioning=conditioning)
+    if conditioning == "batchnorm":  # identity-initialized: give the classes different scales
+        torch.nn.init.normal_(g.net[1].scale.weight, 1.0, 0.5)
+    g.eval()
+    z = torch.randn(4, 8)
+    assert not torch.allclose(g(z, torch.zeros(4, dtype=torch.long)), g(z, torch.full((4,), 2)))
+
+
+@pytest.mark.parametrize("conditioning", ["projection", "concat"])
+@pytest.mark.parametrize("net", ["dcgan", "mlp", "dcgan_vector"])
+def test_labels_reach_the_discriminator(conditioning, net):
+    torch.manual_seed(0)
+    shape = (2,) if net != "dcgan" else SHAPE
+    d = {"dcgan": partial(DCGANDiscriminator, width=4), "dcgan_vector": partial(DCGANDiscriminator, width=2),
+         "mlp": partial(MLPDiscriminator, hidden=[8], dropout=0.0, input_dropout=0.0)}[net](shape, num_classes=3, conditioning=conditioning)
+    x = torch.randn(4, *shape)
+    assert not torch.allclose(d(x, torch.zeros(4, dtype=torch.long)), d(x, torch.full((4,), 2)))
+
+
+def test_projection_adds_the_inner_product_of_the_class_embedding_and_the_features():
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(SHAPE, width=4, norm="none", num_classes=3, conditioning="projection")
+    x, labels = torch.randn(5, *SHAPE), torch.tensor([0, 1, 2, 1, 0])
+    out = d.evaluate(x, labels)
+    phi = out.features[-1]
+    unconditional = d.head(phi).reshape(5)
+    expected = unconditional + (d.projection.weight[labels] * phi.flatten(1)).sum(dim=1)
+    assert torch.allclose(out.logits, expected, atol=1e-6)
+    assert (out.logits - unconditional).abs().min() > 0  # the projection term changes every logit
+    with torch.no_grad():
+        d.projection.weight.zero_()
+    assert torch.allclose(d(x, labels), unconditional, atol=1e-6)
+
+
+def test_auxiliary_classifier_predicts_classes_and_ignores_them_in_the_logit():
+    d = DCGANDiscriminator(SHAPE, width=4, num_classes=3, conditioning="auxiliary")
+    d.eval()
+    out = d.evaluate(torch.randn(4, *SHAPE))
+    assert out.class_logits.shape == (4, 3)
+    assert not d.takes_labels
+
+
+def test_missing_or_bad_labels_are_clear_errors():
+    g = DCGANGenerator(8, SHAPE, width=4, num_classes=3)
+    with pytest.raises(ValueError, match=r"conditional on 3 classes: pass labels of shape \(2,\)"):
+        g(torch.randn(2, 8))
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\), got values in \[0, 7\]"):
+        g(torch.randn(2, 8), torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match=r"unconditional \(num_classes=None\) but was given labels"):
+        DCGANGenerator(8, SHAPE, width=4)(torch.randn(2, 8), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"unknown discriminator conditioning 'sum'"):
+        DCGANDiscriminator(SHAPE, num_classes=3, conditioning="sum")
+
+
+def test_the_module_feeds_the_batch_labels_to_both_networks():
+    torch.manual_seed(0)
+    module = GANModule(DCGANGenerator(8, SHAPE, width=4, num_classes=3), DCGANDiscriminator(SHAPE, width=4, num_classes=3),
+                       HingeLoss(), {"generator": partial(torch.optim.Adam, lr=1e-3), "discriminator": partial(torch.optim.Adam, lr=1e-3)},
+                       num_fixed_samples=8)
+    attach_trainer(module)
+    generated, discriminated = [], []
+    module.generator.register_forward_pre_hook(lambda m, args: generated.append(args[1]))
+    original = module.discriminator.evaluate
+    module.discriminator.evaluate = lambda x, labels=None: discriminated.append(labels) or original(x, labels)
+    module._log_terms = lambda prefix, terms: None
+    labels = torch.tensor([2, 0, 1, 2])
+    module.training_step((torch.randn(4, *SHAPE), labels), 0)
+    assert len(generated) == 2 and all(torch.equal(y, labels) for y in generated)  # D step and G step fakes
+    assert len(discriminated) == 3 and all(torch.equal(y, labels) for y in discriminated)  # real, fake, fake
+
+
+def test_conditional_model_on_unlabelled_data_is_a_clear_error(make_cfg):
+    cfg = make_cfg(tiny_overrides("cgan", "toy2d_grid", steps=1))
+    with pytest.raises(ValueError, match=r"needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("model", ["cgan", "acgan"])
+def test_conditional_run_gives_a_row_per_class_and_a_labelled_sampler(make_cfg, tmp_path, model):
+    metrics, objects = train(make_cfg(tiny_overrides(model, "digits", steps=2) + ["callbacks.sample_grid.num_images=30"]))
+    with Image.open(tmp_path / "run" / "samples" / "gstep_0000002.png") as grid:
+        assert grid.size == (3 * 30 + 2, 10 * 30 + 2)  # 10 rows (classes) of 3, 28 px + 2 px padding
+    if model == "acgan":
+        assert {"train/d/class_loss", "train/g/class_loss", "train/d/class_accuracy"} <= set(metrics)
+    generator = gan.load_generator(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert generator.sample(4, labels=[1, 2, 3, 4]).shape == (4, 1, 28, 28)
+    a = generator.sample(3, generator=torch.Generator().manual_seed(0), labels=7)
+    b = generator.sample(3, generator=torch.Generator().manual_seed(0), labels=torch.full((3,), 7))
+    assert torch.equal(a, b)
+    assert generator.sample(5).shape == (5, 1, 28, 28)  # uniform classes when none are asked for
+
+
+class LabelledRing(GANDataModule):
+    """Four well-separated Gaussians, the label is the mode: an easy labelled data set."""
+
+    kind = "points"
+
+    def __init__(self, batch_size=64):
+        super().__init__((2,), "identity", batch_size, num_classes=4)
+        self.modes = ring_modes(4, 2.0)
+
+    def setup(self, stage=None):
+        if self.train_set is None:
+            points, which = sample_mixture(self.modes, 0.05, 4096, torch.Generator().manual_seed(0))
+            self.train_set = TensorDataset(points, which)
+
+
+@pytest.mark.slow
+def test_generated_classes_follow_the_requested_labels():
+    pl.seed_everything(0)
+    data = LabelledRing()
+    module = GANModule(
+        MLPGenerator(4, (2,), hidden=[32, 32], output="identity", num_classes=4),
+        MLPDiscriminator((2,), hidden=[32, 32], maxout_pieces=1, dropout=0.0, input_dropout=0.0, num_classes=4),
+        NonSaturatingLoss(),
+        {"generator": partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999)),
+         "discriminator": partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))},
+        num_fixed_samples=8,
+    )
+    trainer = pl.Trainer(accelerator="cpu", max_steps=2 * 300, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    requested = torch.arange(4).repeat_interleave(100)
+    samples = module.generator.sample(400, generator=torch.Generator().manual_seed(1), labels=requested)
+    nearest = torch.cdist(samples, data.modes).argmin(dim=1)
+    accuracy = (nearest == requested).float().mean().item()
+    print(f"class accuracy {accuracy:.3f}")
+    assert accuracy > 0.9  # chance is 0.25
