@@ -1,5 +1,15 @@
 from gan.data.base import GANDataModule
 from gan.data.digits import DigitsDataModule
 from gan.data.toy2d import Toy2DDataModule
+from gan.data.celeba import CelebADataModule
+from gan.data.errors import DatasetFormatError, DatasetNotFoundError
+from gan.data.image_data import ImageDataModule
+from gan.data.image_folder import ImageFolderDataModule
+from gan.data.stacked_mnist import StackedMNISTDataModule
+from gan.data.torchvision_sets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
-__all__ = ["GANDataModule", "DigitsDataModule", "Toy2DDataModule"]
+__all__ = [
+    "GANDataModule", "DigitsDataModule", "Toy2DDataModule",
+    "ImageDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule", "CelebADataModule",
+    "ImageFolderDataModule", "StackedMNISTDataModule", "DatasetNotFoundError", "DatasetFormatError",
+]

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from gan.data.sampler import ResumableSampler
+
 
 class GANDataModule(pl.LightningDataModule):
     #: "image" (C, H, W in [-1, 1]) or "points" (unbounded vectors)
@@ -34,7 +36,8 @@ class GANDataModule(pl.LightningDataModule):
         self.generator_output = generator_output
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
-        self.pin_memory = bool(pin_memory)
+        # pinning only speeds up copies to an accelerator; without one torch warns on every loader
+        self.pin_memory = bool(pin_memory) and torch.accelerator.is_available()
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.num_classes = num_classes
         self.train_set: Dataset | None = None
@@ -46,10 +49,15 @@ class GANDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             self.setup("fit")
+        # Training (a Trainer attached) reads an endless stream ordered by (seed, position, rank), so a
+        # resumed run sees the batches it would have seen (gan/data/sampler.py); iterated directly, one
+        # pass. The loader's own generator keeps it off the global RNG, which the checkpoint restores.
+        sampler = ResumableSampler(self.train_set, endless=self.trainer is not None)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(sampler.seed),
             drop_last=True,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from gan.data.base import GANDataModule
+from gan.data.transforms import uint8_to_unit_range
 
 
 def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +37,7 @@ def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def to_unit_range(images_uint8: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W] -> float [N, 1, H, W] in [-1, 1], matching tanh generators."""
-    return torch.from_numpy(images_uint8).float().div(127.5).sub(1.0).unsqueeze(1)
+    return uint8_to_unit_range(torch.from_numpy(images_uint8)).unsqueeze(1)
 
 
 class DigitsDataModule(GANDataModule):

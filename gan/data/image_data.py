@@ -1,0 +1,53 @@
+"""What every resizable image data set shares: ``resolution`` and ``channels`` decide the sample shape,
+a torchvision transform maps each PIL image to [-1, 1], and the data is loaded once in ``setup``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from gan.data.base import GANDataModule
+from gan.data.transforms import image_transform, pil_mode
+
+
+class ImageFiles(Dataset):
+    """Image files read with PIL and transformed; every label is -1 (unlabelled)."""
+
+    def __init__(self, paths: list[Path], transform: Callable):
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        with Image.open(self.paths[index]) as image:
+            return self.transform(image), -1
+
+
+class ImageDataModule(GANDataModule):
+    #: the name used in messages and logs (the config file's name)
+    dataset_name = "images"
+
+    def __init__(self, root: str | os.PathLike, resolution: int, channels: int,
+                 sample_shape: Sequence[int] | None = None, center_crop: int | None = None, **loader_options):
+        pil_mode(int(channels))
+        shape = (int(channels), int(resolution), int(resolution))
+        super().__init__(self.require_shape(sample_shape or shape, shape, self.dataset_name), **loader_options)
+        self.root = Path(root)
+        self.resolution, self.channels = int(resolution), int(channels)
+        self.transform = image_transform(self.resolution, self.channels, center_crop)
+
+    @property
+    def name(self) -> str:
+        return self.dataset_name
+
+    def load(self) -> Dataset:
+        """The training set, yielding (image in [-1, 1], label or -1); raises DatasetNotFoundError/DatasetFormatError."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = self.load()

@@ -1,0 +1,81 @@
+"""Any folder of images, searched recursively (png, jpg, webp and the other extensions torchvision's
+ImageFolder accepts), unlabelled, resized and center-cropped to ``resolution``.
+
+Every file is decoded once in ``setup`` (JPEGs at reduced scale, in a thread pool, since PIL releases
+the GIL while decoding) so that an unreadable or truncated file is dropped up front with one warning
+that counts them, instead of crashing a DataLoader worker in the middle of an epoch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from gan.data.errors import DatasetNotFoundError
+from gan.data.image_data import ImageDataModule, ImageFiles
+from gan.data.transforms import pil_mode
+
+log = logging.getLogger("gan")
+
+LAYOUT = f"image files ({', '.join(ext.lstrip('.') for ext in IMG_EXTENSIONS)}) anywhere below it"
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files below ``folder`` by extension (any case), in a stable order."""
+    found = []
+    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+        subdirectories.sort()
+        found += [Path(directory) / name for name in sorted(names) if name.lower().endswith(IMG_EXTENSIONS)]
+    return found
+
+
+def decodes(path: Path, mode: str, size: int) -> bool:
+    """Whether PIL can decode the whole file (a truncated JPEG only fails when its last scan is read)."""
+    try:
+        with Image.open(path) as image:
+            image.draft(mode, (size, size))
+            image.load()
+        return True
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
+class ImageFolderDataModule(ImageDataModule):
+    dataset_name = "image_folder"
+
+    def __init__(self, path: str, root: str | None = None, resolution: int = 64, channels: int = 3,
+                 sample_shape=None, **loader_options):
+        super().__init__(root or path, resolution, channels, sample_shape, **loader_options)
+        self.path = Path(path)
+
+    def not_found(self, reason: str) -> DatasetNotFoundError:
+        return DatasetNotFoundError("image_folder", self.path, LAYOUT, "set data.path=/folder/with/images", reason)
+
+    def prepare_data(self) -> None:
+        if not self.path.is_dir():
+            raise self.not_found("no such folder")
+
+    def load(self) -> Dataset:
+        self.prepare_data()
+        candidates = find_images(self.path)
+        if not candidates:
+            raise self.not_found("the folder holds no image files")
+        workers = min(8, os.cpu_count() or 1)
+        mode = pil_mode(self.channels)
+        with ThreadPoolExecutor(workers) as pool:
+            readable = list(pool.map(lambda path: decodes(path, mode, self.resolution), candidates))
+        paths = [path for path, ok in zip(candidates, readable) if ok]
+        skipped = [path for path, ok in zip(candidates, readable) if not ok]
+        if not paths:
+            raise self.not_found(f"none of its {len(candidates)} image files can be decoded")
+        if skipped:
+            examples = ", ".join(str(path.relative_to(self.path)) for path in skipped[:3])
+            log.warning("image_folder: skipped %d of %d files under %s that cannot be decoded (%s%s)",
+                        len(skipped), len(candidates), self.path, examples, ", ..." if len(skipped) > 3 else "")
+        log.info("image_folder: %d images under %s", len(paths), self.path)
+        return ImageFiles(paths, self.transform)

@@ -1,0 +1,85 @@
+"""Stacked MNIST (Metz et al. 2017, Srivastava et al. 2017): three digits drawn independently and
+stacked as the R, G, B channels, so there are 10^3 = 1,000 modes. The label is the 3-digit number
+``100 * red + 10 * green + blue``, which the mode-coverage metric compares with a classifier's reading.
+
+The digits come from MNIST's 60,000 training images when they are under ``root`` (torchvision's layout,
+``MNIST/raw/``), else from the 5,000 embedded ones. The ``num_samples`` triples are drawn once from a
+generator seeded with ``seed``, so the data set is the same on every run and every rank; images are
+composed on the fly from the uint8 digits (100,000 stored float images would take 940 MB).
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from gan.data.digits import load_digits_array
+from gan.data.image_data import ImageDataModule
+from gan.data.torchvision_sets import MNISTDataModule
+from gan.data.transforms import uint8_to_unit_range
+
+log = logging.getLogger("gan")
+
+SOURCES = ("auto", "mnist", "digits")
+PLACE_VALUES = torch.tensor([100, 10, 1])
+
+
+class StackedDigits(Dataset):
+    def __init__(self, digits: Tensor, labels: Tensor, triples: Tensor, resize: v2.Transform | None = None):
+        """``digits`` uint8 [N, H, W], ``labels`` [N], ``triples`` [M, 3] indices into them."""
+        self.digits, self.labels, self.triples, self.resize = digits, labels, triples, resize
+
+    def __len__(self) -> int:
+        return len(self.triples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        which = self.triples[index]
+        image = uint8_to_unit_range(self.digits[which])
+        if self.resize is not None:
+            image = self.resize(image)
+        return image, (self.labels[which] * PLACE_VALUES).sum()
+
+
+class StackedMNISTDataModule(ImageDataModule):
+    dataset_name = "stacked_mnist"
+
+    def __init__(self, root: str, num_samples: int = 100_000, seed: int = 0, source: str = "auto",
+                 resolution: int = 28, channels: int = 3, sample_shape=None, **loader_options):
+        if source not in SOURCES:
+            raise ValueError(f"data.source={source!r} is not a stacked_mnist source; expected one of {list(SOURCES)}")
+        if int(channels) != 3:
+            raise ValueError(f"stacked_mnist stacks 3 digits as RGB, so data.channels must be 3, got {channels}")
+        if int(num_samples) < 1:
+            raise ValueError(f"data.num_samples must be positive, got {num_samples}")
+        loader_options.setdefault("num_classes", 1000)
+        super().__init__(root, resolution, channels, sample_shape, **loader_options)
+        self.num_samples, self.seed, self.requested_source = int(num_samples), int(seed), source
+        #: "mnist" or "digits", known after setup
+        self.source: str | None = None
+
+    def mnist(self) -> MNISTDataModule:
+        return MNISTDataModule(str(self.root), download=False)
+
+    def prepare_data(self) -> None:
+        if self.requested_source == "mnist":
+            self.mnist().prepare_data()  # raises the MNIST layout error when it is missing
+        elif self.requested_source == "digits" or self.mnist().missing_files():
+            load_digits_array(self.root)
+
+    def load(self) -> Dataset:
+        use_mnist = self.requested_source == "mnist" or (self.requested_source == "auto" and not self.mnist().missing_files())
+        if use_mnist:
+            mnist = self.mnist()
+            mnist.setup("fit")
+            digits, labels = mnist.train_set.data, mnist.train_set.targets
+        else:
+            images, numbers = load_digits_array(self.root)
+            digits, labels = torch.from_numpy(images), torch.from_numpy(numbers)
+        self.source = "mnist" if use_mnist else "digits"
+        triples = torch.randint(len(digits), (self.num_samples, 3), generator=torch.Generator().manual_seed(self.seed))
+        resize = v2.Resize(self.resolution, antialias=True) if self.resolution != digits.shape[-1] else None
+        log.info("stacked_mnist: %d images stacked from the %d %s digits (seed %d)", self.num_samples, len(digits), self.source, self.seed)
+        return StackedDigits(digits, labels.long(), triples, resize)

@@ -1,0 +1,167 @@
+"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision's dataset classes.
+
+torchvision downloads on first use (``download=true``) and skips the network when the files are already
+there. Its CIFAR10 class also insists on the official md5 sum of every batch file, which rejects a
+re-packed or test copy with "Dataset not found or corrupted"; ``CIFAR10Files`` keeps its reader but
+checks that the files exist. A real download is still verified, against the archive's md5 (``tgz_md5``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+from pathlib import Path
+from urllib.error import URLError
+
+from torch.utils.data import ConcatDataset, Dataset
+from torchvision import datasets
+
+from gan.data.errors import DatasetFormatError, DatasetNotFoundError, one_line
+from gan.data.image_data import ImageDataModule
+
+log = logging.getLogger("gan")
+
+#: an idx file's element type for unsigned bytes (the third byte of its magic number)
+IDX_UBYTE = 0x08
+SPLITS = {"train": (True,), "test": (False,), "all": (True, False)}
+#: what torchvision's readers raise on a file they cannot parse (bad idx magic numbers are bare asserts)
+PARSE_ERRORS = (AssertionError, ValueError, TypeError, KeyError, IndexError, RuntimeError, OSError, EOFError, pickle.UnpicklingError)
+
+
+class CIFAR10Files(datasets.CIFAR10):
+    """torchvision's CIFAR-10 reader, checking that the batch files exist rather than their official md5 sums."""
+
+    train_list = [[name, None] for name, _ in datasets.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in datasets.CIFAR10.test_list]
+    meta = {**datasets.CIFAR10.meta, "md5": None}
+
+
+def mnist_files(dataset_class: type[datasets.MNIST]) -> list[str]:
+    """The uncompressed idx files torchvision reads, relative to ``root``."""
+    names = [os.path.splitext(os.path.basename(url))[0] for url, _ in dataset_class.resources]
+    return [f"{dataset_class.__name__}/raw/{name}" for name in names]
+
+
+def cifar_files(dataset_class: type[datasets.CIFAR10]) -> list[str]:
+    names = [name for name, _ in dataset_class.train_list + dataset_class.test_list] + [dataset_class.meta["filename"]]
+    return [f"{dataset_class.base_folder}/{name}" for name in names]
+
+
+def idx_problem(path: Path) -> str | None:
+    """The idx header check torchvision does with bare asserts, with a message: magic 0x0803 for the
+    [N, 28, 28] image files and 0x0801 for the [N] label files, then one byte per element."""
+    data = path.read_bytes()
+    dims = 3 if "images" in path.name else 1
+    expected = IDX_UBYTE << 8 | dims
+    if len(data) < 4 * (dims + 1):
+        return f"{path.name} has {len(data)} bytes, fewer than its {4 * (dims + 1)}-byte header"
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expected:
+        return f"{path.name} starts with magic number {hex(magic)}, expected {hex(expected)}"
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    size = len(data) - 4 * (dims + 1)
+    if size != math.prod(shape):
+        return f"{path.name} declares shape {shape} but holds {size} bytes of data"
+    return None
+
+
+class TorchvisionDataModule(ImageDataModule):
+    """One torchvision dataset class with a ``train``/``test`` flag; ``split: all`` concatenates both."""
+
+    dataset_class: type[Dataset]
+    #: the files, relative to root, that must all exist before torchvision is asked to read them
+    files: list[str]
+    #: the layout shown when they are missing
+    layout: str
+
+    def __init__(self, root: str, resolution: int, channels: int, split: str = "train", download: bool = True,
+                 sample_shape=None, **loader_options):
+        if split not in SPLITS:
+            raise ValueError(f"data.split={split!r} is not a {self.dataset_name} split; expected one of {sorted(SPLITS)}")
+        loader_options.setdefault("num_classes", 10)
+        super().__init__(root, resolution, channels, sample_shape, **loader_options)
+        self.split, self.download = split, bool(download)
+
+    @property
+    def folder(self) -> Path:
+        return self.root / Path(self.files[0]).parent
+
+    def missing_files(self) -> list[str]:
+        return [name for name in self.files if not (self.root / name).is_file()]
+
+    def not_found(self, reason: str = "") -> DatasetNotFoundError:
+        missing = self.missing_files()
+        reason = reason or f"missing {Path(missing[0]).name}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        return DatasetNotFoundError(
+            self.dataset_name, self.folder, self.layout,
+            f"set data.root to the folder that holds {self.files[0].split('/')[0]}/ (now {self.root}), "
+            "or data.download=true on a machine with internet",
+            reason,
+        )
+
+    def prepare_data(self) -> None:
+        if not self.missing_files():
+            return
+        if not self.download:
+            raise self.not_found()
+        log.info("Downloading %s to %s", self.dataset_name, self.root)
+        try:
+            self.dataset_class(str(self.root), train=True, download=True)
+        except (URLError, OSError, RuntimeError) as error:
+            raise self.not_found(f"download failed: {one_line(error)}") from None
+
+    def load(self) -> Dataset:
+        if self.missing_files():
+            raise self.not_found()
+        try:
+            parts = [self.dataset_class(str(self.root), train=train, transform=self.transform) for train in SPLITS[self.split]]
+        except PARSE_ERRORS as error:
+            problems = (self.file_problem(self.root / name) for name in self.files)
+            raise DatasetFormatError(self.dataset_name, self.folder, next((p for p in problems if p), error)) from None
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def file_problem(self, path: Path) -> str | None:
+        """Why one file cannot be read (torchvision's own errors are bare asserts or pickle errors), or None."""
+        return None
+
+
+class MNISTDataModule(TorchvisionDataModule):
+    dataset_name = "mnist"
+    dataset_class = datasets.MNIST
+    files = mnist_files(datasets.MNIST)
+    layout = "MNIST/raw/ with the 4 uncompressed idx files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+
+    def __init__(self, root: str, resolution: int = 28, channels: int = 1, **options):
+        super().__init__(root, resolution, channels, **options)
+
+    def file_problem(self, path: Path) -> str | None:
+        return idx_problem(path)
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    dataset_name = "fashion_mnist"
+    dataset_class = datasets.FashionMNIST
+    files = mnist_files(datasets.FashionMNIST)
+    layout = MNISTDataModule.layout.replace("MNIST/raw/", "FashionMNIST/raw/")
+
+
+class CIFAR10DataModule(TorchvisionDataModule):
+    dataset_name = "cifar10"
+    dataset_class = CIFAR10Files
+    files = cifar_files(CIFAR10Files)
+    layout = "cifar-10-batches-py/ with the python pickles data_batch_1..data_batch_5, test_batch and batches.meta"
+
+    def __init__(self, root: str, resolution: int = 32, channels: int = 3, **options):
+        super().__init__(root, resolution, channels, **options)
+
+    def file_problem(self, path: Path) -> str | None:
+        key = "label_names" if path.name == CIFAR10Files.meta["filename"] else "data"
+        try:
+            with open(path, "rb") as handle:
+                content = pickle.load(handle, encoding="latin1")
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as error:
+            return f"{path.name} is not a python pickle ({one_line(error, 100)})"
+        if not isinstance(content, dict) or key not in content:
+            return f"{path.name} holds no {key!r} entry"
+        return None

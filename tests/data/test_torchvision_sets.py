@@ -1,0 +1,126 @@
+"""MNIST, Fashion-MNIST and CIFAR-10 read from tiny copies in their exact on-disk formats."""
+import urllib.request
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+
+from gan.data import CIFAR10DataModule, DatasetFormatError, DatasetNotFoundError, FashionMNISTDataModule, MNISTDataModule
+from tests.data.fake_datasets import write_cifar10, write_idx, write_mnist
+
+
+def unit(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array.astype(np.float32)) / 127.5 - 1
+
+
+@pytest.mark.parametrize("module,folder", [(MNISTDataModule, "MNIST"), (FashionMNISTDataModule, "FashionMNIST")])
+def test_mnist_formats_read_exactly_in_unit_range(tmp_path, module, folder):
+    arrays = write_mnist(tmp_path, folder, train=20, test=7)
+    dm = module(str(tmp_path), batch_size=8, num_workers=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.train_set) == 20 and dm.num_classes == 10 and dm.sample_shape == (1, 28, 28)
+    image, label = dm.train_set[3]
+    assert type(image) is torch.Tensor and torch.equal(image, unit(arrays["train_images"][3])[None])
+    assert label == arrays["train_labels"][3]
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (8, 1, 28, 28) and images.dtype == torch.float32 and labels.shape == (8,)
+    assert images.min() >= -1 and images.max() <= 1
+    assert len(list(dm.train_dataloader())) == 20 // 8  # drop_last
+
+
+@pytest.mark.parametrize("split,size", [("train", 20), ("test", 7), ("all", 27)])
+def test_mnist_splits(tmp_path, split, size):
+    write_mnist(tmp_path, train=20, test=7)
+    dm = MNISTDataModule(str(tmp_path), split=split)
+    dm.setup("fit")
+    assert len(dm.train_set) == size
+
+
+def test_mnist_resized_and_as_rgb(tmp_path):
+    write_mnist(tmp_path, train=10, test=2)
+    dm = MNISTDataModule(str(tmp_path), resolution=32, channels=3, sample_shape=[3, 32, 32])
+    dm.setup("fit")
+    image, _ = dm.train_set[0]
+    assert image.shape == (3, 32, 32)
+    assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])  # gray repeated as RGB
+    assert image.min() >= -1 and image.max() <= 1
+
+
+def test_cifar10_pickles_read_without_official_checksums(tmp_path):
+    arrays = write_cifar10(tmp_path, per_batch=6, test=5)
+    dm = CIFAR10DataModule(str(tmp_path))
+    dm.setup("fit")
+    assert len(dm.train_set) == 5 * 6 and dm.sample_shape == (3, 32, 32) and dm.num_classes == 10
+    data, labels = arrays["data_batch_2"]
+    image, label = dm.train_set[6 + 4]  # the 5th image of the second batch
+    assert torch.equal(image, unit(data[4].reshape(3, 32, 32)))  # rows are channel-major R, G, B planes
+    assert label == labels[4]
+    test = CIFAR10DataModule(str(tmp_path), split="test")
+    test.setup("fit")
+    assert len(test.train_set) == 5
+
+
+def offline(monkeypatch):
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return calls
+
+
+@pytest.mark.parametrize("module,writer", [(MNISTDataModule, write_mnist), (CIFAR10DataModule, write_cifar10)])
+def test_download_default_does_not_touch_the_network_when_files_exist(tmp_path, monkeypatch, module, writer):
+    writer(tmp_path)
+    calls = offline(monkeypatch)
+    dm = module(str(tmp_path))
+    assert dm.download
+    dm.prepare_data()
+    dm.setup("fit")
+    assert calls == [] and len(dm.train_set) > 0
+
+
+@pytest.mark.parametrize("module,folder,expected", [
+    (MNISTDataModule, "MNIST/raw", "train-images-idx3-ubyte"),
+    (FashionMNISTDataModule, "FashionMNIST/raw", "t10k-labels-idx1-ubyte"),
+    (CIFAR10DataModule, "cifar-10-batches-py", "data_batch_1"),
+])
+def test_missing_data_is_one_line_naming_folder_layout_and_fix(tmp_path, module, folder, expected):
+    with pytest.raises(DatasetNotFoundError) as error:
+        module(str(tmp_path), download=False).prepare_data()
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"{tmp_path}/{folder}" in message and expected in message
+    assert "data.root" in message and "data.download=true" in message
+
+
+def test_failed_download_says_why_in_one_line(tmp_path, monkeypatch):
+    offline(monkeypatch)
+    with pytest.raises(DatasetNotFoundError, match=r"download failed: RuntimeError: .*network is unreachable") as error:
+        MNISTDataModule(str(tmp_path)).prepare_data()
+    assert "\n" not in str(error.value) and str(tmp_path / "MNIST" / "raw") in str(error.value)
+
+
+def test_unparseable_files_name_the_problem(tmp_path):
+    write_mnist(tmp_path, train=4, test=2)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((4, 28), np.uint8))  # 2 dims, not 3
+    with pytest.raises(DatasetFormatError, match=r"train-images-idx3-ubyte starts with magic number 0x802, expected 0x803"):
+        MNISTDataModule(str(tmp_path)).setup("fit")
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x04 truncated")
+    with pytest.raises(DatasetFormatError, match=r"data_batch_3 is not a python pickle") as error:
+        CIFAR10DataModule(str(tmp_path)).setup("fit")
+    assert "\n" not in str(error.value)
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"data.split='validation'.*\['all', 'test', 'train'\]"):
+        MNISTDataModule(str(tmp_path), split="validation")
+    with pytest.raises(ValueError, match=r"data.channels must be 1 \(grayscale\) or 3 \(RGB\), got 2"):
+        CIFAR10DataModule(str(tmp_path), channels=2)
+    with pytest.raises(ValueError, match=r"\[3, 32, 32\].*\[1, 28, 28\]"):
+        CIFAR10DataModule(str(tmp_path), sample_shape=[1, 28, 28])
