@@ -1,0 +1,67 @@
+"""Periodic evaluation during training: the metric suite every N generator steps, logged as ``val/<metric>``."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
+
+from gan.metrics import MetricSuite
+from gan.metrics.cache import data_identity
+
+log = logging.getLogger("gan")
+
+
+class MetricsCallback(pl.Callback):
+    """Every ``every_n_generator_steps`` generator steps, score the sampling generator (the EMA copy when
+    EMA is on, in eval mode, fixed latent codes) with the metrics of ``config`` (the ``metrics`` group).
+
+    Values are logged as ``val/<name>`` (so a checkpoint callback can monitor them) and appended, with the
+    protocol that produced them, to ``<dirpath>/metrics.jsonl``. Rank 0 computes; the values are broadcast
+    so every rank logs the same numbers.
+    """
+
+    def __init__(self, config: Mapping, dirpath: str | None = None):
+        config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+        # built here, i.e. before training starts, so a missing Inception weights file fails at once
+        self.suite = MetricSuite.from_config(config)
+        self.every = int(config.get("every_n_generator_steps") or 0)
+        self.dirpath = Path(dirpath) if dirpath else None
+        self._last_scored: int | None = None
+        self.history: list[dict[str, Any]] = []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.datamodule is not None:
+            self.suite.check_data(trainer.datamodule)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.suite.to(pl_module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = pl_module.generator_steps
+        if self.every > 0 and self.suite.metrics and step > 0 and step % self.every == 0 and step != self._last_scored:
+            self.score(trainer, pl_module)
+
+    def score(self, trainer, pl_module) -> dict[str, float]:
+        step = self._last_scored = pl_module.generator_steps
+        record = None
+        if trainer.is_global_zero:
+            values, protocol = self.suite.evaluate_generator(pl_module.sampling_generator, trainer.datamodule,
+                                                           data_identity((pl_module.run_config or {}).get("data")))
+            record = {"generator_step": step, "global_step": trainer.global_step, "values": values, "protocol": protocol}
+            self._write(record)
+        record = trainer.strategy.broadcast(record, src=0)
+        self.history.append(record)
+        pl_module.log_dict({f"val/{name}": float(value) for name, value in record["values"].items()}, on_step=True, on_epoch=False)
+        log.info("generator step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in record["values"].items()))
+        return record["values"]
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.dirpath is None:
+            return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        with open(self.dirpath / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,63 @@
+"""Fixtures for the metric tests: a randomly initialised Inception saved in torch-fidelity's format, and
+tiny image folders, so everything runs offline."""
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from torch import nn
+
+from gan.data.base import GANDataModule
+from gan.visualize import save_image_grid
+
+
+@pytest.fixture(scope="session")
+def inception_weights(tmp_path_factory) -> Path:
+    """A state dict for torch-fidelity's Inception-v3, random but seeded, with fan-in init so the pool
+    features neither vanish nor explode through the 90-odd layers."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class Untrained(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            return None  # keep the random init instead of the (absent) download
+
+    torch.manual_seed(0)
+    with mock.patch("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", return_value={}):
+        net = Untrained("inception-v3-compat", ["2048"])
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+class TensorData(GANDataModule):
+    """A data module over a fixed tensor of images (the 'real' side of a comparison)."""
+
+    def __init__(self, images: torch.Tensor, name: str = "tensor_data"):
+        super().__init__(tuple(images.shape[1:]))
+        self.train_set = torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+
+def write_folder(images: torch.Tensor, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        save_image_grid(image.unsqueeze(0), folder / f"{index:04d}.png", nrow=1)
+    return folder
+
+
+def random_images(n: int, channels: int = 3, size: int = 16, seed: int = 0, smooth: bool = False) -> torch.Tensor:
+    """Images in [-1, 1] exactly representable as uint8 (so PNG round trips are lossless)."""
+    rng = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (n, channels, size, size), generator=rng).float()
+    if smooth:
+        pixels = torch.nn.functional.avg_pool2d(pixels, 3, 1, 1).round()
+    return pixels / 127.5 - 1

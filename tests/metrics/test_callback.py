@@ -1,0 +1,78 @@
+"""The metrics callback in a real (tiny) training run: interval in generator steps, EMA generator in eval
+mode, val/<metric> logged, best.ckpt beside last.ckpt, training itself unchanged."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gan.metrics import MetricsUnavailableError
+from gan.metrics.cache import data_identity
+from gan.utils.checkpoint import load_checkpoint
+from tests.conftest import tiny_overrides
+from train import train
+
+FAST = ["metrics.every_n_generator_steps=2", "metrics.num_samples=64", "metrics.num_real=256"]
+
+
+def metrics_callback(trainer):
+    from gan.callbacks import MetricsCallback
+
+    return next(c for c in trainer.callbacks if isinstance(c, MetricsCallback))
+
+
+@pytest.mark.slow
+def test_scores_ema_generator_every_n_generator_steps_and_keeps_best(make_cfg, tmp_path):
+    # n_critic=2: Lightning's global step runs 3x faster than the generator step the interval is counted in
+    cfg = make_cfg(tiny_overrides("dcgan", steps=6) + FAST + ["model.ema_decay=0.5", "model.n_critic=2", "logger=csv",
+                                                               "trainer.log_every_n_steps=1"])
+    metrics, objects = train(cfg)
+    module, trainer = objects["module"], objects["trainer"]
+    history = metrics_callback(trainer).history
+    assert [(r["generator_step"], r["global_step"]) for r in history] == [(2, 6), (4, 12), (6, 18)]
+    assert module.sampling_generator is module.generator_ema.module and module.generator_ema.module.training
+    # the last value is the EMA generator's score with the suite's fixed codes
+    suite = metrics_callback(trainer).suite
+    rescored, _ = suite.evaluate_generator(module.sampling_generator, objects["datamodule"], data_identity(module.run_config["data"]))
+    assert rescored["fid_digits"] == pytest.approx(history[-1]["values"]["fid_digits"], rel=1e-6)
+    assert metrics["val/fid_digits"] == pytest.approx(history[-1]["values"]["fid_digits"], rel=1e-6)
+
+    out = tmp_path / "run"
+    lines = [json.loads(line) for line in (out / "metrics" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["values"] for line in lines] == [r["values"] for r in history]
+    assert lines[0]["protocol"]["metrics"]["fid_digits"]["num_fake"] == 64
+    header = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/fid_digits" in header
+
+    best_step = min(history, key=lambda r: r["values"]["fid_digits"])["generator_step"]
+    best = load_checkpoint(out / "checkpoints" / "best.ckpt")
+    assert best["gan_counters"]["generator_steps"] == best_step
+    assert (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_callback_does_not_change_training(make_cfg, tmp_path):
+    weights = []
+    for name, extra in (("scored", FAST), ("unscored", ["metrics=none"])):
+        _, objects = train(make_cfg(tiny_overrides("dcgan", steps=4) + extra, output_dir=tmp_path / name))
+        weights.append({k: v.clone() for k, v in objects["module"].state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert (tmp_path / "scored" / "checkpoints" / "best.ckpt").exists()
+    assert not (tmp_path / "unscored" / "checkpoints" / "best.ckpt").exists()  # metrics=none: no best
+
+
+def test_missing_inception_weights_stop_training_before_it_starts(make_cfg, tmp_path, monkeypatch):
+    from gan.metrics import features
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    monkeypatch.setattr(features, "can_reach", lambda *a, **k: False)
+    with pytest.raises(MetricsUnavailableError, match="metrics.inception_weights"):
+        train(make_cfg(tiny_overrides("dcgan") + ["metrics=[fid]"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_metric_that_does_not_fit_the_data_fails_before_training(make_cfg, tmp_path):
+    with pytest.raises(ValueError, match="mode_coverage needs a 2D Gaussian mixture"):
+        train(make_cfg(tiny_overrides("dcgan") + ["metrics=[mode_coverage]"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()

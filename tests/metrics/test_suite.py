@@ -1,0 +1,152 @@
+"""The registry on the digit classifier (cheap): FID from the same features, the real-feature cache,
+monitors, config presets, clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from gan.data.digits import DigitsDataModule
+from gan.metrics import METRICS, MetricSuite, best_monitor
+from gan.utils.config import PROJECT_ROOT
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The textbook formula with scipy's matrix square root (fine at 64 dimensions)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+class Replay:
+    """A 'generator' replaying fixed samples (real digits, or noise)."""
+
+    def __init__(self, samples):
+        self.samples, self.offset = samples, 0
+
+    def sample(self, n, generator=None):
+        out = self.samples[self.offset:self.offset + n]
+        self.offset += n
+        return out
+
+
+@pytest.fixture
+def digits(data_dir):
+    data = DigitsDataModule(root=str(data_dir))
+    data.setup("fit")
+    return data
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # dead ReLU units: singular covariances
+def test_fid_digits_equals_scipy_frechet_distance_from_the_same_features(digits):
+    # the embedded digits are stored class by class: take a random subset, not a slice
+    real_half = digits.train_set.tensors[0][torch.randperm(5000, generator=torch.Generator().manual_seed(1))[:600]]
+    suite = MetricSuite(["fid_digits"], num_samples=600, num_real=600, batch_size=200)
+    values, _ = suite.evaluate_generator(Replay(real_half), digits)
+    extractor = suite.extractors["digit_classifier"]
+    fake = extractor(real_half)["features"].double().numpy()
+    real = extractor(digits.real_samples(600, torch.Generator().manual_seed(0)))["features"].double().numpy()
+    assert values["fid_digits"] == pytest.approx(frechet_distance(fake, real), rel=1e-3)
+    noise, _ = suite.evaluate_generator(Replay(torch.rand(600, 1, 28, 28) * 2 - 1), digits)
+    assert noise["fid_digits"] > 20 * values["fid_digits"]  # real digits sit far closer to the digits than noise
+
+
+def test_real_features_are_cached_reused_and_invalidated(digits, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    fake = torch.rand(50, 1, 28, 28) * 2 - 1
+    calls = []
+    real_samples = digits.real_samples
+    monkeypatch.setattr(digits, "real_samples", lambda n, generator=None: calls.append(n) or real_samples(n, generator))
+
+    def score(**settings):
+        suite = MetricSuite(["fid_digits"], num_samples=50, cache_dir=str(cache), **{"num_real": 300, **settings})
+        return suite.evaluate_generator(Replay(fake), digits)[0]["fid_digits"]
+
+    first = score()
+    assert calls == [300] and len(list(cache.glob("*.pt"))) == 1
+    assert score() == first and calls == [300]  # a second run (a new suite) reads the cache
+    score(num_real=200)  # another reference count: recomputed, kept beside the first
+    assert calls == [300, 200] and len(list(cache.glob("*.pt"))) == 2
+    score(seed=1)  # other real samples
+    assert calls == [300, 200, 300]
+    assert not list(cache.glob("*.tmp"))  # written atomically: no temporary left behind
+
+    from gan.metrics import features
+
+    monkeypatch.setattr(features.DigitFeatures, "_weights_sha256", "another-classifier")
+    score()  # a different extractor (protocol change): recomputed
+    assert calls[-1] == 300 and len(calls) == 4
+    for path in cache.glob("*.pt"):
+        path.write_bytes(b"truncated")
+    assert score(seed=1) != first and len(calls) == 5  # unreadable file: recomputed, never trusted
+
+
+def test_unknown_metric_and_bad_counts_are_one_line_errors():
+    with pytest.raises(ValueError, match=r"unknown metric 'fdi'; expected one of \[.*'fid'"):
+        MetricSuite(["fdi"])
+    with pytest.raises(ValueError, match="metrics.num_samples must be a positive integer, got 0"):
+        MetricSuite(["fid_digits"], num_samples=0)
+    with pytest.raises(ValueError, match=r"metrics.compute.kid: .*'subset_sze'"):
+        MetricSuite({"kid": {"subset_sze": 10}})
+
+
+def test_metric_needs_matching_data(digits):
+    with pytest.raises(ValueError, match="mode_coverage needs a 2D Gaussian mixture"):
+        MetricSuite(["mode_coverage"]).check_data(digits)
+    from gan.data.toy2d import Toy2DDataModule
+
+    with pytest.raises(ValueError, match=r"metric fid_digits scores images, but data toy2d_ring yields points"):
+        MetricSuite(["fid_digits"]).check_data(Toy2DDataModule())
+    from tests.metrics.conftest import TensorData
+
+    MetricSuite(["fid_digits"]).check_data(TensorData(torch.zeros(4, 1, 32, 32)))  # data.resolution=32: resized to 28
+    with pytest.raises(ValueError, match=r"fid_digits needs gray digit images .* yields \[2, 28, 28\]"):
+        MetricSuite(["fid_digits"]).check_data(TensorData(torch.zeros(4, 2, 28, 28)))
+
+
+def test_every_metric_returns_the_values_it_declares(digits):
+    from gan.data.toy2d import Toy2DDataModule
+    from gan.metrics.registry import METRICS
+
+    outputs = {
+        "fid_digits": MetricSuite(["fid_digits"], num_samples=20, num_real=50).evaluate(
+            [digits.train_set.tensors[0][:20]], digits)[0],
+        "mode_coverage": MetricSuite(["mode_coverage"]).evaluate([torch.randn(2500, 2)], Toy2DDataModule())[0],
+        "stacked_modes": MetricSuite(["stacked_modes"], num_samples=30).evaluate([torch.zeros(30, 3, 28, 28)], digits)[0],
+    }
+    for name, values in outputs.items():
+        assert set(METRICS[name].directions) <= set(values)
+
+
+def test_best_monitor_follows_each_metric_direction():
+    assert best_monitor(None, ["fid", "kid"]) == ("val/fid", "min")
+    assert best_monitor(None, {"is": {}}) == ("val/is", "max")
+    assert best_monitor("prc/recall", ["fid", "prc"]) == ("val/prc/recall", "max")
+    assert best_monitor("val/kid", ["fid", "kid"]) == ("val/kid", "min")
+    assert best_monitor(None, ["mode_coverage"]) == ("val/mode_coverage/modes", "max")
+    assert best_monitor(None, []) == (None, "min")
+    with pytest.raises(ValueError, match=r"metrics.monitor='is' is not computed by the selected metrics \['fid'\]"):
+        best_monitor("is", ["fid"])
+
+
+def test_every_data_config_has_a_metrics_preset_and_every_metric_a_file():
+    conf = PROJECT_ROOT / "conf"
+    data = {p.stem for p in (conf / "data").glob("*.yaml")}
+    presets = {p.stem for p in (conf / "metrics").glob("*.yaml")}
+    assert data <= presets, f"add conf/metrics/<data>.yaml for {sorted(data - presets)}"
+    assert set(METRICS) <= presets
+
+
+@pytest.mark.parametrize("data, compute, monitor", [("digits", ["fid_digits"], "val/fid_digits"),
+                                                    ("toy2d_grid", ["mode_coverage"], "val/mode_coverage/modes")])
+def test_train_config_picks_metrics_per_data(make_cfg, data, compute, monitor):
+    from tests.conftest import tiny_overrides
+
+    cfg = make_cfg(tiny_overrides("gan" if data.startswith("toy") else "dcgan", data))
+    assert list(cfg.metrics.compute) == compute
+    assert cfg.callbacks.best_checkpoint.monitor == monitor
+    chosen = make_cfg(tiny_overrides("dcgan") + ["metrics=[fid,kid]", "metrics.compute.kid.subset_size=50"])
+    assert list(chosen.metrics.compute) == ["fid", "kid"] and chosen.metrics.compute.kid.subset_size == 50
+    assert chosen.callbacks.best_checkpoint.mode == "min" and chosen.callbacks.best_checkpoint.monitor == "val/fid"
