@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import weakref
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 log = logging.getLogger("gan")
 
@@ -58,4 +59,112 @@ def finish_loggers(loggers: Iterable) -> None:
             offline = bool(getattr(run.settings, "_offline", False)) or run.settings.mode == "offline"
             run.finish()
             if offline:
+                # finish() can return before wandb-core has written the offline .wandb file (seen under CPU
+                # load: a 7-byte file); teardown waits for it, so `wandb sync` or a reader finds it complete
+                import wandb
+
+                wandb.teardown()
                 log.info("W&B ran offline. To upload this run: wandb sync %s", run_dir)
+
+
+# ------------------------------------------------------------------------------------------ dashboards
+#: logged with every scalar row so dashboards can plot against generator updates (the unit of
+#: ``generator_steps``) instead of Lightning's step, which counts batches
+GENERATOR_STEP = "train/generator_step"
+
+_axis_names: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def wandb_runs(loggers: Iterable) -> list:
+    """The W&B runs behind the active loggers (empty when W&B is not among them)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    return [logger.experiment for logger in loggers if isinstance(logger, WandbLogger)]
+
+
+def plot_against_generator_steps(loggers: Iterable, names: Iterable[str]) -> None:
+    """``define_metric`` each name with the generator step as its x-axis, once per run.
+
+    Exact names, not a ``train/*`` glob: Lightning already defines the glob ``*`` (x = its own step) and
+    W&B resolves overlapping globs by definition order, so a second glob would never take effect.
+    """
+    for run in wandb_runs(loggers):
+        defined = _axis_names.setdefault(run, set())
+        if not defined:
+            run.define_metric(GENERATOR_STEP)
+            defined.add(GENERATOR_STEP)
+        for name in sorted(set(names) - defined):
+            # step_sync: rows written without the generator step (another callback's) reuse its last value
+            run.define_metric(name, step_metric=GENERATOR_STEP, step_sync=True)
+            defined.add(name)
+
+
+def log_scalars(trainer, metrics: Mapping[str, float], generator_step: int) -> None:
+    """Write scalars to every active logger now, outside Lightning's ``log_every_n_steps`` cadence.
+
+    The x-position is the one Lightning gives the module's own ``self.log`` values (batches, not
+    ``global_step``) so TensorBoard/CSV curves line up; the generator step rides along for W&B.
+    """
+    if not trainer.loggers or not metrics:
+        return
+    row = {name: float(value) for name, value in metrics.items()}
+    row[GENERATOR_STEP] = float(generator_step)
+    plot_against_generator_steps(trainer.loggers, row)
+    step = trainer.fit_loop.epoch_loop._batches_that_stepped  # what Lightning's logger connector uses; no public accessor
+    for logger in trainer.loggers:
+        logger.log_metrics(row, step=step)
+
+
+def alert(loggers: Iterable, title: str, text: str, level: str = "WARN") -> None:
+    """A W&B alert (e-mail/Slack per the user's W&B settings) on every active W&B run."""
+    for run in wandb_runs(loggers):
+        run.alert(title=title[:63], text=text, level=level)
+
+
+def update_summary(loggers: Iterable, values: Mapping[str, object]) -> None:
+    """Values for the W&B run summary (the run table's columns)."""
+    for run in wandb_runs(loggers):
+        run.summary.update(dict(values))
+
+
+# ------------------------------------------------------------------------------ run names and groups
+#: overrides that say where a run writes or how it logs, not what it trains: left out of run names
+_NAME_IGNORED_KEYS = {"model", "data", "logger", "callbacks", "paths", "hydra", "trainer.accelerator", "trainer.devices"}
+_NAME_IGNORED_PREFIXES = ("hydra.", "paths.", "logger.", "callbacks.")
+
+
+def _hydra_config():
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def run_name(max_length: int = 96) -> str | None:
+    """``<model>-<data>`` then the command-line overrides that change the experiment, e.g.
+    ``wgan_gp-toy2d_grid seed=1 optimizer.generator.lr=1e-4``; None outside a Hydra run (W&B picks one)."""
+    hydra = _hydra_config()
+    if hydra is None:
+        return None
+    choices = hydra.runtime.choices
+    name = "-".join(str(choices[group]) for group in ("model", "data") if choices.get(group))
+    keys = [(o, o.split("=", 1)[0].lstrip("~+")) for o in hydra.overrides.task]
+    overrides = [o for o, key in keys if key not in _NAME_IGNORED_KEYS and not key.startswith(_NAME_IGNORED_PREFIXES)]
+    name = " ".join([name, *overrides]).strip()
+    return name[:max_length] or None
+
+
+def run_group(task_name: str = "train") -> str | None:
+    """One W&B group per Hydra multirun, ``<task_name>-<sweep directory name>``; None for single runs."""
+    from hydra.types import RunMode
+
+    hydra = _hydra_config()
+    if hydra is None or hydra.mode != RunMode.MULTIRUN:
+        return None
+    return f"{task_name}-{Path(hydra.sweep.dir).name}"
+
+
+def run_tags(tags: Iterable[str] | None) -> list[str]:
+    """The configured tags plus the variant, data and loss choices, so runs filter by them."""
+    hydra = _hydra_config()
+    chosen = [] if hydra is None else [str(hydra.runtime.choices[g]) for g in ("model", "data", "loss") if hydra.runtime.choices.get(g)]
+    return list(dict.fromkeys([*(str(t) for t in tags or []), *chosen]))

@@ -1,0 +1,91 @@
+"""GradNorm: the logged norms equal norms computed directly from ``.grad`` of the step they describe."""
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from gan.callbacks import GradNorm
+from gan.callbacks.grad_norm import layer_groups
+from gan.utils.instantiate import build, build_module
+from tests.conftest import tiny_overrides
+
+
+def direct_norm(params) -> float:
+    return float(torch.cat([p.grad.flatten() for p in params if p.grad is not None]).norm())
+
+
+class GradProbe(pl.Callback):
+    """After each batch, the norms straight from ``.grad``. Both networks still hold the gradients of their
+    latest update there: each phase clears only its own optimizer's gradients, and the other network is
+    frozen (toggle_optimizer) during it."""
+
+    def __init__(self, grad_norm: GradNorm):
+        self.grad_norm, self.checked, self.seen = grad_norm, [], 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step, generator_stepped = pl_module.generator_steps, pl_module.generator_steps != self.seen
+        self.seen = step
+        if not generator_stepped or step % self.grad_norm.every:
+            return
+        first_layer = [p for name, p in pl_module.generator.named_parameters() if name.startswith("net.0.")]
+        self.checked.append({
+            "step": step, "logged": dict(self.grad_norm.last_logged), "g_first_layer": direct_norm(first_layer),
+            "g": direct_norm(pl_module.generator.parameters()), "d": direct_norm(pl_module.discriminator.parameters()),
+        })
+
+
+def fit_with_probe(cfg, every, **trainer_options):
+    datamodule = build(cfg.data)
+    module = build_module(cfg)
+    grad_norm = GradNorm(every_n_generator_steps=every)
+    probe = GradProbe(grad_norm)  # runs after GradNorm: callbacks run in list order
+    trainer = pl.Trainer(max_steps=cfg.trainer.max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[grad_norm, probe], **trainer_options)
+    trainer.fit(module, datamodule=datamodule)
+    return probe.checked
+
+
+def assert_logged_norms_match(checked):
+    for check in checked:
+        logged = check["logged"]
+        assert logged["grad/g/norm"] == pytest.approx(check["g"], rel=1e-5)
+        assert logged["grad/d/norm"] == pytest.approx(check["d"], rel=1e-5)  # includes the gradient penalty's share
+        assert logged["grad/g_to_d_ratio"] == pytest.approx(check["g"] / check["d"], rel=1e-5)
+        assert logged["grad/g/layer/net.0"] == pytest.approx(check["g_first_layer"], rel=1e-5)
+        for net in ("g", "d"):  # the layer groups partition the network: their norms compose to the total
+            layers = [v for k, v in logged.items() if k.startswith(f"grad/{net}/layer/")]
+            assert math.sqrt(sum(v * v for v in layers)) == pytest.approx(logged[f"grad/{net}/norm"], rel=1e-5)
+
+
+@pytest.mark.parametrize("model,data", [("gan", "toy2d_ring"), pytest.param("wgan_gp", "digits", marks=pytest.mark.slow)])
+def test_logged_norms_equal_norms_of_the_gradients(make_cfg, model, data):
+    checked = fit_with_probe(make_cfg(tiny_overrides(model, data, steps=4)), every=2, accelerator="cpu")
+    assert [c["step"] for c in checked] == [2, 4]  # every 2 generator steps, whatever n_critic is
+    assert_logged_norms_match(checked)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 loss scaling needs a CUDA GPU")
+def test_norms_are_read_after_amp_unscaling(make_cfg):
+    # GradScaler unscales .grad in place before the hook: norms read before it would be ~65536x larger
+    checked = fit_with_probe(make_cfg(tiny_overrides("gan", "toy2d_ring", steps=4)), every=1, accelerator="gpu",
+                             devices=1, precision="16-mixed")
+    assert [c["step"] for c in checked] == [1, 2, 3, 4]
+    assert_logged_norms_match(checked)
+
+
+def test_layer_groups_cover_every_parameter_once_and_merge_spectral_norm(make_cfg):
+    cfg = make_cfg(tiny_overrides("sngan", "digits"))
+    discriminator = build_module(cfg).discriminator
+    groups = layer_groups(discriminator, depth=None)
+    grouped = [id(p) for params in groups.values() for p in params]
+    assert sorted(grouped) == sorted(id(p) for p in discriminator.parameters())
+    assert not any("parametrizations" in name for name in groups)
+    assert set(layer_groups(discriminator, depth=1)) <= {name.split(".")[0] for name in groups}
+
+
+@pytest.mark.parametrize("option,value,match", [("every_n_generator_steps", 0, "every_n_generator_steps must be a positive integer, got 0"),
+                                                ("norm_type", -1, "norm_type must be positive")])
+def test_bad_options_fail_with_one_line(option, value, match):
+    with pytest.raises(ValueError, match=match):
+        GradNorm(**{option: value})

@@ -1,0 +1,116 @@
+"""Dashboards: what W&B, TensorBoard and CSV receive, read back from their own files."""
+import csv
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+
+from gan.nets import MLPGenerator
+from gan.utils.logging import GENERATOR_STEP, run_group, run_name, run_tags
+from tests.conftest import CONF_DIR, tiny_overrides
+from tests.wandb_offline import offline_run, read_records
+from train import train
+
+
+def dashboard_overrides(logger, *extra):
+    return [*tiny_overrides("gan", "toy2d_ring", steps=4), f"logger={logger}", "trainer.log_every_n_steps=1",
+            "callbacks.grad_norm.every_n_generator_steps=2", *extra]
+
+
+def test_run_name_and_tags_say_variant_data_and_key_overrides(make_cfg):
+    cfg = make_cfg(["model=wgan_gp", "data=digits", "seed=3", "optimizer.generator.lr=0.001", "logger=wandb",
+                    "trainer.accelerator=cpu", "callbacks.progress_bar=null", "paths.log_dir=/tmp"])
+    assert cfg.logger.wandb.name == "wgan_gp-digits seed=3 optimizer.generator.lr=0.001"  # where/how-to-log overrides left out
+    assert list(cfg.logger.wandb.tags) == ["dev", "wgan_gp", "digits", "wasserstein"]
+    assert cfg.logger.wandb.group is None  # a single run has no group
+
+
+def test_multirun_jobs_share_one_group(tmp_path):
+    groups, previous = [], HydraConfig.instance().cfg
+    for job in (0, 1):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            overrides = ["model=gan", "data=toy2d_grid", "hydra.mode=MULTIRUN", f"hydra.job.num={job}",
+                         f"hydra.sweep.dir={tmp_path / '2026-01-01_00-00-00'}"]
+            HydraConfig().set_config(compose("train", overrides=overrides, return_hydra_config=True))
+        GlobalHydra.instance().clear()
+        groups.append(run_group("train"))
+    try:
+        assert groups == ["train-2026-01-01_00-00-00"] * 2
+        assert run_name() == "gan-toy2d_grid" and run_tags(["x"]) == ["x", "gan", "toy2d_grid", "non_saturating"]
+    finally:
+        HydraConfig.instance().cfg = previous  # later tests must not see a multirun
+
+
+def finished_offline_run(root, timeout_s=60.0):
+    """The offline run once its file holds the exit record: ``run.finish()`` can return before W&B's
+    writer has flushed the file (seen under CPU load), so reading it at once may find only the header."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = offline_run(root)
+        if run["kinds"].get("exit") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.5)
+
+
+def ignore_noise(monkeypatch):
+    """A generator that ignores its noise: the health callback reports mode collapse (and alerts W&B)."""
+    original = MLPGenerator.generate
+    monkeypatch.setattr(MLPGenerator, "generate", lambda self, z, labels=None: original(self, torch.zeros_like(z), labels))
+    return ["callbacks.gan_health.mode_collapse.start_generator_step=2", "callbacks.gan_health.mode_collapse.every_n_generator_steps=2"]
+
+
+@pytest.mark.slow
+def test_wandb_run_holds_scalars_config_images_axis_and_alert(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(make_cfg(dashboard_overrides("wandb", *ignore_noise(monkeypatch))))
+    run = finished_offline_run(tmp_path / "run" / "wandb")
+    assert run["config"]["callbacks"]["grad_norm"]["every_n_generator_steps"] == 2
+    rows = run["history"]
+    grads = [row for row in rows if "grad/g/norm" in row]
+    assert [row[GENERATOR_STEP] for row in grads] == [2, 4]
+    assert all(row["grad/g_to_d_ratio"] == pytest.approx(row["grad/g/norm"] / row["grad/d/norm"]) for row in grads)
+    assert [row[GENERATOR_STEP] for row in rows if "health/mode_collapse" in row] == [2]
+    assert sorted({row[GENERATOR_STEP] for row in rows if "train/g/loss" in row}) == [1, 2, 3, 4]
+    images = [row for row in rows if row.get("samples/_type") == "images/separated"]
+    assert images and (run["dir"] / "files" / images[0]["samples/filenames"][0]).exists()
+
+    records = read_records(next(Path(run["dir"]).glob("run-*.wandb")))
+    axes = {r.metric.name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric" and r.metric.name}
+    for name in ("train/d/loss", "train/g/loss", "grad/g/norm", "grad/g/layer/net.0", "health/mode_collapse"):
+        assert axes[name] == GENERATOR_STEP, name
+    (info,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert info.display_name.startswith("gan-toy2d_ring generator_steps=4")
+    assert {"gan", "toy2d_ring", "non_saturating"} <= set(info.tags)
+    alerts = [r.alert for r in records if r.WhichOneof("record_type") == "alert"]
+    assert [a.title for a in alerts] == ["GAN health: mode_collapse"]
+    summary = {item.key: item.value_json for r in records if r.WhichOneof("record_type") == "summary" for item in r.summary.update}
+    assert summary["health/num_events"] == "1" and summary["health/kinds"] == '"mode_collapse"'
+
+
+def test_tensorboard_gets_the_same_scalars_on_lightnings_axis(make_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(make_cfg(dashboard_overrides("tensorboard")))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    tags = events.Tags()
+    assert {"grad/g/norm", "grad/d/norm", "grad/g_to_d_ratio", "grad/d/layer/head", GENERATOR_STEP} <= set(tags["scalars"])
+    assert "samples" in tags["images"]
+    # grad norms sit at the same x as the module's losses of that generator step
+    at_step = {e.step: e.value for e in events.Scalars(GENERATOR_STEP)}
+    assert [at_step[e.step] for e in events.Scalars("grad/g/norm")] == [2.0, 4.0]
+    assert {e.step for e in events.Scalars("grad/g/norm")} <= {e.step for e in events.Scalars("train/g/loss")}
+
+
+def test_csv_gets_grad_norms_with_the_generator_step(make_cfg, tmp_path):
+    train(make_cfg(dashboard_overrides("csv")))
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    grads = [row for row in rows if row.get("grad/g/norm")]
+    assert [float(row[GENERATOR_STEP]) for row in grads] == [2.0, 4.0]
+    assert all(float(row["grad/g/norm"]) > 0 and float(row["grad/d/norm"]) > 0 for row in grads)
