@@ -13,13 +13,31 @@ def optimizer_steps(generator_steps: int, n_critic: int) -> int:
     return int(generator_steps) * (int(n_critic) + 1)
 
 
+def metric_monitor(monitor: str | None, compute) -> str | None:
+    """The logged key a best checkpoint follows (``val/...``); the first selected metric's when unset."""
+    from gan.metrics.registry import best_monitor
+
+    return best_monitor(monitor, compute)[0]
+
+
+def metric_mode(monitor: str | None, compute) -> str:
+    from gan.metrics.registry import best_monitor
+
+    return best_monitor(monitor, compute)[1]
+
+
 def register_resolvers() -> None:
-    from gan.utils.logging import wandb_offline
+    from gan.utils.logging import run_group, run_name, run_tags, wandb_offline
 
     resolvers = {
         "project_root": lambda: str(PROJECT_ROOT),
         "optimizer_steps": optimizer_steps,
         "wandb_offline": wandb_offline,
+        "run_name": run_name,
+        "run_group": run_group,
+        "run_tags": run_tags,
+        "metric_monitor": metric_monitor,
+        "metric_mode": metric_mode,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -38,4 +38,16 @@ def build_module(cfg: DictConfig):
     optimizer = {name: build(node) for name, node in cfg.optimizer.items()}
     module = build(cfg.model, loss=build(cfg.loss), optimizer=optimizer)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.get("compile"):
+        compile_networks(module)
     return module
+
+
+def compile_networks(module) -> None:
+    """torch.compile G and D in place (``nn.Module.compile``), so state_dict keys and checkpoints keep
+    their names (``torch.compile(net)`` would prefix them with ``_orig_mod.``)."""
+    module.generator.compile()
+    if getattr(module, "penalty", None) is None:
+        module.discriminator.compile()
+    else:  # the penalty differentiates D's input gradient, and compiled graphs have no double backward
+        log.warning("compile=true: the discriminator stays eager because %s needs a double backward", module.penalty)

@@ -1,0 +1,109 @@
+"""Training throughput: generator steps and images per second for a config, precision and compile setting.
+
+    python benchmarks/throughput.py model=wgan_gp trainer=gpu --precision 32-true bf16-mixed 16-mixed \
+        --compile false true --steps 60 --warmup 20 [--out benchmarks/results/throughput.csv]
+
+Each combination is a real ``train.train`` run of the composed config (any Hydra override is accepted)
+with no logger, sample grids or metrics. The clock runs from the end of generator step ``--warmup``
+(CUDA synchronised; so compilation and cuDNN autotuning are excluded) to the end of the run. One
+generator step is ``n_critic`` discriminator updates on fresh real batches plus one generator update;
+images/s counts the real images consumed (``data.batch_size`` x ``n_critic`` per generator step, per
+process).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gan.utils.config import PROJECT_ROOT  # noqa: E402
+
+
+class StepClock(pl.Callback):
+    """Wall time from the end of generator step ``warmup`` to the end of training."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.started, self.seconds, self.steps = warmup, None, None, 0
+
+    @staticmethod
+    def _now() -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.started is None and pl_module.generator_steps == self.warmup:
+            self.started, self.start_step = self._now(), pl_module.generator_steps
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.started is not None:
+            self.seconds = self._now() - self.started
+            self.steps = pl_module.generator_steps - self.start_step
+
+
+def measure(overrides: list[str], precision: str, compile_networks: bool, steps: int, warmup: int, out_dir: Path) -> dict:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from train import train
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            *overrides, "logger=none", "callbacks=none", "metrics=none", f"generator_steps={steps}",
+            f"trainer.precision={precision}", f"compile={str(compile_networks).lower()}",
+            "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
+            f"paths.output_dir={out_dir}",
+        ])
+    clock = StepClock(warmup)
+    _, objects = train(cfg, callbacks=[clock])
+    module = objects["module"]
+    steps_per_s = clock.steps / clock.seconds
+    return {
+        "model": cfg.model.generator._target_.rsplit(".", 1)[-1] + "/" + cfg.model.discriminator._target_.rsplit(".", 1)[-1],
+        "overrides": " ".join(overrides), "precision": precision, "compile": compile_networks,
+        "batch_size": cfg.data.batch_size, "n_critic": module.n_critic,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "generator_steps_per_s": round(steps_per_s, 2),
+        "images_per_s": round(steps_per_s * module.n_critic * cfg.data.batch_size, 1),
+        "timed_generator_steps": clock.steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=wgan_gp trainer=gpu")
+    parser.add_argument("--precision", nargs="+", default=["32-true"])
+    parser.add_argument("--compile", nargs="+", default=["false"], choices=["false", "true"])
+    parser.add_argument("--steps", type=int, default=60, help="generator steps per run")
+    parser.add_argument("--warmup", type=int, default=20, help="generator steps before the clock starts")
+    parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: print only)")
+    args = parser.parse_args()
+    if not 0 < args.warmup < args.steps:
+        parser.error(f"--warmup must be in (0, --steps={args.steps}), got {args.warmup}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in args.precision:
+            for compile_flag in args.compile:
+                row = measure(args.overrides, precision, compile_flag == "true", args.steps, args.warmup, Path(tmp) / "run")
+                print(row, flush=True)
+                rows.append(row)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Hydra multirun support: the value a sweeper optimizes, and a summary table of every job of a sweep.
+
+Each job writes ``<job dir>/result.json``; each job then rewrites ``<sweep dir>/summary.csv`` from all the
+results present, under a file lock, so the table is complete once the last job ends whatever the launcher
+(basic, joblib, submitit) and whatever the order jobs finish in.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import logging
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger("gan")
+
+RESULT_FILE = "result.json"
+SUMMARY_FILE = "summary.csv"
+
+
+def objective(metrics: Mapping[str, float], name: str | None, failed_value: float | None = None) -> float | None:
+    """The value of ``name`` in the run's final metrics; ``failed_value`` (when set) for a diverged run.
+
+    A name that was never logged is a configuration error: without ``failed_value`` it raises, listing the
+    names that were logged; in a sweep with ``failed_value`` it is logged and the trial is penalised.
+    """
+    if not name:
+        return None
+    value = metrics.get(name)
+    if value is None:
+        message = f"optimized_metric {name!r} was not logged; logged metrics: {sorted(metrics)}"
+        if failed_value is None:
+            raise ValueError(message)
+        log.error("%s; returning failed_trial_value=%s", message, failed_value)
+        return float(failed_value)
+    if not math.isfinite(value) and failed_value is not None:
+        log.warning("%s is %s (diverged run): returning failed_trial_value=%s", name, value, failed_value)
+        return float(failed_value)
+    return float(value)
+
+
+def write_result(job_dir: str | Path, result: Mapping[str, Any]) -> Path:
+    path = Path(job_dir) / RESULT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    os.replace(temporary, path)
+    return path
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def summary_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per job result under ``sweep_dir``: job number, status, objective, overrides, final metrics."""
+    rows = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}")):
+        result = json.loads(path.read_text())
+        row = {"job": result.get("job"), "status": result.get("status"), "objective": result.get("objective"),
+               "seconds": result.get("seconds"), "output_dir": str(path.parent)}
+        row.update(result.get("overrides", {}))
+        row.update(result.get("metrics", {}))
+        if result.get("error"):
+            row["error"] = result["error"]
+        rows.append(row)
+    return sorted(rows, key=lambda row: (row["job"] is None, row["job"]))
+
+
+def write_summary(sweep_dir: str | Path) -> Path:
+    """Rewrite ``<sweep_dir>/summary.csv`` from every job result present (atomic, under a lock)."""
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / SUMMARY_FILE
+    with locked(sweep_dir / ".summary.lock"):
+        rows = summary_rows(sweep_dir)
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, path)
+    return path
+
+
+def sqlite_storage(path: str) -> str:
+    """An SQLAlchemy URL for a sqlite file, its folder created (sqlite will not create it)."""
+    path = Path(path).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+if not OmegaConf.has_resolver("sqlite_storage"):  # used by conf/hparams_search before any job runs
+    OmegaConf.register_new_resolver("sqlite_storage", sqlite_storage)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """``["model=gan", "optimizer.generator.lr=0.001"]`` -> ``{"model": "gan", ...}`` (Hydra's task overrides)."""
+    return dict(override.split("=", 1) for override in overrides if "=" in override)

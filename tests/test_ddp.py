@@ -1,0 +1,111 @@
+"""DDP on CPU (gloo, 2 processes) through the real entry point: ``python train.py trainer=ddp_cpu``.
+
+Two ranks with batch B must end with the same parameters as each other and as one process on the global
+batch 2B. That holds only if both runs see the same (real sample, latent code, interpolation weight)
+triples, so the test swaps in two test doubles (by ``_target_``) that draw the GLOBAL batch's latent codes
+and penalty weights from their own stream and keep this rank's interleaved share -- the share the data
+sampler gives each rank (gan/data/sampler.py). Networks without batch-coupled layers (the WGAN-GP critic's
+layer norm, no BatchNorm in G): per-rank BatchNorm statistics differ from the global batch's by design.
+"""
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.distributed as dist
+
+from gan.callbacks.resume import ResumeState
+from gan.losses.penalties import GradientPenalty, gradient_norm_penalty
+from gan.nets import DCGANGenerator
+from gan.utils.config import PROJECT_ROOT
+from tests.conftest import tiny_overrides
+from train import train
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class GlobalBatchNoiseGenerator(DCGANGenerator):
+    def __init__(self, *args, stream_seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stream = torch.Generator().manual_seed(stream_seed)
+
+    def noise(self, n, generator=None, device=None):
+        rank, world = rank_and_world()
+        return torch.randn(n * world, self.latent_dim, generator=self.stream)[rank::world]
+
+
+class GlobalBatchGradientPenalty(GradientPenalty):
+    def __init__(self, *args, stream_seed: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stream = torch.Generator().manual_seed(stream_seed)
+
+    def __call__(self, critic, real, fake):
+        rank, world = rank_and_world()
+        alpha = torch.rand(real.size(0) * world, generator=self.stream)[rank::world].view(-1, *[1] * (real.dim() - 1))
+        penalty = gradient_norm_penalty(critic, alpha * real + (1 - alpha) * fake.detach(), self.center)
+        return {"gp": penalty, "loss": self.weight * self.interval * penalty}
+
+
+class SaveParameters(pl.Callback):
+    def __init__(self, dirpath: str):
+        self.dirpath = dirpath
+
+    @staticmethod
+    def state(pl_module):
+        return {key: value.detach().clone() for key, value in pl_module.state_dict().items()}
+
+    def on_train_start(self, trainer, pl_module):
+        self.initial = self.state(pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        os.makedirs(self.dirpath, exist_ok=True)
+        torch.save({"initial": self.initial, "state": self.state(pl_module),
+                    "counters": (pl_module.generator_steps, pl_module.discriminator_steps)},
+                   os.path.join(self.dirpath, f"rank{trainer.global_rank}.pt"))
+
+
+def overrides(params_dir, batch_size: int) -> list[str]:
+    return [o for o in tiny_overrides("wgan_gp", steps=3) if not o.startswith("callbacks.")] + [
+        f"data.batch_size={batch_size}", "model.generator.norm=none",
+        "model.generator._target_=tests.test_ddp.GlobalBatchNoiseGenerator",
+        "model.penalty._target_=tests.test_ddp.GlobalBatchGradientPenalty",
+        "callbacks=none", "metrics=none", "+callbacks.save._target_=tests.test_ddp.SaveParameters",
+        f"+callbacks.save.dirpath={params_dir}",
+    ]
+
+
+@pytest.mark.slow
+def test_two_ranks_with_gradient_penalty_equal_one_process_on_the_global_batch(make_cfg, tmp_path):
+    command = [sys.executable, "train.py", "trainer=ddp_cpu", *overrides(tmp_path / "ddp", batch_size=4),
+               f"hydra.run.dir={tmp_path / 'run_ddp'}", f"paths.data_dir={tmp_path / 'data'}"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, single = train(make_cfg(overrides(tmp_path / "single", batch_size=8)))
+
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    reference = single["module"].state_dict()
+    assert ranks[0]["counters"] == ranks[1]["counters"] == (3, 15)
+    for key, value in reference.items():
+        assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), f"{key} differs between ranks"
+        torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-6, msg=lambda m: f"{key}: {m}")
+    initial = ranks[0]["initial"]
+    for network in ("generator.", "discriminator."):  # the runs trained: equal, not merely untouched
+        assert any(not torch.equal(initial[k], reference[k]) for k in reference if k.startswith(network))
+
+def test_each_rank_draws_its_own_random_numbers():
+    callback = ResumeState()
+    draws = []
+    for rank in (0, 1):
+        callback.setup(SimpleNamespace(world_size=2, global_rank=rank), None, "fit")
+        draws.append(torch.randn(4))
+    assert not torch.equal(draws[0], draws[1])
+    callback.setup(SimpleNamespace(world_size=2, global_rank=1), None, "fit")
+    assert torch.equal(torch.randn(4), draws[1])

@@ -1,0 +1,182 @@
+"""Exact resume, atomic checkpoint writes and saving on signals."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gan.callbacks import GANModelCheckpoint
+from gan.utils.checkpoint import load_checkpoint
+from gan.utils.config import PROJECT_ROOT
+from tests.conftest import tiny_overrides
+from train import train
+
+
+def every_checkpoint(interval: int) -> list[str]:
+    return [f"callbacks.model_checkpoint.every_n_train_steps={interval}", "callbacks.model_checkpoint.save_top_k=-1",
+            "metrics=none"]
+
+
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    different = [key for key in state_a if not torch.equal(state_a[key], state_b[key])]
+    assert not different, f"differ after resume: {different}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, data, overrides, interval", [
+    # n_critic = 5 and EMA: Lightning step 9 is after 8 D and 1 G update, mid critic cycle
+    ("wgan_gp", "digits", ["model.ema_decay=0.9"], 9),
+    # 80 points in batches of 8: step 10 (5 batches) is mid-pass, the resumed part crosses into pass 2;
+    # the discriminator's dropout makes the result depend on the restored RNG
+    ("gan", "toy2d_ring", ["data.num_samples=80"], 10),
+])
+def test_resume_from_mid_run_checkpoint_equals_uninterrupted_run(make_cfg, tmp_path, model, data, overrides, interval):
+    steps = 13 if model == "gan" else 4
+    run = tiny_overrides(model, data, steps=steps) + overrides + every_checkpoint(interval)
+    _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
+    middle = tmp_path / "full" / "checkpoints" / f"step{interval:07d}.ckpt"
+    counters = load_checkpoint(middle)["gan_counters"]
+    assert counters["generator_steps"] < steps
+    _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
+    assert resumed["trainer"].global_step == full["trainer"].global_step
+    assert (resumed["module"].generator_steps, resumed["module"].discriminator_steps) == \
+        (full["module"].generator_steps, full["module"].discriminator_steps)
+    assert_same_state(full["module"], resumed["module"])  # G, D, EMA, fixed noise: both optimizers' effect
+    assert not list((tmp_path / "full" / "checkpoints").glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_resume_with_data_order_or_rng_lost_differs(make_cfg, tmp_path):
+    """The equality above is not vacuous: resuming without the saved RNG state gives other parameters."""
+    run = tiny_overrides("gan", "toy2d_ring", steps=8) + ["data.num_samples=80"] + every_checkpoint(8)
+    _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
+    middle = tmp_path / "full" / "checkpoints" / "step0000008.ckpt"
+    checkpoint = torch.load(middle, weights_only=True)
+    del checkpoint["callbacks"]["ResumeState"]
+    torch.save(checkpoint, tmp_path / "no_rng.ckpt")
+    _, resumed = train(make_cfg(run + [f"ckpt_path={tmp_path / 'no_rng.ckpt'}"], output_dir=tmp_path / "resumed"))
+    with pytest.raises(AssertionError, match="differ after resume"):
+        assert_same_state(full["module"], resumed["module"])
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_same_wandb_run(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["logger=wandb", "metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    run_id = load_checkpoint(last)["wandb_run_id"]
+    _, resumed = train(make_cfg(tiny_overrides("gan", "toy2d_ring", steps=4) + ["logger=wandb", "metrics=none",
+                                                                              f"ckpt_path={last}"],
+                                output_dir=tmp_path / "second"))
+    assert resumed["cfg"].logger.wandb.id == run_id
+    assert [p.name.rsplit("-", 1)[-1] for p in (tmp_path / "second" / "wandb").glob("offline-run-*")] == [run_id]
+
+
+def test_ckpt_path_last_resumes_only_when_a_checkpoint_exists(make_cfg, tmp_path):
+    from train import resume_checkpoint
+
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_ring") + ["ckpt_path=last"])
+    assert resume_checkpoint(cfg) is None
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    assert resume_checkpoint(cfg) == str(last)
+
+
+# ------------------------------------------------------------------------------------------ atomic writes
+def fake_trainer(write):
+    return SimpleNamespace(save_checkpoint=write, is_global_zero=True, global_step=7, loggers=[])
+
+
+def test_checkpoint_is_replaced_atomically_and_a_failed_save_keeps_the_previous_one(tmp_path):
+    callback = GANModelCheckpoint(dirpath=tmp_path)
+    path = tmp_path / "last.ckpt"
+
+    def good(filepath, weights_only=False):
+        assert filepath != str(path), "must write a temporary file first"
+        with open(filepath, "wb") as handle:
+            handle.write(b"complete checkpoint")
+
+    callback._save_checkpoint(fake_trainer(good), str(path))
+    assert path.read_bytes() == b"complete checkpoint"
+    assert callback._last_checkpoint_saved == str(path) and callback._last_global_step_saved == 7
+
+    def crash_midway(filepath, weights_only=False):
+        with open(filepath, "wb") as handle:
+            handle.write(b"half a chec")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        callback._save_checkpoint(fake_trainer(crash_midway), str(path))
+    assert path.read_bytes() == b"complete checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+# ---------------------------------------------------------------------------------------------- signals
+@pytest.mark.slow
+def test_signals_save_a_checkpoint_before_exit(tmp_path):
+    """SIGTERM and SIGINT (run side by side) each stop a long run with a resumable last.ckpt."""
+    runs = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        out = tmp_path / signum.name
+        command = [sys.executable, "train.py", *tiny_overrides("gan", "toy2d_ring", steps=100_000),
+                   "metrics=none", "callbacks.sample_grid=null", f"hydra.run.dir={out}",
+                   f"paths.data_dir={tmp_path / 'data'}", "callbacks.model_checkpoint.every_n_train_steps=20"]
+        log = open(tmp_path / f"{signum.name}.log", "w")  # a file, not a pipe nobody reads while it runs
+        runs[signum] = (out, log, subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                                   env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    for signum, (out, log, process) in runs.items():
+        deadline = time.time() + 120
+        while not list((out / "checkpoints").glob("step*.ckpt")) and time.time() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert process.poll() is None, open(log.name).read()[-2000:]
+        process.send_signal(signum)
+    for signum, (out, log, process) in runs.items():
+        process.wait(timeout=60)
+        log.close()
+        assert process.returncode == 128 + signum, open(log.name).read()[-2000:]
+        checkpoint = load_checkpoint(out / "checkpoints" / "last.ckpt")
+        generator_steps = checkpoint["gan_counters"]["generator_steps"]
+        assert 10 <= generator_steps < 100_000
+        assert checkpoint["global_step"] == 2 * generator_steps  # saved between steps, never inside one
+        assert "ResumeState" in checkpoint["callbacks"]
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+def test_sampler_streams_seeded_passes_shares_them_between_ranks_and_resumes_anywhere():
+    from itertools import islice
+
+    from torch.utils.data import DistributedSampler
+
+    from gan.data.sampler import ResumableSampler
+
+    data = list(range(10))
+
+    def one_pass(epoch, rank=0, world=1):
+        reference = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=3)
+        reference.set_epoch(epoch)
+        return list(reference)
+
+    stream = ResumableSampler(data, seed=3)
+    assert list(islice(iter(stream), 25)) == one_pass(0) + one_pass(1) + one_pass(2)[:5]
+    stream.set_epoch(7)  # Lightning's epoch number does not move the stream
+    assert list(islice(iter(stream), 10)) == one_pass(0)
+    stream.resume_at(batches_done=3, batch_size=4)  # 12 samples in: 2 into pass 1
+    assert list(islice(iter(stream), 10)) == one_pass(1)[2:] + one_pass(2)[:2]
+
+    rank1 = ResumableSampler(data, seed=3)
+    rank1.num_replicas, rank1.rank, rank1.num_samples, rank1.total_size = 2, 1, 5, 10
+    assert list(islice(iter(rank1), 7)) == one_pass(0, rank=1, world=2) + one_pass(1, rank=1, world=2)[:2]
+
+    single_pass = ResumableSampler(data, seed=3, endless=False)
+    assert len(single_pass) == 10 and list(single_pass) == one_pass(0)
+    with pytest.raises(TypeError, match="no length"):
+        len(stream)

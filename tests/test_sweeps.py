@@ -1,0 +1,74 @@
+"""Hydra sweeps: the optimized metric, failed trials, the sqlite study and the summary table."""
+import csv
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gan.utils.config import PROJECT_ROOT
+from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
+from tests.conftest import tiny_overrides
+
+
+def test_objective_is_the_named_metric():
+    assert objective({"val/fid": 12.5, "train/g/loss": 1.0}, "val/fid") == 12.5
+    assert objective({"val/fid": 12.5}, None) is None
+
+
+def test_objective_of_a_diverged_run_is_the_penalty_when_one_is_set():
+    assert objective({"val/fid": math.nan}, "val/fid", failed_value=1e6) == 1e6
+    assert math.isnan(objective({"val/fid": math.nan}, "val/fid"))
+
+
+def test_objective_names_the_logged_metrics_when_the_metric_is_missing():
+    with pytest.raises(ValueError, match=r"'val/fdi' was not logged; logged metrics: \['train/g/loss', 'val/fid'\]"):
+        objective({"val/fid": 1.0, "train/g/loss": 2.0}, "val/fdi")
+    assert objective({"val/fid": 1.0}, "val/fdi", failed_value=-1.0) == -1.0
+
+
+def test_summary_has_one_row_per_job_with_its_overrides_and_metrics(tmp_path):
+    write_result(tmp_path / "1", {"job": 1, "status": "failed", "objective": 1e6, "overrides": parse_overrides(["seed=2"]),
+                                  "metrics": {}, "error": "ValueError: n_critic must be a positive integer, got 0"})
+    write_result(tmp_path / "0", {"job": 0, "status": "completed", "objective": 3.0,
+                                  "overrides": parse_overrides(["seed=1", "model=gan"]), "metrics": {"val/fid": 3.0}})
+    rows = list(csv.DictReader(open(write_summary(tmp_path))))
+    assert [(r["job"], r["status"], r["objective"], r["seed"]) for r in rows] == [("0", "completed", "3.0", "1"), ("1", "failed", "1000000.0", "2")]
+    assert rows[0]["model"] == "gan" and rows[0]["val/fid"] == "3.0" and rows[1]["val/fid"] == ""
+    assert "n_critic" in rows[1]["error"]
+
+
+def sweep(sweep_dir, log_dir, *extra):
+    command = [sys.executable, "train.py", "-m", "hparams_search=optuna_toy", "hydra.sweeper.n_trials=2",
+               f"hydra.sweep.dir={sweep_dir}", f"paths.log_dir={log_dir}", f"paths.data_dir={log_dir / 'data'}",
+               *tiny_overrides("gan", "toy2d_ring", steps=4), "callbacks.sample_grid=null", "data.num_samples=256",
+               "metrics.every_n_generator_steps=4", *extra]
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_optuna_study_in_sqlite_resumes_and_failed_trials_return_the_penalty(tmp_path):
+    import optuna
+
+    first = sweep(tmp_path / "first", tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # 2 at once
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "first" / "summary.csv")))
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    for row in rows:  # the trial's value is its final val/mode_coverage/modes, a whole number of modes
+        assert float(row["objective"]) == float(row["val/mode_coverage/modes"]) and float(row["objective"]).is_integer()
+        assert (tmp_path / "first" / row["job"] / "checkpoints" / "last.ckpt").exists()
+
+    # The same study again (basic launcher), with a trial that fails: the sweep goes on.
+    second = sweep(tmp_path / "second", tmp_path, "hydra.sweeper.n_trials=1", "model.n_critic=0")
+    assert second.returncode == 0, second.stderr[-3000:]
+    failed = list(csv.DictReader(open(tmp_path / "second" / "summary.csv")))
+    assert [(row["status"], float(row["objective"])) for row in failed] == [("failed", -1.0)]
+    assert "n_critic must be a positive integer, got 0" in failed[0]["error"]
+
+    study = optuna.load_study(study_name="gan-toy2d_ring", storage=f"sqlite:///{tmp_path / 'optuna' / 'gan-toy2d_ring.db'}")
+    values = [trial.value for trial in study.trials]
+    assert len(values) == 3 and values[2] == -1.0
+    assert sorted(values[:2]) == sorted(float(row["objective"]) for row in rows)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
