@@ -31,7 +31,9 @@ class GANModule(pl.LightningModule):
         loss: an :class:`AdversarialLoss` (both objectives on logits).
         optimizer: ``{"generator": factory, "discriminator": factory}``; each factory takes ``params=``
             (Hydra ``_partial_: true`` optimizer configs).
-        n_critic: discriminator updates per generator update (each on a fresh real batch).
+        n_critic: discriminator updates per iteration (each on a fresh real batch).
+        n_generator: generator updates per iteration, after the ``n_critic`` discriminator updates (each with
+            fresh noise).
         penalty: optional callable ``(discriminator, real, fake) -> {"loss": ..., <terms>}`` added to the
             discriminator loss before its single backward (gradient penalty).
         weight_clip: clamp every discriminator parameter to [-c, c] after each D update (WGAN).
@@ -58,6 +60,7 @@ class GANModule(pl.LightningModule):
         loss: AdversarialLoss,
         optimizer: Mapping[str, OptimizerFactory],
         n_critic: int = 1,
+        n_generator: int = 1,
         penalty: Callable[..., dict[str, Tensor]] | None = None,
         weight_clip: float | None = None,
         ema_decay: float | None = None,
@@ -76,8 +79,9 @@ class GANModule(pl.LightningModule):
         auxiliary_weight: float = 1.0,
     ):
         super().__init__()
-        if int(n_critic) < 1:
-            raise ValueError(f"n_critic must be a positive integer, got {n_critic}")
+        for name, value in (("n_critic", n_critic), ("n_generator", n_generator)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
         if set(optimizer) != {"generator", "discriminator"}:
             raise ValueError(f"optimizer config needs exactly 'generator' and 'discriminator', got {sorted(optimizer)}")
         self.automatic_optimization = False
@@ -87,6 +91,7 @@ class GANModule(pl.LightningModule):
         self.penalty = penalty
         self.optimizer_factories = dict(optimizer)
         self.n_critic = int(n_critic)
+        self.n_generator = int(n_generator)
         self.weight_clip = weight_clip
         self.ema_start = int(ema_start)
         self.generator_ema: AveragedModel | None = None
@@ -181,8 +186,9 @@ class GANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         self._log_terms("train/d", self.discriminator_step(real, opt_d, labels))
         if self.discriminator_steps % self.n_critic == 0:
-            self._log_terms("train/g", self.generator_step(real, opt_g, labels))
-            self.update_ema()
+            for _ in range(self.n_generator):
+                self._log_terms("train/g", self.generator_step(real, opt_g, labels))
+                self.update_ema()
 
     def discriminator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
         self.toggle_optimizer(optimizer)

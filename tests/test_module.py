@@ -145,3 +145,14 @@ def test_fixed_noise_is_a_saved_buffer_and_counters_round_trip():
 def test_invalid_n_critic_is_rejected():
     with pytest.raises(ValueError, match="n_critic must be a positive integer, got 0"):
         make_module(n_critic=0)
+
+
+@pytest.mark.parametrize("n_critic,n_generator,batches", [(1, 2, 3), (5, 3, 10)])
+def test_n_generator_gives_that_many_generator_updates_after_the_critic_updates(n_critic, n_generator, batches):
+    module = make_module(n_critic=n_critic, n_generator=n_generator)
+    attach_trainer(module)
+    module._log_terms = lambda prefix, terms: None
+    for i in range(batches):
+        module.training_step((torch.randn(4, *SHAPE), torch.zeros(4)), i)
+    assert module.discriminator_steps == batches
+    assert module.generator_steps == (batches // n_critic) * n_generator

@@ -120,3 +120,14 @@ def test_multirun_gives_each_job_its_own_directory(tmp_path):
         assert len(list((tmp_path / str(job) / "samples").glob("*.png"))) == 1
         overrides = (tmp_path / str(job) / ".hydra" / "overrides.yaml").read_text()
         assert f"model={model}" in overrides
+
+
+def test_generator_updates_per_iteration_set_the_length_and_keep_intervals(make_cfg, tmp_path):
+    cfg = make_cfg(tiny_overrides("dcgan", steps=6) + ["model.n_critic=2", "model.n_generator=3",
+                                                       "callbacks.sample_grid.every_n_generator_steps=4"])
+    assert cfg.trainer.max_steps == 2 * (2 + 3)
+    _, objects = train(cfg)
+    module = objects["module"]
+    assert (module.generator_steps, module.discriminator_steps) == (6, 4)
+    # the grid fires at the batch whose updates crossed step 4 (3 -> 6), once, plus nothing extra at the end
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["gstep_0000006.png"]

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from gan.callbacks.grad_norm import NetworkOfOptimizer
 from gan.utils.logging import alert, log_scalars, update_summary
+from gan.utils.steps import interval_crossed
 
 log = logging.getLogger("gan")
 
@@ -126,8 +127,10 @@ class ModeCollapse:
     min_diversity_ratio: float = 0.1
     min_class_coverage: float | None = 0.5
 
-    def due(self, generator_step: int) -> bool:
-        return generator_step >= self.start_generator_step and generator_step % self.every_n_generator_steps == 0
+    def due(self, generator_step: int, previous: int | None = None) -> bool:
+        """``previous``: the generator step at the last check of the run (default: one step before)."""
+        previous = generator_step - 1 if previous is None else previous
+        return generator_step >= self.start_generator_step and interval_crossed(generator_step, previous, self.every_n_generator_steps)
 
     def check(self, diversity_ratio: float, class_coverage: float | None = None) -> dict[str, float] | None:
         low_diversity = diversity_ratio < self.min_diversity_ratio
@@ -234,8 +237,8 @@ class GANHealth(pl.Callback):
         self._check_divergence(trainer, pl_module, metrics, norms)
         step = pl_module.generator_steps
         if step != self._seen_generator_steps:
-            self._seen_generator_steps = step
-            self._after_generator_step(trainer, pl_module, metrics, step, norms.get("g"))
+            previous, self._seen_generator_steps = self._seen_generator_steps, step
+            self._after_generator_step(trainer, pl_module, metrics, step, norms.get("g"), previous)
         if any(d.action != "warn" for d in self.detectors.values()):
             # every rank must agree, or one would wait forever in the next collective
             if trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False):
@@ -253,7 +256,7 @@ class GANHealth(pl.Callback):
             self._fire(trainer, pl_module, "divergence", evidence)
 
     def _after_generator_step(self, trainer, pl_module, metrics: dict[str, float], step: int,
-                              generator_grad_norm: float | None) -> None:
+                              generator_grad_norm: float | None, previous_step: int | None) -> None:
         if pl_module.loss.logits_are_probabilities and {"train/d/loss", "train/d/fake_score"} <= set(metrics):
             evidence = self.detectors["discriminator_overpowers"].update(metrics["train/d/loss"], metrics["train/d/fake_score"])
             if evidence:
@@ -263,7 +266,7 @@ class GANHealth(pl.Callback):
             if evidence:
                 self._fire(trainer, pl_module, "vanishing_generator_gradients", evidence)
         collapse = self.detectors["mode_collapse"]
-        if collapse.due(step):
+        if collapse.due(step, previous_step):
             samples = pl_module.sample_fixed(collapse.num_samples)
             real = self._real_samples(trainer, collapse.num_samples)
             signals = {"health/diversity_ratio": mean_pairwise_distance(samples) / mean_pairwise_distance(real)}

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan.metrics import MetricSuite
 from gan.metrics.cache import data_identity
+from gan.utils.steps import interval_crossed
 
 log = logging.getLogger("gan")
 
@@ -42,7 +43,7 @@ class MetricsCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.generator_steps
-        if self.every > 0 and self.suite.metrics and step > 0 and step % self.every == 0 and step != self._last_scored:
+        if self.suite.metrics and interval_crossed(step, self._last_scored, self.every):
             self.score(trainer, pl_module)
 
     def score(self, trainer, pl_module) -> dict[str, float]:

@@ -7,6 +7,7 @@ import lightning.pytorch as pl
 import torch
 
 from gan.utils.logging import log_image
+from gan.utils.steps import interval_crossed
 from gan.visualize import save_samples
 
 
@@ -28,7 +29,7 @@ class SampleGrid(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.generator_steps
-        if self.every > 0 and step > 0 and step % self.every == 0 and step != self._last_rendered:
+        if interval_crossed(step, self._last_rendered, self.every):
             self.render(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:

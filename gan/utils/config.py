@@ -5,12 +5,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from gan.utils.steps import optimizer_steps
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def optimizer_steps(generator_steps: int, n_critic: int) -> int:
-    """Lightning's step count (it counts every optimizer step, G's and D's) for a number of G steps."""
-    return int(generator_steps) * (int(n_critic) + 1)
 
 
 def metric_monitor(monitor: str | None, compute) -> str | None:
