@@ -131,3 +131,16 @@ def test_generator_updates_per_iteration_set_the_length_and_keep_intervals(make_
     assert (module.generator_steps, module.discriminator_steps) == (6, 4)
     # the grid fires at the batch whose updates crossed step 4 (3 -> 6), once, plus nothing extra at the end
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["gstep_0000006.png"]
+
+
+@pytest.mark.parametrize("n_critic,n_generator,steps,batches", [(1, 1, 6, 6), (5, 1, 3, 15), (2, 3, 6, 4)])
+def test_progress_bar_knows_the_number_of_batches(make_cfg, n_critic, n_generator, steps, batches):
+    from gan.callbacks import GANProgressBar
+
+    overrides = [o for o in tiny_overrides("dcgan", steps=steps) if o != "callbacks.progress_bar=null"]
+    cfg = make_cfg(overrides + [f"model.n_critic={n_critic}", f"model.n_generator={n_generator}"])
+    _, objects = train(cfg)
+    trainer = objects["trainer"]
+    bar = next(c for c in trainer.callbacks if isinstance(c, GANProgressBar))
+    assert bar.train_progress_bar.total == batches  # what the bar showed during training
+    assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == batches  # what the bar counted

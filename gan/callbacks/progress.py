@@ -1,0 +1,21 @@
+"""Lightning's progress bar, counting what it shows (training batches) correctly.
+
+Lightning bounds the bar by the remaining ``max_steps``, but those count every optimizer step while the bar
+counts batches, and a batch here is one D step: an iteration of ``n_critic`` batches makes ``n_critic +
+n_generator`` optimizer steps. Left alone, a WGAN run would end with its bar at 50 %."""
+from __future__ import annotations
+
+import math
+
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class GANProgressBar(TQDMProgressBar):
+    @property
+    def total_train_batches(self) -> int | float:
+        trainer, module = self.trainer, self.trainer.lightning_module
+        if not (trainer.max_steps > 0 and hasattr(module, "n_critic")):
+            return super().total_train_batches
+        remaining_steps = max(trainer.max_steps - trainer.global_step, 0)
+        batches = math.ceil(remaining_steps / (module.n_critic + module.n_generator)) * module.n_critic
+        return min(trainer.num_training_batches, batches)
