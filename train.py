@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,7 +32,10 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     if ckpt_path is not None:
         continue_wandb_run(cfg, ckpt_path)
     datamodule = build(cfg.data)
-    datamodule.prepare_data()
+    # Downloads happen once per node, as Lightning does it: the local-rank-0 process runs train() to the end
+    # of prepare_data before Lightning starts the other ranks (they re-run this script with LOCAL_RANK set).
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg)
     datamodule.check_sample_shape(module.generator.sample_shape)

@@ -1,5 +1,6 @@
 """End-to-end runs through train.train on the composed config (tiny networks, CPU, a few steps)."""
 import csv
+import os
 import subprocess
 import sys
 
@@ -144,3 +145,22 @@ def test_progress_bar_knows_the_number_of_batches(make_cfg, n_critic, n_generato
     bar = next(c for c in trainer.callbacks if isinstance(c, GANProgressBar))
     assert bar.train_progress_bar.total == batches  # what the bar showed during training
     assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == batches  # what the bar counted
+
+
+def test_only_local_rank_zero_prepares_data(make_cfg, monkeypatch):
+    """train() prepares the data before building the model (to fail fast) on local rank 0 only: other DDP
+    ranks start after rank 0 prepared it and must not download it again."""
+    import train as train_module
+    from gan.data import DigitsDataModule
+
+    events = []
+    monkeypatch.setattr(DigitsDataModule, "prepare_data", lambda self: events.append("prepare"))
+    real_build = train_module.build_module
+    monkeypatch.setattr(train_module, "build_module", lambda cfg: (events.append("build"), real_build(cfg))[1])
+    cfg = make_cfg(tiny_overrides("dcgan", steps=1))
+    train(cfg)
+    assert events[:2] == ["prepare", "build"]
+    events.clear()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    train(cfg)
+    assert events[0] == "build"

@@ -27,23 +27,25 @@ class MetricsCallback(pl.Callback):
 
     def __init__(self, config: Mapping, dirpath: str | None = None):
         config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
-        # built here, i.e. before training starts, so a missing Inception weights file fails at once
-        self.suite = MetricSuite.from_config(config)
         self.every = int(config.get("every_n_generator_steps") or 0)
+        # built here, i.e. before training starts, so a missing Inception weights file fails at once; not at
+        # all when nothing is scored during training (interval 0: the data's metrics are for evaluate.py)
+        self.suite = MetricSuite.from_config(config) if self.every > 0 else None
         self.dirpath = Path(dirpath) if dirpath else None
         self._last_scored: int | None = None
         self.history: list[dict[str, Any]] = []
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if trainer.datamodule is not None:
+        if self.suite is not None and trainer.datamodule is not None:
             self.suite.check_data(trainer.datamodule)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.suite.to(pl_module.device)
+        if self.suite is not None:
+            self.suite.to(pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.generator_steps
-        if self.suite.metrics and interval_crossed(step, self._last_scored, self.every):
+        if self.suite is not None and self.suite.metrics and interval_crossed(step, self._last_scored, self.every):
             self.score(trainer, pl_module)
 
     def score(self, trainer, pl_module) -> dict[str, float]:
