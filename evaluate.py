@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 import gan  # noqa: F401  (registers the config resolvers)
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
+from gan.nets.base import eval_mode
 from gan.utils.checkpoint import load_checkpoint, load_generator, run_config
 from gan.utils.instantiate import build
 from gan.visualize import save_image_grid, save_samples
@@ -96,12 +97,8 @@ def latent_interpolation(generator, rows: int, steps: int, rng: torch.Generator)
     codes = (torch.sin((1 - t) * omega) * start.unsqueeze(1) + torch.sin(t * omega) * end.unsqueeze(1)) / torch.sin(omega)
     if labels is not None:
         labels = labels.repeat_interleave(steps)
-    was_training = generator.training
-    generator.eval()
-    try:
+    with eval_mode(generator):
         return generator(codes.reshape(rows * steps, -1), labels)
-    finally:
-        generator.train(was_training)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

@@ -18,7 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from gan.losses.adversarial import AdversarialLoss
 from gan.losses.penalties import clip_weights
 from gan.losses.tricks import InstanceNoise, LabelTargets, auxiliary_classification_loss, feature_matching_loss
-from gan.nets.base import Discriminator, DiscriminatorOutput, Generator
+from gan.nets.base import Discriminator, DiscriminatorOutput, Generator, eval_mode
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -146,12 +146,8 @@ class GANModule(pl.LightningModule):
             labels = torch.arange(z.size(0), device=z.device) % self.num_classes
         if labels is not None and len(labels) != z.size(0):
             z = z[torch.arange(len(labels), device=z.device) % z.size(0)]
-        was_training = generator.training
-        generator.eval()
-        try:
+        with eval_mode(generator):
             return generator(z, labels)
-        finally:
-            generator.train(was_training)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -4,7 +4,8 @@ and optional class conditioning (``num_classes``), handled here so each architec
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +42,17 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
     return value
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode (BatchNorm running statistics, no dropout) for the block, then as it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class Generator(nn.Module):
@@ -96,15 +108,11 @@ class Generator(nn.Module):
         Conditional generators take ``labels`` (a class index, or a sequence of ``n``); without them the
         classes are drawn uniformly.
         """
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             z = self.noise(n, generator)
             if labels is None:
                 labels = self.random_labels(n, generator, z.device)
             return self(z, labels)
-        finally:
-            self.train(was_training)
 
 
 class DiscriminatorOutput(NamedTuple):
