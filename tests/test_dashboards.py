@@ -1,6 +1,5 @@
 """Dashboards: what W&B, TensorBoard and CSV receive, read back from their own files."""
 import csv
-import time
 from pathlib import Path
 
 import pytest
@@ -46,17 +45,6 @@ def test_multirun_jobs_share_one_group(tmp_path):
         HydraConfig.instance().cfg = previous  # later tests must not see a multirun
 
 
-def finished_offline_run(root, timeout_s=60.0):
-    """The offline run once its file holds the exit record: ``run.finish()`` can return before W&B's
-    writer has flushed the file (seen under CPU load), so reading it at once may find only the header."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = offline_run(root)
-        if run["kinds"].get("exit") or time.monotonic() > deadline:
-            return run
-        time.sleep(0.5)
-
-
 def ignore_noise(monkeypatch):
     """A generator that ignores its noise: the health callback reports mode collapse (and alerts W&B)."""
     original = MLPGenerator.generate
@@ -69,7 +57,7 @@ def test_wandb_run_holds_scalars_config_images_axis_and_alert(make_cfg, tmp_path
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     train(make_cfg(dashboard_overrides("wandb", *ignore_noise(monkeypatch))))
-    run = finished_offline_run(tmp_path / "run" / "wandb")
+    run = offline_run(tmp_path / "run" / "wandb")
     assert run["config"]["callbacks"]["grad_norm"]["every_n_generator_steps"] == 2
     rows = run["history"]
     grads = [row for row in rows if "grad/g/norm" in row]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32768
@@ -39,9 +40,20 @@ def read_records(path: str | Path) -> list:
     return records
 
 
-def offline_run(run_root: str | Path) -> dict:
+def offline_run(run_root: str | Path, timeout_s: float = 60.0) -> dict:
     """{"config": {key: value}, "history": [{key: value}], "kinds": {record type: count}} of the one
-    offline run under ``run_root`` (a ``wandb/`` folder)."""
+    offline run under ``run_root`` (a ``wandb/`` folder), once its file holds the exit record:
+    ``run.finish()`` can return before W&B's writer has flushed the file (seen under CPU load), so reading
+    at once may find only the header. After ``timeout_s`` it returns what is there."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = _read_run(run_root)
+        if run["kinds"].get("exit") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.5)
+
+
+def _read_run(run_root: str | Path) -> dict:
     files = list(Path(run_root).glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1, f"expected one offline run under {run_root}, found {files}"
     config, history, kinds = {}, [], {}
