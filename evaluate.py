@@ -22,7 +22,7 @@ import gan  # noqa: F401  (registers the config resolvers)
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
 from gan.nets.base import eval_mode
-from gan.utils.checkpoint import load_checkpoint, load_generator, run_config
+from gan.utils.checkpoint import generator_from_checkpoint, load_checkpoint, run_config
 from gan.utils.instantiate import build
 from gan.visualize import save_image_grid, save_samples
 
@@ -33,7 +33,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Scores ``cfg.ckpt_path``'s generator or the images in ``cfg.fake_path``; returns the report."""
     if not cfg.get("ckpt_path") and not cfg.get("fake_path"):
         raise ValueError("evaluate.py needs ckpt_path=RUN/checkpoints/<name>.ckpt or fake_path=<folder of images> (with data=<name>)")
-    train_cfg = run_config(load_checkpoint(cfg.ckpt_path)) if cfg.get("ckpt_path") else None
+    checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    train_cfg = run_config(checkpoint) if checkpoint is not None else None
     data_cfg = cfg.get("data") or (train_cfg.data if train_cfg is not None else None)
     if data_cfg is None:
         raise ValueError("fake_path= is scored against a dataset: add data=<name> (e.g. data=digits)")
@@ -58,9 +59,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         report["fake_path"] = str(Path(cfg.fake_path).resolve())
         report["fake_images"] = count
     else:
-        generator = load_generator(cfg.ckpt_path, use_ema=cfg.use_ema, device=device)
+        generator = generator_from_checkpoint(checkpoint, use_ema=cfg.use_ema, device=device)
         values, protocol = suite.evaluate_generator(generator, datamodule, identity)
-        counters = load_checkpoint(cfg.ckpt_path).get("gan_counters", {})
+        counters = checkpoint.get("gan_counters", {})
         report["checkpoint"] = {"path": str(Path(cfg.ckpt_path).resolve()), "ema_weights": generator.uses_ema_weights, **counters}
         report["pictures"] = draw(generator, datamodule, out, cfg)
     report.update(values=values, protocol=protocol, data=datamodule.name,

@@ -45,9 +45,13 @@ def load_generator(checkpoint_path: str | Path, use_ema: bool = True, device: st
     ``generator.sample(n)`` returns ``n`` samples in the data's value range; a class-conditional generator
     takes ``generator.sample(n, labels=...)`` (one class index, or ``n`` of them; uniform classes without).
     """
+    return generator_from_checkpoint(load_checkpoint(checkpoint_path), use_ema, device)
+
+
+def generator_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True, device: str | torch.device = "cpu"):
+    """:func:`load_generator` for a checkpoint already read with :func:`load_checkpoint`."""
     from hydra.utils import instantiate
 
-    checkpoint = load_checkpoint(checkpoint_path)
     generator = instantiate(run_config(checkpoint).model.generator)
     state, is_ema = generator_state(checkpoint, use_ema)
     generator.load_state_dict(state)
