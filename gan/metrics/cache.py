@@ -11,12 +11,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
+
+from gan.utils.files import atomic_write
 
 log = logging.getLogger("gan")
 
@@ -41,15 +42,8 @@ def cached_features(cache_dir: str | os.PathLike | None, name: str, key: str,
         except Exception as error:  # a foreign or damaged file is recomputed, never trusted
             log.warning("ignoring unreadable metrics cache %s: %s", path, error)
     features = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"key": key, "features": features}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as temporary:
+        torch.save({"key": key, "features": features}, temporary)
     return features, False
 
 

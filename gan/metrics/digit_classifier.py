@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from gan.utils.files import atomic_write
 
 WEIGHTS_PATH = Path(__file__).with_name("digit_classifier.pt")
 #: every HELD_OUT_EVERY-th digit of the embedded set is held out for the test accuracy (100 per class)
@@ -109,12 +110,8 @@ def load_classifier(path: str | os.PathLike = WEIGHTS_PATH) -> DigitClassifier:
 
 
 def save_classifier(model: DigitClassifier, path: str | os.PathLike, test_accuracy: float) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt")
-    os.close(fd)
-    torch.save({"state_dict": model.state_dict(), "held_out_accuracy": test_accuracy}, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_write(path) as temporary:
+        torch.save({"state_dict": model.state_dict(), "held_out_accuracy": test_accuracy}, temporary)
 
 
 def main(argv: list[str] | None = None) -> float:

@@ -11,12 +11,13 @@ import fcntl
 import json
 import logging
 import math
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from omegaconf import OmegaConf
+
+from gan.utils.files import atomic_write
 
 log = logging.getLogger("gan")
 
@@ -47,10 +48,8 @@ def objective(metrics: Mapping[str, float], name: str | None, failed_value: floa
 
 def write_result(job_dir: str | Path, result: Mapping[str, Any]) -> Path:
     path = Path(job_dir) / RESULT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        temporary.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     return path
 
 
@@ -86,12 +85,10 @@ def write_summary(sweep_dir: str | Path) -> Path:
     with locked(sweep_dir / ".summary.lock"):
         rows = summary_rows(sweep_dir)
         columns = list(dict.fromkeys(key for row in rows for key in row))
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "w", newline="") as handle:
+        with atomic_write(path) as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(temporary, path)
     return path
 
 
