@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gan.losses.adversarial import AdversarialLoss

@@ -1,5 +1,4 @@
 """GANModule phases: no gradient leaks between the networks, n_critic counting, EMA, checkpoint state."""
-import copy
 from functools import partial
 
 import pytest

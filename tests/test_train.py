@@ -1,6 +1,5 @@
 """End-to-end runs through train.train on the composed config (tiny networks, CPU, a few steps)."""
 import csv
-import os
 import subprocess
 import sys
 
