@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
+from gan.utils.distributed import rank_and_world_size
+
 log = logging.getLogger("gan")
 
 WANDB_RUN_ID_KEY = "wandb_run_id"
@@ -55,8 +57,9 @@ class ResumeState(pl.Callback):
         # checkpoints are read with weights_only=True, which refuses numpy arrays
         kind, keys, position, has_gauss, cached = states["numpy"]
         states["numpy"] = (kind, keys.tolist(), position, has_gauss, cached)
-        if dist.is_available() and dist.is_initialized():
-            gathered: list[Any] = [None] * dist.get_world_size()
+        _, world_size = rank_and_world_size()
+        if world_size > 1:
+            gathered: list[Any] = [None] * world_size
             dist.all_gather_object(gathered, states)  # every rank saves with the trainer, so all take part
             return {"rng_per_rank": gathered}
         return {"rng_per_rank": [states]}
@@ -71,8 +74,8 @@ class ResumeState(pl.Callback):
     # ------------------------------------------------------------------------------------------- loading
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         per_rank = state_dict["rng_per_rank"]
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        if len(per_rank) != (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1):
+        rank, world_size = rank_and_world_size()
+        if len(per_rank) != world_size:
             log.warning("checkpoint was written by %d processes, resuming with a different number: "
                         "RNG states are not restored, so the resumed run is not an exact continuation", len(per_rank))
             return

@@ -17,19 +17,20 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
+
+from gan.utils.distributed import rank_and_world_size
 
 
 class ResumableSampler(DistributedSampler):
     """``endless=False``: one pass (with a length), for iterating a loader outside training."""
 
     def __init__(self, dataset: Dataset, seed: int | None = None, shuffle: bool = True, endless: bool = True):
-        distributed = dist.is_available() and dist.is_initialized()
+        rank, world_size = rank_and_world_size()
         super().__init__(
             dataset,
-            num_replicas=dist.get_world_size() if distributed else 1,
-            rank=dist.get_rank() if distributed else 0,
+            num_replicas=world_size,
+            rank=rank,
             shuffle=shuffle,
             seed=int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else int(seed),
         )
