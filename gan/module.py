@@ -45,7 +45,7 @@ class GANModule(pl.LightningModule):
         instance_noise_std, instance_noise_steps, instance_noise_schedule: Gaussian noise on every
             discriminator input, its std annealed from ``instance_noise_std`` to 0 over that many generator steps.
         feature_matching_weight, feature_matching_layer: add weight * feature matching on that discriminator
-            block's output (an index into ``Discriminator.features``) to the generator loss;
+            block's output (an index into ``Discriminator.evaluate(...).features``) to the generator loss;
             ``adversarial_generator_loss=False`` leaves feature matching alone (Salimans et al. 2016).
         auxiliary_weight: weight of the auxiliary classifier's cross-entropy (AC-GAN discriminators).
 

@@ -185,9 +185,6 @@ class Discriminator(nn.Module):
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.evaluate(x, labels).logits
 
-    def features(self, x: Tensor, labels: Tensor | None = None) -> list[Tensor]:
-        return self.evaluate(x, labels).features
-
 
 def output_activation(name: str) -> nn.Module:
     """``tanh`` for data scaled to [-1, 1] (images), ``identity`` for unbounded data (2D toys)."""
