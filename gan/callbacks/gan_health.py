@@ -212,6 +212,7 @@ class GANHealth(pl.Callback):
         self._grad_norms: dict[str, Tensor] = {}
         self._seen_generator_steps: int | None = None
         self._real: Tensor | None = None
+        self._real_classes: tuple[Tensor, int] | None = None  # (the real draw, distinct classes read in it)
         self._classifier = None
         self._stop_requested = False
 
@@ -287,17 +288,19 @@ class GANHealth(pl.Callback):
     def class_coverage(self, samples: Tensor, real: Tensor) -> float | None:
         """Distinct classes the digit classifier reads in ``samples`` over those it reads in ``real``; None
         for data it cannot read (anything but 1x28x28)."""
-        try:
-            from gan.metrics.digit_classifier import INPUT_SHAPE
-            from gan.metrics.features import DigitFeatures
-        except ImportError:  # the classifier ships with gan.metrics; without it only distances are checked
-            return None
+        from gan.metrics.digit_classifier import INPUT_SHAPE
+        from gan.metrics.features import DigitFeatures
+
         if tuple(samples.shape[1:]) != tuple(INPUT_SHAPE):
             return None
         if self._classifier is None:
             self._classifier = DigitFeatures()
-        classes = [self._classifier(x.cpu())["logits"].argmax(dim=1).unique().numel() for x in (samples, real)]
-        return classes[0] / classes[1]
+        if self._real_classes is None or self._real_classes[0] is not real:  # the fixed draw: read it once
+            self._real_classes = (real, self._distinct_classes(real))
+        return self._distinct_classes(samples) / self._real_classes[1]
+
+    def _distinct_classes(self, images: Tensor) -> int:
+        return self._classifier(images.cpu())["logits"].argmax(dim=1).unique().numel()
 
     # ------------------------------------------------------------------------------------------ events
     def _fire(self, trainer, pl_module, kind: str, evidence: dict[str, float]) -> None:
