@@ -1,26 +1,50 @@
 """GANModule: one LightningModule for every GAN variant.
 
-It orchestrates the alternating phases with manual optimization and holds no loss math: the adversarial
-loss, the optional discriminator penalty and weight clipping are injected (picked by config).
+It orchestrates the phases of a GAN iteration with manual optimization and holds no loss math: the
+adversarial loss, the discriminator penalties, the augmentation, the schedules and weight clipping are
+injected objects (picked by config).
+
+One training batch is one iteration: ``n_critic`` discriminator updates, each on its own real batch, then
+``n_generator`` generator updates. The data loader therefore yields ``real_batches_per_iteration`` real
+batches at once (concatenated), so Lightning's per-batch machinery runs once per iteration, and a resumed
+run continues the data stream exactly.
 
 Units: ``discriminator_steps`` and ``generator_steps`` count optimizer updates of each network. Lightning's
 ``trainer.global_step`` counts BOTH (one D step + one G step = 2), so schedules here use generator steps.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch import Tensor, nn
 
+from gan.augment import Augment
+from gan.ema import GeneratorEMA
 from gan.losses.adversarial import AdversarialLoss
-from gan.losses.penalties import clip_weights
+from gan.losses.penalties import Penalty, clip_weights
 from gan.losses.tricks import InstanceNoise, LabelTargets, auxiliary_classification_loss, feature_matching_loss
 from gan.nets.base import Discriminator, DiscriminatorOutput, Generator, eval_mode
+from gan.schedules import Setting
+from gan.utils.errors import ConfigError
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+@contextmanager
+def frozen(network: nn.Module) -> Iterator[None]:
+    """The network's parameters take no gradient inside the block (the other network's update phase):
+    backward then skips their weight gradients, and they keep ``grad`` None."""
+    params = [p for p in network.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class GANModule(pl.LightningModule):
@@ -33,11 +57,15 @@ class GANModule(pl.LightningModule):
             (Hydra ``_partial_: true`` optimizer configs).
         n_critic: discriminator updates per iteration (each on a fresh real batch).
         n_generator: generator updates per iteration, after the ``n_critic`` discriminator updates (each with
-            fresh noise).
-        penalty: optional callable ``(discriminator, real, fake) -> {"loss": ..., <terms>}`` added to the
-            discriminator loss before its single backward (gradient penalty).
+            fresh noise, and a fresh real batch when the loss compares against reals).
+        penalties: named :class:`~gan.losses.penalties.Penalty` objects (gradient penalty, R1, R1 + R2, ...),
+            each added to the discriminator loss before its single backward; None entries are off.
+        schedules: named :class:`~gan.schedules.Setting` objects applied before every iteration from the
+            generator step (learning rates, Adam betas, penalty weights, EMA half-life).
+        augment: an :class:`~gan.augment.Augment` applied to every discriminator input (DiffAugment, ADA).
         weight_clip: clamp every discriminator parameter to [-c, c] after each D update (WGAN).
-        ema_decay: keep an exponential moving average of the generator (used for samples and metrics).
+        ema_decay: keep an exponential moving average of the generator (used for samples and metrics once
+            it has been updated; a half-life schedule may set the decay).
         ema_start: generator step from which the average is updated (its first update copies the weights).
         num_fixed_samples, fixed_noise_seed: the fixed latent codes used for sample grids.
         real_label, real_label_range, label_flip_prob: the targets the discriminator loss sees
@@ -51,6 +79,11 @@ class GANModule(pl.LightningModule):
 
     Conditional networks (``num_classes`` set) are trained on the batch's labels: the fakes of a step are
     generated for the labels of that step's real batch, so both phases see the data's class balance.
+
+    ``last_terms`` holds the newest value of every term (detached tensors on the module's device, or
+    numbers, keyed as they are logged, e.g. ``train/d/loss``; a D term is the iteration's last D step's),
+    for callbacks that watch every iteration without forcing a device sync. They are logged on Lightning's
+    logging steps only (every ``trainer.log_every_n_steps`` iterations) and at the last iteration.
     """
 
     def __init__(
@@ -61,7 +94,9 @@ class GANModule(pl.LightningModule):
         optimizer: Mapping[str, OptimizerFactory],
         n_critic: int = 1,
         n_generator: int = 1,
-        penalty: Callable[..., dict[str, Tensor]] | None = None,
+        penalties: Mapping[str, Penalty | None] | None = None,
+        schedules: Mapping[str, Setting | None] | None = None,
+        augment: Augment | None = None,
         weight_clip: float | None = None,
         ema_decay: float | None = None,
         ema_start: int = 0,
@@ -81,56 +116,68 @@ class GANModule(pl.LightningModule):
         super().__init__()
         for name, value in (("n_critic", n_critic), ("n_generator", n_generator)):
             if int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+                raise ConfigError(f"model.{name} must be a positive integer, got {value}")
         if set(optimizer) != {"generator", "discriminator"}:
-            raise ValueError(f"optimizer config needs exactly 'generator' and 'discriminator', got {sorted(optimizer)}")
+            raise ConfigError(f"optimizer config needs exactly 'generator' and 'discriminator', got {sorted(optimizer)}")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
-        self.penalty = penalty
+        self.penalties = nn.ModuleDict({name: p for name, p in (penalties or {}).items() if p is not None})
+        self.augment = augment
         self.optimizer_factories = dict(optimizer)
         self.n_critic = int(n_critic)
         self.n_generator = int(n_generator)
         self.weight_clip = weight_clip
         self.ema_start = int(ema_start)
-        self.generator_ema: AveragedModel | None = None
-        if ema_decay is not None:
-            self.generator_ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay)), use_buffers=True)
-            self.generator_ema.requires_grad_(False)
+        self.generator_ema = GeneratorEMA(generator, ema_decay) if ema_decay is not None else None
         noise = torch.randn(num_fixed_samples, generator.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
         self.register_buffer("fixed_noise", noise)
         self.label_targets = LabelTargets(real_label, real_label_range, label_flip_prob)
         if self.label_targets.active and not getattr(loss, "has_targets", False):
-            raise ValueError(f"label smoothing / noisy / flipped labels need a loss with real and fake targets, but "
-                             f"{type(loss).__name__} has none; use loss=non_saturating, minimax or least_squares")
+            raise ConfigError(f"label smoothing / noisy / flipped labels need a loss with real and fake targets, but "
+                              f"{type(loss).__name__} has none; use loss=non_saturating, minimax or least_squares")
         self.instance_noise = InstanceNoise(instance_noise_std, instance_noise_steps, instance_noise_schedule)
         blocks = len(discriminator.blocks)
         if not -blocks <= int(feature_matching_layer) < blocks:
-            raise ValueError(f"feature_matching_layer={feature_matching_layer} is out of range for a discriminator "
-                             f"with {blocks} blocks (expected -{blocks} .. {blocks - 1})")
+            raise ConfigError(f"model.feature_matching_layer={feature_matching_layer} is out of range for a discriminator "
+                              f"with {blocks} blocks (expected -{blocks} .. {blocks - 1})")
         if not adversarial_generator_loss and float(feature_matching_weight) <= 0:
-            raise ValueError("adversarial_generator_loss=false leaves the generator no objective: set feature_matching_weight > 0")
+            raise ConfigError("model.adversarial_generator_loss=false leaves the generator no objective: set "
+                              "model.feature_matching_weight > 0")
         self.feature_matching_weight, self.feature_matching_layer = float(feature_matching_weight), int(feature_matching_layer)
         self.adversarial_generator_loss = bool(adversarial_generator_loss)
         self.auxiliary_weight = float(auxiliary_weight)
         if generator.num_classes != discriminator.num_classes:
-            raise ValueError(f"the generator is built for num_classes={generator.num_classes} but the discriminator "
-                             f"for num_classes={discriminator.num_classes}")
+            raise ConfigError(f"the generator is built for num_classes={generator.num_classes} but the discriminator "
+                              f"for num_classes={discriminator.num_classes}")
+        self.schedules = {name: s for name, s in (schedules or {}).items() if s is not None}
+        for name, setting in self.schedules.items():
+            setting.check(self, name)
         self.generator_steps = 0
         self.discriminator_steps = 0
+        self.last_terms: dict[str, Tensor] = {}
         #: the resolved run configuration, stored in every checkpoint so a generator can be rebuilt from it
         self.run_config: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------------------------- sampling
     @property
     def sampling_generator(self) -> Generator:
-        """The generator to show and score: the EMA copy when EMA is on."""
-        return self.generator_ema.module if self.generator_ema is not None else self.generator
+        """The generator to show and score: the EMA copy once it has been updated (before ``ema_start`` it is
+        still the untrained initial copy, so the raw generator is shown instead)."""
+        if self.generator_ema is not None and self.generator_ema.has_average:
+            return self.generator_ema.module
+        return self.generator
 
     @property
     def num_classes(self) -> int | None:
         return self.generator.num_classes
+
+    @property
+    def real_batches_per_iteration(self) -> int:
+        """Real batches one training batch holds: one per D step, plus one per G step for a loss that
+        compares fakes with reals in the generator step (R3GAN draws a fresh real batch for it)."""
+        return self.n_critic + (self.n_generator if self.loss.generator_needs_real else 0)
 
     @torch.no_grad()
     def sample_fixed(self, n: int | None = None, labels: Tensor | None = None) -> Tensor:
@@ -156,19 +203,17 @@ class GANModule(pl.LightningModule):
         data_classes = getattr(datamodule, "num_classes", None)
         if data_classes != self.num_classes:
             name = getattr(datamodule, "name", type(datamodule).__name__)
-            raise ValueError(f"a conditional model needs labelled data with {self.num_classes} classes, but data {name} "
-                             f"has num_classes={data_classes}; use labelled data (e.g. data=digits) or an unconditional model")
-
-    def with_instance_noise(self, x: Tensor) -> Tensor:
-        """Instance noise scheduled by the generator step (checkpointed), so a resumed run continues exactly."""
-        return self.instance_noise(x, self.generator_steps)
+            raise ConfigError(f"a conditional model needs labelled data with {self.num_classes} classes, but data {name} "
+                              f"has num_classes={data_classes}; use labelled data (e.g. data=digits) or an unconditional model")
 
     def discriminate(self, x: Tensor, labels: Tensor | None) -> DiscriminatorOutput:
-        """The discriminator, given labels only when its logit depends on them (not for AC-GAN)."""
-        return self.discriminator.evaluate(x, self._d_labels(labels))
-
-    def _d_labels(self, labels: Tensor | None) -> Tensor | None:
-        return labels if self.discriminator.takes_labels else None
+        """The discriminator as both phases see it: instance noise (scheduled by the checkpointed generator
+        step, so a resumed run continues exactly), then the augmentation, then D, given labels only when its
+        logit depends on them (not for AC-GAN)."""
+        x = self.instance_noise(x, self.generator_steps)
+        if self.augment is not None:
+            x = self.augment(x)
+        return self.discriminator.evaluate(x, labels if self.discriminator.takes_labels else None)
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -176,21 +221,67 @@ class GANModule(pl.LightningModule):
         opt_d = self.optimizer_factories["discriminator"](params=self.discriminator.parameters())
         return [opt_g, opt_d]
 
+    def optimizer_of(self, network: str) -> torch.optim.Optimizer:
+        """The optimizer of ``generator`` or ``discriminator`` (schedules set its hyperparameters)."""
+        opt_g, opt_d = self.optimizers(use_pl_optimizer=False)
+        return {"generator": opt_g, "discriminator": opt_d}[network]
+
     def training_step(self, batch, batch_idx: int) -> None:
+        """One iteration: the schedules' values, ``n_critic`` D steps, then ``n_generator`` G steps."""
         real, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
-        labels = labels if self.num_classes is not None else None
+        reals = self._split_iteration_batch(real)
+        label_chunks = self._split_iteration_batch(labels) if self.num_classes is not None else [None] * len(reals)
         opt_g, opt_d = self.optimizers()
-        self._log_terms("train/d", self.discriminator_step(real, opt_d, labels))
-        if self.discriminator_steps % self.n_critic == 0:
-            for _ in range(self.n_generator):
-                self._log_terms("train/g", self.generator_step(real, opt_g, labels))
-                self.update_ema()
+        terms = {f"train/schedule/{name}": setting.apply(self, self.generator_steps) for name, setting in self.schedules.items()}
+        for i in range(self.n_critic):
+            d_terms = self.discriminator_step(reals[i], opt_d, label_chunks[i])
+        for j in range(self.n_generator):
+            # a loss that compares with reals gets a fresh batch; otherwise G sees the last D step's reals
+            # (their size and labels set the fakes'; feature matching compares with them)
+            k = self.n_critic + j if self.loss.generator_needs_real else self.n_critic - 1
+            g_terms = self.generator_step(reals[k], opt_g, label_chunks[k])
+            self.update_ema()
+        terms.update({f"train/d/{name}": value.detach() for name, value in d_terms.items()})
+        terms.update({f"train/g/{name}": value.detach() for name, value in g_terms.items()})
+        terms["train/generator_step"] = self.generator_steps
+        # merged, not replaced: a lazy penalty's term keeps the value of the last step that computed it
+        self.last_terms.update(terms)
+        if self.is_logging_step or self.is_last_iteration:
+            # only on logging steps (each self.log call costs about as much as a tiny network's update), and
+            # at the end, so the final values are in trainer.callback_metrics
+            self.log_dict(self.last_terms, on_step=True, on_epoch=False)
+
+    @property
+    def is_last_iteration(self) -> bool:
+        """After this iteration's updates: whether the run has reached ``trainer.max_steps``."""
+        trainer = self._trainer
+        return trainer is not None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+
+    @property
+    def is_logging_step(self) -> bool:
+        """Whether Lightning writes this training batch's logged values (every ``trainer.log_every_n_steps``
+        batches); False outside a running fit loop. Lightning has no public accessor for its decision."""
+        trainer = self._trainer
+        return trainer is not None and trainer._active_loop is not None and trainer._logger_connector.should_update_logs
+
+    def _split_iteration_batch(self, batch: Tensor) -> tuple[Tensor, ...]:
+        chunks = self.real_batches_per_iteration
+        if batch.size(0) % chunks:
+            raise ConfigError(f"a training batch of {batch.size(0)} samples cannot be split into the {chunks} real batches "
+                              f"one iteration uses (n_critic={self.n_critic}); the data module must yield "
+                              f"batch_size x {chunks} samples per batch")
+        return batch.chunk(chunks) if chunks > 1 else (batch,)
 
     def discriminator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
-        self.toggle_optimizer(optimizer)
         with torch.no_grad():
             fake = self.generator(self.generator.noise(real.size(0)), labels)
-        real, fake = self.with_instance_noise(real), self.with_instance_noise(fake)
+        penalties = [(name, p) for name, p in self.penalties.items() if self.discriminator_steps % p.interval == 0]
+        # penalties that differentiate D at its inputs reuse the loss's forward pass (see gan/losses/penalties.py)
+        wanted = {side for _, penalty in penalties for side in penalty.input_gradients}
+        if "real" in wanted:
+            real = real.detach().requires_grad_(True)
+        if "fake" in wanted:
+            fake = fake.requires_grad_(True)
         real_out, fake_out = self.discriminate(real, labels), self.discriminate(fake, labels)
         targets = self.label_targets(real.size(0), real.device) if self.label_targets.active else {}
         terms = self.loss.discriminator_loss(real_out.logits, fake_out.logits, **targets)
@@ -200,12 +291,12 @@ class GANModule(pl.LightningModule):
                                    + auxiliary_classification_loss(fake_out.class_logits, labels))
             terms["class_accuracy"] = (real_out.class_logits.argmax(dim=1) == labels).float().mean()
             total = total + self.auxiliary_weight * terms["class_loss"]
-        if self.penalty is not None and self.discriminator_steps % getattr(self.penalty, "interval", 1) == 0:
-            d_labels = self._d_labels(labels)
-            critic = self.discriminator if d_labels is None else (lambda x: self.discriminator(x, d_labels))
-            penalty_terms = self.penalty(critic, real, fake)
-            total = total + penalty_terms.pop("loss")
-            terms.update(penalty_terms)
+        if penalties:
+            critic = lambda x: self.discriminate(x, labels).logits  # noqa: E731 - the loss's view of D
+            for name, penalty in penalties:
+                penalty_terms = penalty(critic, real, fake, real_out.logits, fake_out.logits)
+                total = total + penalty_terms.pop("loss")
+                terms.update(penalty_terms)
         terms["loss"] = total
         terms["real_score"] = self.loss.score(real_out.logits)
         terms["fake_score"] = self.loss.score(fake_out.logits)
@@ -214,43 +305,45 @@ class GANModule(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)
         optimizer.step()
-        self.untoggle_optimizer(optimizer)
         if self.weight_clip is not None:
             clip_weights(self.discriminator, float(self.weight_clip))
+        if self.augment is not None:
+            self.augment.observe(real_out.logits.detach())
+            terms.update(self.augment.terms())
         self.discriminator_steps += 1
         return terms
 
     def generator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
-        """``real`` is the step's real batch: its size (and labels) set the fakes'; feature matching compares
-        against its discriminator features."""
-        self.toggle_optimizer(optimizer)
+        """``real``: a real batch; its size (and labels) set the fakes'. A relativistic loss compares the
+        fakes' logits with its logits; feature matching compares discriminator features with it."""
         fake = self.generator(self.generator.noise(real.size(0)), labels)
-        fake_out = self.discriminate(self.with_instance_noise(fake), labels)
-        terms = self.loss.generator_loss(fake_out.logits)
-        if not self.adversarial_generator_loss:
-            terms = {"adversarial": terms["loss"].detach(), "loss": torch.zeros_like(terms["loss"])}
-        if self.feature_matching_weight > 0:
-            with torch.no_grad():
-                real_features = self.discriminate(self.with_instance_noise(real), labels).features[self.feature_matching_layer]
-            terms["feature_matching"] = feature_matching_loss(real_features, fake_out.features[self.feature_matching_layer])
-            terms["loss"] = terms["loss"] + self.feature_matching_weight * terms["feature_matching"]
-        if fake_out.class_logits is not None:
-            terms["class_loss"] = auxiliary_classification_loss(fake_out.class_logits, labels)
-            terms["loss"] = terms["loss"] + self.auxiliary_weight * terms["class_loss"]
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(terms["loss"])
+        with frozen(self.discriminator):
+            fake_out = self.discriminate(fake, labels)
+            real_out = None
+            if self.loss.generator_needs_real or self.feature_matching_weight > 0:
+                with torch.no_grad():  # D's view of the reals does not depend on G
+                    real_out = self.discriminate(real, labels)
+            compared_with = {"real_logits": real_out.logits} if self.loss.generator_needs_real else {}
+            terms = self.loss.generator_loss(fake_out.logits, **compared_with)
+            if not self.adversarial_generator_loss:
+                terms = {"adversarial": terms["loss"].detach(), "loss": torch.zeros_like(terms["loss"])}
+            if self.feature_matching_weight > 0:
+                layer = self.feature_matching_layer
+                terms["feature_matching"] = feature_matching_loss(real_out.features[layer], fake_out.features[layer])
+                terms["loss"] = terms["loss"] + self.feature_matching_weight * terms["feature_matching"]
+            if fake_out.class_logits is not None:
+                terms["class_loss"] = auxiliary_classification_loss(fake_out.class_logits, labels)
+                terms["loss"] = terms["loss"] + self.auxiliary_weight * terms["class_loss"]
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(terms["loss"])
         optimizer.step()
-        self.untoggle_optimizer(optimizer)
         self.generator_steps += 1
         return terms
 
     @torch.no_grad()
     def update_ema(self) -> None:
         if self.generator_ema is not None and self.generator_steps >= self.ema_start:
-            self.generator_ema.update_parameters(self.generator)
-
-    def _log_terms(self, prefix: str, terms: Mapping[str, Tensor]) -> None:
-        self.log_dict({f"{prefix}/{name}": value.detach() for name, value in terms.items()}, on_step=True, on_epoch=False)
+            self.generator_ema.update(self.generator)
 
     # -------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

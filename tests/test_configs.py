@@ -50,7 +50,7 @@ def test_published_details_of_the_critics(make_cfg):
     wgan = build_module(make_cfg(["model=wgan", "logger=none"]))
     assert wgan.weight_clip == 0.01
     gp = build_module(make_cfg(["model=wgan_gp", "logger=none"]))
-    assert gp.penalty.weight == 10.0
+    assert gp.penalties.gradient_penalty.weight == 10.0
     assert gp.configure_optimizers()[1].defaults["betas"] == (0.0, 0.9)
     import torch
 

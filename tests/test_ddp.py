@@ -46,10 +46,10 @@ class GlobalBatchGradientPenalty(GradientPenalty):
         super().__init__(*args, **kwargs)
         self.stream = torch.Generator().manual_seed(stream_seed)
 
-    def __call__(self, critic, real, fake):
+    def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
         rank, world = rank_and_world()
         alpha = torch.rand(real.size(0) * world, generator=self.stream)[rank::world].view(-1, *[1] * (real.dim() - 1))
-        penalty = gradient_norm_penalty(critic, alpha * real + (1 - alpha) * fake.detach(), self.center)
+        penalty = gradient_norm_penalty(critic, alpha * real.detach() + (1 - alpha) * fake.detach(), self.center)
         return {"gp": penalty, "loss": self.weight * self.interval * penalty}
 
 
@@ -75,7 +75,7 @@ def overrides(params_dir, batch_size: int) -> list[str]:
     return [o for o in tiny_overrides("wgan_gp", steps=3) if not o.startswith("callbacks.")] + [
         f"data.batch_size={batch_size}", "model.generator.norm=none",
         "model.generator._target_=tests.test_ddp.GlobalBatchNoiseGenerator",
-        "model.penalty._target_=tests.test_ddp.GlobalBatchGradientPenalty",
+        "model.penalties.gradient_penalty._target_=tests.test_ddp.GlobalBatchGradientPenalty",
         "callbacks=none", "metrics=none", "+callbacks.save._target_=tests.test_ddp.SaveParameters",
         f"+callbacks.save.dirpath={params_dir}",
     ]

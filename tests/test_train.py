@@ -133,7 +133,8 @@ def test_generator_updates_per_iteration_set_the_length_and_keep_intervals(make_
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["gstep_0000006.png"]
 
 
-@pytest.mark.parametrize("n_critic,n_generator,steps,batches", [(1, 1, 6, 6), (5, 1, 3, 15), (2, 3, 6, 4)])
+# a batch is one GAN iteration: n_critic D updates then n_generator G updates
+@pytest.mark.parametrize("n_critic,n_generator,steps,batches", [(1, 1, 6, 6), (5, 1, 3, 3), (2, 3, 6, 2)])
 def test_progress_bar_knows_the_number_of_batches(make_cfg, n_critic, n_generator, steps, batches):
     from gan.callbacks import GANProgressBar
 

@@ -259,7 +259,7 @@ def test_r1_matches_a_per_sample_reference():
 
 
 def test_lazy_r1_applies_every_interval_discriminator_steps():
-    module = make_module(penalty=R1Penalty(gamma=1.0, interval=3))
+    module = make_module(penalties={"r1": R1Penalty(gamma=1.0, interval=3)})
     attach_trainer(module)
     applied = []
     for _ in range(7):
@@ -284,7 +284,7 @@ TRICK_RUNS = {
     "minibatch_discrimination": ["model.discriminator.minibatch=discrimination"],
     "dropout": ["model.discriminator.dropout=0.3"],
     "ema": ["model.ema_decay=0.9", "model.ema_start=1"],
-    "r1_lazy": ["model.penalty={_target_:gan.losses.R1Penalty,gamma:1.0,interval:2}"],
+    "r1_lazy": ["+model.penalties.r1={_target_:gan.losses.R1Penalty,gamma:1.0,interval:2}"],
 }
 
 

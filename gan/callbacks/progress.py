@@ -1,8 +1,8 @@
 """Lightning's progress bar, counting what it shows (training batches) correctly.
 
 Lightning bounds the bar by the remaining ``max_steps``, but those count every optimizer step while the bar
-counts batches, and a batch here is one D step: an iteration of ``n_critic`` batches makes ``n_critic +
-n_generator`` optimizer steps. Left alone, a DCGAN run's bar would end at 50 % (a WGAN's, with n_critic = 5, at 83 %)."""
+counts batches, and a batch here is one GAN iteration of ``n_critic + n_generator`` optimizer steps. Left
+alone, a DCGAN run's bar would end at 50 % (a WGAN's, with n_critic = 5, at 17 %)."""
 from __future__ import annotations
 
 import math
@@ -17,5 +17,5 @@ class GANProgressBar(TQDMProgressBar):
         if not (trainer.max_steps > 0 and hasattr(module, "n_critic")):
             return super().total_train_batches
         remaining_steps = max(trainer.max_steps - trainer.global_step, 0)
-        batches = math.ceil(remaining_steps / (module.n_critic + module.n_generator)) * module.n_critic
+        batches = math.ceil(remaining_steps / (module.n_critic + module.n_generator))
         return min(trainer.num_training_batches, batches)

@@ -55,7 +55,7 @@ class GANDataModule(pl.LightningDataModule):
         sampler = ResumableSampler(self.train_set, endless=self.trainer is not None)
         return DataLoader(
             self.train_set,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size * self.batches_per_training_step,
             sampler=sampler,
             generator=torch.Generator().manual_seed(sampler.seed),
             drop_last=True,
@@ -63,6 +63,14 @@ class GANDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
         )
+
+    @property
+    def batches_per_training_step(self) -> int:
+        """Real batches of ``batch_size`` one training batch holds: a GAN module that makes several updates
+        per training step (n_critic D steps, a fresh real batch for G) takes them all at once, so Lightning's
+        per-batch work runs once per iteration and the data stream is the same as batch after batch."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return int(getattr(module, "real_batches_per_iteration", 1))
 
     def real_samples(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` real samples drawn without replacement (with replacement if the set is smaller)."""

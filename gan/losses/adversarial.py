@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gan.utils.errors import ConfigError
+
 
 def minimax_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, real_targets: Tensor | float = 1.0,
                                fake_targets: Tensor | float = 0.0) -> Tensor:
@@ -69,6 +71,17 @@ def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
+def relativistic_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Jolicoeur-Martineau 2019 (RpGAN), as R3GAN trains it (Huang et al. 2024, eq. 3):
+    E[softplus(-(D(x_i) - D(G(z_i))))], each real paired with one fake."""
+    return F.softplus(fake_logits - real_logits).mean()
+
+
+def relativistic_generator_loss(fake_logits: Tensor, real_logits: Tensor) -> Tensor:
+    """The generator's side of RpGAN: E[softplus(-(D(G(z_i)) - D(x_i)))] against a real batch."""
+    return F.softplus(real_logits - fake_logits).mean()
+
+
 class AdversarialLoss:
     """A pair of objectives on logits. Subclasses define the two ``_d``/``_g`` terms.
 
@@ -79,6 +92,8 @@ class AdversarialLoss:
     logits_are_probabilities = False
     #: whether the discriminator objective has real/fake targets that label tricks may change
     has_targets = False
+    #: whether the generator objective compares against D's logits of a real batch (relativistic losses)
+    generator_needs_real = False
 
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, real_targets: Tensor | None = None,
                            fake_targets: Tensor | None = None) -> dict[str, Tensor]:
@@ -87,13 +102,14 @@ class AdversarialLoss:
         if real_targets is None and fake_targets is None:
             return {"loss": self._d(real_logits, fake_logits)}
         if not self.has_targets:
-            raise ValueError(f"{type(self).__name__} has no real/fake targets to smooth or flip; label tricks need "
+            raise ConfigError(f"{type(self).__name__} has no real/fake targets to smooth or flip; label tricks need "
                              "loss=minimax, non_saturating or least_squares")
         real_targets = torch.ones_like(real_logits) if real_targets is None else real_targets
         fake_targets = torch.zeros_like(fake_logits) if fake_targets is None else fake_targets
         return {"loss": self._d_targets(real_logits, fake_logits, real_targets, fake_targets)}
 
-    def generator_loss(self, fake_logits: Tensor) -> dict[str, Tensor]:
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> dict[str, Tensor]:
+        """``real_logits``: D's logits of a real batch, for losses with ``generator_needs_real``."""
         return {"loss": self._g(fake_logits)}
 
     def score(self, logits: Tensor) -> Tensor:
@@ -174,3 +190,20 @@ class HingeLoss(AdversarialLoss):
 
     def _g(self, fake_logits):
         return hinge_generator_loss(fake_logits)
+
+
+class RelativisticLoss(AdversarialLoss):
+    """RpGAN (Jolicoeur-Martineau 2019), the loss of R3GAN (Huang et al. 2024): D and G each compare one
+    real and one fake logit, ``softplus(-(D(x) - D(G(z))))`` for D and the mirror image for G. The generator
+    step therefore needs D's logits of a real batch (R3GAN draws a fresh one for it); the logged scores are
+    raw logits."""
+
+    generator_needs_real = True
+
+    def _d(self, real_logits, fake_logits):
+        return relativistic_discriminator_loss(real_logits, fake_logits)
+
+    def generator_loss(self, fake_logits, real_logits=None):
+        if real_logits is None:
+            raise ConfigError("RelativisticLoss.generator_loss compares fakes with reals: pass real_logits")
+        return {"loss": relativistic_generator_loss(fake_logits, real_logits)}

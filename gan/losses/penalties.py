@@ -1,8 +1,17 @@
-"""Regularizers of the discriminator: the WGAN-GP gradient penalty, R1, and WGAN weight clipping.
+"""Regularizers of the discriminator: the WGAN-GP gradient penalty, R1, R1 + R2, and WGAN weight clipping.
 
-The penalty is returned as a differentiable term (``create_graph=True``) so the module adds it to the
-adversarial loss and runs ONE backward. That single backward is what DDP all-reduces; gradients taken
-with ``autograd.grad`` alone are never synchronised across ranks.
+Every penalty is a small ``nn.Module`` (state such as an anchor lives in buffers, so checkpoints carry it)
+called in the discriminator step as ``penalty(critic, real, fake, real_logits, fake_logits)`` and returning
+its named terms, ``loss`` being the weighted value the module adds to the adversarial loss. The module then
+runs ONE backward: that single backward is what DDP all-reduces, whereas gradients taken with
+``autograd.grad`` alone are never synchronised across ranks.
+
+``critic`` maps samples to logits exactly as the step's loss saw them (labels, instance noise and
+augmentation included), ``real``/``fake`` are the un-augmented inputs, and ``real_logits``/``fake_logits``
+the step's own logits of them. A penalty that differentiates D at its inputs lists them in
+``input_gradients``; the module then marks those inputs ``requires_grad`` before its forward, so the penalty
+reuses the loss's forward pass instead of running another (as R3GAN and StyleGAN2 do). Called without logits
+(or under fp16 autocast, whose input gradients underflow) the penalty runs its own fp32 pass.
 """
 from __future__ import annotations
 
@@ -11,6 +20,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from gan.utils.errors import ConfigError
+
+Critic = Callable[[Tensor], Tensor]
+
 
 def interpolate(real: Tensor, fake: Tensor) -> Tensor:
     """Random points on straight lines between real and fake samples, one weight per sample."""
@@ -18,28 +31,52 @@ def interpolate(real: Tensor, fake: Tensor) -> Tensor:
     return alpha * real + (1.0 - alpha) * fake
 
 
-def gradient_norm_penalty(critic: Callable[[Tensor], Tensor], points: Tensor, center: float = 1.0) -> Tensor:
-    """Mean over samples of (||grad_x D(x)||_2 - center)^2, the norm taken over all non-batch dims.
-
-    Under mixed precision it is computed in fp32 with autocast off: fp16 input gradients underflow, and
-    this gradient is not covered by the loss scaler (only the final backward is).
-    """
+def input_gradients(critic: Critic, points: Tensor) -> Tensor:
+    """d critic(x) / dx per sample (``create_graph=True`` so a loss on it trains D), computed in fp32 with
+    autocast off: fp16 input gradients underflow, and the loss scaler covers only the final backward."""
     mixed_precision = torch.is_autocast_enabled(points.device.type)
     points = (points.float() if mixed_precision else points).detach().requires_grad_(True)
     with torch.autocast(points.device.type, enabled=False):
-        outputs = critic(points)
-        (grads,) = torch.autograd.grad(outputs.sum(), points, create_graph=True)
-    norms = grads.flatten(start_dim=1).norm(2, dim=1)
+        (grads,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
+    return grads
+
+
+def squared_gradient_norms(critic: Critic, points: Tensor, logits: Tensor | None = None) -> Tensor:
+    """||grad_x D(x)||^2 per sample, summed over the non-batch dims. With ``logits`` = critic(points) already
+    computed (``points`` requiring grad) the gradient reuses that forward pass."""
+    if logits is None or not points.requires_grad or torch.is_autocast_enabled(points.device.type):
+        grads = input_gradients(critic, points)
+    else:
+        (grads,) = torch.autograd.grad(logits.sum(), points, create_graph=True)
+    return grads.flatten(start_dim=1).pow(2).sum(dim=1)
+
+
+def gradient_norm_penalty(critic: Critic, points: Tensor, center: float = 1.0) -> Tensor:
+    """Mean over samples of (||grad_x D(x)||_2 - center)^2, the norm taken over all non-batch dims."""
+    norms = input_gradients(critic, points).flatten(start_dim=1).norm(2, dim=1)
     return (norms - center).pow(2).mean()
 
 
 def check_interval(interval: int) -> int:
     if int(interval) < 1:
-        raise ValueError(f"penalty interval must be a positive integer (discriminator steps), got {interval}")
+        raise ConfigError(f"penalty interval must be a positive integer (discriminator steps), got {interval}")
     return int(interval)
 
 
-class GradientPenalty:
+class Penalty(nn.Module):
+    """A discriminator regularizer (see the module docstring for the call)."""
+
+    #: which of the step's inputs ("real", "fake") must require grad before the loss's forward pass
+    input_gradients: tuple[str, ...] = ()
+    #: applied every ``interval`` discriminator steps (lazy regularization), scaled by ``interval``
+    interval: int = 1
+
+    def forward(self, critic: Critic, real: Tensor, fake: Tensor, real_logits: Tensor | None = None,
+                fake_logits: Tensor | None = None) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class GradientPenalty(Penalty):
     """Gulrajani et al. 2017: weight * E[(||grad D(x_hat)||_2 - 1)^2] at per-sample interpolates x_hat.
 
     ``interval``: lazy regularization (Karras et al. 2020): the module applies the penalty every ``interval``
@@ -47,32 +84,61 @@ class GradientPenalty:
     """
 
     def __init__(self, weight: float = 10.0, center: float = 1.0, interval: int = 1):
+        super().__init__()
         self.weight, self.center, self.interval = float(weight), float(center), check_interval(interval)
 
-    def __call__(self, critic, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        penalty = gradient_norm_penalty(critic, interpolate(real, fake.detach()), self.center)
+    def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
+        penalty = gradient_norm_penalty(critic, interpolate(real.detach(), fake.detach()), self.center)
         return {"gp": penalty, "loss": self.weight * self.interval * penalty}
 
-    def __repr__(self) -> str:
-        return f"GradientPenalty(weight={self.weight}, center={self.center}, interval={self.interval})"
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, center={self.center}, interval={self.interval}"
 
 
-class R1Penalty:
+class R1Penalty(Penalty):
     """Mescheder et al. 2018, eq. 9: (gamma / 2) E_real[||grad D(x)||^2], on real samples only.
 
     ``interval``: lazy R1 (Karras et al. 2020, StyleGAN2 section 3.1): applied every ``interval``
     discriminator steps (the module's counter), scaled by ``interval``.
     """
 
+    input_gradients = ("real",)
+
     def __init__(self, gamma: float = 10.0, interval: int = 1):
+        super().__init__()
         self.gamma, self.interval = float(gamma), check_interval(interval)
 
-    def __call__(self, critic, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        penalty = gradient_norm_penalty(critic, real, center=0.0)  # (||g|| - 0)^2 = ||g||^2
+    def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
+        penalty = squared_gradient_norms(critic, real, real_logits).mean()
         return {"r1": penalty, "loss": 0.5 * self.gamma * self.interval * penalty}
 
-    def __repr__(self) -> str:
-        return f"R1Penalty(gamma={self.gamma}, interval={self.interval})"
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, interval={self.interval}"
+
+
+class R1R2Penalty(Penalty):
+    """Huang et al. 2024 (R3GAN), eq. 5-6: (gamma / 2) E[||grad D(x_real)||^2 + ||grad D(x_fake)||^2].
+
+    Zero-centred penalties on both real (R1) and fake (R2) samples, at every discriminator step: the paper
+    reports that R1 alone diverges and that lazy R1/R2 fails on Stacked MNIST and the 2D toys, so there is
+    no ``interval`` here. ``gamma`` is usually scheduled (model.schedules).
+    """
+
+    input_gradients = ("real", "fake")
+
+    def __init__(self, gamma: float = 1.0):
+        super().__init__()
+        self.gamma = float(gamma)
+        if self.gamma < 0:
+            raise ConfigError(f"R1R2Penalty gamma must be >= 0, got {gamma}")
+
+    def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
+        r1 = squared_gradient_norms(critic, real, real_logits).mean()
+        r2 = squared_gradient_norms(critic, fake, fake_logits).mean()
+        return {"r1": r1, "r2": r2, "loss": 0.5 * self.gamma * (r1 + r2)}
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}"
 
 
 @torch.no_grad()

@@ -47,7 +47,8 @@ def compile_networks(module) -> None:
     """torch.compile G and D in place (``nn.Module.compile``), so state_dict keys and checkpoints keep
     their names (``torch.compile(net)`` would prefix them with ``_orig_mod.``)."""
     module.generator.compile()
-    if getattr(module, "penalty", None) is None:
+    penalties = list(getattr(module, "penalties", {}).values())
+    if not penalties:
         module.discriminator.compile()
-    else:  # the penalty differentiates D's input gradient, and compiled graphs have no double backward
-        log.warning("compile=true: the discriminator stays eager because %s needs a double backward", module.penalty)
+    else:  # the penalties differentiate D's input gradient, and compiled graphs have no double backward
+        log.warning("compile=true: the discriminator stays eager because %s needs a double backward", penalties)

@@ -1,0 +1,169 @@
+"""Values that change over training, as pure functions of the generator step.
+
+Two kinds of small objects, both chosen by ``_target_`` in ``model.schedules``:
+
+- a *curve* maps a generator step to a number (:class:`Constant`, :class:`Cosine`, :class:`Linear`);
+- a *setting* applies a curve's value to one place of a run before each iteration: an optimizer
+  hyperparameter (:class:`OptimizerSetting`: ``lr``, ``beta1``, ``beta2``, ...), an attribute of a named
+  penalty (:class:`PenaltySetting`: ``gamma``, ``weight``), or the EMA half-life (:class:`EMAHalfLife`).
+
+Because every value is recomputed from the checkpointed generator-step counter, a resumed run continues
+the schedules exactly, with no scheduler state to save.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Sequence
+
+from gan.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gan.module import GANModule
+
+
+# ---------------------------------------------------------------------------------------------- curves
+class Curve:
+    def __call__(self, step: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Constant(Curve):
+    def __init__(self, value: float):
+        self.value = float(value)
+
+    def __call__(self, step: int) -> float:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Constant({self.value})"
+
+
+class Ramp(Curve):
+    """From ``start`` at step 0 to ``end`` at step ``steps``, then held at ``end``; subclasses give the shape."""
+
+    def __init__(self, start: float, end: float, steps: int):
+        if int(steps) < 1:
+            raise ConfigError(f"{type(self).__name__} schedule needs steps >= 1 (generator steps), got {steps}")
+        self.start, self.end, self.steps = float(start), float(end), int(steps)
+
+    def __call__(self, step: int) -> float:
+        if step >= self.steps:
+            return self.end
+        return self.start + self.shape(max(step, 0) / self.steps) * (self.end - self.start)
+
+    def shape(self, progress: float) -> float:  # pragma: no cover - abstract
+        """The fraction of the way from start to end at ``progress`` in [0, 1)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(start={self.start}, end={self.end}, steps={self.steps})"
+
+
+class Cosine(Ramp):
+    """Half a cosine from ``start`` to ``end`` (R3GAN's ``cosine_decay_with_warmup`` without warm-up):
+    start + (1 - (1 + cos(pi t / T)) / 2) (end - start), then ``end``."""
+
+    def shape(self, progress: float) -> float:
+        return 1.0 - 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Linear(Ramp):
+    def shape(self, progress: float) -> float:
+        return progress
+
+
+def as_curve(value: Curve | float | int) -> Curve:
+    """A number is a constant curve, so ``model.schedules.gamma.value=0.1`` works on the command line."""
+    return value if isinstance(value, Curve) else Constant(float(value))
+
+
+# -------------------------------------------------------------------------------------------- settings
+class Setting:
+    """Applies ``value(generator_step)`` somewhere in the module; returns the value it applied."""
+
+    def __init__(self, value: Curve | float):
+        self.value = as_curve(value)
+
+    def check(self, module: "GANModule", name: str) -> None:
+        """Called once when the module is built, so a misnamed target fails before training."""
+
+    def apply(self, module: "GANModule", generator_step: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"
+
+
+NETWORKS = ("generator", "discriminator")
+
+
+class OptimizerSetting(Setting):
+    """An optimizer hyperparameter of the listed networks' optimizers: ``lr``, ``weight_decay``, ...; and
+    ``beta1`` / ``beta2`` for Adam-style ``betas`` (R3GAN ramps beta2 from 0.9 to 0.99)."""
+
+    def __init__(self, hyperparameter: str, value: Curve | float, networks: Sequence[str] = NETWORKS):
+        super().__init__(value)
+        self.hyperparameter = str(hyperparameter)
+        self.networks = tuple(networks)
+        unknown = sorted(set(self.networks) - set(NETWORKS))
+        if unknown or not self.networks:
+            raise ConfigError(f"OptimizerSetting networks must be some of {list(NETWORKS)}, got {list(networks)}")
+
+    def apply(self, module, generator_step):
+        value = self.value(generator_step)
+        for network in self.networks:
+            for group in module.optimizer_of(network).param_groups:
+                if self.hyperparameter in ("beta1", "beta2"):
+                    if "betas" not in group:
+                        raise ConfigError(f"schedule {self.hyperparameter}: the {network} optimizer has no betas")
+                    betas = list(group["betas"])
+                    betas[int(self.hyperparameter[-1]) - 1] = value
+                    group["betas"] = tuple(betas)
+                else:
+                    if self.hyperparameter not in group:
+                        raise ConfigError(f"schedule {self.hyperparameter!r}: the {network} optimizer has no such "
+                                          f"hyperparameter; it has {sorted(k for k in group if k != 'params')}")
+                    group[self.hyperparameter] = value
+        return value
+
+    def __repr__(self) -> str:
+        return f"OptimizerSetting({self.hyperparameter!r}, {self.value!r}, networks={list(self.networks)})"
+
+
+class PenaltySetting(Setting):
+    """An attribute (``gamma``, ``weight``) of the penalty named ``penalty`` in ``model.penalties``."""
+
+    def __init__(self, penalty: str, attribute: str, value: Curve | float):
+        super().__init__(value)
+        self.penalty, self.attribute = str(penalty), str(attribute)
+
+    def check(self, module, name):
+        penalties = module.penalties
+        if self.penalty not in penalties:
+            raise ConfigError(f"model.schedules.{name} targets penalty {self.penalty!r}, but model.penalties has "
+                              f"{sorted(penalties) or 'none'}")
+        if not hasattr(penalties[self.penalty], self.attribute):
+            raise ConfigError(f"model.schedules.{name}: penalty {self.penalty!r} has no attribute {self.attribute!r}")
+
+    def apply(self, module, generator_step):
+        value = self.value(generator_step)
+        setattr(module.penalties[self.penalty], self.attribute, value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"PenaltySetting({self.penalty!r}, {self.attribute!r}, {self.value!r})"
+
+
+class EMAHalfLife(Setting):
+    """The EMA generator's half-life in generator steps: each update keeps 0.5 ** (1 / half_life) of the
+    average (R3GAN ramps it from 0, a plain copy, to its final value over the burn-in)."""
+
+    def check(self, module, name):
+        if module.generator_ema is None:
+            raise ConfigError(f"model.schedules.{name} schedules the EMA half-life, but the model keeps no EMA "
+                              "generator: set model.ema_decay (any value; the schedule overrides it)")
+
+    def apply(self, module, generator_step):
+        half_life = max(self.value(generator_step), 0.0)
+        module.generator_ema.decay = 0.5 ** (1.0 / half_life) if half_life > 0 else 0.0
+        return half_life
