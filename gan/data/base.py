@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from gan.data.sampler import ResumableSampler
+from gan.utils.errors import ConfigError
 
 
 class GANDataModule(pl.LightningDataModule):
@@ -83,7 +84,7 @@ class GANDataModule(pl.LightningDataModule):
     def check_sample_shape(self, shape: Sequence[int]) -> None:
         """Fail before training when the data does not have the shape the model was configured for."""
         if tuple(int(s) for s in shape) != self.sample_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"data {self.name} yields samples of shape {list(self.sample_shape)} but the model was built "
                 f"for {list(shape)}"
             )
@@ -92,5 +93,5 @@ class GANDataModule(pl.LightningDataModule):
     def require_shape(declared: Sequence[int], actual: Sequence[int], name: str) -> tuple[int, ...]:
         """The data's real shape, after checking the config declared the same one."""
         if tuple(int(s) for s in declared) != tuple(actual):
-            raise ValueError(f"data {name} yields samples of shape {list(actual)}, but its config declares sample_shape={list(declared)}")
+            raise ConfigError(f"data {name} yields samples of shape {list(actual)}, but its config declares sample_shape={list(declared)}")
         return tuple(actual)

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError, one_line
 from gan.data.image_data import ImageDataModule, ImageFiles
+from gan.utils.errors import ConfigError
 
 log = logging.getLogger("gan")
 
@@ -58,7 +59,7 @@ class CelebADataModule(ImageDataModule):
     def __init__(self, root: str, resolution: int = 64, channels: int = 3, center_crop: int = 178,
                  split: str = "all", download: bool = False, sample_shape=None, **loader_options):
         if split not in SPLITS:
-            raise ValueError(f"data.split={split!r} is not a CelebA split; expected one of {list(SPLITS)}")
+            raise ConfigError(f"data.split={split!r} is not a CelebA split; expected one of {list(SPLITS)}")
         super().__init__(root, resolution, channels, sample_shape, center_crop=center_crop, **loader_options)
         self.split, self.download = split, bool(download)
 

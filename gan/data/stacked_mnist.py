@@ -20,6 +20,7 @@ from gan.data.digits import load_digits_array
 from gan.data.image_data import ImageDataModule
 from gan.data.torchvision_sets import MNISTDataModule
 from gan.data.transforms import uint8_to_unit_range
+from gan.utils.errors import ConfigError
 
 log = logging.getLogger("gan")
 
@@ -49,11 +50,11 @@ class StackedMNISTDataModule(ImageDataModule):
     def __init__(self, root: str, num_samples: int = 100_000, seed: int = 0, source: str = "auto",
                  resolution: int = 28, channels: int = 3, sample_shape=None, **loader_options):
         if source not in SOURCES:
-            raise ValueError(f"data.source={source!r} is not a stacked_mnist source; expected one of {list(SOURCES)}")
+            raise ConfigError(f"data.source={source!r} is not a stacked_mnist source; expected one of {list(SOURCES)}")
         if int(channels) != 3:
-            raise ValueError(f"stacked_mnist stacks 3 digits as RGB, so data.channels must be 3, got {channels}")
+            raise ConfigError(f"stacked_mnist stacks 3 digits as RGB, so data.channels must be 3, got {channels}")
         if int(num_samples) < 1:
-            raise ValueError(f"data.num_samples must be positive, got {num_samples}")
+            raise ConfigError(f"data.num_samples must be positive, got {num_samples}")
         loader_options.setdefault("num_classes", 1000)
         super().__init__(root, resolution, channels, sample_shape, **loader_options)
         self.num_samples, self.seed, self.requested_source = int(num_samples), int(seed), source

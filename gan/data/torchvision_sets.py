@@ -19,6 +19,7 @@ from torchvision import datasets
 
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError, one_line
 from gan.data.image_data import ImageDataModule
+from gan.utils.errors import ConfigError
 
 log = logging.getLogger("gan")
 
@@ -78,7 +79,7 @@ class TorchvisionDataModule(ImageDataModule):
     def __init__(self, root: str, resolution: int, channels: int, split: str = "train", download: bool = True,
                  sample_shape=None, **loader_options):
         if split not in SPLITS:
-            raise ValueError(f"data.split={split!r} is not a {self.dataset_name} split; expected one of {sorted(SPLITS)}")
+            raise ConfigError(f"data.split={split!r} is not a {self.dataset_name} split; expected one of {sorted(SPLITS)}")
         loader_options.setdefault("num_classes", 10)
         super().__init__(root, resolution, channels, sample_shape, **loader_options)
         self.split, self.download = split, bool(download)

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from gan.data.base import GANDataModule
+from gan.utils.errors import ConfigError
 
 
 def ring_modes(num_modes: int, radius: float) -> Tensor:
@@ -45,7 +46,7 @@ class Toy2DDataModule(GANDataModule):
         elif layout == "grid":
             self.modes = grid_modes(grid_values)
         else:
-            raise ValueError(f"unknown toy layout {layout!r}; expected 'ring' or 'grid'")
+            raise ConfigError(f"unknown toy layout {layout!r}; expected 'ring' or 'grid'")
         self.layout, self.std, self.num_samples, self.seed = layout, float(std), int(num_samples), int(seed)
 
     @property

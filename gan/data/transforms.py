@@ -4,13 +4,15 @@ from __future__ import annotations
 from torch import Tensor
 from torchvision.transforms import v2
 
+from gan.utils.errors import ConfigError
+
 #: PIL mode for each supported channel count
 PIL_MODES = {1: "L", 3: "RGB"}
 
 
 def pil_mode(channels: int) -> str:
     if channels not in PIL_MODES:
-        raise ValueError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     return PIL_MODES[channels]
 
 
@@ -40,7 +42,7 @@ def image_transform(resolution: int, channels: int, center_crop: int | None = No
     its native resolution passes through unchanged.
     """
     if int(resolution) < 1:
-        raise ValueError(f"data.resolution must be a positive number of pixels, got {resolution}")
+        raise ConfigError(f"data.resolution must be a positive number of pixels, got {resolution}")
     mode = pil_mode(int(channels))
     steps: list = [ConvertMode(mode)]
     if center_crop:

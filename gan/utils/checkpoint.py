@@ -1,15 +1,16 @@
 """Reading checkpoints back: safely (weights_only), with one clear error when a file is missing or bad."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from gan.utils.errors import CheckpointError
 
-class CheckpointError(RuntimeError):
-    pass
+log = logging.getLogger("gan")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -30,13 +31,22 @@ def run_config(checkpoint: dict[str, Any]) -> DictConfig:
     return OmegaConf.create(checkpoint["run_config"])
 
 
+EMA_PREFIX = "generator_ema.module."
+#: how many times the average was updated (torch's AveragedModel keeps the same key)
+EMA_UPDATES = "generator_ema.n_averaged"
+
+
 def generator_state(checkpoint: dict[str, Any], use_ema: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
-    """The generator's weights (the EMA copy's when present and ``use_ema``), and whether they are EMA."""
+    """The generator's weights, and whether they are the EMA copy's: the EMA copy's when the run kept one,
+    ``use_ema`` and the average was updated at least once. Before its first update (a checkpoint written
+    before ``model.ema_start``) the copy is still the untrained initial generator, so the raw one is used."""
     state = checkpoint["state_dict"]
-    ema_prefix = "generator_ema.module."
-    has_ema = any(key.startswith(ema_prefix) for key in state)
-    prefix = ema_prefix if (use_ema and has_ema) else "generator."
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}, prefix == ema_prefix
+    has_ema = any(key.startswith(EMA_PREFIX) for key in state)
+    averaged = has_ema and int(state.get(EMA_UPDATES, 1)) > 0
+    if use_ema and has_ema and not averaged:
+        log.info("the EMA generator was never updated (the checkpoint is from before model.ema_start): using the raw generator")
+    prefix = EMA_PREFIX if (use_ema and averaged) else "generator."
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}, prefix == EMA_PREFIX
 
 
 def load_generator(checkpoint_path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"):

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping
 
 from omegaconf import OmegaConf
 
+from gan.utils.errors import ConfigError
 from gan.utils.files import atomic_write
 
 log = logging.getLogger("gan")
@@ -37,7 +38,7 @@ def objective(metrics: Mapping[str, float], name: str | None, failed_value: floa
     if value is None:
         message = f"optimized_metric {name!r} was not logged; logged metrics: {sorted(metrics)}"
         if failed_value is None:
-            raise ValueError(message)
+            raise ConfigError(message)
         log.error("%s; returning failed_trial_value=%s", message, failed_value)
         return float(failed_value)
     if not math.isfinite(value) and failed_value is not None:
