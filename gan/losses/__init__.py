@@ -6,7 +6,14 @@ from gan.losses.adversarial import (
     NonSaturatingLoss,
     WassersteinLoss,
 )
-from gan.losses.penalties import GradientPenalty, R1Penalty, clip_weights, gradient_norm_penalty, interpolate
+from gan.losses.penalties import (
+    GradientPenalty,
+    LeCamPenalty,
+    R1Penalty,
+    clip_weights,
+    gradient_norm_penalty,
+    interpolate,
+)
 from gan.losses.tricks import (
     InstanceNoise,
     LabelTargets,
@@ -25,6 +32,7 @@ __all__ = [
     "WassersteinLoss",
     "GradientPenalty",
     "R1Penalty",
+    "LeCamPenalty",
     "InstanceNoise",
     "LabelTargets",
     "add_instance_noise",
