@@ -1,4 +1,6 @@
 """DiffAugment and adaptive augmentation: each op, differentiability, where the module applies them, ADA's p."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -7,7 +9,7 @@ from gan.augment import AdaptiveAugment, DiffAugment, brightness, contrast, cuto
 from gan.losses import R1Penalty
 from gan.utils.errors import ConfigError
 from gan.utils.instantiate import build
-from tests.conftest import CONF_DIR, tiny_overrides
+from tests.conftest import CONF_DIR, MODELS, tiny_overrides
 from tests.test_module import SHAPE, attach_trainer, make_module
 
 # the command-line key of the augment group (train.yaml lists it as `augment` or as `augment@model.augment`)
@@ -216,3 +218,26 @@ def test_ada_observe_never_reads_a_value_back_to_the_host(monkeypatch):
     ada.terms()
     monkeypatch.undo()
     assert ada.p.item() > 0
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.parametrize("model", MODELS)
+def test_every_variant_trains_finite_steps_with_diffaugment(make_cfg, model):
+    from train import train
+
+    metrics, objects = train(make_cfg(tiny_overrides(model, steps=2) + [f"{AUGMENT}=diffaugment"]))
+    assert isinstance(objects["module"].augment, DiffAugment)
+    assert all(math.isfinite(metrics[k]) for k in ("train/d/loss", "train/g/loss"))
+
+
+def test_ada_with_lecam_on_resnets_trains_and_logs_p(make_cfg):
+    from train import train
+
+    overrides = tiny_overrides("sngan", steps=3) + [
+        f"{AUGMENT}=ada", "model.augment.speed_kimg=0.01", "model.augment.interval=1",
+        "+model.penalties.lecam={_target_:gan.losses.LeCamPenalty,weight:0.3}",
+        "arch=resnet", "model.generator.width=4", "model.discriminator.width=4",
+    ]
+    metrics, objects = train(make_cfg(overrides))
+    assert 0.0 <= metrics["train/d/augment_p"] <= 1.0 and math.isfinite(metrics["train/d/lecam"])
+    assert objects["module"].augment.steps.item() == 3

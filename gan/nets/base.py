@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from gan.nets.layers import append_features, one_hot
+from gan.utils.errors import ConfigError
 
 GENERATOR_CONDITIONING = ("embedding", "batchnorm")
 DISCRIMINATOR_CONDITIONING = ("projection", "concat", "auxiliary")
@@ -24,23 +25,23 @@ def check_labels(who: str, num_classes: int | None, labels, n: int, device=None)
     """Labels as a (n,) long tensor in [0, num_classes); a clear error for a missing or stray labelling."""
     if num_classes is None:
         if labels is not None:
-            raise ValueError(f"{who} is unconditional (num_classes=None) but was given labels; use model=cgan or model=acgan")
+            raise ConfigError(f"{who} is unconditional (num_classes=None) but was given labels; use model=cgan or model=acgan")
         return None
     if labels is None:
-        raise ValueError(f"{who} is conditional on {num_classes} classes: pass labels of shape ({n},)")
+        raise ConfigError(f"{who} is conditional on {num_classes} classes: pass labels of shape ({n},)")
     labels = torch.as_tensor(labels, device=device, dtype=torch.long)
     if labels.dim() == 0:
         labels = labels.expand(n)
     if labels.shape != (n,):
-        raise ValueError(f"{who} expects labels of shape ({n},), got {tuple(labels.shape)}")
+        raise ConfigError(f"{who} expects labels of shape ({n},), got {tuple(labels.shape)}")
     if n and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{who} expects labels in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
+        raise ConfigError(f"{who} expects labels in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
     return labels
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
+        raise ConfigError(f"unknown {name} {value!r}; expected one of {list(choices)}")
     return value
 
 
@@ -79,7 +80,7 @@ class Generator(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if z.dim() != 2 or z.size(1) != self.latent_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} expects latent codes of shape (N, {self.latent_dim}), got {tuple(z.shape)}"
             )
         labels = check_labels(type(self).__name__, self.num_classes, labels, z.size(0), z.device)
@@ -161,7 +162,7 @@ class Discriminator(nn.Module):
     def evaluate(self, x: Tensor, labels: Tensor | None = None) -> DiscriminatorOutput:
         """One pass giving the logit, the auxiliary class logits and every block's features."""
         if tuple(x.shape[1:]) != self.sample_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} was built for samples of shape {self.sample_shape} "
                 f"but got {tuple(x.shape[1:])}: set the model's data shape to match the data"
             )
@@ -190,7 +191,7 @@ def output_activation(name: str) -> nn.Module:
     """``tanh`` for data scaled to [-1, 1] (images), ``identity`` for unbounded data (2D toys)."""
     choices = {"tanh": nn.Tanh, "identity": nn.Identity, "sigmoid": nn.Sigmoid}
     if name not in choices:
-        raise ValueError(f"unknown output activation {name!r}; expected one of {sorted(choices)}")
+        raise ConfigError(f"unknown output activation {name!r}; expected one of {sorted(choices)}")
     return choices[name]()
 
 
@@ -202,5 +203,5 @@ def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
 def maybe_dropout(p: float) -> list[nn.Module]:
     """A dropout layer when ``p`` > 0 (Goodfellow et al. 2014 used it in the discriminator)."""
     if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {p}")
+        raise ConfigError(f"dropout must be in [0, 1), got {p}")
     return [nn.Dropout(float(p))] if p > 0 else []

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, as_shape, maybe_dropout, maybe_spectral_norm, output_activation
 from gan.nets.layers import ConditionalBatchNorm, minibatch_layer
+from gan.utils.errors import ConfigError
 
 
 VECTOR_DEPTH = 3
@@ -28,7 +29,7 @@ NORMS = ("batch", "layer", "none")
 
 def check_norm(kind: str) -> str:
     if kind not in NORMS:
-        raise ValueError(f"unknown normalization {kind!r}; expected one of {', '.join(NORMS)}")
+        raise ConfigError(f"unknown normalization {kind!r}; expected one of {', '.join(NORMS)}")
     return kind
 
 
@@ -41,13 +42,13 @@ def image_geometry(sample_shape: Sequence[int], who: str) -> tuple[int, int, int
     """(channels, base size, number of stride-2 stages) for a square image shape."""
     shape = as_shape(sample_shape)
     if len(shape) != 3 or shape[1] != shape[2]:
-        raise ValueError(f"{who} needs square images [channels, size, size] or vectors [features], got data shape {list(shape)}")
+        raise ConfigError(f"{who} needs square images [channels, size, size] or vectors [features], got data shape {list(shape)}")
     channels, size = shape[0], shape[1]
     base, stages = size, 0
     while base % 2 == 0 and base // 2 >= 4:
         base, stages = base // 2, stages + 1
     if stages == 0:
-        raise ValueError(f"{who} needs an image size divisible by 2 with a base of at least 4, got {size}")
+        raise ConfigError(f"{who} needs an image size divisible by 2 with a base of at least 4, got {size}")
     return channels, base, stages
 
 
@@ -96,7 +97,7 @@ class DCGANGenerator(Generator):
     ):
         super().__init__(latent_dim, sample_shape, num_classes, conditioning, embedding_dim)
         if self.conditioning == "batchnorm" and norm != "batch":
-            raise ValueError(f"conditional batch norm replaces the generator's batch norm; got norm={norm!r}, expected 'batch'")
+            raise ConfigError(f"conditional batch norm replaces the generator's batch norm; got norm={norm!r}, expected 'batch'")
         bias = check_norm(norm) == "none"
         vector = is_vector(sample_shape)
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan.utils.errors import ConfigError
+
 
 def append_features(x: Tensor, extra: Tensor) -> Tensor:
     """``x`` (N, C, H, W) or (N, F) with per-sample ``extra`` (N, E) appended as E channels / entries."""
@@ -34,7 +36,7 @@ class MinibatchStdDev(nn.Module):
     def __init__(self, group_size: int = 4):
         super().__init__()
         if int(group_size) < 1:
-            raise ValueError(f"minibatch_group_size must be a positive integer, got {group_size}")
+            raise ConfigError(f"minibatch_group_size must be a positive integer, got {group_size}")
         self.group_size = int(group_size)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -58,7 +60,7 @@ class MinibatchDiscrimination(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         flat = x.flatten(1)
         if flat.size(1) != self.in_features:
-            raise ValueError(f"MinibatchDiscrimination was built for {self.in_features} features, got {flat.size(1)}")
+            raise ConfigError(f"MinibatchDiscrimination was built for {self.in_features} features, got {flat.size(1)}")
         m = (flat @ self.T).view(-1, self.num_kernels, self.kernel_dim)
         l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(dim=3)  # (N, N, B)
         return append_features(x, torch.exp(-l1).sum(dim=1))
@@ -74,7 +76,7 @@ def minibatch_layer(kind: str | None, in_shape: tuple[int, ...], group_size: int
         return MinibatchStdDev(group_size)
     if kind == "discrimination":
         return MinibatchDiscrimination(math.prod(in_shape), num_kernels, kernel_dim)
-    raise ValueError(f"unknown minibatch layer {kind!r}; expected 'none', 'stddev' or 'discrimination'")
+    raise ConfigError(f"unknown minibatch layer {kind!r}; expected 'none', 'stddev' or 'discrimination'")
 
 
 class ConditionalBatchNorm(nn.Module):

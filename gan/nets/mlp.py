@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, maybe_dropout, maybe_spectral_norm, output_activation
 from gan.nets.layers import minibatch_layer
+from gan.utils.errors import ConfigError
 
 
 class Maxout(nn.Module):
@@ -40,7 +41,7 @@ class MLPGenerator(Generator):
     ):
         super().__init__(latent_dim, sample_shape, num_classes, conditioning, embedding_dim)
         if self.conditioning == "batchnorm":
-            raise ValueError("MLPGenerator supports conditioning='embedding' only (conditional batch norm needs DCGANGenerator)")
+            raise ConfigError("MLPGenerator supports conditioning='embedding' only (conditional batch norm needs DCGANGenerator)")
         layers: list[nn.Module] = []
         width = self.input_dim
         for h in hidden:

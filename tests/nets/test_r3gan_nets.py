@@ -1,0 +1,97 @@
+"""R3GAN image networks: shapes, fix-up initialization, the bilinear resamplers, R1/R2's double backward."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gan.nets import R3GANDiscriminator, R3GANGenerator
+from gan.nets.r3gan import LEAKY_RELU_GAIN, Resample, ResidualBlock
+from gan.utils.errors import ConfigError
+
+TINY = dict(width=8, group_channels=4)
+
+
+@pytest.mark.parametrize("size", [28, 32, 48, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_for_every_resolution(size, channels):
+    shape = (channels, size, size)
+    g, d = R3GANGenerator(8, shape, **TINY), R3GANDiscriminator(shape, **TINY)
+    x = g(torch.randn(3, 8))
+    assert x.shape == (3, *shape) and d(x).shape == (3,)
+    doublings = {28: 2, 32: 3, 48: 3, 64: 4}[size]
+    assert len(g.stages) == len(d.blocks) == doublings + 1  # one stage per resolution, base to image
+
+
+def test_class_conditional_networks():
+    g = R3GANGenerator(8, (3, 32, 32), num_classes=10, **TINY)
+    d = R3GANDiscriminator((3, 32, 32), num_classes=10, **TINY)
+    labels = torch.tensor([1, 5, 9])
+    assert d(g(torch.randn(3, 8), labels), labels).shape == (3,)
+    assert d.projection is not None and g.label_embedding.num_embeddings == 10
+
+
+def residual_blocks(net):
+    return [m for m in net.modules() if isinstance(m, ResidualBlock)]
+
+
+@pytest.mark.parametrize("build", [lambda: R3GANGenerator(8, (3, 32, 32), **TINY), lambda: R3GANDiscriminator((1, 28, 28), **TINY)])
+def test_fixup_init_makes_every_fresh_residual_block_the_identity(build):
+    torch.manual_seed(0)
+    net = build()
+    blocks = residual_blocks(net)
+    assert len(blocks) == 2 * (len(net.stages) if hasattr(net, "stages") else len(net.blocks))
+    for block in blocks:
+        assert torch.count_nonzero(block.residual[-1].weight) == 0  # the last layer is zero ...
+        assert block.residual[0].weight.abs().sum() > 0  # ... the others are not
+        x = torch.randn(2, block.residual[0].in_channels, 5, 5)
+        assert torch.equal(block(x), x)  # so the residual path adds exactly nothing
+
+
+def test_fixup_scales_the_residual_branch_by_the_depth():
+    torch.manual_seed(0)
+    g = R3GANGenerator(8, (3, 32, 32), width=64, blocks_per_stage=4, group_channels=16)
+    depth = 4 * 4  # residual blocks in the network
+    first = residual_blocks(g)[0].residual[0].weight  # 1x1 conv, fan-in 64
+    expected = LEAKY_RELU_GAIN * depth ** (-1 / 4) / math.sqrt(64)
+    assert first.std().item() == pytest.approx(expected, rel=0.05)
+
+
+def test_resamplers_are_bilinear():
+    x = torch.randn(2, 3, 8, 8)
+    up = Resample(up=True)(x)
+    reference = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert up.shape == (2, 3, 16, 16)
+    assert torch.allclose(up[..., 1:-1, 1:-1], reference[..., 1:-1, 1:-1], atol=1e-6)  # zero padding at the border only
+    ones = torch.ones(1, 2, 14, 14)
+    down = Resample(up=False)(ones)
+    assert down.shape == (1, 2, 7, 7) and torch.allclose(down[..., 1:-1, 1:-1], torch.ones(1, 2, 5, 5))
+
+
+def test_r1_r2_double_backward_through_the_discriminator():
+    torch.manual_seed(0)
+    d = R3GANDiscriminator((1, 28, 28), **TINY)
+    x = torch.randn(4, 1, 28, 28, requires_grad=True)
+    (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
+    grad.pow(2).sum().backward()
+    grads = [p.grad for p in d.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_no_normalization_layers():
+    nets = [R3GANGenerator(8, (3, 32, 32), **TINY), R3GANDiscriminator((3, 32, 32), **TINY)]
+    norms = (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    assert not any(isinstance(m, norms) or hasattr(m, "parametrizations") for net in nets for m in net.modules())
+
+
+def test_option_errors_are_one_line_config_errors():
+    with pytest.raises(ConfigError, match=r"takes no spectral_norm"):
+        R3GANDiscriminator((3, 32, 32), spectral_norm=True, **TINY)
+    with pytest.raises(ConfigError, match=r"conditioning=embedding"):
+        R3GANGenerator(8, (3, 32, 32), num_classes=10, conditioning="batchnorm", **TINY)
+    with pytest.raises(ConfigError, match=r"8 x 2 = 16 and group_channels=5"):
+        R3GANGenerator(8, (3, 32, 32), width=8, group_channels=5)
+    with pytest.raises(ConfigError, match=r"image network.*\[2\]"):
+        R3GANGenerator(8, (2,))
+    with pytest.raises(ConfigError, match=r"R3GANDiscriminator does not take norm='layer'"):
+        R3GANDiscriminator((3, 32, 32), norm="layer", **TINY)
