@@ -21,15 +21,16 @@ class MetricsCallback(pl.Callback):
     EMA is on, in eval mode, fixed latent codes) with the metrics of ``config`` (the ``metrics`` group).
 
     Values are logged as ``val/<name>`` (so a checkpoint callback can monitor them) and appended, with the
-    protocol that produced them, to ``<dirpath>/metrics.jsonl``. Rank 0 computes; the values are broadcast
-    so every rank logs the same numbers.
+    protocol that produced them, to ``<dirpath>/metrics.jsonl``. Under DDP every rank draws and extracts
+    its share of the samples, rank 0 computes the values and every rank logs them. The schedule (the step
+    last scored) and the history are saved in checkpoints, so a resumed run scores at the same steps.
     """
 
     def __init__(self, config: Mapping, dirpath: str | None = None):
         config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
         self.every = int(config.get("every_n_generator_steps") or 0)
-        # built here, i.e. before training starts, so a missing Inception weights file fails at once; not at
-        # all when nothing is scored during training (interval 0: the data's metrics are for evaluate.py)
+        # built here, i.e. before training starts, so a missing weights file fails at once; not at all when
+        # nothing is scored during training (interval 0: the data's metrics are for evaluate.py)
         self.suite = MetricSuite.from_config(config) if self.every > 0 else None
         self.dirpath = Path(dirpath) if dirpath else None
         self._last_scored: int | None = None
@@ -38,6 +39,7 @@ class MetricsCallback(pl.Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.suite is not None and trainer.datamodule is not None:
             self.suite.check_data(trainer.datamodule)
+            self.suite.check_generator(getattr(pl_module.sampling_generator, "num_classes", None))
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.suite is not None:
@@ -50,17 +52,24 @@ class MetricsCallback(pl.Callback):
 
     def score(self, trainer, pl_module) -> dict[str, float]:
         step = self._last_scored = pl_module.generator_steps
-        record = None
+        # every rank takes part (its share of the samples); all get rank 0's values
+        values, protocol = self.suite.evaluate_generator(pl_module.sampling_generator, trainer.datamodule,
+                                                         data_identity((pl_module.run_config or {}).get("data")))
+        record = {"generator_step": step, "global_step": trainer.global_step, "values": values, "protocol": protocol}
         if trainer.is_global_zero:
-            values, protocol = self.suite.evaluate_generator(pl_module.sampling_generator, trainer.datamodule,
-                                                           data_identity((pl_module.run_config or {}).get("data")))
-            record = {"generator_step": step, "global_step": trainer.global_step, "values": values, "protocol": protocol}
             self._write(record)
-        record = trainer.strategy.broadcast(record, src=0)
         self.history.append(record)
-        pl_module.log_dict({f"val/{name}": float(value) for name, value in record["values"].items()}, on_step=True, on_epoch=False)
-        log.info("generator step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in record["values"].items()))
-        return record["values"]
+        pl_module.log_dict({f"val/{name}": float(value) for name, value in values.items()}, on_step=True, on_epoch=False)
+        log.info("generator step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+        return values
+
+    # ------------------------------------------------------------------------------- checkpointed state
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_scored": self._last_scored, "history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_scored = state_dict.get("last_scored")
+        self.history = list(state_dict.get("history", []))
 
     def _write(self, record: dict[str, Any]) -> None:
         if self.dirpath is None:

@@ -1,9 +1,9 @@
 """On-disk cache of real-data features, keyed by everything that changes them.
 
-The key is the JSON of (cache format, extractor protocol incl. weights, data identity, sample count, seed);
-the file name is its hash and the key is stored inside and compared on load, so a changed protocol never
-reads stale features. Files are written under a temporary name and renamed, so concurrent runs (multirun
-jobs, DDP ranks) never read half a file.
+The key is the JSON of (cache format, extractor protocol incl. weights, data identity and content, sample
+count, seed); the file name is its hash and the key is stored inside and compared on load, so a changed
+protocol never reads stale features. Files are written under a temporary name and renamed, so concurrent
+runs (multirun jobs) never read half a file; under DDP only rank 0 reads and writes them.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,35 +21,68 @@ from gan.utils.files import atomic_write
 
 log = logging.getLogger("gan")
 
-CACHE_FORMAT = 1
+#: 2: real class labels stored beside the features; the data's content and split in the key
+CACHE_FORMAT = 2
 
 
 def cache_key(**parts: Any) -> str:
     return json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)
 
 
-def cached_features(cache_dir: str | os.PathLike | None, name: str, key: str,
-                    compute: Callable[[], dict[str, Tensor]]) -> tuple[dict[str, Tensor], bool]:
-    """(features, whether they came from the cache). ``cache_dir=None`` disables caching."""
+def cache_path(cache_dir: str | os.PathLike, name: str, key: str) -> Path:
+    return Path(cache_dir) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+
+
+def load_cached_features(cache_dir: str | os.PathLike | None, name: str, key: str) -> dict[str, Tensor] | None:
+    """The features stored under ``key``, or None (no cache, no file, another key, an unreadable file)."""
     if cache_dir is None:
-        return compute(), False
-    path = Path(cache_dir) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
-    if path.is_file():
-        try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            if stored.get("key") == key:
-                return stored["features"], True
-        except Exception as error:  # a foreign or damaged file is recomputed, never trusted
-            log.warning("ignoring unreadable metrics cache %s: %s", path, error)
-    features = compute()
-    with atomic_write(path) as temporary:
+        return None
+    path = cache_path(cache_dir, name, key)
+    if not path.is_file():
+        return None
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored.get("key") == key:
+            return stored["features"]
+    except Exception as error:  # a foreign or damaged file is recomputed, never trusted
+        log.warning("ignoring unreadable metrics cache %s: %s", path, error)
+    return None
+
+
+def store_features(cache_dir: str | os.PathLike | None, name: str, key: str, features: dict[str, Tensor]) -> None:
+    if cache_dir is None:
+        return
+    with atomic_write(cache_path(cache_dir, name, key)) as temporary:
         torch.save({"key": key, "features": features}, temporary)
-    return features, False
 
 
 def data_identity(data_config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What real features depend on: the resolved data config without its loader settings."""
+    """What real features depend on in the config: the resolved data config without its loader settings."""
     if not data_config:
         return None
     loader_settings = {"batch_size", "num_workers", "pin_memory", "persistent_workers"}
     return {key: value for key, value in data_config.items() if key not in loader_settings}
+
+
+def reference_split(datamodule) -> str:
+    """The split the reference samples come from: the data's ``split`` (train, test, all, valid), or
+    ``all`` for data without splits (the embedded digits, image folders, Stacked MNIST, the 2D toys)."""
+    return str(getattr(datamodule, "split", None) or "all")
+
+
+def data_content(datamodule) -> dict[str, Any]:
+    """What real features depend on beyond the config, read from the set-up data module: the split, the
+    source Stacked MNIST actually used (``source: auto`` picks MNIST when present, else the embedded
+    digits), and for data read from files (image folders, CelebA) a fingerprint of the file list with
+    each file's size and modification time, so adding, removing or replacing images invalidates the cache."""
+    content: dict[str, Any] = {"split": reference_split(datamodule)}
+    if getattr(datamodule, "source", None) is not None:
+        content["source"] = datamodule.source
+    paths = getattr(datamodule.train_set, "paths", None)
+    if paths is not None:
+        digest = hashlib.sha256()
+        for path in paths:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        content["files"] = {"count": len(paths), "sha256": digest.hexdigest()[:20]}
+    return content

@@ -1,120 +1,237 @@
 """The metric registry shared by the training callback and evaluate.py.
 
-``METRICS`` maps a name to a small class that turns features into numbers with torch-fidelity's functions;
-``MetricSuite`` runs a selection of them: it draws the fake samples once, runs each feature extractor once
-over them, reads the real features from the on-disk cache, and returns the values together with the
-protocol (extractor, weights, resize, sample counts, reference split) that produced them.
+``METRICS`` maps a name to a small class that turns features into numbers; ``MetricSuite`` runs a selection
+of them: it draws the fake samples once (under DDP each rank draws and extracts its share), runs each
+feature extractor once over them, reads the real features from the on-disk cache, computes every metric
+once, and returns the values together with the protocol (extractor, weights, resize, sample counts,
+reference split, seeds) that produced them.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
-from gan.metrics.cache import cache_key, cached_features
-from gan.metrics.features import DigitFeatures, DigitPerChannel, InceptionFeatures, RawSamples
+from gan.metrics.cache import cache_key, data_content, load_cached_features, reference_split, store_features
+from gan.metrics.features import DISTANCE_EXTRACTORS, EXTRACTORS, RESIZE_MODES, check_resize
+from gan.metrics.functional import (at_infinity, density_coverage, frechet_distance, frechet_distance_of_features,
+                                    gaussian_statistics, nested_counts, psd_factor)
 from gan.metrics.modes import mode_coverage, stacked_modes
+from gan.metrics.sharding import Batches, batch_seed, broadcast_from_rank_zero, gather_to_rank_zero
+from gan.utils.distributed import rank_and_world_size
+from gan.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("gan")
+
+LABELS = "labels"  # the class labels stored beside an extractor's feature layers (labelled data only)
+
+
+def holds_digits(datamodule) -> bool:
+    """MNIST digits: the embedded 5,000 or MNIST itself (not Fashion-MNIST, which shares MNIST's loader)."""
+    from gan.data import DigitsDataModule
+
+    return isinstance(datamodule, DigitsDataModule) or datamodule.name == "mnist"
 
 
 class Metric:
     """One metric: which extractor it reads, how many fake samples it takes, how to score features."""
 
     name: ClassVar[str]
-    extractor: ClassVar[type]
+    #: the extractor (a key of ``features.EXTRACTORS``) read unless the ``extractor`` option picks another
+    extractor: ClassVar[str]
+    #: other extractors the ``extractor`` option accepts
+    extractor_choices: ClassVar[tuple[str, ...]] = ()
     #: the values a checkpoint can monitor -> whether larger is better; the first is the headline
     directions: ClassVar[dict[str, bool]]
     needs_real: ClassVar[bool] = True
+    #: scores each class of a class-conditional generator (the fakes' labels are read)
+    needs_labels: ClassVar[bool] = False
+    #: compares as many reals as fakes (k-NN metrics depend on the ratio; Kynkaanniemi et al. use equal counts)
+    equal_counts: ClassVar[bool] = False
 
     @classmethod
     def headline(cls) -> str:
         return next(iter(cls.directions))
 
-    def __init__(self, num_samples: int | None = None):
+    def __init__(self, num_samples: int | None = None, extractor: str | None = None):
         #: fake samples this metric takes; None: the suite's ``num_samples``
         self.num_samples = None if num_samples is None else int(num_samples)
+        allowed = (type(self).extractor, *self.extractor_choices)
+        if extractor is not None and extractor not in allowed:
+            raise ConfigError(f"metrics.compute.{self.name}.extractor={extractor!r}; expected one of {list(dict.fromkeys(allowed))}")
+        self.extractor_name = extractor or type(self).extractor
 
-    def options(self) -> dict[str, Any]:
+    @property
+    def layer(self) -> str:
+        """The feature layer distance metrics read (the extractor's ``distance_layer``)."""
+        return EXTRACTORS[self.extractor_name].distance_layer
+
+    def options(self, num_fake: int) -> dict[str, Any]:
+        """The metric's settings for the protocol (``num_fake``: the fake samples it scores)."""
         return {}
 
     def check_data(self, datamodule) -> None:
         if getattr(datamodule, "kind", "image") != "image":
-            raise ValueError(f"metric {self.name} scores images, but data {datamodule.name} yields {getattr(datamodule, 'kind', '?')}")
+            raise ConfigError(f"metric {self.name} scores images, but data {datamodule.name} yields {getattr(datamodule, 'kind', '?')}")
+
+    def check_generator(self, num_classes: int | None, num_fake: int) -> None:
+        if self.needs_labels and num_classes is None:
+            raise ConfigError(f"metric {self.name} scores each class of a class-conditional generator, but this one is "
+                              f"unconditional; use a conditional model (e.g. model=cgan) or drop {self.name}")
 
     def compute(self, fake: dict[str, Tensor], real: dict[str, Tensor] | None, datamodule) -> dict[str, float]:
         raise NotImplementedError
 
 
-class FID(Metric):
-    """Frechet Inception Distance (Heusel et al. 2017), torch-fidelity's statistics and formula."""
+def check_digit_data(metric: Metric, datamodule) -> None:
+    """The digit classifier's features mean something only on MNIST digits."""
+    if not holds_digits(datamodule):
+        raise ConfigError(f"{metric.name} reads images with the shipped MNIST digit classifier, so it needs digit data "
+                          f"(data=digits or data=mnist), not {datamodule.name}")
+    if datamodule.sample_shape[0] not in (1, 3):
+        raise ConfigError(f"{metric.name} needs gray digit images (1 or 3 equal channels), but data {datamodule.name} "
+                          f"yields {list(datamodule.sample_shape)}")
 
-    name, extractor, layer = "fid", InceptionFeatures, "2048"
+
+# ----------------------------------------------------------------------------------- distance metrics
+class FID(Metric):
+    """Frechet Inception Distance (Heusel et al. 2017): torch-fidelity's statistics, the Frechet distance
+    computed with eigenvalues (``functional.frechet_distance``; equal to torch-fidelity's sqrtm value)."""
+
+    name, extractor = "fid", "inception"
     directions = {"fid": False}
 
     def compute(self, fake, real, datamodule):
-        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
-
-        statistics = [fid_features_to_statistics(features[self.layer]) for features in (fake, real)]
-        return {self.name: fid_statistics_to_metric(*statistics, verbose=False)[KEY_METRIC_FID]}
+        return {self.name: frechet_distance_of_features(fake[self.layer], real[self.layer])}
 
 
 class FIDDigits(FID):
     """FID in the feature space of the shipped digit classifier: comparable across runs of this project
     on digit data, NOT with Inception FIDs in papers."""
 
-    name, extractor, layer = "fid_digits", DigitFeatures, "features"
+    name, extractor = "fid_digits", "digit_classifier"
     directions = {"fid_digits": False}
 
     def check_data(self, datamodule):
         super().check_data(datamodule)
-        if datamodule.sample_shape[0] not in (1, 3):
-            raise ValueError(f"fid_digits needs gray digit images (1 or 3 equal channels), but data {datamodule.name} yields {list(datamodule.sample_shape)}")
+        check_digit_data(self, datamodule)
 
 
-class InceptionScore(Metric):
-    """Inception Score (Salimans et al. 2016) on torch-fidelity's unbiased logits; needs no real data."""
+class FDDinoV2(FID):
+    """FD_DINOv2 (Stein et al. 2023): the Frechet distance on DINOv2 CLS features (ViT-L/14 by default)."""
 
-    name, extractor, needs_real = "is", InceptionFeatures, False
-    directions = {"is": True}
+    name, extractor = "fd_dinov2", "dinov2"
+    directions = {"fd_dinov2": False}
 
-    def __init__(self, num_samples: int | None = None, splits: int = 10, seed: int = 2020):
-        super().__init__(num_samples)
-        self.splits, self.seed = int(splits), int(seed)
 
-    def options(self):
-        return {"splits": self.splits, "shuffle_seed": self.seed}
+class FDCLIP(FID):
+    """The Frechet distance on CLIP image embeddings (Kynkaanniemi et al. 2023's FD_CLIP)."""
+
+    name, extractor = "fd_clip", "clip"
+    directions = {"fd_clip": False}
+
+
+class AtInfinity(Metric):
+    """Chong & Forsyth (2020)'s extrapolation: a score of random subsets of the fakes at several sizes N, a
+    least-squares line in 1/N, its intercept (the score at N = infinity). One set of features serves every N."""
+
+    def __init__(self, num_samples: int | None = None, extractor: str | None = None, num_points: int = 15,
+                 smallest_fraction: float = 0.1, counts: Sequence[int] | None = None, seed: int = 2020):
+        super().__init__(num_samples, extractor)
+        if not 0 < float(smallest_fraction) <= 1 or int(num_points) < 2:
+            raise ConfigError(f"metrics.compute.{self.name}: num_points={num_points} must be >= 2 and "
+                              f"smallest_fraction={smallest_fraction} in (0, 1]")
+        self.num_points, self.smallest_fraction, self.seed = int(num_points), float(smallest_fraction), int(seed)
+        self.counts = None if counts is None else sorted({int(c) for c in counts})
+
+    def counts_for(self, num_fake: int) -> list[int]:
+        """The sample counts N: ``counts`` if given, else ``num_points`` from ``smallest_fraction`` of the fakes
+        to all of them (Chong & Forsyth: 5,000..50,000 in 15 steps)."""
+        counts = self.counts or nested_counts(num_fake, self.num_points, self.smallest_fraction)
+        if len(counts) < 2 or counts[0] < 2 or counts[-1] > num_fake:
+            raise ConfigError(f"metrics.compute.{self.name}: sample counts {counts} need at least two distinct values "
+                              f"between 2 and the {num_fake} fakes scored")
+        return counts
+
+    def options(self, num_fake):
+        return {"counts": self.counts_for(num_fake), "fit": "least squares value = a + b / N, reported a",
+                "subset_seed": self.seed}
+
+    def scorer(self, real: dict[str, Tensor] | None) -> Callable[[Tensor], float]:
+        """The score of one subset of the fake features."""
+        raise NotImplementedError
 
     def compute(self, fake, real, datamodule):
-        from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+        features = fake[self.layer]
+        value, _ = at_infinity(features, self.counts_for(len(features)), self.scorer(real), self.seed)
+        return {self.name: value}
 
-        logits = fake["logits_unbiased"]
-        out = isc_features_to_metric(logits, splits=min(self.splits, len(logits)), shuffle=True, rng_seed=self.seed)
-        return {"is": out[KEY_METRIC_ISC_MEAN], "is_std": out[KEY_METRIC_ISC_STD]}
+
+class FIDInfinity(AtInfinity):
+    """FID-infinity: FID extrapolated to infinitely many fakes (the reals' statistics stay fixed)."""
+
+    name, extractor, extractor_choices = "fid_inf", "inception", DISTANCE_EXTRACTORS
+    directions = {"fid_inf": False}
+
+    def scorer(self, real):
+        mu_real, sigma_real = gaussian_statistics(real[self.layer])
+        factor = psd_factor(sigma_real)  # once for all N
+        return lambda fake: frechet_distance(*gaussian_statistics(fake), mu_real, sigma_real, factor)
+
+
+class IntraFID(Metric):
+    """FID within each class of a class-conditional generator (Miyato & Koyama 2018's intra-FID): the fakes
+    drawn with label c against the reals of class c; ``intra_fid`` is the mean over classes."""
+
+    name, extractor, extractor_choices, needs_labels = "intra_fid", "inception", DISTANCE_EXTRACTORS, True
+    directions = {"intra_fid": False}
+
+    def check_data(self, datamodule):
+        super().check_data(datamodule)
+        if datamodule.num_classes is None:
+            raise ConfigError(f"{self.name} compares each class with the real images of that class, but data "
+                              f"{datamodule.name} is unlabelled")
+
+    def check_generator(self, num_classes, num_fake):
+        super().check_generator(num_classes, num_fake)
+        if num_fake < 2 * num_classes:
+            raise ConfigError(f"{self.name} needs at least 2 fakes per class: {num_fake} samples for {num_classes} classes")
+
+    def compute(self, fake, real, datamodule):
+        values = {}
+        for label in range(datamodule.num_classes):
+            fakes, reals = fake[self.layer][fake[LABELS] == label], real[self.layer][real[LABELS] == label]
+            if len(reals) < 2:
+                raise ConfigError(f"{self.name}: class {label} has {len(reals)} of the real samples; raise metrics.num_real")
+            values[f"{self.name}/{label}"] = frechet_distance_of_features(fakes, reals)
+        return {self.name: sum(values.values()) / len(values), **values}
 
 
 class KID(Metric):
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel,
     averaged over random subsets (torch-fidelity's estimator). Subsets shrink to the sample count."""
 
-    name, extractor = "kid", InceptionFeatures
+    name, extractor, extractor_choices = "kid", "inception", DISTANCE_EXTRACTORS
     directions = {"kid": False}
 
-    def __init__(self, num_samples: int | None = None, subsets: int = 100, subset_size: int = 1000, seed: int = 2020):
-        super().__init__(num_samples)
+    def __init__(self, num_samples: int | None = None, extractor: str | None = None, subsets: int = 100,
+                 subset_size: int = 1000, seed: int = 2020):
+        super().__init__(num_samples, extractor)
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
 
-    def options(self):
+    def options(self, num_fake):
         return {"subsets": self.subsets, "subset_size": self.subset_size, "subset_seed": self.seed,
                 "kernel": "(x.y / d + 1)^3"}
 
     def compute(self, fake, real, datamodule):
         from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
-        fake_features, real_features = fake["2048"], real["2048"]
+        fake_features, real_features = fake[self.layer], real[self.layer]
         size = min(self.subset_size, len(fake_features), len(real_features))
         out = kid_features_to_metric(fake_features, real_features, kid_subsets=self.subsets, kid_subset_size=size,
                                      rng_seed=self.seed, verbose=False)
@@ -122,41 +239,120 @@ class KID(Metric):
 
 
 class PrecisionRecall(Metric):
-    """Improved precision and recall (Kynkaanniemi et al. 2019): k-NN balls around real and fake features."""
+    """Improved precision and recall (Kynkaanniemi et al. 2019): k-NN balls around real and fake features,
+    as many reals as fakes."""
 
-    name, extractor = "prc", InceptionFeatures
+    name, extractor, extractor_choices, equal_counts = "prc", "inception", DISTANCE_EXTRACTORS, True
     directions = {"prc/f_score": True, "prc/precision": True, "prc/recall": True}
 
-    def __init__(self, num_samples: int | None = None, neighborhood: int = 3):
-        super().__init__(num_samples)
+    def __init__(self, num_samples: int | None = None, extractor: str | None = None, neighborhood: int = 3):
+        super().__init__(num_samples, extractor)
         self.neighborhood = int(neighborhood)
 
-    def options(self):
+    def options(self, num_fake):
         return {"neighborhood": self.neighborhood}
 
     def compute(self, fake, real, datamodule):
         from torch_fidelity.metric_prc import prc_features_to_metric
 
-        out = prc_features_to_metric(fake["2048"], real["2048"], prc_neighborhood=self.neighborhood, verbose=False)
+        out = prc_features_to_metric(fake[self.layer], real[self.layer], prc_neighborhood=self.neighborhood, verbose=False)
         return {f"prc/{key}": value for key, value in out.items()}
 
 
+class DensityCoverage(Metric):
+    """Density and coverage (Naeem et al. 2020), the outlier-robust successors of precision and recall:
+    k = 5 nearest-neighbour balls around the reals only, as many reals as fakes."""
+
+    name, extractor, extractor_choices, equal_counts = "density_coverage", "inception", DISTANCE_EXTRACTORS, True
+    directions = {"density_coverage/coverage": True, "density_coverage/density": True}
+
+    def __init__(self, num_samples: int | None = None, extractor: str | None = None, neighborhood: int = 5):
+        super().__init__(num_samples, extractor)
+        self.neighborhood = int(neighborhood)
+
+    def options(self, num_fake):
+        return {"neighborhood": self.neighborhood}
+
+    def compute(self, fake, real, datamodule):
+        out = density_coverage(fake[self.layer], real[self.layer], self.neighborhood)
+        return {f"{self.name}/{key}": value for key, value in out.items()}
+
+
+# ---------------------------------------------------------------------------------- classifier scores
+class InceptionScore(Metric):
+    """Inception Score (Salimans et al. 2016) on torch-fidelity's unbiased logits; needs no real data."""
+
+    name, extractor, needs_real = "is", "inception", False
+    directions = {"is": True}
+
+    def __init__(self, num_samples: int | None = None, splits: int = 10, seed: int = 2020):
+        super().__init__(num_samples)
+        self.splits, self.seed = int(splits), int(seed)
+
+    def options(self, num_fake):
+        return {"splits": self.splits, "shuffle_seed": self.seed}
+
+    def compute(self, fake, real, datamodule):
+        from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+
+        out = isc_features_to_metric(fake["logits_unbiased"], splits=self.splits, shuffle=True, rng_seed=self.seed)
+        return {"is": out[KEY_METRIC_ISC_MEAN], "is_std": out[KEY_METRIC_ISC_STD]}
+
+
+class ISInfinity(AtInfinity):
+    """IS-infinity: the Inception Score (one split, as Chong & Forsyth compute it) extrapolated to N = infinity."""
+
+    name, extractor, extractor_choices, needs_real = "is_inf", "inception", ("digit_classifier",), False
+    directions = {"is_inf": True}
+
+    @property
+    def layer(self) -> str:
+        return EXTRACTORS[self.extractor_name].logits_layer
+
+    def options(self, num_fake):
+        return {**super().options(num_fake), "splits": 1}
+
+    def scorer(self, real):
+        from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
+
+        return lambda logits: isc_features_to_metric(logits, splits=1, shuffle=False)[KEY_METRIC_ISC_MEAN]
+
+
+class ClassAccuracy(Metric):
+    """Does ``sample(labels=3)`` give 3s? The shipped digit classifier's accuracy on the fakes of a
+    class-conditional digit generator, over all classes (chance: 0.1) and per class."""
+
+    name, extractor, needs_real, needs_labels = "class_accuracy", "digit_classifier", False, True
+    directions = {"class_accuracy": True}
+
+    def check_data(self, datamodule):
+        super().check_data(datamodule)
+        check_digit_data(self, datamodule)
+
+    def compute(self, fake, real, datamodule):
+        correct = fake["logits"].argmax(dim=1) == fake[LABELS]
+        per_class = {f"{self.name}/{label}": float(correct[fake[LABELS] == label].double().mean())
+                     for label in range(datamodule.num_classes)}
+        return {self.name: float(correct.double().mean()), **per_class}
+
+
+# ------------------------------------------------------------------------------------- mode counting
 class ModeCoverage(Metric):
     """PacGAN's 2D mode coverage (Lin et al. 2018): modes captured, high-quality fraction, reverse KL."""
 
-    name, extractor, needs_real = "mode_coverage", RawSamples, False
+    name, extractor, needs_real = "mode_coverage", "raw", False
     directions = {"mode_coverage/modes": True, "mode_coverage/high_quality": True, "mode_coverage/reverse_kl": False}
 
     def __init__(self, num_samples: int | None = 2500, std_multiple: float = 3.0):
         super().__init__(num_samples)
         self.std_multiple = float(std_multiple)
 
-    def options(self):
+    def options(self, num_fake):
         return {"high_quality_within_std": self.std_multiple}
 
     def check_data(self, datamodule):
         if getattr(datamodule, "modes", None) is None or getattr(datamodule, "std", None) is None:
-            raise ValueError(f"mode_coverage needs a 2D Gaussian mixture (data=toy2d_*), got data {datamodule.name}")
+            raise ConfigError(f"mode_coverage needs a 2D Gaussian mixture (data=toy2d_*), got data {datamodule.name}")
 
     def compute(self, fake, real, datamodule):
         out = mode_coverage(fake["samples"], datamodule.modes, datamodule.std, self.std_multiple)
@@ -166,7 +362,7 @@ class ModeCoverage(Metric):
 class StackedModes(Metric):
     """Stacked MNIST modes (VEEGAN / PacGAN): each channel read by the digit classifier; 1,000 modes."""
 
-    name, extractor, needs_real = "stacked_modes", DigitPerChannel, False
+    name, extractor, needs_real = "stacked_modes", "digit_classifier_per_channel", False
     directions = {"stacked_modes/modes": True, "stacked_modes/kl": False}
 
     def __init__(self, num_samples: int | None = 26000):
@@ -174,19 +370,22 @@ class StackedModes(Metric):
 
     def check_data(self, datamodule):
         super().check_data(datamodule)
-        if datamodule.sample_shape[0] != 3:
-            raise ValueError(f"stacked_modes needs 3-channel Stacked MNIST images, but data {datamodule.name} yields {list(datamodule.sample_shape)}")
+        if datamodule.name != "stacked_mnist" or datamodule.sample_shape[0] != 3:
+            raise ConfigError(f"stacked_modes reads three stacked MNIST digits per image, so it needs data=stacked_mnist, "
+                              f"but data {datamodule.name} yields {list(datamodule.sample_shape)}")
 
     def compute(self, fake, real, datamodule):
         return {f"stacked_modes/{key}": value for key, value in stacked_modes(fake["digits"]).items()}
 
 
-METRICS: dict[str, type[Metric]] = {cls.name: cls for cls in (FID, FIDDigits, InceptionScore, KID, PrecisionRecall, ModeCoverage, StackedModes)}
+METRICS: dict[str, type[Metric]] = {cls.name: cls for cls in (
+    FID, FIDDigits, FDDinoV2, FDCLIP, FIDInfinity, IntraFID, KID, PrecisionRecall, DensityCoverage,
+    InceptionScore, ISInfinity, ClassAccuracy, ModeCoverage, StackedModes)}
 
 
 def metric_class(name: str) -> type[Metric]:
     if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; expected one of {sorted(METRICS)}")
+        raise ConfigError(f"unknown metric {name!r}; expected one of {sorted(METRICS)}")
     return METRICS[name]
 
 
@@ -195,7 +394,7 @@ def _build_metric(name: str, options: Mapping | None) -> Metric:
     try:
         return cls(**dict(options or {}))
     except TypeError as error:  # a misspelt option
-        raise ValueError(f"metrics.compute.{name}: {error}") from None
+        raise ConfigError(f"metrics.compute.{name}: {error}") from None
 
 
 def best_monitor(monitor: str | None, compute: Mapping | Sequence | None) -> tuple[str | None, str]:
@@ -208,8 +407,19 @@ def best_monitor(monitor: str | None, compute: Mapping | Sequence | None) -> tup
     monitor = monitor.removeprefix("val/")
     directions = {key: higher for cls in map(metric_class, names) for key, higher in cls.directions.items()}
     if monitor not in directions:
-        raise ValueError(f"metrics.monitor={monitor!r} is not computed by the selected metrics {names}; expected one of {sorted(directions)}")
+        raise ConfigError(f"metrics.monitor={monitor!r} is not computed by the selected metrics {names}; expected one of {sorted(directions)}")
     return f"val/{monitor}", "max" if directions[monitor] else "min"
+
+
+def real_sample_indices(datamodule, n: int, seed: int) -> Tensor:
+    """The reference draw: ``n`` indices into the train split without replacement (with replacement if it is
+    smaller), the same draw as ``GANDataModule.real_samples(n, Generator().manual_seed(seed))``."""
+    size = len(datamodule.train_set)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(size, generator=generator)[:n] if n <= size else torch.randint(size, (n,), generator=generator)
+
+
+FeatureSet = dict[str, dict[str, Tensor]]  # extractor name -> layer (and "labels") -> (N, ...) tensor
 
 
 class MetricSuite:
@@ -219,38 +429,44 @@ class MetricSuite:
         compute: metric names, or a mapping name -> options (e.g. ``{"kid": {"subset_size": 100}}``).
         num_samples: fake samples per metric unless the metric sets its own (mode_coverage 2,500, stacked_modes 26,000).
         num_real: real samples for the reference statistics (capped at the size of the data's train split).
-        batch_size: samples per generator / extractor call.
-        inception_weights: a local copy of torch-fidelity's Inception weights; None downloads them.
+        batch_size: samples per generator / extractor call; batch b's latent codes come from (seed, b).
+        inception_weights, dinov2_weights, clip_weights: local copies of the networks' weights; None: the
+            torch hub cache, else downloaded (offline: an error before anything starts).
+        dinov2_model: vit-s-14, vit-b-14 or vit-l-14; clip_model: torch-fidelity's CLIP names, e.g. vit-b-32.
+        resize: ``torch-fidelity`` (default, comparable with published numbers) or ``clean`` (clean-fid).
         cache_dir: where real features are cached; None disables the cache.
         seed: seeds the latent codes and the choice of real samples, so two evaluations of the same
             generator see the same codes and the same references.
     """
 
+    EXTRACTOR_SETTINGS = ("inception_weights", "dinov2_weights", "dinov2_model", "clip_weights", "clip_model", "resize")
+    SETTINGS = ("compute", "num_samples", "num_real", "batch_size", "cache_dir", "seed", *EXTRACTOR_SETTINGS)
+
     def __init__(self, compute: Mapping[str, Mapping | None] | Sequence[str] = (), num_samples: int = 1000,
                  num_real: int = 5000, batch_size: int = 100, inception_weights: str | None = None,
-                 cache_dir: str | None = None, seed: int = 0, device: str | torch.device = "cpu", progress: bool = False):
+                 dinov2_weights: str | None = None, dinov2_model: str = "vit-l-14", clip_weights: str | None = None,
+                 clip_model: str = "vit-b-32", resize: str = RESIZE_MODES[0], cache_dir: str | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu", progress: bool = False):
         options = dict(compute) if isinstance(compute, Mapping) else {name: None for name in compute}
         self.metrics = [_build_metric(name, opts) for name, opts in options.items()]
         for name, value in (("num_samples", num_samples), ("num_real", num_real), ("batch_size", batch_size)):
             if int(value) < 1:
-                raise ValueError(f"metrics.{name} must be a positive integer, got {value}")
+                raise ConfigError(f"metrics.{name} must be a positive integer, got {value}")
         self.num_samples, self.num_real, self.batch_size = int(num_samples), int(num_real), int(batch_size)
         self.cache_dir, self.seed, self.progress = cache_dir, int(seed), bool(progress)
+        self.resize = check_resize(resize)
         self.device = torch.device(device)
-        # built now so a missing Inception weights file fails before any training or sampling
-        self.extractors = {}
-        for cls in dict.fromkeys(metric.extractor for metric in self.metrics):
-            self.extractors[cls.name] = cls(inception_weights, self.device) if cls is InceptionFeatures else cls(device=self.device)
-
-    SETTINGS = ("compute", "num_samples", "num_real", "batch_size", "inception_weights", "cache_dir", "seed")
+        settings = dict(inception_weights=inception_weights, dinov2_weights=dinov2_weights, dinov2_model=dinov2_model,
+                        clip_weights=clip_weights, clip_model=clip_model, resize=self.resize, device=self.device)
+        # built now so a missing weights file fails before any training or sampling
+        self.extractors = {name: EXTRACTORS[name].from_settings(settings)
+                           for name in dict.fromkeys(metric.extractor_name for metric in self.metrics)}
 
     @classmethod
     def from_config(cls, node: Mapping, **overrides) -> "MetricSuite":
         """From a ``metrics`` config node; keys only the callback reads (interval, monitor) are ignored."""
-        settings = {key: node[key] for key in cls.SETTINGS if key in node}
-        if settings.get("compute") is None:
-            settings["compute"] = ()
-        return cls(**{**settings, **overrides})
+        settings = {key: node[key] for key in cls.SETTINGS if key in node and node[key] is not None}
+        return cls(**{"compute": (), **settings, **overrides})
 
     def to(self, device: str | torch.device) -> "MetricSuite":
         """Run the feature extractors where the generator lives."""
@@ -266,93 +482,191 @@ class MetricSuite:
         for metric in self.metrics:
             metric.check_data(datamodule)
 
+    def check_generator(self, num_classes: int | None) -> None:
+        """Per-class metrics need a class-conditional generator (``num_classes``; None: unconditional or a folder)."""
+        for metric in self.metrics:
+            metric.check_generator(num_classes, self.fake_count(metric))
+
     # ---------------------------------------------------------------------------------------- protocol
-    def protocol(self, counts: Mapping[str, int] | None = None, num_real: int | None = None) -> dict[str, Any]:
-        counts = counts or {}
+    def protocol(self, counts: Mapping[str, int] | None = None, num_real: int | None = None, datamodule=None,
+                 latent_seed: int | None = None, num_classes: int | None = None) -> dict[str, Any]:
+        counts, num_real = counts or {}, num_real or self.num_real
+        metrics = {}
+        for metric in self.metrics:
+            num_fake = counts.get(metric.name, self.fake_count(metric))
+            entry = {"num_fake": num_fake, "extractor": metric.extractor_name}
+            if metric.needs_real:
+                entry["num_real"] = min(num_fake, num_real) if metric.equal_counts else num_real
+            metrics[metric.name] = {**entry, **metric.options(num_fake)}
         needs_real = any(metric.needs_real for metric in self.metrics)
+        split = reference_split(datamodule) if datamodule is not None else None
         return {
-            "metrics": {m.name: {"num_fake": counts.get(m.name, self.fake_count(m)), "extractor": m.extractor.name, **m.options()}
-                        for m in self.metrics},
-            "extractors": {name: extractor.protocol() for name, extractor in self.extractors.items() if name != RawSamples.name},
-            "reference": {"split": "train", "num_real": num_real or self.num_real, "seed": self.seed} if needs_real else None,
-            "latent_seed": self.seed,
+            "metrics": metrics,
+            "extractors": {name: extractor.protocol() for name, extractor in self.extractors.items() if name != "raw"},
+            "reference": {"split": split, "num_real": num_real, "seed": self.seed} if needs_real else None,
+            "latent_seed": self.seed if latent_seed is None else latent_seed,
+            # how the fake set is drawn: the same in one process and under DDP
+            "latent_codes": f"batches of {self.batch_size}, batch b from torch.Generator seeded "
+                            "SeedSequence([latent_seed, b]).generate_state(1)",
+            "class_labels": None if num_classes is None else f"sample i has class i mod {num_classes}",
         }
 
     # ------------------------------------------------------------------------------------------ scoring
-    def evaluate_generator(self, generator, datamodule, data_identity: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
-        """Scores ``generator`` (sampled in eval mode with fixed latent codes) against ``datamodule``'s train split."""
-        rng = torch.Generator().manual_seed(self.seed)
-        total = max((self.fake_count(m) for m in self.metrics), default=0)
+    def evaluate_generator(self, generator, datamodule, data_identity: Any = None,
+                           latent_seed: int | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+        """Scores ``generator`` (sampled in eval mode with fixed latent codes) against ``datamodule``'s train split.
 
-        def batches() -> Iterator[Tensor]:
-            for start in range(0, total, self.batch_size):
-                yield generator.sample(min(self.batch_size, total - start), generator=rng)
+        Under DDP every rank must call this: each draws and extracts its share of the batches, rank 0
+        gathers the features and computes every metric once, and all ranks return rank 0's values."""
+        seed = self.seed if latent_seed is None else int(latent_seed)
+        num_classes = getattr(generator, "num_classes", None)
+        if rank_and_world_size()[1] > 1:
+            generator = replica_of_rank_zero(generator)
 
-        return self.evaluate(batches(), datamodule, data_identity)
+        def fake_batch(batch: int, start: int, size: int) -> tuple[Tensor, Tensor | None]:
+            codes = torch.Generator().manual_seed(batch_seed(seed, batch))
+            if num_classes is None:
+                return generator.sample(size, generator=codes), None
+            labels = torch.arange(start, start + size) % num_classes  # balanced classes, known on every rank
+            return generator.sample(size, generator=codes, labels=labels), labels
+
+        wanted = self._wanted()
+        fake = self._extract_shared(fake_batch, max(wanted.values(), default=0), wanted, "fake features")
+        values, protocol = self._score(fake, datamodule, data_identity, latent_seed=seed, num_classes=num_classes)
+        return broadcast_from_rank_zero(values), protocol
 
     def evaluate(self, fake_batches: Iterable[Tensor], datamodule, data_identity: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
-        """Scores batches of fake samples (float, the data's value range); returns (values, protocol)."""
-        if not self.metrics:
-            return {}, self.protocol()
+        """Scores batches of fake samples (float, the data's value range; e.g. a folder of images), in one process."""
+        wanted = self._wanted()
+        parts, start = [], 0
+        for batch in fake_batches:
+            if start >= max(wanted.values(), default=0):
+                break
+            parts.append(self._features_of(batch, None, start, wanted))
+            start += len(batch)
+        return self._score(_concatenate(parts), datamodule, data_identity)
+
+    def _wanted(self) -> dict[str, int]:
+        """Extractor name -> how many fakes its metrics need."""
         wanted: dict[str, int] = {}
         for metric in self.metrics:
-            name = metric.extractor.name
-            wanted[name] = max(wanted.get(name, 0), self.fake_count(metric))
-        fake = self._extract(fake_batches, wanted, "fake features")
-        counts = {m.name: min(self.fake_count(m), _length(fake[m.extractor.name])) for m in self.metrics}
+            wanted[metric.extractor_name] = max(wanted.get(metric.extractor_name, 0), self.fake_count(metric))
+        return wanted
+
+    def _score(self, fake: FeatureSet | None, datamodule, data_identity: Any, latent_seed: int | None = None,
+               num_classes: int | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+        """Every metric from the fake features (on rank 0; None on the others) and the cached real ones."""
         real, num_real = self._real_features(datamodule, data_identity)
+        if fake is None:  # another DDP rank: rank 0 scores
+            counts = None
+        else:
+            counts = {m.name: min(self.fake_count(m), _length(fake.get(m.extractor_name, {}))) for m in self.metrics}
+        protocol = self.protocol(counts, num_real, datamodule, latent_seed, num_classes)
+        if fake is None:
+            return {}, protocol
         values: dict[str, float] = {}
         for metric in self.metrics:
             n = counts[metric.name]
-            fake_features = {layer: value[:n] for layer, value in fake[metric.extractor.name].items()}
-            values.update(metric.compute(fake_features, real.get(metric.extractor.name) if metric.needs_real else None, datamodule))
-        return values, self.protocol(counts, num_real)
+            fake_features = {layer: value[:n] for layer, value in fake[metric.extractor_name].items()}
+            real_features = None
+            if metric.needs_real:
+                m = min(n, num_real) if metric.equal_counts else num_real
+                real_features = {layer: value[:m] for layer, value in real[metric.extractor_name].items()}
+            values.update(metric.compute(fake_features, real_features, datamodule))
+        return values, protocol
 
-    def _extract(self, batches: Iterable[Tensor], wanted: Mapping[str, int], what: str) -> dict[str, dict[str, Tensor]]:
-        """Features of the batches by every extractor in ``wanted``, each only as far as it needs."""
+    def _features_of(self, samples: Tensor, labels: Tensor | None, start: int, wanted: Mapping[str, int]) -> FeatureSet:
+        """Features of one batch (samples ``start``.. of the set) by every extractor that still needs them."""
+        out: FeatureSet = {}
+        for name, limit in wanted.items():
+            if start < limit:
+                take = limit - start
+                out[name] = self.extractors[name](samples[:take])
+                if labels is not None:
+                    out[name][LABELS] = labels[:take].cpu()
+        return out
+
+    def _extract_shared(self, make_batch: Callable[[int, int, int], tuple[Tensor, Tensor | None]], total: int,
+                        wanted: Mapping[str, int], what: str) -> FeatureSet | None:
+        """Features of samples 0..total-1, made batch by batch by ``make_batch(batch, start, size)`` ->
+        (samples, labels or None). Under DDP each rank makes and extracts its share of the batches; rank 0
+        gets every feature in batch order (the single-process order), the other ranks None."""
         from tqdm.auto import tqdm
 
-        total = max(wanted.values())
-        collected: dict[str, dict[str, list[Tensor]]] = {name: {} for name in wanted}
-        seen = 0
-        with tqdm(total=total, desc=what, unit="sample", disable=not self.progress, leave=False) as bar:
-            for batch in batches:
-                for name, limit in wanted.items():
-                    if seen < limit:
-                        for layer, value in self.extractors[name](batch[: limit - seen]).items():
-                            collected[name].setdefault(layer, []).append(value)
-                seen += len(batch)
-                bar.update(len(batch))
-                if seen >= total:
-                    break
-        return {name: {layer: torch.cat(parts) for layer, parts in layers.items()} for name, layers in collected.items()}
+        rank, world_size = rank_and_world_size()
+        batches = Batches(total, self.batch_size)
+        mine = batches.of_rank(rank, world_size)
+        local = {}
+        with tqdm(total=sum(map(batches.size, mine)), desc=what, unit="sample", leave=False,
+                  disable=not self.progress or rank != 0) as bar:
+            for batch in mine:
+                start, size = batches.start(batch), batches.size(batch)
+                samples, labels = make_batch(batch, start, size)
+                local[batch] = self._features_of(samples, labels, start, wanted)
+                bar.update(size)
+        shares = gather_to_rank_zero(local)
+        if shares is None:
+            return None
+        merged = {batch: features for share in shares for batch, features in share.items()}
+        return _concatenate([merged[batch] for batch in range(len(batches))])
 
-    def _real_features(self, datamodule, data_identity: Any) -> tuple[dict[str, dict[str, Tensor]], int | None]:
-        extractors = list(dict.fromkeys(m.extractor.name for m in self.metrics if m.needs_real))
+    def _real_features(self, datamodule, data_identity: Any) -> tuple[FeatureSet | None, int | None]:
+        """Real features of every extractor a metric needs them from: read from the cache on rank 0, else
+        extracted (each DDP rank its share) and written to the cache by rank 0 alone."""
+        extractors = list(dict.fromkeys(m.extractor_name for m in self.metrics if m.needs_real))
         if not extractors:
             return {}, None
         if datamodule.train_set is None:
             datamodule.setup("fit")
         num_real = min(self.num_real, len(datamodule.train_set))
         identity = data_identity if data_identity is not None else {"data": datamodule.name, "sample_shape": list(datamodule.sample_shape)}
-        real: dict[str, dict[str, Tensor]] = {}
-        for name in extractors:
-            extractor = self.extractors[name]
-            key = cache_key(extractor=extractor.protocol(), data=identity, split="train", num_real=num_real, seed=self.seed)
+        content = data_content(datamodule)
+        keys = {name: cache_key(extractor=self.extractors[name].protocol(), data=identity, content=content,
+                                num_real=num_real, seed=self.seed) for name in extractors}
+        is_rank_zero = rank_and_world_size()[0] == 0
+        real = {name: load_cached_features(self.cache_dir, name, keys[name]) if is_rank_zero else None for name in extractors}
+        missing = broadcast_from_rank_zero([name for name in extractors if real[name] is None])
+        for name in set(extractors) - set(missing):
+            log.info("real %s features read from the cache in %s", name, self.cache_dir)
+        if missing:
+            log.info("computing %s features of %d real samples (cached afterwards)", ", ".join(missing), num_real)
+            indices = real_sample_indices(datamodule, num_real, self.seed)
+            labelled = datamodule.num_classes is not None
 
-            def compute() -> dict[str, Tensor]:
-                log.info("computing %s features of %d real samples (cached afterwards)", name, num_real)
-                samples = datamodule.real_samples(num_real, generator=torch.Generator().manual_seed(self.seed))
-                return self._extract(samples.split(self.batch_size), {name: num_real}, "real features")[name]
+            def real_batch(batch: int, start: int, size: int) -> tuple[Tensor, Tensor | None]:
+                items = [datamodule.train_set[int(i)] for i in indices[start:start + size]]
+                labels = torch.tensor([int(label) for _, label in items]) if labelled else None
+                return torch.stack([sample for sample, _ in items]), labels
 
-            real[name], hit = cached_features(self.cache_dir, name, key, compute)
-            if hit:
-                log.info("real %s features read from the cache in %s", name, self.cache_dir)
-        return real, num_real
+            extracted = self._extract_shared(real_batch, num_real, {name: num_real for name in missing}, "real features")
+            if extracted is not None:
+                for name in missing:
+                    real[name] = extracted[name]
+                    store_features(self.cache_dir, name, keys[name], extracted[name])
+        return (real if is_rank_zero else None), num_real
+
+
+def replica_of_rank_zero(generator):
+    """A copy of ``generator`` holding rank 0's parameters and buffers. DDP keeps parameters equal but not
+    buffers (BatchNorm running statistics are updated by each rank's own batches), and eval-mode sampling
+    reads them; a copy, so the training run itself is left untouched."""
+    replica = copy.deepcopy(generator)
+    for tensor in replica.state_dict().values():
+        dist.broadcast(tensor, src=0)
+    return replica
+
+
+def _concatenate(parts: Sequence[FeatureSet]) -> FeatureSet:
+    layers: dict[str, dict[str, list[Tensor]]] = {}
+    for part in parts:
+        for name, features in part.items():
+            for layer, value in features.items():
+                layers.setdefault(name, {}).setdefault(layer, []).append(value)
+    return {name: {layer: torch.cat(values) for layer, values in features.items()} for name, features in layers.items()}
 
 
 def _length(features: dict[str, Tensor]) -> int:
-    return len(next(iter(features.values())))
+    return len(next(iter(features.values()))) if features else 0
 
 
 def image_folder_batches(folder: str | Path, channels: int, batch_size: int) -> tuple[Iterator[Tensor], int]:
@@ -362,10 +676,10 @@ def image_folder_batches(folder: str | Path, channels: int, batch_size: int) -> 
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"fake_path={folder} is not a folder of images")
+        raise DataError(f"fake_path={folder} is not a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     if not files:
-        raise FileNotFoundError(f"fake_path={folder} holds no .png/.jpg images")
+        raise DataError(f"fake_path={folder} holds no .png/.jpg images")
     mode = {1: "L", 3: "RGB"}[channels]
 
     def batches() -> Iterator[Tensor]:

@@ -1,7 +1,8 @@
-"""Fixtures for the metric tests: a randomly initialised Inception saved in torch-fidelity's format, and
-tiny image folders, so everything runs offline."""
+"""Fixtures for the metric tests: randomly initialised Inception, DINOv2 and CLIP networks saved in the
+formats their real weights come in, and tiny image folders, so everything runs offline."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -34,13 +35,52 @@ def inception_weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def dinov2_weights(tmp_path_factory) -> Path:
+    """A ViT-S/14 state dict with the official parameter names (as dinov2_vits14_pretrain.pth), random."""
+    from gan.metrics.dinov2 import DinoVisionTransformer
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("dinov2") / "random-dinov2-vits14.pth"
+    torch.save(DinoVisionTransformer("vit-s-14").state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_weights(tmp_path_factory) -> Path:
+    """A TorchScript archive laid out like OpenAI's CLIP files (visual.* and text_projection), random and
+    tiny: torch-fidelity reads the architecture (here a 2-layer ViT on 64 px, patch 32) from the weights."""
+    from torch_fidelity.feature_extractor_clip import CLIPVisual
+
+    class Archive(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = CLIPVisual(embed_dim=32, image_resolution=64, vision_layers=2, vision_width=64,
+                                     vision_patch_size=32).visual
+            self.text_projection = nn.Parameter(torch.randn(64, 32))
+
+        def forward(self, x):  # every parameter used, so tracing keeps them all
+            return self.visual(x) + 0 * self.text_projection.sum()
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip") / "random-clip.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, but it is CLIP's format
+        torch.jit.trace(Archive().eval(), torch.randn(1, 3, 64, 64)).save(str(path))
+    return path
+
+
 class TensorData(GANDataModule):
     """A data module over a fixed tensor of images (the 'real' side of a comparison)."""
 
-    def __init__(self, images: torch.Tensor, name: str = "tensor_data"):
-        super().__init__(tuple(images.shape[1:]))
-        self.train_set = torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
+    def __init__(self, images: torch.Tensor, name: str = "tensor_data", labels: torch.Tensor | None = None,
+                 split: str | None = None):
+        super().__init__(tuple(images.shape[1:]), num_classes=None if labels is None else int(labels.max()) + 1)
+        labels = torch.full((len(images),), -1) if labels is None else labels
+        self.train_set = torch.utils.data.TensorDataset(images, labels)
         self._name = name
+        if split is not None:
+            self.split = split
 
     @property
     def name(self) -> str:

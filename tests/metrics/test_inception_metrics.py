@@ -102,7 +102,7 @@ def test_inception_metrics_match_torch_fidelity_and_independent_formulas(tmp_pat
     assert (values["prc/precision"], values["prc/recall"]) == pytest.approx(precision_recall(f2048, r2048, 3))
 
     assert protocol["extractors"]["inception"]["resize"] == features_module.INCEPTION_RESIZE
-    assert protocol["metrics"]["fid"]["num_fake"] == N and protocol["reference"] == {"split": "train", "num_real": N, "seed": 0}
+    assert protocol["metrics"]["fid"]["num_fake"] == N and protocol["reference"] == {"split": "all", "num_real": N, "seed": 0}
 
 
 def test_missing_inception_weights_fail_fast_offline(monkeypatch, tmp_path):

@@ -57,8 +57,10 @@ def test_real_features_are_cached_reused_and_invalidated(digits, tmp_path, monke
     cache = tmp_path / "cache"
     fake = torch.rand(50, 1, 28, 28) * 2 - 1
     calls = []
-    real_samples = digits.real_samples
-    monkeypatch.setattr(digits, "real_samples", lambda n, generator=None: calls.append(n) or real_samples(n, generator))
+    from gan.metrics import registry
+
+    draw = registry.real_sample_indices
+    monkeypatch.setattr(registry, "real_sample_indices", lambda data, n, seed: calls.append(n) or draw(data, n, seed))
 
     def score(**settings):
         suite = MetricSuite(["fid_digits"], num_samples=50, cache_dir=str(cache), **{"num_real": 300, **settings})
@@ -101,9 +103,9 @@ def test_metric_needs_matching_data(digits):
         MetricSuite(["fid_digits"]).check_data(Toy2DDataModule())
     from tests.metrics.conftest import TensorData
 
-    MetricSuite(["fid_digits"]).check_data(TensorData(torch.zeros(4, 1, 32, 32)))  # data.resolution=32: resized to 28
+    MetricSuite(["fid_digits"]).check_data(TensorData(torch.zeros(4, 1, 32, 32), "mnist"))  # data.resolution=32: resized to 28
     with pytest.raises(ValueError, match=r"fid_digits needs gray digit images .* yields \[2, 28, 28\]"):
-        MetricSuite(["fid_digits"]).check_data(TensorData(torch.zeros(4, 2, 28, 28)))
+        MetricSuite(["fid_digits"]).check_data(TensorData(torch.zeros(4, 2, 28, 28), "mnist"))
 
 
 def test_every_metric_returns_the_values_it_declares(digits):
