@@ -5,12 +5,12 @@ and optional class conditioning (``num_classes``), handled here so each architec
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from gan.nets.layers import append_features, one_hot
+from gan.nets.layers import append_features, minibatch_layer, one_hot
 from gan.utils.errors import ConfigError
 
 GENERATOR_CONDITIONING = ("embedding", "batchnorm")
@@ -158,6 +158,16 @@ class Discriminator(nn.Module):
             self.projection = maybe_spectral_norm(embedding, spectral_norm)
         elif self.conditioning == "auxiliary":
             self.classifier = maybe_spectral_norm(nn.Linear(head_inputs, self.num_classes), spectral_norm)
+
+    def build_vector_head(self, features: int, head: Callable[[int], nn.Module], minibatch: str | None = "none",
+                          minibatch_group_size: int = 4, minibatch_kernels: int = 32, minibatch_kernel_dim: int = 8,
+                          spectral_norm: bool = False) -> None:
+        """For blocks that end in (N, ``features``) vectors: the ``minibatch`` layer, ``head(inputs)`` (the map to
+        one logit) and the conditioning, both sized for the minibatch layer's extra features."""
+        self.minibatch = minibatch_layer(minibatch, (features,), minibatch_group_size, minibatch_kernels, minibatch_kernel_dim)
+        inputs = features + (self.minibatch.extra_features if self.minibatch is not None else 0)
+        self.head = head(inputs)
+        self.build_conditioning(inputs, spectral_norm)
 
     def evaluate(self, x: Tensor, labels: Tensor | None = None) -> DiscriminatorOutput:
         """One pass giving the logit, the auxiliary class logits and every block's features."""

@@ -8,7 +8,6 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, maybe_dropout, maybe_spectral_norm, output_activation
-from gan.nets.layers import minibatch_layer
 from gan.utils.errors import ConfigError
 
 
@@ -91,7 +90,5 @@ class MLPDiscriminator(Discriminator):
             blocks.append(nn.Sequential(*layers, *maybe_dropout(dropout)))
             layers, width = [], h
         self.blocks = nn.ModuleList(blocks or [nn.Sequential(*layers)])
-        self.minibatch = minibatch_layer(minibatch, (width,), minibatch_group_size, minibatch_kernels, minibatch_kernel_dim)
-        width += self.minibatch.extra_features if self.minibatch is not None else 0
-        self.head = maybe_spectral_norm(nn.Linear(width, 1), spectral_norm)
-        self.build_conditioning(width, spectral_norm)
+        self.build_vector_head(width, lambda inputs: maybe_spectral_norm(nn.Linear(inputs, 1), spectral_norm),
+                               minibatch, minibatch_group_size, minibatch_kernels, minibatch_kernel_dim, spectral_norm)

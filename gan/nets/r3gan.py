@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, maybe_dropout, output_activation
-from gan.nets.layers import minibatch_layer
 from gan.nets.resnet import reject_options, residual_geometry, stage_widths
 from gan.utils.errors import ConfigError
 
@@ -236,7 +235,5 @@ class R3GANDiscriminator(Discriminator):
             stages.append(nn.Sequential(*layers, *maybe_dropout(dropout)))
             c_in = widths[i + 1] if i + 1 < len(widths) else c
         self.blocks = nn.ModuleList(stages)
-        self.minibatch = minibatch_layer(minibatch, (c_in,), minibatch_group_size, minibatch_kernels, minibatch_kernel_dim)
-        head_inputs = c_in + (self.minibatch.extra_features if self.minibatch is not None else 0)
-        self.head = msr_init(nn.Linear(head_inputs, 1, bias=False))
-        self.build_conditioning(head_inputs)
+        self.build_vector_head(c_in, lambda inputs: msr_init(nn.Linear(inputs, 1, bias=False)),
+                               minibatch, minibatch_group_size, minibatch_kernels, minibatch_kernel_dim)

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, as_shape, maybe_dropout, maybe_spectral_norm, output_activation
 from gan.nets.dcgan import check_norm, image_geometry, normalization
-from gan.nets.layers import ConditionalBatchNorm, minibatch_layer
+from gan.nets.layers import ConditionalBatchNorm
 from gan.utils.errors import ConfigError
 
 POOLINGS = ("sum", "mean")
@@ -248,7 +248,5 @@ class ResNetDiscriminator(Discriminator):
             c_in = c_out
         blocks.append(GlobalPool(negative_slope, pooling))
         self.blocks = nn.ModuleList(blocks)
-        self.minibatch = minibatch_layer(minibatch, (c_in,), minibatch_group_size, minibatch_kernels, minibatch_kernel_dim)
-        head_inputs = c_in + (self.minibatch.extra_features if self.minibatch is not None else 0)
-        self.head = maybe_spectral_norm(init_conv(nn.Linear(head_inputs, 1), 1.0), spectral_norm)
-        self.build_conditioning(head_inputs, spectral_norm)
+        self.build_vector_head(c_in, lambda inputs: maybe_spectral_norm(init_conv(nn.Linear(inputs, 1), 1.0), spectral_norm),
+                               minibatch, minibatch_group_size, minibatch_kernels, minibatch_kernel_dim, spectral_norm)
