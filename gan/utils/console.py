@@ -1,0 +1,49 @@
+"""Keeping the console to what a user can act on: third-party notices silenced where they start."""
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not any(fragment in message for fragment in self.fragments)
+
+
+def quiet_third_party_notices() -> None:
+    """Silence notices printed at every start that say nothing about the run:
+
+    - Lightning's advertisement for its hosted logger (``💡 Tip: ... litlogger``), dropped at the logger
+      that emits it;
+    - torch's deprecation of ``LeafSpec``, which Lightning's pytree helper instantiates for every batch
+      (nothing a user of Lightning 2.6 can change).
+
+    W&B's "anonymous setting" warning comes from an argument Lightning passes; see
+    :func:`gan.utils.logging.prepare_loggers`."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropMessages) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropMessages("litlogger"))
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    # a GAN checkpoint holds the state after the iteration's updates, which is what resuming needs
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
+
+
+def lightning_logs_through_root() -> None:
+    """Send Lightning's own log lines (seed, devices, checkpoint restore ...) through the root logger.
+
+    Lightning gives its logger a stderr handler of its own when the root logger had none at import, which
+    is the case under Hydra (it configures logging later). Once the root logger has handlers (Hydra's
+    console and ``<run dir>/train.log``), Lightning's rule is to propagate to them: applied here, its lines
+    land in the run's log file and stderr keeps only warnings and errors."""
+    if not logging.getLogger().hasHandlers():
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+        logger.propagate = True
