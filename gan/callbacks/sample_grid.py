@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -17,6 +18,8 @@ class SampleGrid(pl.Callback):
     Image data: the first ``num_images`` fixed codes as a grid. 2D data: ``num_points`` fixed codes as a
     scatter plot over the real modes. Uses the EMA generator when EMA is on, in eval mode. Conditional
     models (``num_classes``) on image data: one row per class, the same latent code down each column.
+
+    The generator step of the last grid is saved in checkpoints, so a resumed run draws on schedule.
     """
 
     def __init__(self, dirpath: str, every_n_generator_steps: int = 100, num_images: int = 64,
@@ -53,4 +56,10 @@ class SampleGrid(pl.Callback):
         title = f"generator step {step}"
         path = save_samples(samples, self.dirpath / f"gstep_{step:07d}.png", getattr(datamodule, "modes", None), title, nrow)
         self.last_path = path
-        log_image(trainer.loggers, self.key, path, trainer.global_step)
+        log_image(trainer, self.key, path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_rendered": self._last_rendered}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_rendered = state_dict.get("last_rendered")

@@ -32,11 +32,29 @@ def wandb_offline() -> bool:
     return not wandb_has_credentials()
 
 
-def log_image(loggers: Iterable, key: str, path: str | Path, step: int) -> None:
-    """Send a saved PNG to every active logger that shows images (W&B, TensorBoard)."""
-    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+def prepare_loggers(loggers: Iterable) -> None:
+    """Lightning's WandbLogger passes ``anonymous=None`` to ``wandb.init``, which W&B answers at every
+    start with a warning that the (deprecated) setting has no effect; leave the unset argument out."""
+    from lightning.pytorch.loggers import WandbLogger
 
     for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", "") is None:
+            del logger._wandb_init["anonymous"]
+
+
+def logger_step(trainer) -> int:
+    """The x-position Lightning gives the module's own ``self.log`` values in TensorBoard and CSV (training
+    batches that stepped, not ``global_step``); everything written outside ``self.log`` uses it too, so
+    images and scalars of one generator step line up."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped  # what Lightning's logger connector uses; no public accessor
+
+
+def log_image(trainer, key: str, path: str | Path) -> None:
+    """Send a saved PNG to every active logger that shows images (W&B, TensorBoard), at :func:`logger_step`."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    step = logger_step(trainer)
+    for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[str(path)], step=step)
         elif isinstance(logger, TensorBoardLogger):
@@ -110,7 +128,7 @@ def log_scalars(trainer, metrics: Mapping[str, float], generator_step: int) -> N
     row = {name: float(value) for name, value in metrics.items()}
     row[GENERATOR_STEP] = float(generator_step)
     plot_against_generator_steps(trainer.loggers, row)
-    step = trainer.fit_loop.epoch_loop._batches_that_stepped  # what Lightning's logger connector uses; no public accessor
+    step = logger_step(trainer)
     for logger in trainer.loggers:
         logger.log_metrics(row, step=step)
 
