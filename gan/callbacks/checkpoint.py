@@ -1,32 +1,94 @@
-"""Checkpointing that survives crashes and interruptions.
+"""Checkpointing that survives crashes, interruptions, full disks and diverged runs.
 
 Every file is written to ``<name>.tmp`` next to its final path and moved over it with ``os.replace`` (atomic
-on POSIX within one file system), so a crash while saving leaves the previous checkpoint intact.
+on POSIX within one file system), so a crash while saving leaves the previous checkpoint intact; a full
+disk is reported as one line naming the checkpoint and the free space.
+
+Weights that are not finite are never saved: before each save the health check looks at the iterations
+it has not checked yet (it may stop the run and keep ``last_healthy.ckpt``), then every floating-point
+tensor of the module is checked, so ``last.ckpt``, ``best.ckpt`` and ``step*.ckpt`` always hold finite weights.
 
 SIGTERM (schedulers, ``kill``), SIGINT (Ctrl+C) and SIGUSR1 only set a flag; the next training batch
 boundary saves ``last.ckpt`` and the process exits with status ``128 + signal``. Saving at a batch boundary
 (never in the middle of a D or G update) is what makes the saved state resumable exactly. Under DDP a
-signal seen by any rank stops all of them. SIGUSR1 is left alone when something already handles it
-(submitit's or Lightning's SLURM requeue handler).
+signal seen by any rank stops all of them. In a SLURM batch job (Lightning's auto-requeue on), SIGUSR1 is
+the time-limit warning: after the save the job is requeued with ``scontrol requeue``, and the requeued job
+finds ``last.ckpt`` in the same run directory (see ``run_dir_name`` in gan/utils/config.py). A SIGUSR1
+handler installed before training (submitit's) is left alone: it requeues the job itself. When training
+ends, the signal handlers in place before it are restored.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from gan.utils.errors import CheckpointError
 
 log = logging.getLogger("gan")
 
 SAVE_ON_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def first_nonfinite_tensor(module: torch.nn.Module) -> str | None:
+    """The name of the first parameter or buffer with a NaN/Inf, or None (one device sync)."""
+    tensors = {name: t for name, t in module.state_dict().items() if t.is_floating_point()}
+    if not tensors or bool(torch.stack([t.isfinite().all() for t in tensors.values()]).all()):
+        return None
+    return next(name for name, t in tensors.items() if not bool(t.isfinite().all()))
+
+
+def free_space(path: str | os.PathLike) -> str:
+    """The free space on ``path``'s file system, e.g. ``1.2 GB``."""
+    free = float(shutil.disk_usage(path).free)
+    for unit in ("B", "kB", "MB", "GB"):
+        if free < 1000:
+            return f"{free:.3g} {unit}"
+        free /= 1000
+    return f"{free:.3g} TB"
+
+
+def no_space_message(filepath: str) -> str:
+    folder = Path(filepath).parent
+    where = f"{free_space(folder)} free in {folder}"
+    staging = tempfile.gettempdir()  # Lightning writes the file there first, then copies it over
+    if os.stat(staging).st_dev != os.stat(folder).st_dev:
+        where += f", {free_space(staging)} in {staging}, where Lightning stages it"
+    return f"no space left to save checkpoint {filepath} ({where}); the previous checkpoints are intact"
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def slurm_requeue_job_id(trainer) -> str | None:
+    """The id to requeue when this is a SLURM batch job with Lightning's auto-requeue on, else None."""
+    environment = trainer._accelerator_connector.cluster_environment  # what Lightning's signal connector reads
+    if not (isinstance(environment, SLURMEnvironment) and environment.auto_requeue):
+        return None
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ.get("SLURM_JOB_ID")
 
 
 class GANModelCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint with atomic writes, a save when training ends between two intervals,
-    and a save before exiting on SIGTERM / SIGINT / SIGUSR1.
+    """Lightning's ModelCheckpoint with atomic writes, no non-finite weights, a save when training ends
+    between two intervals, and a save before exiting on SIGTERM / SIGINT / SIGUSR1 (then a SLURM requeue).
 
     ``every_n_train_steps`` is in Lightning's unit (every optimizer step, G's and D's); configs derive it
     from generator steps with the ``optimizer_steps`` resolver. ``save_on_signal`` needs ``save_last``.
@@ -36,7 +98,33 @@ class GANModelCheckpoint(ModelCheckpoint):
         super().__init__(*args, **kwargs)
         self.save_on_signal = save_on_signal
         self.received_signal: int | None = None
-        self._previous_handlers: dict[int, Any] = {}
+        self._handlers_before_fit: dict[int, Any] = {}
+        self._saving_checked_at: tuple[int, bool] | None = None
+
+    # ---------------------------------------------------------------------------------- finite weights
+    def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:
+        if self._weights_are_healthy(trainer):
+            super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        if self._weights_are_healthy(trainer):
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+
+    def _weights_are_healthy(self, trainer) -> bool:
+        """Checked once per global step, on every rank (DDP ranks hold the same weights)."""
+        if self._saving_checked_at is not None and self._saving_checked_at[0] == trainer.global_step:
+            return self._saving_checked_at[1]
+        module = trainer.lightning_module
+        for callback in trainer.callbacks:
+            check_now = getattr(callback, "check_now", None)  # the health check: detect before saving
+            if callable(check_now) and callback is not self:
+                check_now(trainer, module)
+        bad = first_nonfinite_tensor(module)
+        if bad is not None:
+            log.warning("Not saving a checkpoint at global step %d: %s holds NaN/Inf values; the saved checkpoints "
+                        "are kept as they are", trainer.global_step, bad)
+        self._saving_checked_at = (trainer.global_step, bad is None)
+        return bad is None
 
     # -------------------------------------------------------------------------------------- atomic write
     def _save_checkpoint(self, trainer, filepath: str) -> None:
@@ -45,9 +133,11 @@ class GANModelCheckpoint(ModelCheckpoint):
             super()._save_checkpoint(trainer, temporary)
             if trainer.is_global_zero:  # only rank zero writes files
                 os.replace(temporary, filepath)
-        except BaseException:
+        except BaseException as error:
             if trainer.is_global_zero and os.path.exists(temporary):
                 os.remove(temporary)
+            if is_out_of_space(error):
+                raise CheckpointError(no_space_message(filepath)) from None
             raise
         self._last_checkpoint_saved = filepath
 
@@ -58,23 +148,28 @@ class GANModelCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
 
     # -------------------------------------------------------------------------------------------- signals
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # before Lightning installs its own handlers (when fit starts): these are restored at teardown
+        if threading.current_thread() is threading.main_thread():
+            self._handlers_before_fit = {signum: signal.getsignal(signum) for signum in SAVE_ON_SIGNALS}
+
     def on_train_start(self, trainer, pl_module) -> None:
         self.received_signal = None
         # only the callback that writes last.ckpt handles signals (a best-only checkpoint has nothing to save)
         if not (self.save_on_signal and self.save_last) or threading.current_thread() is not threading.main_thread():
             return
         for signum in SAVE_ON_SIGNALS:
-            previous = signal.getsignal(signum)
-            if signum == signal.SIGUSR1 and previous not in (None, signal.SIG_DFL, signal.SIG_IGN):
-                continue  # on SLURM, submitit or Lightning own the requeue signal: they requeue the job
-            self._previous_handlers[signum] = previous
+            before = self._handlers_before_fit.get(signum)
+            if signum == signal.SIGUSR1 and before not in (None, signal.SIG_DFL, signal.SIG_IGN):
+                continue  # submitit's requeue handler, installed before training: it requeues the job itself
+            # Lightning's handlers are replaced, not chained: its SLURM handler saves inside the signal
+            # handler, possibly between a D and a G update; its SIGTERM handler would raise at the batch end
+            # before our save. Other DDP ranks learn of the signal through the reduction at the batch end.
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame) -> None:
         log.warning("Received signal %d: saving a checkpoint at the end of this training step, then exiting", signum)
-        # Lightning's SIGTERM handler is replaced, not chained: chained, a signal landing after this batch's
-        # check below would make Lightning raise at the batch end without our save. Other DDP ranks learn of
-        # the signal through that check's reduction.
         self.received_signal = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -88,10 +183,30 @@ class GANModelCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         signum = self.received_signal or signal.SIGTERM
         log.warning("Saved %s after signal %d; exiting", self.last_model_path, signum)
+        if signum == signal.SIGUSR1 and trainer.is_global_zero:
+            self._requeue(trainer)
         raise SystemExit(128 + int(signum))
 
+    @staticmethod
+    def _requeue(trainer) -> None:
+        job_id = slurm_requeue_job_id(trainer)
+        if job_id is None:
+            return
+        try:
+            result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+        except FileNotFoundError:
+            log.warning("SLURM job %s not requeued: no scontrol command on this node", job_id)
+            return
+        if result.returncode == 0:
+            log.info("Requeued SLURM job %s; it resumes from the checkpoint just saved", job_id)
+        else:
+            log.warning("Requeuing SLURM job %s failed (scontrol exit status %d): %s", job_id, result.returncode, result.stderr.strip())
+
     def teardown(self, trainer, pl_module, stage: str) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers = {}
+        # Lightning restores the handlers it replaced before this hook runs; the ones captured in setup are
+        # the same, so a SIGTERM after training (during the W&B finish, between multirun jobs) ends the process
+        for signum, handler in self._handlers_before_fit.items():
+            if handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signum, handler)
+        self._handlers_before_fit = {}
         super().teardown(trainer, pl_module, stage)
