@@ -2,18 +2,27 @@
 
 Four failure modes, each a detector with its own thresholds and action (config: conf/callbacks/gan_health.yaml):
 
-- ``discriminator_overpowers``: D loss and D(G(z)) both near 0 for a sustained window of generator steps
-  (sigmoid losses only: critic scores have no "near 0" that means "won");
+- ``discriminator_overpowers``: D loss and D(G(z)) both within a margin of the lowest values the
+  discriminator can reach, for a sustained window of generator steps (sigmoid losses only: critic scores
+  have no "near 0" that means "won"; the lowest values account for label smoothing, noisy labels, flips);
 - ``vanishing_generator_gradients``: the generator's gradient norm (median over a window) collapses
   relative to its median over the first generator steps;
 - ``mode_collapse``: the mean pairwise distance of samples of the fixed noise falls far below that of
-  real samples;
-- ``divergence``: a NaN/Inf loss, score or gradient, or critic scores beyond a bound.
+  real samples (and, on digit data, the classes the shipped digit classifier reads in them);
+- ``divergence``: a NaN/Inf loss, score or generator gradient, or a real-fake critic score gap beyond a bound.
 
-The callback only reads: the losses and scores the module logs (``trainer.callback_metrics``), the
-gradients at the optimizer step, and samples of the fixed noise in eval mode. Its one intervention is the
-configured action: ``stop`` ends training after the current batch, ``stop_and_keep_last_healthy`` also
-copies the newest checkpoint saved before the detection to ``last_healthy.ckpt`` next to it.
+What it reads, and when. Every iteration it stacks the module's newest terms (``pl_module.last_terms``:
+``train/d/*``, ``train/g/*``) and the generator's gradient norm into one small tensor on the device, without
+a host sync. Every ``sync_every_n_iterations`` iterations (every iteration on CPU, where values are on the
+host already), before every checkpoint save and at the end of training, the stacked rows come to the host
+in one transfer (averaged over DDP ranks first, so every rank sees the same numbers and takes the same
+decision) and the detectors run over them row by row, exactly as if they had run at every iteration: only
+the reaction waits, by at most ``sync_every_n_iterations - 1`` iterations. Steps a mixed-precision
+GradScaler skipped (its scaled gradients overflowed, which it provokes on purpose) are left out.
+
+The callback only reads; its one intervention is the configured action: ``stop`` ends training after the
+current batch, ``stop_and_keep_last_healthy`` (the default for ``divergence``) also copies the newest
+checkpoint saved before the detection to ``last_healthy.ckpt`` next to it.
 """
 from __future__ import annotations
 
@@ -32,7 +41,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from gan.callbacks.grad_norm import NetworkOfOptimizer
+from gan.callbacks.grad_norm import NetworkOfOptimizer, scaler_skips_nonfinite_steps
+from gan.utils.errors import ConfigError
 from gan.utils.logging import alert, log_scalars, update_summary
 from gan.utils.steps import interval_crossed
 
@@ -40,6 +50,8 @@ log = logging.getLogger("gan")
 
 ACTIONS = ("warn", "stop", "stop_and_keep_last_healthy")
 HEALTHY_CHECKPOINT_NAME = "last_healthy.ckpt"
+#: the generator's gradient norm, stored after the module's terms in each row
+GENERATOR_GRAD_NORM = "grad/g/norm"
 
 REMEDIES = {
     "discriminator_overpowers": (
@@ -66,10 +78,31 @@ REMEDIES = {
 
 
 # ------------------------------------------------------------------------------------------- detectors
+def binary_entropy(p: float) -> float:
+    """H(p) in nats: the lowest mean binary cross-entropy against targets whose mean is ``p``."""
+    return 0.0 if p <= 0.0 or p >= 1.0 else -(p * math.log(p) + (1.0 - p) * math.log(1.0 - p))
+
+
+def achievable_minimum(label_targets) -> tuple[float, float]:
+    """(lowest D loss, its D(G(z))) for a sigmoid discriminator trained with these targets.
+
+    The targets a sample gets (smoothed, noisy, flipped) do not depend on the sample, so the best a
+    discriminator can do is to output their mean: real targets average (1 - flip) * mu and fake ones
+    flip * mu, mu being the real label (or the middle of the noisy range). The cross-entropy is then the
+    entropy of those means (0.325 for one-sided smoothing to 0.9); without label tricks both are 0."""
+    if label_targets is None:
+        return 0.0, 0.0
+    lo, hi = label_targets.real_range or (label_targets.real, label_targets.real)
+    mu, flip = (lo + hi) / 2, label_targets.flip_prob
+    real_mean, fake_mean = (1.0 - flip) * mu, flip * mu
+    return binary_entropy(real_mean) + binary_entropy(fake_mean), fake_mean
+
+
 @dataclass
 class OverpoweredDiscriminator:
-    """Fires when, for ``window`` consecutive generator steps, D loss < ``max_d_loss`` and the mean
-    D(G(z)) < ``max_fake_score`` (a probability)."""
+    """Fires when, for ``window`` consecutive generator steps, D loss < its lowest achievable value +
+    ``max_d_loss`` and the mean D(G(z)) < its optimum + ``max_fake_score`` (a probability). The lowest
+    values are 0 without label tricks (see :func:`achievable_minimum`)."""
 
     action: str = "warn"
     window: int = 200
@@ -78,12 +111,20 @@ class OverpoweredDiscriminator:
 
     def __post_init__(self) -> None:
         self._run = 0
+        self.loss_floor, self.fake_score_floor = 0.0, 0.0
 
     def update(self, d_loss: float, fake_score: float) -> dict[str, float] | None:
-        self._run = self._run + 1 if d_loss < self.max_d_loss and fake_score < self.max_fake_score else 0
+        near_floor = d_loss < self.loss_floor + self.max_d_loss and fake_score < self.fake_score_floor + self.max_fake_score
+        self._run = self._run + 1 if near_floor else 0
         if self._run >= self.window:
-            return {"d_loss": d_loss, "fake_score": fake_score, "generator_steps_in_a_row": self._run}
+            return {"d_loss": d_loss, "fake_score": fake_score, "d_loss_floor": self.loss_floor, "generator_steps_in_a_row": self._run}
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run": self._run}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._run = int(state.get("run", 0))
 
 
 @dataclass
@@ -112,12 +153,19 @@ class VanishingGeneratorGradients:
             return {"early_median_norm": reference, "recent_median_norm": recent, "ratio": recent / reference}
         return None
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"early": list(self._early), "recent": list(self._recent)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._early = [float(v) for v in state.get("early", [])]
+        self._recent = deque((float(v) for v in state.get("recent", [])), maxlen=int(self.window))
+
 
 @dataclass
 class ModeCollapse:
     """Every ``every_n_generator_steps`` from ``start_generator_step`` on, with ``num_samples`` samples of
     the fixed noise and as many real ones: fires when the samples' mean pairwise distance is below
-    ``min_diversity_ratio`` times the real data's, or (1x28x28 data, read by the shipped digit classifier)
+    ``min_diversity_ratio`` times the real data's, or (digit data, read by the shipped digit classifier)
     when they cover fewer than ``min_class_coverage`` times as many predicted classes as the real samples."""
 
     action: str = "warn"
@@ -142,14 +190,37 @@ class ModeCollapse:
             evidence.update(class_coverage=class_coverage, min_class_coverage=self.min_class_coverage)
         return evidence
 
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # nothing to carry: checks are scheduled from the module's generator step
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
 
 @dataclass
 class Divergence:
-    """Fires on any non-finite logged loss/score or gradient norm, or on a mean critic score (raw-score
-    losses) whose magnitude exceeds ``max_abs_score``."""
+    """Fires on any non-finite term (``train/d/*``, ``train/g/*``) or generator gradient norm, or, for
+    raw-score losses, on a gap between the mean critic scores of real and fake samples larger than
+    ``max_score_gap``. The gap, not the scores: a critic's scores may drift together by any amount without
+    harm (the losses only see differences), but a gap that runs away is a critic out of control."""
 
-    action: str = "warn"
-    max_abs_score: float = 1.0e4
+    action: str = "stop_and_keep_last_healthy"
+    max_score_gap: float = 1.0e4
+
+    def check(self, terms: Mapping[str, float], raw_scores: bool) -> dict[str, Any] | None:
+        evidence = {name: value for name, value in terms.items() if not math.isfinite(value)}
+        if evidence or not raw_scores:
+            return evidence or None
+        real, fake = terms.get("train/d/real_score"), terms.get("train/d/fake_score")
+        if real is not None and fake is not None and abs(real - fake) > self.max_score_gap:
+            return {"train/d/real_score": real, "train/d/fake_score": fake, "max_score_gap": self.max_score_gap}
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
 
 
 DETECTORS = {
@@ -166,10 +237,10 @@ def make_detector(kind: str, options: Mapping[str, Any] | None):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"gan_health.{kind}: unknown option(s) {unknown}; expected some of {sorted(known)}")
+        raise ConfigError(f"gan_health.{kind}: unknown option(s) {unknown}; expected some of {sorted(known)}")
     detector = cls(**options)
     if detector.action not in ACTIONS:
-        raise ValueError(f"gan_health.{kind}.action is {detector.action!r}; expected one of {list(ACTIONS)}")
+        raise ConfigError(f"gan_health.{kind}.action is {detector.action!r}; expected one of {list(ACTIONS)}")
     return detector
 
 
@@ -188,29 +259,58 @@ def _json_safe(value):
     return value
 
 
+def _shown(evidence: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in evidence.items())
+
+
+def describe(event: Mapping[str, Any]) -> str:
+    """One line: what was detected, where, and what was kept."""
+    line = f"{event['kind']} at generator step {event['generator_step']} ({_shown(event['evidence'])})"
+    if event.get("action") == "stop_and_keep_last_healthy":
+        kept = event.get("last_healthy_checkpoint")
+        line += f"; last healthy checkpoint: {kept}" if kept else "; no checkpoint had been saved before it"
+    return line
+
+
 # -------------------------------------------------------------------------------------------- callback
 class GANHealth(pl.Callback):
     """Runs the four detectors; each kind fires at most once per run.
 
     A detection (``event``: kind, generator step, Lightning global step, evidence, action, remedy) is
-    appended as one JSON line to ``events_path``, logged as ``health/<kind>`` = 1 at that step, shown once
-    in the console with remedies, and raised as a W&B alert when W&B is active; the events are summarised
-    when training ends (console and W&B run summary). ``health/diversity_ratio`` (and, for digit-shaped
-    data, ``health/class_coverage``) is logged at every mode-collapse check.
+    appended as one JSON line to ``events_path``, logged as ``health/<kind>`` = 1, shown once in the console
+    with remedies, and raised as a W&B alert when W&B is active; the events are summarised when training
+    ends (console and W&B run summary). ``health/diversity_ratio`` (and, on digit data,
+    ``health/class_coverage``) is logged at every mode-collapse check. ``stop_event`` is the detection that
+    stopped training, if one did.
+
+    ``sync_every_n_iterations``: how often the values gathered on an accelerator come to the host and are
+    checked (see the module docstring); on CPU, every iteration.
     """
 
     def __init__(self, events_path: str | None = None, discriminator_overpowers: Mapping | None = None,
                  vanishing_generator_gradients: Mapping | None = None, mode_collapse: Mapping | None = None,
-                 divergence: Mapping | None = None):
+                 divergence: Mapping | None = None, sync_every_n_iterations: int = 10):
+        if int(sync_every_n_iterations) < 1:
+            raise ConfigError(f"gan_health.sync_every_n_iterations must be a positive integer, got {sync_every_n_iterations}")
         self.events_path = Path(events_path) if events_path else None
-        options = {"discriminator_overpowers": discriminator_overpowers, "vanishing_generator_gradients":
-                   vanishing_generator_gradients, "mode_collapse": mode_collapse, "divergence": divergence}
-        self._options = options
-        self.detectors = {kind: make_detector(kind, opts) for kind, opts in options.items()}
+        self.sync_every = int(sync_every_n_iterations)
+        self.detectors = {kind: make_detector(kind, opts) for kind, opts in {
+            "discriminator_overpowers": discriminator_overpowers, "vanishing_generator_gradients": vanishing_generator_gradients,
+            "mode_collapse": mode_collapse, "divergence": divergence}.items()}
         self.events: list[dict[str, Any]] = []
+        self.stop_event: dict[str, Any] | None = None
         self._network_of = NetworkOfOptimizer()
-        self._grad_norms: dict[str, Tensor] = {}
+        # one row per iteration: the values of _keys, then the generator's gradient norm
+        self._keys: tuple[str, ...] = ()
+        self._rows: list[Tensor] = []  # on the device, not yet checked
+        self._row_steps: list[tuple[int, int, bool]] = []  # (generator step, global step, has a G grad norm) per row
+        self._restored_rows: list[tuple[dict[str, float], tuple[int, int, bool]]] = []  # unchecked rows of a checkpoint
+        self._generator_grad_norm: Tensor | None = None
+        self._skipped_steps_possible = False
+        self._raw_scores = False
+        self._sync_every_now = self.sync_every
         self._seen_generator_steps: int | None = None
+        self._reads_digits = False
         self._real: Tensor | None = None
         self._real_classes: tuple[Tensor, int] | None = None  # (the real draw, distinct classes read in it)
         self._classifier = None
@@ -222,62 +322,99 @@ class GANHealth(pl.Callback):
 
     # ----------------------------------------------------------------------------------- observations
     def on_train_start(self, trainer, pl_module) -> None:
-        # fresh detector state per fit; kinds that already fired (restored from a checkpoint) stay fired
-        self.detectors = {kind: make_detector(kind, opts) for kind, opts in self._options.items()}
         self._seen_generator_steps = pl_module.generator_steps
+        self._raw_scores = not pl_module.loss.logits_are_probabilities
+        self._skipped_steps_possible = scaler_skips_nonfinite_steps(trainer)
+        # on CPU the values are host memory already: checking every iteration costs no sync
+        self._sync_every_now = 1 if pl_module.device.type == "cpu" else self.sync_every
+        overpowers = self.detectors["discriminator_overpowers"]
+        overpowers.loss_floor, overpowers.fake_score_floor = achievable_minimum(getattr(pl_module, "label_targets", None))
+        from gan.metrics.registry import holds_digits
+
+        # the shipped classifier reads digits; on other 1x28x28 data (Fashion-MNIST) its classes mean nothing
+        self._reads_digits = trainer.datamodule is not None and holds_digits(trainer.datamodule)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        network = self._network_of(optimizer, pl_module)
+        if self._network_of(optimizer, pl_module) != "g":
+            return  # a NaN in D's update shows in the G loss of the same iteration: D's norms are not needed
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        # kept as a tensor until the batch ends: one device sync per batch, not one per optimizer step
-        self._grad_norms[network] = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        # stays on the device until the next check
+        self._generator_grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith(("train/d/", "train/g/"))}
-        norms, self._grad_norms = {network: float(norm) for network, norm in self._grad_norms.items()}, {}
-        self._check_divergence(trainer, pl_module, metrics, norms)
+        terms = pl_module.last_terms
+        keys = tuple(name for name in terms if name.startswith(("train/d/", "train/g/")))
+        if keys != self._keys:  # first batch, or a term that appeared: check the rows of the old layout first
+            self.check_now(trainer, pl_module)
+            self._keys = keys
+        norm = self._generator_grad_norm
+        values = [terms[name] for name in keys] + [norm if norm is not None else 0.0]
+        device = pl_module.device
+        self._rows.append(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in values]))
+        self._row_steps.append((pl_module.generator_steps, trainer.global_step, norm is not None))
+        self._generator_grad_norm = None
         step = pl_module.generator_steps
-        if step != self._seen_generator_steps:
-            previous, self._seen_generator_steps = self._seen_generator_steps, step
-            self._after_generator_step(trainer, pl_module, metrics, step, norms.get("g"), previous)
+        collapse_due = self.detectors["mode_collapse"].due(step, self._seen_generator_steps)
+        if collapse_due or len(self._rows) >= self._sync_every_now:
+            self.check_now(trainer, pl_module)
+        if collapse_due:
+            self._check_mode_collapse(trainer, pl_module, step)
+            self._stop_if_requested(trainer)
+        self._seen_generator_steps = step
+
+    def check_now(self, trainer, pl_module) -> None:
+        """Bring the gathered rows to the host (one transfer; averaged over DDP ranks) and run the
+        per-iteration detectors over them. Every rank must call it at the same point (DDP reduces)."""
+        rows = list(self._restored_rows)
+        self._restored_rows = []
+        if self._rows:
+            stacked = torch.stack(self._rows)
+            if trainer.world_size > 1:
+                stacked = trainer.strategy.reduce(stacked, reduce_op="mean")
+            rows += [(dict(zip(self._keys + (GENERATOR_GRAD_NORM,), values)), steps)
+                     for values, steps in zip(stacked.tolist(), self._row_steps)]
+            self._rows, self._row_steps = [], []
+        for terms, steps in rows:
+            self._check_iteration(trainer, pl_module, terms, *steps)
+        self._stop_if_requested(trainer)
+
+    def _check_iteration(self, trainer, pl_module, terms: dict[str, float], generator_step: int, global_step: int,
+                         has_grad_norm: bool) -> None:
+        norm = terms.pop(GENERATOR_GRAD_NORM)
+        # a GradScaler skips a step whose (scaled) gradients overflowed, and lowers its scale: by design,
+        # every ~2,000 clean steps; such a step changed nothing, so its norm is no evidence of anything
+        skipped = not math.isfinite(norm) and self._skipped_steps_possible
+        checked = dict(terms, **({GENERATOR_GRAD_NORM: norm} if has_grad_norm and not skipped else {}))
+        evidence = self.detectors["divergence"].check(checked, self._raw_scores)
+        if evidence:
+            self._fire(trainer, pl_module, "divergence", evidence, generator_step, global_step)
+        if not self._raw_scores and "train/d/loss" in terms and "train/d/fake_score" in terms:
+            evidence = self.detectors["discriminator_overpowers"].update(terms["train/d/loss"], terms["train/d/fake_score"])
+            if evidence:
+                self._fire(trainer, pl_module, "discriminator_overpowers", evidence, generator_step, global_step)
+        if has_grad_norm and math.isfinite(norm):
+            evidence = self.detectors["vanishing_generator_gradients"].update(norm)
+            if evidence:
+                self._fire(trainer, pl_module, "vanishing_generator_gradients", evidence, generator_step, global_step)
+
+    def _check_mode_collapse(self, trainer, pl_module, step: int) -> None:
+        collapse = self.detectors["mode_collapse"]
+        samples = pl_module.sample_fixed(collapse.num_samples)  # the EMA copy once it has been updated
+        real = self._real_samples(trainer, collapse.num_samples)
+        signals = {"health/diversity_ratio": mean_pairwise_distance(samples) / mean_pairwise_distance(real)}
+        coverage = self.class_coverage(samples, real) if collapse.min_class_coverage is not None else None
+        if coverage is not None:
+            signals["health/class_coverage"] = coverage
+        log_scalars(trainer, signals, step)
+        evidence = collapse.check(signals["health/diversity_ratio"], coverage)
+        if evidence:
+            self._fire(trainer, pl_module, "mode_collapse", evidence, step, trainer.global_step)
+
+    def _stop_if_requested(self, trainer) -> None:
         if any(d.action != "warn" for d in self.detectors.values()):
             # every rank must agree, or one would wait forever in the next collective
             if trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False):
                 trainer.should_stop = True
-
-    def _check_divergence(self, trainer, pl_module, metrics: dict[str, float], grad_norms: dict[str, float]) -> None:
-        evidence = {name: value for name, value in metrics.items() if not math.isfinite(value)}
-        evidence.update({f"grad/{network}/norm": norm for network, norm in grad_norms.items() if not math.isfinite(norm)})
-        if not evidence and not pl_module.loss.logits_are_probabilities:
-            bound = self.detectors["divergence"].max_abs_score
-            scores = {name: metrics[name] for name in ("train/d/real_score", "train/d/fake_score") if name in metrics}
-            if any(abs(value) > bound for value in scores.values()):
-                evidence = {**scores, "max_abs_score": bound}
-        if evidence:
-            self._fire(trainer, pl_module, "divergence", evidence)
-
-    def _after_generator_step(self, trainer, pl_module, metrics: dict[str, float], step: int,
-                              generator_grad_norm: float | None, previous_step: int | None) -> None:
-        if pl_module.loss.logits_are_probabilities and {"train/d/loss", "train/d/fake_score"} <= set(metrics):
-            evidence = self.detectors["discriminator_overpowers"].update(metrics["train/d/loss"], metrics["train/d/fake_score"])
-            if evidence:
-                self._fire(trainer, pl_module, "discriminator_overpowers", evidence)
-        if generator_grad_norm is not None and math.isfinite(generator_grad_norm):
-            evidence = self.detectors["vanishing_generator_gradients"].update(generator_grad_norm)
-            if evidence:
-                self._fire(trainer, pl_module, "vanishing_generator_gradients", evidence)
-        collapse = self.detectors["mode_collapse"]
-        if collapse.due(step, previous_step):
-            samples = pl_module.sample_fixed(collapse.num_samples)
-            real = self._real_samples(trainer, collapse.num_samples)
-            signals = {"health/diversity_ratio": mean_pairwise_distance(samples) / mean_pairwise_distance(real)}
-            coverage = self.class_coverage(samples, real) if collapse.min_class_coverage is not None else None
-            if coverage is not None:
-                signals["health/class_coverage"] = coverage
-            log_scalars(trainer, signals, step)
-            evidence = collapse.check(signals["health/diversity_ratio"], coverage)
-            if evidence:
-                self._fire(trainer, pl_module, "mode_collapse", evidence)
 
     def _real_samples(self, trainer, n: int) -> Tensor:
         """The same real draw at every check, so the reference does not move."""
@@ -287,11 +424,11 @@ class GANHealth(pl.Callback):
 
     def class_coverage(self, samples: Tensor, real: Tensor) -> float | None:
         """Distinct classes the digit classifier reads in ``samples`` over those it reads in ``real``; None
-        for data it cannot read (anything but 1x28x28)."""
+        for data that is not digits (the classifier reads 1x28x28 MNIST digits only)."""
         from gan.metrics.digit_classifier import INPUT_SHAPE
         from gan.metrics.features import DigitFeatures
 
-        if tuple(samples.shape[1:]) != tuple(INPUT_SHAPE):
+        if not self._reads_digits or tuple(samples.shape[1:]) != tuple(INPUT_SHAPE):
             return None
         if self._classifier is None:
             self._classifier = DigitFeatures()
@@ -303,32 +440,34 @@ class GANHealth(pl.Callback):
         return self._classifier(images.cpu())["logits"].argmax(dim=1).unique().numel()
 
     # ------------------------------------------------------------------------------------------ events
-    def _fire(self, trainer, pl_module, kind: str, evidence: dict[str, float]) -> None:
+    def _fire(self, trainer, pl_module, kind: str, evidence: dict[str, Any], generator_step: int, global_step: int) -> None:
         if kind in self.fired:
             return
         action = self.detectors[kind].action
-        event = {"kind": kind, "generator_step": pl_module.generator_steps, "global_step": trainer.global_step,
+        event = {"kind": kind, "generator_step": generator_step, "global_step": global_step,
                  "evidence": evidence, "action": action, "remedy": REMEDIES[kind]}
         if action == "stop_and_keep_last_healthy":
             event["last_healthy_checkpoint"] = self._keep_last_healthy(trainer)
         self.events.append(event)
-        self._stop_requested |= action != "warn"
-        log_scalars(trainer, {f"health/{kind}": 1.0}, pl_module.generator_steps)
+        if action != "warn":
+            self._stop_requested = True
+            self.stop_event = self.stop_event or event
+        log_scalars(trainer, {f"health/{kind}": 1.0}, generator_step)
         if not trainer.is_global_zero:
             return
         if self.events_path is not None:
             self.events_path.parent.mkdir(parents=True, exist_ok=True)
             with self.events_path.open("a") as handle:
                 handle.write(json.dumps(_json_safe(event)) + "\n")
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in evidence.items())
         consequence = {"warn": "training continues", "stop": "stopping training",
                        "stop_and_keep_last_healthy": f"stopping training; last healthy checkpoint: {event.get('last_healthy_checkpoint')}"}[action]
-        log.warning("GAN health: %s at generator step %d (%s); %s. Try: %s.", kind, event["generator_step"], shown, consequence, REMEDIES[kind])
-        alert(trainer.loggers, f"GAN health: {kind}", f"Generator step {event['generator_step']}: {shown}. Try: {REMEDIES[kind]}.")
+        log.warning("GAN health: %s at generator step %d (%s); %s. Try: %s.", kind, generator_step, _shown(evidence), consequence, REMEDIES[kind])
+        alert(trainer.loggers, f"GAN health: {kind}", f"Generator step {generator_step}: {_shown(evidence)}. Try: {REMEDIES[kind]}.")
 
     def _keep_last_healthy(self, trainer) -> str | None:
-        """Copy the newest checkpoint on disk (all were saved before this batch's detection: Lightning runs
-        checkpoint callbacks after the others) to ``last_healthy.ckpt``, which later saves never overwrite."""
+        """Copy the newest checkpoint on disk to ``last_healthy.ckpt``, which later saves never overwrite.
+        All were saved before the iteration that failed: rows are checked before every checkpoint save,
+        and saves refuse non-finite weights."""
         saved = [Path(path) for callback in trainer.checkpoint_callbacks
                  for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", ""))
                  if path and Path(path).name != HEALTHY_CHECKPOINT_NAME and Path(path).is_file()]
@@ -342,6 +481,7 @@ class GANHealth(pl.Callback):
         return str(target)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        self.check_now(trainer, pl_module)  # the last iterations' rows (checkpoint callbacks run after this)
         if not trainer.is_global_zero:
             return
         kinds = [event["kind"] for event in self.events]
@@ -355,9 +495,17 @@ class GANHealth(pl.Callback):
 
     # ------------------------------------------------------------------------------ resume (checkpoint)
     def state_dict(self) -> dict[str, Any]:
-        return {"events": _json_safe(self.events)}
+        """Fired kinds, the detectors' windows, and rows not yet checked (normally none: checkpoint saves
+        check them first), so a resumed run continues every window where it was."""
+        pending = [(dict(zip(self._keys + (GENERATOR_GRAD_NORM,), values)), list(steps))
+                   for values, steps in zip(torch.stack(self._rows).tolist() if self._rows else [], self._row_steps)]
+        pending = [(terms, list(steps)) for terms, steps in self._restored_rows] + pending
+        return {"events": _json_safe(self.events), "detectors": {kind: d.state_dict() for kind, d in self.detectors.items()},
+                "pending": _json_safe(pending)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.events = list(state_dict.get("events", []))
-
-
+        for kind, state in state_dict.get("detectors", {}).items():
+            if kind in self.detectors:
+                self.detectors[kind].load_state_dict(state)
+        self._restored_rows = [({k: float(v) for k, v in terms.items()}, tuple(steps)) for terms, steps in state_dict.get("pending", [])]

@@ -2,7 +2,12 @@
 
 Lightning calls ``on_before_optimizer_step`` from inside ``optimizer.step()`` for manual optimization
 too, after the backward and (with AMP) after the gradients were unscaled, so the norms are the ones the
-optimizer is about to apply, whatever the variant (penalties are part of the D backward).
+optimizer is about to apply, whatever the variant (penalties are part of the D backward). Norms stay on the
+device until the batch ends and come to the host in one transfer, on logging steps only.
+
+With ``precision=16-mixed`` a GradScaler skips every step whose scaled gradients overflowed (it provokes one
+on purpose every ~2,000 clean steps to find the largest safe scale); those gradients were never applied, so
+their norms (inf or NaN) are left out of ``grad/*``.
 """
 from __future__ import annotations
 
@@ -13,9 +18,16 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from gan.utils.errors import ConfigError
 from gan.utils.logging import log_scalars
 
 NETWORKS = {"g": "generator", "d": "discriminator"}
+
+
+def scaler_skips_nonfinite_steps(trainer) -> bool:
+    """Whether a GradScaler (``16-mixed``) runs the optimizer steps: it skips any step with a non-finite
+    gradient, so there a non-finite norm at ``on_before_optimizer_step`` is a skipped step, not a failure."""
+    return getattr(trainer.precision_plugin, "scaler", None) is not None
 
 
 class NetworkOfOptimizer:
@@ -54,8 +66,8 @@ def grad_norms(groups: dict[str, list[nn.Parameter]], norm_type: float = 2.0) ->
     per_group = {}
     for name, params in groups.items():
         grads = [p.grad for p in params if p.grad is not None]
-        per_group[name] = torch.nn.utils.get_total_norm(grads, norm_type) if grads else torch.zeros(())
-    total = torch.linalg.vector_norm(torch.stack([n.float().cpu() for n in per_group.values()]), norm_type)
+        per_group[name] = torch.nn.utils.get_total_norm(grads, norm_type) if grads else params[0].new_zeros(())
+    total = torch.linalg.vector_norm(torch.stack([n.float() for n in per_group.values()]), norm_type)
     return total, per_group
 
 
@@ -75,15 +87,16 @@ class GradNorm(pl.Callback):
     def __init__(self, every_n_generator_steps: int = 50, norm_type: float = 2.0, log_layers: bool = True,
                  group_depth: int | None = 2):
         if int(every_n_generator_steps) < 1:
-            raise ValueError(f"every_n_generator_steps must be a positive integer, got {every_n_generator_steps}")
+            raise ConfigError(f"every_n_generator_steps must be a positive integer, got {every_n_generator_steps}")
         if float(norm_type) <= 0:
-            raise ValueError(f"norm_type must be positive (2.0 for L2, inf for max), got {norm_type}")
+            raise ConfigError(f"norm_type must be positive (2.0 for L2, inf for max), got {norm_type}")
         self.every = int(every_n_generator_steps)
         self.norm_type = float(norm_type)
         self.log_layers = bool(log_layers)
         self.group_depth = None if group_depth is None else int(group_depth)
         self._groups: dict[str, dict[str, list[nn.Parameter]]] = {}
-        self._pending: dict[str, float] = {}
+        self._pending: dict[str, Tensor] = {}
+        self._skipped_steps_possible = False
         self._network_of = NetworkOfOptimizer()
         #: the last values logged, for tests and for other callbacks
         self.last_logged: dict[str, float] = {}
@@ -91,22 +104,32 @@ class GradNorm(pl.Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._groups = {short: layer_groups(getattr(pl_module, attr), self.group_depth) for short, attr in NETWORKS.items()}
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._skipped_steps_possible = scaler_skips_nonfinite_steps(trainer)
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         # the step about to be taken belongs to the cycle that ends with generator step generator_steps + 1
         if (pl_module.generator_steps + 1) % self.every:
             return
         short = self._network_of(optimizer, pl_module)
         total, per_layer = grad_norms(self._groups[short], self.norm_type)
-        self._pending[f"grad/{short}/norm"] = float(total)
+        self._pending[f"grad/{short}/norm"] = total
         if self.log_layers:
-            self._pending.update({f"grad/{short}/layer/{name}": float(v) for name, v in per_layer.items()})
+            self._pending.update({f"grad/{short}/layer/{name}": v for name, v in per_layer.items()})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if "grad/g/norm" not in self._pending:
             return
-        values, self._pending = self._pending, {}
-        g, d = values["grad/g/norm"], values.get("grad/d/norm")
-        if d is not None and d > 0 and math.isfinite(g):
+        pending, self._pending = self._pending, {}
+        # one transfer for all of them
+        values = dict(zip(pending, torch.stack([v.float() for v in pending.values()]).tolist()))
+        if self._skipped_steps_possible:  # a step the scaler skipped: its gradients were never applied
+            skipped = [short for short in NETWORKS if not math.isfinite(values.get(f"grad/{short}/norm", 0.0))]
+            values = {name: v for name, v in values.items() if name.split("/")[1] not in skipped}
+            if not values:
+                return
+        g, d = values.get("grad/g/norm"), values.get("grad/d/norm")
+        if g is not None and d is not None and d > 0 and math.isfinite(g):
             values["grad/g_to_d_ratio"] = g / d
         self.last_logged = values
         log_scalars(trainer, values, pl_module.generator_steps)

@@ -1,6 +1,7 @@
 """GANHealth: each detector against its rule, each firing on a constructed failure in a real run, and
 silence over a healthy run with the default thresholds."""
 import csv
+import io
 import json
 import math
 
@@ -31,7 +32,27 @@ def test_overpowered_discriminator_needs_a_full_window_in_a_row():
     assert detector.update(0.5, 0.001) is None  # a healthy D loss breaks the run
     assert detector.update(0.001, 0.2) is None  # so does a D(G(z)) that is not near 0
     assert [detector.update(0.001, 0.002) for _ in range(3)][:2] == [None, None]
-    assert detector.update(0.001, 0.002) == {"d_loss": 0.001, "fake_score": 0.002, "generator_steps_in_a_row": 4}
+    assert detector.update(0.001, 0.002) == {"d_loss": 0.001, "fake_score": 0.002, "d_loss_floor": 0.0, "generator_steps_in_a_row": 4}
+
+
+@pytest.mark.parametrize("tricks,floor,fake_optimum", [
+    ({}, 0.0, 0.0),
+    ({"real": 0.9}, 0.3251, 0.0),  # one-sided smoothing: H(0.9) = 0.325 nats, which no discriminator goes below
+    ({"real_range": (0.8, 1.0)}, 0.3251, 0.0),  # noisy labels: the mean target decides
+    ({"flip_prob": 0.1}, 2 * 0.3251, 0.1),  # flips: real targets average 0.9, fake ones 0.1
+])
+def test_overpowered_discriminator_is_judged_against_the_achievable_minimum(tricks, floor, fake_optimum):
+    from gan.callbacks.gan_health import achievable_minimum
+    from gan.losses.tricks import LabelTargets
+
+    loss_floor, fake_floor = achievable_minimum(LabelTargets(**tricks))
+    assert loss_floor == pytest.approx(floor, abs=1e-4) and fake_floor == pytest.approx(fake_optimum)
+    detector = OverpoweredDiscriminator(window=2)
+    detector.loss_floor, detector.fake_score_floor = loss_floor, fake_floor
+    # a discriminator at its optimum: with smoothing its loss is 0.325, far above the absolute 0.005
+    at_optimum = (loss_floor + 0.001, fake_floor + 0.001)
+    assert detector.update(*at_optimum) is None and detector.update(*at_optimum)["generator_steps_in_a_row"] == 2
+    assert detector.update(loss_floor + 0.01, fake_floor) is None  # further from it than max_d_loss
 
 
 def test_vanishing_gradients_compares_recent_median_to_early_median():
@@ -66,13 +87,24 @@ def test_bad_options_fail_with_one_line(kind, options, match):
         make_detector(kind, options)
 
 
-def test_fired_kinds_survive_a_checkpoint_round_trip():
-    health = GANHealth()
+def test_fired_kinds_and_detector_windows_survive_a_checkpoint_round_trip():
+    health = GANHealth(vanishing_generator_gradients={"reference_steps": 2, "window": 3})
     health.events = [{"kind": "divergence", "generator_step": 7, "evidence": {"train/d/loss": float("nan")}}]
-    restored = GANHealth()
-    restored.load_state_dict(health.state_dict())
+    health.detectors["discriminator_overpowers"].update(0.0, 0.0)
+    for norm in (1.0, 2.0, 3.0, 4.0):
+        health.detectors["vanishing_generator_gradients"].update(norm)
+    health._keys, health._rows, health._row_steps = ("train/d/loss",), [torch.tensor([0.5, 2.0])], [(8, 16, True)]
+    saved = io.BytesIO()
+    torch.save(health.state_dict(), saved)  # what a checkpoint holds, read back as checkpoints are
+    saved.seek(0)
+    restored = GANHealth(vanishing_generator_gradients={"reference_steps": 2, "window": 3})
+    restored.load_state_dict(torch.load(saved, weights_only=True))
     assert restored.fired == {"divergence"}
     assert restored.events[0]["evidence"] == {"train/d/loss": "nan"}  # checkpoints hold plain, finite JSON values
+    assert restored.detectors["discriminator_overpowers"].state_dict() == {"run": 1}
+    assert restored.detectors["vanishing_generator_gradients"].state_dict() == {"early": [1.0, 2.0], "recent": [3.0, 4.0]}
+    # an iteration gathered but not yet checked is checked after the resume
+    assert restored._restored_rows == [({"train/d/loss": 0.5, "grad/g/norm": 2.0}, (8, 16, True))]
 
 
 # ------------------------------------------------------------------------------- constructed failures
@@ -185,11 +217,14 @@ def test_nan_loss_is_divergence_and_keeps_the_last_healthy_checkpoint(make_cfg, 
     assert event["kind"] == "divergence" and event["generator_step"] == 13
     assert event["evidence"]["train/d/loss"] == "nan"  # written as a string: JSON has no NaN
     assert objects["module"].generator_steps == 13
+    assert (objects["stopped_by"]["kind"], objects["stopped_by"]["generator_step"]) == ("divergence", 13)
     healthy = load_checkpoint(event["last_healthy_checkpoint"])
     assert healthy["gan_counters"]["generator_steps"] == 10  # the newest save before step 13
     assert all(torch.isfinite(v).all() for v in healthy["state_dict"].values() if v.is_floating_point())
-    last = load_checkpoint(run / "checkpoints" / "last.ckpt")  # saved at the end: after the failure
-    assert not all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    # the end-of-training save refused the non-finite weights: last.ckpt is still the step-10 one
+    last = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert last["gan_counters"]["generator_steps"] == 10
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
 @pytest.mark.slow
@@ -207,3 +242,69 @@ def test_silent_over_a_healthy_toy_run_with_default_thresholds(make_cfg, tmp_pat
     ratio = logged(run, "health/diversity_ratio")
     assert [step for step, _ in ratio] == [200.0] and ratio[0][1] > 0.1
     assert all(math.isfinite(v) for _, v in logged(run, "grad/g/norm"))
+
+
+# ------------------------------------------------------------------------------------- mixed precision
+def fit_fp16_with_overflowing_scaler(make_cfg, health_on: bool = True):
+    """16-mixed with a GradScaler whose scale starts at 2^60: the scaled fp16 gradients overflow and the
+    scaler skips steps (halving its scale each time) until the scale fits, as it does by design in long runs.
+    CPU autocast runs fp16 too, so the path Lightning takes on a GPU is exercised here."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from gan.callbacks import GradNorm
+    from gan.utils.instantiate import build, build_module
+
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_ring", steps=30) + ["metrics=none"])
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**60)
+    health, grad_norm = GANHealth(), GradNorm(every_n_generator_steps=1)
+    logged = []
+
+    class RecordNorms(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            logged.append(dict(grad_norm.last_logged))
+            grad_norm.last_logged = {}
+
+    trainer = pl.Trainer(max_steps=cfg.trainer.max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], callbacks=[grad_norm, health, RecordNorms()])
+    trainer.fit(build_module(cfg), datamodule=build(cfg.data))
+    return health, logged, scaler
+
+
+def test_fp16_steps_the_scaler_skipped_are_not_divergence_and_not_logged(make_cfg):
+    health, logged, scaler = fit_fp16_with_overflowing_scaler(make_cfg)
+    assert scaler.get_scale() < 2.0**20  # it did overflow, many times
+    skipped = [i for i, row in enumerate(logged) if "grad/g/norm" not in row]
+    assert len(skipped) >= 10 and skipped == list(range(len(skipped)))  # the first iterations, until the scale fit
+    assert all(math.isfinite(v) for row in logged for v in row.values())  # grad/* holds applied gradients only
+    assert health.events == []
+
+
+def test_fp16_skip_rule_is_what_keeps_divergence_silent(make_cfg, monkeypatch):
+    """The test above is not vacuous: read without the scaler in mind, the overflows are divergence."""
+    import gan.callbacks.gan_health as gan_health
+
+    monkeypatch.setattr(gan_health, "scaler_skips_nonfinite_steps", lambda trainer: False)
+    health, _, _ = fit_fp16_with_overflowing_scaler(make_cfg)
+    assert [e["kind"] for e in health.events] == ["divergence"] and health.events[0]["generator_step"] == 1
+    assert list(health.events[0]["evidence"]) == ["grad/g/norm"] and not math.isfinite(health.events[0]["evidence"]["grad/g/norm"])
+
+
+def test_critic_scores_may_drift_together_but_not_apart():
+    from gan.callbacks.gan_health import Divergence
+
+    divergence = Divergence(max_score_gap=1e4)
+    drifted = {"train/d/loss": -3.0, "train/d/real_score": 2.0e6, "train/d/fake_score": 2.0e6 - 3.0}
+    assert divergence.check(drifted, raw_scores=True) is None  # a harmless WGAN critic offset
+    apart = {"train/d/real_score": 1.5e4, "train/d/fake_score": -1.0e3}
+    assert divergence.check(apart, raw_scores=True) == {**apart, "max_score_gap": 1e4}
+    assert list(divergence.check({"train/g/loss": math.nan, "train/d/loss": 0.5}, raw_scores=False)) == ["train/g/loss"]
+
+
+def test_class_coverage_is_read_on_digit_data_only():
+    health = GANHealth()
+    digits_shaped = torch.zeros(4, 1, 28, 28)
+    assert health.class_coverage(digits_shaped, digits_shaped) is None  # e.g. Fashion-MNIST: same shape, no digits
+    health._reads_digits = True
+    assert health.class_coverage(digits_shaped, digits_shaped) == 1.0
