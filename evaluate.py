@@ -38,7 +38,7 @@ from gan.metrics.cache import data_identity
 from gan.metrics.summary import format_table, summarize_runs
 from gan.nets.base import eval_mode
 from gan.utils.checkpoint import generator_from_checkpoint, load_checkpoint, run_config
-from gan.utils.errors import CheckpointError, ConfigError
+from gan.utils.errors import CheckpointError, ConfigError, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.visualize import save_image_grid, save_samples
 
@@ -215,7 +215,10 @@ def latent_interpolation(generator, rows: int, steps: int, rng: torch.Generator)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    """A user error (missing, truncated or foreign checkpoint, missing data, bad option) is one line,
+    ``error: <message>``, and exit status 2; anything else keeps its traceback."""
     evaluate(cfg)
 
 

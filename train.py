@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,10 +14,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers the config resolvers)
+from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.utils.checkpoint import load_checkpoint
+from gan.utils.config import slurm_batch_job_id
+from gan.utils.console import lightning_logs_through_root
+from gan.utils.distributed import local_rank
+from gan.utils.errors import ConfigError, TrainingDiverged, exit_on_user_error, one_line, print_error, user_error_behind
 from gan.utils.instantiate import build, build_module, instantiate_group
-from gan.utils.logging import finish_loggers
+from gan.utils.logging import finish_loggers, prepare_loggers
 from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
 
 log = logging.getLogger("gan")
@@ -26,22 +30,29 @@ log = logging.getLogger("gan")
 
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit one run (``callbacks``: extra ones, e.g. a benchmark's clock); returns the final logged metrics
-    and the objects built for it."""
+    and the objects built for it, ``stopped_by`` being the health detection that stopped training (None when
+    it ran to the end)."""
+    lightning_logs_through_root()
     pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg)
     if ckpt_path is not None:
         continue_wandb_run(cfg, ckpt_path)
     datamodule = build(cfg.data)
-    # Downloads happen once per node, as Lightning does it: the local-rank-0 process runs train() to the end
-    # of prepare_data before Lightning starts the other ranks (they re-run this script with LOCAL_RANK set).
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+    # Local rank 0 prepares (downloads) and reads the data now, to fail before anything is built. The other
+    # ranks of a node wait for it inside trainer.fit, where Lightning runs prepare_data on local rank 0 behind
+    # a barrier and then sets up every rank: processes started together (torchrun, srun) must not race the
+    # download, and those Lightning starts itself begin after this point anyway.
+    first_on_node = local_rank() == 0
+    if first_on_node:
         datamodule.prepare_data()
-    datamodule.setup("fit")
+        datamodule.setup("fit")
     module = build_module(cfg)
-    datamodule.check_sample_shape(module.generator.sample_shape)
+    if first_on_node:
+        datamodule.check_sample_shape(module.generator.sample_shape)
     # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint
     callbacks = instantiate_group(cfg.get("callbacks")) + [ResumeState(), *callbacks]
     loggers = instantiate_group(cfg.get("logger"))
+    prepare_loggers(loggers)
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(module.run_config)
@@ -50,13 +61,18 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     finally:
         finish_loggers(loggers)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    stopped_by = next((c.stop_event for c in trainer.callbacks if isinstance(c, GANHealth) and c.stop_event), None)
     log.info("Run directory: %s", cfg.paths.output_dir)
-    return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer}
+    return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer, "stopped_by": stopped_by}
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """``ckpt_path``; ``last`` means this run directory's last.ckpt if there is one (a requeued job)."""
+    """``ckpt_path``; ``last`` means this run directory's last.ckpt if there is one (a requeued job). In a SLURM
+    batch job no ``ckpt_path`` means ``last``: its run directory is named after the job id and command line,
+    so a last.ckpt there was written by an earlier start of this very job, which SLURM requeued."""
     ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None and slurm_batch_job_id() is not None:
+        ckpt_path = "last"
     if ckpt_path != "last":
         return ckpt_path
     checkpoint_dir = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") or f"{cfg.paths.output_dir}/checkpoints"
@@ -80,25 +96,69 @@ def continue_wandb_run(cfg: DictConfig, ckpt_path: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    """One job. In a multirun a failed job returns ``failed_trial_value`` (when set) so a sweeper goes on,
-    and every job adds its row to the sweep's summary.csv."""
+    """One job. A user error (bad option, missing data, ...) is one line, ``error: <message>``, and exit
+    status 2; a run stopped by divergence, one line and status 3 (see gan/utils/errors.py).
+
+    In a multirun every job adds its row to the sweep's summary.csv, with the error line of a failed job. A
+    diverged job is recorded as ``diverged`` and the sweep goes on; a failed one stops the sweep unless
+    ``failed_trial_value`` is set, which it then returns so the sweeper goes on. An objective that is never
+    logged stops the sweep before the first trial trains (every trial would fail alike)."""
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN and rank_zero_only.rank == 0
     failed_value = cfg.get("failed_trial_value")
+    check_objective(cfg)
     started = time.time()
     try:
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
     except Exception as error:
+        user_error = user_error_behind(error)
         if in_sweep:
-            record_job(cfg, "failed", failed_value, {}, started, error=f"{type(error).__name__}: {error}".splitlines()[0])
+            message = one_line(user_error) if user_error else f"{type(error).__name__}: {error}".splitlines()[0]
+            record_job(cfg, "failed", failed_value, {}, started, error=message)
         if not in_sweep or failed_value is None:
             raise
-        log.exception("Job failed; the sweep goes on with failed_trial_value=%s", failed_value)
+        if user_error is not None:
+            print_error(user_error)
+        else:
+            log.exception("Job failed")
+        log.warning("The sweep goes on with failed_trial_value=%s", failed_value)
         return float(failed_value)
+    stopped_by = objects["stopped_by"]
+    if stopped_by is not None and stopped_by["kind"] == "divergence":
+        message = f"training diverged: {describe(stopped_by)}"
+        if not in_sweep:
+            raise TrainingDiverged(message)
+        value = None if failed_value is None else float(failed_value)
+        record_job(cfg, "diverged", value, metrics, started, error=message)
+        print_error(message)
+        return value
     value = objective(metrics, cfg.get("optimized_metric"), failed_value if in_sweep else None)
     if in_sweep:
         record_job(cfg, "completed", value, metrics, started)
     return value
+
+
+def check_objective(cfg: DictConfig) -> None:
+    """``optimized_metric`` must be a value the metrics callback logs during this run (``val/<name>`` of a
+    selected metric, scored at some interval). Checked before training: a name that is never logged would
+    make every sweep trial return ``failed_trial_value`` and the study "succeed" on constants."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return
+    from gan.metrics.registry import metric_class
+
+    metrics = cfg.get("metrics") or {}
+    selected = list(metrics.get("compute") or [])
+    logged = sorted(f"val/{key}" for metric in selected for key in metric_class(metric).directions)
+    if name not in logged:
+        raise ConfigError(f"optimized_metric={name} is not logged by this run: its metrics ({', '.join(selected) or 'none'}) "
+                          f"log {logged or 'nothing'}; pick one of those or add its metric (e.g. metrics=[fid_digits])")
+    every = int(metrics.get("every_n_generator_steps") or 0)
+    if every <= 0 or OmegaConf.select(cfg, "callbacks.metrics") is None:
+        raise ConfigError(f"optimized_metric={name} is never logged: no metric is scored during training "
+                          f"(metrics.every_n_generator_steps={every}{', callbacks.metrics=null' if every > 0 else ''}); "
+                          "set metrics.every_n_generator_steps (e.g. 1000) and keep the metrics callback")
 
 
 def record_job(cfg: DictConfig, status: str, value: float | None, metrics: dict[str, float], started: float,

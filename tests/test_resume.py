@@ -81,6 +81,27 @@ def test_resumed_run_continues_the_same_wandb_run(make_cfg, tmp_path, monkeypatc
     assert [p.name.rsplit("-", 1)[-1] for p in (tmp_path / "second" / "wandb").glob("offline-run-*")] == [run_id]
 
 
+def test_resume_continues_the_sample_grid_schedule_and_the_health_windows(make_cfg, tmp_path):
+    """Grids every 4 generator steps, a checkpoint at step 5: the resumed run draws no grid before step 8 (the
+    run's end, 7), and every health detector ends with the windows of the uninterrupted run."""
+    run = tiny_overrides("gan", "toy2d_ring", steps=7) + every_checkpoint(10) + [
+        "callbacks.sample_grid.every_n_generator_steps=4",
+        "callbacks.gan_health.vanishing_generator_gradients.reference_steps=2",
+        "callbacks.gan_health.vanishing_generator_gradients.window=3"]
+    _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
+    middle = tmp_path / "full" / "checkpoints" / "step0000010.ckpt"
+    _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
+    assert sorted(p.name for p in (tmp_path / "full" / "samples").glob("*.png")) == ["gstep_0000004.png", "gstep_0000007.png"]
+    assert sorted(p.name for p in (tmp_path / "resumed" / "samples").glob("*.png")) == ["gstep_0000007.png"]
+
+    def windows(objects):
+        health = next(c for c in objects["trainer"].callbacks if type(c).__name__ == "GANHealth")
+        return {kind: detector.state_dict() for kind, detector in health.detectors.items()}
+
+    assert windows(resumed) == windows(full)
+    assert len(windows(full)["vanishing_generator_gradients"]["recent"]) == 3  # the windows were filled
+
+
 def test_ckpt_path_last_resumes_only_when_a_checkpoint_exists(make_cfg, tmp_path):
     from train import resume_checkpoint
 

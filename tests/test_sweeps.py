@@ -66,9 +66,49 @@ def test_optuna_study_in_sqlite_resumes_and_failed_trials_return_the_penalty(tmp
     failed = list(csv.DictReader(open(tmp_path / "second" / "summary.csv")))
     assert [(row["status"], float(row["objective"])) for row in failed] == [("failed", -1.0)]
     assert "n_critic must be a positive integer, got 0" in failed[0]["error"]
+    assert "error: model.n_critic must be a positive integer, got 0\n" in second.stderr  # the job's one line
 
     study = optuna.load_study(study_name="gan-toy2d_ring", storage=f"sqlite:///{tmp_path / 'optuna' / 'gan-toy2d_ring.db'}")
     values = [trial.value for trial in study.trials]
     assert len(values) == 3 and values[2] == -1.0
     assert sorted(values[:2]) == sorted(float(row["objective"]) for row in rows)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+@pytest.mark.parametrize("data,objective,direction,failed", [
+    ("digits", "val/fid_digits", "minimize", 1e6),
+    ("toy2d_grid", "val/mode_coverage/modes", "maximize", -1e6),
+    ("cifar10", "val/fid", "minimize", 1e6),
+])
+def test_optuna_optimizes_the_data_headline_metric_by_default(data, objective, direction, failed):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.conftest import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna", f"data={data}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert (cfg.optimized_metric, cfg.hydra.sweeper.direction, cfg.failed_trial_value) == (objective, direction, failed)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data=digits", "optimized_metric=val/fid_digits"], None),
+    (["data=toy2d_ring", "optimized_metric=val/mode_coverage/reverse_kl"], None),
+    (["data=digits", "optimized_metric=val/fid"], r"optimized_metric=val/fid is not logged by this run: its metrics "
+                                                  r"\(fid_digits\) log \['val/fid_digits'\]"),
+    (["data=digits", "metrics=none", "optimized_metric=val/fid_digits"], r"its metrics \(none\) log nothing"),
+    (["data=cifar10", "optimized_metric=val/fid"], r"val/fid is never logged: .*metrics.every_n_generator_steps=0\)"),
+    (["data=digits", "callbacks.metrics=null", "optimized_metric=val/fid_digits"], r"callbacks.metrics=null"),
+])
+def test_an_objective_the_run_never_logs_is_rejected_before_training(make_cfg, overrides, message):
+    from gan.utils.errors import ConfigError
+    from train import check_objective
+
+    cfg = make_cfg(overrides)
+    if message is None:
+        check_objective(cfg)
+        return
+    with pytest.raises(ConfigError, match=message):
+        check_objective(cfg)

@@ -56,6 +56,15 @@ def test_load_generator_uses_ema_weights_when_present(make_cfg, tmp_path):
     assert not all(torch.equal(v, raw.state_dict()[k]) for k, v in ema.items())
 
 
+def test_load_generator_uses_the_raw_generator_before_the_first_ema_update(make_cfg, tmp_path):
+    _, objects = train(make_cfg(tiny_overrides("dcgan", steps=3) + ["model.ema_decay=0.5", "model.ema_start=100"]))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert int(load_checkpoint(last)["state_dict"]["generator_ema.n_averaged"]) == 0
+    loaded = gan.load_generator(last)  # the EMA copy is still the untrained initial generator: not that one
+    assert not loaded.uses_ema_weights
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in objects["module"].generator.state_dict().items())
+
+
 def read_losses(path):
     with open(path) as handle:
         return [(row["step"], row.get("train/d/loss"), row.get("train/g/loss")) for row in csv.DictReader(handle)]
@@ -148,19 +157,24 @@ def test_progress_bar_knows_the_number_of_batches(make_cfg, n_critic, n_generato
 
 
 def test_only_local_rank_zero_prepares_data(make_cfg, monkeypatch):
-    """train() prepares the data before building the model (to fail fast) on local rank 0 only: other DDP
-    ranks start after rank 0 prepared it and must not download it again."""
+    """train() prepares and reads the data before building the model (to fail fast) on local rank 0 only.
+    Other ranks of the node (started by Lightning after it, or together with it by torchrun or srun) leave
+    both to trainer.fit, where Lightning prepares on local rank 0 behind a barrier and then sets up each rank."""
     import train as train_module
     from gan.data import DigitsDataModule
 
     events = []
     monkeypatch.setattr(DigitsDataModule, "prepare_data", lambda self: events.append("prepare"))
+    real_setup = DigitsDataModule.setup
+    monkeypatch.setattr(DigitsDataModule, "setup", lambda self, stage=None: (events.append("setup"), real_setup(self, stage))[1])
     real_build = train_module.build_module
     monkeypatch.setattr(train_module, "build_module", lambda cfg: (events.append("build"), real_build(cfg))[1])
     cfg = make_cfg(tiny_overrides("dcgan", steps=1))
     train(cfg)
-    assert events[:2] == ["prepare", "build"]
-    events.clear()
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    train(cfg)
-    assert events[0] == "build"
+    assert events[:3] == ["prepare", "setup", "build"]
+    for variable in ("LOCAL_RANK", "SLURM_LOCALID"):  # torchrun / Lightning, srun
+        events.clear()
+        monkeypatch.setenv(variable, "1")
+        train(cfg)
+        assert events[0] == "build" and "setup" in events  # nothing before the model: prepared and set up inside fit
+        monkeypatch.delenv(variable)

@@ -1,6 +1,8 @@
 """This process's place among the training processes."""
 from __future__ import annotations
 
+import os
+
 import torch.distributed as dist
 
 
@@ -9,3 +11,12 @@ def rank_and_world_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def local_rank() -> int:
+    """This process's rank on its node, from the launcher's environment (torchrun and Lightning set
+    LOCAL_RANK, srun SLURM_LOCALID), before any process group exists; 0 for a single process."""
+    for variable in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if os.environ.get(variable):
+            return int(os.environ[variable])
+    return 0

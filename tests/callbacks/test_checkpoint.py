@@ -1,0 +1,88 @@
+"""GANModelCheckpoint: no non-finite weights on disk, a full disk as one line, signal handlers given back."""
+from __future__ import annotations
+
+import errno
+import signal
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gan.callbacks import GANModelCheckpoint
+from gan.losses.adversarial import NonSaturatingLoss
+from gan.utils.checkpoint import load_checkpoint
+from gan.utils.errors import CheckpointError
+from tests.conftest import tiny_overrides
+from train import train
+
+
+def fake_trainer(write):
+    return SimpleNamespace(save_checkpoint=write, is_global_zero=True, global_step=7, loggers=[])
+
+
+def test_full_disk_is_one_line_naming_the_checkpoint_and_free_space_and_keeps_the_previous_one(tmp_path):
+    callback = GANModelCheckpoint(dirpath=tmp_path)
+    path = tmp_path / "last.ckpt"
+
+    def good(filepath, weights_only=False):
+        with open(filepath, "wb") as handle:
+            handle.write(b"complete checkpoint")
+
+    def disk_full(filepath, weights_only=False):
+        with open(filepath, "wb") as handle:
+            handle.write(b"half a chec")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    callback._save_checkpoint(fake_trainer(good), str(path))
+    with pytest.raises(CheckpointError) as error:
+        callback._save_checkpoint(fake_trainer(disk_full), str(path))
+    message = str(error.value)
+    assert message.startswith(f"no space left to save checkpoint {path} (") and "\n" not in message
+    assert f" free in {tmp_path}" in message and message.endswith("the previous checkpoints are intact")
+    assert path.read_bytes() == b"complete checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def nan_losses_from(call: int, monkeypatch) -> None:
+    calls = {"n": 0}
+    original = NonSaturatingLoss.discriminator_loss
+
+    def poisoned(self, *args, **kwargs):
+        terms = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= call:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(NonSaturatingLoss, "discriminator_loss", poisoned)
+
+
+def test_non_finite_weights_are_never_saved_even_when_training_goes_on(make_cfg, tmp_path, monkeypatch):
+    nan_losses_from(7, monkeypatch)  # NaN weights from generator step 7 of 16
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_ring", steps=16) + [
+        "metrics=none", "callbacks.gan_health.divergence.action=warn",  # the run goes on with NaN weights
+        "callbacks.model_checkpoint.every_n_train_steps=4", "callbacks.model_checkpoint.save_top_k=-1"])
+    _, objects = train(cfg)
+    assert objects["module"].generator_steps == 16 and objects["stopped_by"] is None
+    assert not all(torch.isfinite(p).all() for p in objects["module"].parameters())
+    saved = {p.name: load_checkpoint(p) for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")}
+    # saves every 2 generator steps: 2, 4, 6 hold finite weights; 8 ... 16 and the final last.ckpt were refused
+    assert sorted(saved) == ["last.ckpt", "step0000004.ckpt", "step0000008.ckpt", "step0000012.ckpt"]
+    assert saved["last.ckpt"]["gan_counters"]["generator_steps"] == 6
+    assert all(torch.isfinite(v).all() for c in saved.values() for v in c["state_dict"].values() if v.is_floating_point())
+
+
+def test_signal_handlers_in_place_before_training_are_restored(make_cfg):
+    """Lightning's and this callback's handlers are gone once fit returns: a SIGTERM during the W&B finish or
+    between multirun jobs reaches the handler the process had (by default: the process ends)."""
+
+    def before(signum, frame):  # stands for whatever handler the process had
+        pass
+
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        train(make_cfg(tiny_overrides("gan", "toy2d_ring", steps=2) + ["metrics=none"]))
+        assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,77 @@
+"""A diverged run stops within an iteration, keeps only finite checkpoints and says where it went non-finite:
+exit status 3 for a single run; a multirun records the job as ``diverged`` and goes on."""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from gan.utils.checkpoint import load_checkpoint
+from gan.utils.config import PROJECT_ROOT
+from tests.conftest import tiny_overrides
+
+# SGD at a learning rate of 1e4 (the paper's is 0.1): non-finite from the second generator step
+EXPLODING = ["optimizer.generator.lr=1e4", "optimizer.discriminator.lr=1e4"]
+RUN = [*tiny_overrides("gan", "toy2d_ring", steps=500), "metrics=none", "callbacks.sample_grid=null",
+       "callbacks.model_checkpoint.every_n_train_steps=2"]  # a checkpoint every generator step
+
+
+def finite(checkpoint) -> bool:
+    return all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("divergence")
+    commands = {
+        "single": [*RUN, *EXPLODING, f"hydra.run.dir={tmp / 'single'}"],
+        # job 0 explodes, job 1 (the paper's 0.1) trains to the end
+        "sweep": ["-m", *RUN, "optimizer.discriminator.lr=1e4,0.1", "generator_steps=20",
+                  f"hydra.sweep.dir={tmp / 'sweep'}"],
+    }
+
+    def run(item):
+        name, arguments = item
+        command = [sys.executable, "train.py", *arguments, f"paths.data_dir={tmp / 'data'}"]
+        return name, subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(run, commands.items())) | {"tmp": tmp}
+
+
+@pytest.mark.slow
+def test_diverged_run_stops_keeps_finite_checkpoints_and_names_the_step(runs):
+    result, run_dir = runs["single"], runs["tmp"] / "single"
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"error: training diverged: divergence at generator step (\d+) \((.*)\); last healthy checkpoint: (.*)", line)
+    assert match, line
+    step, evidence, healthy = int(match[1]), match[2], match[3]
+    assert step <= 5 and re.match(r"(train|grad)/[a-z/_]+=(nan|-?inf)", evidence), evidence  # names the term
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    assert [p.name for p in checkpoints if p.name.startswith("last")] == ["last.ckpt", "last_healthy.ckpt"]
+    for path in checkpoints:  # step*.ckpt, last.ckpt and last_healthy.ckpt: only finite weights were ever written
+        assert finite(load_checkpoint(path)), path
+    kept = load_checkpoint(healthy)
+    assert kept["gan_counters"]["generator_steps"] < step
+    # stopped at the iteration that failed, not 500 generator steps of NaN arithmetic later
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["gan_counters"]["generator_steps"] < step
+
+
+@pytest.mark.slow
+def test_multirun_records_the_diverged_job_and_goes_on(runs):
+    result, sweep_dir = runs["sweep"], runs["tmp"] / "sweep"
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    assert [row["status"] for row in rows] == ["diverged", "completed"]
+    assert rows[0]["error"].startswith("training diverged: divergence at generator step")
+    assert re.search(r"^error: training diverged: divergence at generator step \d+ ", result.stderr, re.M)
+    assert load_checkpoint(sweep_dir / "1" / "checkpoints" / "last.ckpt")["gan_counters"]["generator_steps"] == 20

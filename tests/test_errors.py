@@ -1,0 +1,148 @@
+"""User errors end train.py and evaluate.py with one line on stderr and exit status 2; bugs keep their traceback.
+
+The command-line cases run as subprocesses (the entry points and Hydra are what is tested), all started
+together by one fixture, since each pays ~10 s of imports."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from hydra.errors import InstantiationException
+
+from gan.utils.config import PROJECT_ROOT
+from gan.utils.errors import CheckpointError, ConfigError, exit_on_user_error, user_error_behind
+from tests.conftest import tiny_overrides
+
+FAST = ["logger=none", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
+
+
+class Boom(pl.Callback):
+    """A bug (not a user error) in the middle of a run."""
+
+    def on_train_start(self, trainer, pl_module):
+        raise RuntimeError("boom: a bug, not a user error")
+
+
+def cases(tmp):
+    foreign = tmp / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    corrupt = tmp / "corrupt.ckpt"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    sweep = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp / 'sweep'}",
+             f"paths.log_dir={tmp / 'logs'}", "data=toy2d_ring"]
+    return {
+        # name: (script, arguments, extra environment)
+        "missing_data": ("train.py", ["data=mnist", "data.root=/nowhere", "data.download=false"], {}),
+        "conditional_on_unlabelled": ("train.py", ["model=cgan", "data=toy2d_grid"], {}),
+        "option_out_of_range": ("train.py", ["model.n_critic=0"], {}),
+        "corrupt_checkpoint": ("evaluate.py", [f"ckpt_path={corrupt}"], {}),
+        "foreign_checkpoint": ("evaluate.py", [f"ckpt_path={foreign}"], {}),
+        # an objective the run never logs: the sweep stops before the first trial trains
+        "objective_never_logged": ("train.py", [*sweep, "optimized_metric=val/fid"], {}),
+        "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
+        "bug": ("train.py", [*tiny_overrides("gan", "toy2d_ring", steps=2), "+callbacks.boom._target_=tests.test_errors.Boom"], {}),
+    }
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("errors")
+
+    def run(item):
+        name, (script, arguments, env) = item
+        fast = [o for o in FAST if o not in arguments] if script == "train.py" else []
+        command = [sys.executable, script, *arguments, *fast, f"paths.data_dir={tmp / 'data'}"]
+        if "-m" not in arguments:
+            command.append(f"hydra.run.dir={tmp / name}")
+        result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+        return name, result
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(run, cases(tmp).items())) | {"tmp": tmp}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,message", [
+    ("missing_data", r"mnist not found in /nowhere/MNIST/raw .*fix: set data.root"),
+    ("conditional_on_unlabelled", r"a conditional model needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"),
+    ("option_out_of_range", r"model.n_critic must be a positive integer, got 0"),
+    ("corrupt_checkpoint", r"cannot read checkpoint .*corrupt.ckpt: "),
+    ("foreign_checkpoint", r"foreign.ckpt is not a checkpoint of this framework"),
+    ("objective_never_logged", r"optimized_metric=val/fid is not logged by this run: its metrics \(mode_coverage\) log "
+                               r"\['val/mode_coverage/high_quality', 'val/mode_coverage/modes', 'val/mode_coverage/reverse_kl'\]"),
+])
+def test_user_error_is_one_line_and_exit_status_2(results, name, message):
+    import re
+
+    result = results[name]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "Error executing job" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    if name == "objective_never_logged":  # Hydra and Optuna announce the sweep on stderr first
+        assert not (results["tmp"] / "sweep" / "0" / "checkpoints").exists()  # nothing trained
+        lines = lines[-1:]
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(rf"error: .*{message}.*", lines[0]), lines[0]
+
+
+@pytest.mark.slow
+def test_hydra_full_error_shows_the_traceback(results):
+    result = results["full_error_asked_for"]
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ConfigError: model.n_critic must be a positive integer, got 0" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_bug_keeps_its_traceback(results):
+    result = results["bug"]
+    assert result.returncode == 1
+    assert "Error executing job" in result.stderr and "RuntimeError: boom: a bug, not a user error" in result.stderr
+    assert "error: boom" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------ the wrapper itself
+def test_user_errors_are_found_behind_hydra_and_omegaconf_wrappers():
+    from omegaconf import OmegaConf
+
+    error = ConfigError("model.n_critic must be a positive integer, got 0")
+    try:
+        raise InstantiationException("Error in call to target 'gan.module.GANModule'") from error
+    except InstantiationException as wrapped:
+        assert user_error_behind(wrapped) is error
+
+    def bad_resolver():
+        raise ConfigError("metrics.monitor='nope' is not computed")
+
+    OmegaConf.register_new_resolver("test_errors_bad", bad_resolver, replace=True)
+    with pytest.raises(Exception) as resolving:
+        OmegaConf.create({"x": "${test_errors_bad:}"}).x
+    assert str(user_error_behind(resolving.value)) == "metrics.monitor='nope' is not computed"
+
+    try:
+        raise ValueError("a bug") from ConfigError("not a cause a user can act on through a ValueError")
+    except ValueError as bug:
+        assert user_error_behind(bug) is None  # only wrappers are looked through
+
+
+def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    @exit_on_user_error
+    def task(error):
+        raise error
+
+    with pytest.raises(SystemExit) as exited:
+        task(CheckpointError("cannot read checkpoint x.ckpt:\n  the zip archive is truncated"))
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: cannot read checkpoint x.ckpt: the zip archive is truncated\n"
+    with pytest.raises(KeyError):  # anything else is left alone
+        task(KeyError("bug"))
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(CheckpointError):
+        task(CheckpointError("shown with its traceback"))
