@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,69 @@ def test_cli_takes_a_metric_list(tmp_path, digits_run, data_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "cli" / "report.json").read_text())
     assert list(report["values"]) == ["fid_digits"] and report["protocol"]["metrics"]["fid_digits"]["num_fake"] == 32
+
+
+def test_several_checkpoints_and_seeds_give_runs_and_a_t_interval_per_metric(make_cfg, tmp_path, data_dir):
+    from gan.metrics.summary import summarize
+    from gan.utils.errors import CheckpointError
+
+    multirun = tmp_path / "multirun"
+    for job, seed in enumerate((0, 1)):  # the layout of `train.py -m seed=0,1`: one directory per job
+        train(make_cfg(tiny_overrides("dcgan", steps=2) + ["metrics=none", f"seed={seed}"], output_dir=multirun / str(job)))
+    protocol = ["num_samples=64", "metrics.num_real=256", "metrics=[fid_digits]"]
+    report = evaluate(make_cfg([f"ckpt_path={multirun}", "seeds=[0,1]", *protocol], config_name="evaluate",
+                               output_dir=tmp_path / "eval"))
+    runs = report["runs"]
+    assert [(Path(run["checkpoint"]["path"]).parts[-3], run["latent_seed"]) for run in runs] == \
+        [("0", 0), ("0", 1), ("1", 0), ("1", 1)]
+    values = [run["values"]["fid_digits"] for run in runs]
+    assert len(set(values)) == 4  # other weights, other latent codes: other values
+    assert report["summary"]["fid_digits"] == summarize(values)
+    assert "values" not in report and "pictures" not in report
+    # each run is what a single evaluation of that checkpoint at that latent seed gives (same real samples)
+    single = evaluate(make_cfg([f"ckpt_path={multirun / '1' / 'checkpoints' / 'last.ckpt'}", "seeds=[1]", *protocol],
+                               config_name="evaluate", output_dir=tmp_path / "single"))
+    assert single["values"]["fid_digits"] == pytest.approx(values[3], rel=1e-9)
+    assert single["protocol"]["latent_seed"] == 1 and single["protocol"]["reference"]["seed"] == 0
+
+    by_glob = evaluate(make_cfg([f"ckpt_path={multirun}/*/checkpoints/last.ckpt", *protocol], config_name="evaluate",
+                                output_dir=tmp_path / "glob"))
+    assert [run["values"]["fid_digits"] for run in by_glob["runs"]] == [values[0], values[2]]
+    with pytest.raises(CheckpointError, match=r"ckpt_path=.*/nothing/\*.ckpt matches no checkpoint"):
+        evaluate(make_cfg([f"ckpt_path={tmp_path}/nothing/*.ckpt"], config_name="evaluate"))
+
+
+SIGINT_CHILD = """
+import sys, time, torch
+from evaluate import second_interrupt_aborts
+torch.set_num_threads(1)
+rotation = torch.linalg.qr(torch.randn(2048, 2048, dtype=torch.float64))[0]  # powers stay bounded: no overflow
+with second_interrupt_aborts():
+    print("started", flush=True)
+    torch.linalg.matrix_power(rotation, 2 ** 60)  # one native call of 60 products: ~25 s on one core here
+    print("finished", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_second_ctrl_c_aborts_an_evaluation_stuck_in_a_long_native_call(tmp_path):
+    import signal
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert child.stdout.readline().strip() == "started"
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)  # Python delivers it only after matrix_power returns ...
+        time.sleep(0.5)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)  # ... this one ends the process at once
+        returncode = child.wait(timeout=60)
+        waited = time.monotonic() - sent
+    finally:
+        child.kill()
+    out, err = child.communicate()
+    assert returncode == 130 and "finished" not in out, err[-2000:]
+    assert waited < 3, f"the second Ctrl+C took {waited:.1f} s to end the process"
+    assert "Ctrl+C again to abort at once" in err and "Aborted" in err

@@ -58,9 +58,9 @@ class MetricsCallback(pl.Callback):
         record = {"generator_step": step, "global_step": trainer.global_step, "values": values, "protocol": protocol}
         if trainer.is_global_zero:
             self._write(record)
+            log.info("generator step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
         self.history.append(record)
         pl_module.log_dict({f"val/{name}": float(value) for name, value in values.items()}, on_step=True, on_epoch=False)
-        log.info("generator step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
         return values
 
     # ------------------------------------------------------------------------------- checkpointed state

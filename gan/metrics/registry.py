@@ -626,10 +626,13 @@ class MetricSuite:
         is_rank_zero = rank_and_world_size()[0] == 0
         real = {name: load_cached_features(self.cache_dir, name, keys[name]) if is_rank_zero else None for name in extractors}
         missing = broadcast_from_rank_zero([name for name in extractors if real[name] is None])
-        for name in set(extractors) - set(missing):
-            log.info("real %s features read from the cache in %s", name, self.cache_dir)
+        if is_rank_zero:
+            for name in extractors:
+                if name in missing:
+                    log.info("computing %s features of %d real samples (cached afterwards)", name, num_real)
+                else:
+                    log.info("real %s features read from the cache in %s", name, self.cache_dir)
         if missing:
-            log.info("computing %s features of %d real samples (cached afterwards)", ", ".join(missing), num_real)
             indices = real_sample_indices(datamodule, num_real, self.seed)
             labelled = datamodule.num_classes is not None
 

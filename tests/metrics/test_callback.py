@@ -76,3 +76,22 @@ def test_metric_that_does_not_fit_the_data_fails_before_training(make_cfg, tmp_p
     with pytest.raises(ValueError, match="mode_coverage needs a 2D Gaussian mixture"):
         train(make_cfg(tiny_overrides("dcgan") + ["metrics=[mode_coverage]"]))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_at_an_interval_boundary_writes_the_rows_of_the_uninterrupted_run(make_cfg, tmp_path):
+    """The schedule (step last scored) and history are in the checkpoint: resumed from generator step 2 of an
+    every-2-steps schedule, the run scores at step 4 only, with the values the uninterrupted run wrote."""
+    every_two = ["callbacks.model_checkpoint.every_n_train_steps='${optimizer_steps:2,${model.n_critic},${model.n_generator}}'",
+                 "callbacks.model_checkpoint.save_top_k=-1"]
+    run = tiny_overrides("dcgan", steps=4) + FAST + every_two
+    _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
+    middle = next(path for path in sorted((tmp_path / "full" / "checkpoints").glob("step*.ckpt"))
+                  if load_checkpoint(path)["gan_counters"]["generator_steps"] == 2)
+    _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
+
+    def rows(name):
+        return [json.loads(line) for line in (tmp_path / name / "metrics" / "metrics.jsonl").read_text().splitlines()]
+
+    assert [row["generator_step"] for row in rows("full")] == [2, 4]
+    assert rows("resumed") == rows("full")[1:]  # same steps, global steps, values and protocol
+    assert metrics_callback(resumed["trainer"]).history == metrics_callback(full["trainer"]).history

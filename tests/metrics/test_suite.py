@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 
 from gan.data.digits import DigitsDataModule
-from gan.metrics import METRICS, MetricSuite, best_monitor
+from gan.metrics import METRICS, MetricSuite, best_monitor, registry
 from gan.utils.config import PROJECT_ROOT
 
 
@@ -57,8 +57,6 @@ def test_real_features_are_cached_reused_and_invalidated(digits, tmp_path, monke
     cache = tmp_path / "cache"
     fake = torch.rand(50, 1, 28, 28) * 2 - 1
     calls = []
-    from gan.metrics import registry
-
     draw = registry.real_sample_indices
     monkeypatch.setattr(registry, "real_sample_indices", lambda data, n, seed: calls.append(n) or draw(data, n, seed))
 
@@ -152,3 +150,61 @@ def test_train_config_picks_metrics_per_data(make_cfg, data, compute, monitor):
     chosen = make_cfg(tiny_overrides("dcgan") + ["metrics=[fid,kid]", "metrics.compute.kid.subset_size=50"])
     assert list(chosen.metrics.compute) == ["fid", "kid"] and chosen.metrics.compute.kid.subset_size == 50
     assert chosen.callbacks.best_checkpoint.mode == "min" and chosen.callbacks.best_checkpoint.monitor == "val/fid"
+
+
+# ------------------------------------------------------------------------------------- protocol records
+def test_protocol_records_the_reference_split_and_equal_counts_for_knn_metrics(digits):
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    from tests.metrics.conftest import TensorData
+
+    compute = {"prc": {"extractor": "digit_classifier"}, "density_coverage": {"extractor": "digit_classifier"},
+               "fid_digits": {}}
+    suite = MetricSuite(compute, num_samples=200, num_real=1000)
+    fakes = digits.train_set.tensors[0][torch.randperm(5000, generator=torch.Generator().manual_seed(3))[:200]]
+    values, protocol = suite.evaluate([fakes], digits)
+    assert protocol["reference"] == {"split": "all", "num_real": 1000, "seed": 0}  # the embedded digits have no splits
+    assert protocol["metrics"]["prc"]["num_real"] == protocol["metrics"]["density_coverage"]["num_real"] == 200
+    assert protocol["metrics"]["fid_digits"]["num_real"] == 1000
+    extractor = suite.extractors["digit_classifier"]
+    real = extractor(digits.train_set.tensors[0][registry.real_sample_indices(digits, 200, 0)])["features"]
+    expected = prc_features_to_metric(extractor(fakes)["features"], real, prc_neighborhood=3, verbose=False)
+    assert (values["prc/precision"], values["prc/recall"]) == (expected["precision"], expected["recall"])
+
+    test_split = TensorData(digits.train_set.tensors[0][:300], "mnist", split="test")
+    assert suite.evaluate([fakes], test_split)[1]["reference"]["split"] == "test"
+
+
+def test_real_feature_cache_follows_the_content_of_an_image_folder(tmp_path, monkeypatch):
+    from gan.data import ImageFolderDataModule
+    from tests.metrics.conftest import random_images, write_folder
+
+    folder = write_folder(random_images(12, channels=1, size=28, seed=0), tmp_path / "images")
+    calls = []
+    draw = registry.real_sample_indices
+    monkeypatch.setattr(registry, "real_sample_indices", lambda data, n, seed: calls.append(n) or draw(data, n, seed))
+
+    def score():
+        data = ImageFolderDataModule(path=str(folder), resolution=28, channels=1)
+        data.setup("fit")
+        suite = MetricSuite({"density_coverage": {"extractor": "digit_classifier"}}, num_samples=12, num_real=100,
+                            cache_dir=str(tmp_path / "cache"))
+        return suite.evaluate([random_images(12, channels=1, size=28, seed=9)], data, {"path": str(folder)})
+
+    score()
+    score()
+    assert len(calls) == 1  # the same folder: read from the cache
+    write_folder(random_images(1, channels=1, size=28, seed=5), folder)  # 0000.png replaced, same path
+    score()
+    assert len(calls) == 2
+    write_folder(random_images(13, channels=1, size=28, seed=0), folder)  # one more image
+    assert score()[1]["reference"]["num_real"] == 13 and len(calls) == 3
+
+
+def test_stacked_mnist_content_names_the_source_it_used(data_dir):
+    from gan.data import StackedMNISTDataModule
+    from gan.metrics.cache import data_content
+
+    data = StackedMNISTDataModule(root=str(data_dir), num_samples=50, source="auto")  # no MNIST files here
+    data.setup("fit")
+    assert data_content(data) == {"split": "all", "source": "digits"}
