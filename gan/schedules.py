@@ -116,7 +116,7 @@ class OptimizerSetting(Setting):
                 if self.hyperparameter in ("beta1", "beta2"):
                     if "betas" not in group:
                         raise ConfigError(f"schedule {self.hyperparameter}: the {network} optimizer has no betas")
-                    betas = list(group["betas"])
+                    betas = [float(b) for b in group["betas"]]  # Adam refuses a mix of ints and floats
                     betas[int(self.hyperparameter[-1]) - 1] = value
                     group["betas"] = tuple(betas)
                 else:
