@@ -140,6 +140,7 @@ class VanishingGeneratorGradients:
     def __post_init__(self) -> None:
         self._early: list[float] = []
         self._recent: deque[float] = deque(maxlen=int(self.window))
+        self._reference: float | None = None  # the median of _early, once complete
 
     def update(self, grad_norm: float) -> dict[str, float] | None:
         if len(self._early) < self.reference_steps:
@@ -148,7 +149,9 @@ class VanishingGeneratorGradients:
         self._recent.append(grad_norm)
         if len(self._recent) < self.window:
             return None
-        reference, recent = statistics.median(self._early), statistics.median(self._recent)
+        if self._reference is None:
+            self._reference = statistics.median(self._early)
+        reference, recent = self._reference, statistics.median(self._recent)
         if reference > 0 and recent < self.min_ratio * reference:
             return {"early_median_norm": reference, "recent_median_norm": recent, "ratio": recent / reference}
         return None
@@ -159,6 +162,7 @@ class VanishingGeneratorGradients:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._early = [float(v) for v in state.get("early", [])]
         self._recent = deque((float(v) for v in state.get("recent", [])), maxlen=int(self.window))
+        self._reference = None
 
 
 @dataclass
@@ -302,6 +306,7 @@ class GANHealth(pl.Callback):
         self._network_of = NetworkOfOptimizer()
         # one row per iteration: the values of _keys, then the generator's gradient norm
         self._keys: tuple[str, ...] = ()
+        self._terms_seen = 0
         self._rows: list[Tensor] = []  # on the device, not yet checked
         self._row_steps: list[tuple[int, int, bool]] = []  # (generator step, global step, has a G grad norm) per row
         self._restored_rows: list[tuple[dict[str, float], tuple[int, int, bool]]] = []  # unchecked rows of a checkpoint
@@ -338,19 +343,21 @@ class GANHealth(pl.Callback):
         if self._network_of(optimizer, pl_module) != "g":
             return  # a NaN in D's update shows in the G loss of the same iteration: D's norms are not needed
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        # stays on the device until the next check
-        self._generator_grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+        # stays on the device until the next check (foreach norms: get_total_norm's grouping costs more here)
+        self._generator_grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         terms = pl_module.last_terms
-        keys = tuple(name for name in terms if name.startswith(("train/d/", "train/g/")))
-        if keys != self._keys:  # first batch, or a term that appeared: check the rows of the old layout first
-            self.check_now(trainer, pl_module)
-            self._keys = keys
+        if len(terms) != self._terms_seen:  # first batch, or a term appeared (terms are merged, never removed)
+            self.check_now(trainer, pl_module)  # the rows of the old layout first
+            self._terms_seen = len(terms)
+            self._keys = tuple(name for name in terms if name.startswith(("train/d/", "train/g/")))
         norm = self._generator_grad_norm
-        values = [terms[name] for name in keys] + [norm if norm is not None else 0.0]
-        device = pl_module.device
-        self._rows.append(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in values]))
+        values = [terms[name] for name in self._keys]
+        values.append(norm if norm is not None else torch.zeros((), device=pl_module.device))
+        if not all(isinstance(v, Tensor) for v in values):  # numbers among the terms: tensors on the module's device
+            values = [torch.as_tensor(v, dtype=torch.float32, device=pl_module.device) for v in values]
+        self._rows.append(torch.stack(values))  # one small kernel on the device, no sync
         self._row_steps.append((pl_module.generator_steps, trainer.global_step, norm is not None))
         self._generator_grad_norm = None
         step = pl_module.generator_steps
