@@ -1,4 +1,5 @@
 """Exact resume, atomic checkpoint writes and saving on signals."""
+import errno
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import torch
 
 from gan.callbacks import GANModelCheckpoint
 from gan.utils.checkpoint import load_checkpoint
+from gan.utils.errors import CheckpointError
 from gan.utils.config import PROJECT_ROOT
 from tests.conftest import tiny_overrides
 from train import train
@@ -131,13 +133,24 @@ def test_checkpoint_is_replaced_atomically_and_a_failed_save_keeps_the_previous_
     assert path.read_bytes() == b"complete checkpoint"
     assert callback._last_checkpoint_saved == str(path) and callback._last_global_step_saved == 7
 
-    def crash_midway(filepath, weights_only=False):
-        with open(filepath, "wb") as handle:
-            handle.write(b"half a chec")
-        raise OSError("No space left on device")
+    def crash_midway(error):
+        def write(filepath, weights_only=False):
+            with open(filepath, "wb") as handle:
+                handle.write(b"half a chec")
+            raise error
+        return write
 
     with pytest.raises(OSError, match="No space left"):
-        callback._save_checkpoint(fake_trainer(crash_midway), str(path))
+        callback._save_checkpoint(fake_trainer(crash_midway(OSError("No space left on device"))), str(path))
+    assert path.read_bytes() == b"complete checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+    # the error the OS raises (with its errno): one line naming the checkpoint and the free space
+    with pytest.raises(CheckpointError) as error:
+        callback._save_checkpoint(fake_trainer(crash_midway(OSError(errno.ENOSPC, "No space left on device"))), str(path))
+    message = str(error.value)
+    assert message.startswith(f"no space left to save checkpoint {path} (") and "\n" not in message
+    assert f" free in {tmp_path}" in message and message.endswith("the previous checkpoints are intact")
     assert path.read_bytes() == b"complete checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 

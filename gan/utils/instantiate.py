@@ -7,6 +7,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gan.utils.errors import ConfigError
+
 log = logging.getLogger("gan")
 
 
@@ -29,7 +31,8 @@ def instantiate_group(group: DictConfig | None) -> list:
     if not group:
         return []
     if not isinstance(group, DictConfig):
-        raise TypeError(f"expected a config group mapping names to configs, got {type(group).__name__}")
+        raise ConfigError(f"expected a config group mapping names to configs (callbacks.<name>: {{_target_: ...}}), "
+                          f"got {type(group).__name__}")
     return [build(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 

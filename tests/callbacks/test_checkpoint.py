@@ -1,46 +1,15 @@
-"""GANModelCheckpoint: no non-finite weights on disk, a full disk as one line, signal handlers given back."""
+"""GANModelCheckpoint: no non-finite weights on disk, signal handlers given back (atomic writes and a full
+disk: tests/test_resume.py)."""
 from __future__ import annotations
 
-import errno
 import signal
-from types import SimpleNamespace
 
-import pytest
 import torch
 
-from gan.callbacks import GANModelCheckpoint
 from gan.losses.adversarial import NonSaturatingLoss
 from gan.utils.checkpoint import load_checkpoint
-from gan.utils.errors import CheckpointError
 from tests.conftest import tiny_overrides
 from train import train
-
-
-def fake_trainer(write):
-    return SimpleNamespace(save_checkpoint=write, is_global_zero=True, global_step=7, loggers=[])
-
-
-def test_full_disk_is_one_line_naming_the_checkpoint_and_free_space_and_keeps_the_previous_one(tmp_path):
-    callback = GANModelCheckpoint(dirpath=tmp_path)
-    path = tmp_path / "last.ckpt"
-
-    def good(filepath, weights_only=False):
-        with open(filepath, "wb") as handle:
-            handle.write(b"complete checkpoint")
-
-    def disk_full(filepath, weights_only=False):
-        with open(filepath, "wb") as handle:
-            handle.write(b"half a chec")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    callback._save_checkpoint(fake_trainer(good), str(path))
-    with pytest.raises(CheckpointError) as error:
-        callback._save_checkpoint(fake_trainer(disk_full), str(path))
-    message = str(error.value)
-    assert message.startswith(f"no space left to save checkpoint {path} (") and "\n" not in message
-    assert f" free in {tmp_path}" in message and message.endswith("the previous checkpoints are intact")
-    assert path.read_bytes() == b"complete checkpoint"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
 def nan_losses_from(call: int, monkeypatch) -> None:
