@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -118,7 +119,7 @@ def main(cfg: DictConfig) -> float | None:
             record_job(cfg, "failed", failed_value, {}, started, error=message)
         if not in_sweep or failed_value is None:
             raise
-        if user_error is not None:
+        if user_error is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
             print_error(user_error)
         else:
             log.exception("Job failed")

@@ -1,6 +1,7 @@
 """Sample grids from the fixed noise every N generator steps: PNG in the run dir + the active loggers."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import torch
 from gan.utils.logging import log_image
 from gan.utils.steps import interval_crossed
 from gan.visualize import save_samples
+
+log = logging.getLogger("gan")
 
 
 class SampleGrid(pl.Callback):
@@ -53,6 +56,9 @@ class SampleGrid(pl.Callback):
             samples = pl_module.sample_fixed(nrow, torch.arange(num_classes, device=pl_module.device).repeat_interleave(nrow))
         else:
             samples = pl_module.sample_fixed(count)
+        if not bool(torch.isfinite(samples).all()):  # a diverged generator: nothing to look at
+            log.warning("No sample grid at generator step %d: the samples hold NaN/Inf", step)
+            return
         title = f"generator step {step}"
         path = save_samples(samples, self.dirpath / f"gstep_{step:07d}.png", getattr(datamodule, "modes", None), title, nrow)
         self.last_path = path
