@@ -197,18 +197,22 @@ def test_watching_does_not_change_training(make_cfg, tmp_path):
     assert len(losses[0]) == 5 and losses[0] == losses[1]
 
 
-def test_nan_loss_is_divergence_and_keeps_the_last_healthy_checkpoint(make_cfg, tmp_path, monkeypatch):
+def nan_from_d_step(first: int, monkeypatch) -> None:
     calls = {"n": 0}
     original = NonSaturatingLoss.discriminator_loss
 
-    def nan_from_step_13(self, *args, **kwargs):
+    def poisoned(self, *args, **kwargs):
         terms = original(self, *args, **kwargs)
         calls["n"] += 1
-        if calls["n"] >= 13:
+        if calls["n"] >= first:
             terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(NonSaturatingLoss, "discriminator_loss", nan_from_step_13)
+    monkeypatch.setattr(NonSaturatingLoss, "discriminator_loss", poisoned)
+
+
+def test_nan_loss_is_divergence_and_keeps_the_last_healthy_checkpoint(make_cfg, tmp_path, monkeypatch):
+    nan_from_d_step(13, monkeypatch)
     cfg = make_cfg(health_overrides("gan", "toy2d_ring", 30, "callbacks.gan_health.divergence.action=stop_and_keep_last_healthy",
                                     "callbacks.model_checkpoint.every_n_train_steps=10"))  # every 5 generator steps
     _, objects = train(cfg)
@@ -225,6 +229,31 @@ def test_nan_loss_is_divergence_and_keeps_the_last_healthy_checkpoint(make_cfg, 
     last = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert last["gan_counters"]["generator_steps"] == 10
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+class CheckEvery(pl.Callback):
+    """Gives the health check an accelerator's cadence on CPU (where it would check every iteration)."""
+
+    def __init__(self, iterations: int):
+        self.iterations = iterations
+
+    def on_train_start(self, trainer, pl_module):  # runs after GANHealth's, which sets the CPU cadence
+        next(c for c in trainer.callbacks if isinstance(c, GANHealth))._sync_every_now = self.iterations
+
+
+def test_accelerator_cadence_finds_the_exact_step_and_checks_before_every_save(make_cfg, tmp_path, monkeypatch):
+    """Rows are checked every 10 iterations, and before each checkpoint save: NaN from generator step 13 is
+    reported at step 13 and stops the run at the save of step 14, not at the regular check of step 20."""
+    nan_from_d_step(13, monkeypatch)
+    cfg = make_cfg(health_overrides("gan", "toy2d_ring", 30, "callbacks.model_checkpoint.every_n_train_steps=14",  # every 7 G steps
+                                    "+callbacks.check_every._target_=tests.callbacks.test_gan_health.CheckEvery",
+                                    "+callbacks.check_every.iterations=10"))
+    _, objects = train(cfg)
+    (event,) = events_of(tmp_path / "run")
+    assert (event["kind"], event["generator_step"], event["global_step"]) == ("divergence", 13, 26)
+    assert objects["module"].generator_steps == 14
+    assert load_checkpoint(event["last_healthy_checkpoint"])["gan_counters"]["generator_steps"] == 7
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["gan_counters"]["generator_steps"] == 7
 
 
 @pytest.mark.slow
