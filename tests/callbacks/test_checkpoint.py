@@ -6,28 +6,14 @@ import signal
 
 import torch
 
-from gan.losses.adversarial import NonSaturatingLoss
 from gan.utils.checkpoint import load_checkpoint
+from tests.callbacks.test_gan_health import nan_from_d_step
 from tests.conftest import tiny_overrides
 from train import train
 
 
-def nan_losses_from(call: int, monkeypatch) -> None:
-    calls = {"n": 0}
-    original = NonSaturatingLoss.discriminator_loss
-
-    def poisoned(self, *args, **kwargs):
-        terms = original(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] >= call:
-            terms["loss"] = terms["loss"] * float("nan")
-        return terms
-
-    monkeypatch.setattr(NonSaturatingLoss, "discriminator_loss", poisoned)
-
-
 def test_non_finite_weights_are_never_saved_even_when_training_goes_on(make_cfg, tmp_path, monkeypatch):
-    nan_losses_from(7, monkeypatch)  # NaN weights from generator step 7 of 16
+    nan_from_d_step(7, monkeypatch)  # NaN weights from generator step 7 of 16
     cfg = make_cfg(tiny_overrides("gan", "toy2d_ring", steps=16) + [
         "metrics=none", "callbacks.gan_health.divergence.action=warn",  # the run goes on with NaN weights
         "callbacks.model_checkpoint.every_n_train_steps=4", "callbacks.model_checkpoint.save_top_k=-1"])
