@@ -85,7 +85,7 @@ class PatchEmbed(nn.Module):
 class DinoVisionTransformer(nn.Module):
     """(N, 3, H, W) normalised images, H and W multiples of 14 -> (N, embed_dim) normalised CLS tokens."""
 
-    def __init__(self, architecture: str = "vit-s-14"):
+    def __init__(self, architecture: str = "vit-s-14", random_init: bool = True):
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown DINOv2 architecture {architecture!r}; expected one of {list(ARCHITECTURES)}")
@@ -98,7 +98,8 @@ class DinoVisionTransformer(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, dim))  # training only; kept so the official files load strictly
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self._init_like_dinov2()
+        if random_init:
+            self._init_like_dinov2()
 
     def _init_like_dinov2(self) -> None:
         """The official initialisation, so randomly initialised test weights behave like an untrained DINOv2."""
@@ -146,8 +147,9 @@ def torch_fidelity_extractor(architecture: str, state_dict: dict[str, Tensor]):
             # the parent's __init__ would call torch.hub.load (GitHub); everything else is the parent's
             FeatureExtractorBase.__init__(self, f"dinov2-{architecture}", ["dinov2"])
             self.feature_extractor_internal_dtype = torch.float32
-            self.model = DinoVisionTransformer(architecture)
-            self.model.load_state_dict(state_dict)
+            with torch.device("meta"):  # no memory, no initialisation: the file's tensors become the parameters
+                self.model = DinoVisionTransformer(architecture, random_init=False)
+            self.model.load_state_dict(state_dict, assign=True)
             self.requires_grad_(False).eval()
 
     return LocalDinoV2()

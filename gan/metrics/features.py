@@ -171,9 +171,14 @@ class FidelityFeatures(Extractor):
         self.device = torch.device(device)
         self.resize = check_resize(resize)
 
+    #: the default of ``metrics.<name>_model`` for extractors with several backbones; None: one network
+    default_model: str | None = None
+
     @classmethod
     def from_settings(cls, settings):
-        return cls(settings.get(f"{cls.name}_weights"), settings.get("device", "cpu"), settings.get("resize", RESIZE_MODES[0]))
+        backbone = {} if cls.default_model is None else {"model": settings.get(f"{cls.name}_model") or cls.default_model}
+        return cls(settings.get(f"{cls.name}_weights"), device=settings.get("device", "cpu"),
+                   resize=settings.get("resize", RESIZE_MODES[0]), **backbone)
 
     def build(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -246,25 +251,21 @@ class DinoV2Features(FidelityFeatures):
     """DINOv2 ViT/14 CLS features (Oquab et al. 2023; Stein et al. 2023 recommend ViT-L/14 for FD_DINOv2),
     through torch-fidelity's extractor around the network in ``gan/metrics/dinov2.py`` (no torch.hub)."""
 
-    name = "dinov2"
+    name, default_model = "dinov2", "vit-l-14"
     layers = ("dinov2",)
     distance_layer = "dinov2"
 
-    def __init__(self, weights: str | None = None, model: str = "vit-l-14", device: str | torch.device = "cpu",
+    def __init__(self, weights: str | None = None, model: str | None = None, device: str | torch.device = "cpu",
                  resize: str = RESIZE_MODES[0]):
         from gan.metrics.dinov2 import ARCHITECTURES, WEIGHTS_URL, weights_file_stem
 
+        model = model or self.default_model
         if model not in ARCHITECTURES:
             raise ConfigError(f"metrics.dinov2_model={model!r} is not a DINOv2 backbone; expected one of {list(ARCHITECTURES)}")
         self.model, self.fidelity_name = model, f"dinov2-{model}"
         stem = weights_file_stem(model)
         self.weights = WeightsFile("metrics.dinov2_weights", f"{stem}_pretrain.pth", WEIGHTS_URL.format(stem=stem))
         super().__init__(weights, device, resize)
-
-    @classmethod
-    def from_settings(cls, settings):
-        return cls(settings.get("dinov2_weights"), settings.get("dinov2_model") or "vit-l-14",
-                   settings.get("device", "cpu"), settings.get("resize", RESIZE_MODES[0]))
 
     def build(self):
         from gan.metrics.dinov2 import torch_fidelity_extractor
@@ -284,14 +285,15 @@ class CLIPFeatures(FidelityFeatures):
     """CLIP image embeddings (Radford et al. 2021), torch-fidelity's extractor; the weights file is OpenAI's
     TorchScript archive (torch-fidelity caches it as ``clip-<model>-<sha256>.pt``)."""
 
-    name = "clip"
+    name, default_model = "clip", "vit-b-32"
     layers = ("clip",)
     distance_layer = "clip"
 
-    def __init__(self, weights: str | None = None, model: str = "vit-b-32", device: str | torch.device = "cpu",
+    def __init__(self, weights: str | None = None, model: str | None = None, device: str | torch.device = "cpu",
                  resize: str = RESIZE_MODES[0]):
         from torch_fidelity.feature_extractor_clip import MODEL_METADATA, MODEL_URLS
 
+        model = model or self.default_model
         self.fidelity_name = f"clip-{model}"
         if self.fidelity_name not in MODEL_URLS:
             choices = [name.removeprefix("clip-") for name in MODEL_URLS]
@@ -300,11 +302,6 @@ class CLIPFeatures(FidelityFeatures):
         self.weights = WeightsFile("metrics.clip_weights", f"{self.fidelity_name}-{MODEL_METADATA[self.fidelity_name]['hash']}.pt",
                                    MODEL_URLS[self.fidelity_name])
         super().__init__(weights, device, resize)
-
-    @classmethod
-    def from_settings(cls, settings):
-        return cls(settings.get("clip_weights"), settings.get("clip_model") or "vit-b-32",
-                   settings.get("device", "cpu"), settings.get("resize", RESIZE_MODES[0]))
 
     def build(self):
         from torch_fidelity.feature_extractor_clip import FeatureExtractorCLIP

@@ -238,19 +238,26 @@ class KID(Metric):
         return {"kid": out[KEY_METRIC_KID_MEAN], "kid_std": out[KEY_METRIC_KID_STD]}
 
 
-class PrecisionRecall(Metric):
-    """Improved precision and recall (Kynkaanniemi et al. 2019): k-NN balls around real and fake features,
-    as many reals as fakes."""
+class NearestNeighbourMetric(Metric):
+    """A metric on k-nearest-neighbour balls: ``neighborhood`` is k; it compares as many reals as fakes,
+    since the balls' reach depends on how many points there are."""
 
-    name, extractor, extractor_choices, equal_counts = "prc", "inception", DISTANCE_EXTRACTORS, True
-    directions = {"prc/f_score": True, "prc/precision": True, "prc/recall": True}
+    extractor, extractor_choices, equal_counts = "inception", DISTANCE_EXTRACTORS, True
+    default_neighborhood: ClassVar[int]
 
-    def __init__(self, num_samples: int | None = None, extractor: str | None = None, neighborhood: int = 3):
+    def __init__(self, num_samples: int | None = None, extractor: str | None = None, neighborhood: int | None = None):
         super().__init__(num_samples, extractor)
-        self.neighborhood = int(neighborhood)
+        self.neighborhood = int(neighborhood or self.default_neighborhood)
 
     def options(self, num_fake):
         return {"neighborhood": self.neighborhood}
+
+
+class PrecisionRecall(NearestNeighbourMetric):
+    """Improved precision and recall (Kynkaanniemi et al. 2019): k = 3 balls around real and fake features."""
+
+    name, default_neighborhood = "prc", 3
+    directions = {"prc/f_score": True, "prc/precision": True, "prc/recall": True}
 
     def compute(self, fake, real, datamodule):
         from torch_fidelity.metric_prc import prc_features_to_metric
@@ -259,19 +266,12 @@ class PrecisionRecall(Metric):
         return {f"prc/{key}": value for key, value in out.items()}
 
 
-class DensityCoverage(Metric):
+class DensityCoverage(NearestNeighbourMetric):
     """Density and coverage (Naeem et al. 2020), the outlier-robust successors of precision and recall:
-    k = 5 nearest-neighbour balls around the reals only, as many reals as fakes."""
+    k = 5 balls around the reals only."""
 
-    name, extractor, extractor_choices, equal_counts = "density_coverage", "inception", DISTANCE_EXTRACTORS, True
+    name, default_neighborhood = "density_coverage", 5
     directions = {"density_coverage/coverage": True, "density_coverage/density": True}
-
-    def __init__(self, num_samples: int | None = None, extractor: str | None = None, neighborhood: int = 5):
-        super().__init__(num_samples, extractor)
-        self.neighborhood = int(neighborhood)
-
-    def options(self, num_fake):
-        return {"neighborhood": self.neighborhood}
 
     def compute(self, fake, real, datamodule):
         out = density_coverage(fake[self.layer], real[self.layer], self.neighborhood)
@@ -432,7 +432,8 @@ class MetricSuite:
         batch_size: samples per generator / extractor call; batch b's latent codes come from (seed, b).
         inception_weights, dinov2_weights, clip_weights: local copies of the networks' weights; None: the
             torch hub cache, else downloaded (offline: an error before anything starts).
-        dinov2_model: vit-s-14, vit-b-14 or vit-l-14; clip_model: torch-fidelity's CLIP names, e.g. vit-b-32.
+        dinov2_model: vit-s-14, vit-b-14 or vit-l-14 (None: vit-l-14); clip_model: torch-fidelity's CLIP
+            names (None: vit-b-32).
         resize: ``torch-fidelity`` (default, comparable with published numbers) or ``clean`` (clean-fid).
         cache_dir: where real features are cached; None disables the cache.
         seed: seeds the latent codes and the choice of real samples, so two evaluations of the same
@@ -444,8 +445,8 @@ class MetricSuite:
 
     def __init__(self, compute: Mapping[str, Mapping | None] | Sequence[str] = (), num_samples: int = 1000,
                  num_real: int = 5000, batch_size: int = 100, inception_weights: str | None = None,
-                 dinov2_weights: str | None = None, dinov2_model: str = "vit-l-14", clip_weights: str | None = None,
-                 clip_model: str = "vit-b-32", resize: str = RESIZE_MODES[0], cache_dir: str | None = None, seed: int = 0,
+                 dinov2_weights: str | None = None, dinov2_model: str | None = None, clip_weights: str | None = None,
+                 clip_model: str | None = None, resize: str = RESIZE_MODES[0], cache_dir: str | None = None, seed: int = 0,
                  device: str | torch.device = "cpu", progress: bool = False):
         options = dict(compute) if isinstance(compute, Mapping) else {name: None for name in compute}
         self.metrics = [_build_metric(name, opts) for name, opts in options.items()]

@@ -70,6 +70,20 @@ def clip_weights(tmp_path_factory) -> Path:
     return path
 
 
+class Recording:
+    """Wraps an extractor and keeps what it returned."""
+
+    def __init__(self, inner):
+        self.inner, self.outputs = inner, []
+
+    def __call__(self, batch):
+        self.outputs.append(self.inner(batch))
+        return self.outputs[-1]
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 class TensorData(GANDataModule):
     """A data module over a fixed tensor of images (the 'real' side of a comparison)."""
 

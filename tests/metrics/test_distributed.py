@@ -15,6 +15,7 @@ from torch import nn
 
 from gan.metrics import MetricSuite
 from gan.metrics.sharding import Batches, batch_seed
+from tests.metrics.conftest import Recording
 
 COMPUTE = {"fid_digits": {}, "kid": {"extractor": "digit_classifier", "subsets": 5, "subset_size": 100},
            "density_coverage": {"extractor": "digit_classifier"}}
@@ -52,16 +53,8 @@ class TinyGenerator(nn.Module):
         return torch.tanh(self.net(torch.randn(n, 8, generator=generator)) + self.offset).view(n, 1, 28, 28)
 
 
-class CountingExtractor:
-    def __init__(self, inner):
-        self.inner, self.rows = inner, 0
-
-    def __call__(self, batch):
-        self.rows += len(batch)
-        return self.inner(batch)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+def rows(recording: Recording) -> int:
+    return sum(len(output["features"]) for output in recording.outputs)
 
 
 def digits_data(data_dir: str):
@@ -80,10 +73,10 @@ def rank_main(rank: int, world_size: int, tmp: str, data_dir: str) -> None:
         if rank == 1:
             generator.offset.fill_(0.5)  # rank 1's buffers drifted: scoring must use rank 0's
         suite = MetricSuite(COMPUTE, cache_dir=f"{tmp}/cache", **SETTINGS)
-        suite.extractors["digit_classifier"] = counting = CountingExtractor(suite.extractors["digit_classifier"])
+        suite.extractors["digit_classifier"] = recording = Recording(suite.extractors["digit_classifier"])
         values, protocol = suite.evaluate_generator(generator, digits_data(data_dir))
         assert float(generator.offset) == (0.5 if rank == 1 else 0.0)  # the run's own generator is left alone
-        Path(f"{tmp}/rank{rank}.json").write_text(json.dumps({"values": values, "rows": counting.rows, "protocol": protocol}))
+        Path(f"{tmp}/rank{rank}.json").write_text(json.dumps({"values": values, "rows": rows(recording), "protocol": protocol}))
     finally:
         dist.destroy_process_group()
 
@@ -95,11 +88,11 @@ def test_two_processes_give_the_single_process_values_with_half_the_features_eac
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
     suite = MetricSuite(COMPUTE, cache_dir=str(tmp_path / "single_cache"), **SETTINGS)
-    suite.extractors["digit_classifier"] = counting = CountingExtractor(suite.extractors["digit_classifier"])
+    suite.extractors["digit_classifier"] = recording = Recording(suite.extractors["digit_classifier"])
     single, protocol = suite.evaluate_generator(TinyGenerator(), digits_data(str(data_dir)))
 
     # 400 fakes + 600 reals in batches of 100, dealt out alternately: 200 + 300 rows each, 1,000 in one process
-    assert [rank["rows"] for rank in ranks] == [500, 500] and counting.rows == 1000
+    assert [rank["rows"] for rank in ranks] == [500, 500] and rows(recording) == 1000
     for rank in ranks:
         assert rank["values"].keys() == single.keys()  # every rank logs rank 0's values
         for name, value in single.items():

@@ -12,28 +12,14 @@ import torch
 from gan.metrics import MetricSuite, MetricsUnavailableError, image_folder_batches
 from gan.metrics import features as features_module
 from gan.metrics.features import clean_resize
-from tests.metrics.conftest import TensorData, random_images, write_folder
+from tests.metrics.conftest import Recording, TensorData, random_images, write_folder
 from tests.metrics.test_formulas import prdc_reference
 
-N = 8  # every image is resized to 224 px for a 12-block ViT (~0.15 s each on a CPU core): keep it small
+N = 6  # every image is resized to 224 px for a 12-block ViT (~0.15 s each on a CPU core): keep it small
 
 
 def rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
-
-
-class Recording:
-    """Wraps an extractor and keeps what it returned."""
-
-    def __init__(self, inner):
-        self.inner, self.outputs = inner, []
-
-    def __call__(self, batch):
-        self.outputs.append(self.inner(batch))
-        return self.outputs[-1]
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 @pytest.fixture
@@ -57,7 +43,7 @@ def test_dinov2_from_local_weights_equals_torch_fidelity_on_the_same_folders(fol
 
     fake_images, real_images, fake_dir, real_dir = folders
     compute = {"fd_dinov2": {}, "kid": {"extractor": "dinov2", "subsets": 3, "subset_size": N},
-               "prc": {"extractor": "dinov2"}, "density_coverage": {"extractor": "dinov2"}}
+               "prc": {"extractor": "dinov2"}, "density_coverage": {"extractor": "dinov2", "neighborhood": 3}}
     suite = MetricSuite(compute, num_samples=N, num_real=N, batch_size=N, dinov2_model="vit-s-14",
                         dinov2_weights=str(dinov2_weights))
     suite.extractors["dinov2"] = recording = Recording(suite.extractors["dinov2"])
@@ -66,7 +52,7 @@ def test_dinov2_from_local_weights_equals_torch_fidelity_on_the_same_folders(fol
 
     def hub_load(repo, model, **kwargs):  # what torch.hub would fetch from GitHub, built offline from the same file
         assert (repo, model) == ("facebookresearch/dinov2", "dinov2_vits14")
-        network = DinoVisionTransformer("vit-s-14")
+        network = DinoVisionTransformer("vit-s-14", random_init=False)
         network.load_state_dict(torch.load(dinov2_weights, weights_only=True))
         return network
 
@@ -78,11 +64,11 @@ def test_dinov2_from_local_weights_equals_torch_fidelity_on_the_same_folders(fol
 
     fake, real = (output["dinov2"] for output in recording.outputs)
     assert fake.shape == (N, 384) and fake.std() > 1e-3  # the random ViT gives informative features
-    density, coverage = prdc_reference(fake.double().numpy(), real.double().numpy(), k=5)
+    density, coverage = prdc_reference(fake.double().numpy(), real.double().numpy(), k=3)
     assert (values["density_coverage/density"], values["density_coverage/coverage"]) == pytest.approx((density, coverage))
     assert protocol["extractors"]["dinov2"]["extractor"] == "torch-fidelity dinov2-vit-s-14"
     assert protocol["extractors"]["dinov2"]["weights"] == dinov2_weights.name
-    assert protocol["metrics"]["density_coverage"] == {"num_fake": N, "extractor": "dinov2", "num_real": N, "neighborhood": 5}
+    assert protocol["metrics"]["density_coverage"] == {"num_fake": N, "extractor": "dinov2", "num_real": N, "neighborhood": 3}
 
 
 def test_clip_from_local_weights_equals_torch_fidelity_on_the_same_folders(folders, clip_weights):
@@ -141,12 +127,13 @@ def test_clean_resize_antialiases_where_torch_fidelity_aliases():
 def test_clean_resize_reaches_the_network_without_requantisation(dinov2_weights):
     """At the network's own input size both rules leave the pixels alone, so both give the same features; at
     16 px they differ, and the protocol says which rule produced a value."""
-    images = random_images(1, size=224, seed=3)
-    settings = dict(weights=str(dinov2_weights), model="vit-s-14")
-    default, clean = (features_module.DinoV2Features(**settings, resize=rule) for rule in ("torch-fidelity", "clean"))
-    torch.testing.assert_close(default(images)["dinov2"], clean(images)["dinov2"], rtol=1e-5, atol=1e-5)
-    small = random_images(1, size=16, seed=3)
-    assert not torch.allclose(default(small)["dinov2"], clean(small)["dinov2"], atol=1e-3)
-    assert "clean-fid" in clean.protocol()["resize"] and "TF1" in default.protocol()["resize"]
+    images, small = random_images(1, size=224, seed=3), random_images(1, size=16, seed=3)
+    extractor = features_module.DinoV2Features(weights=str(dinov2_weights), model="vit-s-14")
+    default = {"native": extractor(images)["dinov2"], "small": extractor(small)["dinov2"], **extractor.protocol()}
+    extractor.resize = "clean"  # the same network, the other rule
+    clean = {"native": extractor(images)["dinov2"], "small": extractor(small)["dinov2"], **extractor.protocol()}
+    torch.testing.assert_close(default["native"], clean["native"], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(default["small"], clean["small"], atol=1e-3)
+    assert "clean-fid" in clean["resize"] and "TF1" in default["resize"]
     with pytest.raises(ValueError, match=r"metrics.resize='bicubic' is not a resize rule; expected one of"):
         MetricSuite(["fid_digits"], resize="bicubic")

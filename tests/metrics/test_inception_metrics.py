@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 
 from gan.metrics import MetricSuite, MetricsUnavailableError, image_folder_batches
 from gan.metrics import features as features_module
-from tests.metrics.conftest import TensorData, random_images, write_folder
+from tests.metrics.conftest import Recording, TensorData, random_images, write_folder
 
 N = 10  # Inception resizes every image to 299x299 (~0.25 s each on a CPU): keep the counts tiny
 
@@ -50,20 +50,6 @@ def precision_recall(fake: np.ndarray, real: np.ndarray, k: int) -> tuple[float,
     precision = (cdist(fake, real) <= radii(real)[None, :]).any(1).mean()
     recall = (cdist(real, fake) <= radii(fake)[None, :]).any(1).mean()
     return float(precision), float(recall)
-
-
-class Recording:
-    """Wraps an extractor and keeps what it returned."""
-
-    def __init__(self, inner):
-        self.inner, self.outputs = inner, []
-
-    def __call__(self, batch):
-        self.outputs.append(self.inner(batch))
-        return self.outputs[-1]
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def rel(a: float, b: float) -> float:
