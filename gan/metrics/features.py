@@ -165,14 +165,15 @@ class FidelityFeatures(Extractor):
     #: the torch-fidelity extractor name, e.g. ``inception-v3-compat``
     fidelity_name: str
     weights: WeightsFile
+    #: the default of ``metrics.<name>_model`` for extractors with several backbones; None: one network
+    default_model: str | None = None
+    #: what ``resize=torch-fidelity`` does, for the protocol
+    default_resize = "torch-fidelity TF1-style bilinear to the network's input size, no antialias"
 
     def __init__(self, weights: str | None = None, device: str | torch.device = "cpu", resize: str = RESIZE_MODES[0]):
         self.weights_path = self.weights.resolve(weights)
         self.device = torch.device(device)
         self.resize = check_resize(resize)
-
-    #: the default of ``metrics.<name>_model`` for extractors with several backbones; None: one network
-    default_model: str | None = None
 
     @classmethod
     def from_settings(cls, settings):
@@ -206,10 +207,6 @@ class FidelityFeatures(Extractor):
                 "input": "uint8 RGB (grayscale repeated), rounded like PNG",
                 "resize": CLEAN_RESIZE if self.resize == "clean" else self.default_resize}
 
-    @property
-    def default_resize(self) -> str:
-        return "torch-fidelity TF1-style bilinear, no antialias (== torchmetrics antialias=False)"
-
     @torch.no_grad()
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
         if images.dim() != 4 or images.size(1) not in (1, 3):
@@ -234,6 +231,7 @@ class InceptionFeatures(FidelityFeatures):
     name, fidelity_name = "inception", "inception-v3-compat"
     layers = ("2048", "logits_unbiased")
     distance_layer, logits_layer = "2048", "logits_unbiased"
+    default_resize = INCEPTION_RESIZE
     weights = WeightsFile("metrics.inception_weights", "weights-inception-2015-12-05-6726825d.pth",
                           "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth")
 
@@ -241,10 +239,6 @@ class InceptionFeatures(FidelityFeatures):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         return FeatureExtractorInceptionV3(self.fidelity_name, list(self.layers), feature_extractor_weights_path=self.weights_path)
-
-    @property
-    def default_resize(self) -> str:
-        return INCEPTION_RESIZE
 
 
 class DinoV2Features(FidelityFeatures):

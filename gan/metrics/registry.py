@@ -505,10 +505,10 @@ class MetricSuite:
             "metrics": metrics,
             "extractors": {name: extractor.protocol() for name, extractor in self.extractors.items() if name != "raw"},
             "reference": {"split": split, "num_real": num_real, "seed": self.seed} if needs_real else None,
-            "latent_seed": self.seed if latent_seed is None else latent_seed,
-            # how the fake set is drawn: the same in one process and under DDP
-            "latent_codes": f"batches of {self.batch_size}, batch b from torch.Generator seeded "
-                            "SeedSequence([latent_seed, b]).generate_state(1)",
+            # how the fakes were drawn, the same in one process and under DDP (None: not drawn here, e.g. a folder)
+            "latent_seed": latent_seed,
+            "latent_codes": None if latent_seed is None else f"batches of {self.batch_size}, batch b from a "
+                            "torch.Generator seeded SeedSequence([latent_seed, b]).generate_state(1)",
             "class_labels": None if num_classes is None else f"sample i has class i mod {num_classes}",
         }
 
