@@ -38,6 +38,7 @@ def torch_fidelity_metrics(fake_dir, real_dir, extractor: str, **kwargs) -> dict
                                                 cache=False, verbose=False, **kwargs)
 
 
+@pytest.mark.slow  # 24 ViT-S passes at 224 px: ~8 s on an idle 2-core CPU (the Inception twin is slow too)
 def test_dinov2_from_local_weights_equals_torch_fidelity_on_the_same_folders(folders, dinov2_weights):
     from gan.metrics.dinov2 import DinoVisionTransformer
 
