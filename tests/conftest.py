@@ -21,11 +21,15 @@ IMAGE_MODELS = [m for m in MODELS if m != "gan"]
 TINY_NETS = {
     "mlp": ["model.generator.hidden=[16]", "model.discriminator.hidden=[16]", "model.generator.latent_dim=8"],
     "dcgan": ["model.generator.width=4", "model.discriminator.width=4", "model.generator.latent_dim=8"],
+    # R3GAN's bottleneck needs width x expansion divisible by group_channels; on vector data both are MLPs
+    # (``++``: set whether or not the variant or its per-data preset names the key)
+    "r3gan": ["++model.generator.width=8", "++model.discriminator.width=8", "++model.generator.group_channels=4",
+              "++model.discriminator.group_channels=4", "model.generator.latent_dim=8"],
 }
 
 
 def net_family(model: str) -> str:
-    return "mlp" if model == "gan" else "dcgan"
+    return {"gan": "mlp", "r3gan": "r3gan"}.get(model, "dcgan")
 
 
 def tiny_overrides(model: str = "dcgan", data: str = "digits", steps: int = 3) -> list[str]:

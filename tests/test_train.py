@@ -34,7 +34,8 @@ def test_each_variant_trains_and_writes_grid_and_checkpoint(make_cfg, tmp_path, 
     generator = gan.load_generator(last)
     samples = generator.sample(5)
     assert samples.shape == (5, *cfg.data.sample_shape)
-    for name, param in module.generator.state_dict().items():
+    # the weights the run shows and scores: the EMA copy once it has been updated (model=r3gan), else G's
+    for name, param in module.sampling_generator.state_dict().items():
         assert torch.equal(param, generator.state_dict()[name])
 
 

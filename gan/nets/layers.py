@@ -96,5 +96,32 @@ class ConditionalBatchNorm(nn.Module):
         return self.norm(x) * self.scale(labels).view(shape) + self.shift(labels).view(shape)
 
 
+class FourierFeatures(nn.Module):
+    """Random Fourier features of a vector input (Tancik et al. 2020): ``[x, sin(2 pi x B), cos(2 pi x B)]``.
+
+    An MLP learns low frequencies first (spectral bias), so a plain MLP discriminator resolves sharp modes of
+    2D data late; sinusoids of the input give it high frequencies from the start. ``B`` has ``features``
+    columns of Gaussian directions whose scales (cycles per unit of input) are spread log-uniformly over
+    ``scales`` = (lowest, highest): the low ones carry where mass is missing across the plane, the high ones
+    how sharp each mode is. ``B`` is a buffer drawn from its own seeded generator, so it is saved in
+    checkpoints and the global RNG stream (network initialisation) is untouched.
+    """
+
+    def __init__(self, in_features: int, features: int, scales: tuple[float, float] = (0.5, 5.0), seed: int = 0):
+        super().__init__()
+        low, high = (float(s) for s in scales)
+        if int(features) < 1 or not 0 < low <= high:
+            raise ConfigError(f"Fourier features need features >= 1 and scales 0 < low <= high, got {features}, {list(scales)}")
+        rng = torch.Generator().manual_seed(int(seed))
+        cycles = torch.logspace(math.log10(low), math.log10(high), int(features))
+        directions = torch.randn(int(in_features), int(features), generator=rng)
+        self.register_buffer("frequencies", 2 * math.pi * cycles * directions / directions.norm(dim=0, keepdim=True))
+        self.out_features = int(in_features) + 2 * int(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        phase = x @ self.frequencies
+        return torch.cat([x, phase.sin(), phase.cos()], dim=1)
+
+
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
     return F.one_hot(labels, num_classes).to(dtype)

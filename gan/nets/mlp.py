@@ -8,6 +8,7 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, maybe_dropout, maybe_spectral_norm, output_activation
+from gan.nets.layers import FourierFeatures
 from gan.utils.errors import ConfigError
 
 
@@ -23,8 +24,47 @@ class Maxout(nn.Module):
         return self.linear(x).view(x.size(0), self.out_features, self.pieces).amax(dim=2)
 
 
+def generator_mlp(in_features: int, hidden: Sequence[int], out_features: int, output: str = "tanh",
+                  batch_norm: bool = False, negative_slope: float = 0.0, spectral_norm: bool = False) -> nn.Sequential:
+    """Linear layers of ``hidden`` units, each with optional batch norm then ReLU (LeakyReLU with
+    ``negative_slope`` > 0), and a linear map to ``out_features`` with the ``output`` activation."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [maybe_spectral_norm(nn.Linear(width, h), spectral_norm)]
+        if batch_norm:
+            layers += [nn.BatchNorm1d(h)]
+        layers += [nn.LeakyReLU(negative_slope) if negative_slope > 0 else nn.ReLU()]
+        width = h
+    layers += [maybe_spectral_norm(nn.Linear(width, out_features), spectral_norm), output_activation(output)]
+    return nn.Sequential(*layers)
+
+
+def discriminator_mlp_blocks(in_features: int, hidden: Sequence[int], maxout_pieces: int = 1, dropout: float = 0.0,
+                             input_dropout: float = 0.0, negative_slope: float = 0.2, spectral_norm: bool = False,
+                             fourier_features: int = 0, fourier_scales: Sequence[float] = (0.5, 5.0)) -> tuple[list[nn.Module], int]:
+    """The hidden blocks of an MLP discriminator (a block per hidden layer, its output a feature for
+    feature matching) and the width of the last: maxout (``maxout_pieces`` > 1) or LeakyReLU layers, dropout
+    after each, input dropout and optional Fourier features of the input in the first block."""
+    width = in_features
+    layers: list[nn.Module] = [nn.Flatten(), *maybe_dropout(input_dropout)]
+    if fourier_features:
+        layers.append(FourierFeatures(width, fourier_features, tuple(fourier_scales)))
+        width = layers[-1].out_features
+    blocks = []
+    for h in hidden:
+        if maxout_pieces > 1:
+            layers += [Maxout(width, h, maxout_pieces, spectral_norm)]
+        else:
+            layers += [maybe_spectral_norm(nn.Linear(width, h), spectral_norm), nn.LeakyReLU(negative_slope)]
+        blocks.append(nn.Sequential(*layers, *maybe_dropout(dropout)))
+        layers, width = [], h
+    return blocks or [nn.Sequential(*layers)], width
+
+
 class MLPGenerator(Generator):
-    """``num_classes`` (``conditioning: embedding`` only) and ``spectral_norm``: see :class:`Generator`."""
+    """``negative_slope`` > 0 makes the hidden activations LeakyReLU (R3GAN's toy MLP) instead of ReLU;
+    ``num_classes`` (``conditioning: embedding`` only) and ``spectral_norm``: see :class:`Generator`."""
 
     def __init__(
         self,
@@ -33,6 +73,7 @@ class MLPGenerator(Generator):
         hidden: Sequence[int] = (1200, 1200),
         output: str = "tanh",
         batch_norm: bool = False,
+        negative_slope: float = 0.0,
         spectral_norm: bool = False,
         num_classes: int | None = None,
         conditioning: str = "embedding",
@@ -41,16 +82,8 @@ class MLPGenerator(Generator):
         super().__init__(latent_dim, sample_shape, num_classes, conditioning, embedding_dim)
         if self.conditioning == "batchnorm":
             raise ConfigError("MLPGenerator supports conditioning='embedding' only (conditional batch norm needs DCGANGenerator)")
-        layers: list[nn.Module] = []
-        width = self.input_dim
-        for h in hidden:
-            layers += [maybe_spectral_norm(nn.Linear(width, h), spectral_norm)]
-            if batch_norm:
-                layers += [nn.BatchNorm1d(h)]
-            layers += [nn.ReLU()]
-            width = h
-        layers += [maybe_spectral_norm(nn.Linear(width, math.prod(self.sample_shape)), spectral_norm), output_activation(output)]
-        self.net = nn.Sequential(*layers)
+        self.net = generator_mlp(self.input_dim, hidden, math.prod(self.sample_shape), output, batch_norm,
+                                 negative_slope, spectral_norm)
 
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
         return self.net(z).view(z.size(0), *self.sample_shape)
@@ -58,7 +91,9 @@ class MLPGenerator(Generator):
 
 class MLPDiscriminator(Discriminator):
     """Maxout hidden layers (``maxout_pieces`` > 1) or LeakyReLU ones (``maxout_pieces`` = 1), dropout
-    after each; ``minibatch`` layer before the output (see :class:`DCGANDiscriminator`)."""
+    after each; ``minibatch`` layer before the output (see :class:`DCGANDiscriminator`).
+    ``fourier_features`` > 0 feeds the first layer :class:`~gan.nets.layers.FourierFeatures` of the input
+    with frequencies spread over ``fourier_scales`` (cycles per unit), for sharp low-dimensional modes."""
 
     labels_as_channels = False
 
@@ -75,20 +110,15 @@ class MLPDiscriminator(Discriminator):
         minibatch_group_size: int = 4,
         minibatch_kernels: int = 32,
         minibatch_kernel_dim: int = 8,
+        fourier_features: int = 0,
+        fourier_scales: Sequence[float] = (0.5, 5.0),
         num_classes: int | None = None,
         conditioning: str = "projection",
     ):
         super().__init__(sample_shape, num_classes, conditioning)
-        width = math.prod(self.sample_shape) + self.input_extra
-        layers: list[nn.Module] = [nn.Flatten(), *maybe_dropout(input_dropout)]
-        blocks = []
-        for h in hidden:
-            if maxout_pieces > 1:
-                layers += [Maxout(width, h, maxout_pieces, spectral_norm)]
-            else:
-                layers += [maybe_spectral_norm(nn.Linear(width, h), spectral_norm), nn.LeakyReLU(negative_slope)]
-            blocks.append(nn.Sequential(*layers, *maybe_dropout(dropout)))
-            layers, width = [], h
-        self.blocks = nn.ModuleList(blocks or [nn.Sequential(*layers)])
+        blocks, width = discriminator_mlp_blocks(math.prod(self.sample_shape) + self.input_extra, hidden, maxout_pieces,
+                                                 dropout, input_dropout, negative_slope, spectral_norm,
+                                                 fourier_features, fourier_scales)
+        self.blocks = nn.ModuleList(blocks)
         self.build_vector_head(width, lambda inputs: maybe_spectral_norm(nn.Linear(inputs, 1), spectral_norm),
                                minibatch, minibatch_group_size, minibatch_kernels, minibatch_kernel_dim, spectral_norm)

@@ -15,6 +15,10 @@ What is kept from the paper's Config E:
 - G starts from a learned ``base`` x ``base`` basis modulated by a linear map of z; D ends with a depthwise
   ``base`` x ``base`` convolution to one vector and a linear head; G's output is linear (``output=identity``).
 
+Vector data (the 2D toys): both become MLPs of ``vector_depth`` layers of ``width`` units with leaky ReLU 0.2
+and no normalization; the discriminator can take Fourier features of its input (``fourier_features``,
+``fourier_scales``: see gan/nets/layers.FourierFeatures), since a plain MLP resolves sharp 2D modes late.
+
 What is simplified: no mixed precision per stage, no custom CUDA kernels (plain PyTorch convolutions, so
 R1/R2's double backward works on any device), ``blocks_per_stage`` equal for every stage, and class
 conditioning done as in the rest of the framework (a label embedding concatenated to z in G; a projection
@@ -34,6 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, maybe_dropout, output_activation
+from gan.nets.dcgan import is_vector
+from gan.nets.mlp import discriminator_mlp_blocks, generator_mlp
 from gan.nets.resnet import reject_options, residual_geometry, stage_widths
 from gan.utils.errors import ConfigError
 
@@ -155,6 +161,7 @@ class R3GANGenerator(Generator):
         num_classes: int | None = None,
         conditioning: str = "embedding",
         embedding_dim: int | None = None,
+        vector_depth: int = 3,
         **options,
     ):
         super().__init__(latent_dim, sample_shape, num_classes, conditioning, embedding_dim)
@@ -163,6 +170,11 @@ class R3GANGenerator(Generator):
         check_unnormalized(who, spectral_norm)
         if self.conditioning == "batchnorm":
             raise ConfigError(f"{who} has no batch norm to condition; use conditioning=embedding")
+        if is_vector(sample_shape):  # the 2D toys: nothing to convolve
+            self.stages = nn.ModuleList([generator_mlp(self.input_dim, [int(width)] * int(vector_depth), self.sample_shape[0],
+                                                       output, negative_slope=0.2)])
+            self.output = nn.Identity()
+            return
         channels, base, doublings = residual_geometry(sample_shape, who)
         widths = stage_widths(width, max_width_multiplier, doublings + 1)[::-1]  # from the base map to the image
         total = int(blocks_per_stage) * len(widths)
@@ -211,12 +223,24 @@ class R3GANDiscriminator(Discriminator):
         minibatch_kernel_dim: int = 8,
         num_classes: int | None = None,
         conditioning: str = "projection",
+        vector_depth: int = 3,
+        fourier_features: int = 0,
+        fourier_scales: Sequence[float] = (0.5, 5.0),
         **options,
     ):
         super().__init__(sample_shape, num_classes, conditioning)
         who = type(self).__name__
         reject_options(who, options)
         check_unnormalized(who, spectral_norm)
+        if is_vector(sample_shape):  # the 2D toys: an MLP, with Fourier features of the input when asked
+            self.labels_as_channels = False
+            blocks, features = discriminator_mlp_blocks(self.sample_shape[0] + self.input_extra, [int(width)] * int(vector_depth),
+                                                        dropout=dropout, fourier_features=fourier_features,
+                                                        fourier_scales=fourier_scales)
+            self.blocks = nn.ModuleList(blocks)
+            self.build_vector_head(features, lambda inputs: nn.Linear(inputs, 1), minibatch, minibatch_group_size,
+                                   minibatch_kernels, minibatch_kernel_dim)
+            return
         channels, base, doublings = residual_geometry(sample_shape, who)
         widths = stage_widths(width, max_width_multiplier, doublings + 1)  # from the image to the base map
         total = int(blocks_per_stage) * len(widths)

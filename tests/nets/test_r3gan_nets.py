@@ -91,7 +91,25 @@ def test_option_errors_are_one_line_config_errors():
         R3GANGenerator(8, (3, 32, 32), num_classes=10, conditioning="batchnorm", **TINY)
     with pytest.raises(ConfigError, match=r"8 x 2 = 16 and group_channels=5"):
         R3GANGenerator(8, (3, 32, 32), width=8, group_channels=5)
-    with pytest.raises(ConfigError, match=r"image network.*\[2\]"):
-        R3GANGenerator(8, (2,))
     with pytest.raises(ConfigError, match=r"R3GANDiscriminator does not take norm='layer'"):
         R3GANDiscriminator((3, 32, 32), norm="layer", **TINY)
+
+
+def test_vector_data_gets_unnormalized_mlps_with_optional_fourier_features():
+    from gan.nets.layers import FourierFeatures
+
+    generator = R3GANGenerator(8, (2,), width=32, vector_depth=2)
+    discriminator = R3GANDiscriminator((2,), width=32, vector_depth=2, fourier_features=16, fourier_scales=[0.5, 5.0])
+    x = generator(torch.randn(5, 8))
+    assert x.shape == (5, 2) and discriminator(x).shape == (5,)
+    linear = [m for m in generator.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [32, 32, 2]  # vector_depth hidden layers of width units
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.LayerNorm)) for m in generator.modules())
+    fourier = [m for m in discriminator.modules() if isinstance(m, FourierFeatures)]
+    assert len(fourier) == 1 and fourier[0].out_features == 2 + 2 * 16
+    # the frequencies span the requested cycles per unit, log-spaced
+    cycles = fourier[0].frequencies.norm(dim=0) / (2 * torch.pi)
+    assert torch.allclose(cycles, torch.logspace(math.log10(0.5), math.log10(5.0), 16), rtol=1e-5)
+    points = torch.randn(3, 2)
+    phase = 2 * math.pi * points @ (fourier[0].frequencies / (2 * math.pi))
+    assert torch.allclose(fourier[0](points), torch.cat([points, phase.sin(), phase.cos()], dim=1), atol=1e-6)
