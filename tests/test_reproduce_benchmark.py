@@ -1,0 +1,139 @@
+"""benchmarks/reproduce.py without training: the table's arithmetic, diverged cells, cell skipping, the plan,
+and the 10 x 10 grid's data config."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+
+import pytest
+
+from benchmarks import reproduce
+from benchmarks.reproduce import Cell
+
+TOY_KEYS = ("mode_coverage/modes", "mode_coverage/high_quality", "mode_coverage/reverse_kl")
+
+
+def toy_record(variant: str, seed: int, values=None, diverged: bool = False, steps: int = 100, data: str = "grid",
+               train_seconds: float = 10.0, score_seconds: float | None = 0.5, extra=()) -> dict:
+    return {"variant": variant, "data": data, "seed": seed, "steps": steps, "extra": list(extra),
+            "generator_steps_done": steps, "diverged": diverged,
+            "stopped_by": {"kind": "divergence", "generator_step": 7, "description": "divergence at generator step 7"}
+            if diverged else None,
+            "metric": "mode_coverage", "values": None if diverged else dict(zip(TOY_KEYS, values)),
+            "train_seconds": train_seconds, "score_seconds": None if diverged else score_seconds}
+
+
+def table_row(text: str, variant: str) -> list[str]:
+    """The cells of our (not published) row of ``variant`` in a markdown table."""
+    line = next(line for line in text.splitlines() if line.startswith("| ours") and f"| {variant} |" in line)
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+SEEDS = [(25, 0.98, 0.01), (24, 0.97, 0.03), (25, 0.99, 0.02)]
+
+
+def test_table_mean_and_standard_error_over_seeds():
+    records = [toy_record("r3gan", seed, values, train_seconds=t) for seed, (values, t) in enumerate(zip(SEEDS, (10, 30, 20)))]
+    row = reproduce.rows_of(records, "grid")[0]
+    for index, key in enumerate(TOY_KEYS):
+        values = [v[index] for v in SEEDS]
+        summary = row.summary(key)
+        assert summary["mean"] == pytest.approx(statistics.fmean(values))
+        assert reproduce.standard_error(summary) == pytest.approx(statistics.stdev(values) / math.sqrt(3))
+    cells = table_row(reproduce.table(records, ["grid"]), "r3gan")
+    # status, variant, seeds, diverged, modes, high quality %, reverse KL, generator steps, train s, score s
+    assert cells == ["ours", "r3gan", "3", "0", "24.7 ± 0.3", "98.0 ± 0.6", "0.020 ± 0.006", "100", "20", "0.5"]
+
+
+def test_diverged_seeds_are_counted_as_failures_not_averaged():
+    records = [toy_record("gan", seed, values, train_seconds=t) for seed, (values, t) in enumerate(zip(SEEDS, (10, 30, 20)))]
+    records.append(toy_record("gan", 3, diverged=True, train_seconds=2.0))
+    row = reproduce.rows_of(records, "grid")[0]
+    assert (len(row.runs), row.diverged, len(row.finished)) == (4, 1, 3)
+    cells = table_row(reproduce.table(records, ["grid"]), "gan")
+    assert cells[:7] == ["ours, FAILED: 1 of 4 diverged", "gan", "4", "1", "24.7 ± 0.3", "98.0 ± 0.6", "0.020 ± 0.006"]
+    assert cells[8] == "15"  # the median wall time counts the diverged run too: 2, 10, 20, 30
+
+    all_diverged = [toy_record("lsgan", seed, diverged=True) for seed in range(3)]
+    cells = table_row(reproduce.table(all_diverged, ["grid"]), "lsgan")
+    assert cells[:7] == ["ours, FAILED: 3 of 3 diverged", "lsgan", "3", "3", "diverged", "diverged", "diverged"]
+    assert cells[9] == "-"  # never scored
+
+
+def test_rows_split_by_budget_and_nan_values_are_reported():
+    records = [toy_record("dcgan", 0, (20, 0.5, 0.4)), toy_record("dcgan", 1, (22, 0.0, float("nan"))),
+               toy_record("dcgan", 0, (25, 0.9, 0.1), steps=2000)]
+    rows = reproduce.rows_of(records, "grid")
+    assert [(row.steps, len(row.runs)) for row in rows] == [(100, 2), (2000, 1)]
+    text = reproduce.table(records, ["grid"])
+    assert "0.400 (1 NaN)" in text  # reverse KL of a run without high-quality samples is NaN: left out, counted
+    assert "| ours | dcgan | 1 | 0 | 25.0 | 90.0 | 0.100 | 2,000 |" in text  # one seed: no standard error
+
+
+def test_published_rows_are_printed_beside_ours_with_sources():
+    text = reproduce.table([toy_record("r3gan", 0, SEEDS[0])], ["grid"])
+    assert "| PacGAN4 (PacGAN T1) | 10 | - | 24.8 ± 0.2 | 93.6 ± 0.6 | 0.04 ± 0.01 |" in text
+    assert "| WGAN-GP (GDPP T1) | - | - | 24.2 | 28.7 | - | 25k iterations, batch 512 |" in text
+    for published in reproduce.PUBLISHED:
+        assert published.data in reproduce.DATASETS and published.source.startswith("https://")
+        assert set(published.values) <= {key.split("/", 1)[1] for key in reproduce.metric_keys(reproduce.DATASETS[published.data].metric)}
+        assert all(re.fullmatch(r"\d+(\.\d+)?(±\d+(\.\d+)?)?", value) for value in published.values.values()), published
+
+
+def test_plan_and_its_pieces():
+    cells = reproduce.plan_cells(None, None, None)
+    assert len(cells) == 4 * 5 + 2 * 6 * 3 + 2 * 3  # r3gan 5 seeds everywhere; 6 variants x 3 seeds on ring, grid; 2 on stacked
+    assert {c.variant for c in cells if c.data == "stacked"} == {"r3gan", "wgan_gp", "dcgan"}
+    assert not {"cgan", "acgan"} & {c.variant for c in cells}
+    assert {(c.data, c.seed) for c in reproduce.plan_cells(["r3gan"], None, None)} == \
+        {(d, s) for d in reproduce.DATASETS for s in range(5)}
+    assert reproduce.plan_cells(["sngan"], ["stacked"], [7]) == [Cell("sngan", "stacked", 7)]  # both given: their pairs
+    assert [c.variant for c in reproduce.plan_cells(None, ["grid10"], [0])] == ["r3gan"]
+
+
+def test_cells_already_in_the_results_file_are_skipped(tmp_path, monkeypatch):
+    out = tmp_path / "results.jsonl"
+    out.write_text(json.dumps(toy_record("wgan_gp", 0, SEEDS[0], steps=50, data="ring")) + "\n")
+    ran = []
+
+    def fake_run_cell(cell, cfg, overrides, extra):
+        ran.append(cell)
+        assert f"model={cell.variant}" in overrides and "data=toy2d_ring" in overrides and "generator_steps=50" in overrides
+        return toy_record(cell.variant, cell.seed, SEEDS[1], steps=int(cfg.generator_steps), data=cell.data, extra=extra)
+
+    monkeypatch.setattr(reproduce, "run_cell", fake_run_cell)
+    cells = [Cell("wgan_gp", "ring", 0), Cell("wgan_gp", "ring", 1)]
+    reproduce.run(cells, 50, [], out)
+    assert ran == [Cell("wgan_gp", "ring", 1)]
+    assert [r["seed"] for r in reproduce.read_records(out)] == [0, 1]
+    reproduce.run(cells, 50, [], out)  # everything there now
+    assert len(ran) == 1
+    reproduce.run(cells[:1], 50, ["model.ema_decay=0.999"], out)  # other extra overrides: another cell
+    assert len(ran) == 2
+    reproduce.run(cells, 50, [], out, rerun=True)
+    assert len(ran) == 4
+
+    monkeypatch.setattr(reproduce, "run", lambda *args, **kwargs: pytest.fail("--table must not train"))
+    text = reproduce.main(["--table", "--data", "ring", "--variants", "wgan_gp", "--out", str(out)])
+    assert "| ours | wgan_gp | 4 | 0 |" in text  # seeds 0, 1 and their reruns; the extra-override run is left out
+
+
+def test_grid10_composes_to_100_modes_with_std_003():
+    from gan.metrics import MetricSuite
+    from gan.utils.instantiate import build
+
+    cfg = reproduce.compose_run(reproduce.cell_overrides(Cell("r3gan", "grid10", 0), None, []))
+    datamodule = build(cfg.data)
+    datamodule.setup("fit")
+    assert tuple(datamodule.modes.shape) == (100, 2) and datamodule.std == pytest.approx(0.03)
+    axis = sorted(set(datamodule.modes[:, 0].tolist()))
+    assert axis == reproduce.GRID10_VALUES and all(b - a == 2 for a, b in zip(axis, axis[1:]))
+    # the benchmark's protocol on real samples: every mode, ~98.9 % within 3 std (1 - e^-4.5)
+    suite = MetricSuite(compute={"mode_coverage": reproduce.PROTOCOLS["mode_coverage"]})
+    real = datamodule.train_set.tensors[0][:2500]
+    values, protocol = suite.evaluate([real], datamodule)
+    assert values["mode_coverage/modes"] == 100
+    assert values["mode_coverage/high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.01)
+    assert protocol["metrics"]["mode_coverage"]["num_fake"] == 2500
