@@ -15,6 +15,7 @@ Units: ``discriminator_steps`` and ``generator_steps`` count optimizer updates o
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Callable, Iterator, Mapping
 
 import lightning.pytorch as pl
@@ -31,6 +32,15 @@ from gan.schedules import Setting
 from gan.utils.errors import ConfigError
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def without_unset_options(factory: OptimizerFactory) -> OptimizerFactory:
+    """The optimizer factory with its options set to null left out (at the optimizer's default), so a config
+    merged over another can switch the optimizer class: a per-data preset turning SGD into Adam sets
+    ``momentum: null``."""
+    if not isinstance(factory, partial):
+        return factory
+    return partial(factory.func, *factory.args, **{k: v for k, v in factory.keywords.items() if v is not None})
 
 
 @contextmanager
@@ -217,8 +227,8 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        opt_g = self.optimizer_factories["generator"](params=self.generator.parameters())
-        opt_d = self.optimizer_factories["discriminator"](params=self.discriminator.parameters())
+        opt_g = without_unset_options(self.optimizer_factories["generator"])(params=self.generator.parameters())
+        opt_d = without_unset_options(self.optimizer_factories["discriminator"])(params=self.discriminator.parameters())
         return [opt_g, opt_d]
 
     def optimizer_of(self, network: str) -> torch.optim.Optimizer:

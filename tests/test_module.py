@@ -153,3 +153,13 @@ def test_fixed_noise_is_a_saved_buffer_and_counters_round_trip():
 def test_invalid_n_critic_is_rejected():
     with pytest.raises(ValueError, match="n_critic must be a positive integer, got 0"):
         make_module(n_critic=0)
+
+
+def test_optimizer_options_set_to_null_are_left_at_the_optimizer_default():
+    """How a per-data preset turns the SGD of model=gan into Adam: momentum: null."""
+    adam = partial(torch.optim.Adam, lr=1e-3, betas=(0.8, 0.999), momentum=None)
+    module = make_module(optimizer={"generator": adam, "discriminator": adam})
+    opt_g, opt_d = module.configure_optimizers()
+    assert isinstance(opt_g, torch.optim.Adam) and opt_g.defaults["betas"] == (0.8, 0.999)
+    with pytest.raises(TypeError, match="momentum"):
+        adam(params=module.generator.parameters())  # unfiltered, Adam refuses it
