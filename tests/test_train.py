@@ -3,6 +3,7 @@ import csv
 import subprocess
 import sys
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -179,3 +180,29 @@ def test_only_local_rank_zero_prepares_data(make_cfg, monkeypatch):
         train(cfg)
         assert events[0] == "build" and "setup" in events  # nothing before the model: prepared and set up inside fit
         monkeypatch.delenv(variable)
+
+
+class RecordTerms(pl.Callback):
+    """The module's terms as computed at every iteration (not only the logged ones)."""
+
+    def __init__(self):
+        self.per_iteration = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.per_iteration.append({k: float(v) for k, v in pl_module.last_terms.items()})
+
+
+def test_terms_are_logged_every_k_iterations_with_the_value_of_that_iteration(make_cfg, tmp_path):
+    recorder = RecordTerms()
+    overrides = tiny_overrides("wgan_gp", steps=7) + ["logger=csv", "trainer.log_every_n_steps=3", "metrics=none"]
+    metrics, _ = train(make_cfg(overrides), callbacks=[recorder])
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/d/loss")]
+    # Lightning's step is the batch (one GAN iteration) index: the loggers get every 3rd iteration
+    assert [int(row["step"]) for row in rows] == [2, 5]
+    names = ("train/d/loss", "train/d/gp", "train/g/loss", "train/generator_step")
+    for row in rows:
+        computed = recorder.per_iteration[int(row["step"])]
+        assert all(float(row[name]) == pytest.approx(computed[name], rel=1e-6) for name in names)
+    # the last iteration's values are what train() returns (trainer.callback_metrics)
+    assert all(metrics[name] == pytest.approx(recorder.per_iteration[-1][name], rel=1e-6) for name in names)
