@@ -8,7 +8,8 @@ with no logger, sample grids or metrics. The clock runs from the end of generato
 (CUDA synchronised; so compilation and cuDNN autotuning are excluded) to the end of the run. One
 generator step is ``n_critic`` discriminator updates on fresh real batches plus one generator update;
 images/s counts the real images consumed (``data.batch_size`` x ``n_critic`` per generator step, per
-process).
+process). ``--bare`` adds the bare PyTorch loop of ``benchmarks/overhead.py`` on the same networks, optimizers
+and data (32-true without compile only; other rows get none), timed over the same generator steps.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class StepClock(pl.Callback):
             self.steps = pl_module.generator_steps - self.start_step
 
 
-def measure(overrides: list[str], precision: str, compile_networks: bool, steps: int, warmup: int, out_dir: Path) -> dict:
+def measure(overrides: list[str], precision: str, compile_networks: bool, steps: int, warmup: int, out_dir: Path,
+            bare: bool = False) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -67,12 +69,24 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
     _, objects = train(cfg, callbacks=[clock])
     module = objects["module"]
     steps_per_s = clock.steps / clock.seconds
+    bare_steps_per_s = None
+    if bare and precision == "32-true" and not compile_networks:
+        from benchmarks.overhead import Window, bare_loop, config_device, without_lightning_env
+
+        window = Window(warmup, steps - warmup, config_device(cfg))
+        try:
+            with without_lightning_env():
+                bare_loop(cfg, window)
+            bare_steps_per_s = round(1e3 / window.result()["ms_per_step"], 2)
+        except NotImplementedError as error:  # a loss or trick the bare loop does not have
+            print(f"no bare loop: {error}", flush=True)
     return {
         "model": cfg.model.generator._target_.rsplit(".", 1)[-1] + "/" + cfg.model.discriminator._target_.rsplit(".", 1)[-1],
         "overrides": " ".join(overrides), "precision": precision, "compile": compile_networks,
         "batch_size": cfg.data.batch_size, "n_critic": module.n_critic,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "generator_steps_per_s": round(steps_per_s, 2),
+        **({"bare_loop_generator_steps_per_s": bare_steps_per_s} if bare else {}),
         "images_per_s": round(steps_per_s * module.n_critic * cfg.data.batch_size, 1),
         "timed_generator_steps": clock.steps,
     }
@@ -85,15 +99,22 @@ def main() -> None:
     parser.add_argument("--compile", nargs="+", default=["false"], choices=["false", "true"])
     parser.add_argument("--steps", type=int, default=60, help="generator steps per run")
     parser.add_argument("--warmup", type=int, default=20, help="generator steps before the clock starts")
+    parser.add_argument("--bare", action="store_true", help="also time the bare PyTorch loop (benchmarks/overhead.py)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: torch's default, one per core); on a CPU shared with other jobs "
+                             "use 1: with the default, tiny networks ran 90x slower on a loaded 2-core machine")
     parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: print only)")
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         parser.error(f"--warmup must be in (0, --steps={args.steps}), got {args.warmup}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precision:
             for compile_flag in args.compile:
-                row = measure(args.overrides, precision, compile_flag == "true", args.steps, args.warmup, Path(tmp) / "run")
+                row = measure(args.overrides, precision, compile_flag == "true", args.steps, args.warmup, Path(tmp) / "run",
+                              args.bare)
                 print(row, flush=True)
                 rows.append(row)
     if args.out:

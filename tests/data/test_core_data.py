@@ -48,3 +48,23 @@ def test_toy_data_is_identical_for_the_same_seed():
     a, _ = sample_mixture(torch.zeros(3, 2), 1.0, 10, torch.Generator().manual_seed(0))
     b, _ = sample_mixture(torch.zeros(3, 2), 1.0, 10, torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
+
+
+def test_in_memory_training_batches_are_gathered_at_once_and_equal_the_collated_ones():
+    from torch.utils.data import DataLoader
+
+    from gan.data.base import BatchedTensorDataset
+    from gan.data.sampler import ResumableSampler
+
+    dm = Toy2DDataModule(layout="grid", num_samples=1000, batch_size=64)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader.dataset, BatchedTensorDataset)
+    # the loader of before: one __getitem__ per sample, then default_collate, on the same sampler
+    sampler = ResumableSampler(dm.train_set, endless=False)
+    reference = DataLoader(dm.train_set, batch_size=64, sampler=sampler, drop_last=True)
+    pairs = list(zip(loader, reference, strict=True))
+    assert len(pairs) == 1000 // 64
+    for (x, y), (ref_x, ref_y) in pairs:
+        assert x.dtype == ref_x.dtype and y.dtype == ref_y.dtype
+        assert torch.equal(x, ref_x) and torch.equal(y, ref_y)

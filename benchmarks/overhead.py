@@ -1,0 +1,432 @@
+"""The framework's own cost per generator step: a bare PyTorch loop against ``train.train`` on one config.
+
+    python benchmarks/overhead.py --model wgan_gp dcgan --mode tiny --repeats 5
+    python benchmarks/overhead.py --model dcgan --mode realistic --steps 40 --warmup 10 --repeats 3
+    python benchmarks/overhead.py --model wgan_gp dcgan --mode gpu --repeats 5      # needs a CUDA device
+    python benchmarks/overhead.py --model wgan_gp --mode tiny trainer.log_every_n_steps=50   # extra overrides
+
+Three variants of the same composed config, run in alternation (bare, core, defaults, bare, core, ...) so
+a machine whose load drifts (shared CPUs) affects all three alike:
+
+- ``bare``: the loop below, written plainly: the SAME generator and discriminator (instantiated from the
+  config), the same optimizers (the config's optimizer pair), the same data tensors and batch size, the same
+  loss and penalty math, the same number of forward/backward passes and optimizer steps per iteration.
+- ``core``: ``train.train(cfg)`` with ``callbacks=none logger=none metrics=none`` and Lightning's own
+  progress bar, model summary and checkpointing off: Lightning's loop plus ``gan/module.py``.
+- ``defaults``: ``train.train(cfg)`` with the shipped callbacks (checkpoints, sample grids, progress bar,
+  gradient norms, health checks, the data's default metrics) and ``logger=csv`` (W&B is network-bound, so
+  it is left out; the CSV logger writes the same rows to disk).
+
+Modes: ``tiny`` (``data=toy2d_grid`` and width-1 networks on the CPU: the networks cost almost nothing, so
+the difference is the framework's own cost, which a small model on a GPU pays at every step), ``realistic``
+(the default config of the model: DCGAN-shaped networks on the 28 px digits, CPU), ``gpu`` (the realistic
+config on CUDA; ``--device cuda`` runs any mode there).
+
+The clock: time per generator step from the end of generator step ``--warmup`` to the end of generator step
+``--warmup + --steps`` (start-up, first-call allocations and the first iterations excluded). Inside
+``train.train`` a small callback takes the time at the end of each training batch (one batch is one GAN
+iteration, i.e. one generator step); the bare loop takes it at the same point of its iteration. Two clocks:
+wall time, and this process's CPU time, which on a shared machine leaves out the time spent waiting for a
+core (with one torch thread it is close to the work done; on CUDA it leaves out the device's time). On CUDA
+the window's two ends are synchronised (``torch.cuda.synchronize``) and nothing in between is, so the host
+may run ahead of the device as in a real run. Per-step times are the window's mean: periodic work that falls
+in it (logging steps, gradient norms, grids, metrics) is amortised. The default tiny window, 250 generator
+steps after 50, holds one period of the shipped 250-step cadence (one sample grid, one metric evaluation),
+5 gradient-norm steps and 25 logging steps; the realistic default (40 after 10) holds none of the 250-step
+events. ``--threads`` is 1 by default: tiny networks gain nothing from more, and on a machine shared with
+other jobs torch's default (one thread per core) made these runs 6-14x slower, bare loop included.
+
+The bare loop runs without ``PYTORCH_NVML_BASED_CUDA_CHECK``, which importing Lightning sets: with it, every
+``torch.cuda.is_available()`` on a machine without a GPU tries to load NVML, and Adam calls it at every step
+(~0.1-0.2 ms), a cost that a script without Lightning does not pay.
+
+``--profile DIR`` runs the timed window under cProfile and prints the top functions (use it to find costs;
+the profiler's own cost inflates them).
+
+Output: a markdown table (medians over repeats, min-max in brackets, ratios taken per alternation round
+then their median) and JSON lines appended to ``benchmarks/results/overhead.jsonl`` (one row per run and one
+summary row per model, with the load average and the git commit).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gan.utils.config import PROJECT_ROOT  # noqa: E402
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "overhead.jsonl"
+VARIANTS = ("bare", "core", "defaults")
+MODES = {
+    # width 1: hidden layers of 8 units (width x max_width_multiplier); the 2D points cost nothing to load
+    "tiny": ["data=toy2d_grid", "model.generator.width=1", "model.discriminator.width=1", "trainer.accelerator=cpu"],
+    "realistic": ["trainer.accelerator=cpu"],
+    "gpu": ["trainer.accelerator=gpu"],
+}
+# Switch off everything optional: callbacks, logger, metrics, and what Lightning adds by itself when the
+# callback list is empty (its own progress bar, model summary and checkpoint callback).
+CORE = ["callbacks=none", "logger=none", "metrics=none", "+trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false", "+trainer.enable_checkpointing=false"]
+DEFAULTS = ["logger=csv"]
+# the losses the bare loop implements, by the config's loss target (anything else fails instead of
+# comparing different work)
+BARE_LOSSES = ("gan.losses.WassersteinLoss", "gan.losses.NonSaturatingLoss")
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+# wall time; and this process's CPU time, which on a shared machine leaves out the time spent waiting for a core
+# (with one torch thread it is the work done; on CUDA it leaves out the device's time)
+CLOCKS = {"ms_per_step": "wall", "cpu_ms_per_step": "CPU"}
+
+
+def now(device: torch.device, synchronize: bool = True) -> float:
+    if synchronize and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class Window:
+    """Timestamps at the end of generator steps ``warmup`` .. ``warmup + steps`` (synchronised at both ends)."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device, profiler: cProfile.Profile | None = None):
+        self.warmup, self.steps, self.device, self.profiler = warmup, steps, device, profiler
+        self.stamps: list[float] = []
+        self.cpu: list[float] = []  # this process's CPU time at both ends
+
+    def tick(self, generator_steps: int) -> None:
+        if self.warmup <= generator_steps <= self.warmup + self.steps:
+            edge = generator_steps in (self.warmup, self.warmup + self.steps)
+            self.stamps.append(now(self.device, synchronize=edge))
+            if edge:
+                self.cpu.append(time.process_time())
+            if self.profiler is not None and edge:  # profile the timed window only
+                self.profiler.enable() if generator_steps == self.warmup else self.profiler.disable()
+
+    def result(self) -> dict:
+        if len(self.stamps) != self.steps + 1:
+            raise RuntimeError(f"the clock saw {len(self.stamps) - 1} of {self.steps} timed generator steps")
+        durations = [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+        return {"ms_per_step": 1e3 * (self.stamps[-1] - self.stamps[0]) / self.steps,
+                "cpu_ms_per_step": 1e3 * (self.cpu[-1] - self.cpu[0]) / self.steps,
+                "median_iteration_ms": 1e3 * statistics.median(durations)}
+
+
+class Clock(pl.Callback):
+    """The window's clock inside ``train.train``: one tick per training batch (one batch = one iteration =
+    ``n_generator`` generator steps; 1 in every config here)."""
+
+    def __init__(self, window: Window):
+        self.window = window
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.window.tick(pl_module.generator_steps)
+
+
+# --------------------------------------------------------------------------------------------- configs
+def compose(model: str, mode: str, variant: str, generator_steps: int, out_dir: Path, overrides: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=[
+            f"model={model}", *MODES[mode], *(DEFAULTS if variant == "defaults" else CORE),
+            f"generator_steps={generator_steps}", f"paths.output_dir={out_dir}", *overrides,
+        ])
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------- bare loop
+def config_device(cfg) -> torch.device:
+    """The device Lightning trains on for ``trainer.accelerator`` (one device)."""
+    accelerator = str(cfg.trainer.accelerator)
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if cuda else "cpu")
+
+
+def bare_gradient_penalty(cfg) -> tuple[float, float] | None:
+    """The gradient penalty's (weight, center) (None: no penalty), after checking the config asks for nothing else the
+    bare loop leaves out (it would then time less work than the framework does)."""
+    model = cfg.model
+    if cfg.loss._target_ not in BARE_LOSSES:
+        raise NotImplementedError(f"the bare loop implements the losses {BARE_LOSSES}, not {cfg.loss._target_}")
+    penalties = {name: p for name, p in (model.get("penalties") or {}).items() if p is not None}
+    extras = {
+        "a penalty other than the gradient penalty": set(penalties) - {"gradient_penalty"},
+        "a lazy gradient penalty": penalties.get("gradient_penalty", {}).get("interval", 1) != 1,
+        "n_generator > 1": model.get("n_generator", 1) != 1,
+        "weight clipping": model.get("weight_clip"), "EMA": model.get("ema_decay") is not None,
+        "augmentation": model.get("augment") is not None,
+        "label tricks": (model.get("real_label", 1.0) != 1.0 or model.get("real_label_range")
+                         or model.get("label_flip_prob", 0.0)),
+        "instance noise": model.get("instance_noise_std", 0.0),
+        "feature matching": model.get("feature_matching_weight", 0.0),
+        "a conditional model": model.generator.get("num_classes") is not None,
+    }
+    unsupported = [name for name, present in extras.items() if present]
+    if unsupported:
+        raise NotImplementedError(f"the bare loop has no {', '.join(unsupported)}")
+    gp = penalties.get("gradient_penalty")
+    return None if gp is None else (float(gp.weight), float(gp.get("center", 1.0)))
+
+
+def bare_loop(cfg, window: Window) -> dict:
+    """The twin of ``train.train(cfg)``'s training loop, with nothing around it.
+
+    Per iteration, as ``GANModule.training_step`` does: one draw of ``n_critic`` x ``batch_size`` real
+    samples (the framework's loader yields them as one batch), split into ``n_critic`` batches; for each, a D
+    step (fakes from G under no_grad, D on reals and fakes, the loss, the gradient penalty at per-sample
+    interpolates with ``create_graph=True`` and its own D pass, ONE backward of loss + penalty, optimizer
+    step); then a G step with D's parameters frozen (backward skips D's weight gradients, as the module's
+    ``frozen`` block and Gulrajani et al.'s released code do). The generator sees the last D step's reals'
+    batch size. Not done here: the logged extras (D's mean scores, the dict of terms), logging, callbacks,
+    Lightning's wrappers: that is the framework's cost being measured. Returns the networks and optimizers.
+    """
+    from hydra.utils import instantiate
+
+    gp = bare_gradient_penalty(cfg)
+    model = cfg.model
+    wasserstein = cfg.loss._target_.endswith("WassersteinLoss")
+    device = config_device(cfg)
+    n_critic, batch_size = int(model.n_critic), int(cfg.data.batch_size)
+
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    G = instantiate(model.generator).to(device)
+    D = instantiate(model.discriminator).to(device)
+    opt_g = instantiate(cfg.optimizer.generator)(params=G.parameters())
+    opt_d = instantiate(cfg.optimizer.discriminator)(params=D.parameters())
+    d_params = list(D.parameters())
+    # The same samples as the framework's loader (its TensorDataset's tensor), held where the networks are,
+    # as a plain script would; shuffled once per pass.
+    if not isinstance(datamodule.train_set, TensorDataset):
+        kind = type(datamodule.train_set).__name__
+        raise NotImplementedError(f"the bare loop reads in-memory data (a TensorDataset), not {kind}")
+    data = datamodule.train_set.tensors[0].to(device)
+    per_iteration = n_critic * batch_size
+    order, position = torch.randperm(len(data), device=device), 0
+
+    def d_loss(real_logits, fake_logits):
+        if wasserstein:
+            return fake_logits.mean() - real_logits.mean()
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+    def g_loss(fake_logits):
+        return -fake_logits.mean() if wasserstein else F.softplus(-fake_logits).mean()
+
+    generator_steps = 0
+    window.tick(generator_steps)
+    while generator_steps < window.warmup + window.steps:
+        if position + per_iteration > len(data):  # drop_last, then the next pass
+            order, position = torch.randperm(len(data), device=device), 0
+        reals = data[order[position:position + per_iteration]].chunk(n_critic)
+        position += per_iteration
+        for real in reals:
+            # noise drawn where the networks are, as a plain script does (the framework draws it on the CPU
+            # and copies it over: on a GPU that copy is part of what is measured)
+            with torch.no_grad():
+                fake = G(torch.randn(real.size(0), G.latent_dim, device=device))
+            loss = d_loss(D(real), D(fake))  # two D passes, as the module's discriminator_step
+            if gp is not None:  # Gulrajani et al.: its own D pass at per-sample interpolates, double backward
+                alpha = torch.rand((real.size(0),) + (1,) * (real.dim() - 1), device=device)
+                points = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)
+                (grads,) = torch.autograd.grad(D(points).sum(), points, create_graph=True)
+                loss = loss + gp[0] * (grads.flatten(1).norm(2, dim=1) - gp[1]).pow(2).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss.backward()  # ONE backward of loss + penalty
+            opt_d.step()
+        # the G step: fakes the size of the last D step's reals, D frozen so backward skips its weight gradients
+        fake = G(torch.randn(reals[-1].size(0), G.latent_dim, device=device))
+        for p in d_params:
+            p.requires_grad_(False)
+        loss = g_loss(D(fake))
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in d_params:
+            p.requires_grad_(True)
+        opt_g.step()
+        generator_steps += 1
+        window.tick(generator_steps)
+    return {"generator": G, "discriminator": D, "optimizers": {"generator": opt_g, "discriminator": opt_d}}
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
+    device = torch.device(args.device)
+    cfg = compose(model, mode, variant, args.warmup + args.steps, out_dir, args.overrides)
+    profiler = cProfile.Profile() if args.profile else None
+    window = Window(args.warmup, args.steps, device, profiler)
+    load = os.getloadavg()[0]
+    if variant == "bare":
+        with without_lightning_env():
+            bare_loop(cfg, window)
+    else:
+        from train import train
+
+        # the progress bar and Lightning's notices go to a buffer (shown if the run fails)
+        buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
+                train(cfg, callbacks=[Clock(window)])
+        except BaseException:
+            sys.stderr.write(buffer.getvalue()[-4000:])
+            raise
+    if profiler is not None:
+        path = args.profile / f"{model}-{mode}-{variant}.prof"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(path)
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        print(f"--- {model} {variant}: the timed window's {args.steps} generator steps under cProfile ({path})")
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+    return {"kind": "run", "model": model, "mode": mode, "variant": variant, "device": describe(device),
+            **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2)}
+
+
+@contextlib.contextmanager
+def without_lightning_env():
+    """The bare loop as a script without Lightning runs it: importing Lightning sets
+    PYTORCH_NVML_BASED_CUDA_CHECK=1, which makes every ``torch.cuda.is_available()`` on a machine without a
+    GPU (Adam calls it at every step) try to load NVML (~0.1 ms a call); that cost is the framework's."""
+    saved = os.environ.pop(NVML_CHECK, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[NVML_CHECK] = saved
+
+
+def describe(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per clock (wall, CPU): medians over repeats per variant, the spread (min, max), and the median of the
+    per-round ratios to the bare loop."""
+    by_variant = {v: [r for r in rows if r["variant"] == v] for v in VARIANTS}
+    summary: dict = {}
+    for clock in CLOCKS:
+        summary[clock] = {}
+        for variant, runs in by_variant.items():
+            summary[clock][variant] = spread([r[clock] for r in runs])
+        for variant in ("core", "defaults"):
+            ratios = [v[clock] / b[clock] for b, v in zip(by_variant["bare"], by_variant[variant])]
+            summary[clock][f"{variant}_over_bare"] = spread(ratios)
+    for variant, runs in by_variant.items():
+        summary[f"{variant}_median_iteration_ms"] = statistics.median(r["median_iteration_ms"] for r in runs)
+    return summary
+
+
+def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float], repeats: int) -> str:
+    def cell(s, unit=" ms"):
+        return f"{s['median']:.2f}{unit} ({s['min']:.2f}-{s['max']:.2f})"
+
+    lines = [f"Mode {mode} on {device}, {repeats} alternation rounds; 1-min load average "
+             f"{min(loads):.1f}-{max(loads):.1f} during the runs. Medians (min-max) per generator step; ratios per "
+             "round, then their median.", "",
+             "| model | clock | bare loop | core (`callbacks=none logger=none metrics=none`) "
+             "| shipped defaults (`logger=csv`) | core / bare | defaults / bare |", "|---|---|---|---|---|---|---|"]
+    for model, summary in summaries.items():
+        for clock, name in CLOCKS.items():
+            s = summary[clock]
+            lines.append(f"| {model} | {name} | {cell(s['bare'])} | {cell(s['core'])} | {cell(s['defaults'])} "
+                         f"| {cell(s['core_over_bare'], 'x')} | {cell(s['defaults_over_bare'], 'x')} |")
+    return "\n".join(lines)
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every variant (the bare loop included)")
+    parser.add_argument("--model", nargs="+", default=["wgan_gp", "dcgan"], help="model configs (wgan_gp, dcgan)")
+    parser.add_argument("--mode", choices=sorted(MODES), default="tiny")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda for --mode gpu, else cpu")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed generator steps per run (default: 250 tiny, 40 otherwise)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="generator steps before the clock starts (default: 50 tiny, 10 otherwise)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternation rounds (bare, core, defaults)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="a subset, e.g. for profiling one of them (no ratios then)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (0: torch's default, one per core). 1 by default: tiny networks "
+                             "gain nothing from more, and on a shared machine extra threads wait for each other")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="run the timed window under cProfile, print the top functions and write "
+                             "DIR/<model>-<mode>-<variant>.prof (the profiler's own cost inflates the times: use it to "
+                             "find costs, not to report them)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file to append to")
+    args = parser.parse_args()
+    args.device = args.device or ("cuda" if args.mode == "gpu" else "cpu")
+    args.steps = args.steps or (250 if args.mode == "tiny" else 40)
+    args.warmup = args.warmup if args.warmup is not None else (50 if args.mode == "tiny" else 10)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            parser.error("--device cuda (or --mode gpu) needs a CUDA device")
+        if args.mode != "gpu":
+            args.overrides = ["trainer.accelerator=gpu", *args.overrides]
+    if args.steps < 2 or args.warmup < 1:
+        parser.error("--steps must be >= 2 and --warmup >= 1")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    rows: list[dict] = []
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    context = {"commit": git_commit(), "started": started, "steps": args.steps, "warmup": args.warmup,
+               "overrides": args.overrides, "torch_threads": torch.get_num_threads(), "host": platform.node()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            for model in args.model:
+                for variant in args.variants:
+                    row = {**run_once(model, args.mode, variant, args, Path(tmp) / f"{model}-{variant}-{repeat}"),
+                           "repeat": repeat, **context}
+                    print(f"{model:8s} {variant:8s} round {repeat}: {row['ms_per_step']:.2f} ms/step, CPU "
+                          f"{row['cpu_ms_per_step']:.2f} ms/step (median iteration {row['median_iteration_ms']:.2f} ms, "
+                          f"load {row['load_1min']})", flush=True)
+                    rows.append(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+        if set(args.variants) == set(VARIANTS):
+            summaries = {m: summarize([r for r in rows if r["model"] == m]) for m in args.model}
+            for model, summary in summaries.items():
+                handle.write(json.dumps({"kind": "summary", "model": model, "mode": args.mode, "device": rows[0]["device"],
+                                         "repeats": args.repeats, **summary, **context}) + "\n")
+            print()
+            print(table(summaries, args.mode, rows[0]["device"], [r["load_1min"] for r in rows], args.repeats))
+    print(f"\nappended {len(rows)} runs to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

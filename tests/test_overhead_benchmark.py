@@ -1,0 +1,41 @@
+"""benchmarks/overhead.py: its bare loop does the work of the framework's loop, so the ratio measures overhead."""
+import pytest
+import torch
+
+from benchmarks import overhead
+
+
+def optimizer_steps(optimizer: torch.optim.Optimizer) -> set[int]:
+    return {int(state["step"]) for state in optimizer.state.values()}
+
+
+@pytest.mark.parametrize("model", ["wgan_gp", "dcgan"])
+def test_bare_loop_takes_the_framework_s_optimizer_steps_on_the_same_networks(tmp_path, model):
+    from train import train
+
+    warmup, steps = 1, 2
+    cfg = overhead.compose(model, "tiny", "core", warmup + steps, tmp_path / "core", [])
+    window = overhead.Window(warmup, steps, torch.device("cpu"))
+    _, objects = train(cfg, callbacks=[overhead.Clock(window)])
+    module = objects["module"]
+    framework = dict(zip(["generator", "discriminator"], module.optimizers(use_pl_optimizer=False)))
+
+    bare_window = overhead.Window(warmup, steps, torch.device("cpu"))
+    bare_cfg = overhead.compose(model, "tiny", "bare", warmup + steps, tmp_path / "bare", [])
+    bare = overhead.bare_loop(bare_cfg, bare_window)
+
+    expected = {"discriminator": {cfg.model.n_critic * 3}, "generator": {3}}  # 3 iterations
+    for name, steps_taken in expected.items():
+        assert optimizer_steps(bare["optimizers"][name]) == optimizer_steps(framework[name]) == steps_taken
+    for name in ("generator", "discriminator"):
+        bare_opt, framework_opt = bare["optimizers"][name], framework[name]
+        assert type(bare_opt) is type(framework_opt) and bare_opt.defaults == framework_opt.defaults
+        assert [p.shape for p in bare[name].parameters()] == [p.shape for p in getattr(module, name).parameters()]
+    for result in (window.result(), bare_window.result()):
+        assert result["ms_per_step"] > 0 and result["cpu_ms_per_step"] > 0
+
+
+def test_bare_loop_refuses_work_it_does_not_do(tmp_path):
+    cfg = overhead.compose("wgan", "tiny", "bare", 2, tmp_path, [])
+    with pytest.raises(NotImplementedError, match="weight clipping"):
+        overhead.bare_loop(cfg, overhead.Window(1, 1, torch.device("cpu")))
