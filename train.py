@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import hydra
 import lightning.pytorch as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
@@ -34,6 +35,8 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     and the objects built for it, ``stopped_by`` being the health detection that stopped training (None when
     it ran to the end)."""
     lightning_logs_through_root()
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(int(cfg.cpu_threads))
     pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg)
     if ckpt_path is not None:

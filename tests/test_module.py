@@ -163,3 +163,31 @@ def test_optimizer_options_set_to_null_are_left_at_the_optimizer_default():
     assert isinstance(opt_g, torch.optim.Adam) and opt_g.defaults["betas"] == (0.8, 0.999)
     with pytest.raises(TypeError, match="momentum"):
         adam(params=module.generator.parameters())  # unfiltered, Adam refuses it
+
+
+def test_backward_skips_lightning_only_where_it_would_add_nothing():
+    from lightning.pytorch import Callback
+
+    from gan.module import lightning_backward_is_plain
+
+    class WatchesBackward(Callback):
+        def on_before_backward(self, trainer, pl_module, loss):
+            pass
+
+    module = make_module()
+    trainer = attach_trainer(module)
+    assert lightning_backward_is_plain(trainer, module)  # one CPU device, 32-bit, no backward hooks
+    trainer.callbacks.append(WatchesBackward())
+    assert not lightning_backward_is_plain(trainer, module)
+    bf16 = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False)
+    assert not lightning_backward_is_plain(bf16, module)
+    # both paths give the same gradients
+    grads = []
+    for plain in (True, False):
+        module.discriminator.zero_grad(set_to_none=True)
+        module._plain_backward = plain
+        torch.manual_seed(3)
+        module.backward_pass(module.discriminator(torch.randn(4, *SHAPE)).mean())
+        grads.append([p.grad.clone() for p in module.discriminator.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

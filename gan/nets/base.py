@@ -92,7 +92,11 @@ class Generator(nn.Module):
         raise NotImplementedError
 
     def noise(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        """``n`` latent codes; drawn where they are used unless a (CPU) ``generator`` fixes them, since a CPU
+        draw and copy would make the host wait for the GPU at every training step."""
         device = device if device is not None else next(self.parameters()).device
+        if generator is None:
+            return torch.randn(n, self.latent_dim, device=device)
         return torch.randn(n, self.latent_dim, generator=generator).to(device)
 
     def random_labels(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor | None:

@@ -1,0 +1,213 @@
+"""model=r3gan's pieces: the RpGAN loss, the R1 + R2 penalty, the schedules, and how the module uses them."""
+import math
+from functools import partial
+
+import pytest
+import torch
+
+from gan.ema import GeneratorEMA
+from gan.losses import R1R2Penalty, RelativisticLoss
+from gan.module import GANModule
+from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gan.schedules import Constant, Cosine, EMAHalfLife, Linear, OptimizerSetting, PenaltySetting
+from gan.utils.checkpoint import load_checkpoint
+from gan.utils.errors import ConfigError
+from tests.conftest import tiny_overrides
+from tests.test_module import attach_trainer
+from train import train
+
+
+# ----------------------------------------------------------------------------------------------- loss
+def test_relativistic_loss_equals_its_formula_on_hand_computed_logits():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 0.5])
+    loss = RelativisticLoss()
+    # D: mean softplus(-(real - fake)) = mean log(1 + exp(fake - real)), one pair per sample
+    expected_d = (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(2.0)) + math.log(2.0)) / 3
+    assert loss.discriminator_loss(real, fake)["loss"].item() == pytest.approx(expected_d, rel=1e-6)
+    # G: the mirror image, against the logits of a real batch
+    expected_g = (math.log1p(math.exp(2.0)) + math.log1p(math.exp(-2.0)) + math.log(2.0)) / 3
+    assert loss.generator_loss(fake, real_logits=real)["loss"].item() == pytest.approx(expected_g, rel=1e-6)
+    assert loss.generator_needs_real and not loss.logits_are_probabilities
+    with pytest.raises(ConfigError, match="pass real_logits"):
+        loss.generator_loss(fake)
+
+
+def test_relativistic_loss_only_sees_differences():
+    """Adding the same constant to every logit changes nothing: RpGAN compares, it does not classify."""
+    real, fake = torch.randn(16), torch.randn(16)
+    loss = RelativisticLoss()
+    for shift in (-7.0, 3.0):
+        assert torch.allclose(loss.discriminator_loss(real + shift, fake + shift)["loss"], loss.discriminator_loss(real, fake)["loss"])
+        assert torch.allclose(loss.generator_loss(fake + shift, real + shift)["loss"], loss.generator_loss(fake, real)["loss"])
+
+
+# -------------------------------------------------------------------------------------------- penalty
+def reference_squared_gradient_norm(critic, points):
+    """One sample at a time, with a fresh forward pass: ||d critic(x_i) / d x_i||^2 over all its entries."""
+    norms = []
+    for x in points:
+        x = x.unsqueeze(0).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x).sum(), x)
+        norms.append(grad.pow(2).sum())
+    return torch.stack(norms)
+
+
+@pytest.mark.parametrize("shared_forward", [False, True])
+def test_r1r2_equals_an_independent_autograd_implementation(shared_forward):
+    torch.manual_seed(0)
+    critic = DCGANDiscriminator((1, 16, 16), width=4, norm="layer").double()
+    real, fake = torch.randn(5, 1, 16, 16).double(), torch.randn(5, 1, 16, 16).double()
+    logits = {}
+    if shared_forward:  # as the module calls it: the inputs require grad and the loss's logits are reused
+        real, fake = real.requires_grad_(True), fake.requires_grad_(True)
+        logits = {"real_logits": critic(real), "fake_logits": critic(fake)}
+    terms = R1R2Penalty(gamma=0.3)(critic, real, fake, **logits)
+    r1 = reference_squared_gradient_norm(critic, real).mean()
+    r2 = reference_squared_gradient_norm(critic, fake).mean()
+    assert terms["r1"].item() == pytest.approx(r1.item(), rel=1e-9)
+    assert terms["r2"].item() == pytest.approx(r2.item(), rel=1e-9)
+    assert terms["loss"].item() == pytest.approx(0.15 * (r1 + r2).item(), rel=1e-9)
+    # it trains D: the penalty has a gradient with respect to D's parameters
+    (grad,) = torch.autograd.grad(terms["loss"], critic.head.weight)
+    assert grad.abs().sum() > 0
+
+
+def test_r1r2_in_the_discriminator_step_reuses_the_loss_forward_pass():
+    module = r3gan_module()
+    attach_trainer(module)
+    calls = []
+    original = module.discriminator.evaluate
+    module.discriminator.evaluate = lambda x, labels=None: calls.append(len(x)) or original(x, labels)
+    terms = module.discriminator_step(torch.randn(4, 2), module.optimizers()[1])
+    assert calls == [4, 4]  # one pass over the reals, one over the fakes: R1 and R2 differentiate those
+    assert {"r1", "r2"} <= set(terms) and terms["r1"].item() > 0 and terms["r2"].item() > 0
+
+
+# ------------------------------------------------------------------------------------------ schedules
+def test_cosine_ramp_at_start_middle_and_end_of_the_burn_in():
+    curve = Cosine(start=1.0, end=0.1, steps=100)
+    assert curve(0) == pytest.approx(1.0)
+    assert curve(50) == pytest.approx(0.55)  # half way in value at half the burn-in
+    assert curve(25) == pytest.approx(1.0 + (1 - 0.5 * (1 + math.cos(math.pi / 4))) * (0.1 - 1.0))
+    assert curve(100) == curve(5000) == pytest.approx(0.1)  # then held
+    assert Linear(0.0, 2.0, 10)(5) == pytest.approx(1.0)
+    assert Constant(3.0)(10**6) == 3.0
+    with pytest.raises(ConfigError, match="steps >= 1"):
+        Cosine(1.0, 0.0, 0)
+
+
+def r3gan_module(**kwargs):
+    torch.manual_seed(0)
+    adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.0, 0.9))
+    settings = dict(
+        generator=MLPGenerator(4, (2,), hidden=[8], output="identity"),
+        discriminator=MLPDiscriminator((2,), hidden=[8], maxout_pieces=1, dropout=0.0, input_dropout=0.0),
+        loss=RelativisticLoss(),
+        optimizer={"generator": adam, "discriminator": adam},
+        penalties={"r1r2": R1R2Penalty(gamma=1.0)},
+        ema_decay=0.0,
+        schedules={
+            "lr": OptimizerSetting("lr", Cosine(2e-4, 5e-5, 100)),
+            "beta2": OptimizerSetting("beta2", Cosine(0.9, 0.99, 100)),
+            "gamma": PenaltySetting("r1r2", "gamma", Cosine(1.0, 0.1, 100)),
+            "ema_half_life": EMAHalfLife(Cosine(0.0, 10.0, 100)),
+        },
+        num_fixed_samples=8,
+    )
+    settings.update(kwargs)
+    return GANModule(**settings)
+
+
+@pytest.mark.parametrize("step", [0, 50, 100, 400])
+def test_schedules_set_lr_beta2_gamma_and_ema_half_life_from_the_generator_step(step):
+    module = r3gan_module()
+    attach_trainer(module)
+    module.generator_steps = step
+    values = {name: setting.apply(module, step) for name, setting in module.schedules.items()}
+    cosine = lambda a, b: Cosine(a, b, 100)(step)  # noqa: E731
+    for network in ("generator", "discriminator"):
+        group = module.optimizer_of(network).param_groups[0]
+        assert group["lr"] == pytest.approx(cosine(2e-4, 5e-5))
+        assert group["betas"] == pytest.approx((0.0, cosine(0.9, 0.99)))
+    assert module.penalties["r1r2"].gamma == pytest.approx(cosine(1.0, 0.1))
+    half_life = cosine(0.0, 10.0)
+    assert values["ema_half_life"] == pytest.approx(half_life)
+    assert module.generator_ema.decay == pytest.approx(0.5 ** (1 / half_life) if half_life > 0 else 0.0)
+
+
+def test_a_half_life_of_zero_makes_the_ema_a_copy_and_longer_ones_average():
+    generator = MLPGenerator(4, (2,), hidden=[8])
+    ema = GeneratorEMA(generator, decay=0.0)
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(1.0)
+    ema.update(generator)
+    assert all(torch.equal(a, b) for a, b in zip(ema.module.parameters(), generator.parameters()))
+    ema.decay = 0.5 ** (1 / 2.0)  # half-life of 2 updates: after two, the old weights weigh one half
+    before = [p.clone() for p in ema.module.parameters()]
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(1.0)
+    ema.update(generator)
+    ema.update(generator)
+    for old, new, target in zip(before, ema.module.parameters(), generator.parameters()):
+        assert torch.allclose(new, 0.5 * old + 0.5 * target, atol=1e-6)
+
+
+def test_schedule_targets_are_checked_when_the_module_is_built():
+    with pytest.raises(ConfigError, match="targets penalty 'r1'.*r1r2"):
+        r3gan_module(schedules={"gamma": PenaltySetting("r1", "gamma", 1.0)})
+    with pytest.raises(ConfigError, match="no EMA generator"):
+        r3gan_module(ema_decay=None)
+
+
+def test_training_step_uses_a_fresh_real_batch_for_the_generator():
+    module = r3gan_module()
+    attach_trainer(module)
+    assert module.real_batches_per_iteration == 2
+    seen = {}
+    for phase in ("discriminator_step", "generator_step"):
+        original = getattr(module, phase)
+
+        def record(real, *args, _phase=phase, _original=original, **kwargs):
+            seen[_phase] = real.clone()
+            return _original(real, *args, **kwargs)
+
+        setattr(module, phase, record)
+    batch = torch.arange(16.0).view(8, 2)
+    module.training_step((batch, torch.zeros(8)), 0)
+    assert torch.equal(seen["discriminator_step"], batch[:4])
+    assert torch.equal(seen["generator_step"], batch[4:])  # a fresh real batch, not the D step's
+
+
+@pytest.mark.slow
+def test_schedules_continue_exactly_after_a_resume(make_cfg, tmp_path):
+    """The optimizers' lr/beta2, gamma and the EMA decay are recomputed from the checkpointed generator step:
+    a run resumed mid burn-in ends where the uninterrupted one does."""
+    run = tiny_overrides("r3gan", "toy2d_ring", steps=6) + [
+        "burn_in=8", "metrics=none", "callbacks.model_checkpoint.every_n_train_steps=6",
+        "callbacks.model_checkpoint.save_top_k=-1"]
+    _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
+    middle = tmp_path / "full" / "checkpoints" / "step0000006.ckpt"
+    assert load_checkpoint(middle)["gan_counters"]["generator_steps"] == 3
+    _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
+    a, b = full["module"], resumed["module"]
+    for network in ("generator", "discriminator"):
+        assert a.optimizer_of(network).param_groups[0]["lr"] == b.optimizer_of(network).param_groups[0]["lr"]
+        assert a.optimizer_of(network).param_groups[0]["betas"] == b.optimizer_of(network).param_groups[0]["betas"]
+    assert a.penalties["r1r2"].gamma == b.penalties["r1r2"].gamma
+    assert a.generator_ema.decay == b.generator_ema.decay
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_r3gan_composes_with_its_schedules_and_penalty(make_cfg):
+    from gan.utils.instantiate import build_module
+
+    cfg = make_cfg(["model=r3gan", "data=toy2d_grid", "logger=none"])
+    module = build_module(cfg)
+    assert isinstance(module.loss, RelativisticLoss) and set(module.penalties) == {"r1r2"}
+    assert set(module.schedules) == {"lr", "beta2", "gamma", "ema_half_life"}
+    assert module.penalties["r1r2"].gamma == cfg.model.schedules.gamma.value.start
+    assert module.generator_ema is not None
+    assert [o.defaults["betas"][0] for o in module.configure_optimizers()] == [0.0, 0.0]  # Adam beta1 = 0
