@@ -15,8 +15,9 @@ What is kept from the paper's Config E:
 - G starts from a learned ``base`` x ``base`` basis modulated by a linear map of z; D ends with a depthwise
   ``base`` x ``base`` convolution to one vector and a linear head; G's output is linear (``output=identity``).
 
-Vector data (the 2D toys): both become MLPs of ``vector_depth`` layers of ``width`` units with leaky ReLU 0.2
-and no normalization; the discriminator can take Fourier features of its input (``fourier_features``,
+Vector data (the 2D toys): both become MLPs of ``vector_depth`` layers of ``width`` units and no
+normalization, with leaky ReLU 0.2 in D and ``vector_negative_slope`` in G (0: ReLU, whose flat regions let
+G map whole regions of z onto one sharp mode; leaky ReLU never flattens); the discriminator can take Fourier features of its input (``fourier_features``,
 ``fourier_scales``: see gan/nets/layers.FourierFeatures), since a plain MLP resolves sharp 2D modes late.
 
 What is simplified: no mixed precision per stage, no custom CUDA kernels (plain PyTorch convolutions, so
@@ -162,6 +163,7 @@ class R3GANGenerator(Generator):
         conditioning: str = "embedding",
         embedding_dim: int | None = None,
         vector_depth: int = 3,
+        vector_negative_slope: float = 0.2,
         **options,
     ):
         super().__init__(latent_dim, sample_shape, num_classes, conditioning, embedding_dim)
@@ -172,7 +174,7 @@ class R3GANGenerator(Generator):
             raise ConfigError(f"{who} has no batch norm to condition; use conditioning=embedding")
         if is_vector(sample_shape):  # the 2D toys: nothing to convolve
             self.stages = nn.ModuleList([generator_mlp(self.input_dim, [int(width)] * int(vector_depth), self.sample_shape[0],
-                                                       output, negative_slope=0.2)])
+                                                       output, negative_slope=vector_negative_slope)])
             self.output = nn.Identity()
             return
         channels, base, doublings = residual_geometry(sample_shape, who)

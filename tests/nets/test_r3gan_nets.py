@@ -105,6 +105,10 @@ def test_vector_data_gets_unnormalized_mlps_with_optional_fourier_features():
     linear = [m for m in generator.modules() if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in linear] == [32, 32, 2]  # vector_depth hidden layers of width units
     assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.LayerNorm)) for m in generator.modules())
+    assert {type(m) for m in generator.modules()} >= {torch.nn.LeakyReLU}
+    relu = R3GANGenerator(8, (2,), width=32, vector_negative_slope=0.0)
+    assert any(isinstance(m, torch.nn.ReLU) for m in relu.modules())
+    assert not any(isinstance(m, torch.nn.LeakyReLU) for m in relu.modules())
     fourier = [m for m in discriminator.modules() if isinstance(m, FourierFeatures)]
     assert len(fourier) == 1 and fourier[0].out_features == 2 + 2 * 16
     # the frequencies span the requested cycles per unit, log-spaced
