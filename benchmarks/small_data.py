@@ -11,7 +11,8 @@ sampling generator, the EMA copy when EMA is on) scores the generator once, at t
 
 Tricks (combine with ``+``, e.g. ``diffaugment+lecam``): ``none``; ``diffaugment`` (conf/augment/diffaugment.yaml:
 color,translation,cutout); ``ada`` (conf/augment/ada.yaml, the paper's speed: p moves at most 0.13 per 1,000
-discriminator steps at batch 64, so short runs barely augment); ``lecam`` (weight 0.3, decay 0.99).
+discriminator steps at batch 64, so short runs barely augment); ``lecam`` (weight 0.3, decay 0.99); ``ema``
+(an EMA of G with decay 0.999, scored instead of G).
 
 Every run appends one JSON line to ``--out`` (default benchmarks/results/small_data.jsonl), so the benchmark
 runs in pieces (one variant or one seed at a time, several machines); a run already in the file (same
@@ -37,18 +38,13 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "small_data.jsonl"
 METRIC = "fid_digits"
 
 
-def augment_key() -> str:
-    """The command-line key of the augment group: ``augment`` once train.yaml lists the group plainly (the
-    files carry their package), ``augment@model.augment`` while it names the package in the defaults list."""
-    return "augment@model.augment" if "augment@model.augment" in (PROJECT_ROOT / "conf" / "train.yaml").read_text() else "augment"
-
-
 def trick_overrides(trick: str) -> list[str]:
     """Hydra overrides of a trick name; ``a+b`` combines tricks."""
     known = {
         "none": [],
-        "diffaugment": [f"{augment_key()}=diffaugment"],
-        "ada": [f"{augment_key()}=ada"],
+        "diffaugment": ["augment=diffaugment"],
+        "ada": ["augment=ada"],
+        "ema": ["model.ema_decay=0.999"],
         "lecam": ["+model.penalties.lecam={_target_:gan.losses.LeCamPenalty,weight:0.3,decay:0.99}"],
     }
     parts = trick.split("+")
