@@ -25,7 +25,7 @@ wgan_gp, lsgan, sngan) on ring and grid; wgan_gp and dcgan on stacked. r3gan run
 Each run is a real ``train.train`` of the composed config (``model=<variant>``, the data set's overrides,
 ``seed=<seed>``, ``logger=none``, only the health-check callback: no sample grids, metrics during training
 or checkpoints) at the composed budget: ``generator_steps`` of the per-data preset
-(conf/preset/<model>/<data>.yaml) unless ``--steps`` is given; further Hydra overrides after ``--``. Then
+(conf/preset/tuned/<model>/<data>.yaml) unless ``--steps`` is given; further Hydra overrides after ``--``. Then
 the final sampling generator (the EMA copy when EMA is on) is scored once with the metric registry under the
 papers' protocol (``PROTOCOLS``): on the toys ``mode_coverage`` (PacGAN: 2,500 samples, a sample is high
 quality within 3 std of its nearest mode, modes captured, reverse KL of the high-quality mode histogram to
