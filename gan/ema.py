@@ -14,8 +14,10 @@ class GeneratorEMA(nn.Module):
     """A copy of the generator whose weights follow ema = decay * ema + (1 - decay) * weights.
 
     The first update copies the weights (the copy made at construction is the untrained generator, and
-    until that update the module shows the raw generator instead). Buffers (batch-norm statistics) are
-    averaged like the weights. ``decay`` may change between updates (a half-life schedule sets it).
+    until that update the module shows the raw generator instead). Floating-point buffers are averaged like
+    the weights, except batch-norm statistics: those of the raw generator belong to its own weights, so
+    :meth:`averaged` recomputes them for the averaged weights when it is read after an update. ``decay``
+    may change between updates (a half-life schedule sets it).
 
     State dict keys match ``torch.optim.swa_utils.AveragedModel``'s (``module.*``, ``n_averaged``), so
     checkpoints of either read the same way.
@@ -30,6 +32,11 @@ class GeneratorEMA(nn.Module):
             raise ConfigError(f"model.ema_decay must be in [0, 1), got {decay}")
         #: host-side mirror of n_averaged, so the per-step check needs no device sync
         self.updates = 0
+        self.statistics_stale = True
+        norms = [name for name, m in self.module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        #: buffers that follow the raw generator's (batch-norm statistics are recomputed instead)
+        self.followed_buffers = [name for name, _ in self.module.named_buffers()
+                                 if not any(name.startswith(f"{norm}.") for norm in norms)]
 
     @property
     def has_average(self) -> bool:
@@ -38,18 +45,29 @@ class GeneratorEMA(nn.Module):
     @torch.no_grad()
     def update(self, generator: nn.Module) -> None:
         # not cached: moving a module to another device replaces its buffer tensors
-        own = list(self.module.parameters()) + [b for b in self.module.buffers() if b.is_floating_point()]
-        theirs = [t.detach() for t in generator.parameters()] + [b for b in generator.buffers() if b.is_floating_point()]
+        own_buffers, their_buffers = dict(self.module.named_buffers()), dict(generator.named_buffers())
+        averaged = [name for name in self.followed_buffers if own_buffers[name].is_floating_point()]
+        own = list(self.module.parameters()) + [own_buffers[name] for name in averaged]
+        theirs = [t.detach() for t in generator.parameters()] + [their_buffers[name] for name in averaged]
         torch._foreach_lerp_(own, theirs, 1.0 if self.updates == 0 else 1.0 - self.decay)
-        for own_buffer, buffer in zip(self.module.buffers(), generator.buffers()):
-            if not own_buffer.is_floating_point():  # counters such as num_batches_tracked are copied
-                own_buffer.copy_(buffer)
+        for name in self.followed_buffers:
+            if not own_buffers[name].is_floating_point():  # integer buffers are copied
+                own_buffers[name].copy_(their_buffers[name])
         self.n_averaged.add_(1)
         self.updates += 1
+        self.statistics_stale = True
+
+    def averaged(self) -> Generator:
+        """The averaged generator, its batch-norm statistics recomputed for its weights when stale."""
+        if self.statistics_stale:
+            self.module.recompute_batch_norm_statistics()
+            self.statistics_stale = False
+        return self.module
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.updates = int(self.n_averaged)
+        self.statistics_stale = True
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}"

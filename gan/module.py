@@ -192,7 +192,7 @@ class GANModule(pl.LightningModule):
         """The generator to show and score: the EMA copy once it has been updated (before ``ema_start`` it is
         still the untrained initial copy, so the raw generator is shown instead)."""
         if self.generator_ema is not None and self.generator_ema.has_average:
-            return self.generator_ema.module
+            return self.generator_ema.averaged()
         return self.generator
 
     @property

@@ -99,6 +99,33 @@ class Generator(nn.Module):
             return torch.randn(n, self.latent_dim, device=device)
         return torch.randn(n, self.latent_dim, generator=generator).to(device)
 
+    @torch.no_grad()
+    def recompute_batch_norm_statistics(self, samples: int = 2048, batch_size: int = 256, seed: int = 0) -> None:
+        """Set every batch norm's running statistics to those of the current weights ("standing statistics",
+        Brock et al. 2019), over ``samples`` fixed latent codes. An averaged (EMA) generator needs them: its
+        weights are not the ones the training-time statistics were tracked for, and in eval mode those wrong
+        statistics turn a DCGAN's EMA samples into noise. Deterministic (own RNG, statistics reset first), so
+        recomputing after a resume gives the same values. A generator without batch norm is left as it is."""
+        norms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [norm.momentum for norm in norms]
+        was_training = self.training
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average over the batches below
+        self.train()
+        rng = torch.Generator().manual_seed(int(seed))
+        device = next(self.parameters()).device
+        try:
+            for start in range(0, samples, batch_size):
+                n = min(batch_size, samples - start)
+                self(self.noise(n, rng, device), self.random_labels(n, rng, device))
+        finally:
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
+            self.train(was_training)
+
     def random_labels(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor | None:
         """Uniformly drawn classes for a conditional generator, None for an unconditional one."""
         if self.num_classes is None:

@@ -66,4 +66,7 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True, 
     state, is_ema = generator_state(checkpoint, use_ema)
     generator.load_state_dict(state)
     generator.uses_ema_weights = is_ema
-    return generator.to(device).eval()
+    generator.to(device)
+    if is_ema:  # the saved batch-norm statistics may predate the last updates of the average
+        generator.recompute_batch_norm_statistics()
+    return generator.eval()

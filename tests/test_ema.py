@@ -1,0 +1,81 @@
+"""The EMA generator's batch-norm statistics belong to its averaged weights, not to the raw generator's."""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from gan.ema import GeneratorEMA
+from gan.nets import DCGANGenerator
+
+torch.manual_seed(0)
+
+
+def trained_a_little(generator: DCGANGenerator, steps: int = 3) -> None:
+    """Move the weights and the running statistics as training would (train-mode forwards, weight changes)."""
+    generator.train()
+    for _ in range(steps):
+        with torch.no_grad():
+            generator(generator.noise(32), generator.random_labels(32))
+            for p in generator.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+
+
+def batch_statistics_output(generator: DCGANGenerator, z: torch.Tensor, labels=None) -> torch.Tensor:
+    """The output with every batch norm normalising by the statistics of this very batch."""
+    twin = copy.deepcopy(generator).train()
+    with torch.no_grad():
+        return twin(z, labels)
+
+
+def test_averaged_generator_uses_statistics_of_its_own_weights():
+    generator = DCGANGenerator(8, (1, 28, 28), width=4)
+    ema = GeneratorEMA(generator, decay=0.5)
+    ema.update(generator)
+    for _ in range(3):
+        trained_a_little(generator)
+        ema.update(generator)
+    averaged = ema.averaged()
+    assert not ema.statistics_stale
+    # one batch of the same fixed codes: the running statistics are exactly that batch's (unbiased variance)
+    averaged.recompute_batch_norm_statistics(samples=2048, batch_size=2048, seed=0)
+    z = averaged.noise(2048, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        shown = averaged.eval()(z)
+    assert torch.allclose(shown, batch_statistics_output(averaged, z), atol=2e-3)
+    # the raw generator's statistics do not fit the averaged weights: using them gives other samples
+    stale = copy.deepcopy(averaged)
+    for own, raw in zip(stale.modules(), generator.modules()):
+        if isinstance(own, torch.nn.BatchNorm2d):
+            own.running_mean.copy_(raw.running_mean)
+            own.running_var.copy_(raw.running_var)
+    with torch.no_grad():
+        assert not torch.allclose(stale.eval()(z), shown, atol=0.05)
+
+
+def test_recomputed_statistics_are_deterministic_and_leave_the_global_rng_alone():
+    generator = DCGANGenerator(8, (1, 28, 28), width=4, num_classes=3, conditioning="batchnorm")
+    trained_a_little(generator)
+    twin = copy.deepcopy(generator)
+    state = torch.get_rng_state()
+    generator.recompute_batch_norm_statistics(samples=300, batch_size=128)
+    assert torch.equal(state, torch.get_rng_state())
+    twin.recompute_batch_norm_statistics(samples=300, batch_size=128)
+    assert all(torch.equal(a, b) for a, b in zip(generator.buffers(), twin.buffers()))
+    assert generator.training  # the mode it had
+    momenta = {m.momentum for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    assert momenta == {0.1}
+
+
+def test_ema_update_averages_weights_but_not_batch_norm_statistics():
+    generator = DCGANGenerator(8, (1, 28, 28), width=4)
+    ema = GeneratorEMA(generator, decay=0.5)
+    ema.update(generator)
+    averaged = ema.averaged()
+    statistics = {k: v.clone() for k, v in averaged.state_dict().items() if "running" in k}
+    trained_a_little(generator)
+    ema.update(generator)
+    assert ema.statistics_stale
+    # the update leaves the statistics; reading the average recomputes them
+    assert all(torch.equal(v, ema.module.state_dict()[k]) for k, v in statistics.items())
+    assert not all(torch.equal(v, ema.averaged().state_dict()[k]) for k, v in statistics.items())
