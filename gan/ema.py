@@ -34,9 +34,11 @@ class GeneratorEMA(nn.Module):
         self.updates = 0
         self.statistics_stale = True
         norms = [name for name, m in self.module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        #: buffers that follow the raw generator's (batch-norm statistics are recomputed instead)
-        self.followed_buffers = [name for name, _ in self.module.named_buffers()
-                                 if not any(name.startswith(f"{norm}.") for norm in norms)]
+        # buffers that follow the raw generator's (batch-norm statistics are recomputed instead): floating-point
+        # ones are averaged like the weights, integer ones copied
+        followed = [(name, b) for name, b in self.module.named_buffers() if not any(name.startswith(f"{norm}.") for norm in norms)]
+        self.averaged_buffers = [name for name, b in followed if b.is_floating_point()]
+        self.copied_buffers = [name for name, b in followed if not b.is_floating_point()]
 
     @property
     def has_average(self) -> bool:
@@ -46,13 +48,11 @@ class GeneratorEMA(nn.Module):
     def update(self, generator: nn.Module) -> None:
         # not cached: moving a module to another device replaces its buffer tensors
         own_buffers, their_buffers = dict(self.module.named_buffers()), dict(generator.named_buffers())
-        averaged = [name for name in self.followed_buffers if own_buffers[name].is_floating_point()]
-        own = list(self.module.parameters()) + [own_buffers[name] for name in averaged]
-        theirs = [t.detach() for t in generator.parameters()] + [their_buffers[name] for name in averaged]
+        own = list(self.module.parameters()) + [own_buffers[name] for name in self.averaged_buffers]
+        theirs = [t.detach() for t in generator.parameters()] + [their_buffers[name] for name in self.averaged_buffers]
         torch._foreach_lerp_(own, theirs, 1.0 if self.updates == 0 else 1.0 - self.decay)
-        for name in self.followed_buffers:
-            if not own_buffers[name].is_floating_point():  # integer buffers are copied
-                own_buffers[name].copy_(their_buffers[name])
+        for name in self.copied_buffers:
+            own_buffers[name].copy_(their_buffers[name])
         self.n_averaged.add_(1)
         self.updates += 1
         self.statistics_stale = True
