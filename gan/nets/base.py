@@ -105,7 +105,9 @@ class Generator(nn.Module):
         Brock et al. 2019), over ``samples`` fixed latent codes. An averaged (EMA) generator needs them: its
         weights are not the ones the training-time statistics were tracked for, and in eval mode those wrong
         statistics turn a DCGAN's EMA samples into noise. Deterministic (own RNG, statistics reset first), so
-        recomputing after a resume gives the same values. A generator without batch norm is left as it is."""
+        recomputing after a resume gives the same values. A generator without batch norm is left as it is.
+        (``torch.optim.swa_utils.update_bn`` does the same for a loader of inputs, but cannot pass a
+        conditional generator its labels.)"""
         norms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         if not norms:
             return

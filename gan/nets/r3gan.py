@@ -17,8 +17,9 @@ What is kept from the paper's Config E:
 
 Vector data (the 2D toys): both become MLPs of ``vector_depth`` layers of ``width`` units and no
 normalization, with leaky ReLU 0.2 in D and ``vector_negative_slope`` in G (0: ReLU, whose flat regions let
-G map whole regions of z onto one sharp mode; leaky ReLU never flattens); the discriminator can take Fourier features of its input (``fourier_features``,
-``fourier_scales``: see gan/nets/layers.FourierFeatures), since a plain MLP resolves sharp 2D modes late.
+G map whole regions of z onto one sharp mode; leaky ReLU never flattens); the discriminator can take Fourier
+features of its input (``fourier_features``, ``fourier_scales``: see gan/nets/layers.FourierFeatures), since
+a plain MLP resolves sharp 2D modes late.
 
 What is simplified: no mixed precision per stage, no custom CUDA kernels (plain PyTorch convolutions, so
 R1/R2's double backward works on any device), ``blocks_per_stage`` equal for every stage, and class
