@@ -80,8 +80,9 @@ MODES = {
     # presets=none: the variant's own setting (the toys' per-data presets add an EMA the bare loop does not do)
     "tiny": ["data=toy2d_grid", "presets=none", "model.generator.width=1", "model.discriminator.width=1",
              "trainer.accelerator=cpu"],
-    "realistic": ["trainer.accelerator=cpu"],
-    "gpu": ["trainer.accelerator=gpu"],
+    # the variants' paper settings on the digits as well: dcgan's digits preset adds an EMA
+    "realistic": ["trainer.accelerator=cpu", "presets=none"],
+    "gpu": ["trainer.accelerator=gpu", "presets=none"],
 }
 # Switch off everything optional: callbacks, logger, metrics, and what Lightning adds by itself when the
 # callback list is empty (its own progress bar, model summary and checkpoint callback).

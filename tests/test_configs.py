@@ -38,7 +38,7 @@ def test_every_model_builds_for_its_data(make_cfg, model, data):
     ],
 )
 def test_variant_picks_its_published_defaults(make_cfg, model, loss, lrs, n_critic):
-    cfg = make_cfg([f"model={model}", "logger=none"])
+    cfg = make_cfg([f"model={model}", "logger=none", "presets=none"])  # dcgan's digits preset changes its Adam
     module = build_module(cfg)
     assert type(module.loss) is loss
     opt_g, opt_d = module.configure_optimizers()
@@ -62,7 +62,8 @@ def test_published_details_of_the_critics(make_cfg):
 
 
 def test_command_line_groups_override_the_variant(make_cfg):
-    module = build_module(make_cfg(["model=dcgan", "loss=least_squares", "optimizer=ttur", "loss.a=-1", "logger=none"]))
+    module = build_module(make_cfg(["model=dcgan", "loss=least_squares", "optimizer=ttur", "loss.a=-1", "logger=none",
+                                    "presets=none"]))
     assert isinstance(module.loss, LeastSquaresLoss) and module.loss.a == -1.0
     opt_g, opt_d = module.configure_optimizers()
     assert (opt_g.defaults["lr"], opt_d.defaults["lr"]) == (1e-4, 4e-4)
@@ -71,3 +72,31 @@ def test_command_line_groups_override_the_variant(make_cfg):
 def test_minimax_objective_is_a_loss_choice(make_cfg):
     module = build_module(make_cfg(["model=gan", "loss=minimax", "logger=none"]))
     assert type(module.loss).__name__ == "MinimaxLoss"
+
+
+def test_the_default_run_takes_the_dcgan_digits_preset(make_cfg):
+    """`make train` (dcgan on digits) trains with conf/preset/tuned/dcgan/digits.yaml; presets=none is the paper."""
+    tuned = build_module(make_cfg(["logger=none"]))
+    paper = build_module(make_cfg(["logger=none", "presets=none"]))
+    for module, lr, betas, ema in ((tuned, 1e-3, (0.5, 0.99), True), (paper, 2e-4, (0.5, 0.999), False)):
+        for optimizer in module.configure_optimizers():
+            assert optimizer.defaults["lr"] == lr and tuple(optimizer.defaults["betas"]) == betas
+        assert (module.generator_ema is not None) == ema
+
+
+def test_a_group_chosen_under_a_preset_is_named(make_cfg):
+    """optimizer=ttur on the default digits: the preset's learning rates win (it is composed later), so the
+    run says which values replace the chosen group's, and nothing is said without a preset or a group choice."""
+    from gan.utils.config import groups_under_a_preset, preset_values
+
+    lines = groups_under_a_preset("tuned/dcgan/digits", ["optimizer=ttur", "seed=3", "optimizer.generator.lr=1e-4"])
+    assert len(lines) == 1 and "optimizer=ttur" in lines[0] and "presets=none" in lines[0]
+    assert "optimizer.generator.lr" in lines[0] and "optimizer.discriminator.betas" in lines[0]
+    # the composed run agrees with the warning: ttur's 1e-4 / 4e-4 are replaced
+    opt_g, opt_d = build_module(make_cfg(["optimizer=ttur", "logger=none"])).configure_optimizers()
+    assert (opt_g.defaults["lr"], opt_d.defaults["lr"]) == (1e-3, 1e-3)
+    assert groups_under_a_preset(None, ["optimizer=ttur"]) == []
+    assert groups_under_a_preset("tuned/wgan_gp/digits", ["optimizer=ttur"]) == []  # the optional preset is absent
+    assert groups_under_a_preset("tuned/dcgan/digits", ["callbacks=none", "loss=hinge"]) == []  # sets no loss values
+    # values of included presets count: r3gan's digits preset is its Stacked MNIST one
+    assert preset_values("tuned/r3gan/digits").data.batch_size == preset_values("tuned/r3gan/stacked_mnist").data.batch_size

@@ -1,5 +1,6 @@
-"""OmegaConf resolvers the configs use that need nothing above ``gan.utils``. Registered on import of the
-``gan`` package, together with the metric resolvers of :mod:`gan.resolvers`."""
+"""OmegaConf resolvers the configs use that need nothing above ``gan.utils`` (registered on import of the
+``gan`` package, together with the metric resolvers of :mod:`gan.resolvers`), and what a per-data preset
+sets, read from its file."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from gan.utils.steps import optimizer_steps
 
@@ -50,3 +51,43 @@ def register_resolvers(extra: dict | None = None) -> None:
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+def preset_values(choice: str, conf_dir: Path = PROJECT_ROOT / "conf") -> DictConfig:
+    """The values the per-data preset ``choice`` (``tuned/<model>/<data>``, as in Hydra's runtime choices)
+    sets, with those of the presets it includes through its defaults list."""
+    text = OmegaConf.load(conf_dir / "preset" / f"{choice}.yaml")
+    included = [entry for entry in text.pop("defaults", []) if isinstance(entry, str) and entry.startswith("/preset/")]
+    values = OmegaConf.create()
+    for entry in included:
+        values = OmegaConf.merge(values, preset_values(entry[len("/preset/"):].split("@")[0], conf_dir))
+    return OmegaConf.merge(values, text)
+
+
+# the groups whose hyperparameters a preset may set: a user who picks one of them means its values
+_HYPERPARAMETER_GROUPS = ("optimizer", "loss")
+
+
+def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[str],
+                          conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
+    """One line per group chosen on the command line (``optimizer=ttur``) some of whose values the run's
+    per-data preset replaces: the preset is composed after the groups, so ``optimizer=ttur`` on the default
+    digits would silently train with the DCGAN preset's learning rates. Empty without a preset (the choice
+    names a file even where the optional preset does not exist)."""
+    if not preset_choice or not (conf_dir / "preset" / f"{preset_choice}.yaml").is_file():
+        return []
+    values = preset_values(preset_choice, conf_dir)
+    lines = []
+    for override in task_overrides:
+        key, _, choice = str(override).partition("=")
+        if choice and key in _HYPERPARAMETER_GROUPS and key in values:
+            replaced = sorted(_leaf_keys(values[key], key))
+            lines.append(f"the per-data preset {preset_choice} sets {', '.join(replaced)} over {key}={choice}; "
+                         f"add presets=none to train with {key}={choice} as it is")
+    return lines
+
+
+def _leaf_keys(node, prefix: str) -> list[str]:
+    if OmegaConf.is_dict(node):
+        return [leaf for key, child in node.items() for leaf in _leaf_keys(child, f"{prefix}.{key}")]
+    return [prefix]
