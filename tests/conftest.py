@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers resolvers)
-from gan.utils.config import PROJECT_ROOT
+from gan.utils.config import PROJECT_ROOT, preset_file, preset_values
 
 # The tests train tiny networks, for which one thread is faster than several: each op is too small to
 # split, and with more threads than free cores (a busy CI box, pytest beside other jobs) every op waits
@@ -38,21 +37,20 @@ TINY_NETS = {
 }
 
 
-def preset_text(model: str, data: str) -> str:
-    """The tuned preset of (model, data) with the presets it includes, as text ('' when there is none)."""
-    path = CONF_DIR / "preset" / "tuned" / model / f"{data}.yaml"
-    if not path.exists():
-        return ""
-    text = path.read_text()
-    included = re.findall(r"/preset/tuned/([\w]+)/([\w]+)@", text)
-    return text + "".join(preset_text(m, d) for m, d in included)
+def preset_generator(model: str, data: str) -> str | None:
+    """The generator class the tuned preset of (model, data) picks, its included presets counted (None when
+    there is no preset or it keeps the variant's)."""
+    choice = f"tuned/{model}/{data}"
+    if not preset_file(choice).is_file():
+        return None
+    return OmegaConf.select(preset_values(choice), "model.generator._target_")
 
 
 def net_family(model: str, data: str = "digits") -> str:
     if model == "gan":
         return "mlp"
     # r3gan's CPU presets for the digit sets swap in the DCGAN-layout nets, which have no group_channels
-    if model == "r3gan" and "gan.nets.DCGAN" not in preset_text(model, data):
+    if model == "r3gan" and preset_generator(model, data) != "gan.nets.DCGANGenerator":
         return "r3gan"
     return "dcgan"
 

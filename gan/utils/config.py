@@ -53,10 +53,16 @@ def register_resolvers(extra: dict | None = None) -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
+def preset_file(choice: str, conf_dir: Path = PROJECT_ROOT / "conf") -> Path:
+    """The file of the per-data preset ``choice`` (``tuned/<model>/<data>``, as in Hydra's runtime choices);
+    it need not exist: the preset is optional."""
+    return conf_dir / "preset" / f"{choice}.yaml"
+
+
 def preset_values(choice: str, conf_dir: Path = PROJECT_ROOT / "conf") -> DictConfig:
-    """The values the per-data preset ``choice`` (``tuned/<model>/<data>``, as in Hydra's runtime choices)
-    sets, with those of the presets it includes through its defaults list."""
-    text = OmegaConf.load(conf_dir / "preset" / f"{choice}.yaml")
+    """The values the per-data preset ``choice`` sets, with those of the presets it includes through its
+    defaults list."""
+    text = OmegaConf.load(preset_file(choice, conf_dir))
     included = [entry for entry in text.pop("defaults", []) if isinstance(entry, str) and entry.startswith("/preset/")]
     values = OmegaConf.create()
     for entry in included:
@@ -74,7 +80,7 @@ def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[st
     per-data preset replaces: the preset is composed after the groups, so ``optimizer=ttur`` on the default
     digits would silently train with the DCGAN preset's learning rates. Empty without a preset (the choice
     names a file even where the optional preset does not exist)."""
-    if not preset_choice or not (conf_dir / "preset" / f"{preset_choice}.yaml").is_file():
+    if not preset_choice or not preset_file(preset_choice, conf_dir).is_file():
         return []
     values = preset_values(preset_choice, conf_dir)
     lines = []
