@@ -38,7 +38,12 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor, f
 
     With sigma2 = F F^T, sigma1 sigma2 is similar to the symmetric PSD F^T sigma1 F, so the trace of its square
     root is the sum of the square roots of that matrix's eigenvalues. ``factor2`` (``psd_factor(sigma2)``) can
-    be passed when one side is compared many times (FID-infinity, per-class FID share the real side)."""
+    be passed when one side is compared many times (FID-infinity, per-class FID share the real side).
+
+    Non-finite statistics (a diverged generator's NaN or inf samples) give NaN: the distance is undefined,
+    and the eigendecomposition would otherwise fail with a LinAlgError in the middle of a training run."""
+    if not all(bool(torch.isfinite(t).all()) for t in (mu1, sigma1, mu2, sigma2)):
+        return float("nan")
     factor2 = psd_factor(sigma2) if factor2 is None else factor2
     eigenvalues = torch.linalg.eigvalsh(factor2.T @ sigma1 @ factor2)
     trace_sqrt = eigenvalues.clamp_min(0).sqrt().sum()

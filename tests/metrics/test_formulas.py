@@ -29,6 +29,16 @@ def test_frechet_distance_equals_torch_fidelity_sqrtm(n):
     assert frechet_distance_of_features(fake, real) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_frechet_distance_of_non_finite_features_is_nan_not_an_error(bad):
+    rng = torch.Generator().manual_seed(0)
+    fake, real = torch.randn(100, 8, generator=rng), torch.randn(100, 8, generator=rng)
+    assert math.isfinite(frechet_distance_of_features(fake, real))
+    fake[3, 5] = bad  # one diverged sample makes the fake statistics non-finite
+    assert math.isnan(frechet_distance_of_features(fake, real))
+    assert math.isnan(frechet_distance_of_features(real, fake))
+
+
 def test_fid_infinity_recovers_the_closed_form_distance_that_finite_fid_misses():
     """Fakes N(0, S), reals N(m, S): the true Frechet distance is |m|^2 = 1. FID on N fakes is biased upwards by
     about tr(S)/N-like terms (0.7 here at N = 2,000 in 64 dimensions); FID-infinity removes that bias. Over 12

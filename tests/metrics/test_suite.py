@@ -53,6 +53,13 @@ def test_fid_digits_equals_scipy_frechet_distance_from_the_same_features(digits)
     assert noise["fid_digits"] > 20 * values["fid_digits"]  # real digits sit far closer to the digits than noise
 
 
+def test_a_generator_of_nan_samples_scores_nan_instead_of_failing(digits):
+    # a run without the health check (callbacks=[metrics]) that diverged to NaN used to stop with a LinAlgError
+    suite = MetricSuite(["fid_digits"], num_samples=100, num_real=200, batch_size=50)
+    values, _ = suite.evaluate_generator(Replay(torch.full((100, 1, 28, 28), float("nan"))), digits)
+    assert np.isnan(values["fid_digits"])
+
+
 def test_real_features_are_cached_reused_and_invalidated(digits, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     fake = torch.rand(50, 1, 28, 28) * 2 - 1
