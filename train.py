@@ -23,7 +23,7 @@ from gan.utils.config import groups_under_a_preset, slurm_batch_job_id
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import ConfigError, TrainingDiverged, exit_on_user_error, one_line, print_error, user_error_behind
-from gan.utils.instantiate import build, build_module, instantiate_group
+from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.logging import finish_loggers, prepare_loggers
 from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
 
@@ -57,7 +57,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     callbacks = instantiate_group(cfg.get("callbacks")) + [ResumeState(), *callbacks]
     loggers = instantiate_group(cfg.get("logger"))
     prepare_loggers(loggers)
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(module.run_config)
     try:

@@ -40,6 +40,8 @@ def cases(tmp):
         "missing_data": ("train.py", ["data=mnist", "data.root=/nowhere", "data.download=false"], {}),
         "conditional_on_unlabelled": ("train.py", ["model=cgan", "data=toy2d_grid"], {}),
         "option_out_of_range": ("train.py", ["model.n_critic=0"], {}),
+        "trainer_refuses_option": ("train.py", ["trainer.devices=0"], {}),
+        "unknown_precision": ("train.py", ["trainer.precision=fp12"], {}),
         "corrupt_checkpoint": ("evaluate.py", [f"ckpt_path={corrupt}"], {}),
         "foreign_checkpoint": ("evaluate.py", [f"ckpt_path={foreign}"], {}),
         # an objective the run never logs: the sweep stops before the first trial trains
@@ -72,6 +74,9 @@ def results(tmp_path_factory):
     ("missing_data", r"mnist not found in /nowhere/MNIST/raw .*fix: set data.root"),
     ("conditional_on_unlabelled", r"a conditional model needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"),
     ("option_out_of_range", r"model.n_critic must be a positive integer, got 0"),
+    # Lightning's own refusals (a MisconfigurationException, a ValueError) behind Hydra's wrapper
+    ("trainer_refuses_option", r"trainer: `Trainer\(devices=0\)` value is not a valid input"),
+    ("unknown_precision", r"trainer: Precision 'fp12' is invalid. Allowed precision values: .*'32-true'"),
     ("corrupt_checkpoint", r"cannot read checkpoint .*corrupt.ckpt: "),
     ("foreign_checkpoint", r"foreign.ckpt is not a checkpoint of this framework"),
     ("objective_never_logged", r"optimized_metric=val/fid is not logged by this run: its metrics \(mode_coverage\) log "

@@ -10,6 +10,7 @@ import torch
 import gan
 from gan.utils.checkpoint import load_checkpoint
 from gan.utils.config import PROJECT_ROOT
+from gan.utils.instantiate import instantiate_group
 from tests.conftest import MODELS, tiny_overrides
 from train import train
 
@@ -38,6 +39,19 @@ def test_each_variant_trains_and_writes_grid_and_checkpoint(make_cfg, tmp_path, 
     # the weights the run shows and scores: the EMA copy once it has been updated (model=r3gan), else G's
     for name, param in module.sampling_generator.state_dict().items():
         assert torch.equal(param, generator.state_dict()[name])
+
+
+@pytest.mark.parametrize("switch, left_out", [("enable_progress_bar", pl.callbacks.ProgressBar),
+                                               ("enable_checkpointing", pl.callbacks.Checkpoint)])
+def test_trainer_switches_leave_out_their_callbacks_instead_of_failing(make_cfg, tmp_path, switch, left_out):
+    # Lightning refuses enable_progress_bar=false beside a progress-bar callback (the default group has one)
+    tiny = [o for o in tiny_overrides("dcgan", steps=2) if o != "callbacks.progress_bar=null"]
+    cfg = make_cfg(tiny + [f"+trainer.{switch}=false"])
+    assert any(isinstance(c, left_out) for c in instantiate_group(cfg.callbacks))  # the group still lists it
+    _, objects = train(cfg)
+    assert objects["module"].generator_steps == 2
+    assert not any(isinstance(c, left_out) for c in objects["trainer"].callbacks)
+    assert (tmp_path / "run" / "checkpoints").exists() == (switch != "enable_checkpointing")
 
 
 def test_gradient_penalty_is_logged(make_cfg):

@@ -7,7 +7,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gan.utils.errors import ConfigError
+from gan.utils.errors import ConfigError, UserError, one_line
 
 log = logging.getLogger("gan")
 
@@ -24,6 +24,41 @@ def build(node, **kwargs):
         if isinstance(cause, (ValueError, FileNotFoundError, RuntimeError)):
             raise cause from None
         raise
+
+
+def build_trainer(node: DictConfig, callbacks: list, **kwargs):
+    """Lightning's Trainer from ``node``, with the callbacks its switches leave room for.
+
+    ``trainer.enable_progress_bar=false`` and ``trainer.enable_checkpointing=false`` are how Lightning users
+    turn the bar and checkpoints off, but Lightning refuses them beside a progress bar or checkpoint callback,
+    and the default callback group has both: those callbacks are dropped instead (said in the log). An option
+    the Trainer refuses (``devices=0``, an unknown ``precision`` or ``strategy``) is a user error naming it."""
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
+
+    for switch, kind in (("enable_progress_bar", ProgressBar), ("enable_checkpointing", Checkpoint)):
+        if node.get(switch) is False:
+            dropped = [c for c in callbacks if isinstance(c, kind)]
+            if dropped:
+                log.info("trainer.%s=false: leaving out %s", switch, ", ".join(type(c).__name__ for c in dropped))
+                callbacks = [c for c in callbacks if not isinstance(c, kind)]
+    try:
+        return build(node, callbacks=callbacks, **kwargs)
+    except UserError:
+        raise
+    except Exception as error:
+        refused = _trainer_refusal(error)
+        if refused is None:
+            raise
+        raise ConfigError(f"trainer: {one_line(refused)}") from error
+
+
+def _trainer_refusal(error: BaseException) -> BaseException | None:
+    """The ValueError or Lightning MisconfigurationException behind ``error`` (through Hydra's wrapper)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error if isinstance(error, (ValueError, MisconfigurationException)) else None
 
 
 def instantiate_group(group: DictConfig | None) -> list:
