@@ -98,5 +98,11 @@ def test_a_group_chosen_under_a_preset_is_named(make_cfg):
     assert groups_under_a_preset(None, ["optimizer=ttur"]) == []
     assert groups_under_a_preset("tuned/wgan_gp/digits", ["optimizer=ttur"]) == []  # the optional preset is absent
     assert groups_under_a_preset("tuned/dcgan/digits", ["callbacks=none", "loss=hinge"]) == []  # sets no loss values
-    # values of included presets count: r3gan's digits preset is its Stacked MNIST one
-    assert preset_values("tuned/r3gan/digits").data.batch_size == preset_values("tuned/r3gan/stacked_mnist").data.batch_size
+    # values of included presets count, and a preset's own values win over them: r3gan's digits preset includes
+    # its Stacked MNIST one and sets its own learning rate; mnist's includes the digits' (two levels)
+    stacked = preset_values("tuned/r3gan/stacked_mnist")
+    for data in ("digits", "mnist"):
+        values = preset_values(f"tuned/r3gan/{data}")
+        assert values.data.batch_size == stacked.data.batch_size
+        assert values.model.schedules.gamma.value.start == stacked.model.schedules.gamma.value.start
+        assert values.model.schedules.lr.value.start == 2e-3 and "lr" not in stacked.model.schedules
