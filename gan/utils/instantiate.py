@@ -18,12 +18,18 @@ def build(node, **kwargs):
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
-        cause = error.__cause__
-        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
-            cause = cause.__cause__
+        cause = innermost_cause(error)
         if isinstance(cause, (ValueError, FileNotFoundError, RuntimeError)):
             raise cause from None
         raise
+
+
+def innermost_cause(error: BaseException) -> BaseException:
+    """What the target raised behind Hydra's (possibly nested) InstantiationException; ``error`` itself when
+    it is no wrapper or wraps nothing."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 def build_trainer(node: DictConfig, callbacks: list, **kwargs):
@@ -33,6 +39,7 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
     turn the bar and checkpoints off, but Lightning refuses them beside a progress bar or checkpoint callback,
     and the default callback group has both: those callbacks are dropped instead (said in the log). An option
     the Trainer refuses (``devices=0``, an unknown ``precision`` or ``strategy``) is a user error naming it."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
     for switch, kind in (("enable_progress_bar", ProgressBar), ("enable_checkpointing", Checkpoint)):
@@ -46,19 +53,11 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
     except UserError:
         raise
     except Exception as error:
-        refused = _trainer_refusal(error)
-        if refused is None:
+        # build() unwraps a ValueError already; a MisconfigurationException is still inside Hydra's wrapper
+        refused = innermost_cause(error)
+        if not isinstance(refused, (ValueError, MisconfigurationException)):
             raise
         raise ConfigError(f"trainer: {one_line(refused)}") from error
-
-
-def _trainer_refusal(error: BaseException) -> BaseException | None:
-    """The ValueError or Lightning MisconfigurationException behind ``error`` (through Hydra's wrapper)."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
-    return error if isinstance(error, (ValueError, MisconfigurationException)) else None
 
 
 def instantiate_group(group: DictConfig | None) -> list:
