@@ -191,3 +191,24 @@ def test_backward_skips_lightning_only_where_it_would_add_nothing():
         module.backward_pass(module.discriminator(torch.randn(4, *SHAPE)).mean())
         grads.append([p.grad.clone() for p in module.discriminator.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_optimizer_step_skips_lightning_only_where_it_would_add_nothing():
+    """The plain step is taken on one device in 32 bits without a profiler, gradient clipping or a module hook
+    on the step (tests/test_train.py checks that both paths train alike)."""
+    from gan.module import lightning_step_is_plain
+
+    def trainer_with(**options):
+        return Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                       enable_model_summary=False, **options)
+
+    class HooksTheStep(type(make_module())):
+        def on_before_optimizer_step(self, optimizer):
+            pass
+
+    module = make_module()
+    assert lightning_step_is_plain(trainer_with(), module)
+    assert not lightning_step_is_plain(trainer_with(profiler="simple"), module)
+    assert not lightning_step_is_plain(trainer_with(gradient_clip_val=1.0), module)
+    assert not lightning_step_is_plain(trainer_with(precision="bf16-mixed"), module)
+    assert not lightning_step_is_plain(trainer_with(), HooksTheStep.__new__(HooksTheStep))

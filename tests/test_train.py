@@ -220,3 +220,39 @@ def test_terms_are_logged_every_k_iterations_with_the_value_of_that_iteration(ma
         assert all(float(row[name]) == pytest.approx(computed[name], rel=1e-6) for name in names)
     # the last iteration's values are what train() returns (trainer.callback_metrics)
     assert all(metrics[name] == pytest.approx(recorder.per_iteration[-1][name], rel=1e-6) for name in names)
+
+
+def test_the_plain_optimizer_step_matches_lightnings_wrapper(make_cfg, tmp_path, monkeypatch):
+    """On one CPU device in 32 bits the module steps the optimizer itself (the callbacks' hooks, the update,
+    Lightning's step counter) instead of going through LightningOptimizer.step(): the same losses, gradient
+    norms, step counts and weights as the wrapper gives."""
+    import gan.module
+
+    taken = []
+    original_step = gan.module.GANModule.optimizer_step_
+
+    def recording_step(module, optimizer):
+        taken.append(module._step_hook_callbacks is not None)
+        original_step(module, optimizer)
+
+    monkeypatch.setattr(gan.module.GANModule, "optimizer_step_", recording_step)
+    runs = {}
+    for plain in (True, False):
+        if not plain:  # Lightning's wrapper, as on several devices or with mixed precision
+            monkeypatch.setattr(gan.module, "lightning_step_is_plain", lambda trainer, module: False)
+        taken.clear()
+        overrides = tiny_overrides("wgan_gp", steps=4) + ["logger=csv", "trainer.log_every_n_steps=1",
+                                                          "callbacks.grad_norm.every_n_generator_steps=1"]
+        metrics, objects = train(make_cfg(overrides, output_dir=tmp_path / str(plain)))
+        assert taken and set(taken) == {plain}
+        callbacks = objects["trainer"].callbacks
+        grad_norms = next(c for c in callbacks if type(c).__name__ == "GradNorm").last_logged
+        assert {"grad/g/norm", "grad/d/norm"} <= set(grad_norms)  # the hook ran on the plain path too
+        module = objects["module"]
+        runs[plain] = (read_losses(tmp_path / str(plain) / "csv" / "metrics.csv"), grad_norms,
+                       objects["trainer"].global_step, module.generator_steps, module.discriminator_steps,
+                       [p.detach().clone() for p in module.parameters()])
+    (losses_a, norms_a, *counts_a, weights_a), (losses_b, norms_b, *counts_b, weights_b) = runs[True], runs[False]
+    assert losses_a == losses_b and norms_a == norms_b
+    assert counts_a == counts_b == [4 * 6, 4, 4 * 5]  # max_steps counts both optimizers' steps
+    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b))
