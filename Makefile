@@ -16,7 +16,7 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-## Train the default model (DCGAN) on the embedded digits, offline. Extra overrides: make train ARGS="model=wgan_gp"
+## Train the default model (R3GAN with its digits preset) on the embedded digits, offline. Extra overrides: make train ARGS="model=wgan_gp"
 train: install
 	$(PYTHON) train.py $(ARGS)
 

@@ -19,7 +19,7 @@ import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.utils.checkpoint import load_checkpoint
-from gan.utils.config import groups_under_a_preset, slurm_batch_job_id
+from gan.utils.config import groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import ConfigError, TrainingDiverged, exit_on_user_error, one_line, print_error, user_error_behind
@@ -115,6 +115,8 @@ def main(cfg: DictConfig) -> float | None:
     check_objective(cfg)
     if rank_zero_only.rank == 0:  # said once, not by every DDP process
         for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
+            log.warning(line)
+        for line in options_under_a_schedule(OmegaConf.select(cfg, "model.schedules"), hydra_cfg.overrides.task):
             log.warning(line)
     started = time.time()
     try:

@@ -1,5 +1,6 @@
 """Every model x data composes; variants pick their loss/optimizer; command-line groups still win."""
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from gan.losses import HingeLoss, LeastSquaresLoss, NonSaturatingLoss, WassersteinLoss
@@ -74,10 +75,28 @@ def test_minimax_objective_is_a_loss_choice(make_cfg):
     assert type(module.loss).__name__ == "MinimaxLoss"
 
 
-def test_the_default_run_takes_the_dcgan_digits_preset(make_cfg):
-    """`make train` (dcgan on digits) trains with conf/preset/tuned/dcgan/digits.yaml; presets=none is the paper."""
-    tuned = build_module(make_cfg(["logger=none"]))
-    paper = build_module(make_cfg(["logger=none", "presets=none"]))
+def test_the_default_run_is_r3gan_with_its_digits_preset(make_cfg):
+    """`make train` (r3gan on digits) trains with conf/preset/tuned/r3gan/digits.yaml: the DCGAN-layout nets
+    without normalization and the learning rate 2e-3 -> 5e-4; presets=none is the paper's recipe and networks."""
+    from gan.nets import DCGANGenerator
+    from gan.schedules import Cosine
+
+    tuned_cfg = make_cfg(["logger=none"])
+    tuned, paper = build_module(tuned_cfg), build_module(make_cfg(["logger=none", "presets=none"]))
+    assert tuned_cfg.model._target_ == make_cfg(["model=r3gan", "logger=none"]).model._target_
+    assert tuned_cfg.generator_steps == 3000 and tuned_cfg.data.batch_size == 64
+    assert isinstance(tuned.generator, DCGANGenerator) and not isinstance(paper.generator, DCGANGenerator)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in tuned.modules())
+    for module, (start, end) in ((tuned, (2e-3, 5e-4)), (paper, (2e-4, 5e-5))):
+        lr = module.schedules["lr"].value
+        assert isinstance(lr, Cosine) and (lr.start, lr.end) == (start, end)
+        assert module.generator_ema is not None and set(module.penalties) == {"r1r2"}
+
+
+def test_dcgan_on_the_digits_takes_its_digits_preset(make_cfg):
+    """model=dcgan on the digits (the default run until 2026-12-02) trains with conf/preset/tuned/dcgan/digits.yaml."""
+    tuned = build_module(make_cfg(["model=dcgan", "logger=none"]))
+    paper = build_module(make_cfg(["model=dcgan", "logger=none", "presets=none"]))
     for module, lr, betas, ema in ((tuned, 1e-3, (0.5, 0.99), True), (paper, 2e-4, (0.5, 0.999), False)):
         for optimizer in module.configure_optimizers():
             assert optimizer.defaults["lr"] == lr and tuple(optimizer.defaults["betas"]) == betas
@@ -85,7 +104,7 @@ def test_the_default_run_takes_the_dcgan_digits_preset(make_cfg):
 
 
 def test_a_group_chosen_under_a_preset_is_named(make_cfg):
-    """optimizer=ttur on the default digits: the preset's learning rates win (it is composed later), so the
+    """optimizer=ttur with dcgan on the digits: the preset's learning rates win (it is composed later), so the
     run says which values replace the chosen group's, and nothing is said without a preset or a group choice."""
     from gan.utils.config import groups_under_a_preset, preset_values
 
@@ -93,7 +112,7 @@ def test_a_group_chosen_under_a_preset_is_named(make_cfg):
     assert len(lines) == 1 and "optimizer=ttur" in lines[0] and "presets=none" in lines[0]
     assert "optimizer.generator.lr" in lines[0] and "optimizer.discriminator.betas" in lines[0]
     # the composed run agrees with the warning: ttur's 1e-4 / 4e-4 are replaced
-    opt_g, opt_d = build_module(make_cfg(["optimizer=ttur", "logger=none"])).configure_optimizers()
+    opt_g, opt_d = build_module(make_cfg(["model=dcgan", "optimizer=ttur", "logger=none"])).configure_optimizers()
     assert (opt_g.defaults["lr"], opt_d.defaults["lr"]) == (1e-3, 1e-3)
     assert groups_under_a_preset(None, ["optimizer=ttur"]) == []
     assert groups_under_a_preset("tuned/wgan_gp/digits", ["optimizer=ttur"]) == []  # the optional preset is absent
@@ -106,3 +125,21 @@ def test_a_group_chosen_under_a_preset_is_named(make_cfg):
         assert values.data.batch_size == stacked.data.batch_size
         assert values.model.schedules.gamma.value.start == stacked.model.schedules.gamma.value.start
         assert values.model.schedules.lr.value.start == 2e-3 and "lr" not in stacked.model.schedules
+
+
+def test_an_optimizer_option_a_schedule_overwrites_is_named(make_cfg):
+    """r3gan schedules lr and beta2 on both optimizers at every generator step: an optimizer option set on the
+    command line for them would silently do nothing, so the run says so (train.py logs these lines)."""
+    from gan.utils.config import options_under_a_schedule
+
+    schedules = make_cfg(["logger=none"]).model.schedules  # the default run: r3gan
+    lr, = options_under_a_schedule(schedules, ["optimizer.generator.lr=1e-3", "seed=3", "optimizer.generator.eps=1e-6"])
+    assert "model.schedules.lr" in lr and "optimizer.generator.lr=1e-3" in lr and "model.schedules.lr=null" in lr
+    beta2, = options_under_a_schedule(schedules, ["++optimizer.discriminator.betas=[0.0,0.999]"])
+    assert "model.schedules.beta2" in beta2 and "optimizer.discriminator.betas" in beta2
+    assert len(options_under_a_schedule(schedules, ["optimizer=ttur"])) == 2  # the group's lr and betas
+    assert options_under_a_schedule(None, ["optimizer.generator.lr=1e-3"]) == []
+    no_lr_schedule = make_cfg(["logger=none", "model.schedules.lr=null"]).model.schedules
+    assert options_under_a_schedule(no_lr_schedule, ["optimizer.generator.lr=1e-3"]) == []
+    assert options_under_a_schedule(make_cfg(["model=dcgan", "logger=none"]).model.get("schedules"),
+                                    ["optimizer.generator.lr=1e-3"]) == []

@@ -93,6 +93,32 @@ def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[st
     return lines
 
 
+def options_under_a_schedule(schedules: DictConfig | None, task_overrides: Iterable[str]) -> list[str]:
+    """One line per optimizer option set on the command line (``optimizer.generator.lr=1e-3``, or a whole
+    group, ``optimizer=ttur``) that a schedule of ``model.schedules`` overwrites at every generator step
+    (r3gan schedules lr and Adam's beta2 on both optimizers), so the option would silently have no effect."""
+    scheduled = {}  # hyperparameter -> (schedule name, networks)
+    for name, setting in (schedules or {}).items():
+        if setting is not None and str(setting.get("_target_", "")).endswith("OptimizerSetting"):
+            networks = tuple(setting.get("networks") or ("generator", "discriminator"))
+            scheduled[str(setting.hyperparameter)] = (name, networks)
+    lines = []
+    for override in task_overrides:
+        key, _, choice = str(override).lstrip("+~").partition("=")
+        if not choice or not (key == "optimizer" or key.startswith("optimizer.")):
+            continue
+        for hyperparameter, (name, networks) in scheduled.items():
+            option = "betas" if hyperparameter in ("beta1", "beta2") else hyperparameter
+            hit = key == "optimizer" or any(key in (f"optimizer.{network}.{option}", f"optimizer.{network}")
+                                            for network in networks)
+            if hit:
+                lines.append(f"model.schedules.{name} sets {hyperparameter} of the {' and '.join(networks)} optimizer"
+                             f"{'s' if len(networks) > 1 else ''} at every generator step, so {key}={choice} does not "
+                             f"set it; change model.schedules.{name}.value (start, end), or add model.schedules.{name}=null "
+                             f"to train with the optimizer's {hyperparameter}")
+    return lines
+
+
 def _leaf_keys(node, prefix: str) -> list[str]:
     if OmegaConf.is_dict(node):
         return [leaf for key, child in node.items() for leaf in _leaf_keys(child, f"{prefix}.{key}")]
