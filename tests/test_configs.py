@@ -118,13 +118,18 @@ def test_a_group_chosen_under_a_preset_is_named(make_cfg):
     assert groups_under_a_preset("tuned/wgan_gp/digits", ["optimizer=ttur"]) == []  # the optional preset is absent
     assert groups_under_a_preset("tuned/dcgan/digits", ["callbacks=none", "loss=hinge"]) == []  # sets no loss values
     # values of included presets count, and a preset's own values win over them: r3gan's digits preset includes
-    # its Stacked MNIST one and sets its own learning rate; mnist's includes the digits' (two levels)
+    # its Stacked MNIST one and sets its own budget; mnist's includes the digits' (two levels); fashion_mnist's
+    # includes Stacked MNIST's and keeps the paper's learning rate
     stacked = preset_values("tuned/r3gan/stacked_mnist")
+    assert stacked.generator_steps == 6000 and stacked.model.schedules.lr.value.start == 2e-3
     for data in ("digits", "mnist"):
         values = preset_values(f"tuned/r3gan/{data}")
         assert values.data.batch_size == stacked.data.batch_size
         assert values.model.schedules.gamma.value.start == stacked.model.schedules.gamma.value.start
-        assert values.model.schedules.lr.value.start == 2e-3 and "lr" not in stacked.model.schedules
+        assert values.model.schedules.lr.value.start == 2e-3 and values.generator_steps == 3000
+    fashion = preset_values("tuned/r3gan/fashion_mnist")
+    assert fashion.generator_steps == 3000 and fashion.model.schedules.lr.value == {"start": 2e-4, "end": 5e-5}
+    assert fashion.model.schedules.gamma.value.start == stacked.model.schedules.gamma.value.start
 
 
 def test_an_optimizer_option_a_schedule_overwrites_is_named(make_cfg):
