@@ -229,13 +229,13 @@ def test_the_plain_optimizer_step_matches_lightnings_wrapper(make_cfg, tmp_path,
     import gan.module
 
     taken = []
-    original_step = gan.module.GANModule.optimizer_step_
+    original_step = gan.module.GANModule.step_optimizer
 
     def recording_step(module, optimizer):
         taken.append(module._step_hook_callbacks is not None)
         original_step(module, optimizer)
 
-    monkeypatch.setattr(gan.module.GANModule, "optimizer_step_", recording_step)
+    monkeypatch.setattr(gan.module.GANModule, "step_optimizer", recording_step)
     runs = {}
     for plain in (True, False):
         if not plain:  # Lightning's wrapper, as on several devices or with mixed precision
