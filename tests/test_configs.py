@@ -84,7 +84,7 @@ def test_the_default_run_is_r3gan_with_its_digits_preset(make_cfg):
     tuned_cfg = make_cfg(["logger=none"])
     tuned, paper = build_module(tuned_cfg), build_module(make_cfg(["logger=none", "presets=none"]))
     assert tuned_cfg.model._target_ == make_cfg(["model=r3gan", "logger=none"]).model._target_
-    assert tuned_cfg.generator_steps == 3000 and tuned_cfg.data.batch_size == 64
+    assert tuned_cfg.generator_steps == 1500 and tuned_cfg.data.batch_size == 64
     assert isinstance(tuned.generator, DCGANGenerator) and not isinstance(paper.generator, DCGANGenerator)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in tuned.modules())
     for module, (start, end) in ((tuned, (2e-3, 5e-4)), (paper, (2e-4, 5e-5))):
@@ -122,11 +122,11 @@ def test_a_group_chosen_under_a_preset_is_named(make_cfg):
     # includes Stacked MNIST's and keeps the paper's learning rate
     stacked = preset_values("tuned/r3gan/stacked_mnist")
     assert stacked.generator_steps == 6000 and stacked.model.schedules.lr.value.start == 2e-3
-    for data in ("digits", "mnist"):
+    for data, steps in (("digits", 1500), ("mnist", 3000)):
         values = preset_values(f"tuned/r3gan/{data}")
         assert values.data.batch_size == stacked.data.batch_size
         assert values.model.schedules.gamma.value.start == stacked.model.schedules.gamma.value.start
-        assert values.model.schedules.lr.value.start == 2e-3 and values.generator_steps == 3000
+        assert values.model.schedules.lr.value.start == 2e-3 and values.generator_steps == steps
     fashion = preset_values("tuned/r3gan/fashion_mnist")
     assert fashion.generator_steps == 3000 and fashion.model.schedules.lr.value == {"start": 2e-4, "end": 5e-5}
     assert fashion.model.schedules.gamma.value.start == stacked.model.schedules.gamma.value.start
