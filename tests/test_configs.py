@@ -2,6 +2,7 @@
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from gan.losses import HingeLoss, LeastSquaresLoss, NonSaturatingLoss, WassersteinLoss
 from gan.utils.instantiate import build_module
@@ -148,3 +149,62 @@ def test_an_optimizer_option_a_schedule_overwrites_is_named(make_cfg):
     assert options_under_a_schedule(no_lr_schedule, ["optimizer.generator.lr=1e-3"]) == []
     assert options_under_a_schedule(make_cfg(["model=dcgan", "logger=none"]).model.get("schedules"),
                                     ["optimizer.generator.lr=1e-3"]) == []
+
+
+@pytest.mark.parametrize("data", ["toy2d_grid", "toy2d_ring"])
+def test_gan_on_the_toys_is_r3gans_recipe_with_the_gan_loss(make_cfg, data):
+    """model=gan on a 2D toy: the non-saturating loss with r3gan's toy recipe (R1 + R2, schedules, EMA,
+    Adam beta1 = 0) and the same layers, built by gan's own MLP classes: seeded alike, both networks start
+    with the same weights and give the same outputs (so the two presets differ by their loss alone)."""
+    gan_cfg = make_cfg(["model=gan", f"data={data}", "logger=none"])
+    r3gan_cfg = make_cfg(["model=r3gan", f"data={data}", "logger=none"])
+    assert gan_cfg.loss._target_ == "gan.losses.NonSaturatingLoss" != r3gan_cfg.loss._target_
+    for key in ("generator_steps", "burn_in", "data.batch_size", "optimizer.generator.betas", "optimizer.discriminator.eps"):
+        assert OmegaConf.select(gan_cfg, key) == OmegaConf.select(r3gan_cfg, key), key
+    modules = []
+    for cfg in (gan_cfg, r3gan_cfg):
+        torch.manual_seed(0)
+        modules.append(build_module(cfg))
+    gan, r3gan = modules
+    assert set(gan.penalties) == {"r1r2"} and set(gan.schedules) == set(r3gan.schedules)
+    assert gan.generator_ema is not None
+    for name in gan.schedules:
+        for step in (0, 9_000, 18_000, 30_000):
+            assert gan.schedules[name].value(step) == r3gan.schedules[name].value(step), (name, step)
+    for net in ("generator", "discriminator"):
+        ours, theirs = list(getattr(gan, net).parameters()), list(getattr(r3gan, net).parameters())
+        assert len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs)), net
+    z = torch.randn(5, gan_cfg.model.generator.latent_dim)
+    assert torch.equal(gan.generator(z), r3gan.generator(z))
+    x = torch.randn(5, 2)
+    assert torch.equal(gan.discriminator(x), r3gan.discriminator(x))
+
+
+def test_pacgans_gan_setting_is_one_experiment_away(make_cfg):
+    """experiment=pacgan: PacGAN's GAN baseline (batch-normed 4 x 400 G from z in R^2, 3 x 200 maxout D with 5
+    pieces, Adam 1e-4 with beta1 0.8, batch 100), with the toy preset off: no penalty, no schedule, no r3gan Adam."""
+    from gan.nets.mlp import Maxout
+
+    cfg = make_cfg(["model=gan", "data=toy2d_grid", "logger=none", "experiment=pacgan"])
+    module = build_module(cfg)
+    assert cfg.data.batch_size == 100 and cfg.generator_steps == 10_000
+    assert not module.penalties and not module.schedules
+    linear = [m for m in module.generator.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [400, 400, 400, 400, 2] and module.generator.latent_dim == 2
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in module.generator.modules()) == 4
+    maxout = [m for m in module.discriminator.modules() if isinstance(m, Maxout)]
+    assert [(m.out_features, m.pieces) for m in maxout] == [(200, 5)] * 3
+    for optimizer in module.configure_optimizers():
+        assert isinstance(optimizer, torch.optim.Adam)
+        assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["betas"] == (0.8, 0.999)
+
+
+def test_a_presets_callback_values_are_not_overwritten_by_the_callbacks_group(make_cfg):
+    """The toy presets draw a sample grid every 1,000 generator steps (their runs are 5,000-30,000 steps long);
+    the preset is composed after the callbacks group, so its value is the one a run gets."""
+    tuned = make_cfg(["model=r3gan", "data=toy2d_grid", "logger=none"])
+    plain = make_cfg(["model=r3gan", "data=toy2d_grid", "logger=none", "presets=none"])
+    assert tuned.callbacks.sample_grid.every_n_generator_steps == 1000
+    assert plain.callbacks.sample_grid.every_n_generator_steps == 250
+    cli = make_cfg(["model=r3gan", "data=toy2d_grid", "logger=none", "callbacks.sample_grid.every_n_generator_steps=7"])
+    assert cli.callbacks.sample_grid.every_n_generator_steps == 7
