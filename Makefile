@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-requirements
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-fast clean-logs
+.PHONY: install train test test-fast gpu-wheels clean-logs
 
 $(STAMP): requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -27,6 +27,15 @@ test: install
 ## Skip the slow end-to-end tests
 test-fast: install
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## Wheels for an offline GPU machine that has torch and Lightning but not Hydra (benchmarks/gpu_check.py):
+## the pure-Python packages this project adds, in .whl/ (GPU_PYTHON: that machine's Python version)
+GPU_PYTHON ?= 3.12
+gpu-wheels: install
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
+		--implementation cp --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.2 omegaconf==2.3.0 torch-fidelity==0.3.0
+	# antlr4's runtime 4.9.3 (what omegaconf 2.3 needs) is published as a source archive only
+	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
 
 clean-logs:
 	rm -rf logs

