@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers resolvers)
 from gan.utils.config import PROJECT_ROOT, preset_file, preset_values
+from tests.tiny_nets import TINY_NETS
 
 # The tests train tiny networks, for which one thread is faster than several: each op is too small to
 # split, and with more threads than free cores (a busy CI box, pytest beside other jobs) every op waits
@@ -25,16 +26,6 @@ CONF_DIR = PROJECT_ROOT / "conf"
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 DATASETS = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
 IMAGE_MODELS = [m for m in MODELS if m != "gan"]
-
-# tiny networks per family, so a training run takes a second or two on CPU
-TINY_NETS = {
-    "mlp": ["model.generator.hidden=[16]", "model.discriminator.hidden=[16]", "model.generator.latent_dim=8"],
-    "dcgan": ["model.generator.width=4", "model.discriminator.width=4", "model.generator.latent_dim=8"],
-    # R3GAN's bottleneck needs width x expansion divisible by group_channels; on vector data both are MLPs
-    # (``++``: set whether or not the variant or its per-data preset names the key)
-    "r3gan": ["++model.generator.width=8", "++model.discriminator.width=8", "++model.generator.group_channels=4",
-              "++model.discriminator.group_channels=4", "model.generator.latent_dim=8"],
-}
 
 
 def preset_generator(model: str, data: str) -> str | None:

@@ -2,6 +2,7 @@
 composes and trains, its numbers are the throughput clock's, a non-finite run or a failing check is reported
 and does not stop the others."""
 import json
+import subprocess
 
 import pytest
 import torch
@@ -62,6 +63,22 @@ def test_a_failing_check_is_recorded_with_its_error(tmp_path, monkeypatch):
     rows = read_rows(tmp_path)
     assert [r["ok"] for r in rows] == [False, False]
     assert all(r["error"] == "RuntimeError: CUDA error: out of memory" for r in rows)
+
+
+@pytest.mark.parametrize("returncode, summary, ok", [
+    (0, "6 skipped in 0.07s", True),  # a CPU: every GPU test skipped
+    (0, "6 passed in 40.1s", True),
+    (1, "1 failed, 5 skipped in 3.2s", False),  # a failure among skips is still a failure
+    (2, "1 error in 0.5s", False),
+])
+def test_the_gpu_tests_row_fails_exactly_when_pytest_does(tmp_path, monkeypatch, returncode, summary, ok):
+    def fake_run(*args, **kwargs):
+        return subprocess.CompletedProcess(args, returncode, stdout=f"...\n{summary}\n", stderr="")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_run)
+    row = gpu_check.run_gpu_tests(tmp_path)
+    assert (row["ok"], row["summary"]) == (ok, summary)
+    assert (tmp_path / "test_gpu.log").read_text().strip().endswith(summary)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
