@@ -38,7 +38,7 @@ from gan.metrics.cache import data_identity
 from gan.metrics.summary import format_table, summarize_runs
 from gan.nets.base import eval_mode
 from gan.utils.checkpoint import generator_from_checkpoint, load_checkpoint, run_config
-from gan.utils.errors import CheckpointError, ConfigError, exit_on_user_error
+from gan.utils.errors import CheckpointError, ConfigError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.visualize import save_image_grid, save_samples
 
@@ -223,4 +223,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    composition_errors_in_one_line()
     main()

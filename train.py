@@ -19,10 +19,10 @@ import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.utils.checkpoint import load_checkpoint
-from gan.utils.config import groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
+from gan.utils.config import check_run_options, groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
-from gan.utils.errors import ConfigError, TrainingDiverged, exit_on_user_error, one_line, print_error, user_error_behind
+from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, one_line, print_error, user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.logging import finish_loggers, prepare_loggers
 from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
@@ -35,6 +35,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     and the objects built for it, ``stopped_by`` being the health detection that stopped training (None when
     it ran to the end)."""
     lightning_logs_through_root()
+    check_run_options(cfg)
     if cfg.get("cpu_threads"):
         torch.set_num_threads(int(cfg.cpu_threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -183,4 +184,5 @@ def record_job(cfg: DictConfig, status: str, value: float | None, metrics: dict[
 
 
 if __name__ == "__main__":
+    composition_errors_in_one_line()
     main()

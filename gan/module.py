@@ -34,6 +34,14 @@ from gan.utils.errors import ConfigError
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
+def require_instance(option: str, value: object, kind: type, expected: str) -> None:
+    """An injected object of the wrong kind (``model.augment=diffaugment`` sets a string where a config was
+    meant) fails here, naming the option, instead of as a TypeError in the middle of the first step."""
+    if not isinstance(value, kind):
+        article = "an" if kind.__name__[0] in "AEIOU" else "a"
+        raise ConfigError(f"{option} must be {article} {kind.__name__} ({expected}), got {type(value).__name__} {value!r:.80}")
+
+
 def _single_device_fp32(trainer: pl.Trainer) -> bool:
     from lightning.pytorch.plugins.precision import Precision
     from lightning.pytorch.strategies import SingleDeviceStrategy
@@ -155,6 +163,17 @@ class GANModule(pl.LightningModule):
         auxiliary_weight: float = 1.0,
     ):
         super().__init__()
+        require_instance("model.generator", generator, Generator, "a generator config with a _target_, e.g. arch=resnet")
+        require_instance("model.discriminator", discriminator, Discriminator, "a discriminator config with a _target_")
+        require_instance("loss", loss, AdversarialLoss, "choose it with loss=<name>, e.g. loss=hinge")
+        for name, penalty in (penalties or {}).items():
+            if penalty is not None:
+                require_instance(f"model.penalties.{name}", penalty, Penalty, "a config with a _target_, e.g. gan.losses.R1Penalty, or null")
+        for name, setting in (schedules or {}).items():
+            if setting is not None:
+                require_instance(f"model.schedules.{name}", setting, Setting, "a config with a _target_, e.g. gan.schedules.OptimizerSetting, or null")
+        if augment is not None:
+            require_instance("model.augment", augment, Augment, "choose it with augment=diffaugment or augment=ada, or augment=null")
         for name, value in (("n_critic", n_critic), ("n_generator", n_generator)):
             if int(value) < 1:
                 raise ConfigError(f"model.{name} must be a positive integer, got {value}")
@@ -262,9 +281,13 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        opt_g = without_unset_options(self.optimizer_factories["generator"])(params=self.generator.parameters())
-        opt_d = without_unset_options(self.optimizer_factories["discriminator"])(params=self.discriminator.parameters())
-        return [opt_g, opt_d]
+        return [self._build_optimizer("generator"), self._build_optimizer("discriminator")]
+
+    def _build_optimizer(self, network: str) -> torch.optim.Optimizer:
+        try:
+            return without_unset_options(self.optimizer_factories[network])(params=getattr(self, network).parameters())
+        except ValueError as error:  # torch's optimizers refuse a negative lr, betas outside [0, 1), ...
+            raise ConfigError(f"optimizer.{network}: {error}") from None
 
     def optimizer_of(self, network: str) -> torch.optim.Optimizer:
         """The optimizer of ``generator`` or ``discriminator`` (schedules set its hyperparameters)."""

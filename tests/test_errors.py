@@ -5,6 +5,7 @@ together by one fixture, since each pays ~10 s of imports."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,22 @@ def cases(tmp):
         "foreign_checkpoint": ("evaluate.py", [f"ckpt_path={foreign}"], {}),
         # an objective the run never logs: the sweep stops before the first trial trains
         "objective_never_logged": ("train.py", [*sweep, "optimized_metric=val/fid"], {}),
+        # composition errors: Hydra's multi-line report and status 1 before the task runs, unless intercepted
+        "unknown_group_option": ("train.py", ["model=wgn"], {}),
+        "unknown_option_in_a_list": ("train.py", ["metrics=[fid,nope]"], {}),
+        "misspelt_key": ("train.py", ["model.n_critc=3"], {}),
+        "unparsable_override": ("train.py", ["model.n_critic=["], {}),
+        "misspelt_key_evaluate": ("evaluate.py", ["ckpt_pth=x.ckpt"], {}),
+        # options that used to fail later, as a TypeError, ValueError or RuntimeError with a traceback
+        "augment_given_a_string": ("train.py", ["data=toy2d_ring", "model.augment=diffaugment"], {}),
+        "batch_size_not_positive": ("train.py", ["data=toy2d_ring", "data.batch_size=0"], {}),
+        "network_width_zero": ("train.py", ["model=gan", "data=toy2d_ring", "model.discriminator.hidden=[0,10]"], {}),
+        "network_width_negative": ("train.py", ["model=dcgan", "model.generator.width=-2"], {}),
+        "network_width_zero_resnet": ("train.py", ["model=sngan", "arch=resnet", "model.generator.width=0"], {}),
+        "generator_steps_not_a_number": ("train.py", ["generator_steps=abc"], {}),
+        "optimizer_refuses_option": ("train.py", ["data=toy2d_ring", "optimizer.generator.lr=-1"], {}),
         "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
+        "full_error_asked_for_composing": ("train.py", ["model=wgn"], {"HYDRA_FULL_ERROR": "1"}),
         "bug": ("train.py", [*tiny_overrides("gan", "toy2d_ring", steps=2), "+callbacks.boom._target_=tests.test_errors.Boom"], {}),
     }
 
@@ -81,6 +97,21 @@ def results(tmp_path_factory):
     ("foreign_checkpoint", r"foreign.ckpt is not a checkpoint of this framework"),
     ("objective_never_logged", r"optimized_metric=val/fid is not logged by this run: its metrics \(mode_coverage\) log "
                                r"\['val/mode_coverage/high_quality', 'val/mode_coverage/modes', 'val/mode_coverage/reverse_kl'\]"),
+    ("unknown_group_option", r"model=wgn: there is no such model config \(expected one of acgan, cgan, dcgan, gan, lsgan, "
+                             r"r3gan, sngan, wgan, wgan_gp\)"),
+    ("unknown_option_in_a_list", r"metrics=nope: there is no such metrics config \(expected one of .*, fid, .*mode_coverage, .*\)"),
+    ("misspelt_key", r"Could not override 'model.n_critc'.* use \+model.n_critc=3 .*; did you mean n_critic\?"),
+    ("unparsable_override", r"cannot parse the override 'model.n_critic=\[': .*"),
+    ("misspelt_key_evaluate", r"Could not override 'ckpt_pth'.*; did you mean ckpt_path\?"),
+    ("augment_given_a_string", r"model.augment must be an Augment \(choose it with augment=diffaugment or augment=ada, or "
+                               r"augment=null\), got str 'diffaugment'"),
+    ("batch_size_not_positive", r"data.batch_size must be a positive integer, got 0"),
+    ("network_width_zero", r"model.discriminator.hidden=\[0, 10\]: network sizes \(widths, depths, latent_dim\) must be "
+                           r"positive: the discriminator has a layer of size 0 \(.*, shape \[0, .*\]\)"),
+    ("network_width_negative", r"model.generator.width=-2: network sizes .* must be positive: .*negative dimension.*"),
+    ("network_width_zero_resnet", r"model.generator.width=0: network sizes .* must be positive: ZeroDivisionError: .*"),
+    ("generator_steps_not_a_number", r"generator_steps=abc is not valid: expected an integer >= 1"),
+    ("optimizer_refuses_option", r"optimizer.generator: Invalid learning rate: -1"),
 ])
 def test_user_error_is_one_line_and_exit_status_2(results, name, message):
     import re
@@ -101,6 +132,14 @@ def test_hydra_full_error_shows_the_traceback(results):
     result = results["full_error_asked_for"]
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ConfigError: model.n_critic must be a positive integer, got 0" in result.stderr
+
+
+@pytest.mark.slow
+def test_hydra_full_error_shows_a_composition_errors_traceback(results):
+    result = results["full_error_asked_for_composing"]
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "MissingConfigException" in result.stderr
+    assert "error: model=wgn" not in result.stderr
 
 
 @pytest.mark.slow
@@ -151,3 +190,68 @@ def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeyp
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(CheckpointError):
         task(CheckpointError("shown with its traceback"))
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"seed": 3, "generator_steps": 10, "cpu_threads": None}, None),
+    ({"seed": "7", "generator_steps": "10", "cpu_threads": 2}, None),  # strings, as an ${oc.env:...} gives them
+    ({"seed": -1, "generator_steps": 1}, None),
+    ({"seed": 1.5, "generator_steps": 10}, "seed=1.5 is not valid: expected an integer"),
+    ({"seed": 0, "generator_steps": 0}, "generator_steps=0 is not valid: expected an integer >= 1"),
+    ({"seed": 0, "generator_steps": True}, "generator_steps=True is not valid: expected an integer >= 1"),
+    ({"seed": 0, "generator_steps": "1e3"}, "generator_steps=1e3 is not valid: expected an integer >= 1"),
+    ({"seed": 0, "generator_steps": 5, "cpu_threads": 0}, "cpu_threads=0 is not valid: expected an integer >= 1 or null"),
+])
+def test_run_options_are_checked_before_anything_reads_them(options, message):
+    from omegaconf import OmegaConf
+
+    from gan.utils.config import check_run_options
+
+    cfg = OmegaConf.create(options)
+    if message is None:
+        check_run_options(cfg)
+    else:
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            check_run_options(cfg)
+
+
+def test_non_positive_network_sizes_are_named():
+    from omegaconf import OmegaConf
+
+    from gan.utils.instantiate import network_size_error, non_positive_sizes
+
+    model = OmegaConf.create({"generator": {"width": 64, "latent_dim": 0, "spectral_norm": False},
+                              "discriminator": {"hidden": [240, -1], "width": 8}})
+    assert non_positive_sizes(model, ("generator", "discriminator")) == ["model.generator.latent_dim=0", "model.discriminator.hidden=[240, -1]"]
+    assert non_positive_sizes(model, ("discriminator",)) == ["model.discriminator.hidden=[240, -1]"]
+    assert str(network_size_error(model, ("generator",), "a layer of size 0")) == (
+        "model.generator.latent_dim=0: network sizes (widths, depths, latent_dim) must be positive: a layer of size 0")
+    # booleans are not sizes; nothing found still names where to look
+    assert non_positive_sizes(OmegaConf.create({"generator": {"width": 4, "bias": False}}), ("generator",)) == []
+    assert str(network_size_error(OmegaConf.create({}), ("generator", "discriminator"), "x")).startswith(
+        "model.generator / model.discriminator: network sizes")
+
+
+def test_composition_errors_are_described_in_one_line():
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf import OmegaConf
+
+    from gan.utils.errors import describe_composition_error
+
+    missing = MissingConfigException("In 'train': Could not find 'loss/hing'\n\nAvailable options in 'loss':\n\thinge\n\tminimax",
+                                     missing_cfg_file="loss/hing", options=["minimax", "hinge"])
+    assert describe_composition_error(missing) == "loss=hing: there is no such loss config (expected one of hinge, minimax)"
+    parse = OverrideParseException("model.n_critic=[", "no viable alternative at input '['\nSee the grammar")
+    assert describe_composition_error(parse) == "cannot parse the override 'model.n_critic=[': no viable alternative at input '[' See the grammar"
+    cfg = OmegaConf.create({"model": {"n_critic": 1, "n_generator": 1}})
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg.model.n_critc = 3
+    except Exception as key_error:
+        cause = key_error
+    try:
+        raise ConfigCompositionException("Could not override 'model.n_critc'.") from cause
+    except ConfigCompositionException as composed:
+        described = describe_composition_error(composed)
+    assert described.startswith("Could not override 'model.n_critc'. Key 'n_critc' is not in struct")
+    assert described.endswith("; did you mean n_critic?") and "\n" not in described

@@ -51,6 +51,10 @@ class GANDataModule(pl.LightningDataModule):
         num_classes: int | None = None,
     ):
         super().__init__()
+        if int(batch_size) < 1:
+            raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size}")
+        if int(num_workers) < 0:
+            raise ConfigError(f"data.num_workers must be 0 (load in the training process) or more, got {num_workers}")
         self.sample_shape = tuple(int(s) for s in sample_shape)
         #: the output activation a generator needs to reach this data's value range
         self.generator_output = generator_output

@@ -10,6 +10,7 @@ from typing import Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from gan.utils.errors import ConfigError
 from gan.utils.steps import optimizer_steps
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +124,26 @@ def _leaf_keys(node, prefix: str) -> list[str]:
     if OmegaConf.is_dict(node):
         return [leaf for key, child in node.items() for leaf in _leaf_keys(child, f"{prefix}.{key}")]
     return [prefix]
+
+
+#: the run's own top-level integer options and their smallest allowed value (None: any integer, a null value allowed)
+RUN_OPTIONS = {"seed": (None, False), "generator_steps": (1, False), "cpu_threads": (1, True)}
+
+
+def check_run_options(cfg: DictConfig) -> None:
+    """``seed``, ``generator_steps`` and ``cpu_threads`` checked before anything reads them: a bad
+    ``generator_steps`` would otherwise fail in whichever object interpolates it first (the trainer's
+    max_steps, a schedule's length), with a message that names that object's option and not this one."""
+    for key, (minimum, nullable) in RUN_OPTIONS.items():
+        value = cfg.get(key)
+        if value is None and nullable:
+            continue
+        try:
+            number = int(value)
+            valid = not isinstance(value, (bool, float)) and str(number) == str(value).strip()
+        except (TypeError, ValueError):
+            valid = False
+        if not valid or (minimum is not None and number < minimum):
+            expected = "an integer" if minimum is None else f"an integer >= {minimum}"
+            raise ConfigError(f"{key}={value} is not valid: expected {expected}{' or null' if nullable else ''}")
+

@@ -88,3 +88,78 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
 
 def print_error(error: BaseException | str) -> None:
     print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+
+
+def describe_composition_error(error: BaseException) -> str:
+    """One line for a Hydra composition error: the override that failed and what was expected.
+
+    Hydra's own report spans several lines (an unknown group option lists every option on a line of its
+    own), and OmegaConf's cause (e.g. ``Key 'x' is not in struct``) is printed separately; both go into
+    the one line here."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    if isinstance(error, OverrideParseException):
+        return one_line(f"cannot parse the override {error.override!r}: {error.message}")
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and "/" in error.missing_cfg_file:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        options = error.options or group_options(group)
+        expected = f"one of {', '.join(sorted(options))}" if options else "a config under conf/" + group
+        return f"{group}={name}: there is no such {group} config (expected {expected})"
+    cause = error.__cause__
+    message = one_line(f"{error} {cause}" if cause is not None and str(cause) not in str(error) else error)
+    return message + did_you_mean(cause)
+
+
+def did_you_mean(cause: BaseException | None) -> str:
+    """``; did you mean n_critic?`` for a key OmegaConf did not find (``model.n_critc=3``), from the keys
+    its parent node has; empty when nothing is close."""
+    import difflib
+
+    key, parent = getattr(cause, "key", None), getattr(cause, "parent_node", None)
+    if not isinstance(key, str) or parent is None or not hasattr(parent, "keys"):
+        return ""
+    close = difflib.get_close_matches(key, [str(k) for k in parent.keys()], n=3)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def group_options(group: str) -> list[str]:
+    """The configs of a config group on the running Hydra's search path (Hydra leaves them out of the error
+    for a group chosen in a list, ``metrics=[fid,nope]``); empty when Hydra is not initialised."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():
+        return []
+    return list(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+def composition_errors_in_one_line() -> None:
+    """Make Hydra report a composition error (an unknown group option such as ``model=wgn``, an override of
+    a key that does not exist, an override it cannot parse) like every other user error: one line on
+    stderr and exit status 2, instead of its multi-line report and status 1. Call it in an entry point's
+    ``__main__`` before the Hydra task.
+
+    Composition happens inside Hydra's ``run_and_report`` (hydra/_internal/utils.py, hydra-core 1.3), before
+    the task function and its :func:`exit_on_user_error` run, so the hook wraps the function that one
+    calls. Anything else (a bug, ``InstantiationException``) still reaches Hydra's report, and
+    ``HYDRA_FULL_ERROR=1`` still shows the traceback."""
+    import hydra._internal.utils as hydra_utils
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    report = hydra_utils.run_and_report
+    if getattr(report, "reports_composition_errors", False):
+        return
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        def composed() -> Any:
+            try:
+                return func()
+            except (ConfigCompositionException, OverrideParseException) as error:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print_error(describe_composition_error(error))
+                raise SystemExit(UserError.exit_status) from None
+
+        return report(composed)
+
+    run_and_report.reports_composition_errors = True  # type: ignore[attr-defined]
+    hydra_utils.run_and_report = run_and_report

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -73,11 +74,46 @@ def instantiate_group(group: DictConfig | None) -> list:
 def build_module(cfg: DictConfig):
     """The GANModule of ``cfg.model`` with the loss and optimizer pair of ``cfg.loss``/``cfg.optimizer``."""
     optimizer = {name: build(node) for name, node in cfg.optimizer.items()}
-    module = build(cfg.model, loss=build(cfg.loss), optimizer=optimizer)
+    loss = build(cfg.loss)
+    try:
+        with warnings.catch_warnings():  # a layer of size 0 is reported below as the config error it is
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+            module = build(cfg.model, loss=loss, optimizer=optimizer)
+    except (RuntimeError, InstantiationException) as error:
+        # torch refusing a layer of negative size, or an initialiser dividing by a fan-in of 0
+        cause = innermost_cause(error)
+        sides = ("generator", "discriminator")
+        if not (isinstance(cause, ZeroDivisionError) or "negative dimension" in str(cause)) or not non_positive_sizes(cfg.model, sides):
+            raise
+        raise network_size_error(cfg.model, sides, f"{type(cause).__name__}: {one_line(cause)}") from None
+    for side in ("generator", "discriminator"):
+        empty = [(name, list(p.shape)) for name, p in getattr(module, side).named_parameters() if p.numel() == 0]
+        if empty:
+            name, shape = empty[0]
+            raise network_size_error(cfg.model, (side,), f"the {side} has a layer of size 0 ({name}, shape {shape})")
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     if cfg.get("compile"):
         compile_networks(module)
     return module
+
+
+def non_positive_sizes(model: DictConfig, sides: tuple[str, ...]) -> list[str]:
+    """The integer options of the networks' configs that are 0 or negative, as overrides
+    (``model.generator.width=0``, ``model.discriminator.hidden=[0, 10]``)."""
+    bad = []
+    for side in sides:
+        for key, value in (model.get(side) or {}).items():
+            values = list(value) if OmegaConf.is_list(value) else [value]
+            if any(isinstance(v, int) and not isinstance(v, bool) and v <= 0 for v in values):
+                bad.append(f"model.{side}.{key}={OmegaConf.to_container(value) if OmegaConf.is_list(value) else value}")
+    return bad
+
+
+def network_size_error(model: DictConfig, sides: tuple[str, ...], what: str) -> ConfigError:
+    """A network that built a layer of size 0 (or that torch refused a negative one): the options at 0 or
+    below are the likely cause, so the error names them (or the networks, when none is)."""
+    named = ", ".join(non_positive_sizes(model, sides)) or "model." + " / model.".join(sides)
+    return ConfigError(f"{named}: network sizes (widths, depths, latent_dim) must be positive: {what}")
 
 
 def compile_networks(module) -> None:
