@@ -38,6 +38,7 @@ from gan.metrics.cache import data_identity
 from gan.metrics.summary import format_table, summarize_runs
 from gan.nets.base import eval_mode
 from gan.utils.checkpoint import generator_from_checkpoint, load_checkpoint, run_config
+from gan.utils.config import check_evaluate_options
 from gan.utils.errors import CheckpointError, ConfigError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.visualize import save_image_grid, save_samples
@@ -56,6 +57,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.get("ckpt_path") and not cfg.get("fake_path"):
         raise ConfigError("evaluate.py needs ckpt_path=RUN/checkpoints/<name>.ckpt (or a glob, or a multirun directory) "
                           "or fake_path=<folder of images> (with data=<name>)")
+    check_evaluate_options(cfg)
     checkpoint_paths = find_checkpoints(cfg.ckpt_path, cfg.get("ckpt_name") or "last.ckpt") if cfg.get("ckpt_path") else []
     checkpoint = load_checkpoint(checkpoint_paths[0]) if checkpoint_paths else None
     train_cfg = run_config(checkpoint) if checkpoint is not None else None

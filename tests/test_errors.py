@@ -53,6 +53,7 @@ def cases(tmp):
         "misspelt_key": ("train.py", ["model.n_critc=3"], {}),
         "unparsable_override": ("train.py", ["model.n_critic=["], {}),
         "misspelt_key_evaluate": ("evaluate.py", ["ckpt_pth=x.ckpt"], {}),
+        "evaluate_option_not_a_number": ("evaluate.py", ["ckpt_path=x.ckpt", "num_samples=abc"], {}),
         # options that used to fail later, as a TypeError, ValueError or RuntimeError with a traceback
         "augment_given_a_string": ("train.py", ["data=toy2d_ring", "model.augment=diffaugment"], {}),
         "batch_size_not_positive": ("train.py", ["data=toy2d_ring", "data.batch_size=0"], {}),
@@ -103,6 +104,7 @@ def results(tmp_path_factory):
     ("misspelt_key", r"Could not override 'model.n_critc'.* use \+model.n_critc=3 .*; did you mean n_critic\?"),
     ("unparsable_override", r"cannot parse the override 'model.n_critic=\[': .*"),
     ("misspelt_key_evaluate", r"Could not override 'ckpt_pth'.*; did you mean ckpt_path\?"),
+    ("evaluate_option_not_a_number", r"num_samples=abc is not valid: expected an integer >= 1"),
     ("augment_given_a_string", r"model.augment must be an Augment \(choose it with augment=diffaugment or augment=ada, or "
                                r"augment=null\), got str 'diffaugment'"),
     ("batch_size_not_positive", r"data.batch_size must be a positive integer, got 0"),
@@ -213,6 +215,30 @@ def test_run_options_are_checked_before_anything_reads_them(options, message):
     else:
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             check_run_options(cfg)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({}, None),
+    ({"seeds": [0, "3"], "device": "cuda:1", "num_images": 1}, None),
+    ({"seeds": [0, 1.5]}, "seeds=[0, 1.5] is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null"),
+    ({"seeds": []}, "seeds=[] is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null"),
+    ({"interpolation": {"rows": 2, "steps": 1}}, "interpolation.steps=1 is not valid: expected an integer >= 2"),
+    ({"use_ema": "yes"}, "use_ema=yes is not valid: expected true or false"),
+    ({"device": "tpu"}, "device=tpu is not valid: expected auto, cpu, cuda, cuda:<index> or another torch device"),
+])
+def test_evaluate_options_are_checked_before_anything_reads_them(options, message):
+    from omegaconf import OmegaConf
+
+    from gan.utils.config import check_evaluate_options
+
+    defaults = {"seed": 0, "seeds": None, "num_samples": 10, "num_images": 64, "num_points": 2500, "use_ema": True,
+                "device": "auto", "interpolation": {"rows": 8, "steps": 10}}
+    cfg = OmegaConf.merge(defaults, options)
+    if message is None:
+        check_evaluate_options(cfg)
+    else:
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            check_evaluate_options(cfg)
 
 
 def test_non_positive_network_sizes_are_named():

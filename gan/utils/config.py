@@ -126,24 +126,54 @@ def _leaf_keys(node, prefix: str) -> list[str]:
     return [prefix]
 
 
-#: the run's own top-level integer options and their smallest allowed value (None: any integer, a null value allowed)
+#: train.py's own integer options and their smallest allowed value (None: any integer), and whether null is allowed
 RUN_OPTIONS = {"seed": (None, False), "generator_steps": (1, False), "cpu_threads": (1, True)}
+#: evaluate.py's (``interpolation.steps`` >= 2: a strip runs from one latent code to another)
+EVALUATE_OPTIONS = {"seed": (None, False), "num_samples": (1, False), "num_images": (1, False), "num_points": (1, False),
+                    "interpolation.rows": (0, False), "interpolation.steps": (2, False)}
 
 
-def check_run_options(cfg: DictConfig) -> None:
-    """``seed``, ``generator_steps`` and ``cpu_threads`` checked before anything reads them: a bad
-    ``generator_steps`` would otherwise fail in whichever object interpolates it first (the trainer's
-    max_steps, a schedule's length), with a message that names that object's option and not this one."""
-    for key, (minimum, nullable) in RUN_OPTIONS.items():
-        value = cfg.get(key)
+def check_integer_options(cfg: DictConfig, options: dict[str, tuple[int | None, bool]]) -> None:
+    """Integer options (dotted keys) checked before anything reads them: ``generator_steps=abc`` or ``-5``
+    would otherwise fail in whichever object interpolates it first (the trainer's max_steps, a schedule's
+    length), with a message naming that object's option and not this one, or as a ValueError traceback."""
+    for key, (minimum, nullable) in options.items():
+        value = OmegaConf.select(cfg, key)
         if value is None and nullable:
             continue
-        try:
-            number = int(value)
-            valid = not isinstance(value, (bool, float)) and str(number) == str(value).strip()
-        except (TypeError, ValueError):
-            valid = False
-        if not valid or (minimum is not None and number < minimum):
+        if not is_integer(value) or (minimum is not None and int(value) < minimum):
             expected = "an integer" if minimum is None else f"an integer >= {minimum}"
             raise ConfigError(f"{key}={value} is not valid: expected {expected}{' or null' if nullable else ''}")
 
+
+def is_integer(value: object) -> bool:
+    """An int, or a string of one (what an ``${oc.env:...}`` interpolation gives); not a bool or a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return False
+    try:
+        return str(int(value)) == str(value).strip()
+    except ValueError:
+        return False
+
+
+def check_run_options(cfg: DictConfig) -> None:
+    """train.py's ``seed``, ``generator_steps`` and ``cpu_threads``."""
+    check_integer_options(cfg, RUN_OPTIONS)
+
+
+def check_evaluate_options(cfg: DictConfig) -> None:
+    """evaluate.py's counts, seeds, ``device`` and ``use_ema``."""
+    check_integer_options(cfg, EVALUATE_OPTIONS)
+    seeds = cfg.get("seeds")
+    if seeds is not None and (not OmegaConf.is_list(seeds) or not seeds or not all(is_integer(seed) for seed in seeds)):
+        raise ConfigError(f"seeds={seeds} is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null")
+    if not isinstance(cfg.get("use_ema"), bool):
+        raise ConfigError(f"use_ema={cfg.get('use_ema')} is not valid: expected true or false")
+    device = cfg.get("device")
+    if device != "auto":
+        import torch
+
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"device={device} is not valid: expected auto, cpu, cuda, cuda:<index> or another torch device") from None
