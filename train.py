@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.resume import ResumeState, wandb_run_id
-from gan.utils.checkpoint import load_checkpoint
+from gan.utils.checkpoint import check_resumable, load_checkpoint
 from gan.utils.config import check_run_options, groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
@@ -40,8 +40,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         torch.set_num_threads(int(cfg.cpu_threads))
     pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg)
-    if ckpt_path is not None:
-        continue_wandb_run(cfg, ckpt_path)
+    checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    if checkpoint is not None:
+        continue_wandb_run(cfg, checkpoint)
     datamodule = build(cfg.data)
     # Local rank 0 prepares (downloads) and reads the data now, to fail before anything is built. The other
     # ranks of a node wait for it inside trainer.fit, where Lightning runs prepare_data on local rank 0 behind
@@ -52,6 +53,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         datamodule.prepare_data()
         datamodule.setup("fit")
     module = build_module(cfg)
+    if checkpoint is not None:
+        check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
+        del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)
     # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint
@@ -89,9 +93,9 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
-def continue_wandb_run(cfg: DictConfig, ckpt_path: str) -> None:
+def continue_wandb_run(cfg: DictConfig, checkpoint: dict[str, Any]) -> None:
     """Log a resumed run into the W&B run that wrote the checkpoint (unless an id was given)."""
-    run_id = wandb_run_id(load_checkpoint(ckpt_path))
+    run_id = wandb_run_id(checkpoint)
     wandb = OmegaConf.select(cfg, "logger.wandb")
     if run_id is None or wandb is None or wandb.get("id"):
         return

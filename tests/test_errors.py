@@ -62,6 +62,8 @@ def cases(tmp):
         "network_width_zero_resnet": ("train.py", ["model=sngan", "arch=resnet", "model.generator.width=0"], {}),
         "generator_steps_not_a_number": ("train.py", ["generator_steps=abc"], {}),
         "optimizer_refuses_option": ("train.py", ["data=toy2d_ring", "optimizer.generator.lr=-1"], {}),
+        "trick_out_of_range": ("train.py", ["data=toy2d_ring", "model.label_flip_prob=2"], {}),
+        "metrics_interval_negative": ("train.py", ["data=toy2d_ring", "metrics.every_n_generator_steps=-5"], {}),
         "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
         "full_error_asked_for_composing": ("train.py", ["model=wgn"], {"HYDRA_FULL_ERROR": "1"}),
         "bug": ("train.py", [*tiny_overrides("gan", "toy2d_ring", steps=2), "+callbacks.boom._target_=tests.test_errors.Boom"], {}),
@@ -114,6 +116,8 @@ def results(tmp_path_factory):
     ("network_width_zero_resnet", r"model.generator.width=0: network sizes .* must be positive: ZeroDivisionError: .*"),
     ("generator_steps_not_a_number", r"generator_steps=abc is not valid: expected an integer >= 1"),
     ("optimizer_refuses_option", r"optimizer.generator: Invalid learning rate: -1"),
+    ("trick_out_of_range", r"model.label_flip_prob must be in \[0, 0.5\), got 2"),
+    ("metrics_interval_negative", r"metrics.every_n_generator_steps=-5 is not valid: expected an integer >= 0 or null"),
 ])
 def test_user_error_is_one_line_and_exit_status_2(results, name, message):
     import re
@@ -239,6 +243,17 @@ def test_evaluate_options_are_checked_before_anything_reads_them(options, messag
     else:
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             check_evaluate_options(cfg)
+
+
+def test_a_callback_option_lightning_refuses_names_the_callback():
+    from omegaconf import OmegaConf
+
+    from gan.utils.instantiate import instantiate_group
+
+    callbacks = OmegaConf.create({"callbacks": {"best_checkpoint": {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                                                    "every_n_train_steps": -3}}})
+    with pytest.raises(ConfigError, match=r"^callbacks.best_checkpoint: Invalid value for every_n_train_steps=-3. Must be >= 0$"):
+        instantiate_group(callbacks.callbacks)
 
 
 def test_non_positive_network_sizes_are_named():

@@ -115,6 +115,39 @@ def test_ckpt_path_last_resumes_only_when_a_checkpoint_exists(make_cfg, tmp_path
     assert resume_checkpoint(cfg) == str(last)
 
 
+def test_resuming_with_other_networks_fails_before_training_naming_what_differs(make_cfg, tmp_path):
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    wider = [o for o in run if not o.startswith("model.discriminator.hidden")] + ["model.discriminator.hidden=[16,16]"]
+    with pytest.raises(CheckpointError) as refused:
+        train(make_cfg(wider + [f"ckpt_path={last}"], output_dir=tmp_path / "second"))
+    message = str(refused.value)
+    assert message.startswith(f"cannot resume from {last}: its weights do not fit the networks this run builds (tensors: ")
+    # a second hidden layer of the same width: its weights are missing from the checkpoint, the first layer's fit
+    assert "(tensors: 2 missing; e.g. discriminator.blocks.1." in message and "is missing there)" in message
+    assert "; the checkpoint's run had model.discriminator.hidden=[16]; " in message
+    assert not (tmp_path / "second" / "checkpoints").exists()  # stopped before anything trained or saved
+
+
+def test_resumable_checkpoint_check_counts_and_names_the_mismatch():
+    from gan.utils.checkpoint import check_resumable
+
+    saved = {"state_dict": {"generator.w": torch.zeros(4, 2), "discriminator.w": torch.zeros(3), "discriminator.old": torch.zeros(1)},
+             "run_config": {"model": {"generator": {"_target_": "A", "width": 4}, "discriminator": {"width": 3}},
+                            "data": {"sample_shape": [2]}}}
+    check_resumable(saved, "x.ckpt", dict(saved["state_dict"]), saved["run_config"])  # the same networks: nothing to say
+    built = {"generator.w": torch.zeros(8, 2), "discriminator.w": torch.zeros(3), "discriminator.new": torch.zeros(1)}
+    config = {"model": {"generator": {"_target_": "B", "width": 8}, "discriminator": {"width": 3}}, "data": {"sample_shape": [2]}}
+    with pytest.raises(CheckpointError) as refused:
+        check_resumable(saved, "x.ckpt", built, config)
+    assert str(refused.value) == (
+        "cannot resume from x.ckpt: its weights do not fit the networks this run builds (tensors: 1 missing, 1 unexpected, "
+        "1 of another shape; e.g. generator.w is [4, 2] there, [8, 2] here); the checkpoint's run had "
+        "model.generator._target_=A, model.generator.width=4; resume with the options it was trained with, or start a new "
+        "run without ckpt_path")
+
+
 # ------------------------------------------------------------------------------------------ atomic writes
 def fake_trainer(write):
     return SimpleNamespace(save_checkpoint=write, is_global_zero=True, global_step=7, loggers=[])

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gan.utils.errors import ConfigError
+
 INSTANCE_NOISE_SCHEDULES = ("linear", "exponential")
 #: an exponential schedule reaches this fraction of its start value at the end of the annealing
 EXPONENTIAL_FINAL_FRACTION = 0.01
@@ -32,11 +34,11 @@ class LabelTargets:
         self.real, self.flip_prob = float(real), float(flip_prob)
         self.real_range = None if real_range is None else tuple(float(v) for v in real_range)
         if not 0.0 < self.real <= 1.0:
-            raise ValueError(f"real_label must be in (0, 1], got {real}")
+            raise ConfigError(f"model.real_label must be in (0, 1], got {real}")
         if self.real_range is not None and not (len(self.real_range) == 2 and 0.0 <= self.real_range[0] <= self.real_range[1] <= 1.0):
-            raise ValueError(f"real_label_range must be [lo, hi] with 0 <= lo <= hi <= 1, got {list(real_range)}")
+            raise ConfigError(f"model.real_label_range must be [lo, hi] with 0 <= lo <= hi <= 1, got {list(real_range)}")
         if not 0.0 <= self.flip_prob < 0.5:
-            raise ValueError(f"label_flip_prob must be in [0, 0.5), got {flip_prob}")
+            raise ConfigError(f"model.label_flip_prob must be in [0, 0.5), got {flip_prob}")
 
     @property
     def active(self) -> bool:
@@ -87,8 +89,9 @@ class InstanceNoise:
 
     def __init__(self, std: float = 0.0, steps: int = 1, schedule: str = "linear"):
         if float(std) < 0 or int(steps) < 1 or schedule not in INSTANCE_NOISE_SCHEDULES:
-            raise ValueError(f"instance noise needs std >= 0, steps >= 1 and a schedule in {list(INSTANCE_NOISE_SCHEDULES)}; "
-                             f"got std={std}, steps={steps}, schedule={schedule!r}")
+            raise ConfigError(f"instance noise needs model.instance_noise_std >= 0, model.instance_noise_steps >= 1 and "
+                              f"model.instance_noise_schedule in {list(INSTANCE_NOISE_SCHEDULES)}; got std={std}, steps={steps}, "
+                              f"schedule={schedule!r}")
         self.start, self.steps, self.schedule = float(std), int(steps), schedule
 
     def std(self, generator_step: int) -> float:

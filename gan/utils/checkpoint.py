@@ -31,6 +31,49 @@ def run_config(checkpoint: dict[str, Any]) -> DictConfig:
     return OmegaConf.create(checkpoint["run_config"])
 
 
+def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[str, torch.Tensor],
+                    config: dict[str, Any] | None) -> None:
+    """Resuming from ``checkpoint`` needs its weights to fit the module this run built (``state``: the module's
+    state_dict, ``config``: its resolved run config). A resume with other networks (``ckpt_path=...
+    model=wgan_gp`` on a dcgan checkpoint) would otherwise fail inside Lightning with torch's list of every
+    missing and unexpected key; this names the first mismatch and the options that differ."""
+    saved = {key: tuple(value.shape) for key, value in checkpoint["state_dict"].items()}
+    built = {key: tuple(value.shape) for key, value in state.items()}
+    missing, unexpected = sorted(built.keys() - saved.keys()), sorted(saved.keys() - built.keys())
+    reshaped = sorted(key for key in built.keys() & saved.keys() if built[key] != saved[key])
+    if not (missing or unexpected or reshaped):
+        return
+    if reshaped:
+        example = f"{reshaped[0]} is {list(saved[reshaped[0]])} there, {list(built[reshaped[0]])} here"
+    else:
+        example = f"{(missing or unexpected)[0]} is {'missing there' if missing else 'not built here'}"
+    counts = ", ".join(f"{n} {what}" for n, what in ((len(missing), "missing"), (len(unexpected), "unexpected"),
+                                                      (len(reshaped), "of another shape")) if n)
+    differing = network_options_that_differ(checkpoint.get("run_config") or {}, config or {})
+    because = f"; the checkpoint's run had {', '.join(differing)}" if differing else ""
+    raise CheckpointError(f"cannot resume from {path}: its weights do not fit the networks this run builds (tensors: "
+                          f"{counts}; e.g. {example}){because}; resume with the options it was trained with, or "
+                          "start a new run without ckpt_path")
+
+
+def network_options_that_differ(saved: dict[str, Any], now: dict[str, Any], limit: int = 4) -> list[str]:
+    """``key=value`` (the checkpoint's value) for the leaves of the networks' configs and the data's sample shape
+    that differ between two resolved run configs, at most ``limit``."""
+    def leaves(node: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {leaf: value for key, child in node.items() for leaf, value in leaves(child, f"{prefix}.{key}").items()}
+        return {prefix: node}
+
+    def networks(config: dict[str, Any]) -> dict[str, Any]:
+        model, data = config.get("model") or {}, config.get("data") or {}
+        return {**leaves(model.get("generator"), "model.generator"), **leaves(model.get("discriminator"), "model.discriminator"),
+                "data.sample_shape": data.get("sample_shape")}
+
+    then, current = networks(saved), networks(now)
+    keys = [key for key in then if key.endswith("._target_")] + [key for key in then if not key.endswith("._target_")]
+    return [f"{key}={then[key]}" for key in keys if then.get(key) != current.get(key, object())][:limit]
+
+
 EMA_PREFIX = "generator_ema.module."
 #: how many times the average was updated (torch's AveragedModel keeps the same key)
 EMA_UPDATES = "generator_ema.n_averaged"

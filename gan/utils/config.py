@@ -127,7 +127,8 @@ def _leaf_keys(node, prefix: str) -> list[str]:
 
 
 #: train.py's own integer options and their smallest allowed value (None: any integer), and whether null is allowed
-RUN_OPTIONS = {"seed": (None, False), "generator_steps": (1, False), "cpu_threads": (1, True)}
+RUN_OPTIONS = {"seed": (None, False), "generator_steps": (1, False), "cpu_threads": (1, True),
+               "metrics.every_n_generator_steps": (0, True)}  # 0: no scoring during training
 #: evaluate.py's (``interpolation.steps`` >= 2: a strip runs from one latent code to another)
 EVALUATE_OPTIONS = {"seed": (None, False), "num_samples": (1, False), "num_images": (1, False), "num_points": (1, False),
                     "interpolation.rows": (0, False), "interpolation.steps": (2, False)}
@@ -157,7 +158,7 @@ def is_integer(value: object) -> bool:
 
 
 def check_run_options(cfg: DictConfig) -> None:
-    """train.py's ``seed``, ``generator_steps`` and ``cpu_threads``."""
+    """train.py's ``seed``, ``generator_steps``, ``cpu_threads`` and ``metrics.every_n_generator_steps``."""
     check_integer_options(cfg, RUN_OPTIONS)
 
 

@@ -68,7 +68,22 @@ def instantiate_group(group: DictConfig | None) -> list:
     if not isinstance(group, DictConfig):
         raise ConfigError(f"expected a config group mapping names to configs (callbacks.<name>: {{_target_: ...}}), "
                           f"got {type(group).__name__}")
-    return [build(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [build_refusable(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def build_refusable(node: DictConfig):
+    """``build(node)`` for a callback or logger: an option a Lightning class refuses (a
+    ``MisconfigurationException``, e.g. ``ModelCheckpoint(every_n_train_steps=-10)``) is a user error naming the
+    node (``callbacks.best_checkpoint: ...``)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return build(node)
+    except InstantiationException as error:
+        refused = innermost_cause(error)
+        if not isinstance(refused, MisconfigurationException):
+            raise
+        raise ConfigError(f"{node._get_full_key(None)}: {one_line(refused)}") from error
 
 
 def build_module(cfg: DictConfig):
