@@ -118,6 +118,7 @@ def main(cfg: DictConfig) -> float | None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0
     failed_value = cfg.get("failed_trial_value")
     check_objective(cfg)
+    check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
     if rank_zero_only.rank == 0:  # said once, not by every DDP process
         for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
             log.warning(line)
@@ -174,6 +175,19 @@ def check_objective(cfg: DictConfig) -> None:
         raise ConfigError(f"optimized_metric={name} is never logged: no metric is scored during training "
                           f"(metrics.every_n_generator_steps={every}{', callbacks.metrics=null' if every > 0 else ''}); "
                           "set metrics.every_n_generator_steps (e.g. 1000) and keep the metrics callback")
+    if every > int(cfg.generator_steps):
+        raise ConfigError(f"optimized_metric={name} is never logged: it is first scored at generator step {every} "
+                          f"(metrics.every_n_generator_steps) and the run trains generator_steps={cfg.generator_steps}; "
+                          "lower the interval or train longer")
+
+
+def check_search_space(schedules: DictConfig | None, searched: DictConfig | None) -> None:
+    """A sweeper searching an optimizer option that a schedule sets at every step (the learning rates under
+    ``model=r3gan``) would run a study in which no trial differs from another: stopped before the first."""
+    unused = options_under_a_schedule(schedules, [f"{key}={space}" for key, space in (searched or {}).items()])
+    if unused:
+        raise ConfigError(f"hydra.sweeper.params searches an option no trial would use: {unused[0]}; with model=r3gan "
+                          "use hparams_search=optuna_r3gan, which searches its schedules")
 
 
 def record_job(cfg: DictConfig, status: str, value: float | None, metrics: dict[str, float], started: float,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 from gan.utils.config import PROJECT_ROOT
 from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
@@ -75,12 +76,7 @@ def test_optuna_study_in_sqlite_resumes_and_failed_trials_return_the_penalty(tmp
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
 
 
-@pytest.mark.parametrize("data,objective,direction,failed", [
-    ("digits", "val/fid_digits", "minimize", 1e6),
-    ("toy2d_grid", "val/mode_coverage/modes", "maximize", -1e6),
-    ("cifar10", "val/fid", "minimize", 1e6),
-])
-def test_optuna_optimizes_the_data_headline_metric_by_default(data, objective, direction, failed):
+def compose_sweep(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -88,8 +84,18 @@ def test_optuna_optimizes_the_data_headline_metric_by_default(data, objective, d
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hparams_search=optuna", f"data={data}"], return_hydra_config=True)
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
     GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.mark.parametrize("data,objective,direction,failed", [
+    ("digits", "val/fid_digits", "minimize", 1e6),
+    ("toy2d_grid", "val/mode_coverage/modes", "maximize", -1e6),
+    ("cifar10", "val/fid", "minimize", 1e6),
+])
+def test_optuna_optimizes_the_data_headline_metric_by_default(data, objective, direction, failed):
+    cfg = compose_sweep(["hparams_search=optuna", f"data={data}"])
     assert (cfg.optimized_metric, cfg.hydra.sweeper.direction, cfg.failed_trial_value) == (objective, direction, failed)
 
 
@@ -101,6 +107,10 @@ def test_optuna_optimizes_the_data_headline_metric_by_default(data, objective, d
     (["data=digits", "metrics=none", "optimized_metric=val/fid_digits"], r"its metrics \(none\) log nothing"),
     (["data=cifar10", "optimized_metric=val/fid"], r"val/fid is never logged: .*metrics.every_n_generator_steps=0\)"),
     (["data=digits", "callbacks.metrics=null", "optimized_metric=val/fid_digits"], r"callbacks.metrics=null"),
+    # a budget shorter than the scoring interval: every trial would end before its first score
+    (["data=digits", "generator_steps=100", "metrics.every_n_generator_steps=250", "optimized_metric=val/fid_digits"],
+     r"^optimized_metric=val/fid_digits is never logged: it is first scored at generator step 250 \(metrics.every_n_generator_steps\) "
+     r"and the run trains generator_steps=100; lower the interval or train longer$"),
 ])
 def test_an_objective_the_run_never_logs_is_rejected_before_training(make_cfg, overrides, message):
     from gan.utils.errors import ConfigError
@@ -112,3 +122,28 @@ def test_an_objective_the_run_never_logs_is_rejected_before_training(make_cfg, o
         return
     with pytest.raises(ConfigError, match=message):
         check_objective(cfg)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["hparams_search=optuna", "model=wgan_gp"], None),
+    (["hparams_search=optuna_r3gan"], None),
+    # r3gan's schedules set both learning rates at every step: a study over them would be 20 identical trials
+    (["hparams_search=optuna"], r"^hydra.sweeper.params searches an option no trial would use: model.schedules.lr sets lr "
+                                r"of the generator and discriminator optimizers at every generator step, so "
+                                r"optimizer.generator.lr=tag\(log, interval\(1e-5, 1e-3\)\) does not set it; .*"
+                                r"use hparams_search=optuna_r3gan, which searches its schedules$"),
+])
+def test_a_search_space_no_trial_would_use_is_rejected_before_training(overrides, message):
+    from gan.utils.errors import ConfigError
+    from train import check_search_space
+
+    cfg = compose_sweep(overrides)
+    schedules, searched = cfg.model.get("schedules"), cfg.hydra.sweeper.params
+    if message is not None:
+        with pytest.raises(ConfigError, match=message):
+            check_search_space(schedules, searched)
+        return
+    check_search_space(schedules, searched)
+    for key in searched:  # every searched option exists in the composed config (a typo would add a dead key)
+        assert OmegaConf.select(cfg, key) is not None, key
+

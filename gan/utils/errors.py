@@ -118,7 +118,10 @@ def did_you_mean(cause: BaseException | None) -> str:
     key, parent = getattr(cause, "key", None), getattr(cause, "parent_node", None)
     if not isinstance(key, str) or parent is None or not hasattr(parent, "keys"):
         return ""
-    close = difflib.get_close_matches(key, [str(k) for k in parent.keys()], n=3)
+    keys = [str(k) for k in parent.keys()]
+    if key in keys:  # the key exists: the error is about something else (e.g. deleting a structured node)
+        return ""
+    close = difflib.get_close_matches(key, keys, n=3)
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
