@@ -117,6 +117,7 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0
     failed_value = cfg.get("failed_trial_value")
+    check_run_options(cfg)  # before check_objective reads generator_steps (train() checks again for API callers)
     check_objective(cfg)
     check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
     if rank_zero_only.rank == 0:  # said once, not by every DDP process
