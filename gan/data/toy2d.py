@@ -41,6 +41,9 @@ class Toy2DDataModule(GANDataModule):
                  num_samples: int = 100_000, seed: int = 0, sample_shape=(2,), **loader_options):
         loader_options.setdefault("generator_output", "identity")
         super().__init__(self.require_shape(sample_shape, (2,), f"toy2d_{layout}"), **loader_options)
+        if not float(std) > 0 or int(num_samples) < 1 or (layout == "ring" and int(num_modes) < 1):
+            raise ConfigError(f"data.std must be > 0, data.num_samples >= 1 and data.num_modes >= 1; got std={std}, "
+                              f"num_samples={num_samples}, num_modes={num_modes}")
         if layout == "ring":
             self.modes = ring_modes(num_modes, radius)
         elif layout == "grid":

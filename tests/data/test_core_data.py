@@ -44,6 +44,22 @@ def test_grid_modes_and_sample_spread():
     assert torch.bincount(which, minlength=25).min() > 600  # every mode is populated (~800 each)
 
 
+@pytest.mark.parametrize("options,message", [
+    ({"std": -1.0}, "data.std must be > 0, data.num_samples >= 1 and data.num_modes >= 1; got std=-1.0, num_samples=100000, num_modes=8"),
+    ({"std": 0.0}, "got std=0.0,"),
+    ({"num_samples": 0}, "num_samples=0,"),
+    ({"num_modes": 0}, "num_modes=0"),
+    ({"batch_size": 0}, "data.batch_size must be a positive integer, got 0"),
+    ({"num_workers": -1}, "data.num_workers must be 0 (load in the training process) or more, got -1"),
+])
+def test_toy_and_loader_options_out_of_range_are_config_errors(options, message):
+    from gan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        Toy2DDataModule(**{"layout": "ring", **options})
+    assert message in str(refused.value)
+
+
 def test_toy_data_is_identical_for_the_same_seed():
     a, _ = sample_mixture(torch.zeros(3, 2), 1.0, 10, torch.Generator().manual_seed(0))
     b, _ = sample_mixture(torch.zeros(3, 2), 1.0, 10, torch.Generator().manual_seed(0))
