@@ -187,8 +187,9 @@ def check_search_space(schedules: DictConfig | None, searched: DictConfig | None
     ``model=r3gan``) would run a study in which no trial differs from another: stopped before the first."""
     unused = options_under_a_schedule(schedules, [f"{key}={space}" for key, space in (searched or {}).items()])
     if unused:
-        raise ConfigError(f"hydra.sweeper.params searches an option no trial would use: {unused[0]}; with model=r3gan "
-                          "use hparams_search=optuna_r3gan, which searches its schedules")
+        raise ConfigError(f"hydra.sweeper.params searches an option no trial would use: {unused[0]}; with a scheduled "
+                          "learning rate (model=r3gan; model=gan on the 2D toys, which uses its recipe) search the schedules "
+                          "instead: hparams_search=optuna_r3gan")
 
 
 def record_job(cfg: DictConfig, status: str, value: float | None, metrics: dict[str, float], started: float,

@@ -43,7 +43,7 @@ def test_summary_has_one_row_per_job_with_its_overrides_and_metrics(tmp_path):
 def sweep(sweep_dir, log_dir, *extra):
     command = [sys.executable, "train.py", "-m", "hparams_search=optuna_toy", "hydra.sweeper.n_trials=2",
                f"hydra.sweep.dir={sweep_dir}", f"paths.log_dir={log_dir}", f"paths.data_dir={log_dir / 'data'}",
-               *tiny_overrides("gan", "toy2d_ring", steps=4), "callbacks.sample_grid=null", "data.num_samples=256",
+               *tiny_overrides("dcgan", "toy2d_ring", steps=4), "callbacks.sample_grid=null", "data.num_samples=256",
                "metrics.every_n_generator_steps=4", *extra]
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -69,7 +69,7 @@ def test_optuna_study_in_sqlite_resumes_and_failed_trials_return_the_penalty(tmp
     assert "n_critic must be a positive integer, got 0" in failed[0]["error"]
     assert "error: model.n_critic must be a positive integer, got 0\n" in second.stderr  # the job's one line
 
-    study = optuna.load_study(study_name="gan-toy2d_ring", storage=f"sqlite:///{tmp_path / 'optuna' / 'gan-toy2d_ring.db'}")
+    study = optuna.load_study(study_name="dcgan-toy2d_ring", storage=f"sqlite:///{tmp_path / 'optuna' / 'dcgan-toy2d_ring.db'}")
     values = [trial.value for trial in study.trials]
     assert len(values) == 3 and values[2] == -1.0
     assert sorted(values[:2]) == sorted(float(row["objective"]) for row in rows)
@@ -127,11 +127,14 @@ def test_an_objective_the_run_never_logs_is_rejected_before_training(make_cfg, o
 @pytest.mark.parametrize("overrides,message", [
     (["hparams_search=optuna", "model=wgan_gp"], None),
     (["hparams_search=optuna_r3gan"], None),
+    (["hparams_search=optuna_r3gan", "model=gan", "data=toy2d_grid"], None),  # gan's toy preset is r3gan's recipe
+    (["hparams_search=optuna_toy", "model=dcgan", "data=toy2d_ring"], None),
     # r3gan's schedules set both learning rates at every step: a study over them would be 20 identical trials
+    (["hparams_search=optuna_toy", "model=gan", "data=toy2d_ring"], r"searches an option no trial would use: model.schedules.lr"),
     (["hparams_search=optuna"], r"^hydra.sweeper.params searches an option no trial would use: model.schedules.lr sets lr "
                                 r"of the generator and discriminator optimizers at every generator step, so "
                                 r"optimizer.generator.lr=tag\(log, interval\(1e-5, 1e-3\)\) does not set it; .*"
-                                r"use hparams_search=optuna_r3gan, which searches its schedules$"),
+                                r"search the schedules instead: hparams_search=optuna_r3gan$"),
 ])
 def test_a_search_space_no_trial_would_use_is_rejected_before_training(overrides, message):
     from gan.utils.errors import ConfigError
