@@ -49,16 +49,23 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
             if dropped:
                 log.info("trainer.%s=false: leaving out %s", switch, ", ".join(type(c).__name__ for c in dropped))
                 callbacks = [c for c in callbacks if not isinstance(c, kind)]
+    return build_refusable(node, "trainer", (ValueError, MisconfigurationException), callbacks=callbacks, **kwargs)
+
+
+def build_refusable(node: DictConfig, name: str, refusals: tuple[type[BaseException], ...], **kwargs):
+    """``build(node, **kwargs)``, where an option the target refuses (one of ``refusals``, e.g. Lightning's
+    ``MisconfigurationException`` for ``ModelCheckpoint(every_n_train_steps=-10)``) is a user error naming
+    ``name`` (``trainer: ...``, ``callbacks.best_checkpoint: ...``)."""
     try:
-        return build(node, callbacks=callbacks, **kwargs)
+        return build(node, **kwargs)
     except UserError:
         raise
     except Exception as error:
         # build() unwraps a ValueError already; a MisconfigurationException is still inside Hydra's wrapper
         refused = innermost_cause(error)
-        if not isinstance(refused, (ValueError, MisconfigurationException)):
+        if not isinstance(refused, refusals):
             raise
-        raise ConfigError(f"trainer: {one_line(refused)}") from error
+        raise ConfigError(f"{name}: {one_line(refused)}") from error
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -68,22 +75,14 @@ def instantiate_group(group: DictConfig | None) -> list:
     if not isinstance(group, DictConfig):
         raise ConfigError(f"expected a config group mapping names to configs (callbacks.<name>: {{_target_: ...}}), "
                           f"got {type(group).__name__}")
-    return [build_refusable(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
-
-
-def build_refusable(node: DictConfig):
-    """``build(node)`` for a callback or logger: an option a Lightning class refuses (a
-    ``MisconfigurationException``, e.g. ``ModelCheckpoint(every_n_train_steps=-10)``) is a user error naming the
-    node (``callbacks.best_checkpoint: ...``)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    try:
-        return build(node)
-    except InstantiationException as error:
-        refused = innermost_cause(error)
-        if not isinstance(refused, MisconfigurationException):
-            raise
-        raise ConfigError(f"{node._get_full_key(None)}: {one_line(refused)}") from error
+    return [build_refusable(node, node._get_full_key(None), (MisconfigurationException,))
+            for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+#: the model's two networks, as their config keys and GANModule attributes
+NETWORKS = ("generator", "discriminator")
 
 
 def build_module(cfg: DictConfig):
@@ -97,11 +96,10 @@ def build_module(cfg: DictConfig):
     except (RuntimeError, InstantiationException) as error:
         # torch refusing a layer of negative size, or an initialiser dividing by a fan-in of 0
         cause = innermost_cause(error)
-        sides = ("generator", "discriminator")
-        if not (isinstance(cause, ZeroDivisionError) or "negative dimension" in str(cause)) or not non_positive_sizes(cfg.model, sides):
+        if not (isinstance(cause, ZeroDivisionError) or "negative dimension" in str(cause)) or not non_positive_sizes(cfg.model, NETWORKS):
             raise
-        raise network_size_error(cfg.model, sides, f"{type(cause).__name__}: {one_line(cause)}") from None
-    for side in ("generator", "discriminator"):
+        raise network_size_error(cfg.model, NETWORKS, f"{type(cause).__name__}: {one_line(cause)}") from None
+    for side in NETWORKS:
         empty = [(name, list(p.shape)) for name, p in getattr(module, side).named_parameters() if p.numel() == 0]
         if empty:
             name, shape = empty[0]
