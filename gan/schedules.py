@@ -39,14 +39,30 @@ class Constant(Curve):
 
 
 class Ramp(Curve):
-    """From ``start`` at step 0 to ``end`` at step ``steps``, then held at ``end``; subclasses give the shape."""
+    """From ``start`` at step 0 to ``end`` at step ``steps``, then held at ``end``; subclasses give the shape.
 
-    def __init__(self, start: float, end: float, steps: int):
+    ``then`` (a curve) takes over from generator step ``then_from`` on, counting steps from there: a
+    cool-down after a burn-in is ``Cosine(5e-4, 3e-4, 18000, then=Cosine(3e-4, 3e-5, 8000), then_from=22000)``.
+    (A second curve on the ramp rather than a list of curves, so a preset can add it to a variant's ramp:
+    Hydra merges a preset's keys into the variant's, it cannot replace the node.)"""
+
+    def __init__(self, start: float, end: float, steps: int, then: Curve | float | None = None,
+                 then_from: int | None = None):
         if int(steps) < 1:
             raise ConfigError(f"{type(self).__name__} schedule needs steps >= 1 (generator steps), got {steps}")
         self.start, self.end, self.steps = float(start), float(end), int(steps)
+        if (then is None) != (then_from is None):
+            raise ConfigError(f"{type(self).__name__} schedule: give both then (a curve) and then_from (the generator "
+                              f"step it starts at), or neither; got then={then!r}, then_from={then_from!r}")
+        self.then = None if then is None else as_curve(then)
+        self.then_from = None if then_from is None else int(then_from)
+        if self.then_from is not None and self.then_from < self.steps:
+            raise ConfigError(f"{type(self).__name__} schedule: then_from={self.then_from} starts the next curve before "
+                              f"the ramp's {self.steps} steps are over (expected then_from >= steps)")
 
     def __call__(self, step: int) -> float:
+        if self.then is not None and step >= self.then_from:
+            return self.then(step - self.then_from)
         if step >= self.steps:
             return self.end
         return self.start + self.shape(max(step, 0) / self.steps) * (self.end - self.start)
@@ -56,7 +72,8 @@ class Ramp(Curve):
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(start={self.start}, end={self.end}, steps={self.steps})"
+        then = "" if self.then is None else f", then={self.then!r}, then_from={self.then_from}"
+        return f"{type(self).__name__}(start={self.start}, end={self.end}, steps={self.steps}{then})"
 
 
 class Cosine(Ramp):

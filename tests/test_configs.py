@@ -155,7 +155,8 @@ def test_an_optimizer_option_a_schedule_overwrites_is_named(make_cfg):
 def test_gan_on_the_toys_is_r3gans_recipe_with_the_gan_loss(make_cfg, data):
     """model=gan on a 2D toy: the non-saturating loss with r3gan's toy recipe (R1 + R2, schedules, EMA,
     Adam beta1 = 0) and the same layers, built by gan's own MLP classes: seeded alike, both networks start
-    with the same weights and give the same outputs (so the two presets differ by their loss alone)."""
+    with the same weights and give the same outputs (so the two presets differ by their loss alone; and on the
+    grid by r3gan's learning-rate cool-down over the last 8,000 steps, added after gan's rows were measured)."""
     gan_cfg = make_cfg(["model=gan", f"data={data}", "logger=none"])
     r3gan_cfg = make_cfg(["model=r3gan", f"data={data}", "logger=none"])
     assert gan_cfg.loss._target_ == "gan.losses.NonSaturatingLoss" != r3gan_cfg.loss._target_
@@ -169,8 +170,11 @@ def test_gan_on_the_toys_is_r3gans_recipe_with_the_gan_loss(make_cfg, data):
     assert set(gan.penalties) == {"r1r2"} and set(gan.schedules) == set(r3gan.schedules)
     assert gan.generator_ema is not None
     for name in gan.schedules:
-        for step in (0, 9_000, 18_000, 30_000):
-            assert gan.schedules[name].value(step) == r3gan.schedules[name].value(step), (name, step)
+        for step in (0, 9_000, 18_000, 22_000, 30_000):
+            if name == "lr" and data == "toy2d_grid" and step > 22_000:
+                assert r3gan.schedules[name].value(step) < gan.schedules[name].value(step) == 3e-4
+            else:
+                assert gan.schedules[name].value(step) == r3gan.schedules[name].value(step), (name, step)
     for net in ("generator", "discriminator"):
         ours, theirs = list(getattr(gan, net).parameters()), list(getattr(r3gan, net).parameters())
         assert len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs)), net

@@ -96,6 +96,24 @@ def test_cosine_ramp_at_start_middle_and_end_of_the_burn_in():
         Cosine(1.0, 0.0, 0)
 
 
+
+def test_a_ramp_then_another_curve_from_then_from_on_counted_from_there():
+    cool_down = Cosine(3e-4, 3e-5, 40)
+    curve = Cosine(5e-4, 3e-4, 100, then=cool_down, then_from=160)
+    burn_in = Cosine(5e-4, 3e-4, 100)
+    for step in (0, 37, 100, 159):  # the ramp, held after its 100 steps until the next curve starts
+        assert curve(step) == burn_in(step)
+    assert curve(100) == curve(159) == pytest.approx(3e-4)
+    for step in (160, 170, 180, 199):  # the next curve, its steps counted from then_from
+        assert curve(step) == cool_down(step - 160)
+    assert curve(180) == pytest.approx(0.5 * (3e-4 + 3e-5))
+    assert curve(200) == curve(10**6) == pytest.approx(3e-5)
+    assert Linear(0.0, 1.0, 10, then=2.0, then_from=10)(10) == 2.0  # a number is a constant curve
+    with pytest.raises(ConfigError, match="give both then"):
+        Cosine(1.0, 0.0, 10, then_from=20)
+    with pytest.raises(ConfigError, match="then_from >= steps"):
+        Cosine(1.0, 0.0, 100, then=cool_down, then_from=50)
+
 def r3gan_module(**kwargs):
     torch.manual_seed(0)
     adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.0, 0.9))

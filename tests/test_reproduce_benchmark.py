@@ -137,3 +137,32 @@ def test_grid10_composes_to_100_modes_with_std_003():
     assert values["mode_coverage/modes"] == 100
     assert values["mode_coverage/high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.01)
     assert protocol["metrics"]["mode_coverage"]["num_fake"] == 2500
+
+
+def test_cooldown_paired_branches_resume_the_base_trajectory(tmp_path):
+    """benchmarks/cooldown_paired.py: a branch whose cool-down ends at the held learning rate is the base run
+    (resume from the fork is exact, the premise of the paired comparison); a real cool-down is another run."""
+    from benchmarks import cooldown_paired
+
+    tiny = ["generator_steps=30", "burn_in=10", "data.batch_size=64", "model.generator.width=8",
+            "model.discriminator.width=8", "model.discriminator.fourier_features=4"]
+    held = cooldown_paired.main(["--seed", "3", "--forks", "20", "--end", "3e-4", "--out", str(tmp_path / "a.jsonl"), "--", *tiny])
+    cooled = cooldown_paired.main(["--seed", "3", "--forks", "20", "--end", "1e-6", "--out", str(tmp_path / "b.jsonl"), "--", *tiny])
+    assert [r["branch"] for r in held] == ["base", "cool20->0.0003"] and all(r["steps"] == 30 for r in held + cooled)
+    assert held[1]["resumed_at"] == cooled[1]["resumed_at"] == 20  # the branches trained steps 20-30 only
+    same = lambda a, b: json.dumps(a) == json.dumps(b)  # noqa: E731 - NaN (no mode captured) equals NaN here
+    assert same(held[1]["protocol"], held[0]["protocol"]) and same(held[1]["raw/20000"], held[0]["raw/20000"])
+    assert same(cooled[0], {**held[0], "seconds": cooled[0]["seconds"]})  # the same base run
+    assert cooled[1]["raw/median_distance_std"] != held[1]["raw/median_distance_std"]
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_grid_preset_cools_the_learning_rate_down_over_its_last_8000_steps():
+    from hydra.utils import instantiate
+
+    cfg = reproduce.compose_run(reproduce.cell_overrides(Cell("r3gan", "grid", 0), None, []))
+    lr = instantiate(cfg.model.schedules.lr.value)
+    assert int(cfg.generator_steps) - lr.then_from == lr.then.steps == 8000
+    assert lr(18000) == lr(22000) == pytest.approx(3e-4) and lr(30000) == pytest.approx(3e-5)
+    ring = reproduce.compose_run(reproduce.cell_overrides(Cell("r3gan", "ring", 0), None, []))
+    assert instantiate(ring.model.schedules.lr.value).then is None  # measured without it
