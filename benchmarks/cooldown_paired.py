@@ -27,13 +27,11 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import reproduce  # noqa: E402
-from gan.metrics import MetricSuite  # noqa: E402
-from gan.metrics.cache import data_identity  # noqa: E402
 from gan.metrics.modes import mode_coverage  # noqa: E402
 from train import train  # noqa: E402
 
@@ -62,10 +60,7 @@ class StartStep(pl.Callback):
 
 def score(cfg, objects, seed: int, branch: str, seconds: float) -> dict:
     module, datamodule = objects["module"], objects["datamodule"]
-    protocol = {"mode_coverage": reproduce.PROTOCOLS["mode_coverage"]}
-    suite = MetricSuite.from_config({**OmegaConf.to_container(cfg.metrics, resolve=True), "compute": protocol})
-    values, _ = suite.evaluate_generator(module.sampling_generator, datamodule,
-                                         data_identity(OmegaConf.to_container(cfg.data, resolve=True)))
+    values, _ = reproduce.score_with_protocol(cfg, module, datamodule, "mode_coverage")
     row = {"seed": seed, "branch": branch, "steps": module.generator_steps, "protocol": values, "seconds": round(seconds),
            "stopped_by": None if objects["stopped_by"] is None else objects["stopped_by"]["kind"]}
     with torch.no_grad(), torch.random.fork_rng():
@@ -87,12 +82,11 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=reproduce.PROJECT_ROOT / "benchmarks" / "results" / "r3gan_grid_cooldown_paired.jsonl")
     parser.add_argument("extra", nargs="*", help="further Hydra overrides for every branch (after --)")
     args = parser.parse_args(argv)
-    cell = reproduce.Cell("r3gan", "grid", args.seed)
-    overrides = [*reproduce.cell_overrides(cell, None, args.extra), *NO_COOL_DOWN]
+    cell_overrides = reproduce.cell_overrides(reproduce.Cell("r3gan", "grid", args.seed), None, args.extra)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        base = reproduce.compose_run(overrides)
+        base = reproduce.compose_run([*cell_overrides, *NO_COOL_DOWN])
         with open_dict(base):
             base.paths.output_dir = str(root / "base")
         started = time.time()
@@ -100,7 +94,7 @@ def main(argv=None) -> list[dict]:
         rows.append(score(base, objects, args.seed, "base", time.time() - started))
         held, total = float(base.model.schedules.lr.value.end), int(base.generator_steps)
         for fork in args.forks:
-            cfg = reproduce.compose_run([*overrides[:-len(NO_COOL_DOWN)], f"model.schedules.lr.value.then_from={fork}",
+            cfg = reproduce.compose_run([*cell_overrides, f"model.schedules.lr.value.then_from={fork}",
                                          f"model.schedules.lr.value.then.start={held}", f"model.schedules.lr.value.then.end={args.end}",
                                          f"model.schedules.lr.value.then.steps={total - fork}"])
             with open_dict(cfg):

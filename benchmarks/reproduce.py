@@ -244,11 +244,9 @@ def record_key(record: dict) -> tuple:
 
 def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dict:
     """Train one cell's composed config, score its final sampling generator; returns the JSON record."""
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from gan.callbacks.gan_health import describe
-    from gan.metrics import MetricSuite
-    from gan.metrics.cache import data_identity
     from train import train
 
     metric = DATASETS[cell.data].metric
@@ -262,11 +260,8 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
     diverged = stopped_by is not None and stopped_by["kind"] == "divergence"
     values, protocol, score_seconds = None, None, None
     if not diverged:
-        settings = {**OmegaConf.to_container(cfg.metrics, resolve=True), "compute": {metric: PROTOCOLS[metric]}}
-        suite = MetricSuite.from_config(settings).to(module.device)
         started = time.time()
-        values, protocol = suite.evaluate_generator(module.sampling_generator, objects["datamodule"],
-                                                    data_identity(OmegaConf.to_container(cfg.data, resolve=True)))
+        values, protocol = score_with_protocol(cfg, module, objects["datamodule"], metric)
         score_seconds = time.time() - started
     return {
         "variant": cell.variant, "data": cell.data, "seed": cell.seed, "steps": int(cfg.generator_steps),
@@ -278,6 +273,20 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
         "train_seconds": round(train_seconds, 1), "score_seconds": None if score_seconds is None else round(score_seconds, 2),
         "overrides": overrides, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def score_with_protocol(cfg, module, datamodule, metric: str) -> tuple[dict, dict]:
+    """``metric``'s values for ``module``'s sampling generator (the EMA copy when EMA is on) under the paper's
+    protocol (``PROTOCOLS``), with the run's metric settings; and the protocol as the registry records it."""
+    from omegaconf import OmegaConf
+
+    from gan.metrics import MetricSuite
+    from gan.metrics.cache import data_identity
+
+    settings = {**OmegaConf.to_container(cfg.metrics, resolve=True), "compute": {metric: PROTOCOLS[metric]}}
+    suite = MetricSuite.from_config(settings).to(module.device)
+    return suite.evaluate_generator(module.sampling_generator, datamodule,
+                                    data_identity(OmegaConf.to_container(cfg.data, resolve=True)))
 
 
 def read_records(path: Path) -> list[dict]:

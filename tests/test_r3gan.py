@@ -96,7 +96,6 @@ def test_cosine_ramp_at_start_middle_and_end_of_the_burn_in():
         Cosine(1.0, 0.0, 0)
 
 
-
 def test_a_ramp_then_another_curve_from_then_from_on_counted_from_there():
     cool_down = Cosine(3e-4, 3e-5, 40)
     curve = Cosine(5e-4, 3e-4, 100, then=cool_down, then_from=160)
@@ -113,6 +112,7 @@ def test_a_ramp_then_another_curve_from_then_from_on_counted_from_there():
         Cosine(1.0, 0.0, 10, then_from=20)
     with pytest.raises(ConfigError, match="then_from >= steps"):
         Cosine(1.0, 0.0, 100, then=cool_down, then_from=50)
+
 
 def r3gan_module(**kwargs):
     torch.manual_seed(0)
