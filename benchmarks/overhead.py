@@ -195,9 +195,9 @@ def bare_loop(cfg, window: Window) -> dict:
 
     Per iteration, as ``GANModule.training_step`` does: one draw of ``n_critic`` x ``batch_size`` real
     samples (the framework's loader yields them as one batch), split into ``n_critic`` batches; for each, a D
-    step (fakes from G under no_grad, D on reals and fakes, the loss, the gradient penalty at per-sample
-    interpolates with ``create_graph=True`` and its own D pass, ONE backward of loss + penalty, optimizer
-    step); then a G step with D's parameters frozen (backward skips D's weight gradients, as the module's
+    step (fakes from G under no_grad, D on reals and fakes (in one pass when D treats samples independently,
+    as the module does), the loss, the gradient penalty at per-sample interpolates with ``create_graph=True``
+    and its own D pass, ONE backward of loss + penalty, optimizer step); then a G step with D's parameters frozen (backward skips D's weight gradients, as the module's
     ``frozen`` block and Gulrajani et al.'s released code do). The generator sees the last D step's reals'
     batch size. Not done here: the logged extras (D's mean scores, the dict of terms), logging, callbacks,
     Lightning's wrappers: that is the framework's cost being measured. Returns the networks and optimizers.
@@ -219,6 +219,7 @@ def bare_loop(cfg, window: Window) -> dict:
     opt_g = instantiate(cfg.optimizer.generator)(params=G.parameters())
     opt_d = instantiate(cfg.optimizer.discriminator)(params=D.parameters())
     d_params = list(D.parameters())
+    joint = D.samples_independent
     # The same samples as the framework's loader (its TensorDataset's tensor), held where the networks are,
     # as a plain script would; shuffled once per pass.
     if not isinstance(datamodule.train_set, TensorDataset):
@@ -248,7 +249,11 @@ def bare_loop(cfg, window: Window) -> dict:
             # and copies it over: on a GPU that copy is part of what is measured)
             with torch.no_grad():
                 fake = G(torch.randn(real.size(0), G.latent_dim, device=device))
-            loss = d_loss(D(real), D(fake))  # two D passes, as the module's discriminator_step
+            if joint:  # one D pass over reals and fakes, as the module's discriminate_real_and_fake
+                logits = D(torch.cat([real, fake]))
+                loss = d_loss(logits[:real.size(0)], logits[real.size(0):])
+            else:  # two D passes (batch norm, minibatch layers, spectral norm)
+                loss = d_loss(D(real), D(fake))
             if gp is not None:  # Gulrajani et al.: its own D pass at per-sample interpolates, double backward
                 alpha = torch.rand((real.size(0),) + (1,) * (real.dim() - 1), device=device)
                 points = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)

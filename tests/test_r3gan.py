@@ -52,15 +52,19 @@ def reference_squared_gradient_norm(critic, points):
     return torch.stack(norms)
 
 
-@pytest.mark.parametrize("shared_forward", [False, True])
-def test_r1r2_equals_an_independent_autograd_implementation(shared_forward):
+@pytest.mark.parametrize("forward", ["own", "shared", "joint"])
+def test_r1r2_equals_an_independent_autograd_implementation(forward):
     torch.manual_seed(0)
     critic = DCGANDiscriminator((1, 16, 16), width=4, norm="layer").double()
     real, fake = torch.randn(5, 1, 16, 16).double(), torch.randn(5, 1, 16, 16).double()
     logits = {}
-    if shared_forward:  # as the module calls it: the inputs require grad and the loss's logits are reused
+    if forward != "own":  # as the module calls it: the inputs require grad and the loss's logits are reused
         real, fake = real.requires_grad_(True), fake.requires_grad_(True)
-        logits = {"real_logits": critic(real), "fake_logits": critic(fake)}
+        if forward == "shared":  # one pass each
+            logits = {"real_logits": critic(real), "fake_logits": critic(fake)}
+        else:  # one pass over both (layer norm treats samples independently), split
+            both = critic(torch.cat([real, fake]))
+            logits = {"real_logits": both[:5], "fake_logits": both[5:]}
     terms = R1R2Penalty(gamma=0.3)(critic, real, fake, **logits)
     r1 = reference_squared_gradient_norm(critic, real).mean()
     r2 = reference_squared_gradient_norm(critic, fake).mean()
@@ -79,8 +83,58 @@ def test_r1r2_in_the_discriminator_step_reuses_the_loss_forward_pass():
     original = module.discriminator.evaluate
     module.discriminator.evaluate = lambda x, labels=None: calls.append(len(x)) or original(x, labels)
     terms = module.discriminator_step(torch.randn(4, 2), module.optimizers()[1])
-    assert calls == [4, 4]  # one pass over the reals, one over the fakes: R1 and R2 differentiate those
+    assert calls == [8]  # reals and fakes in one pass (the MLP treats samples independently); R1 and R2 differentiate it
     assert {"r1", "r2"} <= set(terms) and terms["r1"].item() > 0 and terms["r2"].item() > 0
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_the_discriminator_step_gradient_equals_rpgan_plus_r1r2_by_independent_autograd(joint):
+    """The step's gradient of D (one pass over reals and fakes together, or one each; the backward pass
+    restricted to D's parameters) against the formula, evaluated with separate passes and per-sample input
+    gradients: softplus(-(D(x) - D(G(z)))).mean() + gamma / 2 (||grad D(x)||^2 + ||grad D(G(z))||^2).mean()."""
+    module = r3gan_module(discriminator=MLPDiscriminator((2,), hidden=[8, 8], maxout_pieces=1, dropout=0.0,
+                                                         input_dropout=0.0, fourier_features=4))
+    attach_trainer(module)
+    assert module.joint_discriminator_pass  # an MLP without normalization
+    module.joint_discriminator_pass = joint
+    gamma = module.penalties["r1r2"].gamma
+    real = torch.randn(6, 2)
+    torch.manual_seed(3)
+    fake = module.generator(module.generator.noise(6)).detach()  # what the step will draw
+    critic = module.discriminator
+    params = [p for p in critic.parameters()]
+    expected_loss = (torch.nn.functional.softplus(-(critic(real) - critic(fake))).mean()
+                     + 0.5 * gamma * (reference_squared_gradient_norm_with_graph(critic, real).mean()
+                                      + reference_squared_gradient_norm_with_graph(critic, fake).mean()))
+    expected = torch.autograd.grad(expected_loss, params)
+    optimizer = module.optimizers()[1]
+    optimizer.step = lambda *args, **kwargs: None  # keep D as it was, to read the step's gradient
+    torch.manual_seed(3)
+    terms = module.discriminator_step(real, optimizer)
+    assert terms["loss"].item() == pytest.approx(expected_loss.item(), rel=1e-5)
+    for param, grad in zip(params, expected):
+        torch.testing.assert_close(param.grad, grad, rtol=1e-5, atol=1e-7)
+
+
+def reference_squared_gradient_norm_with_graph(critic, points):
+    """As ``reference_squared_gradient_norm``, differentiable with respect to the critic's parameters."""
+    norms = []
+    for x in points:
+        x = x.unsqueeze(0).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        norms.append(grad.pow(2).sum())
+    return torch.stack(norms)
+
+
+def test_only_discriminators_that_treat_samples_independently_get_the_joint_pass():
+    """Batch statistics, a minibatch layer or spectral norm's per-pass power iteration make one pass over
+    reals and fakes differ from two; those discriminators keep two passes."""
+    assert MLPDiscriminator((2,), hidden=[8], maxout_pieces=1).samples_independent
+    assert DCGANDiscriminator((1, 16, 16), width=4, norm="layer").samples_independent
+    assert not DCGANDiscriminator((1, 16, 16), width=4, norm="batch").samples_independent
+    assert not DCGANDiscriminator((1, 16, 16), width=4, norm="none", spectral_norm=True).samples_independent
+    assert not MLPDiscriminator((2,), hidden=[8], minibatch="stddev").samples_independent
+    assert not r3gan_module(discriminator=MLPDiscriminator((2,), hidden=[8], spectral_norm=True)).joint_discriminator_pass
 
 
 # ------------------------------------------------------------------------------------------ schedules

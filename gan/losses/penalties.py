@@ -15,7 +15,7 @@ reuses the loss's forward pass instead of running another (as R3GAN and StyleGAN
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -44,11 +44,28 @@ def input_gradients(critic: Critic, points: Tensor) -> Tensor:
 def squared_gradient_norms(critic: Critic, points: Tensor, logits: Tensor | None = None) -> Tensor:
     """||grad_x D(x)||^2 per sample, summed over the non-batch dims. With ``logits`` = critic(points) already
     computed (``points`` requiring grad) the gradient reuses that forward pass."""
-    if logits is None or not points.requires_grad or torch.is_autocast_enabled(points.device.type):
-        grads = input_gradients(critic, points)
-    else:
-        (grads,) = torch.autograd.grad(logits.sum(), points, create_graph=True)
-    return grads.flatten(start_dim=1).pow(2).sum(dim=1)
+    return squared_gradient_norms_of(critic, [(points, logits)])[0]
+
+
+def squared_gradient_norms_of(critic: Critic, pairs: Sequence[tuple[Tensor, Tensor | None]]) -> list[Tensor]:
+    """``squared_gradient_norms`` for several ``(points, logits)`` pairs. The pairs whose logits can be reused
+    share ONE backward pass: the gradient of the sum of their logits with respect to all their points at once,
+    which traverses D's graph once when real and fake samples went through D together. That needs each set's
+    logits to depend on its own points only (separate passes, or a discriminator that treats samples
+    independently: ``Discriminator.samples_independent``). The others get their own fp32 pass."""
+    autocast = bool(pairs) and torch.is_autocast_enabled(pairs[0][0].device.type)
+    reusable = [i for i, (points, logits) in enumerate(pairs)
+                if logits is not None and points.requires_grad and not autocast]
+    grads: list[Tensor | None] = [None] * len(pairs)
+    if reusable:
+        total = sum(pairs[i][1].sum() for i in reusable)
+        shared = torch.autograd.grad(total, [pairs[i][0] for i in reusable], create_graph=True)
+        for i, grad in zip(reusable, shared):
+            grads[i] = grad
+    for i, (points, _) in enumerate(pairs):
+        if grads[i] is None:
+            grads[i] = input_gradients(critic, points)
+    return [grad.flatten(start_dim=1).pow(2).sum(dim=1) for grad in grads]
 
 
 def gradient_norm_penalty(critic: Critic, points: Tensor, center: float = 1.0) -> Tensor:
@@ -133,8 +150,8 @@ class R1R2Penalty(Penalty):
             raise ConfigError(f"R1R2Penalty gamma must be >= 0, got {gamma}")
 
     def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
-        r1 = squared_gradient_norms(critic, real, real_logits).mean()
-        r2 = squared_gradient_norms(critic, fake, fake_logits).mean()
+        # one backward pass through D for both gradients (see squared_gradient_norms_of)
+        r1, r2 = (norms.mean() for norms in squared_gradient_norms_of(critic, [(real, real_logits), (fake, fake_logits)]))
         return {"r1": r1, "r2": r2, "loss": 0.5 * self.gamma * (r1 + r2)}
 
     def extra_repr(self) -> str:

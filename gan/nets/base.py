@@ -10,10 +10,12 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from gan.nets.layers import append_features, minibatch_layer, one_hot
+from gan.nets.layers import MinibatchDiscrimination, MinibatchStdDev, append_features, minibatch_layer, one_hot
 from gan.utils.errors import ConfigError
 
 GENERATOR_CONDITIONING = ("embedding", "batchnorm")
+#: layers whose output for one sample depends on the other samples of the batch
+BATCH_COUPLED_LAYERS = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev, MinibatchDiscrimination)
 DISCRIMINATOR_CONDITIONING = ("projection", "concat", "auxiliary")
 
 
@@ -183,6 +185,20 @@ class Discriminator(nn.Module):
     def takes_labels(self) -> bool:
         """Whether the logit depends on labels (an auxiliary classifier predicts them instead)."""
         return self.conditioning in ("projection", "concat")
+
+    @property
+    def samples_independent(self) -> bool:
+        """Whether a training-mode pass treats every sample on its own and changes no state: no batch
+        statistics (batch norm, minibatch layers) and no parametrization or pre-forward hook (spectral norm
+        advances its power iteration in them at every pass). Then one pass over real and fake samples together
+        gives the logits two passes give (``GANModule.discriminate_real_and_fake``). Conservative: any
+        parametrization counts as state."""
+        for module in self.modules():
+            if isinstance(module, BATCH_COUPLED_LAYERS) or nn.utils.parametrize.is_parametrized(module):
+                return False
+            if module._forward_pre_hooks:  # torch.nn.utils.spectral_norm (the hook-based version)
+                return False
+        return True
 
     def build_conditioning(self, head_inputs: int, spectral_norm: bool = False) -> None:
         if self.conditioning == "projection":
