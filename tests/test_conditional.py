@@ -152,3 +152,27 @@ def test_generated_classes_follow_the_requested_labels():
     accuracy = (nearest == requested).float().mean().item()
     print(f"class accuracy {accuracy:.3f}")
     assert accuracy > 0.9  # chance is 0.25
+
+
+@pytest.mark.parametrize("conditioning", ["projection", "concat", "auxiliary"])
+def test_one_pass_over_reals_and_fakes_equals_two_for_a_conditional_discriminator(conditioning):
+    """GANModule.discriminate_real_and_fake: labels, class logits and every block's features split back
+    into the real and the fake halves exactly as two passes give them."""
+    torch.manual_seed(0)
+    module = GANModule(generator=MLPGenerator(4, (2,), hidden=[8], output="identity", num_classes=3),
+                       discriminator=MLPDiscriminator((2,), hidden=[8, 6], maxout_pieces=1, dropout=0.0, input_dropout=0.0,
+                                                      num_classes=3, conditioning=conditioning),
+                       loss=NonSaturatingLoss(), optimizer={"generator": partial(torch.optim.Adam), "discriminator": partial(torch.optim.Adam)})
+    assert module.joint_discriminator_pass
+    real, fake, labels = torch.randn(5, 2), torch.randn(5, 2), torch.tensor([0, 2, 1, 1, 0])
+    joint = module.discriminate_real_and_fake(real, fake, labels)
+    module.joint_discriminator_pass = False
+    separate = module.discriminate_real_and_fake(real, fake, labels)
+    for ours, theirs in zip(joint, separate):
+        torch.testing.assert_close(ours.logits, theirs.logits)
+        assert (ours.class_logits is None) == (theirs.class_logits is None) == (conditioning != "auxiliary")
+        if ours.class_logits is not None:
+            torch.testing.assert_close(ours.class_logits, theirs.class_logits)
+        assert len(ours.features) == len(theirs.features) == 2
+        for a, b in zip(ours.features, theirs.features):
+            torch.testing.assert_close(a, b)
