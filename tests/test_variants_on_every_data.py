@@ -53,15 +53,17 @@ def test_variant_trains_finite_on_data(make_cfg, data_root, model, data):
 @pytest.mark.parametrize("presets", ["tuned", "none"])
 def test_gan_at_full_size_on_the_digits_passes_the_early_blow_up(make_cfg, presets):
     """Tiny networks and two steps miss it: the paper's SGD 0.1 drove model=gan's losses to inf at generator
-    step 41 on the digits (the default data). Its image preset (Adam) must stay finite well past that step;
-    presets=none keeps the paper's setting, which the health check stops as diverged before step 60."""
-    cfg = make_cfg(["model=gan", "generator_steps=60", "metrics=none", "logger=none", "data.num_workers=0",
+    step 41 on the digits (the default data; at step 75 since the discriminator sees reals and fakes in one
+    pass, which draws its dropout masks in another order). Its image preset (Adam) must stay finite well past
+    that step; presets=none keeps the paper's setting, which the health check stops as diverged before."""
+    steps = 120
+    cfg = make_cfg(["model=gan", f"generator_steps={steps}", "metrics=none", "logger=none", "data.num_workers=0",
                     "callbacks=[gan_health]", f"presets={presets}", "cpu_threads=1"])
     _, objects = train(cfg)
     module = objects["module"]
     if presets == "none":  # the health check stopped the run at the divergence
-        assert module.generator_steps < 60
+        assert module.generator_steps < steps and objects["stopped_by"]["kind"] == "divergence"
         return
-    assert module.generator_steps == 60
+    assert module.generator_steps == steps
     assert all(math.isfinite(float(value)) for value in module.last_terms.values()), module.last_terms
     assert all(torch.isfinite(p).all() for p in module.parameters())
