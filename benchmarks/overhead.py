@@ -197,10 +197,11 @@ def bare_loop(cfg, window: Window) -> dict:
     samples (the framework's loader yields them as one batch), split into ``n_critic`` batches; for each, a D
     step (fakes from G under no_grad, D on reals and fakes (in one pass when D treats samples independently,
     as the module does), the loss, the gradient penalty at per-sample interpolates with ``create_graph=True``
-    and its own D pass, ONE backward of loss + penalty, optimizer step); then a G step with D's parameters frozen (backward skips D's weight gradients, as the module's
-    ``frozen`` block and Gulrajani et al.'s released code do). The generator sees the last D step's reals'
-    batch size. Not done here: the logged extras (D's mean scores, the dict of terms), logging, callbacks,
-    Lightning's wrappers: that is the framework's cost being measured. Returns the networks and optimizers.
+    and its own D pass, ONE backward of loss + penalty, optimizer step); then a G step with D's parameters
+    frozen (backward skips D's weight gradients, as the module's ``frozen`` block and Gulrajani et al.'s
+    released code do). The generator sees the last D step's reals' batch size. Not done here: the logged
+    extras (D's mean scores, the dict of terms), logging, callbacks, Lightning's wrappers: that is the
+    framework's cost being measured. Returns the networks and optimizers.
     """
     from hydra.utils import instantiate
 

@@ -389,7 +389,7 @@ class GANModule(pl.LightningModule):
         """D's outputs for a real and a fake batch of the same size. A discriminator that treats every sample on
         its own (``Discriminator.samples_independent``: no batch norm, minibatch layer or spectral norm) sees both
         in one pass: the same logits from half the calls and matrix products twice as tall, which together with
-        the penalty's one backward pass took r3gan's 2D iteration from ~36 to ~23 ms on 2 CPU cores
+        the penalty's one backward pass took r3gan's 2D iteration from ~36 to ~23-27 ms on 2 CPU cores
         (README, "Speed"). Instance noise and augmentation draw per sample either way."""
         if not self.joint_discriminator_pass:
             return self.discriminate(real, labels), self.discriminate(fake, labels)
