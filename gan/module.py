@@ -42,11 +42,15 @@ def require_instance(option: str, value: object, kind: type, expected: str) -> N
         raise ConfigError(f"{option} must be {article} {kind.__name__} ({expected}), got {type(value).__name__} {value!r:.80}")
 
 
-def _single_device_fp32(trainer: pl.Trainer) -> bool:
-    from lightning.pytorch.plugins.precision import Precision
+def _single_device_unscaled(trainer: pl.Trainer) -> bool:
+    """One device, and a precision plugin whose backward and optimizer step add nothing to the plain ones:
+    32-bit, or bf16 autocast (which has no loss scaler; autocast itself wraps the training step either way)."""
+    from lightning.pytorch.plugins.precision import MixedPrecision, Precision
     from lightning.pytorch.strategies import SingleDeviceStrategy
 
-    return type(trainer.strategy) is SingleDeviceStrategy and type(trainer.precision_plugin) is Precision
+    plugin = trainer.precision_plugin
+    unscaled = type(plugin) is Precision or (type(plugin) is MixedPrecision and plugin.scaler is None)
+    return type(trainer.strategy) is SingleDeviceStrategy and unscaled
 
 
 def _overrides(obj: object, base: type, hook: str) -> bool:
@@ -55,21 +59,21 @@ def _overrides(obj: object, base: type, hook: str) -> bool:
 
 def lightning_backward_is_plain(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
     """Whether ``manual_backward`` reduces to ``loss.backward()`` for this run: a single-device strategy,
-    plain 32-bit precision, and no callback or module hook around the backward pass."""
+    32-bit or bf16-mixed precision, and no callback or module hook around the backward pass."""
     hooks = ("on_before_backward", "on_after_backward")
     overridden = any(_overrides(callback, pl.Callback, hook) for callback in trainer.callbacks for hook in hooks)
     overridden |= any(_overrides(module, pl.LightningModule, hook) for hook in hooks)
-    return _single_device_fp32(trainer) and not overridden
+    return _single_device_unscaled(trainer) and not overridden
 
 
 def lightning_step_is_plain(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
     """Whether a manual-optimization ``LightningOptimizer.step()`` reduces to the callbacks'
     ``on_before_optimizer_step`` hooks, ``optimizer.step()`` and the step counter (Lightning 2.x: strategy ->
-    precision plugin -> a closure that calls the hooks and clips gradients): one device, 32-bit, no profiler,
+    precision plugin -> a closure that calls the hooks and clips gradients): one device, 32-bit or bf16-mixed, no profiler,
     no gradient clipping and no module hook on the step."""
     from lightning.pytorch.profilers import PassThroughProfiler
 
-    return (_single_device_fp32(trainer) and type(trainer.profiler) is PassThroughProfiler
+    return (_single_device_unscaled(trainer) and type(trainer.profiler) is PassThroughProfiler
             and not trainer.gradient_clip_val and not _overrides(module, pl.LightningModule, "on_before_optimizer_step"))
 
 

@@ -165,6 +165,18 @@ def test_optimizer_options_set_to_null_are_left_at_the_optimizer_default():
         adam(params=module.generator.parameters())  # unfiltered, Adam refuses it
 
 
+def trainer_with(**options) -> Trainer:
+    return Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, **options)
+
+
+def fp16_with_scaler():
+    """What ``precision=16-mixed`` builds on a GPU (Lightning refuses that flag on a CPU)."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    return MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+
+
 def test_backward_skips_lightning_only_where_it_would_add_nothing():
     from lightning.pytorch import Callback
 
@@ -179,9 +191,8 @@ def test_backward_skips_lightning_only_where_it_would_add_nothing():
     assert lightning_backward_is_plain(trainer, module)  # one CPU device, 32-bit, no backward hooks
     trainer.callbacks.append(WatchesBackward())
     assert not lightning_backward_is_plain(trainer, module)
-    bf16 = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False)
-    assert not lightning_backward_is_plain(bf16, module)
+    assert lightning_backward_is_plain(trainer_with(precision="bf16-mixed"), module)  # no loss scaler
+    assert not lightning_backward_is_plain(trainer_with(plugins=[fp16_with_scaler()]), module)  # scales the loss
     # both paths give the same gradients
     grads = []
     for plain in (True, False):
@@ -194,13 +205,9 @@ def test_backward_skips_lightning_only_where_it_would_add_nothing():
 
 
 def test_optimizer_step_skips_lightning_only_where_it_would_add_nothing():
-    """The plain step is taken on one device in 32 bits without a profiler, gradient clipping or a module hook
-    on the step (tests/test_train.py checks that both paths train alike)."""
+    """The plain step is taken on one device in 32 bits or bf16-mixed without a profiler, gradient clipping or
+    a module hook on the step (tests/test_train.py checks that both paths train alike)."""
     from gan.module import lightning_step_is_plain
-
-    def trainer_with(**options):
-        return Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                       enable_model_summary=False, **options)
 
     class HooksTheStep(type(make_module())):
         def on_before_optimizer_step(self, optimizer):
@@ -210,5 +217,6 @@ def test_optimizer_step_skips_lightning_only_where_it_would_add_nothing():
     assert lightning_step_is_plain(trainer_with(), module)
     assert not lightning_step_is_plain(trainer_with(profiler="simple"), module)
     assert not lightning_step_is_plain(trainer_with(gradient_clip_val=1.0), module)
-    assert not lightning_step_is_plain(trainer_with(precision="bf16-mixed"), module)
+    assert lightning_step_is_plain(trainer_with(precision="bf16-mixed"), module)  # no scaler to step through
+    assert not lightning_step_is_plain(trainer_with(plugins=[fp16_with_scaler()]), module)
     assert not lightning_step_is_plain(trainer_with(), HooksTheStep.__new__(HooksTheStep))

@@ -222,8 +222,9 @@ def test_terms_are_logged_every_k_iterations_with_the_value_of_that_iteration(ma
     assert all(metrics[name] == pytest.approx(recorder.per_iteration[-1][name], rel=1e-6) for name in names)
 
 
-def test_the_plain_optimizer_step_matches_lightnings_wrapper(make_cfg, tmp_path, monkeypatch):
-    """On one CPU device in 32 bits the module steps the optimizer itself (the callbacks' hooks, the update,
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_the_plain_optimizer_step_matches_lightnings_wrapper(make_cfg, tmp_path, monkeypatch, precision):
+    """On one CPU device in 32 bits or bf16-mixed the module steps the optimizer itself (the callbacks' hooks, the update,
     Lightning's step counter) instead of going through LightningOptimizer.step(): the same losses, gradient
     norms, step counts and weights as the wrapper gives."""
     import gan.module
@@ -242,7 +243,8 @@ def test_the_plain_optimizer_step_matches_lightnings_wrapper(make_cfg, tmp_path,
             monkeypatch.setattr(gan.module, "lightning_step_is_plain", lambda trainer, module: False)
         taken.clear()
         overrides = tiny_overrides("wgan_gp", steps=4) + ["logger=csv", "trainer.log_every_n_steps=1",
-                                                          "callbacks.grad_norm.every_n_generator_steps=1"]
+                                                          "callbacks.grad_norm.every_n_generator_steps=1",
+                                                          f"trainer.precision={precision}"]
         metrics, objects = train(make_cfg(overrides, output_dir=tmp_path / str(plain)))
         assert taken and set(taken) == {plain}
         callbacks = objects["trainer"].callbacks

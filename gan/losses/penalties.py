@@ -10,8 +10,10 @@ runs ONE backward: that single backward is what DDP all-reduces, whereas gradien
 augmentation included), ``real``/``fake`` are the un-augmented inputs, and ``real_logits``/``fake_logits``
 the step's own logits of them. A penalty that differentiates D at its inputs lists them in
 ``input_gradients``; the module then marks those inputs ``requires_grad`` before its forward, so the penalty
-reuses the loss's forward pass instead of running another (as R3GAN and StyleGAN2 do). Called without logits
-(or under fp16 autocast, whose input gradients underflow) the penalty runs its own fp32 pass.
+reuses the loss's forward pass instead of running another (as R3GAN and StyleGAN2 do), in that pass's
+precision: under bf16 autocast (fp32's exponent range) the input gradients are bf16 products like the loss's.
+Called without logits, or under fp16 autocast (whose input gradients underflow), the penalty runs its own fp32
+pass.
 """
 from __future__ import annotations
 
@@ -41,6 +43,12 @@ def input_gradients(critic: Critic, points: Tensor) -> Tensor:
     return grads
 
 
+def fp16_autocast_enabled(device_type: str) -> bool:
+    """Whether autocast runs fp16 here: its input gradients (~1e-8 for a small critic) underflow, which bf16,
+    with fp32's exponent range, does not."""
+    return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+
+
 def squared_gradient_norms(critic: Critic, points: Tensor, logits: Tensor | None = None) -> Tensor:
     """||grad_x D(x)||^2 per sample, summed over the non-batch dims. With ``logits`` = critic(points) already
     computed (``points`` requiring grad) the gradient reuses that forward pass."""
@@ -53,9 +61,9 @@ def squared_gradient_norms_of(critic: Critic, pairs: Sequence[tuple[Tensor, Tens
     which traverses D's graph once when real and fake samples went through D together. That needs each set's
     logits to depend on its own points only (separate passes, or a discriminator that treats samples
     independently: ``Discriminator.samples_independent``). The others get their own fp32 pass."""
-    autocast = bool(pairs) and torch.is_autocast_enabled(pairs[0][0].device.type)
+    fp16 = bool(pairs) and fp16_autocast_enabled(pairs[0][0].device.type)
     reusable = [i for i, (points, logits) in enumerate(pairs)
-                if logits is not None and points.requires_grad and not autocast]
+                if logits is not None and points.requires_grad and not fp16]
     grads: list[Tensor | None] = [None] * len(pairs)
     if reusable:
         total = sum(pairs[i][1].sum() for i in reusable)

@@ -8,7 +8,7 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, maybe_dropout, maybe_spectral_norm, output_activation
-from gan.nets.layers import FourierFeatures
+from gan.nets.layers import FourierFeatures, FullPrecisionLinear
 from gan.utils.errors import ConfigError
 
 
@@ -25,9 +25,12 @@ class Maxout(nn.Module):
 
 
 def generator_mlp(in_features: int, hidden: Sequence[int], out_features: int, output: str = "tanh",
-                  batch_norm: bool = False, negative_slope: float = 0.0, spectral_norm: bool = False) -> nn.Sequential:
+                  batch_norm: bool = False, negative_slope: float = 0.0, spectral_norm: bool = False,
+                  coordinates: bool = False) -> nn.Sequential:
     """Linear layers of ``hidden`` units, each with optional batch norm then ReLU (LeakyReLU with
-    ``negative_slope`` > 0), and a linear map to ``out_features`` with the ``output`` activation."""
+    ``negative_slope`` > 0), and a linear map to ``out_features`` with the ``output`` activation.
+    ``coordinates``: the output is a low-dimensional point (the 2D toys), so its layer stays in fp32 under
+    mixed precision (:class:`~gan.nets.layers.FullPrecisionLinear`)."""
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:
@@ -36,7 +39,8 @@ def generator_mlp(in_features: int, hidden: Sequence[int], out_features: int, ou
             layers += [nn.BatchNorm1d(h)]
         layers += [nn.LeakyReLU(negative_slope) if negative_slope > 0 else nn.ReLU()]
         width = h
-    layers += [maybe_spectral_norm(nn.Linear(width, out_features), spectral_norm), output_activation(output)]
+    output_layer = (FullPrecisionLinear if coordinates else nn.Linear)(width, out_features)
+    layers += [maybe_spectral_norm(output_layer, spectral_norm), output_activation(output)]
     return nn.Sequential(*layers)
 
 
@@ -83,7 +87,7 @@ class MLPGenerator(Generator):
         if self.conditioning == "batchnorm":
             raise ConfigError("MLPGenerator supports conditioning='embedding' only (conditional batch norm needs DCGANGenerator)")
         self.net = generator_mlp(self.input_dim, hidden, math.prod(self.sample_shape), output, batch_norm,
-                                 negative_slope, spectral_norm)
+                                 negative_slope, spectral_norm, coordinates=len(self.sample_shape) == 1)
 
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
         return self.net(z).view(z.size(0), *self.sample_shape)

@@ -175,7 +175,7 @@ class R3GANGenerator(Generator):
             raise ConfigError(f"{who} has no batch norm to condition; use conditioning=embedding")
         if is_vector(sample_shape):  # the 2D toys: nothing to convolve
             self.stages = nn.ModuleList([generator_mlp(self.input_dim, [int(width)] * int(vector_depth), self.sample_shape[0],
-                                                       output, negative_slope=vector_negative_slope)])
+                                                       output, negative_slope=vector_negative_slope, coordinates=True)])
             self.output = nn.Identity()
             return
         channels, base, doublings = residual_geometry(sample_shape, who)

@@ -63,3 +63,49 @@ def test_clip_weights_bounds_every_parameter():
             p.normal_(0, 1)
     clip_weights(critic, 0.01)
     assert max(p.abs().max().item() for p in critic.parameters()) <= 0.01
+
+
+# ------------------------------------------------------------------------------------- mixed precision
+class CountingCritic(nn.Module):
+    """A small MLP critic that counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(6, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.net(x).squeeze(1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_input_gradients_reuse_the_forward_pass_under_bf16_not_fp16(dtype):
+    """Under bf16 autocast (fp32's exponent range) R1/R2 differentiate the loss's own forward pass, at bf16
+    accuracy; under fp16 (whose input gradients underflow) they run their own fp32 pass, equal to fp32's."""
+    from gan.losses.penalties import squared_gradient_norms_of
+
+    critic = CountingCritic()
+    torch.manual_seed(1)
+    n = 256  # enough samples that the one in ~16 whose norm moves far (below) barely moves the mean
+    real, fake = torch.randn(n, 6), torch.randn(n, 6)
+    reference = [torch.autograd.functional.jacobian(lambda x: critic(x).sum(), points).pow(2).sum(1)
+                 for points in (real, fake)]
+    real, fake = real.clone().requires_grad_(True), fake.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=dtype):
+        logits = critic(torch.cat([real, fake]))
+        critic.calls = 0
+        norms = squared_gradient_norms_of(critic, [(real, logits[:n]), (fake, logits[n:])])
+    assert all(n.dtype == torch.float32 for n in norms)
+    if dtype == torch.bfloat16:
+        assert critic.calls == 0  # the loss's pass was differentiated
+        for got, expected in zip(norms, reference):
+            # bf16 has 8 significant bits; a leaky-ReLU input near 0 may change sign (one sample's norm moves
+            # far), so the penalty, a mean over samples, is compared
+            torch.testing.assert_close(got.mean(), expected.mean(), rtol=3e-2, atol=0)
+            assert (got - expected).abs().median() < 2e-2 * expected.abs().median()
+    else:
+        assert critic.calls == 2  # one fp32 pass per set of points
+        for got, expected in zip(norms, reference):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)

@@ -119,3 +119,34 @@ def test_vector_data_gets_unnormalized_mlps_with_optional_fourier_features():
     phase = points.double() @ fourier[0].frequencies.double()
     expected = torch.cat([points.double(), phase.sin(), phase.cos()], dim=1)
     assert torch.allclose(fourier[0](points).double(), expected, atol=1e-4)
+
+
+def test_coordinates_stay_fp32_under_mixed_precision():
+    """Under bf16 autocast the Fourier phases and a 2D generator's output layer are computed in fp32 (bf16
+    spaces phases near 125 rad by 0.5 rad and coordinates near 4 by 0.03), the other layers in bf16; an
+    image generator's output layer stays in autocast's dtype. The layers keep nn.Linear's state-dict keys."""
+    from gan.nets import MLPGenerator
+    from gan.nets.layers import FullPrecisionLinear
+
+    torch.manual_seed(0)
+    generator = R3GANGenerator(8, (2,), width=32, vector_depth=2)
+    discriminator = R3GANDiscriminator((2,), width=32, vector_depth=2, fourier_features=16, fourier_scales=[0.5, 5.0])
+    fourier = next(m for m in discriminator.modules() if type(m).__name__ == "FourierFeatures")
+    output_layer = [m for m in generator.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert type(output_layer) is FullPrecisionLinear
+    points, z = 4.0 + 0.1 * torch.randn(64, 2), torch.randn(64, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed_features, mixed_samples = fourier(points), generator(z)
+        hidden = generator.stages[0][0](z)
+    assert mixed_features.dtype == mixed_samples.dtype == torch.float32 and hidden.dtype == torch.bfloat16
+    assert torch.equal(mixed_features, fourier(points))  # exactly the fp32 computation
+    last_hidden = generator.stages[0][:-2](z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed_output = output_layer(last_hidden)
+    torch.testing.assert_close(mixed_output, F.linear(last_hidden, output_layer.weight, output_layer.bias), rtol=0, atol=0)
+    assert set(generator.state_dict()) == set(R3GANGenerator(8, (2,), width=32, vector_depth=2).state_dict())
+    assert "stages.0.4.weight" in generator.state_dict()  # nn.Linear's keys, so older checkpoints load
+    image = MLPGenerator(8, (1, 4, 4), hidden=[16])
+    assert not any(isinstance(m, FullPrecisionLinear) for m in image.modules())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert image(z).dtype == torch.bfloat16
