@@ -308,7 +308,8 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)
     return {"kind": "run", "model": model, "mode": mode, "variant": variant, "device": describe(device),
-            **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2)}
+            **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2),
+            **({"profiled": True} if profiler is not None else {})}  # cProfile inflates the times
 
 
 @contextlib.contextmanager

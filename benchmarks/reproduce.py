@@ -238,12 +238,19 @@ def compose_run(overrides: Sequence[str]):
     return cfg
 
 
+def record_precision(record: dict) -> str:
+    """The run's ``trainer.precision``; records written before 2026-12-03 had none, and all ran in 32-true."""
+    return record.get("precision", "32-true")
+
+
 def record_key(record: dict) -> tuple:
-    return record["variant"], record["data"], record["seed"], record["steps"], tuple(record["extra"])
+    return (record["variant"], record["data"], record["seed"], record["steps"], tuple(record["extra"]),
+            record_precision(record))
 
 
 def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dict:
     """Train one cell's composed config, score its final sampling generator; returns the JSON record."""
+    import torch
     from omegaconf import open_dict
 
     from gan.callbacks.gan_health import describe
@@ -271,7 +278,7 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
                                                        "description": describe(stopped_by)},
         "metric": metric, "values": values, "protocol": protocol,
         "train_seconds": round(train_seconds, 1), "score_seconds": None if score_seconds is None else round(score_seconds, 2),
-        "overrides": overrides, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "precision": str(objects["trainer"].precision), "threads": torch.get_num_threads(), "overrides": overrides, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
@@ -302,10 +309,13 @@ def run(cells: Iterable[Cell], steps: int | None, extra: Sequence[str], out: Pat
     records = []
     for cell in cells:
         overrides = cell_overrides(cell, steps, extra)
-        cfg = compose_run(overrides)  # the budget (the preset's generator_steps unless --steps) is part of the key
-        key = (cell.variant, cell.data, cell.seed, int(cfg.generator_steps), tuple(extra))
+        # the budget (the preset's generator_steps unless --steps) and the precision (a preset's may depend on
+        # the machine) are part of the key
+        cfg = compose_run(overrides)
+        key = (cell.variant, cell.data, cell.seed, int(cfg.generator_steps), tuple(extra), str(cfg.trainer.precision))
         if key in done and not rerun:
-            print(f"skip {cell.variant} {cell.data} seed {cell.seed} ({key[3]} generator steps): already in {out}", flush=True)
+            print(f"skip {cell.variant} {cell.data} seed {cell.seed} ({key[3]} generator steps, {key[5]}): already in {out}",
+                  flush=True)
             continue
         record = run_cell(cell, cfg, overrides, extra)
         with open(out, "a") as handle:
@@ -336,7 +346,12 @@ def metric_keys(metric: str) -> list[str]:
 class Row:
     variant: str
     steps: int
+    precision: str = "32-true"
     runs: list[dict] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.variant if self.precision == "32-true" else f"{self.variant} ({self.precision})"
 
     @property
     def finished(self) -> list[dict]:
@@ -358,13 +373,14 @@ def standard_error(summary: dict[str, Any]) -> float | None:
 
 
 def rows_of(records: Iterable[dict], data: str) -> list[Row]:
-    """One row per (variant, generator steps) of ``data``, variants in plan order."""
-    rows: dict[tuple[str, int], Row] = {}
+    """One row per (variant, generator steps, precision) of ``data``, variants in plan order."""
+    rows: dict[tuple[str, int, str], Row] = {}
     for record in records:
         if record["data"] == data:
-            rows.setdefault((record["variant"], record["steps"]), Row(record["variant"], record["steps"])).runs.append(record)
+            key = (record["variant"], record["steps"], record_precision(record))
+            rows.setdefault(key, Row(*key)).runs.append(record)
     order = {v: i for i, v in enumerate(PLAN.get(data, ()))}
-    return sorted(rows.values(), key=lambda row: (order.get(row.variant, len(order)), row.variant, row.steps))
+    return sorted(rows.values(), key=lambda row: (order.get(row.variant, len(order)), row.variant, row.steps, row.precision))
 
 
 def mean_se(key: str, mean: float | None, se: float | None) -> str:
@@ -408,7 +424,7 @@ def table(records: list[dict], datasets: Sequence[str] | None = None) -> str:
         lines = [f"### {data}: {spec.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
             status = "ours" if not row.diverged else f"ours, FAILED: {row.diverged} of {len(row.runs)} diverged"
-            lines.append("| " + " | ".join([status, row.variant, str(len(row.runs)), str(row.diverged), *measured_cells(row, keys),
+            lines.append("| " + " | ".join([status, row.label, str(len(row.runs)), str(row.diverged), *measured_cells(row, keys),
                                              f"{row.steps:,}", median_seconds([r["train_seconds"] for r in row.runs]),
                                              median_seconds([r["score_seconds"] for r in row.runs], 1)]) + " |")
         for p in published:

@@ -166,3 +166,24 @@ def test_the_grid_preset_cools_the_learning_rate_down_over_its_last_8000_steps()
     assert lr(18000) == lr(22000) == pytest.approx(3e-4) and lr(30000) == pytest.approx(3e-5)
     ring = reproduce.compose_run(reproduce.cell_overrides(Cell("r3gan", "ring", 0), None, []))
     assert instantiate(ring.model.schedules.lr.value).then is None  # measured without it
+
+
+def test_a_run_in_another_precision_is_another_cell_and_row(tmp_path, monkeypatch):
+    """A preset's precision may depend on the machine (bf16 where native), so the results file keys and the
+    table groups runs by it; records without one ran in 32-true."""
+    out = tmp_path / "results.jsonl"
+    out.write_text(json.dumps(dict(toy_record("wgan_gp", 0, SEEDS[0], steps=50, data="ring"), precision="bf16-mixed")) + "\n")
+    ran = []
+
+    def fake_run_cell(cell, cfg, overrides, extra):
+        ran.append(cell)
+        return toy_record(cell.variant, cell.seed, SEEDS[1], steps=int(cfg.generator_steps), data=cell.data, extra=extra)
+
+    monkeypatch.setattr(reproduce, "run_cell", fake_run_cell)
+    reproduce.run([Cell("wgan_gp", "ring", 0)], 50, [], out)  # composes to 32-true: not the bf16 cell
+    assert ran == [Cell("wgan_gp", "ring", 0)]
+    rows = reproduce.rows_of(reproduce.read_records(out), "ring")
+    assert [(row.label, len(row.runs)) for row in rows] == [("wgan_gp", 1), ("wgan_gp (bf16-mixed)", 1)]
+    text = reproduce.table(reproduce.read_records(out), ["ring"])
+    assert table_row(text, "wgan_gp (bf16-mixed)")[4] == "25.0"  # the bf16 run's own values
+    assert table_row(text, "wgan_gp")[4] == "24.0"

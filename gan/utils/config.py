@@ -37,6 +37,7 @@ def run_dir_name(timestamp: str, overrides: Iterable[str] = ()) -> str:
 
 
 def register_resolvers(extra: dict | None = None) -> None:
+    from gan.utils.device import bf16_where_native
     from gan.utils.logging import run_group, run_name, run_tags, wandb_offline
 
     resolvers = {
@@ -47,6 +48,7 @@ def register_resolvers(extra: dict | None = None) -> None:
         "run_name": run_name,
         "run_group": run_group,
         "run_tags": run_tags,
+        "bf16_where_native": bf16_where_native,
         **(extra or {}),
     }
     for name, fn in resolvers.items():

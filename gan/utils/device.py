@@ -1,4 +1,4 @@
-"""Process-wide settings of the torch runtime that depend on the machine."""
+"""What depends on the machine: process-wide settings of the torch runtime, and whether bf16 is native."""
 from __future__ import annotations
 
 import os
@@ -16,3 +16,23 @@ def skip_nvml_cuda_check_without_gpu() -> None:
 
     if os.environ.get(NVML_CHECK) == "1" and torch.cuda.device_count() == 0:
         del os.environ[NVML_CHECK]
+
+
+def bf16_is_native(accelerator: str = "auto") -> bool:
+    """Whether the device a run with Lightning's ``accelerator`` trains on multiplies bf16 matrices in hardware:
+    a GPU that supports bf16 without emulation (Ampere and newer), or a CPU with AVX512-BF16 or AMX tiles
+    (torch's own capability checks). Elsewhere bf16 products are emulated and slower than fp32."""
+    import torch
+
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if accelerator not in ("cpu", "auto"):
+        return False  # MPS, TPU, ...: not measured, so plain fp32
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch 2.x, hence getattr
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
+def bf16_where_native(accelerator: str = "auto") -> str:
+    """The ``trainer.precision`` of a preset measured in bf16: ``bf16-mixed`` where bf16 is native (about half
+    the time of fp32 products), else ``32-true``. A resolver: ``${bf16_where_native:${trainer.accelerator}}``."""
+    return "bf16-mixed" if bf16_is_native(str(accelerator)) else "32-true"
