@@ -21,7 +21,7 @@ def skip_nvml_cuda_check_without_gpu() -> None:
 def bf16_is_native(accelerator: str = "auto") -> bool:
     """Whether the device a run with Lightning's ``accelerator`` trains on multiplies bf16 matrices in hardware:
     a GPU that supports bf16 without emulation (Ampere and newer), or a CPU with AVX512-BF16 or AMX tiles
-    (torch's own capability checks). Elsewhere bf16 products are emulated and slower than fp32."""
+    (torch's own capability checks). Elsewhere bf16 products are emulated, not expected to beat fp32."""
     import torch
 
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
