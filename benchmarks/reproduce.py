@@ -278,7 +278,8 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
                                                        "description": describe(stopped_by)},
         "metric": metric, "values": values, "protocol": protocol,
         "train_seconds": round(train_seconds, 1), "score_seconds": None if score_seconds is None else round(score_seconds, 2),
-        "precision": str(objects["trainer"].precision), "threads": torch.get_num_threads(), "overrides": overrides, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "precision": str(objects["trainer"].precision), "threads": torch.get_num_threads(), "overrides": overrides,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
@@ -312,10 +313,12 @@ def run(cells: Iterable[Cell], steps: int | None, extra: Sequence[str], out: Pat
         # the budget (the preset's generator_steps unless --steps) and the precision (a preset's may depend on
         # the machine) are part of the key
         cfg = compose_run(overrides)
-        key = (cell.variant, cell.data, cell.seed, int(cfg.generator_steps), tuple(extra), str(cfg.trainer.precision))
+        budget, precision = int(cfg.generator_steps), str(cfg.trainer.precision)
+        key = record_key({"variant": cell.variant, "data": cell.data, "seed": cell.seed, "steps": budget,
+                          "extra": extra, "precision": precision})
         if key in done and not rerun:
-            print(f"skip {cell.variant} {cell.data} seed {cell.seed} ({key[3]} generator steps, {key[5]}): already in {out}",
-                  flush=True)
+            print(f"skip {cell.variant} {cell.data} seed {cell.seed} ({budget} generator steps, {precision}): "
+                  f"already in {out}", flush=True)
             continue
         record = run_cell(cell, cfg, overrides, extra)
         with open(out, "a") as handle:

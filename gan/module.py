@@ -69,8 +69,8 @@ def lightning_backward_is_plain(trainer: pl.Trainer, module: pl.LightningModule)
 def lightning_step_is_plain(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
     """Whether a manual-optimization ``LightningOptimizer.step()`` reduces to the callbacks'
     ``on_before_optimizer_step`` hooks, ``optimizer.step()`` and the step counter (Lightning 2.x: strategy ->
-    precision plugin -> a closure that calls the hooks and clips gradients): one device, 32-bit or bf16-mixed, no profiler,
-    no gradient clipping and no module hook on the step."""
+    precision plugin -> a closure that calls the hooks and clips gradients): one device, 32-bit or bf16-mixed,
+    no profiler, no gradient clipping and no module hook on the step."""
     from lightning.pytorch.profilers import PassThroughProfiler
 
     return (_single_device_unscaled(trainer) and type(trainer.profiler) is PassThroughProfiler
