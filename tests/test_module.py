@@ -220,3 +220,32 @@ def test_optimizer_step_skips_lightning_only_where_it_would_add_nothing():
     assert lightning_step_is_plain(trainer_with(precision="bf16-mixed"), module)  # no scaler to step through
     assert not lightning_step_is_plain(trainer_with(plugins=[fp16_with_scaler()]), module)
     assert not lightning_step_is_plain(trainer_with(), HooksTheStep.__new__(HooksTheStep))
+
+
+@pytest.mark.parametrize("n_critic,n_generator", [(2, 1), (1, 2)])
+def test_under_autocast_every_phase_runs_the_weights_of_the_last_update(n_critic, n_generator):
+    """An iteration holds several optimizer steps inside the training step's one autocast context. autocast can
+    keep the bf16 copy of each weight it cast for the rest of its context (torch's default, ``cache_enabled``),
+    and an in-place update does not refresh that copy: the second critic or generator step would run the weights
+    from before the first. Lightning opens its context with the cache off; this guards that every linear and
+    convolution of G and D runs the current weights (the same output as with the cache off)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    sgd = partial(torch.optim.SGD, lr=0.5)  # large steps: stale weights would change every output
+    module = make_module(n_critic=n_critic, n_generator=n_generator, optimizer={"generator": sgd, "discriminator": sgd})
+    compared = []
+
+    def matches_a_fresh_cast(layer, inputs, output):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            fresh = layer.forward(*inputs)
+        compared.append(torch.equal(output.detach(), fresh))
+
+    layers = [m for network in (module.generator, module.discriminator) for m in network.modules()
+              if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    for layer in layers:
+        layer.register_forward_hook(matches_a_fresh_cast)
+    batch = 4 * module.real_batches_per_iteration
+    data = TensorDataset(torch.randn(2 * batch, *SHAPE), torch.zeros(2 * batch))
+    trainer_with(precision="bf16-mixed", max_steps=2 * (n_critic + n_generator)).fit(module, DataLoader(data, batch_size=batch))
+    assert module.generator_steps == 2 * n_generator
+    assert len(compared) > 2 * (n_critic + n_generator) * len(layers) // 2 and all(compared)
