@@ -150,3 +150,33 @@ def test_coordinates_stay_fp32_under_mixed_precision():
     assert not any(isinstance(m, FullPrecisionLinear) for m in image.modules())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert image(z).dtype == torch.bfloat16
+
+
+def test_fourier_features_give_torch_cats_first_and_second_order_gradients():
+    """The layer concatenates with a backward that splits the gradient in one op (cheaper in R1/R2's backward
+    of the backward): D's R1 gradients at its parameters are exactly those of the same D built on torch.cat,
+    and gradcheck / gradgradcheck pass in float64."""
+    from gan.nets.layers import FourierFeatures, _ConcatColumns
+
+    torch.manual_seed(0)
+    discriminator = R3GANDiscriminator((2,), width=32, vector_depth=2, fourier_features=16, fourier_scales=[0.5, 5.0])
+    fourier = next(m for m in discriminator.modules() if isinstance(m, FourierFeatures))
+    points = torch.randn(64, 2)
+
+    def r1_parameter_gradients():
+        x = points.clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(discriminator(x).sum(), x, create_graph=True)
+        # biases after the last activation get no gradient from R1 (None)
+        return torch.autograd.grad(gradient.pow(2).sum(), list(discriminator.parameters()), allow_unused=True)
+
+    split = r1_parameter_gradients()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ConcatColumns, "apply", lambda widths, *parts: torch.cat(parts, dim=1))
+        reference = r1_parameter_gradients()
+    assert [a is None for a in split] == [b is None for b in reference]
+    assert all(a is None or torch.equal(a, b) for a, b in zip(split, reference))
+    first_weight = [name for name, _ in discriminator.named_parameters()].index("blocks.0.2.weight")  # after the features
+    assert split[first_weight].abs().sum() > 0
+    fourier = fourier.double()
+    x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fourier, (x,)) and torch.autograd.gradgradcheck(fourier, (x,))
