@@ -243,9 +243,15 @@ def record_precision(record: dict) -> str:
     return record.get("precision", "32-true")
 
 
+def record_threads(record: dict) -> int:
+    """The run's torch thread count (wall time depends on it, and r3gan's grid preset sets it); records written
+    before 2026-12-03 had none and count as one thread (most of them ran with one)."""
+    return int(record.get("threads") or 1)
+
+
 def record_key(record: dict) -> tuple:
     return (record["variant"], record["data"], record["seed"], record["steps"], tuple(record["extra"]),
-            record_precision(record))
+            record_precision(record), record_threads(record))
 
 
 def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dict:
@@ -305,6 +311,7 @@ def read_records(path: Path) -> list[dict]:
 
 def run(cells: Iterable[Cell], steps: int | None, extra: Sequence[str], out: Path, rerun: bool = False) -> list[dict]:
     """Runs every cell not yet in ``out`` (all with ``rerun``), appending each record as it finishes."""
+    import torch
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {record_key(r) for r in read_records(out)}
     records = []
@@ -314,11 +321,12 @@ def run(cells: Iterable[Cell], steps: int | None, extra: Sequence[str], out: Pat
         # the machine) are part of the key
         cfg = compose_run(overrides)
         budget, precision = int(cfg.generator_steps), str(cfg.trainer.precision)
+        threads = int(cfg.get("cpu_threads") or torch.get_num_threads())
         key = record_key({"variant": cell.variant, "data": cell.data, "seed": cell.seed, "steps": budget,
-                          "extra": extra, "precision": precision})
+                          "extra": extra, "precision": precision, "threads": threads})
         if key in done and not rerun:
-            print(f"skip {cell.variant} {cell.data} seed {cell.seed} ({budget} generator steps, {precision}): "
-                  f"already in {out}", flush=True)
+            print(f"skip {cell.variant} {cell.data} seed {cell.seed} ({budget} generator steps, {precision}, "
+                  f"{threads} thread(s)): already in {out}", flush=True)
             continue
         record = run_cell(cell, cfg, overrides, extra)
         with open(out, "a") as handle:
@@ -350,11 +358,13 @@ class Row:
     variant: str
     steps: int
     precision: str = "32-true"
+    threads: int = 1
     runs: list[dict] = field(default_factory=list)
 
     @property
     def label(self) -> str:
-        return self.variant if self.precision == "32-true" else f"{self.variant} ({self.precision})"
+        notes = ([self.precision] if self.precision != "32-true" else []) + ([f"{self.threads} threads"] if self.threads > 1 else [])
+        return f"{self.variant} ({', '.join(notes)})" if notes else self.variant
 
     @property
     def finished(self) -> list[dict]:
@@ -376,14 +386,15 @@ def standard_error(summary: dict[str, Any]) -> float | None:
 
 
 def rows_of(records: Iterable[dict], data: str) -> list[Row]:
-    """One row per (variant, generator steps, precision) of ``data``, variants in plan order."""
-    rows: dict[tuple[str, int, str], Row] = {}
+    """One row per (variant, generator steps, precision, threads) of ``data``, variants in plan order."""
+    rows: dict[tuple[str, int, str, int], Row] = {}
     for record in records:
         if record["data"] == data:
-            key = (record["variant"], record["steps"], record_precision(record))
+            key = (record["variant"], record["steps"], record_precision(record), record_threads(record))
             rows.setdefault(key, Row(*key)).runs.append(record)
     order = {v: i for i, v in enumerate(PLAN.get(data, ()))}
-    return sorted(rows.values(), key=lambda row: (order.get(row.variant, len(order)), row.variant, row.steps, row.precision))
+    return sorted(rows.values(), key=lambda row: (order.get(row.variant, len(order)), row.variant, row.steps, row.precision,
+                                                  row.threads))
 
 
 def mean_se(key: str, mean: float | None, se: float | None) -> str:

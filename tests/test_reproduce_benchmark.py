@@ -187,3 +187,29 @@ def test_a_run_in_another_precision_is_another_cell_and_row(tmp_path, monkeypatc
     text = reproduce.table(reproduce.read_records(out), ["ring"])
     assert table_row(text, "wgan_gp (bf16-mixed)")[4] == "25.0"  # the bf16 run's own values
     assert table_row(text, "wgan_gp")[4] == "24.0"
+
+
+def test_a_run_on_another_number_of_threads_is_another_cell_and_row(tmp_path, monkeypatch):
+    """Wall time depends on the thread count (``cpu_threads``, else torch's default for the machine), so the results
+    file keys and the table group runs by it; records without one count as one thread."""
+    import torch
+
+    out = tmp_path / "results.jsonl"
+    machine_default = ["cpu_threads=null"]  # (the toy presets set 1)
+    out.write_text(json.dumps(toy_record("wgan_gp", 0, SEEDS[0], steps=50, data="ring", extra=machine_default)) + "\n")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # torch's default on a 2-core machine
+    ran = []
+
+    def fake_run_cell(cell, cfg, overrides, extra):
+        ran.append(cell)
+        record = toy_record(cell.variant, cell.seed, SEEDS[1], steps=int(cfg.generator_steps), data=cell.data, extra=extra)
+        return dict(record, threads=torch.get_num_threads())
+
+    monkeypatch.setattr(reproduce, "run_cell", fake_run_cell)
+    for _ in range(2):  # the second time the two-thread run is in the file: skipped
+        reproduce.run([Cell("wgan_gp", "ring", 0)], 50, machine_default, out)
+    assert ran == [Cell("wgan_gp", "ring", 0)]  # not skipped for the record without a thread count
+    rows = reproduce.rows_of(reproduce.read_records(out), "ring")
+    assert [(row.label, len(row.runs)) for row in rows] == [("wgan_gp", 1), ("wgan_gp (2 threads)", 1)]
+    text = reproduce.table(reproduce.read_records(out), ["ring"])
+    assert table_row(text, "wgan_gp (2 threads)")[4] == "24.0" and table_row(text, "wgan_gp")[4] == "25.0"
