@@ -32,7 +32,7 @@ class BatchedTensorDataset(TensorDataset):
         # through numpy: torch.as_tensor reads a list of Python ints ~8x slower (0.29 against 0.03 ms for the
         # 2,048 indices of an r3gan grid batch)
         index = torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices)))
-        return Columns(tensor[index] for tensor in self.tensors)
+        return Columns(tensor.index_select(0, index) for tensor in self.tensors)
 
 
 def collate(batch):
