@@ -54,7 +54,7 @@ class ResumableSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[int]:
         # chained list iterators: the batch sampler pulls every index through C code, not a generator frame each
-        # (0.2 of the 0.6 ms the loader took per r3gan grid batch of 2,048 indices)
+        # (the loader per r3gan grid batch of 2,048 indices: 0.64 -> 0.38 ms, one measurement each)
         return itertools.chain.from_iterable(self._passes())
 
     def _passes(self) -> Iterator[list[int]]:
