@@ -363,7 +363,8 @@ class Row:
 
     @property
     def label(self) -> str:
-        notes = ([self.precision] if self.precision != "32-true" else []) + ([f"{self.threads} threads"] if self.threads > 1 else [])
+        notes = [self.precision] if self.precision != "32-true" else []
+        notes += [f"{self.threads} threads"] if self.threads > 1 else []
         return f"{self.variant} ({', '.join(notes)})" if notes else self.variant
 
     @property
