@@ -1,7 +1,7 @@
 """The checks that need a GPU, as one short prepared run: a session that is lent a GPU for a few minutes runs
 this once instead of exploring.
 
-    python benchmarks/gpu_check.py --out results/            # on a CUDA machine: ~5 minutes on one H100-class GPU
+    python benchmarks/gpu_check.py --out results/            # on a CUDA machine: ~4 minutes on one H200 (summed from its rows, 2026-12-04)
     python benchmarks/gpu_check.py --smoke --out /tmp/check  # the same code path on the CPU with tiny networks
 
 What it measures (each a real ``train.train`` run through ``benchmarks/throughput.py``'s clock):
@@ -61,8 +61,10 @@ def checks(smoke: bool) -> list[dict]:
          "precisions": ["32-true"], "bare": True, "steps": steps(600, 100)},
         {"name": "wgan_gp_28px_vs_bare", "overrides": ["model=wgan_gp", "data=digits", "presets=none", *small("dcgan")],
          "precisions": ["32-true"], "bare": True, "steps": steps(200, 40)},
+        # the paper-width networks (768 channels at every resolution, 21 M parameters each) ran 0.6 G steps/s
+        # in 32-true on an H200: 300 steps alone outran a 8-minute lease, so 40 (10 of them warm-up)
         {"name": "r3gan_32px", "overrides": ["model=r3gan", *cifar_shaped, *small("r3gan")],
-         "precisions": ["32-true", "bf16-mixed"], "bare": False, "steps": steps(300, 50)},
+         "precisions": ["32-true", "bf16-mixed"], "bare": False, "steps": steps(40, 10)},
         {"name": "sngan_resnet_32px", "overrides": ["model=sngan", "arch=resnet", *cifar_shaped, *small("dcgan")],
          "precisions": ["32-true", "bf16-mixed"], "bare": False, "steps": steps(300, 50)},
     ]
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny networks, a few steps: checks the script itself")
     parser.add_argument("--only", nargs="+", default=None, help="run only these checks (names as in the table)")
     parser.add_argument("--no-tests", action="store_true", help="leave out pytest tests/test_gpu.py")
+    parser.add_argument("--steps", type=int, nargs=2, metavar=("STEPS", "WARMUP"), default=None,
+                        help="generator steps and warm-up steps for every selected check instead of each check's own "
+                             "(a short lease: the full-width r3gan at 32 px runs about a second per step in 32-true)")
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         parser.error("no CUDA GPU here; --smoke runs the same checks on the CPU with tiny networks")
@@ -134,23 +139,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and set(args.only) - set(names):
         parser.error(f"unknown check(s) {sorted(set(args.only) - set(names))}; expected some of {names}")
     selected = [c for c in selected if not args.only or c["name"] in args.only]
+    if args.steps:
+        if not 0 < args.steps[1] < args.steps[0]:
+            parser.error(f"--steps WARMUP must be in (0, STEPS), got {args.steps}")
+        selected = [c | {"steps": tuple(args.steps)} for c in selected]
     args.out.mkdir(parents=True, exist_ok=True)
     env = environment()
     rows = []
+    log = open(args.out / "gpu_check.jsonl", "a")
+
+    def record(row: dict) -> None:
+        print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        rows.append(row)
+
     with tempfile.TemporaryDirectory() as tmp:
         cifar_root = Path(tmp) / "cifar"
         # random images in CIFAR-10's on-disk format (the tests' writer), so the real reader and data module run
         write_cifar10(cifar_root, per_batch=16 if args.smoke else 2_000)
         for check in selected:
             for precision in check["precisions"]:
-                row = env | run_check(check, precision, cifar_root, args.smoke, Path(tmp))
-                print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
-                rows.append(row)
+                record(env | run_check(check, precision, cifar_root, args.smoke, Path(tmp)))
     if not args.no_tests:
-        rows.append(env | run_gpu_tests(args.out))
-    with open(args.out / "gpu_check.jsonl", "a") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
+        record(env | run_gpu_tests(args.out))
+    log.close()
     table = markdown(rows, env)
     (args.out / "gpu_check.md").write_text(table)
     print(table)

