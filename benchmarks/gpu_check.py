@@ -146,24 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     env = environment()
     rows = []
-    log = open(args.out / "gpu_check.jsonl", "a")
+    # each row is written the moment it is measured: a run stopped by a lease's time limit keeps what it finished
+    with open(args.out / "gpu_check.jsonl", "a") as log, tempfile.TemporaryDirectory() as tmp:
+        def record(row: dict) -> None:
+            print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            rows.append(row)
 
-    def record(row: dict) -> None:
-        print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
-        log.write(json.dumps(row) + "\n")
-        log.flush()
-        rows.append(row)
-
-    with tempfile.TemporaryDirectory() as tmp:
         cifar_root = Path(tmp) / "cifar"
         # random images in CIFAR-10's on-disk format (the tests' writer), so the real reader and data module run
         write_cifar10(cifar_root, per_batch=16 if args.smoke else 2_000)
         for check in selected:
             for precision in check["precisions"]:
                 record(env | run_check(check, precision, cifar_root, args.smoke, Path(tmp)))
-    if not args.no_tests:
-        record(env | run_gpu_tests(args.out))
-    log.close()
+        if not args.no_tests:
+            record(env | run_gpu_tests(args.out))
     table = markdown(rows, env)
     (args.out / "gpu_check.md").write_text(table)
     print(table)
