@@ -3,6 +3,7 @@ this once instead of exploring.
 
     python benchmarks/gpu_check.py --out results/            # on a CUDA machine: ~4 minutes on one H200 (estimated from the 2026-12-04 rows)
     python benchmarks/gpu_check.py --smoke --out /tmp/check  # the same code path on the CPU with tiny networks
+    python benchmarks/gpu_check.py --only dcgan_28px_vs_bare wgan_gp_28px_vs_bare --repeats 5 --out results/
 
 What it measures (each a real ``train.train`` run through ``benchmarks/throughput.py``'s clock):
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,6 +121,14 @@ def markdown(rows: list[dict], env: dict) -> str:
         lines.append(f"| {row['check']} | {row.get('precision', '')} | {row.get('generator_steps_per_s', '')} | "
                      f"{row.get('bare_loop_generator_steps_per_s', '')} | {row.get('ratio_to_bare', '')} | "
                      f"{row.get('finite', '')} | {row['seconds']} | {note[:120]} |")
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row.get("ratio_to_bare") is not None:
+            ratios.setdefault((row["check"], row["precision"]), []).append(row["ratio_to_bare"])
+    for (check, precision), values in ratios.items():
+        if len(values) > 1:
+            lines.append(f"\n{check} {precision}: median framework / bare ratio {statistics.median(values):.3f} over "
+                         f"{len(values)} runs (min {min(values):.3f}, max {max(values):.3f}; target {BARE_RATIO_TARGET})")
     return "\n".join(lines) + "\n"
 
 
@@ -131,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs=2, metavar=("STEPS", "WARMUP"), default=None,
                         help="generator steps and warm-up steps for every selected check instead of each check's own "
                              "(a short lease: the full-width r3gan at 32 px runs about a second per step in 32-true)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every selected check this many times in turn (the framework / bare ratios of one "
+                             "machine differ from run to run: the table adds their median)")
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         parser.error("no CUDA GPU here; --smoke runs the same checks on the CPU with tiny networks")
@@ -143,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.steps[1] < args.steps[0]:
             parser.error(f"--steps WARMUP must be in (0, STEPS), got {args.steps}")
         selected = [c | {"steps": tuple(args.steps)} for c in selected]
+    if args.repeats < 1:
+        parser.error(f"--repeats must be a positive integer, got {args.repeats}")
     args.out.mkdir(parents=True, exist_ok=True)
     env = environment()
     rows = []
@@ -157,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         cifar_root = Path(tmp) / "cifar"
         # random images in CIFAR-10's on-disk format (the tests' writer), so the real reader and data module run
         write_cifar10(cifar_root, per_batch=16 if args.smoke else 2_000)
-        for check in selected:
-            for precision in check["precisions"]:
-                record(env | run_check(check, precision, cifar_root, args.smoke, Path(tmp)))
+        for repeat in range(args.repeats):  # in turn, so a drift of the machine's speed touches every check alike
+            for check in selected:
+                for precision in check["precisions"]:
+                    record(env | {"repeat": repeat} | run_check(check, precision, cifar_root, args.smoke, Path(tmp)))
         if not args.no_tests:
             record(env | run_gpu_tests(args.out))
     table = markdown(rows, env)

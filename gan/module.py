@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import lightning.pytorch as pl
 import torch
@@ -87,10 +87,10 @@ def without_unset_options(factory: OptimizerFactory) -> OptimizerFactory:
 
 
 @contextmanager
-def frozen(network: nn.Module) -> Iterator[None]:
-    """The network's parameters take no gradient inside the block (the other network's update phase):
+def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
+    """The parameters (a network's, in the other network's update phase) take no gradient inside the block:
     backward then skips their weight gradients, and they keep ``grad`` None."""
-    params = [p for p in network.parameters() if p.requires_grad]
+    params = [p for p in parameters if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
@@ -227,6 +227,9 @@ class GANModule(pl.LightningModule):
         self._plain_backward = False
         #: the callbacks whose on_before_optimizer_step a plain optimizer step calls (None: use Lightning's step)
         self._step_hook_callbacks: list[pl.Callback] | None = None
+        #: D's parameters, listed once when training starts (walking the module tree costs ~10-20 us a time,
+        #: which the D phase's backward and the G phase's freezing would pay at every step)
+        self._discriminator_parameters: list[nn.Parameter] | None = None
         #: the resolved run configuration, stored in every checkpoint so a generator can be rebuilt from it
         self.run_config: dict[str, Any] | None = None
 
@@ -348,7 +351,7 @@ class GANModule(pl.LightningModule):
 
     def discriminator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
         with torch.no_grad():
-            fake = self.generator(self.generator.noise(real.size(0)), labels)
+            fake = self.generator(self.generator.noise(real.size(0), device=real.device), labels)
         penalties = [(name, p) for name, p in self.penalties.items() if self.discriminator_steps % p.interval == 0]
         # penalties that differentiate D at its inputs reuse the loss's forward pass (see gan/losses/penalties.py)
         wanted = {side for _, penalty in penalties for side in penalty.input_gradients}
@@ -379,7 +382,7 @@ class GANModule(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         # inputs that require grad for a penalty would also get d total / d input, which nothing uses: the
         # backward pass is restricted to D's parameters then
-        self.backward_pass(total, inputs=[p for p in self.discriminator.parameters() if p.requires_grad] if wanted else None)
+        self.backward_pass(total, inputs=[p for p in self.discriminator_parameters if p.requires_grad] if wanted else None)
         self.step_optimizer(optimizer)
         if self.weight_clip is not None:
             clip_weights(self.discriminator, float(self.weight_clip))
@@ -406,8 +409,8 @@ class GANModule(pl.LightningModule):
     def generator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
         """``real``: a real batch; its size (and labels) set the fakes'. A relativistic loss compares the
         fakes' logits with its logits; feature matching compares discriminator features with it."""
-        fake = self.generator(self.generator.noise(real.size(0)), labels)
-        with frozen(self.discriminator):
+        fake = self.generator(self.generator.noise(real.size(0), device=real.device), labels)
+        with frozen(self.discriminator_parameters):
             fake_out = self.discriminate(fake, labels)
             real_out = None
             if self.loss.generator_needs_real or self.feature_matching_weight > 0:
@@ -430,7 +433,14 @@ class GANModule(pl.LightningModule):
         self.generator_steps += 1
         return terms
 
+    @property
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        """D's parameters: the list taken when training started, or a fresh one outside a fit."""
+        cached = self._discriminator_parameters
+        return cached if cached is not None else list(self.discriminator.parameters())
+
     def on_train_start(self) -> None:
+        self._discriminator_parameters = list(self.discriminator.parameters())
         self._plain_backward = lightning_backward_is_plain(self.trainer, self)
         self._step_hook_callbacks = None
         if lightning_step_is_plain(self.trainer, self):
@@ -439,6 +449,7 @@ class GANModule(pl.LightningModule):
 
     def on_train_end(self) -> None:
         self._step_hook_callbacks = None  # outside a fit loop there is no step counter to advance
+        self._discriminator_parameters = None
 
     def backward_pass(self, loss: Tensor, inputs: list[Tensor] | None = None) -> None:
         """``loss.backward()`` where Lightning's ``manual_backward`` would add nothing but its own cost (about

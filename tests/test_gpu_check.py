@@ -113,3 +113,24 @@ def test_steps_option_rejects_a_warmup_not_below_the_steps(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         gpu_check.main(["--smoke", "--steps", "4", "4", "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and "[4, 4]" in capsys.readouterr().err
+
+
+def test_repeats_run_the_checks_in_turn_and_the_table_gives_the_median_ratio(tmp_path, monkeypatch):
+    ratios = iter([0.5, 0.9, 0.7])  # framework steps/s per run over a bare loop at 1.0 step/s
+
+    def fake_measure(overrides, precision, compile_, steps, warmup, out, bare):
+        return {"generator_steps_per_s": next(ratios), "bare_loop_generator_steps_per_s": 1.0, "finite": True}
+
+    monkeypatch.setattr("benchmarks.throughput.measure", fake_measure)
+    assert gpu_check.main(["--smoke", "--no-tests", "--only", "dcgan_28px_vs_bare", "--repeats", "3",
+                           "--out", str(tmp_path)]) == 0
+    rows = read_rows(tmp_path)
+    assert [(r["repeat"], r["ratio_to_bare"]) for r in rows] == [(0, 0.5), (1, 0.9), (2, 0.7)]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "median framework / bare ratio 0.700 over 3 runs (min 0.500, max 0.900" in table
+
+
+def test_repeats_must_be_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--smoke", "--repeats", "0", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "got 0" in capsys.readouterr().err
