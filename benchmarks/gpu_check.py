@@ -79,7 +79,7 @@ def environment() -> dict:
             "torch": torch.__version__, "lightning": lightning.__version__, "python": platform.python_version()}
 
 
-def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: Path) -> dict:
+def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: Path, bare_first: bool = False) -> dict:
     from benchmarks.throughput import measure
 
     device = ["trainer.accelerator=cpu", "trainer.devices=1"] if smoke else ["trainer=gpu"]
@@ -87,10 +87,11 @@ def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: 
     if "data=cifar10" in overrides:
         overrides.append(f"data.root={cifar_root}")
     steps, warmup = check["steps"]
-    row = {"check": check["name"], "precision": precision}
+    row = {"check": check["name"], "precision": precision, **({"bare_first": bare_first} if check["bare"] else {})}
     started = time.perf_counter()
     try:
-        row |= measure(overrides, precision, False, steps, warmup, work / f"{check['name']}-{precision}", check["bare"])
+        row |= measure(overrides, precision, False, steps, warmup, work / f"{check['name']}-{precision}", check["bare"],
+                       bare_first)
         if check["bare"]:
             bare = row.get("bare_loop_generator_steps_per_s")
             row["ratio_to_bare"] = round(row["generator_steps_per_s"] / bare, 3) if bare else None
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="generator steps and warm-up steps for every selected check instead of each check's own "
                              "(a short lease: the full-width r3gan at 32 px runs about a second per step in 32-true)")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="run every selected check this many times in turn (the framework / bare ratios of one "
-                             "machine differ from run to run: the table adds their median)")
+                        help="run every selected check this many times in turn, the bare loop first in odd repeats (the "
+                             "framework / bare ratios of one machine differ from run to run: the table adds their median)")
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         parser.error("no CUDA GPU here; --smoke runs the same checks on the CPU with tiny networks")
@@ -172,10 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         cifar_root = Path(tmp) / "cifar"
         # random images in CIFAR-10's on-disk format (the tests' writer), so the real reader and data module run
         write_cifar10(cifar_root, per_batch=16 if args.smoke else 2_000)
-        for repeat in range(args.repeats):  # in turn, so a drift of the machine's speed touches every check alike
+        # in turn, so a drift of the machine's speed touches every check alike; odd repeats time the bare loop
+        # before the framework, so neither always runs second on a warmer device
+        for repeat in range(args.repeats):
             for check in selected:
                 for precision in check["precisions"]:
-                    record(env | {"repeat": repeat} | run_check(check, precision, cifar_root, args.smoke, Path(tmp)))
+                    row = run_check(check, precision, cifar_root, args.smoke, Path(tmp), bare_first=repeat % 2 == 1)
+                    record(env | {"repeat": repeat} | row)
         if not args.no_tests:
             record(env | run_gpu_tests(args.out))
     table = markdown(rows, env)

@@ -52,7 +52,10 @@ class StepClock(pl.Callback):
 
 
 def measure(overrides: list[str], precision: str, compile_networks: bool, steps: int, warmup: int, out_dir: Path,
-            bare: bool = False) -> dict:
+            bare: bool = False, bare_first: bool = False) -> dict:
+    """One timed ``train.train`` run; with ``bare``, the bare loop of ``benchmarks/overhead.py`` on the same
+    config too, after it (``bare_first``: before it, so repeated pairs can alternate which runs on a warmer
+    machine)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -66,15 +69,10 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
             "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
             f"paths.output_dir={out_dir}",
         ])
-    clock = StepClock(warmup)
-    metrics, objects = train(cfg, callbacks=[clock])
-    module = objects["module"]
-    # a fast run that went to NaN is no result: every parameter and every logged value must be finite
-    finite = all(bool(torch.isfinite(p).all()) for p in module.parameters()) and all(
-        math.isfinite(float(value)) for value in metrics.values())
-    steps_per_s = clock.steps / clock.seconds
     bare_steps_per_s = None
-    if bare and precision == "32-true" and not compile_networks:
+
+    def time_bare_loop() -> None:
+        nonlocal bare_steps_per_s
         from benchmarks.overhead import Window, bare_loop, config_device, without_lightning_env
 
         window = Window(warmup, steps - warmup, config_device(cfg))
@@ -84,6 +82,19 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
             bare_steps_per_s = round(1e3 / window.result()["ms_per_step"], 2)
         except NotImplementedError as error:  # a loss or trick the bare loop does not have
             print(f"no bare loop: {error}", flush=True)
+
+    with_bare = bare and precision == "32-true" and not compile_networks
+    if with_bare and bare_first:
+        time_bare_loop()
+    clock = StepClock(warmup)
+    metrics, objects = train(cfg, callbacks=[clock])
+    module = objects["module"]
+    # a fast run that went to NaN is no result: every parameter and every logged value must be finite
+    finite = all(bool(torch.isfinite(p).all()) for p in module.parameters()) and all(
+        math.isfinite(float(value)) for value in metrics.values())
+    steps_per_s = clock.steps / clock.seconds
+    if with_bare and not bare_first:
+        time_bare_loop()
     return {
         "model": cfg.model.generator._target_.rsplit(".", 1)[-1] + "/" + cfg.model.discriminator._target_.rsplit(".", 1)[-1],
         "overrides": " ".join(overrides), "precision": precision, "compile": compile_networks,

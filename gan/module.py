@@ -311,7 +311,8 @@ class GANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         terms = {f"train/schedule/{name}": setting.apply(self, self.generator_steps) for name, setting in self.schedules.items()}
         for i in range(self.n_critic):
-            d_terms = self.discriminator_step(reals[i], opt_d, label_chunks[i])
+            # only the last D step's terms are kept (and logged): the others skip their diagnostics
+            d_terms = self.discriminator_step(reals[i], opt_d, label_chunks[i], diagnostics=i == self.n_critic - 1)
         for j in range(self.n_generator):
             # a loss that compares with reals gets a fresh batch; otherwise G sees the last D step's reals
             # (their size and labels set the fakes'; feature matching compares with them)
@@ -349,7 +350,12 @@ class GANModule(pl.LightningModule):
                               f"batch_size x {chunks} samples per batch")
         return batch.chunk(chunks) if chunks > 1 else (batch,)
 
-    def discriminator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
+    def discriminator_step(self, real: Tensor, optimizer, labels: Tensor | None = None,
+                           diagnostics: bool = True) -> dict[str, Tensor]:
+        """One D update; returns its terms. ``diagnostics=False`` leaves out the terms that only inform (D's mean
+        scores, the auxiliary classifier's accuracy, the instance-noise std, the augmentation's statistics): each
+        is a kernel launch or two, which on a GPU, where a small model's step is bound by launches, cost WGAN-GP's
+        five critic steps a few percent; the update itself is the same."""
         with torch.no_grad():
             fake = self.generator(self.generator.noise(real.size(0), device=real.device), labels)
         penalties = [(name, p) for name, p in self.penalties.items() if self.discriminator_steps % p.interval == 0]
@@ -366,7 +372,8 @@ class GANModule(pl.LightningModule):
         if real_out.class_logits is not None:
             terms["class_loss"] = (auxiliary_classification_loss(real_out.class_logits, labels)
                                    + auxiliary_classification_loss(fake_out.class_logits, labels))
-            terms["class_accuracy"] = (real_out.class_logits.argmax(dim=1) == labels).float().mean()
+            if diagnostics:
+                terms["class_accuracy"] = (real_out.class_logits.argmax(dim=1) == labels).float().mean()
             total = total + self.auxiliary_weight * terms["class_loss"]
         if penalties:
             critic = lambda x: self.discriminate(x, labels).logits  # noqa: E731 - the loss's view of D
@@ -375,10 +382,11 @@ class GANModule(pl.LightningModule):
                 total = total + penalty_terms.pop("loss")
                 terms.update(penalty_terms)
         terms["loss"] = total
-        terms["real_score"] = self.loss.score(real_out.logits)
-        terms["fake_score"] = self.loss.score(fake_out.logits)
-        if self.instance_noise.start > 0:
-            terms["instance_noise_std"] = torch.tensor(self.instance_noise.std(self.generator_steps), device=real.device)
+        if diagnostics:
+            terms["real_score"] = self.loss.score(real_out.logits)
+            terms["fake_score"] = self.loss.score(fake_out.logits)
+            if self.instance_noise.start > 0:
+                terms["instance_noise_std"] = torch.tensor(self.instance_noise.std(self.generator_steps), device=real.device)
         optimizer.zero_grad(set_to_none=True)
         # inputs that require grad for a penalty would also get d total / d input, which nothing uses: the
         # backward pass is restricted to D's parameters then
@@ -387,8 +395,9 @@ class GANModule(pl.LightningModule):
         if self.weight_clip is not None:
             clip_weights(self.discriminator, float(self.weight_clip))
         if self.augment is not None:
-            self.augment.observe(real_out.logits.detach())
-            terms.update(self.augment.terms())
+            self.augment.observe(real_out.logits.detach())  # every step: ADA's probability follows every real batch
+            if diagnostics:
+                terms.update(self.augment.terms())
         self.discriminator_steps += 1
         return terms
 

@@ -118,7 +118,10 @@ def test_steps_option_rejects_a_warmup_not_below_the_steps(tmp_path, capsys):
 def test_repeats_run_the_checks_in_turn_and_the_table_gives_the_median_ratio(tmp_path, monkeypatch):
     ratios = iter([0.5, 0.9, 0.7])  # framework steps/s per run over a bare loop at 1.0 step/s
 
-    def fake_measure(overrides, precision, compile_, steps, warmup, out, bare):
+    order = []
+
+    def fake_measure(overrides, precision, compile_, steps, warmup, out, bare, bare_first):
+        order.append(bare_first)
         return {"generator_steps_per_s": next(ratios), "bare_loop_generator_steps_per_s": 1.0, "finite": True}
 
     monkeypatch.setattr("benchmarks.throughput.measure", fake_measure)
@@ -126,6 +129,7 @@ def test_repeats_run_the_checks_in_turn_and_the_table_gives_the_median_ratio(tmp
                            "--out", str(tmp_path)]) == 0
     rows = read_rows(tmp_path)
     assert [(r["repeat"], r["ratio_to_bare"]) for r in rows] == [(0, 0.5), (1, 0.9), (2, 0.7)]
+    assert order == [False, True, False] and [r["bare_first"] for r in rows] == order
     table = (tmp_path / "gpu_check.md").read_text()
     assert "median framework / bare ratio 0.700 over 3 runs (min 0.500, max 0.900" in table
 
@@ -134,3 +138,19 @@ def test_repeats_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         gpu_check.main(["--smoke", "--repeats", "0", "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and "got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bare_first", [False, True])
+def test_measure_times_the_bare_loop_before_or_after_the_framework(tmp_path, monkeypatch, bare_first):
+    from benchmarks import overhead
+    from tests.tiny_nets import TINY_NETS
+
+    order = []
+    real_train, real_bare_loop = train_module.train, overhead.bare_loop
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: order.append("framework") or real_train(*a, **k))
+    monkeypatch.setattr(overhead, "bare_loop", lambda *a, **k: order.append("bare") or real_bare_loop(*a, **k))
+    overrides = ["model=dcgan", "data=digits", "presets=none", *TINY_NETS["dcgan"], "data.batch_size=8",
+                 "trainer.accelerator=cpu", "trainer.devices=1"]
+    row = throughput.measure(overrides, "32-true", False, 4, 2, tmp_path, bare=True, bare_first=bare_first)
+    assert order == (["bare", "framework"] if bare_first else ["framework", "bare"])
+    assert row["generator_steps_per_s"] > 0 and row["bare_loop_generator_steps_per_s"] > 0

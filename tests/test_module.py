@@ -88,6 +88,32 @@ def test_each_training_step_is_n_critic_discriminator_updates_then_n_generator_u
     assert (module.discriminator_steps, module.generator_steps) == (n_critic * iterations, n_generator * iterations)
 
 
+def test_only_the_kept_discriminator_step_computes_diagnostics_and_the_update_is_the_same():
+    """The first n_critic - 1 D steps skip their diagnostic terms (their terms are never kept): same update,
+    same RNG draws, and the iteration's logged D terms are the last step's, scores included."""
+    reference, trimmed = make_module(), make_module()
+    for module in (reference, trimmed):
+        attach_trainer(module)
+    real = torch.randn(4, *SHAPE)
+    terms = {}
+    for module, diagnostics in ((reference, True), (trimmed, False)):
+        torch.manual_seed(1)  # the fakes' noise
+        terms[diagnostics] = module.discriminator_step(real, module.optimizers()[1], diagnostics=diagnostics)
+    for a, b in zip(reference.discriminator.parameters(), trimmed.discriminator.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(terms[True]["loss"], terms[False]["loss"])
+    assert set(terms[True]) - set(terms[False]) == {"real_score", "fake_score"}
+
+    module = make_module(n_critic=3)
+    attach_trainer(module)
+    calls = []
+    original_d_step = module.discriminator_step
+    module.discriminator_step = lambda *a, **k: calls.append(k["diagnostics"]) or original_d_step(*a, **k)
+    module.training_step((torch.randn(12, *SHAPE), torch.zeros(12)), 0)
+    assert calls == [False, False, True]
+    assert {"train/d/real_score", "train/d/fake_score"} <= set(module.last_terms)
+
+
 def test_a_batch_that_does_not_split_into_the_iteration_is_a_clear_error():
     module = make_module(n_critic=3)
     attach_trainer(module)
