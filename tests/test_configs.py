@@ -203,6 +203,32 @@ def test_pacgans_gan_setting_is_one_experiment_away(make_cfg):
         assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["betas"] == (0.8, 0.999)
 
 
+def test_the_grid10_experiment_is_the_recorded_runs_configuration(make_cfg):
+    """experiment=grid10 alone composes exactly what benchmarks/results/grid10_scaled.jsonl's 60,000-step runs
+    used (model=r3gan data=toy2d_grid with their overrides), and the data are a 10 x 10 lattice in [-4, 4] whose
+    spacing is 4/9 of reproduce.py's grid10 and whose std is scaled alike."""
+    import json
+
+    from gan.utils.config import PROJECT_ROOT
+    from gan.utils.instantiate import build
+
+    records = [json.loads(line) for line in (PROJECT_ROOT / "benchmarks/results/grid10_scaled.jsonl").read_text().splitlines()]
+    recorded = next(r for r in records if r["steps"] == 60000)
+    overrides = [o for o in recorded["overrides"] if not o.startswith(("seed=", "cpu_threads="))]
+    run_options = [o for o in overrides if o.startswith(("logger=", "callbacks=", "+trainer."))]  # the benchmark's, not the task's
+    ours = make_cfg(["experiment=grid10", *run_options])
+    theirs = make_cfg(overrides)
+    as_dict = lambda cfg: {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}  # noqa: E731
+    assert as_dict(ours) == as_dict(theirs)
+    datamodule = build(ours.data)
+    datamodule.setup("fit")
+    axis = sorted(set(datamodule.modes[:, 0].tolist()))
+    assert len(datamodule.modes) == 100 and axis[0] == -4 and axis[-1] == 4
+    assert all(b - a == pytest.approx(2 * 4 / 9, abs=1e-6) for a, b in zip(axis, axis[1:]))
+    assert datamodule.std == pytest.approx(0.03 * 4 / 9, abs=1e-6)
+    assert ours.generator_steps == 60000 and ours.model.schedules.lr.value.then_from == 52000
+
+
 def test_a_presets_callback_values_are_not_overwritten_by_the_callbacks_group(make_cfg):
     """The toy presets draw a sample grid every 1,000 generator steps (their runs are 5,000-30,000 steps long);
     the preset is composed after the callbacks group, so its value is the one a run gets."""
