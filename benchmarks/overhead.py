@@ -4,6 +4,7 @@
     python benchmarks/overhead.py --model dcgan --mode realistic --steps 40 --warmup 10 --repeats 3
     python benchmarks/overhead.py --model wgan_gp dcgan --mode gpu --repeats 5      # needs a CUDA device
     python benchmarks/overhead.py --model wgan_gp --mode tiny trainer.log_every_n_steps=50   # extra overrides
+    python benchmarks/overhead.py --model wgan_gp dcgan --repeats 1 --count-calls   # Python calls per step (any host)
 
 Three variants of the same composed config, run in alternation (bare, core, defaults, bare, core, ...) so
 a machine whose load drifts (shared CPUs) affects all three alike:
@@ -282,7 +283,7 @@ def bare_loop(cfg, window: Window) -> dict:
 def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
     device = torch.device(args.device)
     cfg = compose(model, mode, variant, args.warmup + args.steps, out_dir, args.overrides)
-    profiler = cProfile.Profile() if args.profile else None
+    profiler = cProfile.Profile() if args.profile or args.count_calls else None
     window = Window(args.warmup, args.steps, device, profiler)
     load = os.getloadavg()[0]
     if variant == "bare":
@@ -299,7 +300,10 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
         except BaseException:
             sys.stderr.write(buffer.getvalue()[-4000:])
             raise
+    counted = {}
     if profiler is not None:
+        counted = {"python_calls_per_step": round(pstats.Stats(profiler).total_calls / args.steps, 1)}
+    if profiler is not None and args.profile:
         path = args.profile / f"{model}-{mode}-{variant}.prof"
         path.parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(path)
@@ -308,7 +312,7 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)
     return {"kind": "run", "model": model, "mode": mode, "variant": variant, "device": describe(device),
-            **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2),
+            **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2), **counted,
             **({"profiled": True} if profiler is not None else {})}  # cProfile inflates the times
 
 
@@ -367,6 +371,22 @@ def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float]
     return "\n".join(lines)
 
 
+def calls_table(rows: list[dict], models: list[str], mode: str) -> str:
+    """Python function calls per generator step in the timed window (cProfile's count: every Python function
+    and every builtin called), per variant and their ratio to the bare loop. The count does not depend on the
+    machine's speed or load, so it compares code across commits and hosts where the clock cannot; it leaves out
+    the work inside torch's C++ operators, which the bare loop does too."""
+    lines = [f"Mode {mode}: Python calls per generator step (cProfile count over the timed window; the same on any "
+             "host)", "", "| model | bare loop | core | shipped defaults | core / bare | defaults / bare |",
+             "|---|---|---|---|---|---|"]
+    for model in models:
+        calls = {r["variant"]: r["python_calls_per_step"] for r in rows if r["model"] == model}
+        bare = calls["bare"]
+        lines.append(f"| {model} | {bare:,.0f} | {calls['core']:,.0f} | {calls['defaults']:,.0f} | "
+                     f"{calls['core'] / bare:.2f}x | {calls['defaults'] / bare:.2f}x |")
+    return "\n".join(lines)
+
+
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
@@ -375,7 +395,7 @@ def git_commit() -> str | None:
         return None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every variant (the bare loop included)")
     parser.add_argument("--model", nargs="+", default=["wgan_gp", "dcgan"], help="model configs (wgan_gp, dcgan)")
@@ -395,8 +415,12 @@ def main() -> None:
                         help="run the timed window under cProfile, print the top functions and write "
                              "DIR/<model>-<mode>-<variant>.prof (the profiler's own cost inflates the times: use it to "
                              "find costs, not to report them)")
+    parser.add_argument("--count-calls", action="store_true",
+                        help="count the Python function calls per generator step in the timed window (cProfile) and "
+                             "print them per variant: a measure of the framework's own work that the machine's load does "
+                             "not move (one round suffices; the times of such runs are inflated by the profiler)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file to append to")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.device = args.device or ("cuda" if args.mode == "gpu" else "cpu")
     args.steps = args.steps or (250 if args.mode == "tiny" else 40)
     args.warmup = args.warmup if args.warmup is not None else (50 if args.mode == "tiny" else 10)
@@ -435,6 +459,9 @@ def main() -> None:
                                          "repeats": args.repeats, **summary, **context}) + "\n")
             print()
             print(table(summaries, args.mode, rows[0]["device"], [r["load_1min"] for r in rows], args.repeats))
+            if args.count_calls:
+                print()
+                print(calls_table(rows, args.model, args.mode))
     print(f"\nappended {len(rows)} runs to {args.out}")
 
 

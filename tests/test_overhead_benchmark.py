@@ -39,3 +39,24 @@ def test_bare_loop_refuses_work_it_does_not_do(tmp_path):
     cfg = overhead.compose("wgan", "tiny", "bare", 2, tmp_path, [])
     with pytest.raises(NotImplementedError, match="weight clipping"):
         overhead.bare_loop(cfg, overhead.Window(1, 1, torch.device("cpu")))
+
+
+def test_count_calls_records_the_python_calls_per_step_of_each_variant(tmp_path, capsys):
+    """--count-calls: each run's row holds the cProfile count over the timed window divided by its steps; the
+    bare loop's count is the same in two rounds (it measures code, not the machine), and the framework does
+    more calls than the bare loop."""
+    import json
+
+    out = tmp_path / "rows.jsonl"
+    overhead.main(["--model", "dcgan", "--repeats", "2", "--steps", "4", "--warmup", "2", "--count-calls",
+                   "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines() if '"kind": "run"' in line]
+    calls = {}
+    for row in rows:
+        calls.setdefault(row["variant"], []).append(row["python_calls_per_step"])
+    assert len(calls["bare"]) == 2 and calls["bare"][0] == calls["bare"][1] > 0
+    assert min(calls["core"]) > calls["bare"][0]
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if line.startswith("| dcgan |") and "x |" in line and "ms" not in line)
+    ratio = float(line.split("|")[5].strip().rstrip("x"))
+    assert ratio == pytest.approx(calls["core"][-1] / calls["bare"][-1], abs=0.006)
