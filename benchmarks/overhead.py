@@ -302,12 +302,12 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
             raise
     counted = {}
     if profiler is not None:
-        counted = {"python_calls_per_step": round(pstats.Stats(profiler).total_calls / args.steps, 1)}
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        counted = {"python_calls_per_step": round(stats.total_calls / args.steps, 1)}
     if profiler is not None and args.profile:
         path = args.profile / f"{model}-{mode}-{variant}.prof"
         path.parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(path)
-        stats = pstats.Stats(profiler, stream=sys.stdout)
         print(f"--- {model} {variant}: the timed window's {args.steps} generator steps under cProfile ({path})")
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)

@@ -51,6 +51,21 @@ class StepClock(pl.Callback):
             self.steps = pl_module.generator_steps - self.start_step
 
 
+def bare_loop_steps_per_s(cfg, steps: int, warmup: int) -> float | None:
+    """Generator steps per second of ``benchmarks/overhead.py``'s bare loop on ``cfg`` (None: a loss or trick
+    the bare loop does not have)."""
+    from benchmarks.overhead import Window, bare_loop, config_device, without_lightning_env
+
+    window = Window(warmup, steps - warmup, config_device(cfg))
+    try:
+        with without_lightning_env():
+            bare_loop(cfg, window)
+    except NotImplementedError as error:
+        print(f"no bare loop: {error}", flush=True)
+        return None
+    return round(1e3 / window.result()["ms_per_step"], 2)
+
+
 def measure(overrides: list[str], precision: str, compile_networks: bool, steps: int, warmup: int, out_dir: Path,
             bare: bool = False, bare_first: bool = False) -> dict:
     """One timed ``train.train`` run; with ``bare``, the bare loop of ``benchmarks/overhead.py`` on the same
@@ -69,23 +84,8 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
             "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
             f"paths.output_dir={out_dir}",
         ])
-    bare_steps_per_s = None
-
-    def time_bare_loop() -> None:
-        nonlocal bare_steps_per_s
-        from benchmarks.overhead import Window, bare_loop, config_device, without_lightning_env
-
-        window = Window(warmup, steps - warmup, config_device(cfg))
-        try:
-            with without_lightning_env():
-                bare_loop(cfg, window)
-            bare_steps_per_s = round(1e3 / window.result()["ms_per_step"], 2)
-        except NotImplementedError as error:  # a loss or trick the bare loop does not have
-            print(f"no bare loop: {error}", flush=True)
-
     with_bare = bare and precision == "32-true" and not compile_networks
-    if with_bare and bare_first:
-        time_bare_loop()
+    bare_steps_per_s = bare_loop_steps_per_s(cfg, steps, warmup) if with_bare and bare_first else None
     clock = StepClock(warmup)
     metrics, objects = train(cfg, callbacks=[clock])
     module = objects["module"]
@@ -94,7 +94,7 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
         math.isfinite(float(value)) for value in metrics.values())
     steps_per_s = clock.steps / clock.seconds
     if with_bare and not bare_first:
-        time_bare_loop()
+        bare_steps_per_s = bare_loop_steps_per_s(cfg, steps, warmup)
     return {
         "model": cfg.model.generator._target_.rsplit(".", 1)[-1] + "/" + cfg.model.discriminator._target_.rsplit(".", 1)[-1],
         "overrides": " ".join(overrides), "precision": precision, "compile": compile_networks,
