@@ -10,7 +10,7 @@ import torch
 
 from gan.utils.logging import log_image
 from gan.utils.steps import interval_crossed
-from gan.visualize import save_samples
+from gan.visualize import ScatterPlot, save_image_grid
 
 log = logging.getLogger("gan")
 
@@ -32,6 +32,7 @@ class SampleGrid(pl.Callback):
         self.num_images, self.num_points, self.key = int(num_images), int(num_points), key
         self._last_rendered: int | None = None
         self.last_path: Path | None = None
+        self._scatter: ScatterPlot | None = None  # 2D data: one plot kept for the run (its axes drawn once)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.generator_steps
@@ -41,6 +42,7 @@ class SampleGrid(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if pl_module.generator_steps != self._last_rendered:
             self.render(trainer, pl_module)
+        self._scatter = None  # a later fit may train on other data
 
     def render(self, trainer, pl_module) -> None:
         step = pl_module.generator_steps
@@ -59,8 +61,13 @@ class SampleGrid(pl.Callback):
         if not bool(torch.isfinite(samples).all()):  # a diverged generator: nothing to look at
             log.warning("No sample grid at generator step %d: the samples hold NaN/Inf", step)
             return
-        title = f"generator step {step}"
-        path = save_samples(samples, self.dirpath / f"gstep_{step:07d}.png", getattr(datamodule, "modes", None), title, nrow)
+        path = self.dirpath / f"gstep_{step:07d}.png"
+        if points:
+            if self._scatter is None:
+                self._scatter = ScatterPlot(getattr(datamodule, "modes", None))
+            path = self._scatter.save(samples, path, title=f"generator step {step}")
+        else:
+            path = save_image_grid(samples, path, nrow)
         self.last_path = path
         log_image(trainer, self.key, path)
 
