@@ -34,6 +34,11 @@ class SampleGrid(pl.Callback):
         self.last_path: Path | None = None
         self._scatter: ScatterPlot | None = None  # 2D data: one plot kept for the run (its axes drawn once)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # 2D data: the plot's axes are drawn here, before the first step, not at the first grid
+        if trainer.is_global_zero and self._points(trainer):
+            self._scatter = ScatterPlot(getattr(trainer.datamodule, "modes", None))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.generator_steps
         if interval_crossed(step, self._last_rendered, self.every):
@@ -50,7 +55,7 @@ class SampleGrid(pl.Callback):
         if not trainer.is_global_zero:
             return
         datamodule = trainer.datamodule
-        points = getattr(datamodule, "kind", "image") == "points"
+        points = self._points(trainer)
         count, nrow = self.num_points if points else self.num_images, None
         num_classes = getattr(pl_module, "num_classes", None)
         if num_classes and not points:  # class-conditional: one row per class, the same codes down each column
@@ -70,6 +75,10 @@ class SampleGrid(pl.Callback):
             path = save_image_grid(samples, path, nrow)
         self.last_path = path
         log_image(trainer, self.key, path)
+
+    @staticmethod
+    def _points(trainer) -> bool:
+        return getattr(trainer.datamodule, "kind", "image") == "points"
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_rendered": self._last_rendered}

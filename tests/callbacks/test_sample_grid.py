@@ -23,3 +23,35 @@ def test_schedule_survives_a_checkpoint_round_trip(tmp_path):
     resumed = SampleGrid(dirpath=str(tmp_path), every_n_generator_steps=4)
     resumed.load_state_dict(grid.state_dict())
     assert resumed._last_rendered == 4
+
+
+def test_a_toy_run_draws_its_axes_once_and_every_picture_is_a_fresh_plots(make_cfg, tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from gan import visualize
+
+    built = []
+    original_init = visualize.ScatterPlot.__init__
+
+    def counting_init(self, modes=None):
+        built.append(modes)
+        original_init(self, modes)
+
+    monkeypatch.setattr(visualize.ScatterPlot, "__init__", counting_init)
+    grids = []
+
+    class KeepSamples(SampleGrid):  # what each render draws, to draw it again on a new plot afterwards
+        def render(self, trainer, pl_module):
+            super().render(trainer, pl_module)
+            grids.append((self.last_path, pl_module.sample_fixed(self.num_points), trainer.datamodule.modes))
+
+    _, objects = train(make_cfg(tiny_overrides("gan", data="toy2d_ring", steps=6) + ["metrics=none", "callbacks.sample_grid=null"]),
+                       callbacks=[KeepSamples(dirpath=str(tmp_path / "grids"), every_n_generator_steps=2, num_points=64)])
+    assert [path.name for path, _, _ in grids] == ["gstep_0000002.png", "gstep_0000004.png", "gstep_0000006.png"]
+    assert len(built) == 1 and torch.equal(built[0], grids[0][2])  # built once, over the ring's modes
+    # nothing of an earlier picture stays in a later one (a fresh plot is the full draw: tests/test_visualize.py)
+    for path, samples, modes in grids:
+        reference = visualize.save_scatter(samples, tmp_path / "full.png", modes, title=f"generator step {int(path.stem[6:])}")
+        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(reference).convert("RGBA")))
