@@ -106,12 +106,21 @@ def now(device: torch.device, synchronize: bool = True) -> float:
 
 
 class Window:
-    """Timestamps at the end of generator steps ``warmup`` .. ``warmup + steps`` (synchronised at both ends)."""
+    """Timestamps at the end of generator steps ``warmup`` .. ``warmup + steps`` (synchronised at both ends),
+    and, for the framework's runs, at the start of each timed batch (``batch_started``), which splits an
+    iteration into the time inside Lightning's batch (``training_step`` and its wrappers) and the time between
+    batches (Lightning's loop: fetching, moving, progress). On CUDA the split is of the host's time only."""
 
     def __init__(self, warmup: int, steps: int, device: torch.device, profiler: cProfile.Profile | None = None):
         self.warmup, self.steps, self.device, self.profiler = warmup, steps, device, profiler
         self.stamps: list[float] = []
+        self.starts: list[float] = []  # the start of each timed batch (framework runs)
         self.cpu: list[float] = []  # this process's CPU time at both ends
+
+    def batch_started(self, generator_steps: int) -> None:
+        """Before the batch that ends at generator step ``generator_steps + 1``."""
+        if self.warmup <= generator_steps < self.warmup + self.steps:
+            self.starts.append(time.perf_counter())
 
     def tick(self, generator_steps: int) -> None:
         if self.warmup <= generator_steps <= self.warmup + self.steps:
@@ -126,9 +135,15 @@ class Window:
         if len(self.stamps) != self.steps + 1:
             raise RuntimeError(f"the clock saw {len(self.stamps) - 1} of {self.steps} timed generator steps")
         durations = [b - a for a, b in zip(self.stamps, self.stamps[1:])]
-        return {"ms_per_step": 1e3 * (self.stamps[-1] - self.stamps[0]) / self.steps,
-                "cpu_ms_per_step": 1e3 * (self.cpu[-1] - self.cpu[0]) / self.steps,
-                "median_iteration_ms": 1e3 * statistics.median(durations)}
+        result = {"ms_per_step": 1e3 * (self.stamps[-1] - self.stamps[0]) / self.steps,
+                  "cpu_ms_per_step": 1e3 * (self.cpu[-1] - self.cpu[0]) / self.steps,
+                  "median_iteration_ms": 1e3 * statistics.median(durations)}
+        if len(self.starts) == self.steps:  # batch i runs from starts[i] to stamps[i + 1]
+            result["median_inside_batch_ms"] = 1e3 * statistics.median(
+                end - start for start, end in zip(self.starts, self.stamps[1:]))
+            result["median_between_batches_ms"] = 1e3 * statistics.median(
+                start - end for end, start in zip(self.stamps, self.starts))
+        return result
 
 
 class Clock(pl.Callback):
@@ -137,6 +152,9 @@ class Clock(pl.Callback):
 
     def __init__(self, window: Window):
         self.window = window
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.window.batch_started(pl_module.generator_steps)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.window.tick(pl_module.generator_steps)
@@ -351,6 +369,10 @@ def summarize(rows: list[dict]) -> dict:
             summary[clock][f"{variant}_over_bare"] = spread(ratios)
     for variant, runs in by_variant.items():
         summary[f"{variant}_median_iteration_ms"] = statistics.median(r["median_iteration_ms"] for r in runs)
+        for part in ("inside_batch", "between_batches"):
+            values = [r[f"median_{part}_ms"] for r in runs if f"median_{part}_ms" in r]
+            if values:
+                summary[f"{variant}_median_{part}_ms"] = statistics.median(values)
     return summary
 
 
@@ -368,6 +390,13 @@ def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float]
             s = summary[clock]
             lines.append(f"| {model} | {name} | {cell(s['bare'])} | {cell(s['core'])} | {cell(s['defaults'])} "
                          f"| {cell(s['core_over_bare'], 'x')} | {cell(s['defaults_over_bare'], 'x')} |")
+    lines += ["", "Median iteration split (ms): the bare loop's whole iteration; the framework's time inside "
+              "Lightning's batch + between batches.", "",
+              "| model | bare loop | core inside + between | defaults inside + between |", "|---|---|---|---|"]
+    for model, summary in summaries.items():
+        parts = [f"{summary.get(f'{v}_median_inside_batch_ms', float('nan')):.2f} + "
+                 f"{summary.get(f'{v}_median_between_batches_ms', float('nan')):.2f}" for v in ("core", "defaults")]
+        lines.append(f"| {model} | {summary['bare_median_iteration_ms']:.2f} | {parts[0]} | {parts[1]} |")
     return "\n".join(lines)
 
 

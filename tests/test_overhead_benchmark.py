@@ -60,3 +60,29 @@ def test_count_calls_records_the_python_calls_per_step_of_each_variant(tmp_path,
     line = next(line for line in printed.splitlines() if line.startswith("| dcgan |") and "x |" in line and "ms" not in line)
     ratio = float(line.split("|")[5].strip().rstrip("x"))
     assert ratio == pytest.approx(calls["core"][-1] / calls["bare"][-1], abs=0.006)
+    # the framework's rows split each iteration into time inside Lightning's batch and between batches
+    for row in rows:
+        split = ("median_inside_batch_ms", "median_between_batches_ms")
+        if row["variant"] == "bare":
+            assert not any(key in row for key in split)
+        else:
+            assert all(row[key] > 0 for key in split)
+
+
+def test_window_splits_each_timed_iteration_into_inside_and_between_batches(monkeypatch):
+    """Batch i runs from its start stamp to the next end-of-step stamp; the gap before it is Lightning's loop."""
+    clock = iter([0.0, 0.001, 0.004, 0.0055, 0.0085, 0.010, 0.013])  # end, start, end, start, end, start, end
+    monkeypatch.setattr(overhead.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(overhead.time, "process_time", lambda: 0.0)
+    window = overhead.Window(warmup=1, steps=3, device=torch.device("cpu"))
+    window.tick(0)  # before the window: no stamp
+    window.batch_started(0)
+    for step in (1, 2, 3):
+        window.tick(step)
+        window.batch_started(step)
+    window.tick(4)
+    window.batch_started(4)  # after the window: no stamp (the clock would run out)
+    result = window.result()
+    assert result["median_inside_batch_ms"] == pytest.approx(3.0)  # 3, 3, 3 ms
+    assert result["median_between_batches_ms"] == pytest.approx(1.5)  # 1, 1.5, 1.5 ms
+    assert result["ms_per_step"] == pytest.approx(13.0 / 3)
