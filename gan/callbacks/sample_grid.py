@@ -10,7 +10,7 @@ import torch
 
 from gan.utils.logging import log_image
 from gan.utils.steps import interval_crossed
-from gan.visualize import ScatterPlot, save_image_grid
+from gan.visualize import ScatterPlot, save_samples
 
 log = logging.getLogger("gan")
 
@@ -66,13 +66,13 @@ class SampleGrid(pl.Callback):
         if not bool(torch.isfinite(samples).all()):  # a diverged generator: nothing to look at
             log.warning("No sample grid at generator step %d: the samples hold NaN/Inf", step)
             return
-        path = self.dirpath / f"gstep_{step:07d}.png"
-        if points:
+        path, title, modes = self.dirpath / f"gstep_{step:07d}.png", f"generator step {step}", getattr(datamodule, "modes", None)
+        if points and tuple(samples.shape[1:]) == (2,):
             if self._scatter is None:
-                self._scatter = ScatterPlot(getattr(datamodule, "modes", None))
-            path = self._scatter.save(samples, path, title=f"generator step {step}")
-        else:
-            path = save_image_grid(samples, path, nrow)
+                self._scatter = ScatterPlot(modes)
+            path = self._scatter.save(samples, path, title)
+        else:  # an image grid, or save_samples' error for samples it cannot picture
+            path = save_samples(samples, path, modes, title, nrow)
         self.last_path = path
         log_image(trainer, self.key, path)
 
