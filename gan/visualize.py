@@ -81,16 +81,12 @@ class ScatterPlot:
         return path
 
 
-def save_scatter(points: Tensor, path: str | Path, modes: Tensor | None = None, title: str | None = None) -> Path:
-    """One scatter plot (see ``ScatterPlot``; a caller that plots again keeps the ``ScatterPlot``)."""
-    return ScatterPlot(modes).save(points, path, title)
-
-
 def save_samples(samples: Tensor, path: str | Path, modes: Tensor | None = None, title: str | None = None,
-                 nrow: int | None = None) -> Path:
-    """An image grid for (N, C, H, W) samples, a scatter plot for (N, 2) samples."""
+                 nrow: int | None = None, scatter: ScatterPlot | None = None) -> Path:
+    """An image grid for (N, C, H, W) samples, a scatter plot over ``modes`` for (N, 2) samples: on
+    ``scatter`` when the caller keeps one (built over the same modes), else on a new plot."""
     if samples.dim() == 4:
         return save_image_grid(samples, path, nrow)
     if samples.dim() == 2 and samples.size(1) == 2:
-        return save_scatter(samples, path, modes, title)
+        return (scatter if scatter is not None else ScatterPlot(modes)).save(samples, path, title)
     raise ValueError(f"cannot picture samples of shape {tuple(samples.shape)}: expected (N, C, H, W) or (N, 2)")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gan.visualize import ScatterPlot, save_samples, save_scatter
+from gan.visualize import ScatterPlot, save_samples
 
 
 def full_draw(points: torch.Tensor, path, modes: torch.Tensor | None, title: str) -> None:
@@ -67,7 +67,7 @@ def test_a_plot_without_modes_follows_its_points(tmp_path):
 
 def test_save_samples_dispatches_on_shape(tmp_path):
     assert save_samples(torch.rand(4, 3, 8, 8) * 2 - 1, tmp_path / "grid.png").exists()
-    path = save_scatter(torch.randn(64, 2), tmp_path / "scatter.png", grid_modes(), title="t")
+    path = save_samples(torch.randn(64, 2), tmp_path / "scatter.png", grid_modes(), title="t")
     assert pixels(path).shape == (500, 500, 4)
     with pytest.raises(ValueError, match=r"\(5, 3\)"):
         save_samples(torch.randn(5, 3), tmp_path / "bad.png")

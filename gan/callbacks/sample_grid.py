@@ -66,13 +66,9 @@ class SampleGrid(pl.Callback):
         if not bool(torch.isfinite(samples).all()):  # a diverged generator: nothing to look at
             log.warning("No sample grid at generator step %d: the samples hold NaN/Inf", step)
             return
-        path, title, modes = self.dirpath / f"gstep_{step:07d}.png", f"generator step {step}", getattr(datamodule, "modes", None)
-        if points and tuple(samples.shape[1:]) == (2,):
-            if self._scatter is None:
-                self._scatter = ScatterPlot(modes)
-            path = self._scatter.save(samples, path, title)
-        else:  # an image grid, or save_samples' error for samples it cannot picture
-            path = save_samples(samples, path, modes, title, nrow)
+        # 2D samples go on the plot kept since on_train_start (a one-off plot if there is none)
+        path = save_samples(samples, self.dirpath / f"gstep_{step:07d}.png", getattr(datamodule, "modes", None),
+                            f"generator step {step}", nrow, scatter=self._scatter)
         self.last_path = path
         log_image(trainer, self.key, path)
 

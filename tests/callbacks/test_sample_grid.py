@@ -53,5 +53,5 @@ def test_a_toy_run_draws_its_axes_once_and_every_picture_is_a_fresh_plots(make_c
     assert len(built) == 1 and torch.equal(built[0], grids[0][2])  # built once, over the ring's modes
     # nothing of an earlier picture stays in a later one (a fresh plot is the full draw: tests/test_visualize.py)
     for path, samples, modes in grids:
-        reference = visualize.save_scatter(samples, tmp_path / "full.png", modes, title=f"generator step {int(path.stem[6:])}")
+        reference = visualize.ScatterPlot(modes).save(samples, tmp_path / "full.png", title=f"generator step {int(path.stem[6:])}")
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(reference).convert("RGBA")))
