@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from gan.augment import Augment
@@ -27,7 +28,7 @@ from gan.ema import GeneratorEMA
 from gan.losses.adversarial import AdversarialLoss
 from gan.losses.penalties import Penalty, clip_weights
 from gan.losses.tricks import InstanceNoise, LabelTargets, auxiliary_classification_loss, feature_matching_loss
-from gan.nets.base import Discriminator, DiscriminatorOutput, Generator, eval_mode
+from gan.nets.base import Discriminator, DiscriminatorOutput, Generator, RowsOf, eval_mode
 from gan.schedules import Setting
 from gan.utils.errors import ConfigError
 
@@ -283,7 +284,8 @@ class GANModule(pl.LightningModule):
         """The discriminator as both phases see it: instance noise (scheduled by the checkpointed generator
         step, so a resumed run continues exactly), then the augmentation, then D, given labels only when its
         logit depends on them (not for AC-GAN)."""
-        x = self.instance_noise(x, self.generator_steps)
+        if self.instance_noise.active:
+            x = self.instance_noise(x, self.generator_steps)
         if self.augment is not None:
             x = self.augment(x)
         return self.discriminator.evaluate(x, labels if self.discriminator.takes_labels else None)
@@ -308,7 +310,9 @@ class GANModule(pl.LightningModule):
         real, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
         reals = self._split_iteration_batch(real)
         label_chunks = self._split_iteration_batch(labels) if self.num_classes is not None else [None] * len(reals)
-        opt_g, opt_d = self.optimizers()
+        # the raw optimizers where the module steps them itself (see step_optimizer): no LightningOptimizer
+        # delegation at every zero_grad and step
+        opt_g, opt_d = self.optimizers(use_pl_optimizer=self._step_hook_callbacks is None)
         terms = {f"train/schedule/{name}": setting.apply(self, self.generator_steps) for name, setting in self.schedules.items()}
         for i in range(self.n_critic):
             # only the last D step's terms are kept (and logged): the others skip their diagnostics
@@ -385,7 +389,7 @@ class GANModule(pl.LightningModule):
         if diagnostics:
             terms["real_score"] = self.loss.score(real_out.logits)
             terms["fake_score"] = self.loss.score(fake_out.logits)
-            if self.instance_noise.start > 0:
+            if self.instance_noise.active:
                 terms["instance_noise_std"] = torch.tensor(self.instance_noise.std(self.generator_steps), device=real.device)
         optimizer.zero_grad(set_to_none=True)
         # inputs that require grad for a penalty would also get d total / d input, which nothing uses: the
@@ -411,9 +415,11 @@ class GANModule(pl.LightningModule):
             return self.discriminate(real, labels), self.discriminate(fake, labels)
         both = self.discriminate(torch.cat([real, fake]), None if labels is None else torch.cat([labels, labels]))
         n = real.size(0)
-        return tuple(DiscriminatorOutput(both.logits[rows], None if both.class_logits is None else both.class_logits[rows],
-                                         [features[rows] for features in both.features])
-                     for rows in (slice(0, n), slice(n, None)))
+        logits, class_logits = both.logits, both.class_logits
+        # the blocks' features are split when read: the D step reads none of them (only feature matching does, in
+        # the G step), and slicing every block's output for both halves cost ~5 us per D step (3 blocks, timed alone)
+        return (DiscriminatorOutput(logits[:n], None if class_logits is None else class_logits[:n], RowsOf(both.features, 0, n)),
+                DiscriminatorOutput(logits[n:], None if class_logits is None else class_logits[n:], RowsOf(both.features, n, None)))
 
     def generator_step(self, real: Tensor, optimizer, labels: Tensor | None = None) -> dict[str, Tensor]:
         """``real``: a real batch; its size (and labels) set the fakes'. A relativistic loss compares the
@@ -472,13 +478,14 @@ class GANModule(pl.LightningModule):
             self.manual_backward(loss, **extra)
 
     def step_optimizer(self, optimizer) -> None:
-        """``optimizer.step()`` of a LightningOptimizer. Where Lightning's wrapper would only call the callbacks'
-        ``on_before_optimizer_step`` hooks and count the step (see ``lightning_step_is_plain``), do exactly that
-        directly: the wrapper's strategy, precision-plugin and closure layers and its per-callback profiler
-        names cost 0.05-0.1 ms a step on a 2-core CPU (benchmarks/overhead.py, README "Speed"), a few percent of
-        a tiny network's iteration."""
+        """``optimizer.step()``. Where Lightning's ``LightningOptimizer.step()`` would only call the callbacks'
+        ``on_before_optimizer_step`` hooks and count the step (see ``lightning_step_is_plain``), ``training_step``
+        passes the raw optimizer and this does exactly that directly: the wrapper's strategy, precision-plugin and
+        closure layers and its per-callback profiler names cost 0.05-0.1 ms a step on a 2-core CPU
+        (benchmarks/overhead.py, README "Speed"), a few percent of a tiny network's iteration. A
+        LightningOptimizer steps through Lightning's wrapper, which counts the step itself."""
         callbacks = self._step_hook_callbacks
-        if callbacks is None:
+        if callbacks is None or isinstance(optimizer, LightningOptimizer):
             optimizer.step()
             return
         progress = self._trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
@@ -486,9 +493,9 @@ class GANModule(pl.LightningModule):
         if callbacks:
             previous, self._current_fx_name = self._current_fx_name, "on_before_optimizer_step"  # as Lightning does
             for callback in callbacks:
-                callback.on_before_optimizer_step(self._trainer, self, optimizer.optimizer)
+                callback.on_before_optimizer_step(self._trainer, self, optimizer)
             self._current_fx_name = previous
-        optimizer.optimizer.step()
+        optimizer.step()
         progress.increment_completed()
 
     @torch.no_grad()

@@ -176,3 +176,7 @@ def test_one_pass_over_reals_and_fakes_equals_two_for_a_conditional_discriminato
         assert len(ours.features) == len(theirs.features) == 2
         for a, b in zip(ours.features, theirs.features):
             torch.testing.assert_close(a, b)
+        # read as feature matching reads them (a negative block index) and as a slice of blocks
+        torch.testing.assert_close(ours.features[-1], theirs.features[-1])
+        for a, b in zip(ours.features[1:], theirs.features[1:], strict=True):
+            torch.testing.assert_close(a, b)

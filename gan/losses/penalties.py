@@ -17,7 +17,6 @@ pass.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import torch
@@ -37,12 +36,12 @@ def interpolate(real: Tensor, fake: Tensor) -> Tensor:
 def input_gradients(critic: Critic, points: Tensor) -> Tensor:
     """d critic(x) / dx per sample (``create_graph=True`` so a loss on it trains D), computed in fp32 with
     autocast off: fp16 input gradients underflow, and the loss scaler covers only the final backward."""
-    mixed_precision = torch.is_autocast_enabled(points.device.type)
-    points = (points.float() if mixed_precision else points).detach().requires_grad_(True)
-    # entering autocast costs a few Python calls even when disabled: only leave it when it is on
-    with torch.autocast(points.device.type, enabled=False) if mixed_precision else nullcontext():
-        (grads,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
-    return grads
+    if not torch.is_autocast_enabled(points.device.type):
+        points = points.detach().requires_grad_(True)
+        return torch.autograd.grad(critic(points).sum(), points, create_graph=True)[0]
+    points = points.float().detach().requires_grad_(True)
+    with torch.autocast(points.device.type, enabled=False):
+        return torch.autograd.grad(critic(points).sum(), points, create_graph=True)[0]
 
 
 def fp16_autocast_enabled(device_type: str) -> bool:
@@ -75,12 +74,12 @@ def squared_gradient_norms_of(critic: Critic, pairs: Sequence[tuple[Tensor, Tens
     for i, (points, _) in enumerate(pairs):
         if grads[i] is None:
             grads[i] = input_gradients(critic, points)
-    return [grad.flatten(start_dim=1).pow(2).sum(dim=1) for grad in grads]
+    return [grad.flatten(1).pow(2).sum(dim=1) for grad in grads]
 
 
 def gradient_norm_penalty(critic: Critic, points: Tensor, center: float = 1.0) -> Tensor:
     """Mean over samples of (||grad_x D(x)||_2 - center)^2, the norm taken over all non-batch dims."""
-    norms = input_gradients(critic, points).flatten(start_dim=1).norm(2, dim=1)
+    norms = input_gradients(critic, points).flatten(1).norm(2, dim=1)
     return (norms - center).pow(2).mean()
 
 
@@ -115,7 +114,8 @@ class GradientPenalty(Penalty):
         self.weight, self.center, self.interval = float(weight), float(center), check_interval(interval)
 
     def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
-        penalty = gradient_norm_penalty(critic, interpolate(real.detach(), fake.detach()), self.center)
+        # no detach here: input_gradients differentiates at a detached copy of the points
+        penalty = gradient_norm_penalty(critic, interpolate(real, fake), self.center)
         return {"gp": penalty, "loss": self.weight * self.interval * penalty}
 
     def extra_repr(self) -> str:

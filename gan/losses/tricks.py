@@ -93,6 +93,8 @@ class InstanceNoise:
                               f"model.instance_noise_schedule in {list(INSTANCE_NOISE_SCHEDULES)}; got std={std}, steps={steps}, "
                               f"schedule={schedule!r}")
         self.start, self.steps, self.schedule = float(std), int(steps), schedule
+        #: whether any noise is added (std > 0); callers skip the call when off (a few Python calls per D pass)
+        self.active = self.start > 0
 
     def std(self, generator_step: int) -> float:
         return instance_noise_std(generator_step, self.start, self.steps, self.schedule)

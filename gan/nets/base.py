@@ -151,10 +151,27 @@ class Generator(nn.Module):
             return self(z, labels)
 
 
+class RowsOf(Sequence[Tensor]):
+    """The rows ``start:stop`` of each of ``tensors``, sliced when an item is read (a list of the slices in
+    every other respect): a pass over two batches at once hands each batch its share of every block's
+    features without slicing the ones nobody reads."""
+
+    def __init__(self, tensors: Sequence[Tensor], start: int, stop: int | None):
+        self.tensors, self.rows = tensors, slice(start, stop)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [tensor[self.rows] for tensor in self.tensors[index]]
+        return self.tensors[index][self.rows]
+
+
 class DiscriminatorOutput(NamedTuple):
     logits: Tensor  # (N,) the adversarial logit
     class_logits: Tensor | None  # (N, num_classes) for an auxiliary classifier (AC-GAN), else None
-    features: list[Tensor]  # the output of every block, for feature matching
+    features: Sequence[Tensor]  # the output of every block, for feature matching
 
 
 class Discriminator(nn.Module):
