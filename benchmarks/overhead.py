@@ -325,38 +325,53 @@ class BareIterationModule(pl.LightningModule):
     """:class:`BareIteration` as the ``training_step`` of the smallest LightningModule that runs it (manual
     optimization, the raw optimizers, no logging): what Lightning's batch loop and the framework's data loader
     cost around the bare iteration, with nothing of ``gan/module.py``. It stops itself after ``generator_steps``
-    iterations (its raw optimizer steps do not advance Lightning's step counter)."""
+    iterations (its raw optimizer steps do not advance Lightning's step counter).
 
-    def __init__(self, iteration: BareIteration, generator_steps: int):
+    ``iterations_per_batch`` > 1 runs that many iterations per Lightning batch (the loader's batch holds all
+    their reals), to measure what amortizing Lightning's per-batch cost would buy; the framework itself trains
+    one iteration per batch. Then the module ticks ``window`` after each iteration itself."""
+
+    def __init__(self, iteration: BareIteration, generator_steps: int, iterations_per_batch: int = 1,
+                 window: Window | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.iteration = iteration
         self.generator, self.discriminator = iteration.generator, iteration.discriminator
-        self.real_batches_per_iteration = iteration.n_critic  # the loader's batch holds the iteration's reals
+        self.iterations_per_batch, self.window = iterations_per_batch, window
+        # the name the data module reads: the real batches one loader batch holds
+        self.real_batches_per_iteration = iteration.n_critic * iterations_per_batch
         self.generator_steps, self.total_generator_steps = 0, generator_steps
 
     def configure_optimizers(self):
         return [self.iteration.optimizers["generator"], self.iteration.optimizers["discriminator"]]
 
     def training_step(self, batch, batch_idx: int) -> None:
-        self.iteration(batch[0].chunk(self.real_batches_per_iteration))
-        self.generator_steps += 1
-        if self.generator_steps >= self.total_generator_steps:
-            self.trainer.should_stop = True
+        reals = batch[0].chunk(self.real_batches_per_iteration)
+        n_critic = self.iteration.n_critic
+        for i in range(self.iterations_per_batch):
+            self.iteration(reals[i * n_critic:(i + 1) * n_critic])
+            self.generator_steps += 1
+            if self.window is not None:
+                self.window.tick(self.generator_steps)
+            if self.generator_steps >= self.total_generator_steps:
+                self.trainer.should_stop = True
+                return
 
 
-def lightning_loop(cfg, window: Window) -> BareIterationModule:
+def lightning_loop(cfg, window: Window, iterations_per_batch: int = 1) -> BareIterationModule:
     """:class:`BareIterationModule` under the core variant's Trainer (built from the same config, no callbacks
     but the clock, no logger) and the config's data module: the floor any LightningModule with one batch per
-    GAN iteration starts from."""
+    GAN iteration starts from (or with ``iterations_per_batch`` iterations per batch)."""
     from hydra.utils import instantiate
 
     from gan.utils.instantiate import build_trainer
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
-    module = BareIterationModule(BareIteration(cfg), window.warmup + window.steps)
-    trainer = build_trainer(cfg.trainer, [Clock(window)], logger=False)
+    several = iterations_per_batch > 1  # then the module ticks the window after each iteration
+    module = BareIterationModule(BareIteration(cfg), window.warmup + window.steps, iterations_per_batch,
+                                 window if several else None)
+    trainer = build_trainer(cfg.trainer, [] if several else [Clock(window)], logger=False)
     trainer.fit(module, datamodule=datamodule)
     return module
 
@@ -380,7 +395,7 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
             with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
                 if variant == "lightning":
                     with without_lightning_env():  # as train.train unsets it on a machine without a GPU
-                        lightning_loop(cfg, window)
+                        lightning_loop(cfg, window, args.iterations_per_batch)
                 else:
                     train(cfg, callbacks=[Clock(window)])
         except BaseException:
@@ -445,14 +460,15 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
-def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float], repeats: int) -> str:
+def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float], repeats: int,
+          iterations_per_batch: int = 1) -> str:
     def cell(s, unit=" ms"):
         return f"{s['median']:.2f}{unit} ({s['min']:.2f}-{s['max']:.2f})"
 
     lines = [f"Mode {mode} on {device}, {repeats} alternation rounds; 1-min load average "
              f"{min(loads):.1f}-{max(loads):.1f} during the runs. Medians (min-max) per generator step; ratios per "
              "round, then their median.", "",
-             "| model | clock | bare loop | bare iteration in Lightning | core (`callbacks=none logger=none metrics=none`) "
+             f"| model | clock | bare loop | {lightning_column(iterations_per_batch)} | core (`callbacks=none logger=none metrics=none`) "
              "| shipped defaults (`logger=csv`) | Lightning / bare | core / bare | defaults / bare | core / Lightning |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for model, summary in summaries.items():
@@ -462,22 +478,30 @@ def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float]
                          + " | ".join(cell(s[f"{v}_over_{b}"], "x") for v, b in RATIOS) + " |")
     lines += ["", "Median iteration split (ms): the bare loop's whole iteration; the others' time inside "
               "Lightning's batch + between batches.", "",
-              "| model | bare loop | bare iteration in Lightning: inside + between | core: inside + between "
+              f"| model | bare loop | {lightning_column(iterations_per_batch)}: inside + between | core: inside + between "
               "| defaults: inside + between |", "|---|---|---|---|---|"]
+    def split(summary, variant):  # none for several iterations per batch (the clock ticks per iteration there)
+        if f"{variant}_median_inside_batch_ms" not in summary:
+            return "-"
+        return f"{summary[f'{variant}_median_inside_batch_ms']:.2f} + {summary[f'{variant}_median_between_batches_ms']:.2f}"
+
     for model, summary in summaries.items():
-        parts = [f"{summary.get(f'{v}_median_inside_batch_ms', float('nan')):.2f} + "
-                 f"{summary.get(f'{v}_median_between_batches_ms', float('nan')):.2f}" for v in VARIANTS[1:]]
+        parts = [split(summary, v) for v in VARIANTS[1:]]
         lines.append(f"| {model} | {summary['bare_median_iteration_ms']:.2f} | " + " | ".join(parts) + " |")
     return "\n".join(lines)
 
 
-def calls_table(rows: list[dict], models: list[str], mode: str) -> str:
+def lightning_column(iterations_per_batch: int) -> str:
+    return "bare iteration in Lightning" + (f" ({iterations_per_batch} per batch)" if iterations_per_batch > 1 else "")
+
+
+def calls_table(rows: list[dict], models: list[str], mode: str, iterations_per_batch: int = 1) -> str:
     """Python function calls per generator step in the timed window (cProfile's count: every Python function
     and every builtin called), per variant and the ratios of the summary. The count does not depend on the
     machine's speed or load, so it compares code across commits and hosts where the clock cannot; it leaves out
     the work inside torch's C++ operators, which the bare loop does too."""
     lines = [f"Mode {mode}: Python calls per generator step (cProfile count over the timed window; the same on any "
-             "host)", "", "| model | bare loop | bare iteration in Lightning | core | shipped defaults "
+             "host)", "", f"| model | bare loop | {lightning_column(iterations_per_batch)} | core | shipped defaults "
              "| Lightning / bare | core / bare | defaults / bare | core / Lightning |", "|---|---|---|---|---|---|---|---|---|"]
     for model in models:
         calls = {r["variant"]: r["python_calls_per_step"] for r in rows if r["model"] == model}
@@ -507,6 +531,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternation rounds (bare, core, defaults)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="a subset, e.g. for profiling one of them (no ratios then)")
+    parser.add_argument("--iterations-per-batch", type=int, default=1, metavar="K",
+                        help="GAN iterations per Lightning batch in the 'lightning' variant (the bare iteration in "
+                             "Lightning): what amortizing Lightning's per-batch cost over K iterations would buy. The "
+                             "framework's variants train one iteration per batch whatever K is")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (0: torch's default, one per core). 1 by default: tiny networks "
                              "gain nothing from more, and on a shared machine extra threads wait for each other")
@@ -530,13 +558,16 @@ def main(argv: list[str] | None = None) -> None:
             args.overrides = ["trainer.accelerator=gpu", *args.overrides]
     if args.steps < 2 or args.warmup < 1:
         parser.error("--steps must be >= 2 and --warmup >= 1")
+    if args.iterations_per_batch < 1:
+        parser.error(f"--iterations-per-batch must be >= 1, got {args.iterations_per_batch}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
     rows: list[dict] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     context = {"commit": git_commit(), "started": started, "steps": args.steps, "warmup": args.warmup,
-               "overrides": args.overrides, "torch_threads": torch.get_num_threads(), "host": platform.node()}
+               "overrides": args.overrides, "torch_threads": torch.get_num_threads(), "host": platform.node(),
+               "lightning_iterations_per_batch": args.iterations_per_batch}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for model in args.model:
@@ -557,10 +588,11 @@ def main(argv: list[str] | None = None) -> None:
                 handle.write(json.dumps({"kind": "summary", "model": model, "mode": args.mode, "device": rows[0]["device"],
                                          "repeats": args.repeats, **summary, **context}) + "\n")
             print()
-            print(table(summaries, args.mode, rows[0]["device"], [r["load_1min"] for r in rows], args.repeats))
+            print(table(summaries, args.mode, rows[0]["device"], [r["load_1min"] for r in rows], args.repeats,
+                        args.iterations_per_batch))
             if args.count_calls:
                 print()
-                print(calls_table(rows, args.model, args.mode))
+                print(calls_table(rows, args.model, args.mode, args.iterations_per_batch))
     print(f"\nappended {len(rows)} runs to {args.out}")
 
 

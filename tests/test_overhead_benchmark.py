@@ -36,6 +36,16 @@ def test_bare_loop_takes_the_framework_s_optimizer_steps_on_the_same_networks(tm
     assert in_lightning.generator_steps == 3 and in_lightning.trainer.global_step == 0  # raw steps: Lightning's counter stays
     # its loader yielded n_critic real batches per training batch, as the framework's does
     assert in_lightning.trainer.datamodule.batches_per_training_step == cfg.model.n_critic
+
+    # three iterations in one Lightning batch: the same optimizer steps, one batch, every step on the clock
+    several_window = overhead.Window(warmup, steps, torch.device("cpu"))
+    several_cfg = overhead.compose(model, "tiny", "lightning", warmup + steps, tmp_path / "several", [])
+    several = overhead.lightning_loop(several_cfg, several_window, iterations_per_batch=3)
+    for name, steps_taken in expected.items():
+        assert optimizer_steps(several.iteration.optimizers[name]) == steps_taken
+    assert several.generator_steps == 3 and several.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 1
+    assert several.trainer.datamodule.batches_per_training_step == 3 * cfg.model.n_critic
+    assert several_window.result()["ms_per_step"] > 0
     for name in ("generator", "discriminator"):
         bare_opt, framework_opt = bare["optimizers"][name], framework[name]
         assert type(bare_opt) is type(framework_opt) and bare_opt.defaults == framework_opt.defaults
@@ -100,3 +110,11 @@ def test_window_splits_each_timed_iteration_into_inside_and_between_batches(monk
     assert result["median_inside_batch_ms"] == pytest.approx(3.0)  # 3, 3, 3 ms
     assert result["median_between_batches_ms"] == pytest.approx(1.5)  # 1, 1.5, 1.5 ms
     assert result["ms_per_step"] == pytest.approx(13.0 / 3)
+
+
+@pytest.mark.parametrize("option", [["--iterations-per-batch", "0"], ["--steps", "1"]])
+def test_bad_options_are_refused_before_any_run(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        overhead.main([*option, "--out", str(tmp_path / "rows.jsonl")])
+    assert stopped.value.code == 2 and option[0] in capsys.readouterr().err
+    assert not (tmp_path / "rows.jsonl").exists()
