@@ -170,16 +170,35 @@ class Clock(pl.Callback):
         self.window.tick(pl_module.generator_steps)
 
 
+class IterationClock(Clock):
+    """The clock for ``model.iterations_per_batch`` > 1: one tick per GAN iteration (the module's
+    ``on_gan_iteration_end``), inside Lightning's batch; no split into inside and between batches."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        pass
+
+    def on_gan_iteration_end(self, trainer, pl_module) -> None:
+        self.window.tick(pl_module.generator_steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------------------------- configs
-def compose(model: str, mode: str, variant: str, generator_steps: int, out_dir: Path, overrides: list[str]):
+def compose(model: str, mode: str, variant: str, generator_steps: int, out_dir: Path, overrides: list[str],
+            iterations_per_batch: int = 1):
+    """The variant's config; ``iterations_per_batch`` > 1 sets ``model.iterations_per_batch`` for the framework's
+    variants (the bare loop has no batches; the Lightning floor takes it as an argument)."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    framework = variant in ("core", "defaults")
+    several = [f"model.iterations_per_batch={iterations_per_batch}"] if framework and iterations_per_batch > 1 else []
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose("train", overrides=[
             f"model={model}", *MODES[mode], *(DEFAULTS if variant == "defaults" else CORE),
-            f"generator_steps={generator_steps}", f"paths.output_dir={out_dir}", *overrides,
+            f"generator_steps={generator_steps}", f"paths.output_dir={out_dir}", *several, *overrides,
         ])
     GlobalHydra.instance().clear()
     return cfg
@@ -328,8 +347,8 @@ class BareIterationModule(pl.LightningModule):
     iterations (its raw optimizer steps do not advance Lightning's step counter).
 
     ``iterations_per_batch`` > 1 runs that many iterations per Lightning batch (the loader's batch holds all
-    their reals), to measure what amortizing Lightning's per-batch cost would buy; the framework itself trains
-    one iteration per batch. Then the module ticks ``window`` after each iteration itself."""
+    their reals), as ``model.iterations_per_batch`` does in the framework; the module then ticks ``window``
+    after each iteration itself."""
 
     def __init__(self, iteration: BareIteration, generator_steps: int, iterations_per_batch: int = 1,
                  window: Window | None = None):
@@ -339,14 +358,14 @@ class BareIterationModule(pl.LightningModule):
         self.generator, self.discriminator = iteration.generator, iteration.discriminator
         self.iterations_per_batch, self.window = iterations_per_batch, window
         # the name the data module reads: the real batches one loader batch holds
-        self.real_batches_per_iteration = iteration.n_critic * iterations_per_batch
+        self.real_batches_per_training_step = iteration.n_critic * iterations_per_batch
         self.generator_steps, self.total_generator_steps = 0, generator_steps
 
     def configure_optimizers(self):
         return [self.iteration.optimizers["generator"], self.iteration.optimizers["discriminator"]]
 
     def training_step(self, batch, batch_idx: int) -> None:
-        reals = batch[0].chunk(self.real_batches_per_iteration)
+        reals = batch[0].chunk(self.real_batches_per_training_step)
         n_critic = self.iteration.n_critic
         for i in range(self.iterations_per_batch):
             self.iteration(reals[i * n_critic:(i + 1) * n_critic])
@@ -379,7 +398,7 @@ def lightning_loop(cfg, window: Window, iterations_per_batch: int = 1) -> BareIt
 # ---------------------------------------------------------------------------------------------- runs
 def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
     device = torch.device(args.device)
-    cfg = compose(model, mode, variant, args.warmup + args.steps, out_dir, args.overrides)
+    cfg = compose(model, mode, variant, args.warmup + args.steps, out_dir, args.overrides, args.iterations_per_batch)
     profiler = cProfile.Profile() if args.profile or args.count_calls else None
     window = Window(args.warmup, args.steps, device, profiler)
     load = os.getloadavg()[0]
@@ -397,7 +416,8 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
                     with without_lightning_env():  # as train.train unsets it on a machine without a GPU
                         lightning_loop(cfg, window, args.iterations_per_batch)
                 else:
-                    train(cfg, callbacks=[Clock(window)])
+                    clock = IterationClock(window) if args.iterations_per_batch > 1 else Clock(window)
+                    train(cfg, callbacks=[clock])
         except BaseException:
             sys.stderr.write(buffer.getvalue()[-4000:])
             raise
@@ -467,7 +487,8 @@ def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float]
 
     lines = [f"Mode {mode} on {device}, {repeats} alternation rounds; 1-min load average "
              f"{min(loads):.1f}-{max(loads):.1f} during the runs. Medians (min-max) per generator step; ratios per "
-             "round, then their median.", "",
+             "round, then their median." + (f" Every variant but the bare loop runs {iterations_per_batch} GAN iterations "
+                                           "per Lightning batch." if iterations_per_batch > 1 else ""), "",
              f"| model | clock | bare loop | {lightning_column(iterations_per_batch)} | core (`callbacks=none logger=none metrics=none`) "
              "| shipped defaults (`logger=csv`) | Lightning / bare | core / bare | defaults / bare | core / Lightning |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -532,9 +553,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="a subset, e.g. for profiling one of them (no ratios then)")
     parser.add_argument("--iterations-per-batch", type=int, default=1, metavar="K",
-                        help="GAN iterations per Lightning batch in the 'lightning' variant (the bare iteration in "
-                             "Lightning): what amortizing Lightning's per-batch cost over K iterations would buy. The "
-                             "framework's variants train one iteration per batch whatever K is")
+                        help="GAN iterations per Lightning batch: the Lightning floor runs K bare iterations per "
+                             "batch, and the framework's variants train with model.iterations_per_batch=K")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (0: torch's default, one per core). 1 by default: tiny networks "
                              "gain nothing from more, and on a shared machine extra threads wait for each other")
@@ -567,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     context = {"commit": git_commit(), "started": started, "steps": args.steps, "warmup": args.warmup,
                "overrides": args.overrides, "torch_threads": torch.get_num_threads(), "host": platform.node(),
-               "lightning_iterations_per_batch": args.iterations_per_batch}
+               "iterations_per_batch": args.iterations_per_batch}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for model in args.model:

@@ -46,6 +46,16 @@ def test_bare_loop_takes_the_framework_s_optimizer_steps_on_the_same_networks(tm
     assert several.generator_steps == 3 and several.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 1
     assert several.trainer.datamodule.batches_per_training_step == 3 * cfg.model.n_critic
     assert several_window.result()["ms_per_step"] > 0
+
+    # and the framework with model.iterations_per_batch=3, timed per iteration by the iteration clock
+    framework_window = overhead.Window(warmup, steps, torch.device("cpu"))
+    framework_cfg = overhead.compose(model, "tiny", "core", warmup + steps, tmp_path / "framework", [], iterations_per_batch=3)
+    assert framework_cfg.model.iterations_per_batch == 3
+    _, framework_objects = train(framework_cfg, callbacks=[overhead.IterationClock(framework_window)])
+    for name, optimizer in zip(["generator", "discriminator"], framework_objects["module"].optimizers(use_pl_optimizer=False)):
+        assert optimizer_steps(optimizer) == expected[name]
+    assert framework_objects["trainer"].fit_loop.epoch_loop.batch_progress.total.completed == 1
+    assert "median_inside_batch_ms" not in framework_window.result()  # no split with several iterations per batch
     for name in ("generator", "discriminator"):
         bare_opt, framework_opt = bare["optimizers"][name], framework[name]
         assert type(bare_opt) is type(framework_opt) and bare_opt.defaults == framework_opt.defaults

@@ -158,13 +158,16 @@ def test_generator_updates_per_iteration_set_the_length_and_keep_intervals(make_
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["gstep_0000006.png"]
 
 
-# a batch is one GAN iteration: n_critic D updates then n_generator G updates
-@pytest.mark.parametrize("n_critic,n_generator,steps,batches", [(1, 1, 6, 6), (5, 1, 3, 3), (2, 3, 6, 2)])
-def test_progress_bar_knows_the_number_of_batches(make_cfg, n_critic, n_generator, steps, batches):
+# a batch is one GAN iteration (n_critic D updates then n_generator G updates), or iterations_per_batch of them;
+# a run that ends inside a batch still counts it
+@pytest.mark.parametrize("n_critic,n_generator,iterations,steps,batches",
+                         [(1, 1, 1, 6, 6), (5, 1, 1, 3, 3), (2, 3, 1, 6, 2), (1, 1, 2, 6, 3), (5, 1, 2, 7, 4)])
+def test_progress_bar_knows_the_number_of_batches(make_cfg, n_critic, n_generator, iterations, steps, batches):
     from gan.callbacks import GANProgressBar
 
     overrides = [o for o in tiny_overrides("dcgan", steps=steps) if o != "callbacks.progress_bar=null"]
-    cfg = make_cfg(overrides + [f"model.n_critic={n_critic}", f"model.n_generator={n_generator}"])
+    cfg = make_cfg(overrides + [f"model.n_critic={n_critic}", f"model.n_generator={n_generator}",
+                                f"model.iterations_per_batch={iterations}"])
     _, objects = train(cfg)
     trainer = objects["trainer"]
     bar = next(c for c in trainer.callbacks if isinstance(c, GANProgressBar))

@@ -346,7 +346,8 @@ class GANHealth(pl.Callback):
         # stays on the device until the next check (foreach norms: get_total_norm's grouping costs more here)
         self._generator_grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_gan_iteration_end(self, trainer, pl_module) -> None:
+        """After every GAN iteration (called by the module: a training batch may hold several)."""
         terms = pl_module.last_terms
         if len(terms) != self._terms_seen:  # first batch, or a term appeared (terms are merged, never removed)
             self.check_now(trainer, pl_module)  # the rows of the old layout first

@@ -117,7 +117,9 @@ class GradNorm(pl.Callback):
         if self.log_layers:
             self._pending.update({f"grad/{short}/layer/{name}": v for name, v in per_layer.items()})
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_gan_iteration_end(self, trainer, pl_module) -> None:
+        """After every GAN iteration (called by the module: a training batch may hold several), so the norms
+        are logged at the generator step of their cycle."""
         if "grad/g/norm" not in self._pending:
             return
         pending, self._pending = self._pending, {}

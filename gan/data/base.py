@@ -98,10 +98,11 @@ class GANDataModule(pl.LightningDataModule):
     @property
     def batches_per_training_step(self) -> int:
         """Real batches of ``batch_size`` one training batch holds: a GAN module that makes several updates
-        per training step (n_critic D steps, a fresh real batch for G) takes them all at once, so Lightning's
-        per-batch work runs once per iteration and the data stream is the same as batch after batch."""
+        per training step (n_critic D steps, a fresh real batch for G, several iterations) takes them all at
+        once, so Lightning's per-batch work runs once for them and the data stream is the same as batch after
+        batch."""
         module = self.trainer.lightning_module if self.trainer is not None else None
-        return int(getattr(module, "real_batches_per_iteration", 1))
+        return int(getattr(module, "real_batches_per_training_step", 1))
 
     def real_samples(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` real samples drawn without replacement (with replacement if the set is smaller)."""
