@@ -86,9 +86,9 @@ def check_batch_cadences(trainer: pl.Trainer, module: GANModule) -> None:
     (or only by chance) save. Refused here, naming the option, before the first batch."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    per_iteration = module.n_critic + module.n_generator
     if module.iterations_per_batch == 1:
         return  # one iteration per batch: the configs' cadences are whole iterations
+    per_iteration = module.n_critic + module.n_generator
     for callback in trainer.callbacks:
         every = getattr(callback, "_every_n_train_steps", 0) if isinstance(callback, ModelCheckpoint) else 0
         if every and every % module.optimizer_steps_per_training_step:
@@ -151,7 +151,7 @@ class GANModule(pl.LightningModule):
             ``adversarial_generator_loss=False`` leaves feature matching alone (Salimans et al. 2016).
         auxiliary_weight: weight of the auxiliary classifier's cross-entropy (AC-GAN discriminators).
         iterations_per_batch: GAN iterations per Lightning training batch. Lightning's per-batch work (fetching
-            and moving the batch, every callback's batch hooks, progress and logger bookkeeping: 0.2-0.35 ms on
+            and moving the batch, every callback's batch hooks, progress and logger bookkeeping: 0.25-0.45 ms on
             a 2-core CPU, README "Speed") is then paid once for all of them; the updates and the data stream
             are the same as one iteration per batch. What counts Lightning batches counts that many
             iterations: ``trainer.log_every_n_steps``, the progress bar's ticks, Lightning's ``every_n_train_steps``

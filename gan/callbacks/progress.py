@@ -2,7 +2,8 @@
 
 Lightning bounds the bar by the remaining ``max_steps``, but those count every optimizer step while the bar
 counts batches, and a batch here is one GAN iteration of ``n_critic + n_generator`` optimizer steps (or
-``model.iterations_per_batch`` iterations). Left alone, a DCGAN run's bar would end at 50 % (a WGAN's, with n_critic = 5, at 17 %)."""
+``model.iterations_per_batch`` iterations). Left alone, a DCGAN run's bar would end at 50 % (a WGAN's, with
+n_critic = 5, at 17 %)."""
 from __future__ import annotations
 
 import math
