@@ -6,6 +6,7 @@ and Lightning's loop alone around the bare loop's iteration.
     python benchmarks/overhead.py --model wgan_gp dcgan --mode gpu --repeats 5      # needs a CUDA device
     python benchmarks/overhead.py --model wgan_gp --mode tiny trainer.log_every_n_steps=50   # extra overrides
     python benchmarks/overhead.py --model wgan_gp dcgan --repeats 1 --count-calls   # Python calls per step (any host)
+    python benchmarks/overhead.py --model wgan_gp dcgan --iterations-per-batch 5    # 5 GAN iterations per batch
 
 Four variants of the same composed config, run in alternation (bare, lightning, core, defaults, bare, ...)
 so a machine whose load drifts (shared CPUs) affects all of them alike:
@@ -17,7 +18,8 @@ so a machine whose load drifts (shared CPUs) affects all of them alike:
   the core's Trainer and the framework's data loader (one batch per iteration): Lightning's per-batch loop
   and the loader around the bare work, and nothing of ``gan/``'s module or callbacks. It is the floor of any
   framework built on Lightning's loop with one batch per GAN iteration; core / lightning is the framework's
-  own share.
+  own share. ``--iterations-per-batch K`` runs K iterations per batch in it and in the framework's variants
+  (``model.iterations_per_batch=K``), which pay Lightning's per-batch cost once for K iterations.
 - ``core``: ``train.train(cfg)`` with ``callbacks=none logger=none metrics=none`` and Lightning's own
   progress bar, model summary and checkpointing off: Lightning's loop plus ``gan/module.py``.
 - ``defaults``: ``train.train(cfg)`` with the shipped callbacks (checkpoints, sample grids, progress bar,
