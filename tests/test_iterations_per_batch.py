@@ -38,6 +38,8 @@ def run(make_cfg, tmp_path, name, model, data, steps, iterations, extra=()):
 @pytest.mark.parametrize("model, data, extra", [
     ("wgan_gp", "digits", ["model.ema_decay=0.9"]),  # 5 critic steps with a penalty, EMA
     ("gan", "toy2d_ring", ["data.num_samples=80"]),  # dropout draws from the RNG; 80 points: the data wraps around
+    ("cgan", "digits", []),  # labels split with the samples
+    ("r3gan", "toy2d_ring", []),  # a fresh real batch for the generator step: two real batches per iteration
 ])
 def test_several_iterations_per_batch_train_the_same_weights_as_one(make_cfg, tmp_path, model, data, extra):
     steps = 10 if model == "gan" else 4
