@@ -1,7 +1,6 @@
 """model.iterations_per_batch: several GAN iterations per Lightning batch train exactly what one per batch trains."""
 import lightning.pytorch as pl
 import pytest
-import torch
 
 from gan.utils.checkpoint import load_checkpoint
 from gan.utils.errors import ConfigError
