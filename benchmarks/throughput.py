@@ -42,7 +42,8 @@ class StepClock(pl.Callback):
         return time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.started is None and pl_module.generator_steps == self.warmup:
+        # at or past: with model.iterations_per_batch > 1 a batch may end past the warm-up's last step
+        if self.started is None and pl_module.generator_steps >= self.warmup:
             self.started, self.start_step = self._now(), pl_module.generator_steps
 
     def on_train_end(self, trainer, pl_module) -> None:
