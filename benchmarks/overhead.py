@@ -172,18 +172,15 @@ class Clock(pl.Callback):
         self.window.tick(pl_module.generator_steps)
 
 
-class IterationClock(Clock):
+class IterationClock(pl.Callback):
     """The clock for ``model.iterations_per_batch`` > 1: one tick per GAN iteration (the module's
     ``on_gan_iteration_end``), inside Lightning's batch; no split into inside and between batches."""
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        pass
+    def __init__(self, window: Window):
+        self.window = window
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
         self.window.tick(pl_module.generator_steps)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------------------------- configs

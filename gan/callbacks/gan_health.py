@@ -349,7 +349,7 @@ class GANHealth(pl.Callback):
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
         """After every GAN iteration (called by the module: a training batch may hold several)."""
         terms = pl_module.last_terms
-        if len(terms) != self._terms_seen:  # first batch, or a term appeared (terms are merged, never removed)
+        if len(terms) != self._terms_seen:  # first iteration, or a term appeared (terms are merged, never removed)
             self.check_now(trainer, pl_module)  # the rows of the old layout first
             self._terms_seen = len(terms)
             self._keys = tuple(name for name in terms if name.startswith(("train/d/", "train/g/")))
