@@ -6,7 +6,7 @@ and Lightning's loop alone around the bare loop's iteration.
     python benchmarks/overhead.py --model wgan_gp dcgan --mode gpu --repeats 5      # needs a CUDA device
     python benchmarks/overhead.py --model wgan_gp --mode tiny trainer.log_every_n_steps=50   # extra overrides
     python benchmarks/overhead.py --model wgan_gp dcgan --repeats 1 --count-calls   # Python calls per step (any host)
-    python benchmarks/overhead.py --model wgan_gp dcgan --iterations-per-batch 5    # 5 GAN iterations per batch
+    python benchmarks/overhead.py --model wgan_gp dcgan --iterations-per-batch 1    # one GAN iteration per batch
 
 Four variants of the same composed config, run in alternation (bare, lightning, core, defaults, bare, ...)
 so a machine whose load drifts (shared CPUs) affects all of them alike:
@@ -18,8 +18,10 @@ so a machine whose load drifts (shared CPUs) affects all of them alike:
   the core's Trainer and the framework's data loader (one batch per iteration): Lightning's per-batch loop
   and the loader around the bare work, and nothing of ``gan/``'s module or callbacks. It is the floor of any
   framework built on Lightning's loop with one batch per GAN iteration; core / lightning is the framework's
-  own share. ``--iterations-per-batch K`` runs K iterations per batch in it and in the framework's variants
-  (``model.iterations_per_batch=K``), which pay Lightning's per-batch cost once for K iterations.
+  own share. ``--iterations-per-batch`` (default ``auto``, the shipped setting) is the framework's
+  ``model.iterations_per_batch``; the floor runs as many bare iterations per batch as ``auto`` gives the core's
+  config (or K), so Lightning's per-batch cost is paid once for that many iterations in both. Each run's
+  number is in its row and the table.
 - ``core``: ``train.train(cfg)`` with ``callbacks=none logger=none metrics=none`` and Lightning's own
   progress bar, model summary and checkpointing off: Lightning's loop plus ``gan/module.py``.
 - ``defaults``: ``train.train(cfg)`` with the shipped callbacks (checkpoints, sample grids, progress bar,
@@ -82,6 +84,7 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gan.batching import AUTO  # noqa: E402
 from gan.utils.config import PROJECT_ROOT  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "overhead.jsonl"
@@ -185,14 +188,14 @@ class IterationClock(pl.Callback):
 
 # --------------------------------------------------------------------------------------------- configs
 def compose(model: str, mode: str, variant: str, generator_steps: int, out_dir: Path, overrides: list[str],
-            iterations_per_batch: int = 1):
-    """The variant's config; ``iterations_per_batch`` > 1 sets ``model.iterations_per_batch`` for the framework's
-    variants (the bare loop has no batches; the Lightning floor takes it as an argument)."""
+            iterations_per_batch: int | str = AUTO):
+    """The variant's config; ``iterations_per_batch`` is the framework's ``model.iterations_per_batch`` (the bare
+    loop has no batches; the Lightning floor takes it as an argument)."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     framework = variant in ("core", "defaults")
-    several = [f"model.iterations_per_batch={iterations_per_batch}"] if framework and iterations_per_batch > 1 else []
+    several = [f"model.iterations_per_batch={iterations_per_batch}"] if framework else []
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose("train", overrides=[
@@ -376,16 +379,25 @@ class BareIterationModule(pl.LightningModule):
                 return
 
 
-def lightning_loop(cfg, window: Window, iterations_per_batch: int = 1) -> BareIterationModule:
+def lightning_loop(cfg, window: Window, iterations_per_batch: int | str = 1) -> BareIterationModule:
     """:class:`BareIterationModule` under the core variant's Trainer (built from the same config, no callbacks
     but the clock, no logger) and the config's data module: the floor any LightningModule with one batch per
-    GAN iteration starts from (or with ``iterations_per_batch`` iterations per batch)."""
+    GAN iteration starts from (or with ``iterations_per_batch`` iterations per batch; ``auto``: as many as the
+    framework's ``auto`` takes for the core's config, whose only batch-end cadence is the logging one)."""
+    from types import SimpleNamespace
+
     from hydra.utils import instantiate
 
+    from gan.batching import resolve_iterations_per_batch
     from gan.utils.instantiate import build_trainer
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
+    if iterations_per_batch == AUTO:
+        n_critic = int(cfg.model.n_critic)
+        core_trainer = SimpleNamespace(log_every_n_steps=int(cfg.trainer.log_every_n_steps), callbacks=[], datamodule=datamodule)
+        core_module = SimpleNamespace(n_critic=n_critic, n_generator=1, real_batches_per_iteration=n_critic)
+        iterations_per_batch = resolve_iterations_per_batch(AUTO, core_trainer, core_module)
     several = iterations_per_batch > 1  # then the module ticks the window after each iteration
     module = BareIterationModule(BareIteration(cfg), window.warmup + window.steps, iterations_per_batch,
                                  window if several else None)
@@ -401,6 +413,7 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
     profiler = cProfile.Profile() if args.profile or args.count_calls else None
     window = Window(args.warmup, args.steps, device, profiler)
     load = os.getloadavg()[0]
+    batched = None  # GAN iterations per Lightning batch (the bare loop has no batches)
     if variant == "bare":
         with without_lightning_env():
             bare_loop(cfg, window)
@@ -413,10 +426,10 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
             with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
                 if variant == "lightning":
                     with without_lightning_env():  # as train.train unsets it on a machine without a GPU
-                        lightning_loop(cfg, window, args.iterations_per_batch)
+                        batched = lightning_loop(cfg, window, args.iterations_per_batch).iterations_per_batch
                 else:
-                    clock = IterationClock(window) if args.iterations_per_batch > 1 else Clock(window)
-                    train(cfg, callbacks=[clock])
+                    clock = Clock(window) if args.iterations_per_batch == 1 else IterationClock(window)
+                    batched = train(cfg, callbacks=[clock])[1]["module"].iterations_per_batch
         except BaseException:
             sys.stderr.write(buffer.getvalue()[-4000:])
             raise
@@ -432,6 +445,7 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)
     return {"kind": "run", "model": model, "mode": mode, "variant": variant, "device": describe(device),
+            "iterations_per_batch": batched,
             **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2), **counted,
             **({"profiled": True} if profiler is not None else {})}  # cProfile inflates the times
 
@@ -471,6 +485,7 @@ def summarize(rows: list[dict]) -> dict:
             ratios = [v[clock] / b[clock] for b, v in zip(by_variant[base], by_variant[variant])]
             summary[clock][f"{variant}_over_{base}"] = spread(ratios)
     for variant, runs in by_variant.items():
+        summary[f"{variant}_iterations_per_batch"] = runs[0].get("iterations_per_batch") if runs else None
         summary[f"{variant}_median_iteration_ms"] = statistics.median(r["median_iteration_ms"] for r in runs)
         for part in ("inside_batch", "between_batches"):
             values = [r[f"median_{part}_ms"] for r in runs if f"median_{part}_ms" in r]
@@ -480,15 +495,17 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float], repeats: int,
-          iterations_per_batch: int = 1) -> str:
+          iterations_per_batch: int | str = AUTO) -> str:
     def cell(s, unit=" ms"):
         return f"{s['median']:.2f}{unit} ({s['min']:.2f}-{s['max']:.2f})"
 
     lines = [f"Mode {mode} on {device}, {repeats} alternation rounds; 1-min load average "
              f"{min(loads):.1f}-{max(loads):.1f} during the runs. Medians (min-max) per generator step; ratios per "
-             "round, then their median." + (f" Every variant but the bare loop runs {iterations_per_batch} GAN iterations "
-                                           "per Lightning batch." if iterations_per_batch > 1 else ""), "",
-             f"| model | clock | bare loop | {lightning_column(iterations_per_batch)} | core (`callbacks=none logger=none metrics=none`) "
+             f"round, then their median. model.iterations_per_batch={iterations_per_batch}; GAN iterations per Lightning "
+             "batch (Lightning floor, core, defaults): " + "; ".join(
+                 f"{model} " + ", ".join(str(summary[f'{v}_iterations_per_batch']) for v in VARIANTS[1:])
+                 for model, summary in summaries.items()) + ".", "",
+             "| model | clock | bare loop | bare iteration in Lightning | core (`callbacks=none logger=none metrics=none`) "
              "| shipped defaults (`logger=csv`) | Lightning / bare | core / bare | defaults / bare | core / Lightning |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for model, summary in summaries.items():
@@ -498,7 +515,7 @@ def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float]
                          + " | ".join(cell(s[f"{v}_over_{b}"], "x") for v, b in RATIOS) + " |")
     lines += ["", "Median iteration split (ms): the bare loop's whole iteration; the others' time inside "
               "Lightning's batch + between batches.", "",
-              f"| model | bare loop | {lightning_column(iterations_per_batch)}: inside + between | core: inside + between "
+              "| model | bare loop | bare iteration in Lightning: inside + between | core: inside + between "
               "| defaults: inside + between |", "|---|---|---|---|---|"]
     def split(summary, variant):  # none for several iterations per batch (the clock ticks per iteration there)
         if f"{variant}_median_inside_batch_ms" not in summary:
@@ -511,23 +528,28 @@ def table(summaries: dict[str, dict], mode: str, device: str, loads: list[float]
     return "\n".join(lines)
 
 
-def lightning_column(iterations_per_batch: int) -> str:
-    return "bare iteration in Lightning" + (f" ({iterations_per_batch} per batch)" if iterations_per_batch > 1 else "")
-
-
-def calls_table(rows: list[dict], models: list[str], mode: str, iterations_per_batch: int = 1) -> str:
+def calls_table(rows: list[dict], models: list[str], mode: str) -> str:
     """Python function calls per generator step in the timed window (cProfile's count: every Python function
     and every builtin called), per variant and the ratios of the summary. The count does not depend on the
     machine's speed or load, so it compares code across commits and hosts where the clock cannot; it leaves out
     the work inside torch's C++ operators, which the bare loop does too."""
     lines = [f"Mode {mode}: Python calls per generator step (cProfile count over the timed window; the same on any "
-             "host)", "", f"| model | bare loop | {lightning_column(iterations_per_batch)} | core | shipped defaults "
+             "host)", "", "| model | bare loop | bare iteration in Lightning | core | shipped defaults "
              "| Lightning / bare | core / bare | defaults / bare | core / Lightning |", "|---|---|---|---|---|---|---|---|---|"]
     for model in models:
         calls = {r["variant"]: r["python_calls_per_step"] for r in rows if r["model"] == model}
         lines.append(f"| {model} | " + " | ".join(f"{calls[v]:,.0f}" for v in VARIANTS) + " | "
                      + " | ".join(f"{calls[v] / calls[b]:.2f}x" for v, b in RATIOS) + " |")
     return "\n".join(lines)
+
+
+def iterations_setting(text: str) -> int | str:
+    """``--iterations-per-batch``: ``auto`` or a positive integer (argparse exits 2 naming the option otherwise)."""
+    if text == AUTO:
+        return AUTO
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive integer, got {text!r}")
+    return int(text)
 
 
 def git_commit() -> str | None:
@@ -551,9 +573,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternation rounds (bare, core, defaults)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="a subset, e.g. for profiling one of them (no ratios then)")
-    parser.add_argument("--iterations-per-batch", type=int, default=1, metavar="K",
-                        help="GAN iterations per Lightning batch: the Lightning floor runs K bare iterations per "
-                             "batch, and the framework's variants train with model.iterations_per_batch=K")
+    parser.add_argument("--iterations-per-batch", type=iterations_setting, default=AUTO, metavar="K",
+                        help="the framework's model.iterations_per_batch: auto (the shipped default) or a positive "
+                             "integer; the Lightning floor runs as many bare iterations per batch (auto: as many as "
+                             "auto gives the core's config)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (0: torch's default, one per core). 1 by default: tiny networks "
                              "gain nothing from more, and on a shared machine extra threads wait for each other")
@@ -577,8 +600,6 @@ def main(argv: list[str] | None = None) -> None:
             args.overrides = ["trainer.accelerator=gpu", *args.overrides]
     if args.steps < 2 or args.warmup < 1:
         parser.error("--steps must be >= 2 and --warmup >= 1")
-    if args.iterations_per_batch < 1:
-        parser.error(f"--iterations-per-batch must be >= 1, got {args.iterations_per_batch}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
@@ -586,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     context = {"commit": git_commit(), "started": started, "steps": args.steps, "warmup": args.warmup,
                "overrides": args.overrides, "torch_threads": torch.get_num_threads(), "host": platform.node(),
-               "iterations_per_batch": args.iterations_per_batch}
+               "iterations_per_batch_setting": args.iterations_per_batch}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for model in args.model:
@@ -611,7 +632,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.iterations_per_batch))
             if args.count_calls:
                 print()
-                print(calls_table(rows, args.model, args.mode, args.iterations_per_batch))
+                print(calls_table(rows, args.model, args.mode))
     print(f"\nappended {len(rows)} runs to {args.out}")
 
 

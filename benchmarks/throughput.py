@@ -41,8 +41,8 @@ class StepClock(pl.Callback):
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # at or past: with model.iterations_per_batch > 1 a batch may end past the warm-up's last step
+    def on_gan_iteration_end(self, trainer, pl_module) -> None:
+        # after every GAN iteration (called by the module), however many a training batch holds
         if self.started is None and pl_module.generator_steps >= self.warmup:
             self.started, self.start_step = self._now(), pl_module.generator_steps
 

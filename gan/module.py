@@ -5,9 +5,10 @@ adversarial loss, the discriminator penalties, the augmentation, the schedules a
 injected objects (picked by config).
 
 One iteration is ``n_critic`` discriminator updates, each on its own real batch, then ``n_generator``
-generator updates. One training batch holds ``iterations_per_batch`` iterations (1 by default): the data
-loader yields ``real_batches_per_training_step`` real batches at once (concatenated), so Lightning's
-per-batch machinery runs once for all of them, and a resumed run continues the data stream exactly.
+generator updates. One training batch holds ``iterations_per_batch`` iterations (``auto``: as many as fit
+between the cadences that act at batch ends, see gan/batching.py): the data loader yields
+``real_batches_per_training_step`` real batches at once (concatenated), so Lightning's per-batch machinery
+runs once for all of them, and a resumed run continues the data stream exactly (``real_batches_trained``).
 Callbacks that watch every iteration implement ``on_gan_iteration_end(trainer, module)``, which the module
 calls after each iteration (Lightning's ``on_train_batch_end`` comes once per batch).
 
@@ -26,6 +27,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from gan.augment import Augment
+from gan.batching import AUTO, count_iteration, resolve_iterations_per_batch
 from gan.ema import GeneratorEMA
 from gan.losses.adversarial import AdversarialLoss
 from gan.losses.penalties import Penalty, clip_weights
@@ -80,24 +82,6 @@ def lightning_step_is_plain(trainer: pl.Trainer, module: pl.LightningModule) -> 
             and not trainer.gradient_clip_val and not _overrides(module, pl.LightningModule, "on_before_optimizer_step"))
 
 
-def check_batch_cadences(trainer: pl.Trainer, module: GANModule) -> None:
-    """Lightning's checkpoint callbacks test ``global_step % every_n_train_steps == 0`` at the end of a batch: with
-    several iterations per batch, a cadence that is not a multiple of a batch's optimizer steps would never
-    (or only by chance) save. Refused here, naming the option, before the first batch."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    if module.iterations_per_batch == 1:
-        return  # one iteration per batch: the configs' cadences are whole iterations
-    per_iteration = module.n_critic + module.n_generator
-    for callback in trainer.callbacks:
-        every = getattr(callback, "_every_n_train_steps", 0) if isinstance(callback, ModelCheckpoint) else 0
-        if every and every % module.optimizer_steps_per_training_step:
-            which = f"{type(callback).__name__}" + (f" monitoring {callback.monitor}" if callback.monitor else "")
-            raise ConfigError(f"a checkpoint every {every / per_iteration:g} iterations ({which}) falls inside a training "
-                              f"batch of model.iterations_per_batch={module.iterations_per_batch} iterations: make its cadence "
-                              f"a multiple of {module.iterations_per_batch} iterations, or model.iterations_per_batch a divisor of it")
-
-
 def without_unset_options(factory: OptimizerFactory) -> OptimizerFactory:
     """The optimizer factory with its options set to null left out (at the optimizer's default), so a config
     merged over another can switch the optimizer class: a per-data preset turning SGD into Adam sets
@@ -150,13 +134,10 @@ class GANModule(pl.LightningModule):
             block's output (an index into ``Discriminator.evaluate(...).features``) to the generator loss;
             ``adversarial_generator_loss=False`` leaves feature matching alone (Salimans et al. 2016).
         auxiliary_weight: weight of the auxiliary classifier's cross-entropy (AC-GAN discriminators).
-        iterations_per_batch: GAN iterations per Lightning training batch. Lightning's per-batch work (fetching
-            and moving the batch, every callback's batch hooks, progress and logger bookkeeping: 0.25-0.45 ms on
-            a 2-core CPU, README "Speed") is then paid once for all of them; the updates and the data stream
-            are the same as one iteration per batch. What counts Lightning batches counts that many
-            iterations: ``trainer.log_every_n_steps``, the progress bar's ticks, Lightning's ``every_n_train_steps``
-            (which must then fall on batch ends: checked when training starts); a run resumes with the value
-            it was saved with.
+        iterations_per_batch: GAN iterations per Lightning training batch, or ``auto`` (the largest number up to
+            10 that every batch-end cadence is a multiple of; see gan/batching.py). Lightning's per-batch work is
+            then paid once for all of them; the updates, the data stream, the logging cadence and the logged steps
+            are the same as with one iteration per batch, and a run may resume with another value.
 
     Conditional networks (``num_classes`` set) are trained on the batch's labels: the fakes of a step are
     generated for the labels of that step's real batch, so both phases see the data's class balance.
@@ -193,7 +174,7 @@ class GANModule(pl.LightningModule):
         feature_matching_layer: int = -1,
         adversarial_generator_loss: bool = True,
         auxiliary_weight: float = 1.0,
-        iterations_per_batch: int = 1,
+        iterations_per_batch: int | str = AUTO,
     ):
         super().__init__()
         require_instance("model.generator", generator, Generator, "a generator config with a _target_, e.g. arch=resnet")
@@ -207,9 +188,11 @@ class GANModule(pl.LightningModule):
                 require_instance(f"model.schedules.{name}", setting, Setting, "a config with a _target_, e.g. gan.schedules.OptimizerSetting, or null")
         if augment is not None:
             require_instance("model.augment", augment, Augment, "choose it with augment=diffaugment or augment=ada, or augment=null")
-        for name, value in (("n_critic", n_critic), ("n_generator", n_generator), ("iterations_per_batch", iterations_per_batch)):
+        for name, value in (("n_critic", n_critic), ("n_generator", n_generator)):
             if int(value) < 1:
                 raise ConfigError(f"model.{name} must be a positive integer, got {value}")
+        if iterations_per_batch != AUTO and not (isinstance(iterations_per_batch, int) and iterations_per_batch >= 1):
+            raise ConfigError(f"model.iterations_per_batch must be a positive integer or auto, got {iterations_per_batch!r}")
         if set(optimizer) != {"generator", "discriminator"}:
             raise ConfigError(f"optimizer config needs exactly 'generator' and 'discriminator', got {sorted(optimizer)}")
         self.automatic_optimization = False
@@ -223,7 +206,9 @@ class GANModule(pl.LightningModule):
         self.optimizer_factories = dict(optimizer)
         self.n_critic = int(n_critic)
         self.n_generator = int(n_generator)
-        self.iterations_per_batch = int(iterations_per_batch)
+        self.iterations_per_batch_setting = iterations_per_batch
+        #: the number in use: ``auto`` is resolved when a fit is set up (it depends on the trainer's cadences)
+        self.iterations_per_batch = 1 if iterations_per_batch == AUTO else iterations_per_batch
         self.weight_clip = weight_clip
         self.ema_start = int(ema_start)
         self.generator_ema = GeneratorEMA(generator, ema_decay) if ema_decay is not None else None
@@ -290,6 +275,12 @@ class GANModule(pl.LightningModule):
         return self.iterations_per_batch * self.real_batches_per_iteration
 
     @property
+    def real_batches_trained(self) -> int:
+        """Real batches of the data stream the finished iterations have read (where a resumed run continues it,
+        whatever ``iterations_per_batch`` either run had)."""
+        return self.generator_steps // self.n_generator * self.real_batches_per_iteration
+
+    @property
     def optimizer_steps_per_training_step(self) -> int:
         """Lightning's ``global_step`` advance per training batch: every D and G update of its iterations."""
         return self.iterations_per_batch * (self.n_critic + self.n_generator)
@@ -312,6 +303,8 @@ class GANModule(pl.LightningModule):
             return generator(z, labels)
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self._trainer is not None:  # before the data loader is built: it reads the value
+            self.iterations_per_batch = resolve_iterations_per_batch(self.iterations_per_batch_setting, self.trainer, self)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if self.num_classes is None or datamodule is None:
             return
@@ -357,6 +350,8 @@ class GANModule(pl.LightningModule):
         optimizers = self.optimizers(use_pl_optimizer=self._step_hook_callbacks is None)
         per_iteration, trainer = self.real_batches_per_iteration, self._trainer
         for i in range(self.iterations_per_batch):
+            if i:
+                count_iteration(trainer)  # Lightning's logging counter counts iterations, not batches
             chunk = slice(i * per_iteration, (i + 1) * per_iteration)
             self.train_iteration(reals[chunk], label_chunks[chunk], *optimizers)
             for observer in self._iteration_observers:
@@ -509,7 +504,6 @@ class GANModule(pl.LightningModule):
         return cached if cached is not None else list(self.discriminator.parameters())
 
     def on_train_start(self) -> None:
-        check_batch_cadences(self.trainer, self)
         self._iteration_observers = [c for c in self.trainer.callbacks if callable(getattr(c, "on_gan_iteration_end", None))]
         self._discriminator_parameters = list(self.discriminator.parameters())
         self._plain_backward = lightning_backward_is_plain(self.trainer, self)
@@ -563,16 +557,10 @@ class GANModule(pl.LightningModule):
     # -------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_counters"] = {"generator_steps": self.generator_steps, "discriminator_steps": self.discriminator_steps}
-        # the data stream resumes after the saved number of training batches, each of the saved size
-        checkpoint["iterations_per_batch"] = self.iterations_per_batch
         if self.run_config is not None:
             checkpoint["run_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = int(checkpoint.get("iterations_per_batch", 1))
-        if saved != self.iterations_per_batch:
-            raise ConfigError(f"model.iterations_per_batch={self.iterations_per_batch}, but the checkpoint was trained with "
-                              f"{saved}: resume with model.iterations_per_batch={saved}")
         counters = checkpoint.get("gan_counters", {})
         self.generator_steps = int(counters.get("generator_steps", 0))
         self.discriminator_steps = int(counters.get("discriminator_steps", 0))

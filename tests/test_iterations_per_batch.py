@@ -1,4 +1,7 @@
 """model.iterations_per_batch: several GAN iterations per Lightning batch train exactly what one per batch trains."""
+import csv
+import io
+
 import lightning.pytorch as pl
 import pytest
 
@@ -61,31 +64,113 @@ def test_a_run_ends_inside_a_batch_at_max_steps(make_cfg, tmp_path):
     assert recorded.iterations == list(range(1, 8)) and recorded.batches == [5, 7]
 
 
-def test_resume_with_several_iterations_per_batch_equals_the_uninterrupted_run(make_cfg, tmp_path):
+def test_resume_with_another_number_of_iterations_per_batch_equals_the_uninterrupted_run(make_cfg, tmp_path):
     # wgan_gp: a batch of 2 iterations is 12 optimizer steps, so checkpoints every 12 fall between batches
-    run_overrides = tiny_overrides("wgan_gp", "digits", steps=6) + ["model.iterations_per_batch=2"] + every_checkpoint(12)
-    _, full = train(make_cfg(run_overrides, output_dir=tmp_path / "full"))
+    base = tiny_overrides("wgan_gp", "digits", steps=6) + every_checkpoint(12)
+    _, full = train(make_cfg(base + ["model.iterations_per_batch=2"], output_dir=tmp_path / "full"))
     middle = tmp_path / "full" / "checkpoints" / "step0000024.ckpt"
-    saved = load_checkpoint(middle)
-    assert saved["gan_counters"] == {"generator_steps": 4, "discriminator_steps": 20} and saved["iterations_per_batch"] == 2
-    _, resumed = train(make_cfg(run_overrides + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
-    assert resumed["trainer"].global_step == full["trainer"].global_step
-    assert_same_state(full["module"], resumed["module"])
+    assert load_checkpoint(middle)["gan_counters"] == {"generator_steps": 4, "discriminator_steps": 20}
+    # the data stream continues after the real batches the saved iterations read, whatever either run's batches held
+    for iterations in ("1", "2", "auto"):
+        _, resumed = train(make_cfg(base + [f"model.iterations_per_batch={iterations}", f"ckpt_path={middle}"],
+                                    output_dir=tmp_path / f"resumed_{iterations}"))
+        assert resumed["trainer"].global_step == full["trainer"].global_step
+        assert_same_state(full["module"], resumed["module"])
 
-    # another setting would read the data stream at other positions: refused, naming the saved value
-    other = [o for o in run_overrides if not o.startswith("model.iterations_per_batch")] + ["model.iterations_per_batch=1"]
-    with pytest.raises(ConfigError, match=r"model.iterations_per_batch=1, but the checkpoint was trained with 2"):
-        train(make_cfg(other + [f"ckpt_path={middle}"], output_dir=tmp_path / "other"))
+
+def test_a_run_that_ended_inside_a_batch_continues_where_it_ended(make_cfg, tmp_path):
+    # 7 iterations in batches of 5: the second batch's last 3 iterations' reals were loaded, not trained on
+    first = tiny_overrides("dcgan", "toy2d_ring", steps=7) + ["metrics=none", "model.iterations_per_batch=5"]
+    train(make_cfg(first, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    longer = [o.replace("generator_steps=7", "generator_steps=12") for o in first]
+    _, resumed = train(make_cfg(longer + [f"ckpt_path={last}"], output_dir=tmp_path / "resumed"))
+    _, full = train(make_cfg(longer, output_dir=tmp_path / "full"))
+    assert resumed["module"].generator_steps == full["module"].generator_steps == 12
+    assert_same_state(full["module"], resumed["module"])
 
 
 def test_a_checkpoint_cadence_inside_a_batch_is_refused_before_training(make_cfg, tmp_path):
     # every 12 optimizer steps = 2 wgan_gp iterations, inside a batch of 3 (18 steps): Lightning would never save
-    cfg = make_cfg(tiny_overrides("wgan_gp", "digits", steps=6) + ["model.iterations_per_batch=3"] + every_checkpoint(12))
+    cfg = make_cfg(tiny_overrides("wgan_gp", "digits", steps=6) + ["model.iterations_per_batch=3", "trainer.log_every_n_steps=3"]
+                   + every_checkpoint(12))
     with pytest.raises(ConfigError, match=r"a checkpoint every 2 iterations \(GANModelCheckpoint\) falls inside a training batch of model.iterations_per_batch=3 iterations"):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists() or not list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
 
 
-def test_iterations_per_batch_must_be_positive(make_cfg):
-    with pytest.raises(ConfigError, match="model.iterations_per_batch must be a positive integer, got 0"):
-        train(make_cfg(tiny_overrides("dcgan", steps=2) + ["model.iterations_per_batch=0"]))
+def test_a_logging_cadence_inside_a_batch_is_refused(make_cfg):
+    cfg = make_cfg(tiny_overrides("dcgan", steps=6) + ["model.iterations_per_batch=4", "trainer.log_every_n_steps=6"])
+    with pytest.raises(ConfigError, match=r"trainer.log_every_n_steps=6 falls inside a training batch of model.iterations_per_batch=4"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("value", [0, -1, "many"])
+def test_iterations_per_batch_must_be_positive_or_auto(make_cfg, value):
+    with pytest.raises(ConfigError, match=f"model.iterations_per_batch must be a positive integer or auto, got {value!r}"):
+        train(make_cfg(tiny_overrides("dcgan", steps=2) + [f"model.iterations_per_batch={value}"]))
+
+
+# ------------------------------------------------------------------------------------------------ auto
+def cadences_allow(every_and_unit: list[tuple[int, int]], k: int) -> bool:
+    return all(every % (k * unit) == 0 for every, unit in every_and_unit)
+
+
+@pytest.mark.parametrize("log_every, grid_every, checkpoint_iterations, expected", [
+    (50, 250, 500, 10),  # the shipped cadences
+    (50, 250, 333, 1),  # a checkpoint every 333 iterations: only batches of one keep it
+    (1, 250, 500, 1),  # debug=fast logs every iteration
+    (12, 8, 24, 4),
+    (30, 15, 45, 5),
+])
+def test_auto_takes_the_most_iterations_every_batch_end_cadence_allows(make_cfg, tmp_path, log_every, grid_every,
+                                                                     checkpoint_iterations, expected):
+    overrides = tiny_overrides("wgan_gp", "toy2d_ring", steps=1) + [
+        f"trainer.log_every_n_steps={log_every}", f"callbacks.sample_grid.every_n_generator_steps={grid_every}",
+        f"callbacks.model_checkpoint.every_n_train_steps={checkpoint_iterations * 6}", "metrics=none"]
+    _, objects = train(make_cfg(overrides, output_dir=tmp_path))
+    chosen = objects["module"].iterations_per_batch
+    assert chosen == expected
+    # the invariant behind it: every cadence falls on batch ends at the chosen number, at no larger one up to 10
+    cadences = [(log_every, 1), (grid_every, 1), (checkpoint_iterations, 1)]
+    assert cadences_allow(cadences, chosen) and not any(cadences_allow(cadences, k) for k in range(chosen + 1, 11))
+
+
+def test_auto_keeps_a_batch_s_real_samples_under_its_memory_budget(make_cfg, tmp_path, monkeypatch):
+    from gan import batching
+
+    # wgan_gp on the digits: 5 real batches of 8 samples of 1x28x28 float32 per iteration
+    per_iteration = 5 * 8 * 28 * 28 * 4
+    monkeypatch.setattr(batching, "AUTO_MOST_BYTES", 2 * per_iteration + 1)
+    overrides = tiny_overrides("wgan_gp", "digits", steps=1) + ["trainer.log_every_n_steps=10",
+                                                                "callbacks.sample_grid.every_n_generator_steps=10", "metrics=none"]
+    _, objects = train(make_cfg(overrides, output_dir=tmp_path))
+    assert objects["module"].iterations_per_batch == 2  # 10 would fit the cadences, 5 would not fit the budget
+
+
+def test_auto_leaves_a_loader_the_framework_did_not_build_at_one_real_batch(make_cfg):
+    from types import SimpleNamespace
+
+    from gan.batching import resolve_iterations_per_batch
+
+    module = SimpleNamespace(n_critic=1, n_generator=1, real_batches_per_iteration=1)
+    trainer = SimpleNamespace(log_every_n_steps=50, callbacks=[], datamodule=None)
+    assert resolve_iterations_per_batch("auto", trainer, module) == 1
+    trainer.datamodule = SimpleNamespace(batches_per_training_step=1, batch_size=8, sample_shape=(2,))
+    assert resolve_iterations_per_batch("auto", trainer, module) == 10
+
+
+def test_auto_logs_the_same_rows_at_the_same_steps_as_one_iteration_per_batch(make_cfg, tmp_path):
+    """Lightning's logging counter counts iterations: the CSV log (values, steps, cadence) is the same file."""
+    overrides = tiny_overrides("dcgan", "toy2d_ring", steps=20) + ["logger=csv", "trainer.log_every_n_steps=5",
+                                                                   "callbacks.sample_grid.every_n_generator_steps=10",
+                                                                   "callbacks.grad_norm.every_n_generator_steps=5"]
+    logs = {}
+    for iterations in ("1", "auto"):
+        _, objects = train(make_cfg(overrides + [f"model.iterations_per_batch={iterations}"], output_dir=tmp_path / iterations))
+        logs[iterations] = next((tmp_path / iterations).rglob("metrics.csv")).read_text()
+        if iterations == "auto":
+            assert objects["module"].iterations_per_batch == 5
+    rows = list(csv.DictReader(io.StringIO(logs["1"])))
+    assert {row["step"] for row in rows if row.get("train/g/loss")} == {"4", "9", "14", "19"}  # every 5th iteration
+    assert logs["auto"] == logs["1"]

@@ -14,7 +14,8 @@ def test_bare_loop_takes_the_framework_s_optimizer_steps_on_the_same_networks(tm
     from train import train
 
     warmup, steps = 1, 2
-    cfg = overhead.compose(model, "tiny", "core", warmup + steps, tmp_path / "core", [])
+    # one iteration per batch: the clock ticks at batch ends
+    cfg = overhead.compose(model, "tiny", "core", warmup + steps, tmp_path / "core", [], iterations_per_batch=1)
     window = overhead.Window(warmup, steps, torch.device("cpu"))
     _, objects = train(cfg, callbacks=[overhead.Clock(window)])
     module = objects["module"]
@@ -47,11 +48,16 @@ def test_bare_loop_takes_the_framework_s_optimizer_steps_on_the_same_networks(tm
     assert several.trainer.datamodule.batches_per_training_step == 3 * cfg.model.n_critic
     assert several_window.result()["ms_per_step"] > 0
 
-    # and the framework with model.iterations_per_batch=3, timed per iteration by the iteration clock
+    # and the framework at the shipped auto (10 iterations per batch for the core's logging cadence of 50), timed
+    # per iteration by the iteration clock; the floor's auto takes the same number
     framework_window = overhead.Window(warmup, steps, torch.device("cpu"))
-    framework_cfg = overhead.compose(model, "tiny", "core", warmup + steps, tmp_path / "framework", [], iterations_per_batch=3)
-    assert framework_cfg.model.iterations_per_batch == 3
+    framework_cfg = overhead.compose(model, "tiny", "core", warmup + steps, tmp_path / "framework", [])
+    assert framework_cfg.model.iterations_per_batch == "auto"
     _, framework_objects = train(framework_cfg, callbacks=[overhead.IterationClock(framework_window)])
+    assert framework_objects["module"].iterations_per_batch == 10
+    floor = overhead.lightning_loop(overhead.compose(model, "tiny", "lightning", warmup + steps, tmp_path / "floor", []),
+                                    overhead.Window(warmup, steps, torch.device("cpu")), iterations_per_batch="auto")
+    assert floor.iterations_per_batch == 10 and floor.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 1
     for name, optimizer in zip(["generator", "discriminator"], framework_objects["module"].optimizers(use_pl_optimizer=False)):
         assert optimizer_steps(optimizer) == expected[name]
     assert framework_objects["trainer"].fit_loop.epoch_loop.batch_progress.total.completed == 1
@@ -78,7 +84,7 @@ def test_count_calls_records_the_python_calls_per_step_of_each_variant(tmp_path,
 
     out = tmp_path / "rows.jsonl"
     overhead.main(["--model", "dcgan", "--repeats", "2", "--steps", "4", "--warmup", "2", "--count-calls",
-                   "--out", str(out)])
+                   "--iterations-per-batch", "1", "--out", str(out)])
     rows = [json.loads(line) for line in out.read_text().splitlines() if '"kind": "run"' in line]
     calls = {}
     for row in rows:
@@ -98,9 +104,9 @@ def test_count_calls_records_the_python_calls_per_step_of_each_variant(tmp_path,
     for row in rows:
         split = ("median_inside_batch_ms", "median_between_batches_ms")
         if row["variant"] == "bare":
-            assert not any(key in row for key in split)
+            assert not any(key in row for key in split) and row["iterations_per_batch"] is None
         else:
-            assert all(row[key] > 0 for key in split)
+            assert all(row[key] > 0 for key in split) and row["iterations_per_batch"] == 1
 
 
 def test_window_splits_each_timed_iteration_into_inside_and_between_batches(monkeypatch):
@@ -122,7 +128,7 @@ def test_window_splits_each_timed_iteration_into_inside_and_between_batches(monk
     assert result["ms_per_step"] == pytest.approx(13.0 / 3)
 
 
-@pytest.mark.parametrize("option", [["--iterations-per-batch", "0"], ["--steps", "1"]])
+@pytest.mark.parametrize("option", [["--iterations-per-batch", "0"], ["--iterations-per-batch", "some"], ["--steps", "1"]])
 def test_bad_options_are_refused_before_any_run(option, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         overhead.main([*option, "--out", str(tmp_path / "rows.jsonl")])

@@ -36,6 +36,11 @@ class MetricsCallback(pl.Callback):
         self._last_scored: int | None = None
         self.history: list[dict[str, Any]] = []
 
+    @property
+    def batch_end_every_n_generator_steps(self) -> int:
+        """The cadence it tests at training batch ends (gan/batching.py fits the batches to it); 0: never."""
+        return self.every if self.suite is not None and self.suite.metrics else 0
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.suite is not None and trainer.datamodule is not None:
             self.suite.check_data(trainer.datamodule)

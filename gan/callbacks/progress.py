@@ -1,9 +1,11 @@
-"""Lightning's progress bar, counting what it shows (training batches) correctly.
+"""Lightning's progress bar, counting GAN iterations.
 
-Lightning bounds the bar by the remaining ``max_steps``, but those count every optimizer step while the bar
-counts batches, and a batch here is one GAN iteration of ``n_critic + n_generator`` optimizer steps (or
-``model.iterations_per_batch`` iterations). Left alone, a DCGAN run's bar would end at 50 % (a WGAN's, with
-n_critic = 5, at 17 %)."""
+Lightning's bar counts training batches and bounds them by the remaining ``max_steps``, but those count every
+optimizer step, and a batch here holds ``model.iterations_per_batch`` GAN iterations of ``n_critic +
+n_generator`` optimizer steps each: left alone, a DCGAN run's bar would end at 50 % (a WGAN's, with n_critic =
+5, at 17 %) and move in jumps of a batch. This one counts iterations (its rate is GAN iterations per second,
+generator steps per second with one generator update per iteration), updated from the module's
+``on_gan_iteration_end``, whatever the number of iterations per batch."""
 from __future__ import annotations
 
 import math
@@ -11,12 +13,40 @@ import math
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 
+def _counts_iterations(module) -> bool:
+    return hasattr(module, "optimizer_steps_per_training_step")  # a GANModule: it calls on_gan_iteration_end
+
+
 class GANProgressBar(TQDMProgressBar):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._iterations_before_fit = 0
+
     @property
     def total_train_batches(self) -> int | float:
+        """The iterations left to train (Lightning's name: the bar's total)."""
         trainer, module = self.trainer, self.trainer.lightning_module
-        if not (trainer.max_steps > 0 and hasattr(module, "optimizer_steps_per_training_step")):
+        if not (trainer.max_steps > 0 and _counts_iterations(module)):
             return super().total_train_batches
         remaining_steps = max(trainer.max_steps - trainer.global_step, 0)
-        batches = math.ceil(remaining_steps / module.optimizer_steps_per_training_step)
-        return min(trainer.num_training_batches, batches)
+        iterations = math.ceil(remaining_steps / (module.n_critic + module.n_generator))
+        return min(trainer.num_training_batches * module.iterations_per_batch, iterations)
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        module = trainer.lightning_module
+        if _counts_iterations(module):
+            self._iterations_before_fit = module.generator_steps // module.n_generator
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not _counts_iterations(pl_module):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_gan_iteration_end(self, trainer, pl_module) -> None:
+        bar = self.train_progress_bar
+        done = pl_module.generator_steps // pl_module.n_generator - self._iterations_before_fit
+        if bar is not None and self._should_update(done, bar.total):
+            if not bar.disable:
+                bar.n = done
+                bar.refresh()
+            bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -94,14 +94,19 @@ class ResumeState(pl.Callback):
     def _continue_data_stream(trainer) -> None:
         if trainer.ckpt_path is None:
             return
-        # `processed`, not `completed`: a checkpoint written in on_train_batch_end (intervals, signals) is
-        # saved before Lightning marks that batch completed
+        module = trainer.lightning_module
+        # a GAN module knows the real batches its iterations read (a batch may hold several iterations, and a
+        # run may end inside one); otherwise every processed batch was one. `processed`, not `completed`: a
+        # checkpoint written in on_train_batch_end (intervals, signals) is saved before Lightning marks it completed
+        trained = getattr(module, "real_batches_trained", None)
         done = trainer.fit_loop.epoch_loop.batch_progress.total.processed
         for loader in trainer.fit_loop._combined_loader.flattened:
             sampler = getattr(loader, "sampler", None)
-            if hasattr(sampler, "resume_at"):
-                sampler.resume_at(done, loader.batch_size)
-            else:
+            if not hasattr(sampler, "resume_at"):
                 log.warning("sampler %s cannot resume mid-stream: the resumed run sees other batches", type(sampler).__name__)
+            elif trained is not None:
+                sampler.resume_at(trained, loader.batch_size // module.real_batches_per_training_step)
+            else:
+                sampler.resume_at(done, loader.batch_size)
         # Lightning created the epoch's iterator before this hook (with workers it already drew indices)
         iter(trainer.fit_loop._data_fetcher)

@@ -34,6 +34,11 @@ class SampleGrid(pl.Callback):
         self.last_path: Path | None = None
         self._scatter: ScatterPlot | None = None  # 2D data: one plot kept for the run (its axes drawn once)
 
+    @property
+    def batch_end_every_n_generator_steps(self) -> int:
+        """The cadence it tests at training batch ends (gan/batching.py fits the batches to it)."""
+        return self.every
+
     def on_train_start(self, trainer, pl_module) -> None:
         # 2D data: the plot's axes are drawn here, before the first step, not at the first grid
         if trainer.is_global_zero and self._points(trainer):

@@ -290,7 +290,7 @@ def fit_fp16_with_overflowing_scaler(make_cfg, health_on: bool = True):
     logged = []
 
     class RecordNorms(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, *args):
+        def on_gan_iteration_end(self, trainer, pl_module):
             logged.append(dict(grad_norm.last_logged))
             grad_norm.last_logged = {}
 

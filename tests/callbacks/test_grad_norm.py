@@ -23,7 +23,7 @@ class GradProbe(pl.Callback):
     def __init__(self, grad_norm: GradNorm):
         self.grad_norm, self.checked, self.seen = grad_norm, [], 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_gan_iteration_end(self, trainer, pl_module):  # every iteration, however many a training batch holds
         step, generator_stepped = pl_module.generator_steps, pl_module.generator_steps != self.seen
         self.seen = step
         if not generator_stepped or step % self.grad_norm.every:
