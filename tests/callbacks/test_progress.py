@@ -1,0 +1,40 @@
+"""GANProgressBar: counts GAN iterations, redraws every refresh_rate iterations but not more often than its spacing."""
+from types import SimpleNamespace
+
+from gan.callbacks import GANProgressBar
+from gan.callbacks import progress
+
+
+class RecordingBar(SimpleNamespace):
+    def refresh(self):
+        self.drawn.append(self.n)
+
+    def set_postfix(self, metrics):
+        self.postfixes += 1
+
+
+def test_redraws_every_refresh_rate_iterations_at_most_once_per_spacing_and_always_at_the_end(monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["now"])
+    bar = GANProgressBar(refresh_rate=2, min_seconds_between_refreshes=0.1)
+    shown = RecordingBar(n=0, total=9, disable=False, drawn=[], postfixes=0)
+    bar._train_progress_bar = shown
+    bar.get_metrics = lambda trainer, module: {}
+    module = SimpleNamespace(generator_steps=0, n_generator=1)
+    for iteration in range(1, 10):
+        clock["now"] = 0.03 * iteration  # an iteration every 30 ms
+        module.generator_steps = iteration
+        bar.on_gan_iteration_end(None, module)
+    # due at 2, 4, 6, 8 (refresh_rate) and 9 (the total); 4 is 60 ms after 2 and 8 is 60 ms after 6: skipped
+    assert shown.drawn == [2, 6, 9] and shown.postfixes == 3
+
+
+def test_counts_the_iterations_of_this_fit_after_a_resume():
+    bar = GANProgressBar(refresh_rate=1, min_seconds_between_refreshes=0)
+    shown = RecordingBar(n=0, total=3, disable=False, drawn=[], postfixes=0)
+    bar._train_progress_bar = shown
+    bar.get_metrics = lambda trainer, module: {}
+    bar._iterations_before_fit = 4  # what on_train_epoch_start reads from a resumed module: 8 generator steps, n_generator=2
+    for steps in (10, 12, 14):
+        bar.on_gan_iteration_end(None, SimpleNamespace(generator_steps=steps, n_generator=2))
+    assert shown.drawn == [1, 2, 3]
