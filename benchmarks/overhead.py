@@ -35,8 +35,10 @@ config on CUDA; ``--device cuda`` runs any mode there).
 
 The clock: time per generator step from the end of generator step ``--warmup`` to the end of generator step
 ``--warmup + --steps`` (start-up, first-call allocations and the first iterations excluded). Inside
-``train.train`` a small callback takes the time at the end of each training batch (one batch is one GAN
-iteration, i.e. one generator step); the bare loop takes it at the same point of its iteration. Two clocks:
+``train.train`` a small callback takes the time at the end of each GAN iteration (the module's
+``on_gan_iteration_end``; with ``--iterations-per-batch 1`` at the end of each training batch, which is then one
+iteration, and the time is split into inside and between batches); the bare loop takes it at the same point of
+its iteration. Two clocks:
 wall time, and this process's CPU time, which on a shared machine leaves out the time spent waiting for a
 core (with one torch thread it is close to the work done; on CUDA it leaves out the device's time). On CUDA
 the window's two ends are synchronised (``torch.cuda.synchronize``) and nothing in between is, so the host
