@@ -6,6 +6,7 @@ and Lightning's loop alone around the bare loop's iteration.
     python benchmarks/overhead.py --model wgan_gp dcgan --mode gpu --repeats 5      # needs a CUDA device
     python benchmarks/overhead.py --model wgan_gp --mode tiny trainer.log_every_n_steps=50   # extra overrides
     python benchmarks/overhead.py --model wgan_gp dcgan --repeats 1 --count-calls   # Python calls per step (any host)
+    python benchmarks/overhead.py --model dcgan --variants defaults --repeats 3 --hook-costs   # time per callback
     python benchmarks/overhead.py --model wgan_gp dcgan --iterations-per-batch 1    # one GAN iteration per batch
 
 Four variants of the same composed config, run in alternation (bare, lightning, core, defaults, bare, ...)
@@ -186,6 +187,51 @@ class IterationClock(pl.Callback):
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
         self.window.tick(pl_module.generator_steps)
+
+
+#: the callback hooks a training run calls, timed per callback by --hook-costs (on_gan_iteration_end: the
+#: module's per-iteration hook; state_dict and on_save_checkpoint: what each callback adds to a checkpoint)
+TIMED_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step", "on_gan_iteration_end",
+               "on_before_backward", "on_after_backward", "state_dict", "on_save_checkpoint")
+
+
+class HookTimer(pl.Callback):
+    """``--hook-costs``: the wall time spent in every other callback's hooks while ``window`` is open, per
+    callback class. The hooks are wrapped on the instances when the fit is set up (Lightning and the module look
+    them up on the instance at every call), so periodic work (a sample grid, a metric evaluation, a checkpoint
+    written by a callback's batch-end hook) counts for the callback that does it. What is not a callback hook
+    (the logger's writes, Lightning's own loop) is not attributed; the wrappers add ~1 us a call."""
+
+    def __init__(self, window: Window):
+        self.window = window
+        self.seconds: dict[str, float] = {}
+
+    def _window_open(self) -> bool:
+        return 0 < len(self.window.stamps) <= self.window.steps
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        for callback in trainer.callbacks:
+            if isinstance(callback, (HookTimer, Clock, IterationClock)):
+                continue
+            name = type(callback).__name__
+            for hook in TIMED_HOOKS:
+                inherited = getattr(pl.Callback, hook, None)
+                if getattr(type(callback), hook, inherited) is not inherited:  # the callback implements it
+                    setattr(callback, hook, self._timed(getattr(callback, hook), name))
+
+    def _timed(self, hook, name: str):
+        def timed(*args, **kwargs):
+            if not self._window_open():
+                return hook(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        return timed
+
+    def ms_per_step(self) -> dict[str, float]:
+        return {name: round(1e3 * seconds / self.window.steps, 4) for name, seconds in sorted(self.seconds.items())}
 
 
 # --------------------------------------------------------------------------------------------- configs
@@ -416,6 +462,7 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
     window = Window(args.warmup, args.steps, device, profiler)
     load = os.getloadavg()[0]
     batched = None  # GAN iterations per Lightning batch (the bare loop has no batches)
+    counted: dict = {}
     if variant == "bare":
         with without_lightning_env():
             bare_loop(cfg, window)
@@ -431,14 +478,16 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
                         batched = lightning_loop(cfg, window, args.iterations_per_batch).iterations_per_batch
                 else:
                     clock = Clock(window) if args.iterations_per_batch == 1 else IterationClock(window)
-                    batched = train(cfg, callbacks=[clock])[1]["module"].iterations_per_batch
+                    timer = HookTimer(window) if args.hook_costs else None
+                    batched = train(cfg, callbacks=[clock, *([timer] if timer else [])])[1]["module"].iterations_per_batch
+                    if timer is not None:
+                        counted["hook_ms_per_step"] = timer.ms_per_step()
         except BaseException:
             sys.stderr.write(buffer.getvalue()[-4000:])
             raise
-    counted = {}
     if profiler is not None:
         stats = pstats.Stats(profiler, stream=sys.stdout)
-        counted = {"python_calls_per_step": round(stats.total_calls / args.steps, 1)}
+        counted["python_calls_per_step"] = round(stats.total_calls / args.steps, 1)
     if profiler is not None and args.profile:
         path = args.profile / f"{model}-{mode}-{variant}.prof"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -449,7 +498,7 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
     return {"kind": "run", "model": model, "mode": mode, "variant": variant, "device": describe(device),
             "iterations_per_batch": batched,
             **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2), **counted,
-            **({"profiled": True} if profiler is not None else {})}  # cProfile inflates the times
+            **({"profiled": True} if profiler is not None or args.hook_costs else {})}  # the wrappers inflate the times
 
 
 @contextlib.contextmanager
@@ -545,6 +594,21 @@ def calls_table(rows: list[dict], models: list[str], mode: str) -> str:
     return "\n".join(lines)
 
 
+def hook_costs_table(rows: list[dict], models: list[str]) -> str:
+    """``--hook-costs``: per model and framework variant, each callback's hooks' time per generator step (median
+    over the rounds, min-max in brackets), largest first."""
+    lines = ["Callback hooks' wall time per generator step in the timed window (median over rounds, min-max):", "",
+             "| model | variant | callback | ms per generator step |", "|---|---|---|---|"]
+    for model in models:
+        for variant in ("core", "defaults"):
+            runs = [r["hook_ms_per_step"] for r in rows if r["model"] == model and r["variant"] == variant and "hook_ms_per_step" in r]
+            names = {name for run in runs for name in run}
+            costs = {name: spread([run.get(name, 0.0) for run in runs]) for name in names}
+            for name, cost in sorted(costs.items(), key=lambda item: -item[1]["median"]):
+                lines.append(f"| {model} | {variant} | {name} | {cost['median']:.3f} ({cost['min']:.3f}-{cost['max']:.3f}) |")
+    return "\n".join(lines)
+
+
 def iterations_setting(text: str) -> int | str:
     """``--iterations-per-batch``: ``auto`` or a positive integer (argparse exits 2 naming the option otherwise)."""
     if text == AUTO:
@@ -590,6 +654,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="count the Python function calls per generator step in the timed window (cProfile) and "
                              "print them per variant: a measure of the framework's own work that the machine's load does "
                              "not move (one round suffices; the times of such runs are inflated by the profiler)")
+    parser.add_argument("--hook-costs", action="store_true",
+                        help="time every callback's hooks inside the timed window and print the time per generator step "
+                             "of each callback (the framework's variants; the wrappers inflate the runs' times slightly)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file to append to")
     args = parser.parse_args(argv)
     args.device = args.device or ("cuda" if args.mode == "gpu" else "cpu")
@@ -620,6 +687,9 @@ def main(argv: list[str] | None = None) -> None:
                           f"{row['cpu_ms_per_step']:.2f} ms/step (median iteration {row['median_iteration_ms']:.2f} ms, "
                           f"load {row['load_1min']})", flush=True)
                     rows.append(row)
+    if args.hook_costs:
+        print()
+        print(hook_costs_table(rows, args.model))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as handle:
         for row in rows:

@@ -134,3 +134,32 @@ def test_bad_options_are_refused_before_any_run(option, tmp_path, capsys):
         overhead.main([*option, "--out", str(tmp_path / "rows.jsonl")])
     assert stopped.value.code == 2 and option[0] in capsys.readouterr().err
     assert not (tmp_path / "rows.jsonl").exists()
+
+
+def test_hook_timer_attributes_the_time_of_each_callback_s_hooks_inside_the_window(tmp_path):
+    """A callback that busy-waits 2 ms in its per-iteration hook gets ~2 ms per generator step; one that does
+    nothing gets almost none; hooks before the window opens are not counted."""
+    import time
+
+    import lightning.pytorch as pl
+
+    from train import train
+
+    class Slow(pl.Callback):
+        def on_gan_iteration_end(self, trainer, pl_module):
+            end = time.perf_counter() + 0.002
+            while time.perf_counter() < end:
+                pass
+
+    class Idle(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            pass
+
+    warmup, steps = 3, 4
+    window = overhead.Window(warmup, steps, torch.device("cpu"))
+    timer = overhead.HookTimer(window)
+    cfg = overhead.compose("dcgan", "tiny", "core", warmup + steps, tmp_path, [], iterations_per_batch=1)
+    train(cfg, callbacks=[overhead.Clock(window), timer, Slow(), Idle()])
+    costs = timer.ms_per_step()
+    assert 2.0 <= costs["Slow"] < 2.0 + 1.0 and costs["Idle"] < 0.1
+    assert sum(costs.values()) < window.result()["ms_per_step"]  # a part of the window's time
