@@ -174,3 +174,22 @@ def test_auto_logs_the_same_rows_at_the_same_steps_as_one_iteration_per_batch(ma
     rows = list(csv.DictReader(io.StringIO(logs["1"])))
     assert {row["step"] for row in rows if row.get("train/g/loss")} == {"4", "9", "14", "19"}  # every 5th iteration
     assert logs["auto"] == logs["1"]
+
+
+def test_a_signal_saves_after_the_iteration_it_arrived_in_not_at_the_batch_end(make_cfg, tmp_path):
+    """SIGTERM in generator step 7 of batches of 5: last.ckpt holds step 7 (the batch ends there), not 10."""
+    import signal
+
+    from gan.callbacks import GANModelCheckpoint
+
+    class SignalAtStep7(pl.Callback):
+        def on_gan_iteration_end(self, trainer, pl_module):
+            if pl_module.generator_steps == 7:
+                saver = next(c for c in trainer.callbacks if isinstance(c, GANModelCheckpoint) and c.save_last)
+                saver._on_signal(signal.SIGTERM, None)  # what the installed handler does when the signal arrives
+
+    overrides = tiny_overrides("dcgan", "toy2d_ring", steps=20) + ["metrics=none", "model.iterations_per_batch=5"]
+    with pytest.raises(SystemExit) as exited:
+        train(make_cfg(overrides, output_dir=tmp_path), callbacks=[SignalAtStep7()])
+    assert exited.value.code == 128 + signal.SIGTERM
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["gan_counters"]["generator_steps"] == 7

@@ -172,6 +172,13 @@ class GANModelCheckpoint(ModelCheckpoint):
         log.warning("Received signal %d: saving a checkpoint at the end of this training step, then exiting", signum)
         self.received_signal = signum
 
+    def on_gan_iteration_end(self, trainer, pl_module) -> None:
+        """A signal ends the training batch after the iteration it arrived in (a batch may hold several), so the
+        save below comes at the next iteration's end, not up to ``iterations_per_batch - 1`` iterations later.
+        One process only: under DDP the ranks agree at the batch end, where the reduction is."""
+        if self.received_signal is not None and trainer.world_size == 1:
+            trainer.should_stop = True
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if not (self.save_on_signal and self.save_last):
