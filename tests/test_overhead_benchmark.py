@@ -161,5 +161,5 @@ def test_hook_timer_attributes_the_time_of_each_callback_s_hooks_inside_the_wind
     cfg = overhead.compose("dcgan", "tiny", "core", warmup + steps, tmp_path, [], iterations_per_batch=1)
     train(cfg, callbacks=[overhead.Clock(window), timer, Slow(), Idle()])
     costs = timer.ms_per_step()
-    assert 2.0 <= costs["Slow"] < 2.0 + 1.0 and costs["Idle"] < 0.1
+    assert costs["Slow"] >= 2.0 and costs["Idle"] < costs["Slow"] / 10
     assert sum(costs.values()) < window.result()["ms_per_step"]  # a part of the window's time
