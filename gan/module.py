@@ -275,15 +275,15 @@ class GANModule(pl.LightningModule):
         return self.iterations_per_batch * self.real_batches_per_iteration
 
     @property
+    def iterations_trained(self) -> int:
+        """Finished GAN iterations (checkpointed through ``generator_steps``)."""
+        return self.generator_steps // self.n_generator
+
+    @property
     def real_batches_trained(self) -> int:
         """Real batches of the data stream the finished iterations have read (where a resumed run continues it,
         whatever ``iterations_per_batch`` either run had)."""
-        return self.generator_steps // self.n_generator * self.real_batches_per_iteration
-
-    @property
-    def optimizer_steps_per_training_step(self) -> int:
-        """Lightning's ``global_step`` advance per training batch: every D and G update of its iterations."""
-        return self.iterations_per_batch * (self.n_critic + self.n_generator)
+        return self.iterations_trained * self.real_batches_per_iteration
 
     @torch.no_grad()
     def sample_fixed(self, n: int | None = None, labels: Tensor | None = None) -> Tensor:

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 
 def _counts_iterations(module) -> bool:
-    return hasattr(module, "optimizer_steps_per_training_step")  # a GANModule: it calls on_gan_iteration_end
+    return hasattr(module, "iterations_trained")  # a GANModule: it calls on_gan_iteration_end
 
 
 class GANProgressBar(TQDMProgressBar):
@@ -41,7 +41,7 @@ class GANProgressBar(TQDMProgressBar):
         super().on_train_epoch_start(trainer, *args)
         module = trainer.lightning_module
         if _counts_iterations(module):
-            self._iterations_before_fit = module.generator_steps // module.n_generator
+            self._iterations_before_fit = module.iterations_trained
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not _counts_iterations(pl_module):
@@ -49,7 +49,7 @@ class GANProgressBar(TQDMProgressBar):
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
         bar = self.train_progress_bar
-        done = pl_module.generator_steps // pl_module.n_generator - self._iterations_before_fit
+        done = pl_module.iterations_trained - self._iterations_before_fit
         if bar is None or not self._should_update(done, bar.total):
             return
         now = time.perf_counter()

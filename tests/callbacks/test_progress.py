@@ -20,10 +20,10 @@ def test_redraws_every_refresh_rate_iterations_at_most_once_per_spacing_and_alwa
     shown = RecordingBar(n=0, total=9, disable=False, drawn=[], postfixes=0)
     bar._train_progress_bar = shown
     bar.get_metrics = lambda trainer, module: {}
-    module = SimpleNamespace(generator_steps=0, n_generator=1)
+    module = SimpleNamespace(iterations_trained=0)
     for iteration in range(1, 10):
         clock["now"] = 0.03 * iteration  # an iteration every 30 ms
-        module.generator_steps = iteration
+        module.iterations_trained = iteration
         bar.on_gan_iteration_end(None, module)
     # due at 2, 4, 6, 8 (refresh_rate) and 9 (the total); 4 is 60 ms after 2 and 8 is 60 ms after 6: skipped
     assert shown.drawn == [2, 6, 9] and shown.postfixes == 3
@@ -34,7 +34,7 @@ def test_counts_the_iterations_of_this_fit_after_a_resume():
     shown = RecordingBar(n=0, total=3, disable=False, drawn=[], postfixes=0)
     bar._train_progress_bar = shown
     bar.get_metrics = lambda trainer, module: {}
-    bar._iterations_before_fit = 4  # what on_train_epoch_start reads from a resumed module: 8 generator steps, n_generator=2
-    for steps in (10, 12, 14):
-        bar.on_gan_iteration_end(None, SimpleNamespace(generator_steps=steps, n_generator=2))
+    bar._iterations_before_fit = 4  # what on_train_epoch_start reads from a resumed module: 4 iterations trained
+    for iterations in (5, 6, 7):
+        bar.on_gan_iteration_end(None, SimpleNamespace(iterations_trained=iterations))
     assert shown.drawn == [1, 2, 3]
