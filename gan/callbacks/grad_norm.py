@@ -2,8 +2,10 @@
 
 Lightning calls ``on_before_optimizer_step`` from inside ``optimizer.step()`` for manual optimization
 too, after the backward and (with AMP) after the gradients were unscaled, so the norms are the ones the
-optimizer is about to apply, whatever the variant (penalties are part of the D backward). Norms stay on the
-device until the batch ends and come to the host in one transfer, on logging steps only.
+optimizer is about to apply, whatever the variant (penalties are part of the D backward). Each update's
+per-parameter norms are one ``_foreach_norm`` kernel; they stay on the device until the iteration ends and come
+to the host in one transfer, on logging steps only, where the layers' and the networks' norms are composed from
+them (a p-norm of a concatenation is the p-norm of its parts' p-norms).
 
 With ``precision=16-mixed`` a GradScaler skips every step whose scaled gradients overflowed (it provokes one
 on purpose every ~2,000 clean steps to find the largest safe scale); those gradients were never applied, so
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Iterable
 
 import lightning.pytorch as pl
 import torch
@@ -61,14 +64,42 @@ def layer_groups(network: nn.Module, depth: int | None) -> dict[str, list[nn.Par
     return dict(groups)
 
 
-def grad_norms(groups: dict[str, list[nn.Parameter]], norm_type: float = 2.0) -> tuple[Tensor, dict[str, Tensor]]:
-    """(norm of all gradients, norm per group); parameters without a gradient count as zero."""
-    per_group = {}
-    for name, params in groups.items():
-        grads = [p.grad for p in params if p.grad is not None]
-        per_group[name] = torch.nn.utils.get_total_norm(grads, norm_type) if grads else params[0].new_zeros(())
-    total = torch.linalg.vector_norm(torch.stack([n.float() for n in per_group.values()]), norm_type)
-    return total, per_group
+def combined_norm(norms: Iterable[float], norm_type: float) -> float:
+    """The ``norm_type``-norm of a concatenation from the norms of its parts, in double precision (scaled by the
+    largest part, so no power overflows); NaN if a part is NaN, 0 for no parts."""
+    norms = list(norms)
+    if any(math.isnan(n) for n in norms):
+        return math.nan
+    largest = max(norms, default=0.0)
+    if math.isinf(norm_type) or largest in (0.0, math.inf):
+        return largest
+    return largest * math.fsum((n / largest) ** norm_type for n in norms) ** (1.0 / norm_type)
+
+
+class GroupedGradients:
+    """The gradients of one network's trainable parameters, with the layer group of each, in a fixed order."""
+
+    def __init__(self, groups: dict[str, list[nn.Parameter]]):
+        self.parameters = [p for params in groups.values() for p in params]
+        self.group_of = [name for name, params in groups.items() for _ in params]
+
+    def norms(self, norm_type: float) -> tuple[list[str], Tensor]:
+        """(the group of each norm, the per-parameter gradient norms: one kernel, on the device); parameters
+        without a gradient are left out (they count as zero)."""
+        present = [(group, p.grad) for group, p in zip(self.group_of, self.parameters) if p.grad is not None]
+        if not present:
+            return [], torch.zeros(0, device=self.parameters[0].device if self.parameters else None)
+        groups, grads = zip(*present)
+        return list(groups), torch.stack(torch._foreach_norm(list(grads), norm_type)).float()
+
+
+def compose_norms(groups: list[str], norms: list[float], all_groups: Iterable[str], norm_type: float) -> tuple[float, dict[str, float]]:
+    """(norm of all gradients, norm per group) from per-parameter norms; a group without gradients is 0."""
+    members: dict[str, list[float]] = {name: [] for name in all_groups}
+    for group, norm in zip(groups, norms):
+        members[group].append(norm)
+    per_group = {name: combined_norm(values, norm_type) for name, values in members.items()}
+    return combined_norm(norms, norm_type), per_group
 
 
 class GradNorm(pl.Callback):
@@ -95,7 +126,8 @@ class GradNorm(pl.Callback):
         self.log_layers = bool(log_layers)
         self.group_depth = None if group_depth is None else int(group_depth)
         self._groups: dict[str, dict[str, list[nn.Parameter]]] = {}
-        self._pending: dict[str, Tensor] = {}
+        self._gradients: dict[str, GroupedGradients] = {}
+        self._pending: dict[str, tuple[list[str], Tensor]] = {}  # per network: each norm's group, the norms
         self._skipped_steps_possible = False
         self._network_of = NetworkOfOptimizer()
         #: the last values logged, for tests and for other callbacks
@@ -103,6 +135,7 @@ class GradNorm(pl.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._groups = {short: layer_groups(getattr(pl_module, attr), self.group_depth) for short, attr in NETWORKS.items()}
+        self._gradients = {short: GroupedGradients(groups) for short, groups in self._groups.items()}
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._skipped_steps_possible = scaler_skips_nonfinite_steps(trainer)
@@ -112,19 +145,23 @@ class GradNorm(pl.Callback):
         if (pl_module.generator_steps + 1) % self.every:
             return
         short = self._network_of(optimizer, pl_module)
-        total, per_layer = grad_norms(self._groups[short], self.norm_type)
-        self._pending[f"grad/{short}/norm"] = total
-        if self.log_layers:
-            self._pending.update({f"grad/{short}/layer/{name}": v for name, v in per_layer.items()})
+        self._pending[short] = self._gradients[short].norms(self.norm_type)
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
         """After every GAN iteration (called by the module: a training batch may hold several), so the norms
         are logged at the generator step of their cycle."""
-        if "grad/g/norm" not in self._pending:
+        if "g" not in self._pending:
             return
         pending, self._pending = self._pending, {}
         # one transfer for all of them
-        values = dict(zip(pending, torch.stack([v.float() for v in pending.values()]).tolist()))
+        host = torch.cat([norms for _, norms in pending.values()]).tolist()
+        values, start = {}, 0
+        for short, (groups, norms) in pending.items():
+            total, per_layer = compose_norms(groups, host[start:start + len(groups)], self._groups[short], self.norm_type)
+            start += len(groups)
+            values[f"grad/{short}/norm"] = total
+            if self.log_layers:
+                values.update({f"grad/{short}/layer/{name}": v for name, v in per_layer.items()})
         if self._skipped_steps_possible:  # a step the scaler skipped: its gradients were never applied
             skipped = [short for short in NETWORKS if not math.isfinite(values.get(f"grad/{short}/norm", 0.0))]
             values = {name: v for name, v in values.items() if name.split("/")[1] not in skipped}

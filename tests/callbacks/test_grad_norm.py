@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gan.callbacks import GradNorm
-from gan.callbacks.grad_norm import layer_groups
+from gan.callbacks.grad_norm import combined_norm, layer_groups
 from gan.utils.instantiate import build, build_module
 from tests.conftest import tiny_overrides
 
@@ -89,3 +89,19 @@ def test_layer_groups_cover_every_parameter_once_and_merge_spectral_norm(make_cf
 def test_bad_options_fail_with_one_line(option, value, match):
     with pytest.raises(ValueError, match=match):
         GradNorm(**{option: value})
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.5, math.inf])
+def test_parts_norms_compose_into_the_norm_of_the_concatenation(norm_type):
+    """What the layer and network norms are computed with: one norm per parameter, composed on the host."""
+    parts = [torch.randn(5, generator=torch.Generator().manual_seed(k)) * 10.0 ** k for k in range(-3, 4)]
+    norms = [float(torch.linalg.vector_norm(part.double(), norm_type)) for part in parts]
+    expected = float(torch.linalg.vector_norm(torch.cat(parts).double(), norm_type))
+    assert combined_norm(norms, norm_type) == pytest.approx(expected, rel=1e-12)
+
+
+def test_composed_norm_of_no_parts_nan_inf_and_huge_parts():
+    assert combined_norm([], 2.0) == 0.0
+    assert math.isnan(combined_norm([1.0, math.nan, math.inf], 2.0))  # NaN wins, as in torch's norms
+    assert combined_norm([1.0, math.inf], 2.0) == math.inf
+    assert combined_norm([1e300, 1e300], 2.0) == pytest.approx(math.sqrt(2.0) * 1e300)  # the squares would overflow
