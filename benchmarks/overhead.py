@@ -44,10 +44,15 @@ wall time, and this process's CPU time, which on a shared machine leaves out the
 core (with one torch thread it is close to the work done; on CUDA it leaves out the device's time). On CUDA
 the window's two ends are synchronised (``torch.cuda.synchronize``) and nothing in between is, so the host
 may run ahead of the device as in a real run. Per-step times are the window's mean: periodic work that falls
-in it (logging steps, gradient norms, grids, metrics) is amortised. The default tiny window, 250 generator
-steps after 50, holds one period of the shipped 250-step cadence (one sample grid, one metric evaluation),
-5 gradient-norm steps and 25 logging steps; the realistic default (40 after 10) holds none of the 250-step
-events. ``--threads`` is 1 by default: tiny networks gain nothing from more, and on a machine shared with
+in it (logging steps, gradient norms, grids, metrics, checks, checkpoints) is amortised. The default tiny
+window, 500 generator steps after 510, is one full period of every shipped cadence after its first occurrence:
+10 logging and gradient-norm steps (every 50), 5 mode-collapse checks of the health callback (every 100 from
+step 500), 2 sample grids and metric evaluations with their best-checkpoint saves (every 250) and one
+periodic checkpoint (every 500). After the first occurrence, because a first call carries costs a run pays
+once (Lightning creates its metric objects at the first logging step, ~2.7 ms with a read of package
+metadata; matplotlib loads a font at the first title; lazy imports). Until 2026-12-05 the window was 250
+steps after 50: it held the first logging step and the first grid, metric and checkpoint, and none of the
+mode-collapse checks. The realistic default (40 after 10) holds none of the periodic events. ``--threads`` is 1 by default: tiny networks gain nothing from more, and on a machine shared with
 other jobs torch's default (one thread per core) made these runs 6-14x slower, bare loop included.
 
 The bare loop runs without ``PYTORCH_NVML_BASED_CUDA_CHECK``, which importing Lightning sets: with it, every
@@ -633,9 +638,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=sorted(MODES), default="tiny")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda for --mode gpu, else cpu")
     parser.add_argument("--steps", type=int, default=None,
-                        help="timed generator steps per run (default: 250 tiny, 40 otherwise)")
+                        help="timed generator steps per run (default: 500 tiny, 40 otherwise)")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="generator steps before the clock starts (default: 50 tiny, 10 otherwise)")
+                        help="generator steps before the clock starts (default: 510 tiny, 10 otherwise)")
     parser.add_argument("--repeats", type=int, default=3, help="alternation rounds (bare, core, defaults)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="a subset, e.g. for profiling one of them (no ratios then)")
@@ -660,8 +665,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file to append to")
     args = parser.parse_args(argv)
     args.device = args.device or ("cuda" if args.mode == "gpu" else "cpu")
-    args.steps = args.steps or (250 if args.mode == "tiny" else 40)
-    args.warmup = args.warmup if args.warmup is not None else (50 if args.mode == "tiny" else 10)
+    args.steps = args.steps or (500 if args.mode == "tiny" else 40)
+    args.warmup = args.warmup if args.warmup is not None else (510 if args.mode == "tiny" else 10)
     if args.device == "cuda":
         if not torch.cuda.is_available():
             parser.error("--device cuda (or --mode gpu) needs a CUDA device")

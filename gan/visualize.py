@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 from torch import Tensor
 
@@ -60,10 +61,12 @@ class ScatterPlot:
             self.background = self.canvas.copy_from_bbox(self.figure.bbox)
 
     def save(self, points: Tensor, path: str | Path, title: str | None = None) -> Path:
+        return save_picture(self.draw(points, title), path)
+
+    def draw(self, points: Tensor, title: str | None = None):
+        """The picture of ``points`` as a PIL image of its own (the plot may draw the next one meanwhile)."""
         from PIL import Image
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         points = points.detach().float().cpu().numpy()
         self.dots.set_data(points[:, 0], points[:, 1])
         self.title.set_text(title or "")
@@ -77,16 +80,33 @@ class ScatterPlot:
             self.axes.autoscale_view()
             self.canvas.draw()
         width, height = self.canvas.get_width_height()
-        Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(path)
-        return path
+        return Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).copy()
+
+
+def save_picture(picture, path: str | Path) -> Path:
+    """A PIL image as a PNG file (its folders made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path
+
+
+def picture_writer(samples: Tensor, modes: Tensor | None = None, title: str | None = None, nrow: int | None = None,
+                   scatter: ScatterPlot | None = None) -> Callable[[str | Path], Path]:
+    """What :func:`save_samples` does, split where the drawing ends: 2D samples are drawn now (matplotlib holds
+    the GIL), and the returned function writes the file (tiling and PNG encoding, which release it), on any
+    thread: the sample-grid callback writes in the background while training goes on."""
+    if samples.dim() == 4:
+        images = samples.detach().float().cpu()
+        return lambda path: save_image_grid(images, path, nrow)
+    if samples.dim() == 2 and samples.size(1) == 2:
+        picture = (scatter if scatter is not None else ScatterPlot(modes)).draw(samples, title)
+        return lambda path: save_picture(picture, path)
+    raise ValueError(f"cannot picture samples of shape {tuple(samples.shape)}: expected (N, C, H, W) or (N, 2)")
 
 
 def save_samples(samples: Tensor, path: str | Path, modes: Tensor | None = None, title: str | None = None,
                  nrow: int | None = None, scatter: ScatterPlot | None = None) -> Path:
     """An image grid for (N, C, H, W) samples, a scatter plot over ``modes`` for (N, 2) samples: on
     ``scatter`` when the caller keeps one (built over the same modes), else on a new plot."""
-    if samples.dim() == 4:
-        return save_image_grid(samples, path, nrow)
-    if samples.dim() == 2 and samples.size(1) == 2:
-        return (scatter if scatter is not None else ScatterPlot(modes)).save(samples, path, title)
-    raise ValueError(f"cannot picture samples of shape {tuple(samples.shape)}: expected (N, C, H, W) or (N, 2)")
+    return picture_writer(samples, modes, title, nrow, scatter)(path)

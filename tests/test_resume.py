@@ -248,3 +248,43 @@ def test_sampler_streams_seeded_passes_shares_them_between_ranks_and_resumes_any
     assert len(single_pass) == 10 and list(single_pass) == one_pass(0)
     with pytest.raises(TypeError, match="no length"):
         len(stream)
+
+
+# ------------------------------------------------------------------------------------------ RNG states
+def draws() -> tuple:
+    import random
+
+    import numpy as np
+
+    return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+@pytest.mark.parametrize("as_lists", [False, True], ids=["tensors", "lists_of_older_checkpoints"])
+def test_rng_states_survive_a_weights_only_checkpoint(tmp_path, as_lists):
+    """Python's, numpy's and torch's generators continue where they were saved, through a file read with
+    weights_only=True; the state is a few tensors (one object each to pickle), and the lists older checkpoints
+    hold still load."""
+    import io
+
+    from lightning.fabric.utilities.seed import _set_rng_states
+
+    from gan.callbacks.resume import ResumeState
+
+    torch.manual_seed(3)
+    saved = ResumeState().state_dict()
+    expected = draws()
+    (states,) = saved["rng_per_rank"]
+    assert isinstance(states["python"][1], torch.Tensor) and isinstance(states["numpy"][1], torch.Tensor)
+    if as_lists:  # what checkpoints written before 2026-12-05 hold
+        kind, keys, *rest = states["numpy"]
+        states["numpy"] = (kind, keys.tolist(), *rest)
+        version, internal, gauss = states["python"]
+        states["python"] = (version, tuple(internal.tolist()), gauss)
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    buffer.seek(0)
+    restored = ResumeState()
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    draws()  # the generators move on ...
+    _set_rng_states(restored._rng_to_restore)  # ... and are put back as on_train_start does
+    assert draws() == expected

@@ -326,6 +326,7 @@ class GANHealth(pl.Callback):
         self._reads_digits = False
         self._real: Tensor | None = None
         self._real_classes: tuple[Tensor, int] | None = None  # (the real draw, distinct classes read in it)
+        self._real_diversity: tuple[Tensor, float] | None = None  # (the real draw, its mean pairwise distance)
         self._classifier = None
         self._stop_requested = False
 
@@ -435,7 +436,9 @@ class GANHealth(pl.Callback):
         collapse = self.detectors["mode_collapse"]
         samples = pl_module.sample_fixed(collapse.num_samples)  # the EMA copy once it has been updated
         real = self._real_samples(trainer, collapse.num_samples)
-        signals = {"health/diversity_ratio": mean_pairwise_distance(samples) / mean_pairwise_distance(real)}
+        if self._real_diversity is None or self._real_diversity[0] is not real:  # the fixed draw: measure it once
+            self._real_diversity = (real, mean_pairwise_distance(real))
+        signals = {"health/diversity_ratio": mean_pairwise_distance(samples) / self._real_diversity[1]}
         coverage = self.class_coverage(samples, real) if collapse.min_class_coverage is not None else None
         if coverage is not None:
             signals["health/class_coverage"] = coverage

@@ -54,9 +54,12 @@ class ResumeState(pl.Callback):
     # -------------------------------------------------------------------------------------------- saving
     def state_dict(self) -> dict[str, Any]:
         states = _collect_rng_states(include_cuda=True)
-        # checkpoints are read with weights_only=True, which refuses numpy arrays
+        # checkpoints are read with weights_only=True, which refuses numpy arrays; tensors, not lists of 624 and
+        # 625 ints, since every object of a checkpoint costs its pickling (these were half of a tiny run's)
         kind, keys, position, has_gauss, cached = states["numpy"]
-        states["numpy"] = (kind, keys.tolist(), position, has_gauss, cached)
+        states["numpy"] = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
+        version, internal, gauss_next = states["python"]
+        states["python"] = (version, torch.tensor(internal, dtype=torch.int64), gauss_next)
         _, world_size = rank_and_world_size()
         if world_size > 1:
             gathered: list[Any] = [None] * world_size
@@ -81,7 +84,10 @@ class ResumeState(pl.Callback):
             return
         states = dict(per_rank[rank])
         kind, keys, position, has_gauss, cached = states["numpy"]
+        keys = keys.numpy() if isinstance(keys, torch.Tensor) else keys  # a list in checkpoints before 2026-12-05
         states["numpy"] = (kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached)
+        version, internal, gauss_next = states["python"]
+        states["python"] = (version, tuple(int(v) for v in internal), gauss_next)  # random.setstate wants ints
         self._rng_to_restore = states
 
     def on_train_start(self, trainer, pl_module) -> None:

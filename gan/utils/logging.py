@@ -49,11 +49,12 @@ def logger_step(trainer) -> int:
     return trainer.fit_loop.epoch_loop._batches_that_stepped  # what Lightning's logger connector uses; no public accessor
 
 
-def log_image(trainer, key: str, path: str | Path) -> None:
-    """Send a saved PNG to every active logger that shows images (W&B, TensorBoard), at :func:`logger_step`."""
+def log_image(trainer, key: str, path: str | Path, step: int | None = None) -> None:
+    """Send a saved PNG to every active logger that shows images (W&B, TensorBoard), at ``step`` (default: now,
+    :func:`logger_step`)."""
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-    step = logger_step(trainer)
+    step = logger_step(trainer) if step is None else step
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[str(path)], step=step)

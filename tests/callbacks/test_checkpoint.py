@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 import torch
 
+from gan.callbacks.checkpoint import first_nonfinite_tensor
 from gan.utils.checkpoint import load_checkpoint
 from tests.callbacks.test_gan_health import nan_from_d_step
 from tests.conftest import tiny_overrides
@@ -25,6 +27,21 @@ def test_non_finite_weights_are_never_saved_even_when_training_goes_on(make_cfg,
     assert sorted(saved) == ["last.ckpt", "step0000004.ckpt", "step0000008.ckpt", "step0000012.ckpt"]
     assert saved["last.ckpt"]["gan_counters"]["generator_steps"] == 6
     assert all(torch.isfinite(v).all() for c in saved.values() for v in c["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("where,value", [(None, None), ("layer.weight", float("nan")), ("layer.bias", -float("inf")),
+                                         ("scale", float("inf"))])
+def test_first_nonfinite_tensor_names_the_one_holding_nan_or_inf(where, value):
+    module = torch.nn.Module()
+    module.layer = torch.nn.Linear(3, 4)
+    module.register_buffer("scale", torch.full((5,), 3.0e38))  # finite, though its sum of squares is not
+    module.register_buffer("empty", torch.zeros(0))
+    module.register_buffer("count", torch.tensor(7))  # integers cannot hold NaN/Inf
+    if where is not None:
+        tensor = module.get_parameter(where) if "." in where else module.get_buffer(where)
+        with torch.no_grad():
+            tensor.view(-1)[1] = value
+    assert first_nonfinite_tensor(module) == where
 
 
 def test_signal_handlers_in_place_before_training_are_restored(make_cfg):
