@@ -17,8 +17,8 @@ kernel) as they are: device tensors, no host sync, no further kernel. Every ``sy
 iterations, before every checkpoint save and at the end of training, the kept values come to the host in one
 stack and one transfer (averaged over DDP ranks first, so every rank sees the same numbers and takes the same
 decision) and the detectors run over them row by row, exactly as if they had run at every iteration: only the
-reaction waits, by at most ``sync_every_n_iterations - 1`` iterations. On CPU, where reading one value costs no
-sync, the generator's loss is also read at every iteration and a non-finite one checks at once: a diverging D
+reaction waits, by at most ``sync_every_n_iterations - 1`` iterations. On CPU in one process, where reading one
+value costs no sync, the generator's loss is also read at every iteration and a non-finite one checks at once: a diverging D
 reaches G's loss within the same iteration (G's step runs D), a diverging G within the next, so a run that
 turns to NaN (whose arithmetic is ~40x slower on CPU) stops without running on. Steps a mixed-precision
 GradScaler skipped (its scaled gradients overflowed, which it provokes on purpose) are left out.
@@ -341,8 +341,10 @@ class GANHealth(pl.Callback):
         self._skipped_steps_possible = scaler_skips_nonfinite_steps(trainer)
         self._sync_every_now = self.sync_every
         self._generator_parameters = []  # taken from G's optimizer at its first step
-        # on CPU reading a value costs no sync: one read per iteration stops a NaN run at once
-        self._watch_generator_loss = pl_module.device.type == "cpu"
+        # on CPU reading a value costs no sync: one read per iteration stops a NaN run at once. One process only:
+        # a rank's own loss may turn before the others' (they follow an iteration later, through the averaged
+        # gradients), and a check the other ranks do not make would wait for them in its reduce forever
+        self._watch_generator_loss = pl_module.device.type == "cpu" and trainer.world_size == 1
         overpowers = self.detectors["discriminator_overpowers"]
         overpowers.loss_floor, overpowers.fake_score_floor = achievable_minimum(getattr(pl_module, "label_targets", None))
         from gan.metrics.registry import holds_digits

@@ -51,3 +51,40 @@ def test_a_failure_on_rank_one_is_detected_and_reported_by_rank_zero(tmp_path):
     assert "error: training diverged: divergence at generator step 3" in result.stderr
     # both ranks stopped at that iteration (a rank that went on would hang in the next collective)
     assert load_checkpoint(run_dir / "checkpoints" / "last_healthy.ckpt")["gan_counters"]["generator_steps"] == NAN_FROM_D_STEP - 1
+
+
+class NaNGeneratorLossOnRankOne(NonSaturatingLoss):
+    """Rank 1's generator loss turns NaN at its third G step, for real: its NaN gradients reach both ranks'
+    weights through DDP's averaging, so rank 0's losses turn an iteration after rank 1's."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def generator_loss(self, fake_logits, real_logits=None):
+        self.calls += 1
+        terms = super().generator_loss(fake_logits, real_logits)
+        if dist.is_initialized() and dist.get_rank() == 1 and self.calls >= NAN_FROM_D_STEP:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
+@pytest.mark.slow
+def test_a_loss_turning_on_one_rank_first_is_checked_by_every_rank_together(tmp_path):
+    """On CPU one process reads G's loss every iteration to stop a NaN run at once; under DDP the ranks must
+    check at the same iterations (the check reduces over them), so a rank whose loss turns first may not check
+    alone: it would wait in that reduce while the other trains on (a hang). They check every
+    sync_every_n_iterations (10) and stop together at step 10, reporting step 3."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "train.py", "trainer=ddp_cpu",
+               *[o for o in tiny_overrides("gan", "toy2d_ring", steps=20) if o != "trainer.accelerator=cpu"],
+               "metrics=none", "callbacks.sample_grid=null", "callbacks.model_checkpoint.every_n_train_steps=1000",
+               "loss._target_=tests.callbacks.test_gan_health_ddp.NaNGeneratorLossOnRankOne",
+               f"hydra.run.dir={run_dir}", f"paths.data_dir={tmp_path / 'data'}"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 3, result.stderr[-3000:]
+    (event,) = [json.loads(line) for line in (run_dir / "health.jsonl").read_text().splitlines()]
+    assert (event["kind"], event["generator_step"]) == ("divergence", NAN_FROM_D_STEP)
+    assert "train/g/loss" in event["evidence"]
+    assert "error: training diverged: divergence at generator step 3" in result.stderr
