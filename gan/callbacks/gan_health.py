@@ -55,7 +55,7 @@ ACTIONS = ("warn", "stop", "stop_and_keep_last_healthy")
 HEALTHY_CHECKPOINT_NAME = "last_healthy.ckpt"
 #: the generator's gradient norm, stored after the module's terms in each checkpointed row
 GENERATOR_GRAD_NORM = "grad/g/norm"
-#: read at every iteration on CPU: every divergence reaches it within an iteration (module docstring)
+#: read at every iteration on CPU in one process: every divergence reaches it within an iteration (module docstring)
 GENERATOR_LOSS = "train/g/loss"
 
 REMEDIES = {
@@ -292,8 +292,8 @@ class GANHealth(pl.Callback):
     ``health/class_coverage``) is logged at every mode-collapse check. ``stop_event`` is the detection that
     stopped training, if one did.
 
-    ``sync_every_n_iterations``: how often the values gathered on an accelerator come to the host and are
-    checked (see the module docstring); on CPU, every iteration.
+    ``sync_every_n_iterations``: how often the gathered values come to the host and are checked (see the
+    module docstring); on CPU in one process G's loss is also read at every iteration.
     """
 
     def __init__(self, events_path: str | None = None, discriminator_overpowers: Mapping | None = None,
@@ -321,7 +321,7 @@ class GANHealth(pl.Callback):
         self._skipped_steps_possible = False
         self._raw_scores = False
         self._sync_every_now = self.sync_every
-        self._watch_generator_loss = False  # on CPU: read G's loss at every iteration (module docstring)
+        self._watch_generator_loss = False  # on CPU in one process: read G's loss every iteration (module docstring)
         self._seen_generator_steps: int | None = None
         self._reads_digits = False
         self._real: Tensor | None = None
