@@ -44,7 +44,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from gan.callbacks.grad_norm import NetworkOfOptimizer, scaler_skips_nonfinite_steps
+from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
 from gan.utils.errors import ConfigError
 from gan.utils.logging import alert, log_scalars, update_summary
 from gan.utils.steps import interval_crossed
@@ -409,8 +409,7 @@ class GANHealth(pl.Callback):
         for (values, norms), steps in zip(self._rows, self._row_steps):
             middle, end = start + len(values), start + len(values) + len(norms)
             terms = dict(zip(self._keys, numbers[start:middle]))
-            # the total gradient norm from the parameters' norms, in double precision (no overflow of the squares)
-            terms[GENERATOR_GRAD_NORM] = math.sqrt(sum(n * n for n in numbers[middle:end]))
+            terms[GENERATOR_GRAD_NORM] = combined_norm(numbers[middle:end], 2.0)  # the total, from the parameters' norms
             rows.append((terms, steps))
             start = end
         return rows
