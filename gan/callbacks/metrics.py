@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan.metrics import MetricSuite
 from gan.metrics.cache import data_identity
+from gan.nets.base import eval_mode
 from gan.utils.steps import interval_crossed
 
 log = logging.getLogger("gan")
@@ -57,9 +58,11 @@ class MetricsCallback(pl.Callback):
 
     def score(self, trainer, pl_module) -> dict[str, float]:
         step = self._last_scored = pl_module.generator_steps
-        # every rank takes part (its share of the samples); all get rank 0's values
-        values, protocol = self.suite.evaluate_generator(pl_module.sampling_generator, trainer.datamodule,
-                                                         data_identity((pl_module.run_config or {}).get("data")))
+        # every rank takes part (its share of the samples); all get rank 0's values. One switch to eval mode for
+        # all of the batches (each batch's sample() then finds it set)
+        with eval_mode(pl_module.sampling_generator) as generator:
+            values, protocol = self.suite.evaluate_generator(generator, trainer.datamodule,
+                                                             data_identity((pl_module.run_config or {}).get("data")))
         record = {"generator_step": step, "global_step": trainer.global_step, "values": values, "protocol": protocol}
         if trainer.is_global_zero:
             self._write(record)

@@ -95,3 +95,26 @@ def test_resume_at_an_interval_boundary_writes_the_rows_of_the_uninterrupted_run
     assert [row["generator_step"] for row in rows("full")] == [2, 4]
     assert rows("resumed") == rows("full")[1:]  # same steps, global steps, values and protocol
     assert metrics_callback(resumed["trainer"]).history == metrics_callback(full["trainer"]).history
+
+
+def test_one_switch_to_eval_mode_per_evaluation_not_one_per_batch(make_cfg, tmp_path, monkeypatch):
+    """The sampling generator is put in eval mode once for all of an evaluation's batches (metrics.batch_size=16:
+    four batches of 64 fakes), and is training again afterwards."""
+    from gan.callbacks import MetricsCallback
+
+    switches = []
+    original_score = MetricsCallback.score
+
+    def counting_score(self, trainer, pl_module):
+        generator = pl_module.sampling_generator
+        original_train = type(generator).train
+        monkeypatch.setattr(generator, "train", lambda mode=True: switches.append(mode) or original_train(generator, mode))
+        try:
+            return original_score(self, trainer, pl_module)
+        finally:
+            monkeypatch.delattr(generator, "train")
+            assert generator.training
+
+    monkeypatch.setattr(MetricsCallback, "score", counting_score)
+    train(make_cfg(tiny_overrides("dcgan", steps=2) + FAST + ["metrics.batch_size=16"]))
+    assert switches == [False, True]  # eval() once, back to training once: one evaluation at step 2

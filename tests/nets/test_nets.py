@@ -88,3 +88,28 @@ def test_sample_returns_data_range_in_eval_mode():
     samples = g.sample(6)
     assert samples.shape == (6, 1, 28, 28) and samples.min() >= -1 and samples.max() <= 1
     assert g.training  # restored
+
+
+def test_eval_mode_inside_eval_mode_switches_nothing_and_restores_the_outer_state():
+    from gan.nets.base import eval_mode
+
+    g = DCGANGenerator(16, (1, 28, 28), width=4)
+    switches = []
+    for module in g.modules():
+        module.train = (lambda original: lambda mode=True: switches.append(mode) or original(mode))(module.train)
+    g.training = True
+    for m in g.modules():
+        m.training = True
+    with eval_mode(g):
+        assert not any(m.training for m in g.modules())
+        outer = len(switches)
+        with eval_mode(g):  # a batch's sample() inside a metric's evaluation
+            assert not any(m.training for m in g.modules())
+        assert len(switches) == outer  # nothing switched, nothing switched back
+        assert not any(m.training for m in g.modules())
+    assert all(m.training for m in g.modules())
+    # a submodule left training under an eval-mode parent is still switched (and the block ends as before)
+    g.eval()
+    g.net[0].train()
+    with eval_mode(g):
+        assert not any(m.training for m in g.modules())
