@@ -52,8 +52,13 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """``module`` in eval mode (BatchNorm running statistics, no dropout) for the block, then as it was."""
     if not any(m.training for m in module.modules()):
         # already in eval mode throughout (an outer block: a metric's batches of samples): switching every
-        # submodule twice cost ~30 us a batch, a quarter of a toy run's metric evaluation
-        yield module
+        # submodule twice cost ~30 us a batch, a quarter of a toy run's metric evaluation. It ends as the switch
+        # would have: in eval mode throughout, whatever the block did
+        try:
+            yield module
+        finally:
+            if any(m.training for m in module.modules()):
+                module.eval()
         return
     was_training = module.training
     module.eval()

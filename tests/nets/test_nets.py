@@ -108,6 +108,11 @@ def test_eval_mode_inside_eval_mode_switches_nothing_and_restores_the_outer_stat
         assert len(switches) == outer  # nothing switched, nothing switched back
         assert not any(m.training for m in g.modules())
     assert all(m.training for m in g.modules())
+    # a block that switches the network to training leaves it in eval mode, as the switching block always did
+    with eval_mode(g):
+        with eval_mode(g):
+            g.net[0].train()
+        assert not any(m.training for m in g.modules())
     # a submodule left training under an eval-mode parent is still switched (and the block ends as before)
     g.eval()
     g.net[0].train()
