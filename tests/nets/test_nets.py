@@ -97,9 +97,7 @@ def test_eval_mode_inside_eval_mode_switches_nothing_and_restores_the_outer_stat
     switches = []
     for module in g.modules():
         module.train = (lambda original: lambda mode=True: switches.append(mode) or original(mode))(module.train)
-    g.training = True
-    for m in g.modules():
-        m.training = True
+    g.train()
     with eval_mode(g):
         assert not any(m.training for m in g.modules())
         outer = len(switches)
