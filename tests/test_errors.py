@@ -62,6 +62,10 @@ def cases(tmp):
         "network_width_zero_resnet": ("train.py", ["model=sngan", "arch=resnet", "model.generator.width=0"], {}),
         "generator_steps_not_a_number": ("train.py", ["generator_steps=abc"], {}),
         "optimizer_refuses_option": ("train.py", ["data=toy2d_ring", "optimizer.generator.lr=-1"], {}),
+        # options of the wrong type: a TypeError or ValueError deep in a layer or optimizer before
+        "option_not_an_integer": ("train.py", ["data=toy2d_ring", "model.generator.width=abc"], {}),
+        "optimizer_option_not_a_number": ("train.py", ["data=toy2d_ring", "optimizer.generator.lr=abc"], {}),
+        "tuple_option_of_the_wrong_length": ("train.py", ["data=toy2d_ring", "optimizer.discriminator.betas=[0.5]"], {}),
         "trick_out_of_range": ("train.py", ["data=toy2d_ring", "model.label_flip_prob=2"], {}),
         "metrics_interval_negative": ("train.py", ["data=toy2d_ring", "metrics.every_n_generator_steps=-5"], {}),
         "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
@@ -95,7 +99,7 @@ def results(tmp_path_factory):
     ("option_out_of_range", r"model.n_critic must be a positive integer, got 0"),
     # Lightning's own refusals (a MisconfigurationException, a ValueError) behind Hydra's wrapper
     ("trainer_refuses_option", r"trainer: `Trainer\(devices=0\)` value is not a valid input"),
-    ("unknown_precision", r"trainer: Precision 'fp12' is invalid. Allowed precision values: .*'32-true'"),
+    ("unknown_precision", r"trainer.precision=fp12: expected one of 64, 32, 16, .*'32-true'.* \(Trainer's precision\)"),
     ("corrupt_checkpoint", r"cannot read checkpoint .*corrupt.ckpt: "),
     ("foreign_checkpoint", r"foreign.ckpt is not a checkpoint of this framework"),
     ("objective_never_logged", r"optimized_metric=val/fid is not logged by this run: its metrics \(mode_coverage\) log "
@@ -116,6 +120,9 @@ def results(tmp_path_factory):
     ("network_width_zero_resnet", r"model.generator.width=0: network sizes .* must be positive: ZeroDivisionError: .*"),
     ("generator_steps_not_a_number", r"generator_steps=abc is not valid: expected an integer >= 1"),
     ("optimizer_refuses_option", r"optimizer.generator: Invalid learning rate: -1"),
+    ("option_not_an_integer", r"model.generator.width=abc: expected an integer \(R3GANGenerator's width\)"),
+    ("optimizer_option_not_a_number", r"optimizer.generator.lr=abc: expected a number \(Adam's lr\)"),
+    ("tuple_option_of_the_wrong_length", r"optimizer.discriminator.betas=\[0.5\]: expected a list of 2 numbers \(Adam's betas\)"),
     ("trick_out_of_range", r"model.label_flip_prob must be in \[0, 0.5\), got 2"),
     ("metrics_interval_negative", r"metrics.every_n_generator_steps=-5 is not valid: expected an integer >= 0 or null"),
 ])

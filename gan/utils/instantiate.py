@@ -9,13 +9,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gan.utils.errors import ConfigError, UserError, one_line
+from gan.utils.option_types import check_option_types
 
 log = logging.getLogger("gan")
 
 
 def build(node, **kwargs):
     """``hydra.utils.instantiate``, but a config error surfaces as the one-line error the target raised
-    (e.g. ValueError naming both shapes) instead of Hydra's multi-line wrapper."""
+    (e.g. ValueError naming both shapes) instead of Hydra's multi-line wrapper, and an option of the wrong type
+    (``model.generator.width=abc``) as one naming it, before anything is built."""
+    check_option_types(node)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:

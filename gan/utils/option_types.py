@@ -1,0 +1,179 @@
+"""Options of the wrong type, caught before anything is built.
+
+Hydra passes an override as it parses it: ``model.generator.width=abc`` reaches the generator as the string
+``'abc'``, ``optimizer.generator.betas=[0.5]`` reaches Adam as a one-element list. The targets then fail far
+from the option (``int('abc')`` inside a layer, Adam's ``betas[1]`` in ``configure_optimizers``) with a
+traceback that names neither. :func:`check_option_types` compares every option of a ``_target_`` node with
+the type annotation of the parameter it is passed to and names the option and what was expected.
+
+It only refuses what the annotation rules out for certain: a string or a list where a number is expected, a
+fractional number for an integer, a list of the wrong length for a fixed-size tuple, a value outside a
+``Literal``. Whatever it cannot judge (classes, callables, mappings, a union with ``str``, annotations it
+cannot resolve) is left to the target, which checks ranges and meanings itself.
+"""
+from __future__ import annotations
+
+import builtins
+import collections.abc as abc
+import inspect
+import sys
+import types
+import typing
+from typing import Any, Literal, Union
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from gan.utils.errors import ConfigError
+
+#: Hydra's instantiation keys: not options of the target
+HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+SEQUENCES = (list, tuple, abc.Sequence, abc.MutableSequence, typing.Sequence, typing.List, typing.Tuple)
+
+
+def check_option_types(node: Any) -> None:
+    """Raise a :class:`ConfigError` for the first option of ``node``, or of any node inside it, whose value its
+    ``_target_``'s parameter annotation rules out (``model.generator.width=abc: expected an integer
+    (DCGANGenerator's width)``). Nodes without a ``_target_`` are looked into, not checked."""
+    if isinstance(node, ListConfig):
+        for item in node:
+            check_option_types(item)
+        return
+    if not isinstance(node, DictConfig):
+        return
+    annotations = parameter_annotations(node.get("_target_")) if "_target_" in node else {}
+    for key in node.keys():
+        if not isinstance(key, str) or key in HYDRA_KEYS or OmegaConf.is_missing(node, key):
+            continue
+        try:
+            value = node[key]
+        except Exception:  # an interpolation that does not resolve: OmegaConf reports it where it is read
+            continue
+        if isinstance(value, (DictConfig, ListConfig)):
+            check_option_types(value)
+        annotation = annotations.get(key)
+        if annotation is None:
+            continue
+        plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+        expected = expectation(annotation, plain)
+        if expected is not None:
+            owner = str(node["_target_"]).rsplit(".", 1)[-1]
+            shown = plain if not isinstance(plain, str) else plain or "''"
+            raise ConfigError(f"{node._get_full_key(key)}={shown}: expected {expected} ({owner}'s {key})")
+
+
+def parameter_annotations(target: Any) -> dict[str, Any]:
+    """The resolved type annotation of each keyword parameter of ``target`` (a dotted path or a callable); for a
+    class, of its ``__init__`` and of the base classes' ``__init__`` it passes ``**kwargs`` on to. Empty when the
+    target cannot be located; a parameter whose annotation does not resolve is left out."""
+    if isinstance(target, str):
+        from hydra._internal.utils import _locate
+
+        try:
+            target = _locate(target)
+        except Exception:  # Hydra names a target it cannot import when it instantiates
+            return {}
+    functions = [klass.__dict__["__init__"] for klass in target.__mro__ if "__init__" in klass.__dict__ and klass is not object] \
+        if inspect.isclass(target) else [target]
+    annotations: dict[str, Any] = {}
+    for function in functions:
+        function = inspect.unwrap(function)
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            break
+        for name, parameter in parameters.items():
+            if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name in annotations:
+                continue
+            resolved = resolve(parameter.annotation, function)
+            if resolved is not None:
+                annotations[name] = resolved
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break  # the base classes' parameters are reachable only through **kwargs
+    return annotations
+
+
+def resolve(annotation: Any, function: Any) -> Any:
+    """``annotation`` as a type (string annotations, ``from __future__ import annotations``, evaluated in the
+    function's module); None when there is none or it does not evaluate (a name imported for type checking only)."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    if not isinstance(annotation, str):
+        return annotation
+    module = sys.modules.get(getattr(function, "__module__", ""), None)
+    namespace = {**vars(builtins), **typing.__dict__, **(vars(module) if module is not None else {})}
+    try:
+        return eval(annotation, namespace)  # noqa: S307 - the annotations of installed code, as typing.get_type_hints does
+    except Exception:
+        return None
+
+
+def expectation(annotation: Any, value: Any) -> str | None:
+    """What ``annotation`` expects, in words, when ``value`` (plain Python: a config's lists as lists) certainly
+    does not fit it; None when it fits or when this cannot tell."""
+    if annotation is Any or isinstance(annotation, typing.TypeVar):
+        return None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None) and not is_tensor_type(a)]  # a config holds no tensors
+        if value is None or not members:
+            return None
+        # the values of every Literal member, named once (Lightning's precision: three Literals of ints and strings)
+        choices = [choice for member in members if typing.get_origin(member) is Literal for choice in typing.get_args(member)]
+        others = [member for member in members if typing.get_origin(member) is not Literal]
+        expected = [expectation(member, value) for member in others]
+        if any(e is None for e in expected) or (choices and value in choices):
+            return None
+        return " or ".join(dict.fromkeys([*expected, *([one_of(choices)] if choices else [])]))
+    if origin is Literal:
+        return None if value in args else one_of(args)
+    if annotation is bool:
+        return "true or false" if isinstance(value, (str, list, dict)) else None
+    if annotation is int:
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return None
+        return "an integer" if isinstance(value, (str, float, list, dict)) else None
+    if annotation is float:
+        return "a number" if isinstance(value, (str, list, dict)) else None
+    if annotation is str:
+        return "a string" if isinstance(value, (list, dict)) else None
+    if origin in SEQUENCES or annotation in SEQUENCES:
+        return sequence_expectation(origin or annotation, args, value)
+    return None
+
+
+def one_of(choices) -> str:
+    return "one of " + ", ".join(dict.fromkeys(map(repr, choices)))
+
+
+def sequence_expectation(origin: Any, args: tuple, value: Any) -> str | None:
+    """For ``tuple[float, float]``, ``tuple[int, ...]``, ``Sequence[int]``, ``list[float]``: a fixed-size tuple
+    needs a list of that length; every element is checked against its type. A value that is not a list is
+    judged only for a fixed-size tuple (``betas=0.5``); other code may take a single value for a sequence."""
+    fixed = origin in (tuple, typing.Tuple) and args and args[-1] is not Ellipsis
+    if fixed:
+        wanted = f"a list of {len(args)} {element_words(args[0])}"
+        if not isinstance(value, (list, tuple)):
+            return wanted if isinstance(value, (int, float, str)) else None
+        if len(value) != len(args) or any(expectation(t, v) is not None for t, v in zip(args, value)):
+            return wanted
+        return None
+    if not args or not isinstance(value, (list, tuple)):
+        return None
+    if any(expectation(args[0], element) is not None for element in value):
+        return f"a list of {element_words(args[0])}"
+    return None
+
+
+def element_words(annotation: Any) -> str:
+    """``numbers``, ``integers`` or ``values``: the elements of a list, in words."""
+    members = [a for a in typing.get_args(annotation) if not is_tensor_type(a)] or [annotation]
+    if all(m is int for m in members):
+        return "integers"
+    if all(m in (int, float) for m in members):
+        return "numbers"
+    return "values"
+
+
+def is_tensor_type(annotation: Any) -> bool:
+    """torch.Tensor (optimizers take a tensor learning rate): a type no config value can be."""
+    return inspect.isclass(annotation) and annotation.__name__ == "Tensor" and annotation.__module__.startswith("torch")

@@ -1,0 +1,110 @@
+"""Options of the wrong type are named before anything is built, and no shipped config is refused."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Sequence, Union
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from gan.utils.errors import ConfigError
+from gan.utils.option_types import check_option_types, expectation, parameter_annotations
+from tests.conftest import CONF_DIR, DATASETS, MODELS
+
+
+class Base:
+    def __init__(self, depth: int = 2, rate: float = 0.1):
+        self.depth, self.rate = depth, rate
+
+
+class Child(Base):
+    """Passes ``**kwargs`` on: the base's annotations apply to them."""
+
+    def __init__(self, name: str = "x", betas: tuple[float, float] = (0.5, 0.9), sizes: Sequence[int] = (1,),
+                 mode: Literal["a", "b"] = "a", step: int | str = "auto", flag: bool = False,
+                 lr: Union[float, torch.Tensor] = 1e-3, limit: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+
+
+TARGET = f"{__name__}.Child"
+
+
+@pytest.mark.parametrize("annotation,value,expected", [
+    (int, 3, None), (int, 3.0, None), (int, 2.5, "an integer"), (int, "abc", "an integer"), (int, [1], "an integer"),
+    (float, 1, None), (float, 0.5, None), (float, "abc", "a number"), (float, {"a": 1}, "a number"),
+    (bool, True, None), (bool, "maybe", "true or false"),
+    (str, "abc", None), (str, 3, None), (str, [1], "a string"),
+    (Optional[int], None, None), (Optional[int], "abc", "an integer"),
+    (Union[float, torch.Tensor], "abc", "a number"),  # torch's optimizers: a config holds no tensors
+    (Union[int, str], "abc", None),  # a union with str: the target judges the string
+    (Union[int, float], "abc", "an integer or a number"),
+    (Literal["a", "b"], "a", None), (Literal["a", "b"], "c", "one of 'a', 'b'"),
+    (Optional[Union[Literal[16, 32], Literal["16-mixed"], Literal["16"]]], "16-mixed", None),
+    (Optional[Union[Literal[16, 32], Literal["16-mixed"], Literal["16"]]], "fp12", "one of 16, 32, '16-mixed', '16'"),
+    (Union[int, Literal["auto"]], "many", "an integer or one of 'auto'"),
+    (tuple[float, float], [0.5, 0.9], None), (tuple[float, float], [0.5], "a list of 2 numbers"),
+    (tuple[float, float], [0.5, "x"], "a list of 2 numbers"), (tuple[float, float], 0.5, "a list of 2 numbers"),
+    (tuple[int, ...], [1, 2, 3], None), (tuple[int, ...], [1, 2.5], "a list of integers"),
+    (Sequence[int], [1, 2], None), (Sequence[int], ["a"], "a list of integers"),
+    (Sequence[int], 3, None),  # some code takes one value for a sequence: not judged
+    (list[float], [0.1, 2], None),
+    (torch.nn.Module, "anything", None),  # a class: the target's business
+])
+def test_expectation_against_the_annotation(annotation, value, expected):
+    assert expectation(annotation, value) == expected
+
+
+def test_annotations_are_resolved_through_kwargs_to_the_base_class():
+    annotations = parameter_annotations(TARGET)
+    assert annotations["depth"] is int and annotations["rate"] is float  # Base's, reached through **kwargs
+    assert annotations["betas"] == tuple[float, float]
+    assert parameter_annotations("no.such.module.Target") == {}
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("depth", "abc", r"^model\.net\.depth=abc: expected an integer \(Child's depth\)$"),
+    ("rate", [1, 2], r"^model\.net\.rate=\[1, 2\]: expected a number \(Child's rate\)$"),
+    ("betas", [0.5], r"^model\.net\.betas=\[0\.5\]: expected a list of 2 numbers \(Child's betas\)$"),
+    ("mode", "c", r"^model\.net\.mode=c: expected one of 'a', 'b' \(Child's mode\)$"),
+    ("lr", "fast", r"^model\.net\.lr=fast: expected a number \(Child's lr\)$"),
+])
+def test_a_wrong_option_is_named_with_its_full_key(option, value, message):
+    cfg = OmegaConf.create({"model": {"net": {"_target_": TARGET, option: value}}})
+    with pytest.raises(ConfigError, match=message):
+        check_option_types(cfg)
+
+
+def test_options_that_fit_pass_and_nested_nodes_are_checked():
+    fine = {"_target_": TARGET, "_partial_": True, "depth": 3, "rate": 1, "betas": [0.5, 0.9], "sizes": [1, 2],
+            "step": "auto", "flag": True, "lr": 2e-4, "limit": None, "name": "n", "unknown_option": "left to the target"}
+    check_option_types(OmegaConf.create({"a": fine, "b": [fine, 3]}))
+    # an interpolation is checked as its value; inside a list of nodes too
+    cfg = OmegaConf.create({"size": "abc", "nets": [{"_target_": TARGET, "depth": "${size}"}]})
+    with pytest.raises(ConfigError, match=r"^nets\[0\]\.depth=abc: expected an integer"):
+        check_option_types(cfg)
+
+
+@pytest.mark.parametrize("data", DATASETS)
+@pytest.mark.parametrize("model", MODELS)
+def test_no_shipped_model_and_data_config_is_refused(make_cfg, model, data):
+    check_option_types(make_cfg([f"model={model}", f"data={data}"]))
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("override", [
+    *(f"{group}={name}" for group in ("loss", "optimizer", "augment", "logger", "arch", "trainer", "callbacks")
+      for name in group_options(group)),
+    *(f"experiment={name}" for name in group_options("experiment")),
+    *(f"experiment=ablation/{name}" for name in group_options("experiment/ablation")),
+])
+def test_no_shipped_group_option_is_refused(make_cfg, override):
+    check_option_types(make_cfg([override]))
+    check_option_types(make_cfg([override, "data=toy2d_grid"]))
+
+
+def test_the_group_lists_are_not_empty():
+    assert Path(CONF_DIR / "experiment" / "ablation").is_dir() and len(group_options("optimizer")) >= 5
