@@ -25,6 +25,7 @@ from gan.metrics.modes import mode_coverage, stacked_modes
 from gan.metrics.sharding import Batches, batch_seed, broadcast_from_rank_zero, gather_to_rank_zero
 from gan.utils.distributed import rank_and_world_size
 from gan.utils.errors import ConfigError, DataError
+from gan.utils.option_types import check_options
 
 log = logging.getLogger("gan")
 
@@ -391,6 +392,7 @@ def metric_class(name: str) -> type[Metric]:
 
 def _build_metric(name: str, options: Mapping | None) -> Metric:
     cls = metric_class(name)
+    check_options(options, cls, f"metrics.compute.{name}")
     try:
         return cls(**dict(options or {}))
     except TypeError as error:  # a misspelt option
@@ -467,6 +469,7 @@ class MetricSuite:
     def from_config(cls, node: Mapping, **overrides) -> "MetricSuite":
         """From a ``metrics`` config node; keys only the callback reads (interval, monitor) are ignored."""
         settings = {key: node[key] for key in cls.SETTINGS if key in node and node[key] is not None}
+        check_options({key: value for key, value in settings.items() if key != "compute"}, cls, "metrics")
         return cls(**{"compute": (), **settings, **overrides})
 
     def to(self, device: str | torch.device) -> "MetricSuite":

@@ -40,7 +40,8 @@ def check_option_types(node: Any) -> None:
         return
     if not isinstance(node, DictConfig):
         return
-    annotations = parameter_annotations(node.get("_target_")) if "_target_" in node else {}
+    target = node.get("_target_") if "_target_" in node else None
+    annotations = parameter_annotations(target) if target is not None else {}
     for key in node.keys():
         if not isinstance(key, str) or key in HYDRA_KEYS or OmegaConf.is_missing(node, key):
             continue
@@ -50,15 +51,26 @@ def check_option_types(node: Any) -> None:
             continue
         if isinstance(value, (DictConfig, ListConfig)):
             check_option_types(value)
-        annotation = annotations.get(key)
-        if annotation is None:
-            continue
-        plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-        expected = expectation(annotation, plain)
-        if expected is not None:
-            owner = str(node["_target_"]).rsplit(".", 1)[-1]
-            shown = plain if not isinstance(plain, str) else plain or "''"
-            raise ConfigError(f"{node._get_full_key(key)}={shown}: expected {expected} ({owner}'s {key})")
+        if key in annotations:
+            check_option(node._get_full_key(key), value, annotations[key], f"{str(target).rsplit('.', 1)[-1]}'s {key}")
+
+
+def check_options(options: Any, target: Any, prefix: str) -> None:
+    """:func:`check_option_types` for the options of a mapping that is not a ``_target_`` node but is passed to
+    ``target`` as keyword arguments (a metric's options: ``check_options(options, KID, "metrics.compute.kid")``)."""
+    annotations = parameter_annotations(target)
+    for key, value in (options or {}).items():
+        if key in annotations:
+            check_option(f"{prefix}.{key}", value, annotations[key], f"{target.__name__}'s {key}")
+
+
+def check_option(full_key: str, value: Any, annotation: Any, parameter: str) -> None:
+    """Raise a :class:`ConfigError` naming ``full_key=value`` when ``annotation`` rules the value out."""
+    plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+    expected = expectation(annotation, plain)
+    if expected is not None:
+        shown = plain if not isinstance(plain, str) else plain or "''"
+        raise ConfigError(f"{full_key}={shown}: expected {expected} ({parameter})")
 
 
 def parameter_annotations(target: Any) -> dict[str, Any]:
@@ -147,9 +159,12 @@ def one_of(choices) -> str:
 
 def sequence_expectation(origin: Any, args: tuple, value: Any) -> str | None:
     """For ``tuple[float, float]``, ``tuple[int, ...]``, ``Sequence[int]``, ``list[float]``: a fixed-size tuple
-    needs a list of that length; every element is checked against its type. A value that is not a list is
-    judged only for a fixed-size tuple (``betas=0.5``); other code may take a single value for a sequence."""
+    needs a list of that length; every element is checked against its type. A string is refused where the
+    elements cannot be strings (``grid_values=abc``); another value that is not a list only for a fixed-size
+    tuple (``betas=0.5``), since other code may take a single number for a sequence."""
     fixed = origin in (tuple, typing.Tuple) and args and args[-1] is not Ellipsis
+    if isinstance(value, str) and args and expectation(args[0], value) is not None:
+        return f"a list of {len(args)} {element_words(args[0])}" if fixed else f"a list of {element_words(args[0])}"
     if fixed:
         wanted = f"a list of {len(args)} {element_words(args[0])}"
         if not isinstance(value, (list, tuple)):

@@ -8,8 +8,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from gan.metrics.registry import METRICS, MetricSuite
 from gan.utils.errors import ConfigError
-from gan.utils.option_types import check_option_types, expectation, parameter_annotations
+from gan.utils.option_types import check_option_types, check_options, expectation, parameter_annotations
 from tests.conftest import CONF_DIR, DATASETS, MODELS
 
 
@@ -48,6 +49,7 @@ TARGET = f"{__name__}.Child"
     (tuple[int, ...], [1, 2, 3], None), (tuple[int, ...], [1, 2.5], "a list of integers"),
     (Sequence[int], [1, 2], None), (Sequence[int], ["a"], "a list of integers"),
     (Sequence[int], 3, None),  # some code takes one value for a sequence: not judged
+    (Sequence[float], "abc", "a list of numbers"), (Sequence[str], "abc", None),  # a string is a sequence of strings
     (list[float], [0.1, 2], None),
     (torch.nn.Module, "anything", None),  # a class: the target's business
 ])
@@ -89,6 +91,22 @@ def test_options_that_fit_pass_and_nested_nodes_are_checked():
 @pytest.mark.parametrize("model", MODELS)
 def test_no_shipped_model_and_data_config_is_refused(make_cfg, model, data):
     check_option_types(make_cfg([f"model={model}", f"data={data}"]))
+
+
+def test_a_metric_option_of_the_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"^metrics\.compute\.kid\.subset_size=abc: expected an integer \(KID's subset_size\)$"):
+        MetricSuite(compute={"kid": {"subset_size": "abc"}})
+    with pytest.raises(ConfigError, match=r"^metrics\.num_samples=\[1, 2\]: expected an integer \(MetricSuite's num_samples\)$"):
+        MetricSuite.from_config(OmegaConf.create({"compute": ["mode_coverage"], "num_samples": [1, 2]}))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml")))
+def test_no_shipped_metrics_config_is_refused(make_cfg, name):
+    node = make_cfg([f"metrics={name}"]).metrics
+    compute = node.get("compute") or {}
+    for metric, options in (compute.items() if hasattr(compute, "items") else ((m, None) for m in compute)):
+        check_options(options, METRICS[metric], f"metrics.compute.{metric}")
+    check_options({key: node[key] for key in MetricSuite.SETTINGS if key in node and key != "compute"}, MetricSuite, "metrics")
 
 
 def group_options(group: str) -> list[str]:
