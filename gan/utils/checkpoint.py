@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +14,43 @@ from gan.utils.errors import CheckpointError
 
 log = logging.getLogger("gan")
 
+# torch.save's zip format (torch >= 1.6) and its legacy pickle format (protocol 2+) start with these
+ZIP_SIGNATURE, PICKLE_SIGNATURE = b"PK\x03\x04", b"\x80"
+
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as handle:
+        signature = handle.read(4)
+    if not signature.startswith((ZIP_SIGNATURE, PICKLE_SIGNATURE)):
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint (it starts with neither a zip "
+                              f"archive's nor a pickle's signature; {path.stat().st_size} bytes): another kind of file, "
+                              "or one that was not written completely")
+    if signature == ZIP_SIGNATURE and not zipfile.is_zipfile(path):  # torch says "OSError: Invalid argument"
+        raise CheckpointError(f"cannot read checkpoint {path}: a zip archive without its end ({path.stat().st_size} "
+                              "bytes, no central directory): the file was not written or copied completely")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}".splitlines()[0]) from error
+        raise CheckpointError(f"cannot read checkpoint {path}: {load_failure(error)}") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "run_config" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint of this framework (no state_dict/run_config)")
     return checkpoint
+
+
+def load_failure(error: Exception) -> str:
+    """What torch's refusal says, in one line: for a weights-only refusal, the object it refused (torch's first
+    line suggests ``weights_only=False``, which would run whatever code a foreign file holds)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    refused = next((line for line in lines if line.startswith("WeightsUnpickler error")), None)
+    if refused is not None:
+        what = re.search(r"Unsupported global: GLOBAL (\S+)", refused)
+        shown = what.group(1) if what else refused.removeprefix("WeightsUnpickler error: ")
+        return f"it holds objects a weights-only load refuses ({shown}); this framework's checkpoints hold tensors " \
+               "and plain values only"
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def run_config(checkpoint: dict[str, Any]) -> DictConfig:

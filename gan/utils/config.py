@@ -160,8 +160,26 @@ def is_integer(value: object) -> bool:
 
 
 def check_run_options(cfg: DictConfig) -> None:
-    """train.py's ``seed``, ``generator_steps``, ``cpu_threads`` and ``metrics.every_n_generator_steps``."""
+    """train.py's ``seed``, ``generator_steps``, ``cpu_threads`` and ``metrics.every_n_generator_steps``, and that
+    the run directory can be written."""
     check_integer_options(cfg, RUN_OPTIONS)
+    output_dir = (cfg.get("paths") or {}).get("output_dir")
+    if output_dir:
+        check_writable_folder(output_dir, "paths.output_dir")
+
+
+def check_writable_folder(folder: str | os.PathLike, option: str) -> None:
+    """Create ``folder`` if needed and write a file in it: an output folder that cannot be written would otherwise
+    fail at the first file a logger or checkpoint writes, as an OSError traceback after the model was built."""
+    import tempfile
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{option}={folder}: cannot write there ({error.strerror or error}); expected a folder "
+                          "this user can create and write") from None
 
 
 def check_evaluate_options(cfg: DictConfig) -> None:
