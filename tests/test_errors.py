@@ -233,11 +233,16 @@ def test_run_options_are_checked_before_anything_reads_them(options, message):
     ({"interpolation": {"rows": 2, "steps": 1}}, "interpolation.steps=1 is not valid: expected an integer >= 2"),
     ({"use_ema": "yes"}, "use_ema=yes is not valid: expected true or false"),
     ({"device": "tpu"}, "device=tpu is not valid: expected auto, cpu, cuda, cuda:<index> or another torch device"),
+    # torch would fail at the first tensor moved there (with no GPU: "Found no NVIDIA driver", a traceback)
+    ({"device": "cuda:2"}, "device=cuda:2: this machine has 2 CUDA devices; expected auto or cpu, or cuda:0 to cuda:1"),
 ])
-def test_evaluate_options_are_checked_before_anything_reads_them(options, message):
+def test_evaluate_options_are_checked_before_anything_reads_them(options, message, monkeypatch):
     from omegaconf import OmegaConf
 
     from gan.utils.config import check_evaluate_options
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with two GPUs, wherever this runs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
 
     defaults = {"seed": 0, "seeds": None, "num_samples": 10, "num_images": 64, "num_points": 2500, "use_ema": True,
                 "device": "auto", "interpolation": {"rows": 8, "steps": 10}}
@@ -247,6 +252,30 @@ def test_evaluate_options_are_checked_before_anything_reads_them(options, messag
     else:
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             check_evaluate_options(cfg)
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_refused(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from gan.utils.config import check_evaluate_options
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = OmegaConf.create({"seed": 0, "seeds": None, "num_samples": 10, "num_images": 64, "num_points": 2500,
+                            "use_ema": True, "device": "cuda", "interpolation": {"rows": 8, "steps": 10}})
+    with pytest.raises(ConfigError, match=r"^device=cuda: this machine has 0 CUDA devices; expected auto or cpu$"):
+        check_evaluate_options(cfg)
+
+
+def test_a_trainer_option_of_the_wrong_kind_or_unknown_names_the_trainer():
+    from omegaconf import OmegaConf
+
+    from gan.utils.instantiate import build_trainer
+
+    for options, message in ((({"accelerator": "cpu", "devices": "abc"}), r"`devices` selected with `CPUAccelerator` should be an int > 0"),
+                             ({"accelerator": "cpu", "foo": 1}, r"unexpected keyword argument 'foo'")):
+        node = OmegaConf.create({"_target_": "lightning.pytorch.Trainer", **options})
+        with pytest.raises(ConfigError, match=rf"^trainer: .*{message}"):
+            build_trainer(node, [])
 
 
 def test_a_callback_option_lightning_refuses_names_the_callback():

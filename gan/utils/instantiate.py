@@ -52,7 +52,9 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
             if dropped:
                 log.info("trainer.%s=false: leaving out %s", switch, ", ".join(type(c).__name__ for c in dropped))
                 callbacks = [c for c in callbacks if not isinstance(c, kind)]
-    return build_refusable(node, "trainer", (ValueError, MisconfigurationException), callbacks=callbacks, **kwargs)
+    # TypeError: Lightning's refusal of a value's kind (devices=abc under CPUAccelerator), or an option the Trainer
+    # does not have (+trainer.foo=1); the arguments built here are always accepted
+    return build_refusable(node, "trainer", (ValueError, TypeError, MisconfigurationException), callbacks=callbacks, **kwargs)
 
 
 def build_refusable(node: DictConfig, name: str, refusals: tuple[type[BaseException], ...], **kwargs):
