@@ -278,6 +278,21 @@ def test_a_trainer_option_of_the_wrong_kind_or_unknown_names_the_trainer():
             build_trainer(node, [])
 
 
+@pytest.mark.parametrize("option,value,neutral,expected", [("gradient_clip_val", 1.0, 0, "null or 0"),
+                                                            ("accumulate_grad_batches", 4, 1, "1")])
+def test_automatic_optimization_options_are_refused_before_fit(option, value, neutral, expected):
+    """Lightning refuses them only when fit starts, with a traceback: the module steps its optimizers itself."""
+    from omegaconf import OmegaConf
+
+    from gan.utils.instantiate import build_trainer
+
+    build_trainer(OmegaConf.create({"_target_": "lightning.pytorch.Trainer", "accelerator": "cpu", option: neutral}), [])
+    node = OmegaConf.create({"_target_": "lightning.pytorch.Trainer", "accelerator": "cpu", option: value})
+    with pytest.raises(ConfigError, match=rf"^trainer.{option}={value}: the GAN module steps its two optimizers itself "
+                                          rf".*; expected {expected} \("):
+        build_trainer(node, [])
+
+
 def test_a_callback_option_lightning_refuses_names_the_callback():
     from omegaconf import OmegaConf
 

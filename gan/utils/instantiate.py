@@ -36,6 +36,13 @@ def innermost_cause(error: BaseException) -> BaseException:
     return error
 
 
+#: Trainer options of automatic optimization: (the values that leave them off, in words; what to use instead)
+MANUAL_OPTIMIZATION_REFUSES = {
+    "gradient_clip_val": ((None, 0), "null or 0", "to bound the critic, model.weight_clip or a gradient penalty"),
+    "accumulate_grad_batches": ((None, 1), "1", "for a larger batch, data.batch_size"),
+}
+
+
 def build_trainer(node: DictConfig, callbacks: list, **kwargs):
     """Lightning's Trainer from ``node``, with the callbacks its switches leave room for.
 
@@ -46,6 +53,11 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
+    for option, (neutral, expected, instead) in MANUAL_OPTIMIZATION_REFUSES.items():
+        value = node.get(option)
+        if value not in neutral:  # Lightning refuses it only once fit has started, with a traceback
+            raise ConfigError(f"trainer.{option}={value}: the GAN module steps its two optimizers itself (Lightning's "
+                              f"manual optimization), where Lightning does not apply it; expected {expected} ({instead})")
     for switch, kind in (("enable_progress_bar", ProgressBar), ("enable_checkpointing", Checkpoint)):
         if node.get(switch) is False:
             dropped = [c for c in callbacks if isinstance(c, kind)]
