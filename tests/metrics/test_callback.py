@@ -118,3 +118,21 @@ def test_one_switch_to_eval_mode_per_evaluation_not_one_per_batch(make_cfg, tmp_
     monkeypatch.setattr(MetricsCallback, "score", counting_score)
     train(make_cfg(tiny_overrides("dcgan", steps=2) + FAST + ["metrics.batch_size=16"]))
     assert switches == [False, True]  # eval() once, back to training once: one evaluation at step 2
+
+
+def test_an_unscored_final_generator_is_said_with_how_to_score_it(make_cfg, tmp_path, caplog):
+    """3 steps scored every 2: the last score is at step 2, and the end of the run says so once, with the
+    evaluate.py command for last.ckpt; a run that ends on a scored step says nothing."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="gan"):
+        _, objects = train(make_cfg(tiny_overrides("dcgan", steps=3) + FAST, output_dir=tmp_path / "three"))
+    said = [r.getMessage() for r in caplog.records if "was not scored" in r.getMessage()]
+    assert [r["generator_step"] for r in metrics_callback(objects["trainer"]).history] == [2]
+    assert said == ["The final generator (generator step 3) was not scored (metrics every 2 generator steps, last at "
+                    f"generator step 2); score it with: python evaluate.py ckpt_path={tmp_path / 'three' / 'checkpoints' / 'last.ckpt'}"]
+    assert (tmp_path / "three" / "checkpoints" / "last.ckpt").is_file()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gan"):
+        train(make_cfg(tiny_overrides("dcgan", steps=2) + FAST, output_dir=tmp_path / "two"))
+    assert not [r for r in caplog.records if "was not scored" in r.getMessage()]
