@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 
 from gan.utils.background import BackgroundWriter
+from gan.utils.errors import ConfigError
 from gan.utils.logging import log_image, logger_step
 from gan.utils.steps import interval_crossed
 from gan.visualize import ScatterPlot, picture_writer
@@ -36,6 +37,9 @@ class SampleGrid(pl.Callback):
         self.dirpath = Path(dirpath)
         self.every = int(every_n_generator_steps)
         self.num_images, self.num_points, self.key = int(num_images), int(num_points), key
+        for name, count in (("num_images", self.num_images), ("num_points", self.num_points)):
+            if count < 1:  # the grid (or plot) would be drawn empty at every interval, silently
+                raise ConfigError(f"callbacks.sample_grid.{name}={count}: expected a positive integer")
         self._last_rendered: int | None = None
         self.last_path: Path | None = None
         self._scatter: ScatterPlot | None = None  # 2D data: one plot kept for the run (its axes drawn once)

@@ -55,3 +55,15 @@ def test_a_toy_run_draws_its_axes_once_and_every_picture_is_a_fresh_plots(make_c
     for path, samples, modes in grids:
         reference = visualize.ScatterPlot(modes).save(samples, tmp_path / "full.png", title=f"generator step {int(path.stem[6:])}")
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(reference).convert("RGBA")))
+
+
+def test_an_empty_grid_or_plot_is_refused(tmp_path):
+    """num_points=0 drew an empty scatter at every interval, silently."""
+    import pytest
+
+    from gan.utils.errors import ConfigError
+
+    for name in ("num_images", "num_points"):
+        with pytest.raises(ConfigError, match=rf"^callbacks.sample_grid.{name}=0: expected a positive integer$"):
+            SampleGrid(str(tmp_path), **{name: 0})
+    assert SampleGrid(str(tmp_path), num_images=1, num_points=1).num_points == 1
