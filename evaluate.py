@@ -72,6 +72,9 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True)  # fails now if weights are missing
 
     datamodule = build(data_cfg)
+    if cfg.get("fake_path") and datamodule.kind != "image":  # before the folder is read
+        raise ConfigError(f"fake_path={cfg.fake_path}: a folder is scored as image data, but data {datamodule.name} "
+                          f"yields {datamodule.kind}; expected image data (e.g. data=digits)")
     datamodule.prepare_data()
     datamodule.setup("fit")
     suite.check_data(datamodule)
@@ -83,6 +86,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("fake_path"):
         suite.check_generator(None)
         batches, count = image_folder_batches(cfg.fake_path, datamodule.sample_shape[0], suite.batch_size)
+        suite.check_fake_count(count, f"fake_path={cfg.fake_path}")
         values, protocol = suite.evaluate(batches, datamodule, identity)
         report.update(fake_path=str(Path(cfg.fake_path).resolve()), fake_images=count, values=values)
     elif len(checkpoint_paths) == 1 and len(seeds) == 1:

@@ -72,6 +72,11 @@ class Metric:
         """The feature layer distance metrics read (the extractor's ``distance_layer``)."""
         return EXTRACTORS[self.extractor_name].distance_layer
 
+    @property
+    def min_samples(self) -> int:
+        """The fewest fakes (and reals, when it reads them) the metric is defined on."""
+        return 1
+
     def options(self, num_fake: int) -> dict[str, Any]:
         """The metric's settings for the protocol (``num_fake``: the fake samples it scores)."""
         return {}
@@ -106,6 +111,7 @@ class FID(Metric):
 
     name, extractor = "fid", "inception"
     directions = {"fid": False}
+    min_samples = 2  # a covariance needs two feature vectors
 
     def compute(self, fake, real, datamodule):
         return {self.name: frechet_distance_of_features(fake[self.layer], real[self.layer])}
@@ -219,6 +225,7 @@ class KID(Metric):
 
     name, extractor, extractor_choices = "kid", "inception", DISTANCE_EXTRACTORS
     directions = {"kid": False}
+    min_samples = 2  # the unbiased MMD^2 averages over pairs: one sample gives NaN, and no error
 
     def __init__(self, num_samples: int | None = None, extractor: str | None = None, subsets: int = 100,
                  subset_size: int = 1000, seed: int = 2020):
@@ -249,6 +256,10 @@ class NearestNeighbourMetric(Metric):
     def __init__(self, num_samples: int | None = None, extractor: str | None = None, neighborhood: int | None = None):
         super().__init__(num_samples, extractor)
         self.neighborhood = int(neighborhood or self.default_neighborhood)
+
+    @property
+    def min_samples(self) -> int:
+        return self.neighborhood + 1  # a k-th nearest other point
 
     def options(self, num_fake):
         return {"neighborhood": self.neighborhood}
@@ -456,6 +467,12 @@ class MetricSuite:
             if int(value) < 1:
                 raise ConfigError(f"metrics.{name} must be a positive integer, got {value}")
         self.num_samples, self.num_real, self.batch_size = int(num_samples), int(num_real), int(batch_size)
+        for metric in self.metrics:  # now, not at the first scoring step of a training run hours later
+            fake_option = f"metrics.compute.{metric.name}.num_samples" if metric.num_samples else "metrics.num_samples"
+            counts = {fake_option: self.fake_count(metric), **({"metrics.num_real": self.num_real} if metric.needs_real else {})}
+            for option, count in counts.items():
+                if count < metric.min_samples:
+                    raise ConfigError(f"{option}={count}: {metric.name} needs at least {metric.min_samples} samples")
         self.cache_dir, self.seed, self.progress = cache_dir, int(seed), bool(progress)
         self.resize = check_resize(resize)
         self.device = torch.device(device)
@@ -485,6 +502,17 @@ class MetricSuite:
     def check_data(self, datamodule) -> None:
         for metric in self.metrics:
             metric.check_data(datamodule)
+
+    def check_fake_count(self, count: int, source: str) -> None:
+        """``count`` fakes from ``source`` (a folder): fewer than a metric needs is an error; fewer than it asks
+        for a warning, as each metric then scores them all (its protocol's ``num_fake`` records how many)."""
+        for metric in self.metrics:
+            if count < metric.min_samples:
+                raise DataError(f"{source} holds {count} images: {metric.name} needs at least {metric.min_samples}")
+        short = [f"{metric.name} {self.fake_count(metric)}" for metric in self.metrics if self.fake_count(metric) > count]
+        if short:
+            log.warning("%s holds %d images, fewer than asked for (%s): scoring %d (the protocol's num_fake)",
+                        source, count, ", ".join(short), count)
 
     def check_generator(self, num_classes: int | None) -> None:
         """Per-class metrics need a class-conditional generator (``num_classes``; None: unconditional or a folder)."""
@@ -682,6 +710,9 @@ def image_folder_batches(folder: str | Path, channels: int, batch_size: int) -> 
     from PIL import Image
 
     folder = Path(folder)
+    if channels not in (1, 3):
+        raise ConfigError(f"fake_path={folder}: the data's samples have {channels} channels; a folder of images "
+                          "can only be scored against gray or RGB image data")
     if not folder.is_dir():
         raise DataError(f"fake_path={folder} is not a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
@@ -689,12 +720,23 @@ def image_folder_batches(folder: str | Path, channels: int, batch_size: int) -> 
         raise DataError(f"fake_path={folder} holds no .png/.jpg images")
     mode = {1: "L", 3: "RGB"}[channels]
 
+    def read(path: Path, pixels: bool = True):
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert(mode)).reshape(*image.size[::-1], channels) if pixels else image.size
+        except OSError as error:  # not an image (PIL.UnidentifiedImageError), or truncated (seen when the pixels load)
+            raise DataError(f"fake_path={folder}: cannot read {path.name} ({error}); expected a .png or .jpg image") from None
+
+    # every header now (PIL reads no pixels for it): a bad file or a second size fails before any feature is extracted
+    sizes = {path: read(path, pixels=False) for path in files}
+    for path, size in sizes.items():
+        if size != sizes[files[0]]:
+            raise DataError(f"fake_path={folder}: {path.name} is {size[0]}x{size[1]} but {files[0].name} is "
+                            f"{sizes[files[0]][0]}x{sizes[files[0]][1]}; expected images of one size")
+
     def batches() -> Iterator[Tensor]:
         for start in range(0, len(files), batch_size):
-            arrays = []
-            for path in files[start:start + batch_size]:
-                with Image.open(path) as image:
-                    arrays.append(np.asarray(image.convert(mode)).reshape(*image.size[::-1], channels))
+            arrays = [read(path) for path in files[start:start + batch_size]]
             pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
             yield pixels.float().div(127.5).sub(1.0)
 

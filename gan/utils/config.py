@@ -183,11 +183,21 @@ def check_writable_folder(folder: str | os.PathLike, option: str) -> None:
 
 
 def check_evaluate_options(cfg: DictConfig) -> None:
-    """evaluate.py's counts, seeds, ``device`` and ``use_ema``."""
+    """evaluate.py's counts, seeds, ``device`` and ``use_ema``, and that ``fake_path`` comes alone."""
     check_integer_options(cfg, EVALUATE_OPTIONS)
     seeds = cfg.get("seeds")
     if seeds is not None and (not OmegaConf.is_list(seeds) or not seeds or not all(is_integer(seed) for seed in seeds)):
         raise ConfigError(f"seeds={seeds} is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null")
+    values = [int(seed) for seed in seeds or []]
+    repeated = sorted({seed for seed in values if values.count(seed) > 1})
+    if repeated:  # the same latent seed gives the same evaluation, so the summary's spread would be made up
+        raise ConfigError(f"seeds={seeds} repeats {repeated}: expected distinct latent seeds")
+    if cfg.get("fake_path") and cfg.get("ckpt_path"):
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} and fake_path={cfg.fake_path}: evaluate.py scores a checkpoint's "
+                          "generator or a folder of images; give one of them")
+    if cfg.get("fake_path") and seeds is not None:
+        raise ConfigError(f"seeds={seeds} with fake_path={cfg.fake_path}: a folder of images has no latent seeds; "
+                          "expected seeds=null")
     if not isinstance(cfg.get("use_ema"), bool):
         raise ConfigError(f"use_ema={cfg.get('use_ema')} is not valid: expected true or false")
     device = cfg.get("device")

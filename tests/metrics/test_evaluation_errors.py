@@ -1,0 +1,113 @@
+"""User errors of an evaluation, caught before any sample is drawn or feature extracted: bad image folders,
+too few samples for a metric, options of evaluate.py that do not fit together."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from omegaconf import OmegaConf
+
+from evaluate import evaluate
+from gan.metrics import MetricSuite, image_folder_batches
+from gan.utils.config import check_evaluate_options
+from gan.utils.errors import ConfigError, DataError
+from tests.metrics.conftest import random_images, write_folder
+
+
+def read_all(folder, batch_size=4):
+    batches, count = image_folder_batches(folder, 3, batch_size)
+    return list(batches), count
+
+
+# ------------------------------------------------------------------------------------------ image folders
+def test_an_image_folder_with_a_corrupt_or_truncated_file_names_it(tmp_path):
+    folder = write_folder(random_images(3), tmp_path / "corrupt")
+    (folder / "0001.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"fake_path=.*corrupt: cannot read 0001\.png \(.*\); expected a \.png or \.jpg"):
+        read_all(folder)
+
+    folder = write_folder(random_images(3), tmp_path / "truncated")
+    data = (folder / "0002.png").read_bytes()
+    (folder / "0002.png").write_bytes(data[:len(data) // 2])  # the header reads, the pixels do not
+    with pytest.raises(DataError, match=r"fake_path=.*truncated: cannot read 0002\.png"):
+        read_all(folder)
+
+
+def test_an_image_folder_of_two_sizes_names_both_files(tmp_path):
+    folder = write_folder(random_images(2, size=16), tmp_path / "mixed")
+    write_folder(random_images(1, size=20), tmp_path / "other")
+    (tmp_path / "other" / "0000.png").rename(folder / "0009.png")
+    # alone in the second batch: stacking each batch would not notice it
+    with pytest.raises(DataError, match=r"fake_path=.*mixed: 0009\.png is 20x20 but 0000\.png is 16x16; expected images of one size"):
+        read_all(folder, batch_size=2)
+    assert read_all(write_folder(random_images(5), tmp_path / "fine"))[1] == 5
+
+
+def test_an_image_folder_against_point_data_is_a_config_error(make_cfg, tmp_path):
+    folder = write_folder(random_images(3), tmp_path / "images")
+    with pytest.raises(ConfigError, match=r"the data's samples have 2 channels"):
+        image_folder_batches(folder, 2, 4)
+    cfg = make_cfg([f"fake_path={folder}", "data=toy2d_grid", "metrics=[mode_coverage]"], config_name="evaluate",
+                   output_dir=tmp_path / "eval")
+    with pytest.raises(ConfigError, match=r"fake_path=.*images: a folder is scored as image data, but data toy2d_grid "
+                                          r"yields points"):
+        evaluate(cfg)
+
+
+# ----------------------------------------------------------------------------------- minimum counts
+@pytest.mark.parametrize("compute, counts, message", [
+    (["fid_digits"], {"num_samples": 1}, r"^metrics\.num_samples=1: fid_digits needs at least 2 samples$"),
+    (["fid"], {"num_real": 1}, r"^metrics\.num_real=1: fid needs at least 2 samples$"),
+    (["kid"], {"num_samples": 1}, r"^metrics\.num_samples=1: kid needs at least 2 samples$"),
+    ({"prc": {"num_samples": 3}}, {}, r"^metrics\.compute\.prc\.num_samples=3: prc needs at least 4 samples$"),
+    (["density_coverage"], {"num_real": 5}, r"^metrics\.num_real=5: density_coverage needs at least 6 samples$"),
+    ({"density_coverage": {"neighborhood": 2}}, {"num_samples": 2}, r"^metrics\.num_samples=2: density_coverage needs at least 3"),
+])
+def test_too_few_samples_for_a_metric_fail_when_the_suite_is_built(compute, counts, message):
+    with pytest.raises(ConfigError, match=message):
+        MetricSuite(compute, **counts)
+
+
+def test_metrics_without_reals_take_any_number_of_them():
+    MetricSuite(["fid_digits"], num_samples=2, num_real=2)
+    MetricSuite(["mode_coverage"], num_real=1)
+
+
+def test_a_folder_with_too_few_or_fewer_images_than_asked(make_cfg, tmp_path, caplog):
+    def run(count: int, name: str):
+        folder = write_folder(random_images(count, channels=1, size=28), tmp_path / name)
+        cfg = make_cfg([f"fake_path={folder}", "data=digits", "metrics=[fid_digits]", "num_samples=10",
+                        "metrics.num_real=50"], config_name="evaluate", output_dir=tmp_path / f"eval_{name}")
+        return evaluate(cfg)
+
+    with pytest.raises(DataError, match=r"^fake_path=.*one holds 1 images: fid_digits needs at least 2$"):
+        run(1, "one")
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        report = run(5, "five")
+    assert report["protocol"]["metrics"]["fid_digits"]["num_fake"] == 5  # what was scored is recorded
+    assert any(record.levelno == logging.WARNING and "five holds 5 images, fewer than asked for (fid_digits 10)" in record.getMessage()
+               for record in caplog.records)
+
+
+# ------------------------------------------------------------------------------------ evaluate options
+def options(**changes):
+    return OmegaConf.create({"seed": 0, "num_samples": 10, "num_images": 4, "num_points": 10,
+                             "interpolation": {"rows": 0, "steps": 2}, "use_ema": True, "device": "cpu",
+                             "ckpt_path": None, "fake_path": None, "seeds": None, **changes})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"ckpt_path": "run/last.ckpt", "seeds": [0, 0]}, r"^seeds=\[0, 0\] repeats \[0\]: expected distinct latent seeds$"),
+    ({"ckpt_path": "run/last.ckpt", "seeds": [2, 1, 2, 3, 1]}, r"^seeds=\[2, 1, 2, 3, 1\] repeats \[1, 2\]"),
+    ({"ckpt_path": "run/last.ckpt", "fake_path": "samples"}, r"^ckpt_path=run/last\.ckpt and fake_path=samples: .*give one of them$"),
+    ({"fake_path": "samples", "seeds": [0, 1, 2]}, r"^seeds=\[0, 1, 2\] with fake_path=samples: a folder of images has no latent seeds"),
+])
+def test_evaluate_options_that_would_be_ignored_or_repeated_are_rejected(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        check_evaluate_options(options(**changes))
+
+
+def test_evaluate_options_that_fit_together_pass():
+    check_evaluate_options(options(ckpt_path="run/last.ckpt", seeds=[0, 1, 2]))
+    check_evaluate_options(options(fake_path="samples"))
+    check_evaluate_options(options(ckpt_path="run/last.ckpt"))
