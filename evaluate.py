@@ -134,7 +134,8 @@ def checkpoint_record(path: str | Path, checkpoint: dict[str, Any], generator) -
 
 def find_checkpoints(pattern: str, name: str = "last.ckpt") -> list[str]:
     """The checkpoints ``ckpt_path`` names: one file, a glob (``runs/*/checkpoints/last.ckpt``), or a directory
-    (a multirun's: every ``<job>/checkpoints/<name>`` below it), in natural order (job 2 before job 10)."""
+    (a multirun's: every ``<job>/checkpoints/<name>`` below it; a run's ``checkpoints`` folder: its ``<name>``),
+    in natural order (job 2 before job 10)."""
     def natural(path: str) -> list:
         return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
@@ -143,6 +144,8 @@ def find_checkpoints(pattern: str, name: str = "last.ckpt") -> list[str]:
         found = glob.glob(pattern, recursive=True)
     elif Path(pattern).is_dir():
         found = [str(path) for path in Path(pattern).glob(f"**/checkpoints/{name}")]
+        if not found and (Path(pattern) / name).is_file():  # a run's checkpoints folder itself
+            found = [str(Path(pattern) / name)]
     else:
         return [pattern]  # one file; load_checkpoint says when it is missing
     if not found:

@@ -111,3 +111,19 @@ def test_evaluate_options_that_fit_together_pass():
     check_evaluate_options(options(ckpt_path="run/last.ckpt", seeds=[0, 1, 2]))
     check_evaluate_options(options(fake_path="samples"))
     check_evaluate_options(options(ckpt_path="run/last.ckpt"))
+
+
+def test_a_runs_checkpoints_folder_names_its_checkpoint(tmp_path):
+    """ckpt_path=<run>/checkpoints used to match no checkpoint (only <job>/checkpoints/<name> below it was looked for)."""
+    from evaluate import find_checkpoints
+    from gan.utils.errors import CheckpointError
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "last.ckpt").write_bytes(b"")
+    (folder / "best.ckpt").write_bytes(b"")
+    assert find_checkpoints(str(folder)) == [str(folder / "last.ckpt")]
+    assert find_checkpoints(str(folder), "best.ckpt") == [str(folder / "best.ckpt")]
+    assert find_checkpoints(str(tmp_path)) == [str(folder / "last.ckpt")]  # a run or multirun folder, as before
+    with pytest.raises(CheckpointError, match=r"matches no checkpoint \(looked for <job>/checkpoints/step\.ckpt below it\)"):
+        find_checkpoints(str(folder), "step.ckpt")
