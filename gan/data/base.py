@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from gan.data.sampler import ResumableSampler
-from gan.utils.errors import ConfigError
+from gan.utils.errors import ConfigError, DataError
 
 
 class Columns(list):
@@ -119,6 +119,13 @@ class GANDataModule(pl.LightningDataModule):
                 f"data {self.name} yields samples of shape {list(self.sample_shape)} but the model was built "
                 f"for {list(shape)}"
             )
+
+    def require_samples(self, dataset: Dataset, where: object) -> Dataset:
+        """``dataset`` after checking it is not empty: the sampler would fail in the first batch, after the
+        model is built, with a ZeroDivisionError that does not say which data it was."""
+        if len(dataset) == 0:
+            raise DataError(f"data {self.name}: the training set read from {where} holds 0 samples; expected at least one")
+        return dataset
 
     @staticmethod
     def require_shape(declared: Sequence[int], actual: Sequence[int], name: str) -> tuple[int, ...]:

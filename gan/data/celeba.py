@@ -30,15 +30,20 @@ DOWNLOADED_FILES = ("img_align_celeba.zip", "list_eval_partition.txt")
 
 def read_partition(path: Path) -> list[tuple[str, int]]:
     """(file name, partition code) per line of list_eval_partition.txt."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")  # not the locale's encoding: the file is ASCII wherever it is read
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DatasetFormatError("celeba", path, f"line {line} is not UTF-8 text, expected text lines '<image file> <0|1|2>'") from None
     entries = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[1] not in {"0", "1", "2"}:
-                raise DatasetFormatError("celeba", path, f"line {number} is {line.strip()!r}, expected '<image file> <0|1|2>'")
-            entries.append((fields[0], int(fields[1])))
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in {"0", "1", "2"}:
+            raise DatasetFormatError("celeba", path, f"line {number} is {line.strip()!r}, expected '<image file> <0|1|2>'")
+        entries.append((fields[0], int(fields[1])))
     return entries
 
 

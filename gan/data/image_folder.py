@@ -19,6 +19,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from gan.data.errors import DatasetNotFoundError
 from gan.data.image_data import ImageDataModule, ImageFiles
 from gan.data.transforms import pil_mode
+from gan.utils.errors import ConfigError
 
 log = logging.getLogger("gan")
 
@@ -26,9 +27,16 @@ LAYOUT = f"image files ({', '.join(ext.lstrip('.') for ext in IMG_EXTENSIONS)}) 
 
 
 def find_images(folder: Path) -> list[Path]:
-    """Image files below ``folder`` by extension (any case), in a stable order."""
-    found = []
+    """Image files below ``folder`` by extension (any case), in a stable order, each folder read once."""
+    found, seen = [], set()
     for directory, subdirectories, names in os.walk(folder, followlinks=True):
+        # links are followed (a folder of links to data sets is common), so a link back up the tree would
+        # be walked again and again until the OS gives up on the path: each folder counts once
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirectories.clear()
+            continue
+        seen.add(real)
         subdirectories.sort()
         found += [Path(directory) / name for name in sorted(names) if name.lower().endswith(IMG_EXTENSIONS)]
     return found
@@ -50,6 +58,9 @@ class ImageFolderDataModule(ImageDataModule):
 
     def __init__(self, path: str, root: str | None = None, resolution: int = 64, channels: int = 3,
                  sample_shape=None, **loader_options):
+        if not path or not str(path).strip():  # Path("") is the working directory: it would train on whatever is there
+            raise ConfigError(f"data.path={path!r} is not a folder; expected the folder that holds the images, "
+                              "e.g. data.path=/folder/with/images")
         super().__init__(root or path, resolution, channels, sample_shape, **loader_options)
         self.path = Path(path)
 

@@ -14,6 +14,7 @@ import pickle
 from pathlib import Path
 from urllib.error import URLError
 
+import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision import datasets
 
@@ -49,6 +50,21 @@ def cifar_files(dataset_class: type[datasets.CIFAR10]) -> list[str]:
     return [f"{dataset_class.base_folder}/{name}" for name in names]
 
 
+def cifar_batch_problem(path: Path, batch: dict) -> str | None:
+    """A batch's rows must be 32 x 32 RGB pixels as uint8, one label each: torchvision reshapes whatever it
+    gets to [-1, 3, 32, 32], so rows of another width become scrambled images and floats fail mid-training."""
+    data, labels = batch["data"], batch.get("labels")
+    has_labels = isinstance(labels, (list, tuple, np.ndarray))
+    if isinstance(data, np.ndarray):
+        if data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072 and has_labels and len(labels) == len(data):
+            return None
+        found = f"{data.dtype} data of shape {list(data.shape)}"
+    else:
+        found = f"data of type {type(data).__name__}"
+    found += f" and {len(labels)} labels" if has_labels else " and no 'labels' list"
+    return f"{path.name} holds {found}, expected 'data' as N x 3072 uint8 and N 'labels'"
+
+
 def idx_problem(path: Path) -> str | None:
     """The idx header check torchvision does with bare asserts, with a message: magic 0x0803 for the
     [N, 28, 28] image files and 0x0801 for the [N] label files, then one byte per element."""
@@ -64,7 +80,15 @@ def idx_problem(path: Path) -> str | None:
     size = len(data) - 4 * (dims + 1)
     if size != math.prod(shape):
         return f"{path.name} declares shape {shape} but holds {size} bytes of data"
+    if dims == 3 and shape[0] == 0:
+        return f"{path.name} declares 0 images, expected at least one"
     return None
+
+
+def idx_count(path: Path) -> int:
+    """The first dimension in an idx file's header: its number of images or labels."""
+    with open(path, "rb") as handle:
+        return int.from_bytes(handle.read(8)[4:8], "big")
 
 
 class TorchvisionDataModule(ImageDataModule):
@@ -115,11 +139,16 @@ class TorchvisionDataModule(ImageDataModule):
     def load(self) -> Dataset:
         if self.missing_files():
             raise self.not_found()
+        # checked before torchvision reads them: it reads some bad content without complaint (CIFAR rows of
+        # another width become scrambled images, a short labels file fails with IndexError mid-training)
+        problems = (self.file_problem(self.root / name) for name in self.files)
+        problem = next((p for p in problems if p), None)
+        if problem:
+            raise DatasetFormatError(self.dataset_name, self.folder, problem)
         try:
             parts = [self.dataset_class(str(self.root), train=train, transform=self.transform) for train in SPLITS[self.split]]
         except PARSE_ERRORS as error:
-            problems = (self.file_problem(self.root / name) for name in self.files)
-            raise DatasetFormatError(self.dataset_name, self.folder, next((p for p in problems if p), error)) from None
+            raise DatasetFormatError(self.dataset_name, self.folder, error) from None
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def file_problem(self, path: Path) -> str | None:
@@ -137,7 +166,14 @@ class MNISTDataModule(TorchvisionDataModule):
         super().__init__(root, resolution, channels, **options)
 
     def file_problem(self, path: Path) -> str | None:
-        return idx_problem(path)
+        problem = idx_problem(path)
+        if problem or "labels" not in path.name:
+            return problem
+        # torchvision pairs labels with images by index: a short labels file would fail mid-training
+        images = path.with_name(path.name.replace("labels-idx1", "images-idx3"))
+        if idx_count(images) != idx_count(path):
+            return f"{images.name} holds {idx_count(images)} images but {path.name} {idx_count(path)} labels, expected one label per image"
+        return None
 
 
 class FashionMNISTDataModule(MNISTDataModule):
@@ -165,4 +201,6 @@ class CIFAR10DataModule(TorchvisionDataModule):
             return f"{path.name} is not a python pickle ({one_line(error, 100)})"
         if not isinstance(content, dict) or key not in content:
             return f"{path.name} holds no {key!r} entry"
+        if key == "data":
+            return cifar_batch_problem(path, content)
         return None

