@@ -18,8 +18,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from gan.data.errors import DatasetNotFoundError
 from gan.data.image_data import ImageDataModule, ImageFiles
-from gan.data.transforms import pil_mode
-from gan.utils.errors import ConfigError
+from gan.data.transforms import FLOAT_MODES, pil_mode
+from gan.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("gan")
 
@@ -42,15 +42,16 @@ def find_images(folder: Path) -> list[Path]:
     return found
 
 
-def decodes(path: Path, mode: str, size: int) -> bool:
-    """Whether PIL can decode the whole file (a truncated JPEG only fails when its last scan is read)."""
+def decodes(path: Path, mode: str, size: int) -> str | None:
+    """The PIL mode of the file when PIL can decode all of it (a truncated JPEG only fails when its last scan is
+    read), else None."""
     try:
         with Image.open(path) as image:
             image.draft(mode, (size, size))
             image.load()
-        return True
+            return image.mode
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return False
+        return None
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -79,9 +80,13 @@ class ImageFolderDataModule(ImageDataModule):
         workers = min(8, os.cpu_count() or 1)
         mode = pil_mode(self.channels)
         with ThreadPoolExecutor(workers) as pool:
-            readable = list(pool.map(lambda path: decodes(path, mode, self.resolution), candidates))
-        paths = [path for path, ok in zip(candidates, readable) if ok]
-        skipped = [path for path, ok in zip(candidates, readable) if not ok]
+            modes = list(pool.map(lambda path: decodes(path, mode, self.resolution), candidates))
+        floating = next((path for path, found in zip(candidates, modes) if found in FLOAT_MODES), None)
+        if floating is not None:  # converted as they are, values in [0, 1] would all become black
+            raise DataError(f"image_folder: {floating} holds floating-point pixels (PIL mode F), whose range cannot be "
+                            "known; expected 8- or 16-bit images (e.g. PNG or JPEG)")
+        paths = [path for path, found in zip(candidates, modes) if found]
+        skipped = [path for path, found in zip(candidates, modes) if not found]
         if not paths:
             raise self.not_found(f"none of its {len(candidates)} image files can be decoded")
         if skipped:

@@ -21,13 +21,33 @@ def uint8_to_unit_range(images: Tensor) -> Tensor:
     return images.float().div(127.5).sub(1.0)
 
 
+#: PIL modes of more than 8 bits per integer pixel (16-bit PNGs and TIFFs): PIL's ``convert`` clips them to 255,
+#: which turns a 16-bit image white
+WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+#: floating-point pixels, whose range (0-1? 0-255? calibrated units?) a loader cannot know
+FLOAT_MODES = ("F",)
+
+
+def to_eight_bits(image):
+    """A 16-bit grayscale image as 8 bits: the top byte of each pixel, as torchvision's uint16 -> uint8 conversion
+    does (32-bit integer pixels, mode I, are taken as 16-bit values, which is how PIL opens some 16-bit files)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+    return Image.fromarray(pixels.astype(np.uint8), "L")
+
+
 class ConvertMode:
-    """PIL ``convert`` as a picklable transform (DataLoader workers may be spawned, not forked)."""
+    """PIL ``convert`` as a picklable transform (DataLoader workers may be spawned, not forked); 16-bit pixels are
+    scaled to 8 bits first."""
 
     def __init__(self, mode: str):
         self.mode = mode
 
     def __call__(self, image):
+        if image.mode in WIDE_INTEGER_MODES:
+            image = to_eight_bits(image)
         return image if image.mode == self.mode else image.convert(self.mode)
 
     def __repr__(self) -> str:

@@ -129,3 +129,24 @@ def test_truncated_digits_cache_is_rebuilt(tmp_path, caplog):
         f"digits: rebuilding the cache {cache}, which cannot be read (BadZipFile: File is not a zip file)"]
     with np.load(cache) as data:  # the rebuilt cache is read from now on
         assert np.array_equal(data["images"], images) and np.array_equal(data["labels"], labels)
+
+
+def test_sixteen_bit_images_keep_their_values_and_float_images_are_refused(tmp_path):
+    """PIL's convert clipped 16-bit pixels at 255 (a 16-bit PNG loaded almost all white); float pixels in [0, 1]
+    loaded black. 16-bit values are scaled to their top byte, as torchvision converts uint16 to uint8."""
+    folder = tmp_path / "sixteen"
+    folder.mkdir()
+    values = (np.arange(64, dtype=np.uint16) * 1024).reshape(8, 8)  # 0 .. 64,512
+    Image.fromarray(values).save(folder / "a.png")
+    assert Image.open(folder / "a.png").mode == "I;16"
+    dm = ImageFolderDataModule(path=str(folder), root=str(tmp_path), resolution=8, channels=1)
+    dm.setup("fit")
+    image = dm.train_set[0][0]
+    expected = (values >> 8).astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_allclose(image[0].numpy(), expected, atol=1e-6)
+
+    floats = tmp_path / "floats"
+    floats.mkdir()
+    Image.fromarray(np.random.default_rng(0).random((8, 8), dtype=np.float32)).save(floats / "f.tiff")
+    raises_exactly(DataError, r"image_folder: .*f\.tiff holds floating-point pixels \(PIL mode F\), whose range cannot be known",
+                   lambda: ImageFolderDataModule(path=str(floats), root=str(tmp_path), resolution=8, channels=1).setup("fit"))
