@@ -22,7 +22,7 @@ from gan.utils.checkpoint import check_resumable, load_checkpoint
 from gan.utils.config import check_run_options, groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
-from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, one_line, print_error, user_error_behind)
+from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.logging import finish_loggers, prepare_loggers
 from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
@@ -131,7 +131,7 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as error:
         user_error = user_error_behind(error)
         if in_sweep:
-            message = one_line(user_error) if user_error else f"{type(error).__name__}: {error}".splitlines()[0]
+            message = one_line(message_of(user_error)) if user_error else f"{type(error).__name__}: {error}".splitlines()[0]
             record_job(cfg, "failed", failed_value, {}, started, error=message)
         if not in_sweep or failed_value is None:
             raise

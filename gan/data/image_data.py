@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from gan.data.base import GANDataModule
 from gan.data.transforms import image_transform, pil_mode
+from gan.utils.errors import DataError, one_line
 
 
 class ImageFiles(Dataset):
@@ -23,7 +24,16 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        with Image.open(self.paths[index]) as image:
+        path = self.paths[index]
+        try:
+            image = Image.open(path)
+            image.load()  # decoded here, so a file that cannot be read is named, not found in the transform
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            # a file listed by the data set (CelebA's partition file) but corrupt: image folders skip such files
+            # when they are set up, a list of 200k files is not decoded in advance
+            raise DataError(f"cannot read image {path} ({type(error).__name__}: {one_line(error)}); replace it, or "
+                            "remove it from the data set") from None
+        with image:
             return self.transform(image), -1
 
 

@@ -87,7 +87,18 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def print_error(error: BaseException | str) -> None:
-    print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+    print(f"error: {one_line(message_of(error))}", file=sys.stderr, flush=True)
+
+
+def message_of(error: BaseException | str) -> str:
+    """``error``'s message; for one a DataLoader worker raised (torch re-raises it in the main process with the
+    worker's traceback as its message), the original message, from the traceback's last line."""
+    text = str(error)
+    if isinstance(error, BaseException) and "\nOriginal Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+        return last.removeprefix(prefix).removeprefix(f"{type(error).__qualname__}: ")
+    return text
 
 
 def describe_composition_error(error: BaseException) -> str:

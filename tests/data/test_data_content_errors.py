@@ -2,6 +2,7 @@
 a partition file that is not text, a cut-short cache) stops in ``setup`` with one of the framework's errors,
 which ``train.py`` prints as one line, instead of training on garbage or failing mid-training."""
 import logging
+import re
 import os
 import pickle
 
@@ -150,3 +151,28 @@ def test_sixteen_bit_images_keep_their_values_and_float_images_are_refused(tmp_p
     Image.fromarray(np.random.default_rng(0).random((8, 8), dtype=np.float32)).save(floats / "f.tiff")
     raises_exactly(DataError, r"image_folder: .*f\.tiff holds floating-point pixels \(PIL mode F\), whose range cannot be known",
                    lambda: ImageFolderDataModule(path=str(floats), root=str(tmp_path), resolution=8, channels=1).setup("fit"))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_listed_image_that_cannot_be_read_is_named_in_one_line(tmp_path, workers, capsys):
+    """CelebA lists its files: a corrupt one failed mid-training with PIL's UnidentifiedImageError (a traceback).
+    From a DataLoader worker, torch re-raises the error with the worker's traceback as its message: the printed
+    line is the original message."""
+    import torch
+
+    from gan.data.image_data import ImageFiles
+    from gan.data.transforms import image_transform
+    from gan.utils.errors import print_error
+
+    write_image(tmp_path / "fine.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    files = ImageFiles([tmp_path / "fine.png", tmp_path / "broken.jpg"], image_transform(8, 3))
+    assert files[0][0].shape == (3, 8, 8)
+    loader = torch.utils.data.DataLoader(files, batch_size=2, num_workers=workers)
+    with pytest.raises(DataError) as error:
+        next(iter(loader))
+    print_error(error.value)
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and "Traceback" not in line
+    assert re.fullmatch(rf"error: cannot read image {re.escape(str(tmp_path / 'broken.jpg'))} \(UnidentifiedImageError: "
+                        r".*\); replace it, or remove it from the data set\n", line), line
