@@ -36,13 +36,17 @@ def read_partition(path: Path) -> list[tuple[str, int]]:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise DatasetFormatError("celeba", path, f"line {line} is not UTF-8 text, expected text lines '<image file> <0|1|2>'") from None
-    entries = []
+    entries, first_line = [], {}
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 2 or fields[1] not in {"0", "1", "2"}:
             raise DatasetFormatError("celeba", path, f"line {number} is {line.strip()!r}, expected '<image file> <0|1|2>'")
+        if fields[0] in first_line:  # it would be drawn twice as often as the others, silently
+            raise DatasetFormatError("celeba", path, f"line {number} lists {fields[0]} again (first on line "
+                                     f"{first_line[fields[0]]}), expected each image once")
+        first_line[fields[0]] = number
         entries.append((fields[0], int(fields[1])))
     return entries
 

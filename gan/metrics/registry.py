@@ -301,6 +301,10 @@ class InceptionScore(Metric):
         super().__init__(num_samples)
         self.splits, self.seed = int(splits), int(seed)
 
+    @property
+    def min_samples(self) -> int:
+        return self.splits  # every split needs a sample
+
     def options(self, num_fake):
         return {"splits": self.splits, "shuffle_seed": self.seed}
 
@@ -473,6 +477,7 @@ class MetricSuite:
             for option, count in counts.items():
                 if count < metric.min_samples:
                     raise ConfigError(f"{option}={count}: {metric.name} needs at least {metric.min_samples} samples")
+            metric.options(self.fake_count(metric))  # settings that do not fit the count fail now (fid_inf's counts)
         self.cache_dir, self.seed, self.progress = cache_dir, int(seed), bool(progress)
         self.resize = check_resize(resize)
         self.device = torch.device(device)

