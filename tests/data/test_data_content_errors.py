@@ -108,23 +108,20 @@ def test_empty_training_set_stops_in_setup(tmp_path):
                    r"expected at least one", lambda: dm.setup("fit"))
 
 
-def test_celeba_partition_file_that_is_not_text(tmp_path):
+@pytest.mark.parametrize("content,message", [
+    # UnicodeDecodeError before
+    (lambda lines: b"000001.jpg 0\n\xff\xfe\x00 0\n",
+     r"cannot be parsed \(line 2 is not UTF-8 text, expected text lines '<image file> <0\|1\|2>'\)"),
+    # drawn twice as often as the others, silently, before
+    (lambda lines: ("\n".join([*lines, lines[0]]) + "\n").encode(),
+     r"cannot be parsed \(line \d+ lists 000001\.jpg again \(first on line 1\), expected each image once\)"),
+], ids=["not_text", "an_image_twice"])
+def test_celeba_partition_file_that_does_not_fit(tmp_path, content, message):
     write_celeba(tmp_path)
     partition = tmp_path / "celeba" / "list_eval_partition.txt"
-    partition.write_bytes(b"000001.jpg 0\n\xff\xfe\x00 0\n")
+    partition.write_bytes(content(partition.read_text().splitlines()))
     dm = CelebADataModule(str(tmp_path))
-    raises_exactly(DatasetFormatError, r"celeba files in .*list_eval_partition\.txt cannot be parsed \(line 2 is not UTF-8 "
-                   r"text, expected text lines '<image file> <0\|1\|2>'\)", lambda: dm.setup("fit"))
-
-
-def test_celeba_partition_file_listing_an_image_twice(tmp_path):
-    write_celeba(tmp_path)
-    partition = tmp_path / "celeba" / "list_eval_partition.txt"
-    lines = partition.read_text().splitlines()
-    partition.write_text("\n".join([*lines, lines[0]]) + "\n")  # drawn twice as often as the others, silently
-    dm = CelebADataModule(str(tmp_path))
-    raises_exactly(DatasetFormatError, rf"line {len(lines) + 1} lists {lines[0].split()[0]} again \(first on line 1\), "
-                   r"expected each image once", lambda: dm.setup("fit"))
+    raises_exactly(DatasetFormatError, r"celeba files in .*list_eval_partition\.txt " + message, lambda: dm.setup("fit"))
 
 
 def test_truncated_digits_cache_is_rebuilt(tmp_path, caplog):
