@@ -1,6 +1,8 @@
 """PIL image -> float tensor [C, resolution, resolution] in [-1, 1], the range of tanh generators."""
 from __future__ import annotations
 
+import numpy as np
+from PIL import Image
 from torch import Tensor
 from torchvision.transforms import v2
 
@@ -31,9 +33,6 @@ FLOAT_MODES = ("F",)
 def to_eight_bits(image):
     """A 16-bit grayscale image as 8 bits: the top byte of each pixel, as torchvision's uint16 -> uint8 conversion
     does (32-bit integer pixels, mode I, are taken as 16-bit values, which is how PIL opens some 16-bit files)."""
-    import numpy as np
-    from PIL import Image
-
     pixels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
     return Image.fromarray(pixels.astype(np.uint8), "L")
 
