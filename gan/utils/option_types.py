@@ -135,6 +135,8 @@ def expectation(annotation: Any, value: Any) -> str | None:
         expected = [expectation(member, value) for member in others]
         if any(e is None for e in expected) or (choices and value in choices):
             return None
+        if "a number" in expected:  # int | float: "an integer or a number" says less than "a number"
+            expected = [e for e in expected if e != "an integer"]
         return " or ".join(dict.fromkeys([*expected, *([one_of(choices)] if choices else [])]))
     if origin is Literal:
         return None if value in args else one_of(args)

@@ -40,7 +40,7 @@ TARGET = f"{__name__}.Child"
     (Optional[int], None, None), (Optional[int], "abc", "an integer"),
     (Union[float, torch.Tensor], "abc", "a number"),  # torch's optimizers: a config holds no tensors
     (Union[int, str], "abc", None),  # a union with str: the target judges the string
-    (Union[int, float], "abc", "an integer or a number"),
+    (Union[int, float], "abc", "a number"), (Union[int, float], [1], "a number"),
     (Literal["a", "b"], "a", None), (Literal["a", "b"], "c", "one of 'a', 'b'"),
     (Optional[Union[Literal[16, 32], Literal["16-mixed"], Literal["16"]]], "16-mixed", None),
     (Optional[Union[Literal[16, 32], Literal["16-mixed"], Literal["16"]]], "fp12", "one of 16, 32, '16-mixed', '16'"),
