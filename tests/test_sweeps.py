@@ -150,3 +150,36 @@ def test_a_search_space_no_trial_would_use_is_rejected_before_training(overrides
     for key in searched:  # every searched option exists in the composed config (a typo would add a dead key)
         assert OmegaConf.select(cfg, key) is not None, key
 
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"direction": "maximize", "storage": "sqlite:///study.db"}, None),
+    ({"direction": ["minimize", "maximize"], "storage": None}, None),
+    ({"direction": "sideways"}, r"^hydra.sweeper.direction=sideways: expected minimize or maximize"),
+    ({"direction": "maximize", "storage": "notadb"}, r"^hydra.sweeper.storage=notadb: not a database URL \(.*\); expected e.g. sqlite"),
+])
+def test_the_optuna_sweepers_options_are_checked_before_the_study(options, message):
+    """Optuna refused them only when it created the study, with a traceback (ValueError, sqlalchemy's ArgumentError)."""
+    from gan.utils.errors import ConfigError
+    from gan.utils.sweep import OPTUNA_SWEEPER, check_sweeper_options
+
+    sweeper = OmegaConf.create({"_target_": OPTUNA_SWEEPER, **options})
+    if message is None:
+        check_sweeper_options(sweeper)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            check_sweeper_options(sweeper)
+    check_sweeper_options(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}))
+
+
+@pytest.mark.slow
+def test_a_bad_sweeper_option_stops_the_multirun_in_one_line(tmp_path):
+    """Hydra turns an exception of a callback into a warning: the check exits itself, before any job."""
+    command = [sys.executable, "train.py", "-m", "hparams_search=optuna_toy", "hydra.sweeper.direction=sideways",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.log_dir={tmp_path / 'logs'}", "logger=none"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == ["error: hydra.sweeper.direction=sideways: expected minimize or maximize "
+                                                  "(or a list of them, one per objective)"]
+    assert not (tmp_path / "sweep" / "0").exists()

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping
 
 from omegaconf import OmegaConf
 
-from gan.utils.errors import ConfigError
+from gan.utils.errors import ConfigError, print_error
 from gan.utils.files import atomic_write
 
 log = logging.getLogger("gan")
@@ -107,3 +107,41 @@ if not OmegaConf.has_resolver("sqlite_storage"):  # used by conf/hparams_search 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:
     """``["model=gan", "optimizer.generator.lr=0.001"]`` -> ``{"model": "gan", ...}`` (Hydra's task overrides)."""
     return dict(override.split("=", 1) for override in overrides if "=" in override)
+
+
+OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+DIRECTIONS = ("minimize", "maximize")
+
+
+def check_sweeper_options(sweeper: Mapping[str, Any]) -> None:
+    """The Optuna sweeper's ``direction`` and ``storage``, which Optuna and SQLAlchemy refuse only when the study is
+    created, with a traceback (``hydra.sweeper.direction=sideways``, ``hydra.sweeper.storage=notadb``)."""
+    if sweeper.get("_target_") != OPTUNA_SWEEPER:
+        return
+    direction = sweeper.get("direction")
+    directions = list(direction) if OmegaConf.is_list(direction) or isinstance(direction, list) else [direction]
+    if not directions or any(str(d).lower() not in DIRECTIONS for d in directions):
+        raise ConfigError(f"hydra.sweeper.direction={direction}: expected minimize or maximize (or a list of them, "
+                          "one per objective)")
+    storage = sweeper.get("storage")
+    if storage is not None:
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(str(storage))
+        except Exception as error:  # sqlalchemy.exc.ArgumentError
+            raise ConfigError(f"hydra.sweeper.storage={storage}: not a database URL ({error}); expected e.g. "
+                              "sqlite:///path/to/study.db, or null for a study in memory") from None
+
+
+class SweepOptionsCheck:
+    """A Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml): the sweeper's options are checked when a
+    multirun starts, before the sweeper builds its study."""
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        try:
+            check_sweeper_options(config.hydra.sweeper)
+        except ConfigError as error:
+            # Hydra turns an exception of a callback into a warning and goes on: the multirun stops here instead
+            print_error(error)
+            raise SystemExit(error.exit_status) from None
