@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from gan.utils.errors import ConfigError, print_error
@@ -134,7 +135,7 @@ def check_sweeper_options(sweeper: Mapping[str, Any]) -> None:
                               "sqlite:///path/to/study.db, or null for a study in memory") from None
 
 
-class SweepOptionsCheck:
+class SweepOptionsCheck(Callback):  # Hydra calls every hook of every callback: the base class's do nothing
     """A Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml): the sweeper's options are checked when a
     multirun starts, before the sweeper builds its study."""
 
