@@ -14,6 +14,10 @@ from gan.data.transforms import image_transform, pil_mode
 from gan.utils.errors import DataError, one_line
 
 
+#: what PIL raises for a file it cannot decode (not an image, truncated, a decompression bomb)
+UNREADABLE_IMAGE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 class ImageFiles(Dataset):
     """Image files read with PIL and transformed; every label is -1 (unlabelled)."""
 
@@ -28,7 +32,7 @@ class ImageFiles(Dataset):
         try:
             image = Image.open(path)
             image.load()  # decoded here, so a file that cannot be read is named, not found in the transform
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        except UNREADABLE_IMAGE as error:
             # a file listed by the data set (CelebA's partition file) but corrupt: image folders skip such files
             # when they are set up, a list of 200k files is not decoded in advance
             raise DataError(f"cannot read image {path} ({type(error).__name__}: {one_line(error)}); replace it, or "

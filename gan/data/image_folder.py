@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from gan.data.errors import DatasetNotFoundError
-from gan.data.image_data import ImageDataModule, ImageFiles
+from gan.data.image_data import UNREADABLE_IMAGE, ImageDataModule, ImageFiles
 from gan.data.transforms import FLOAT_MODES, pil_mode
 from gan.utils.errors import ConfigError, DataError
 
@@ -50,7 +50,7 @@ def decodes(path: Path, mode: str, size: int) -> str | None:
             image.draft(mode, (size, size))
             image.load()
             return image.mode
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except UNREADABLE_IMAGE:
         return None
 
 

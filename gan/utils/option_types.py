@@ -93,10 +93,13 @@ def parameter_annotations(target: Any) -> dict[str, Any]:
             parameters = inspect.signature(function).parameters
         except (TypeError, ValueError):  # a builtin without a signature
             break
+        namespace = None  # built once per function, when a string annotation needs it
         for name, parameter in parameters.items():
             if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name in annotations:
                 continue
-            resolved = resolve(parameter.annotation, function)
+            if isinstance(parameter.annotation, str) and namespace is None:
+                namespace = annotation_namespace(function)
+            resolved = resolve(parameter.annotation, namespace)
             if resolved is not None:
                 annotations[name] = resolved
         if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
@@ -104,15 +107,20 @@ def parameter_annotations(target: Any) -> dict[str, Any]:
     return annotations
 
 
-def resolve(annotation: Any, function: Any) -> Any:
-    """``annotation`` as a type (string annotations, ``from __future__ import annotations``, evaluated in the
-    function's module); None when there is none or it does not evaluate (a name imported for type checking only)."""
+def annotation_namespace(function: Any) -> dict[str, Any]:
+    """The names a string annotation of ``function`` may use: builtins, ``typing`` and its module's globals."""
+    module = sys.modules.get(getattr(function, "__module__", ""), None)
+    return {**vars(builtins), **typing.__dict__, **(vars(module) if module is not None else {})}
+
+
+def resolve(annotation: Any, namespace: dict[str, Any] | None) -> Any:
+    """``annotation`` as a type (string annotations, ``from __future__ import annotations``, evaluated in
+    ``namespace``, the function's); None when there is none or it does not evaluate (a name imported for type
+    checking only)."""
     if annotation is inspect.Parameter.empty:
         return None
     if not isinstance(annotation, str):
         return annotation
-    module = sys.modules.get(getattr(function, "__module__", ""), None)
-    namespace = {**vars(builtins), **typing.__dict__, **(vars(module) if module is not None else {})}
     try:
         return eval(annotation, namespace)  # noqa: S307 - the annotations of installed code, as typing.get_type_hints does
     except Exception:
