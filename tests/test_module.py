@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from gan.losses import GradientPenalty, NonSaturatingLoss, WassersteinLoss
-from gan.module import GANModule
+from gan.module import GANModule, frozen
 from gan.nets import DCGANDiscriminator, DCGANGenerator
 
 SHAPE = (1, 16, 16)
@@ -66,6 +66,33 @@ def test_generator_step_leaves_discriminator_untouched():
     assert not any(changed(d_before, module.discriminator))
     assert all(p.grad is None for p in module.discriminator.parameters())
     assert any(changed(g_before, module.generator))
+
+
+def test_frozen_restores_what_it_froze_and_leaves_frozen_parameters_frozen():
+    net = torch.nn.Linear(2, 2)
+    net.bias.requires_grad_(False)  # frozen by the user: must stay so after the block
+    freeze = frozen(net.parameters())
+    for _ in range(2):  # one object serves every step
+        with freeze:
+            assert not net.weight.requires_grad and not net.bias.requires_grad
+            net(torch.randn(3, 2, requires_grad=True)).sum().backward()  # reaches the input only
+        assert net.weight.requires_grad and not net.bias.requires_grad
+        assert net.weight.grad is None
+    with pytest.raises(RuntimeError), freeze:  # an error inside the block restores them too
+        raise RuntimeError
+    assert net.weight.requires_grad and not net.bias.requires_grad
+
+
+def test_plain_attributes_are_set_directly_and_registrations_still_work():
+    module = make_module()
+    module.generator_steps = 5
+    assert module.generator_steps == 5 and module.state_dict().keys() == make_module().state_dict().keys()
+    module.generator_steps = torch.nn.Linear(1, 1)  # a module under a plain attribute's name: registered
+    assert "generator_steps" in module._modules and "generator_steps" not in module.__dict__
+    module.fixed_noise = None  # a buffer's name: nn.Module's own handling (the buffer is set to None)
+    assert "fixed_noise" in module._buffers and module._buffers["fixed_noise"] is None
+    module.extra_weight = torch.nn.Parameter(torch.zeros(1))  # a new name: registered
+    assert "extra_weight" in dict(module.named_parameters())
 
 
 @pytest.mark.parametrize("n_critic,n_generator,iterations", [(1, 1, 6), (5, 1, 2), (3, 2, 3)])
