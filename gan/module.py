@@ -387,7 +387,10 @@ class GANModule(pl.LightningModule):
     def train_iteration(self, reals: Sequence[Tensor], labels: Sequence[Tensor | None], opt_g, opt_d) -> None:
         """One iteration on its real batches: the schedules' values, ``n_critic`` D steps, then ``n_generator`` G
         steps; its terms go to ``last_terms``."""
-        terms = {f"train/schedule/{name}": setting.apply(self, self.generator_steps) for name, setting in self.schedules.items()}
+        # merged into, not replaced: a lazy penalty's term keeps the value of the last step that computed it
+        terms = self.last_terms
+        for name, setting in self.schedules.items():
+            terms[f"train/schedule/{name}"] = setting.apply(self, self.generator_steps)
         for i in range(self.n_critic):
             # only the last D step's terms are kept (and logged): the others skip their diagnostics
             d_terms = self.discriminator_step(reals[i], opt_d, labels[i], diagnostics=i == self.n_critic - 1)
@@ -397,11 +400,13 @@ class GANModule(pl.LightningModule):
             k = self.n_critic + j if self.loss.generator_needs_real else self.n_critic - 1
             g_terms = self.generator_step(reals[k], opt_g, labels[k])
             self.update_ema()
-        terms.update({f"train/d/{name}": value.detach() for name, value in d_terms.items()})
-        terms.update({f"train/g/{name}": value.detach() for name, value in g_terms.items()})
+        # kept without their graphs (the diagnostics have none: a detached copy of them would be one more
+        # tensor to make per term and iteration)
+        for name, value in d_terms.items():
+            terms[f"train/d/{name}"] = value.detach() if value.requires_grad else value
+        for name, value in g_terms.items():
+            terms[f"train/g/{name}"] = value.detach() if value.requires_grad else value
         terms["train/generator_step"] = self.generator_steps
-        # merged, not replaced: a lazy penalty's term keeps the value of the last step that computed it
-        self.last_terms.update(terms)
 
     @property
     def is_last_iteration(self) -> bool:

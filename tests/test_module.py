@@ -139,6 +139,9 @@ def test_only_the_kept_discriminator_step_computes_diagnostics_and_the_update_is
     module.training_step((torch.randn(12, *SHAPE), torch.zeros(12)), 0)
     assert calls == [False, False, True]
     assert {"train/d/real_score", "train/d/fake_score"} <= set(module.last_terms)
+    # kept without graphs: a term holding its graph would keep the step's autograd nodes alive
+    assert all(value.grad_fn is None and not value.requires_grad for value in module.last_terms.values()
+               if isinstance(value, torch.Tensor))
 
 
 def test_a_batch_that_does_not_split_into_the_iteration_is_a_clear_error():
