@@ -205,8 +205,11 @@ def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeyp
 @pytest.mark.parametrize("options,message", [
     ({"seed": 3, "generator_steps": 10, "cpu_threads": None}, None),
     ({"seed": "7", "generator_steps": "10", "cpu_threads": 2}, None),  # strings, as an ${oc.env:...} gives them
-    ({"seed": -1, "generator_steps": 1}, None),
-    ({"seed": 1.5, "generator_steps": 10}, "seed=1.5 is not valid: expected an integer"),
+    ({"seed": 2**32 - 1, "generator_steps": 1}, None),
+    ({"seed": 1.5, "generator_steps": 10}, "seed=1.5 is not valid: expected an integer from 0 to 4294967295"),
+    # numpy, which seed_everything seeds, takes 0 .. 2**32 - 1 (a ValueError traceback before)
+    ({"seed": -1, "generator_steps": 10}, "seed=-1 is not valid: expected an integer from 0 to 4294967295"),
+    ({"seed": 2**32, "generator_steps": 10}, "seed=4294967296 is not valid: expected an integer from 0 to 4294967295"),
     ({"seed": 0, "generator_steps": 0}, "generator_steps=0 is not valid: expected an integer >= 1"),
     ({"seed": 0, "generator_steps": True}, "generator_steps=True is not valid: expected an integer >= 1"),
     ({"seed": 0, "generator_steps": "1e3"}, "generator_steps=1e3 is not valid: expected an integer >= 1"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -128,24 +128,40 @@ def _leaf_keys(node, prefix: str) -> list[str]:
     return [prefix]
 
 
-#: train.py's own integer options and their smallest allowed value (None: any integer), and whether null is allowed
-RUN_OPTIONS = {"seed": (None, False), "generator_steps": (1, False), "cpu_threads": (1, True),
-               "metrics.every_n_generator_steps": (0, True)}  # 0: no scoring during training
-#: evaluate.py's (``interpolation.steps`` >= 2: a strip runs from one latent code to another)
-EVALUATE_OPTIONS = {"seed": (None, False), "num_samples": (1, False), "num_images": (1, False), "num_points": (1, False),
-                    "interpolation.rows": (0, False), "interpolation.steps": (2, False)}
+class IntegerOption(NamedTuple):
+    """The range of an integer option (None: no bound on that side), and whether null is allowed."""
+
+    minimum: int | None
+    nullable: bool = False
+    maximum: int | None = None
 
 
-def check_integer_options(cfg: DictConfig, options: dict[str, tuple[int | None, bool]]) -> None:
+#: the global seed: ``seed_everything`` seeds numpy, which takes 0 .. 2**32 - 1 (and fails outside with a traceback)
+SEED = IntegerOption(0, maximum=2**32 - 1)
+#: train.py's own integer options
+RUN_OPTIONS = {"seed": SEED, "generator_steps": IntegerOption(1), "cpu_threads": IntegerOption(1, nullable=True),
+               "metrics.every_n_generator_steps": IntegerOption(0, nullable=True)}  # 0: no scoring during training
+#: evaluate.py's (its seed only seeds torch generators, which take any integer; ``interpolation.steps`` >= 2: a
+#: strip runs from one latent code to another)
+EVALUATE_OPTIONS = {"seed": IntegerOption(None), "num_samples": IntegerOption(1), "num_images": IntegerOption(1),
+                    "num_points": IntegerOption(1), "interpolation.rows": IntegerOption(0),
+                    "interpolation.steps": IntegerOption(2)}
+
+
+def check_integer_options(cfg: DictConfig, options: dict[str, IntegerOption]) -> None:
     """Integer options (dotted keys) checked before anything reads them: ``generator_steps=abc`` or ``-5``
     would otherwise fail in whichever object interpolates it first (the trainer's max_steps, a schedule's
     length), with a message naming that object's option and not this one, or as a ValueError traceback."""
-    for key, (minimum, nullable) in options.items():
+    for key, (minimum, nullable, maximum) in options.items():
         value = OmegaConf.select(cfg, key)
         if value is None and nullable:
             continue
-        if not is_integer(value) or (minimum is not None and int(value) < minimum):
-            expected = "an integer" if minimum is None else f"an integer >= {minimum}"
+        if (not is_integer(value) or (minimum is not None and int(value) < minimum)
+                or (maximum is not None and int(value) > maximum)):
+            if maximum is not None:
+                expected = f"an integer from {minimum} to {maximum}"
+            else:
+                expected = "an integer" if minimum is None else f"an integer >= {minimum}"
             raise ConfigError(f"{key}={value} is not valid: expected {expected}{' or null' if nullable else ''}")
 
 
