@@ -37,7 +37,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -113,6 +113,8 @@ class OverpoweredDiscriminator:
     window: int = 200
     max_d_loss: float = 0.005
     max_fake_score: float = 0.005
+    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "window": (1, None), "max_d_loss": (0, None), "max_fake_score": (0, 1)}
 
     def __post_init__(self) -> None:
         self._run = 0
@@ -141,6 +143,8 @@ class VanishingGeneratorGradients:
     reference_steps: int = 50
     window: int = 50
     min_ratio: float = 1.0e-3
+    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "reference_steps": (1, None), "window": (1, None), "min_ratio": (0, None)}
 
     def __post_init__(self) -> None:
         self._early: list[float] = []
@@ -183,6 +187,10 @@ class ModeCollapse:
     num_samples: int = 256
     min_diversity_ratio: float = 0.1
     min_class_coverage: float | None = 0.5
+    # two samples at least: the mean pairwise distance of one sample is undefined (NaN)
+    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "every_n_generator_steps": (1, None), "start_generator_step": (0, None), "num_samples": (2, None),
+        "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1)}
 
     def due(self, generator_step: int, previous: int | None = None) -> bool:
         """``previous``: the generator step at the last check of the run (default: one step before)."""
@@ -215,6 +223,7 @@ class Divergence:
 
     action: str = "stop_and_keep_last_healthy"
     max_score_gap: float = 1.0e4
+    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {"max_score_gap": (0, None)}
 
     def check(self, terms: Mapping[str, float], raw_scores: bool) -> dict[str, Any] | None:
         evidence = {name: value for name, value in terms.items() if not math.isfinite(value)}
@@ -247,10 +256,29 @@ def make_detector(kind: str, options: Mapping[str, Any] | None):
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(f"gan_health.{kind}: unknown option(s) {unknown}; expected some of {sorted(known)}")
+    for f in fields(cls):
+        if f.name in options and f.name in cls.BOUNDS:
+            check_bounds(f"callbacks.gan_health.{kind}.{f.name}", options[f.name], *cls.BOUNDS[f.name],
+                         integer=f.type == "int", nullable="None" in f.type)
     detector = cls(**options)
     if detector.action not in ACTIONS:
         raise ConfigError(f"gan_health.{kind}.action is {detector.action!r}; expected one of {list(ACTIONS)}")
     return detector
+
+
+def check_bounds(option: str, value: Any, minimum: float | None, maximum: float | None, integer: bool,
+                 nullable: bool = False) -> None:
+    """A detector's number: a window of 0 steps or one sample made a detector fire at once, never, or fail
+    with a traceback in the middle of training (a deque of length 0, the distances of one sample)."""
+    if value is None and nullable:
+        return
+    kind_ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    in_range = kind_ok and not isinstance(value, bool) and math.isfinite(value) and \
+        (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not in_range:
+        kind = "an integer" if integer else "a number"
+        bounds = (f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}") if minimum is not None else ""
+        raise ConfigError(f"{option}={value}: expected {kind} {bounds}{' or null' if nullable else ''}".replace("  ", " "))
 
 
 def mean_pairwise_distance(samples: Tensor) -> float:

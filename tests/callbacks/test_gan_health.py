@@ -81,10 +81,26 @@ def test_mean_pairwise_distance_matches_scipy():
 @pytest.mark.parametrize("kind,options,match", [
     ("mode_collapse", {"action": "explode"}, r"gan_health.mode_collapse.action is 'explode'; expected one of \['warn', 'stop', 'stop_and_keep_last_healthy'\]"),
     ("divergence", {"max_score": 1}, r"gan_health.divergence: unknown option\(s\) \['max_score'\]"),
+    # numbers out of range: each used to fire at once, never, or fail mid-training (checked against the old code:
+    # a window of 0 made the vanishing-gradient deque raise, one sample gave a NaN diversity ratio)
+    ("mode_collapse", {"num_samples": 1}, r"^callbacks.gan_health.mode_collapse.num_samples=1: expected an integer >= 2$"),
+    ("mode_collapse", {"every_n_generator_steps": 0}, r"mode_collapse.every_n_generator_steps=0: expected an integer >= 1$"),
+    ("mode_collapse", {"min_class_coverage": 1.5}, r"min_class_coverage=1.5: expected a number from 0 to 1 or null$"),
+    ("vanishing_generator_gradients", {"window": 0}, r"vanishing_generator_gradients.window=0: expected an integer >= 1$"),
+    ("vanishing_generator_gradients", {"reference_steps": "abc"}, r"reference_steps=abc: expected an integer >= 1$"),
+    ("discriminator_overpowers", {"window": True}, r"discriminator_overpowers.window=True: expected an integer >= 1$"),
+    ("discriminator_overpowers", {"max_fake_score": 2}, r"max_fake_score=2: expected a number from 0 to 1$"),
+    ("divergence", {"max_score_gap": -1.0}, r"divergence.max_score_gap=-1.0: expected a number >= 0$"),
 ])
 def test_bad_options_fail_with_one_line(kind, options, match):
     with pytest.raises(ValueError, match=match):
         make_detector(kind, options)
+
+
+def test_options_in_range_are_accepted():
+    assert make_detector("mode_collapse", {"num_samples": 2, "min_class_coverage": None, "min_diversity_ratio": 0}).num_samples == 2
+    assert make_detector("vanishing_generator_gradients", {"window": 1, "min_ratio": 0.5}).window == 1
+    assert make_detector("divergence", {"max_score_gap": 10}).max_score_gap == 10
 
 
 def test_fired_kinds_and_detector_windows_survive_a_checkpoint_round_trip():
