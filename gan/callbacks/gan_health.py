@@ -176,7 +176,7 @@ class VanishingGeneratorGradients:
 
 @dataclass
 class ModeCollapse:
-    """Every ``every_n_generator_steps`` from ``start_generator_step`` on, with ``num_samples`` samples of
+    """Every ``every_n_generator_steps`` (0: never) from ``start_generator_step`` on, with ``num_samples`` samples of
     the fixed noise and as many real ones: fires when the samples' mean pairwise distance is below
     ``min_diversity_ratio`` times the real data's, or (digit data, read by the shipped digit classifier)
     when they cover fewer than ``min_class_coverage`` times as many predicted classes as the real samples."""
@@ -189,7 +189,7 @@ class ModeCollapse:
     min_class_coverage: float | None = 0.5
     # two samples at least: the mean pairwise distance of one sample is undefined (NaN)
     BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
-        "every_n_generator_steps": (1, None), "start_generator_step": (0, None), "num_samples": (2, None),
+        "every_n_generator_steps": (0, None), "start_generator_step": (0, None), "num_samples": (2, None),
         "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1)}
 
     def due(self, generator_step: int, previous: int | None = None) -> bool:

@@ -18,7 +18,7 @@ log = logging.getLogger("gan")
 
 
 class SampleGrid(pl.Callback):
-    """Every ``every_n_generator_steps`` generator steps (and once at the end) render the fixed noise.
+    """Every ``every_n_generator_steps`` generator steps (0: never) and once at the end, render the fixed noise.
 
     Image data: the first ``num_images`` fixed codes as a grid. 2D data: ``num_points`` fixed codes as a
     scatter plot over the real modes. Uses the EMA generator when EMA is on, in eval mode. Conditional
@@ -37,6 +37,9 @@ class SampleGrid(pl.Callback):
         self.dirpath = Path(dirpath)
         self.every = int(every_n_generator_steps)
         self.num_images, self.num_points, self.key = int(num_images), int(num_points), key
+        if self.every < 0:  # 0: the final picture only; a negative interval meant the same, silently
+            raise ConfigError(f"callbacks.sample_grid.every_n_generator_steps={self.every}: expected an integer >= 0 "
+                              "(0: only the final picture)")
         for name, count in (("num_images", self.num_images), ("num_points", self.num_points)):
             if count < 1:  # the grid (or plot) would be drawn empty at every interval, silently
                 raise ConfigError(f"callbacks.sample_grid.{name}={count}: expected a positive integer")

@@ -84,7 +84,7 @@ def test_mean_pairwise_distance_matches_scipy():
     # numbers out of range: each used to fire at once, never, or fail mid-training (checked against the old code:
     # a window of 0 made the vanishing-gradient deque raise, one sample gave a NaN diversity ratio)
     ("mode_collapse", {"num_samples": 1}, r"^callbacks.gan_health.mode_collapse.num_samples=1: expected an integer >= 2$"),
-    ("mode_collapse", {"every_n_generator_steps": 0}, r"mode_collapse.every_n_generator_steps=0: expected an integer >= 1$"),
+    ("mode_collapse", {"every_n_generator_steps": -1}, r"mode_collapse.every_n_generator_steps=-1: expected an integer >= 0$"),
     ("mode_collapse", {"min_class_coverage": 1.5}, r"min_class_coverage=1.5: expected a number from 0 to 1 or null$"),
     ("vanishing_generator_gradients", {"window": 0}, r"vanishing_generator_gradients.window=0: expected an integer >= 1$"),
     ("vanishing_generator_gradients", {"reference_steps": "abc"}, r"reference_steps=abc: expected an integer >= 1$"),
@@ -99,6 +99,8 @@ def test_bad_options_fail_with_one_line(kind, options, match):
 
 def test_options_in_range_are_accepted():
     assert make_detector("mode_collapse", {"num_samples": 2, "min_class_coverage": None, "min_diversity_ratio": 0}).num_samples == 2
+    never = make_detector("mode_collapse", {"every_n_generator_steps": 0, "start_generator_step": 0})  # 0: off
+    assert not any(never.due(step) for step in range(1, 1000))
     assert make_detector("vanishing_generator_gradients", {"window": 1, "min_ratio": 0.5}).window == 1
     assert make_detector("divergence", {"max_score_gap": 10}).max_score_gap == 10
 

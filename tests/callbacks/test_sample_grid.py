@@ -67,3 +67,14 @@ def test_an_empty_grid_or_plot_is_refused(tmp_path):
         with pytest.raises(ConfigError, match=rf"^callbacks.sample_grid.{name}=0: expected a positive integer$"):
             SampleGrid(str(tmp_path), **{name: 0})
     assert SampleGrid(str(tmp_path), num_images=1, num_points=1).num_points == 1
+
+
+def test_a_negative_interval_is_refused_and_zero_means_the_final_picture_only(tmp_path):
+    """A negative interval drew only the final picture, as 0 does, without a word."""
+    import pytest
+
+    from gan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.every_n_generator_steps=-5: expected an integer >= 0"):
+        SampleGrid(str(tmp_path), every_n_generator_steps=-5)
+    assert SampleGrid(str(tmp_path), every_n_generator_steps=0).batch_end_every_n_generator_steps == 0
