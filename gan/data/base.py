@@ -6,6 +6,7 @@ unlabelled data, and ``real_samples(n)`` gives real data for plots and metrics.
 """
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import lightning.pytorch as pl
@@ -16,6 +17,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from gan.data.sampler import ResumableSampler
 from gan.utils.errors import ConfigError, DataError
+
+log = logging.getLogger("gan")
 
 
 class Columns(list):
@@ -80,6 +83,10 @@ class GANDataModule(pl.LightningDataModule):
         # resumed run sees the batches it would have seen (gan/data/sampler.py); iterated directly, one
         # pass. The loader's own generator keeps it off the global RNG, which the checkpoint restores.
         sampler = ResumableSampler(self.train_set, endless=self.trainer is not None)
+        if sampler.endless and self.batch_size > sampler.num_samples:
+            # allowed (a few-shot set may be smaller than a batch), but said: a batch then holds samples twice
+            log.warning(f"data {self.name}: data.batch_size={self.batch_size} is larger than the training set this "
+                        f"process reads ({sampler.num_samples} samples), so every real batch holds some samples twice")
         dataset = self.train_set
         if isinstance(dataset, TensorDataset):  # in-memory data: gathered a batch at a time
             dataset = BatchedTensorDataset(*dataset.tensors)

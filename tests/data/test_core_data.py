@@ -85,3 +85,20 @@ def test_in_memory_training_batches_are_gathered_at_once_and_equal_the_collated_
     for (x, y), (ref_x, ref_y) in pairs:
         assert x.dtype == ref_x.dtype and y.dtype == ref_y.dtype
         assert torch.equal(x, ref_x) and torch.equal(y, ref_y)
+
+
+@pytest.mark.parametrize("batch_size,warned", [(100, False), (101, True)])
+def test_a_batch_larger_than_the_training_set_is_said(batch_size, warned, caplog):
+    """Allowed (a few-shot set may be smaller than a batch), but every real batch then holds samples twice."""
+    from types import SimpleNamespace
+
+    dm = Toy2DDataModule(layout="grid", num_samples=100, batch_size=batch_size)
+    dm.setup("fit")
+    dm.trainer = SimpleNamespace(lightning_module=None)  # training: the endless stream
+    with caplog.at_level("WARNING", logger="gan"):
+        x, _ = next(iter(dm.train_dataloader()))
+    assert len(x) == batch_size
+    said = [r.getMessage() for r in caplog.records if "larger than the training set" in r.getMessage()]
+    assert said == ([f"data toy2d_grid: data.batch_size={batch_size} is larger than the training set this process "
+                     "reads (100 samples), so every real batch holds some samples twice"] if warned else [])
+    assert len(torch.unique(x, dim=0)) == min(batch_size, 100)  # what the line says: repeats only past the set's size
