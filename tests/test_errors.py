@@ -214,6 +214,13 @@ def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeyp
     ({"seed": 0, "generator_steps": True}, "generator_steps=True is not valid: expected an integer >= 1"),
     ({"seed": 0, "generator_steps": "1e3"}, "generator_steps=1e3 is not valid: expected an integer >= 1"),
     ({"seed": 0, "generator_steps": 5, "cpu_threads": 0}, "cpu_threads=0 is not valid: expected an integer >= 1 or null"),
+    # Lightning's max_steps by hand (it won over generator_steps, silently): only the value derived from it passes
+    ({"seed": 0, "generator_steps": 10, "model": {"n_critic": 5}, "trainer": {"max_steps": 60}}, None),
+    ({"seed": 0, "generator_steps": 10, "model": {"n_critic": 5}, "trainer": {"max_steps": 10}},
+     "trainer.max_steps=10: the run's length is generator_steps=10, from which Lightning's max_steps (every D and G "
+     "update: 60 here) is derived; set generator_steps instead and leave trainer.max_steps out"),
+    ({"seed": 0, "generator_steps": 10, "model": {"n_critic": 5},
+      "trainer": {"max_steps": "${optimizer_steps:${generator_steps},${model.n_critic},1}"}}, None),
 ])
 def test_run_options_are_checked_before_anything_reads_them(options, message):
     from omegaconf import OmegaConf

@@ -179,9 +179,29 @@ def check_run_options(cfg: DictConfig) -> None:
     """train.py's ``seed``, ``generator_steps``, ``cpu_threads`` and ``metrics.every_n_generator_steps``, and that
     the run directory can be written."""
     check_integer_options(cfg, RUN_OPTIONS)
+    check_run_length(cfg)
     output_dir = (cfg.get("paths") or {}).get("output_dir")
     if output_dir:
         check_writable_folder(output_dir, "paths.output_dir")
+
+
+def check_run_length(cfg: DictConfig) -> None:
+    """``trainer.max_steps`` set by hand: Lightning counts both networks' updates, and the run's length is
+    ``generator_steps``, from which the shipped config derives it. A different value used to win silently
+    (``generator_steps=1000 trainer.max_steps=1000`` trained 500 generator steps of a dcgan), and the schedules,
+    the metrics' last step and ``burn_in``, which are keyed on ``generator_steps``, no longer matched the run."""
+    trainer, model = cfg.get("trainer"), cfg.get("model")
+    if trainer is None or model is None or "max_steps" not in trainer or OmegaConf.is_interpolation(trainer, "max_steps"):
+        return
+    try:
+        derived = optimizer_steps(cfg.generator_steps, model.get("n_critic", 1), model.get("n_generator", 1))
+    except (TypeError, ValueError):  # n_critic or n_generator of the wrong type: reported where they are checked
+        return
+    if trainer.max_steps != derived:
+        raise ConfigError(
+            f"trainer.max_steps={trainer.max_steps}: the run's length is generator_steps={cfg.generator_steps}, from which "
+            f"Lightning's max_steps (every D and G update: {derived} here) is derived; set generator_steps instead "
+            "and leave trainer.max_steps out")
 
 
 def check_writable_folder(folder: str | os.PathLike, option: str) -> None:
