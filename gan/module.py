@@ -201,6 +201,15 @@ class GANModule(pl.LightningModule):
                 raise ConfigError(f"model.{name} must be a positive integer, got {value}")
         if iterations_per_batch != AUTO and not (isinstance(iterations_per_batch, int) and iterations_per_batch >= 1):
             raise ConfigError(f"model.iterations_per_batch must be a positive integer or auto, got {iterations_per_batch!r}")
+        # weights and bounds below 0 are no weaker setting but another one: a negative clip bound clamps every D
+        # weight to it (torch.clamp with min > max), a negative weight turned feature matching off silently
+        for name, value, valid, expected in (
+                ("weight_clip", weight_clip, lambda v: v > 0, "a number > 0, or null (no clipping)"),
+                ("feature_matching_weight", feature_matching_weight, lambda v: v >= 0, "a number >= 0"),
+                ("auxiliary_weight", auxiliary_weight, lambda v: v >= 0, "a number >= 0"),
+                ("ema_start", ema_start, lambda v: v >= 0, "an integer >= 0")):
+            if value is not None and not valid(float(value)):
+                raise ConfigError(f"model.{name}={value}: expected {expected}")
         if set(optimizer) != {"generator", "discriminator"}:
             raise ConfigError(f"optimizer config needs exactly 'generator' and 'discriminator', got {sorted(optimizer)}")
         self.automatic_optimization = False

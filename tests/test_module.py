@@ -1,4 +1,5 @@
 """GANModule phases: no gradient leaks between the networks, n_critic counting, EMA, checkpoint state."""
+import re
 from functools import partial
 
 import pytest
@@ -204,6 +205,23 @@ def test_fixed_noise_is_a_saved_buffer_and_counters_round_trip():
     restored = make_module()
     restored.on_load_checkpoint(checkpoint)
     assert (restored.generator_steps, restored.discriminator_steps) == (7, 35)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    # a negative clip bound clamped every D weight to it (torch.clamp with min > max), silently
+    ("weight_clip", -0.01, "model.weight_clip=-0.01: expected a number > 0, or null (no clipping)"),
+    ("weight_clip", 0.0, "model.weight_clip=0.0: expected a number > 0, or null (no clipping)"),
+    # a negative weight turned feature matching off (the module adds it only when > 0), silently
+    ("feature_matching_weight", -1.0, "model.feature_matching_weight=-1.0: expected a number >= 0"),
+    ("auxiliary_weight", -1.0, "model.auxiliary_weight=-1.0: expected a number >= 0"),
+    ("ema_start", -1, "model.ema_start=-1: expected an integer >= 0"),
+])
+def test_negative_weights_and_bounds_are_refused(option, value, message):
+    from gan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        make_module(**{option: value})
+    assert make_module(weight_clip=0.01, feature_matching_weight=0.0, ema_start=0).weight_clip == 0.01
 
 
 def test_invalid_n_critic_is_rejected():
