@@ -240,6 +240,10 @@ def test_run_options_are_checked_before_anything_reads_them(options, message):
     ({"seeds": [0, "3"], "device": "cuda:1", "num_images": 1}, None),
     ({"seeds": [0, 1.5]}, "seeds=[0, 1.5] is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null"),
     ({"seeds": []}, "seeds=[] is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null"),
+    # numpy's range: a negative seed was numpy's "expected non-negative integer" traceback
+    ({"seed": -1}, "seed=-1 is not valid: expected an integer from 0 to 4294967295"),
+    ({"seeds": [2, -1]}, "seeds=[2, -1]: -1 is outside 0 .. 4294967295; expected latent seeds in that range"),
+    ({"seeds": [4294967295]}, None),
     ({"interpolation": {"rows": 2, "steps": 1}}, "interpolation.steps=1 is not valid: expected an integer >= 2"),
     ({"use_ema": "yes"}, "use_ema=yes is not valid: expected true or false"),
     ({"device": "tpu"}, "device=tpu is not valid: expected auto, cpu, cuda, cuda:<index> or another torch device"),

@@ -141,9 +141,8 @@ SEED = IntegerOption(0, maximum=2**32 - 1)
 #: train.py's own integer options
 RUN_OPTIONS = {"seed": SEED, "generator_steps": IntegerOption(1), "cpu_threads": IntegerOption(1, nullable=True),
                "metrics.every_n_generator_steps": IntegerOption(0, nullable=True)}  # 0: no scoring during training
-#: evaluate.py's (its seed only seeds torch generators, which take any integer; ``interpolation.steps`` >= 2: a
-#: strip runs from one latent code to another)
-EVALUATE_OPTIONS = {"seed": IntegerOption(None), "num_samples": IntegerOption(1), "num_images": IntegerOption(1),
+#: evaluate.py's (``interpolation.steps`` >= 2: a strip runs from one latent code to another)
+EVALUATE_OPTIONS = {"seed": SEED, "num_samples": IntegerOption(1), "num_images": IntegerOption(1),
                     "num_points": IntegerOption(1), "interpolation.rows": IntegerOption(0),
                     "interpolation.steps": IntegerOption(2)}
 
@@ -225,6 +224,9 @@ def check_evaluate_options(cfg: DictConfig) -> None:
     if seeds is not None and (not OmegaConf.is_list(seeds) or not seeds or not all(is_integer(seed) for seed in seeds)):
         raise ConfigError(f"seeds={seeds} is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null")
     values = [int(seed) for seed in seeds or []]
+    outside = [seed for seed in values if not SEED.minimum <= seed <= SEED.maximum]
+    if outside:  # numpy's range, as for seed (a latent seed seeds numpy too)
+        raise ConfigError(f"seeds={seeds}: {outside[0]} is outside 0 .. {SEED.maximum}; expected latent seeds in that range")
     repeated = sorted({seed for seed in values if values.count(seed) > 1})
     if repeated:  # the same latent seed gives the same evaluation, so the summary's spread would be made up
         raise ConfigError(f"seeds={seeds} repeats {repeated}: expected distinct latent seeds")
