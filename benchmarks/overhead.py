@@ -8,6 +8,7 @@ and Lightning's loop alone around the bare loop's iteration.
     python benchmarks/overhead.py --model wgan_gp dcgan --repeats 1 --count-calls   # Python calls per step (any host)
     python benchmarks/overhead.py --model dcgan --variants defaults --repeats 3 --hook-costs   # time per callback
     python benchmarks/overhead.py --model wgan_gp dcgan --iterations-per-batch 1    # one GAN iteration per batch
+    python benchmarks/overhead.py --model dcgan wgan_gp --iteration-ab --repeats 21   # the module's own Python per iteration
 
 Four variants of the same composed config, run in alternation (bare, lightning, core, defaults, bare, ...)
 so a machine whose load drifts (shared CPUs) affects all of them alike:
@@ -460,6 +461,63 @@ def lightning_loop(cfg, window: Window, iterations_per_batch: int | str = 1) -> 
 
 
 # ---------------------------------------------------------------------------------------------- runs
+def iteration_ab(model: str, args, out_dir: Path, calls: int = 300) -> dict:
+    """The module's ``train_iteration`` against :class:`BareIteration` on the SAME generator, discriminator and
+    optimizer objects, one real batch per D step, blocks of ``calls`` iterations alternated ``args.repeats``
+    times in one process: what separates them is only the code around the arithmetic (the module's phases, its
+    loss and penalty objects, the diagnostic terms, ``last_terms``), with Lightning's loop, the loader and the
+    callbacks out of the picture. The whole-run clocks above cannot resolve a few microseconds per iteration on
+    this host; these blocks can (medians of the blocks, us per iteration)."""
+    from hydra.utils import instantiate
+
+    from gan.utils.instantiate import build_module
+
+    cfg = compose(model, args.mode, "core", 100, out_dir, args.overrides)
+    pl.seed_everything(cfg.seed, workers=True)
+    device = config_device(cfg)
+    module = build_module(cfg).to(device)
+    # a Trainer the module is connected to but that never fits: the module then takes its training-time shortcuts
+    # (plain backward and optimizer step, D's freezing built once) exactly as in a run
+    trainer = pl.Trainer(accelerator=device.type, devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, max_steps=1)
+    trainer.strategy.connect(module)
+    module.trainer = trainer
+    trainer.strategy.setup_optimizers(trainer)
+    module.on_train_start()
+    opt_g, opt_d = module.optimizers(use_pl_optimizer=False)
+    bare = BareIteration(cfg)
+    bare.generator, bare.discriminator = module.generator, module.discriminator
+    bare.optimizers = {"generator": opt_g, "discriminator": opt_d}
+    bare.discriminator_parameters = list(module.discriminator.parameters())
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    batch = int(cfg.data.batch_size)
+    data = datamodule.train_set.tensors[0]
+    reals = [data[i * batch:(i + 1) * batch].to(device) for i in range(bare.n_critic)]
+    labels = [None] * len(reals)
+    runs = {"bare": lambda: bare(reals), "module": lambda: module.train_iteration(reals, labels, opt_g, opt_d)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for name, run in runs.items():  # warm-up: first-call allocations
+        for _ in range(calls):
+            run()
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            start = now(device)
+            for _ in range(calls):
+                run()
+            times[name].append(1e6 * (now(device) - start) / calls)
+    bare_us, module_us = statistics.median(times["bare"]), statistics.median(times["module"])
+    return {"kind": "iteration_ab", "model": model, "mode": args.mode, "device": describe(device),
+            "calls_per_block": calls, "blocks": args.repeats, "bare_us": bare_us, "module_us": module_us,
+            "difference_us": module_us - bare_us, "ratio": module_us / bare_us,
+            "bare_us_range": [min(times["bare"]), max(times["bare"])],
+            "module_us_range": [min(times["module"]), max(times["module"])], "load_1min": os.getloadavg()[0],
+            # both paths stepped these same optimizers: 2 x calls x (blocks + 1 warm-up) updates of G each
+            "generator_updates": max(int(state["step"]) for state in opt_g.state.values()),
+            "discriminator_updates": max(int(state["step"]) for state in opt_d.state.values())}
+
+
 def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
     device = torch.device(args.device)
     cfg = compose(model, mode, variant, args.warmup + args.steps, out_dir, args.overrides, args.iterations_per_batch)
@@ -662,6 +720,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hook-costs", action="store_true",
                         help="time every callback's hooks inside the timed window and print the time per generator step "
                              "of each callback (the framework's variants; the wrappers inflate the runs' times slightly)")
+    parser.add_argument("--iteration-ab", action="store_true",
+                        help="instead of whole runs: the module's train_iteration against the bare iteration on the same "
+                             "network and optimizer objects, blocks of 300 iterations alternated --repeats times (the "
+                             "module's own Python per iteration, which whole-run clocks cannot resolve)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file to append to")
     args = parser.parse_args(argv)
     args.device = args.device or ("cuda" if args.mode == "gpu" else "cpu")
@@ -682,6 +744,19 @@ def main(argv: list[str] | None = None) -> None:
     context = {"commit": git_commit(), "started": started, "steps": args.steps, "warmup": args.warmup,
                "overrides": args.overrides, "torch_threads": torch.get_num_threads(), "host": platform.node(),
                "iterations_per_batch_setting": args.iterations_per_batch}
+    if args.iteration_ab:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = [{**iteration_ab(model, args, Path(tmp) / model), **context} for model in args.model]
+        print("\n| model | bare iteration | module iteration | difference | module / bare |\n|---|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['model']} | {row['bare_us']:.1f} us ({row['bare_us_range'][0]:.1f}-{row['bare_us_range'][1]:.1f}) | "
+                  f"{row['module_us']:.1f} us ({row['module_us_range'][0]:.1f}-{row['module_us_range'][1]:.1f}) | "
+                  f"{row['difference_us']:.1f} us | {row['ratio']:.3f}x |")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        print(f"\nappended {len(rows)} rows to {args.out} ({args.repeats} blocks of 300 iterations each, medians)")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for model in args.model:

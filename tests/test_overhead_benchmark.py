@@ -163,3 +163,17 @@ def test_hook_timer_attributes_the_time_of_each_callback_s_hooks_inside_the_wind
     costs = timer.ms_per_step()
     assert costs["Slow"] >= 2.0 and costs["Idle"] < costs["Slow"] / 10
     assert sum(costs.values()) < window.result()["ms_per_step"]  # a part of the window's time
+
+
+@pytest.mark.parametrize("model", ["wgan_gp", "dcgan"])
+def test_iteration_ab_runs_the_module_and_the_bare_iteration_on_the_same_networks_and_optimizers(tmp_path, model):
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(mode="tiny", overrides=[], repeats=2)
+    row = overhead.iteration_ab(model, args, tmp_path, calls=3)
+    n_critic = 5 if model == "wgan_gp" else 1
+    # every block of either path updated the same two optimizers: (1 warm-up + 2 blocks) x 3 calls x 2 paths
+    assert row["generator_updates"] == 18 and row["discriminator_updates"] == 18 * n_critic
+    assert row["difference_us"] == pytest.approx(row["module_us"] - row["bare_us"])
+    assert row["ratio"] == pytest.approx(row["module_us"] / row["bare_us"])
+    assert row["bare_us_range"][0] <= row["bare_us"] <= row["bare_us_range"][1]
