@@ -112,6 +112,8 @@ class GradientPenalty(Penalty):
     def __init__(self, weight: float = 10.0, center: float = 1.0, interval: int = 1):
         super().__init__()
         self.weight, self.center, self.interval = float(weight), float(center), check_interval(interval)
+        if self.weight < 0:  # a negative weight rewards steep critics: it trained on, silently
+            raise ConfigError(f"GradientPenalty weight must be >= 0, got {weight}")
 
     def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
         # no detach here: input_gradients differentiates at a detached copy of the points
@@ -134,6 +136,8 @@ class R1Penalty(Penalty):
     def __init__(self, gamma: float = 10.0, interval: int = 1):
         super().__init__()
         self.gamma, self.interval = float(gamma), check_interval(interval)
+        if self.gamma < 0:
+            raise ConfigError(f"R1Penalty gamma must be >= 0, got {gamma}")
 
     def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
         penalty = squared_gradient_norms(critic, real, real_logits).mean()

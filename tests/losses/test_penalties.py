@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan.losses import GradientPenalty, clip_weights
+from gan.losses import GradientPenalty, LeCamPenalty, R1Penalty, R1R2Penalty, clip_weights
 from gan.nets import DCGANDiscriminator
 
 
@@ -109,3 +109,18 @@ def test_input_gradients_reuse_the_forward_pass_under_bf16_not_fp16(dtype):
         assert critic.calls == 2  # one fp32 pass per set of points
         for got, expected in zip(norms, reference):
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("make,message", [
+    # a negative GP weight rewards steep critics; wgan_gp trained on with it, silently
+    (lambda: GradientPenalty(weight=-10), "GradientPenalty weight must be >= 0, got -10"),
+    (lambda: R1Penalty(gamma=-1), "R1Penalty gamma must be >= 0, got -1"),
+    (lambda: R1R2Penalty(gamma=-1), "R1R2Penalty gamma must be >= 0, got -1"),
+    (lambda: LeCamPenalty(weight=-0.3), "LeCamPenalty weight must be >= 0, got -0.3"),
+])
+def test_negative_penalty_weights_are_refused(make, message):
+    from gan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        make()
+    assert GradientPenalty(weight=0).weight == 0 and R1Penalty(gamma=0).gamma == 0
