@@ -26,6 +26,10 @@ class Curve:
     def __call__(self, step: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def bounds(self) -> tuple[float, float]:  # pragma: no cover - abstract
+        """The lowest and the highest value the curve takes at any step."""
+        raise NotImplementedError
+
 
 class Constant(Curve):
     def __init__(self, value: float):
@@ -33,6 +37,9 @@ class Constant(Curve):
 
     def __call__(self, step: int) -> float:
         return self.value
+
+    def bounds(self) -> tuple[float, float]:
+        return self.value, self.value
 
     def __repr__(self) -> str:
         return f"Constant({self.value})"
@@ -68,8 +75,15 @@ class Ramp(Curve):
         return self.start + self.shape(max(step, 0) / self.steps) * (self.end - self.start)
 
     def shape(self, progress: float) -> float:  # pragma: no cover - abstract
-        """The fraction of the way from start to end at ``progress`` in [0, 1)."""
+        """The fraction of the way from start to end at ``progress`` in [0, 1) (monotone, from 0 towards 1)."""
         raise NotImplementedError
+
+    def bounds(self) -> tuple[float, float]:
+        low, high = min(self.start, self.end), max(self.start, self.end)
+        if self.then is not None:
+            then_low, then_high = self.then.bounds()
+            low, high = min(low, then_low), max(high, then_high)
+        return low, high
 
     def __repr__(self) -> str:
         then = "" if self.then is None else f", then={self.then!r}, then_from={self.then_from}"
@@ -104,6 +118,16 @@ class Setting:
     def check(self, module: "GANModule", name: str) -> None:
         """Called once when the module is built, so a misnamed target fails before training."""
 
+    def check_values(self, name: str, what: str, minimum: float, maximum: float | None = None) -> None:
+        """The curve stays within [minimum, maximum) (maximum excluded) at every step: a learning rate that a
+        schedule takes below 0 turns training into ascent, and nothing after the start would say so."""
+        low, high = self.value.bounds()
+        if low < minimum or (maximum is not None and high >= maximum):
+            reached = low if low < minimum else high
+            expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum})"
+            raise ConfigError(f"model.schedules.{name}: {self.value!r} reaches {reached}; expected {what} {expected} "
+                              "at every step")
+
     def apply(self, module: "GANModule", generator_step: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -112,6 +136,8 @@ class Setting:
 
 
 NETWORKS = ("generator", "discriminator")
+#: optimizer hyperparameters that torch's optimizers refuse below 0 when built (but not when a schedule sets them)
+NON_NEGATIVE_HYPERPARAMETERS = ("lr", "weight_decay", "momentum", "eps", "alpha")
 
 
 class OptimizerSetting(Setting):
@@ -125,6 +151,12 @@ class OptimizerSetting(Setting):
         unknown = sorted(set(self.networks) - set(NETWORKS))
         if unknown or not self.networks:
             raise ConfigError(f"OptimizerSetting networks must be some of {list(NETWORKS)}, got {list(networks)}")
+
+    def check(self, module, name):
+        if self.hyperparameter in ("beta1", "beta2"):
+            self.check_values(name, self.hyperparameter, 0.0, 1.0)
+        elif self.hyperparameter in NON_NEGATIVE_HYPERPARAMETERS:
+            self.check_values(name, self.hyperparameter, 0.0)
 
     def apply(self, module, generator_step):
         value = self.value(generator_step)
@@ -161,6 +193,8 @@ class PenaltySetting(Setting):
                               f"{sorted(penalties) or 'none'}")
         if not hasattr(penalties[self.penalty], self.attribute):
             raise ConfigError(f"model.schedules.{name}: penalty {self.penalty!r} has no attribute {self.attribute!r}")
+        if self.attribute in ("gamma", "weight"):  # the penalties refuse a negative one when built
+            self.check_values(name, f"{self.penalty}'s {self.attribute}", 0.0)
 
     def apply(self, module, generator_step):
         value = self.value(generator_step)
@@ -179,6 +213,7 @@ class EMAHalfLife(Setting):
         if module.generator_ema is None:
             raise ConfigError(f"model.schedules.{name} schedules the EMA half-life, but the model keeps no EMA "
                               "generator: set model.ema_decay (any value; the schedule overrides it)")
+        self.check_values(name, "the EMA half-life (generator steps)", 0.0)
 
     def apply(self, module, generator_step):
         half_life = max(self.value(generator_step), 0.0)

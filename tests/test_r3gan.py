@@ -1,5 +1,6 @@
 """model=r3gan's pieces: the RpGAN loss, the R1 + R2 penalty, the schedules, and how the module uses them."""
 import math
+import re
 from functools import partial
 
 import pytest
@@ -222,6 +223,31 @@ def test_schedule_targets_are_checked_when_the_module_is_built():
         r3gan_module(schedules={"gamma": PenaltySetting("r1", "gamma", 1.0)})
     with pytest.raises(ConfigError, match="no EMA generator"):
         r3gan_module(ema_decay=None)
+
+
+def test_a_curve_s_bounds_cover_every_step_it_takes():
+    curve = Cosine(5e-4, 3e-4, 100, then=Cosine(3e-4, 3e-5, 40), then_from=160)
+    low, high = curve.bounds()
+    values = [curve(step) for step in range(0, 400, 3)]
+    assert (low, high) == (pytest.approx(min(values)), pytest.approx(max(values))) == (pytest.approx(3e-5), pytest.approx(5e-4))
+    assert Linear(0.0, -1.0, 10).bounds() == (-1.0, 0.0) and Constant(2.0).bounds() == (2.0, 2.0)
+
+
+@pytest.mark.parametrize("name,setting,message", [
+    # each trained on: a learning rate scheduled below 0 turned training into ascent after the start
+    ("lr", OptimizerSetting("lr", Cosine(2e-4, -1.0, 100)), "model.schedules.lr: Cosine(start=0.0002, end=-1.0, steps=100) "
+     "reaches -1.0; expected lr >= 0.0 at every step"),
+    ("beta2", OptimizerSetting("beta2", Cosine(0.9, 1.0, 100)), "model.schedules.beta2: Cosine(start=0.9, end=1.0, steps=100) "
+     "reaches 1.0; expected beta2 in [0.0, 1.0) at every step"),
+    ("gamma", PenaltySetting("r1r2", "gamma", Linear(1.0, 0.1, 10, then=-0.5, then_from=20)),
+     "model.schedules.gamma: Linear(start=1.0, end=0.1, steps=10, then=Constant(-0.5), then_from=20) reaches -0.5; "
+     "expected r1r2's gamma >= 0.0 at every step"),
+    ("ema_half_life", EMAHalfLife(Cosine(0.0, -5.0, 100)), "model.schedules.ema_half_life: Cosine(start=0.0, end=-5.0, "
+     "steps=100) reaches -5.0; expected the EMA half-life (generator steps) >= 0.0 at every step"),
+])
+def test_a_schedule_that_leaves_its_value_s_range_is_refused_when_the_module_is_built(name, setting, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        r3gan_module(schedules={name: setting})
 
 
 def test_training_step_uses_a_fresh_real_batch_for_the_generator():
