@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.resume import ResumeState, wandb_run_id
-from gan.utils.checkpoint import check_resumable, load_checkpoint
+from gan.utils.checkpoint import check_resumable, check_resume_length, load_checkpoint, options_changed_since
 from gan.utils.config import check_run_options, groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
@@ -42,6 +42,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     ckpt_path = resume_checkpoint(cfg)
     checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
     if checkpoint is not None:
+        check_resume_length(checkpoint, ckpt_path, int(cfg.generator_steps))
         continue_wandb_run(cfg, checkpoint)
     datamodule = build(cfg.data)
     # Local rank 0 prepares (downloads) and reads the data now, to fail before anything is built. The other
@@ -55,6 +56,10 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     module = build_module(cfg)
     if checkpoint is not None:
         check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
+        changed = options_changed_since(checkpoint.get("run_config") or {}, module.run_config)
+        if changed:  # allowed (a resumed run may change a learning rate on purpose), but the run is then not exact
+            log.warning("resuming %s with options that differ from its run (the run goes on with the new values): %s",
+                        ckpt_path, "; ".join(changed))
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)

@@ -130,6 +130,55 @@ def test_resuming_with_other_networks_fails_before_training_naming_what_differs(
     assert not (tmp_path / "second" / "checkpoints").exists()  # stopped before anything trained or saved
 
 
+def test_a_resume_says_when_its_length_leaves_nothing_to_train_and_which_options_changed(make_cfg, tmp_path, caplog):
+    """generator_steps is the total: fewer than the checkpoint's steps ended at once with status 0 (a user who meant
+    "2 more" saw success); a changed option went on without a word, so the run was silently not exact."""
+    from gan.utils.errors import ConfigError
+
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    shorter = [o for o in run if not o.startswith("generator_steps=")] + ["generator_steps=1", f"ckpt_path={last}"]
+    with pytest.raises(ConfigError) as refused:
+        train(make_cfg(shorter, output_dir=tmp_path / "second"))
+    assert str(refused.value) == (f"generator_steps=1 but {last} has already trained 2 generator steps: generator_steps "
+                                  "is the run's total length, not the steps to add (expected more than 2, e.g. "
+                                  "generator_steps=3 for 1 more)")
+    assert not (tmp_path / "second" / "checkpoints").exists()  # refused before anything trained or saved
+    with caplog.at_level("WARNING", logger="gan"):
+        _, objects = train(make_cfg(run + [f"ckpt_path={last}"], output_dir=tmp_path / "third"))
+    assert objects["module"].generator_steps == 2
+    assert f"{last} has already trained generator_steps=2 generator steps: nothing is left to train" in caplog.text
+    assert "options that differ" not in caplog.text  # the same options (paths and the length left out)
+    caplog.clear()
+    longer = [o for o in run if not o.startswith("generator_steps=")] + ["generator_steps=3", "optimizer.generator.lr=0.01",
+                                                                         f"ckpt_path={last}"]
+    with caplog.at_level("WARNING", logger="gan"):
+        _, objects = train(make_cfg(longer, output_dir=tmp_path / "fourth"))
+    assert objects["module"].generator_steps == 3
+    changed = [r.getMessage() for r in caplog.records if "options that differ" in r.getMessage()]
+    old_lr = load_checkpoint(last)["run_config"]["optimizer"]["generator"]["lr"]
+    assert changed == [f"resuming {last} with options that differ from its run (the run goes on with the new values): "
+                       f"optimizer.generator.lr: {old_lr} -> 0.01"]
+
+
+def test_options_changed_since_leaves_out_what_a_resume_changes_anyway():
+    from gan.utils.checkpoint import options_changed_since
+
+    saved = {"generator_steps": 10, "seed": 1, "cpu_threads": 2, "paths": {"output_dir": "/runs/a"},
+             "callbacks": {"grid": {"dirpath": "/runs/a/samples", "every": 5}},
+             "model": {"instance_noise_std": 0.0, "instance_noise_steps": 10, "n_critic": 5}}
+    now = {"generator_steps": 20, "seed": 2, "cpu_threads": 1, "paths": {"output_dir": "/runs/b"},
+           "callbacks": {"grid": {"dirpath": "/runs/b/samples", "every": 5}},
+           "model": {"instance_noise_std": 0.0, "instance_noise_steps": 20, "n_critic": 5}}
+    assert options_changed_since(saved, now) == []  # length, seed, threads, run paths, inert instance-noise length
+    now["model"] = {"instance_noise_std": 0.1, "instance_noise_steps": 20, "n_critic": 1, "extra": True}
+    assert options_changed_since(saved, now) == ["model.extra: unset -> True", "model.instance_noise_std: 0.0 -> 0.1",
+                                                 "model.instance_noise_steps: 10 -> 20", "model.n_critic: 5 -> 1"]
+    assert options_changed_since(saved, now, limit=2) == ["model.extra: unset -> True",
+                                                          "model.instance_noise_std: 0.0 -> 0.1", "and 2 more"]
+
+
 def test_resumable_checkpoint_check_counts_and_names_the_mismatch():
     from gan.utils.checkpoint import check_resumable
 

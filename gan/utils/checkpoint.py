@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan.utils.errors import CheckpointError
+from gan.utils.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("gan")
 
@@ -83,14 +83,17 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[st
                           "start a new run without ckpt_path")
 
 
+def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A resolved config's leaves by dotted key (lists are leaves)."""
+    if isinstance(node, dict):
+        return {leaf: value for key, child in node.items()
+                for leaf, value in leaves(child, f"{prefix}.{key}" if prefix else str(key)).items()}
+    return {prefix: node}
+
+
 def network_options_that_differ(saved: dict[str, Any], now: dict[str, Any], limit: int = 4) -> list[str]:
     """``key=value`` (the checkpoint's value) for the leaves of the networks' configs and the data's sample shape
     that differ between two resolved run configs, at most ``limit``."""
-    def leaves(node: Any, prefix: str) -> dict[str, Any]:
-        if isinstance(node, dict):
-            return {leaf: value for key, child in node.items() for leaf, value in leaves(child, f"{prefix}.{key}").items()}
-        return {prefix: node}
-
     def networks(config: dict[str, Any]) -> dict[str, Any]:
         model, data = config.get("model") or {}, config.get("data") or {}
         return {**leaves(model.get("generator"), "model.generator"), **leaves(model.get("discriminator"), "model.discriminator"),
@@ -99,6 +102,49 @@ def network_options_that_differ(saved: dict[str, Any], now: dict[str, Any], limi
     then, current = networks(saved), networks(now)
     keys = [key for key in then if key.endswith("._target_")] + [key for key in then if not key.endswith("._target_")]
     return [f"{key}={then[key]}" for key in keys if then.get(key) != current.get(key, object())][:limit]
+
+
+def check_resume_length(checkpoint: dict[str, Any], path: str | Path, generator_steps: int) -> None:
+    """``generator_steps`` is the run's total length: a resume with fewer steps than the checkpoint has trained
+    used to end at once with status 0 (Lightning's max_steps already reached), which reads as success to a user
+    who meant "N more steps". The same number is a finished run resumed (a requeued job): said, not refused."""
+    done = int((checkpoint.get("gan_counters") or {}).get("generator_steps", 0))
+    if generator_steps < done:
+        raise ConfigError(f"generator_steps={generator_steps} but {path} has already trained {done} generator steps: "
+                          f"generator_steps is the run's total length, not the steps to add (expected more than {done}, "
+                          f"e.g. generator_steps={done + generator_steps} for {generator_steps} more)")
+    if generator_steps == done:
+        log.warning("%s has already trained generator_steps=%d generator steps: nothing is left to train (set "
+                    "generator_steps to a larger total to continue)", path, done)
+
+
+#: options expected to differ when a run is resumed: its length, where it writes, how it logs, the seed (the
+#: checkpoint's RNG states replace it) and the derived optimizer-step count
+RESUME_INDEPENDENT = ("generator_steps", "ckpt_path", "paths", "logger", "seed", "tags", "task_name", "trainer.max_steps",
+                      "cpu_threads")
+#: options that change nothing while another one is off (0 or null in both runs): instance noise's annealing
+#: length follows generator_steps by default, and would be listed at every extended resume without it
+INERT_UNLESS = {"model.instance_noise_steps": "model.instance_noise_std",
+                "model.instance_noise_schedule": "model.instance_noise_std"}
+
+
+def options_changed_since(saved: dict[str, Any], now: dict[str, Any], limit: int = 6) -> list[str]:
+    """``key: old -> new`` for the options of a resumed run that differ from the checkpoint's run, leaving out those
+    expected to differ (:data:`RESUME_INDEPENDENT`) and the paths inside either run's directory; at most ``limit``
+    and a count of the rest."""
+    def relevant(config: dict[str, Any]) -> dict[str, Any]:
+        run_dir = str((config.get("paths") or {}).get("output_dir") or "") or None
+        return {key: value for key, value in leaves(config).items()
+                if not any(key == p or key.startswith(p + ".") for p in RESUME_INDEPENDENT)
+                and not (run_dir and isinstance(value, str) and value.startswith(run_dir))}
+
+    then, current = relevant(saved), relevant(now)
+    missing = object()
+    inert = {key for key, gate in INERT_UNLESS.items() if not then.get(gate) and not current.get(gate)}
+    changed = [f"{key}: {then.get(key, 'unset')} -> {current.get(key, 'unset')}"
+               for key in sorted(then.keys() | current.keys())
+               if then.get(key, missing) != current.get(key, missing) and key not in inert]
+    return changed[:limit] + ([f"and {len(changed) - limit} more"] if len(changed) > limit else [])
 
 
 EMA_PREFIX = "generator_ema.module."
