@@ -175,9 +175,11 @@ def is_integer(value: object) -> bool:
 
 
 def check_run_options(cfg: DictConfig) -> None:
-    """train.py's ``seed``, ``generator_steps``, ``cpu_threads`` and ``metrics.every_n_generator_steps``, and that
-    the run directory can be written."""
+    """train.py's ``seed``, ``generator_steps``, ``cpu_threads``, ``metrics.every_n_generator_steps`` and ``compile``,
+    a hand-set ``trainer.max_steps``, and that the run directory can be written."""
     check_integer_options(cfg, RUN_OPTIONS)
+    if not isinstance(cfg.get("compile", False), bool):  # any other value was truthy: compile=maybe compiled
+        raise ConfigError(f"compile={cfg.get('compile')} is not valid: expected true or false")
     check_run_length(cfg)
     output_dir = (cfg.get("paths") or {}).get("output_dir")
     if output_dir:
