@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from gan.utils.checkpoint import torch_file_problem
 from gan.utils.errors import ConfigError, UserError
 
 #: how long to wait for a weights server before declaring the machine offline
@@ -120,6 +121,9 @@ class WeightsFile:
         if path:
             if not Path(path).is_file():
                 raise MetricsUnavailableError(f"{self.option}={path} is not a file; expected a copy of {self.file_name}")
+            problem = torch_file_problem(Path(path), "weights file")
+            if problem is not None:  # read only at the first scoring step otherwise, after training up to it
+                raise MetricsUnavailableError(f"{self.option}={path}: {problem}; expected a copy of {self.file_name}")
             return str(path)
         cached = self.cached_path
         if cached.is_file():

@@ -22,15 +22,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    with open(path, "rb") as handle:
-        signature = handle.read(4)
-    if not signature.startswith((ZIP_SIGNATURE, PICKLE_SIGNATURE)):
-        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint (it starts with neither a zip "
-                              f"archive's nor a pickle's signature; {path.stat().st_size} bytes): another kind of file, "
-                              "or one that was not written completely")
-    if signature == ZIP_SIGNATURE and not zipfile.is_zipfile(path):  # torch says "OSError: Invalid argument"
-        raise CheckpointError(f"cannot read checkpoint {path}: a zip archive without its end ({path.stat().st_size} "
-                              "bytes, no central directory): the file was not written or copied completely")
+    problem = torch_file_problem(path, "checkpoint")
+    if problem is not None:
+        raise CheckpointError(f"cannot read checkpoint {path}: {problem}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
@@ -38,6 +32,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "run_config" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint of this framework (no state_dict/run_config)")
     return checkpoint
+
+
+def torch_file_problem(path: Path, kind: str = "file") -> str | None:
+    """Why ``path`` cannot be a ``kind`` (checkpoint, weights file) that ``torch.save`` wrote (None: it may be),
+    from its first bytes and, for a zip, its end: torch reads another kind of file with a pickle error and a
+    cut-short zip with "OSError: Invalid argument", neither of which names the problem."""
+    with open(path, "rb") as handle:
+        signature = handle.read(4)
+    size = path.stat().st_size
+    if not signature.startswith((ZIP_SIGNATURE, PICKLE_SIGNATURE)):
+        return (f"not a PyTorch {kind} (it starts with neither a zip archive's nor a pickle's signature; {size} bytes): "
+                "another kind of file, or one that was not written completely")
+    if signature == ZIP_SIGNATURE and not zipfile.is_zipfile(path):
+        return (f"a zip archive without its end ({size} bytes, no central directory): the file was not written or "
+                "copied completely")
+    return None
 
 
 def load_failure(error: Exception) -> str:

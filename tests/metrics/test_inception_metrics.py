@@ -100,6 +100,17 @@ def test_missing_inception_weights_fail_fast_offline(monkeypatch, tmp_path):
     with pytest.raises(MetricsUnavailableError, match=r"metrics.inception_weights=/no/such/file.pth is not a file"):
         MetricSuite(["kid"], inception_weights="/no/such/file.pth")
     MetricSuite(["fid_digits", "mode_coverage"])  # metrics without Inception never ask for it
+    # another kind of file, or a copy cut short: read only at the first scoring step before, after training up to it
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not weights")
+    with pytest.raises(MetricsUnavailableError, match=rf"^metrics.inception_weights={notes}: not a PyTorch weights file "
+                                                      r"\(it starts with neither a zip archive's nor a pickle's signature; 11 bytes\)"):
+        MetricSuite(["kid"], inception_weights=str(notes))
+    cut = tmp_path / "cut.pth"
+    torch.save({"w": torch.zeros(100)}, cut)
+    cut.write_bytes(cut.read_bytes()[:200])
+    with pytest.raises(MetricsUnavailableError, match=r": a zip archive without its end \(200 bytes"):
+        MetricSuite(["kid"], inception_weights=str(cut))
 
 
 def test_offline_detection_does_not_wait_on_long_timeouts(monkeypatch):
