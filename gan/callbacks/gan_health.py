@@ -52,6 +52,8 @@ from gan.utils.steps import interval_crossed
 log = logging.getLogger("gan")
 
 ACTIONS = ("warn", "stop", "stop_and_keep_last_healthy")
+#: a detector's numeric options: (smallest, largest or None) allowed value, checked by :func:`check_bounds`
+Bounds = dict[str, tuple[float, float | None]]
 HEALTHY_CHECKPOINT_NAME = "last_healthy.ckpt"
 #: the generator's gradient norm, stored after the module's terms in each checkpointed row
 GENERATOR_GRAD_NORM = "grad/g/norm"
@@ -113,7 +115,7 @@ class OverpoweredDiscriminator:
     window: int = 200
     max_d_loss: float = 0.005
     max_fake_score: float = 0.005
-    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+    BOUNDS: ClassVar[Bounds] = {
         "window": (1, None), "max_d_loss": (0, None), "max_fake_score": (0, 1)}
 
     def __post_init__(self) -> None:
@@ -143,7 +145,7 @@ class VanishingGeneratorGradients:
     reference_steps: int = 50
     window: int = 50
     min_ratio: float = 1.0e-3
-    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+    BOUNDS: ClassVar[Bounds] = {
         "reference_steps": (1, None), "window": (1, None), "min_ratio": (0, None)}
 
     def __post_init__(self) -> None:
@@ -188,7 +190,7 @@ class ModeCollapse:
     min_diversity_ratio: float = 0.1
     min_class_coverage: float | None = 0.5
     # two samples at least: the mean pairwise distance of one sample is undefined (NaN)
-    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+    BOUNDS: ClassVar[Bounds] = {
         "every_n_generator_steps": (0, None), "start_generator_step": (0, None), "num_samples": (2, None),
         "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1)}
 
@@ -223,7 +225,7 @@ class Divergence:
 
     action: str = "stop_and_keep_last_healthy"
     max_score_gap: float = 1.0e4
-    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {"max_score_gap": (0, None)}
+    BOUNDS: ClassVar[Bounds] = {"max_score_gap": (0, None)}
 
     def check(self, terms: Mapping[str, float], raw_scores: bool) -> dict[str, Any] | None:
         evidence = {name: value for name, value in terms.items() if not math.isfinite(value)}
@@ -266,19 +268,19 @@ def make_detector(kind: str, options: Mapping[str, Any] | None):
     return detector
 
 
-def check_bounds(option: str, value: Any, minimum: float | None, maximum: float | None, integer: bool,
+def check_bounds(option: str, value: Any, minimum: float, maximum: float | None, integer: bool,
                  nullable: bool = False) -> None:
     """A detector's number: a window of 0 steps or one sample made a detector fire at once, never, or fail
     with a traceback in the middle of training (a deque of length 0, the distances of one sample)."""
     if value is None and nullable:
         return
     kind_ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    in_range = kind_ok and not isinstance(value, bool) and math.isfinite(value) and \
-        (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    in_range = kind_ok and not isinstance(value, bool) and math.isfinite(value) and value >= minimum and \
+        (maximum is None or value <= maximum)
     if not in_range:
         kind = "an integer" if integer else "a number"
-        bounds = (f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}") if minimum is not None else ""
-        raise ConfigError(f"{option}={value}: expected {kind} {bounds}{' or null' if nullable else ''}".replace("  ", " "))
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{option}={value}: expected {kind} {bounds}{' or null' if nullable else ''}")
 
 
 def mean_pairwise_distance(samples: Tensor) -> float:
