@@ -10,6 +10,8 @@ from torch.utils.data import TensorDataset
 
 import gan
 from gan.data.base import GANDataModule
+from gan.nets.base import check_labels
+from gan.utils.errors import DataError
 from gan.data.toy2d import ring_modes, sample_mixture
 from gan.losses import HingeLoss, NonSaturatingLoss
 from gan.module import GANModule
@@ -94,6 +96,33 @@ def test_the_module_feeds_the_batch_labels_to_both_networks():
     assert len(generated) == 2 and all(torch.equal(y, labels) for y in generated)  # D step and G step fakes
     assert len(discriminated) == 3 and all(torch.equal(y, labels) for y in discriminated)  # real, fake, fake
 
+
+
+def test_labels_on_a_device_are_not_read_back_by_the_networks():
+    # on a GPU the range check would make the host wait at every forward; a meta tensor has no values, so
+    # reading one (.item(), bool) raises: returning is the proof that nothing was read
+    labels = torch.tensor([0, 7], device="meta")
+    assert check_labels("G", 3, labels, 2).device.type == "meta"
+    with pytest.raises(ValueError, match=r"expects labels of shape \(3,\), got \(2,\)"):  # the shape is still checked
+        check_labels("G", 3, labels, 3)
+
+
+def test_labels_outside_the_classes_are_named_on_the_host_before_the_transfer():
+    data = GANDataModule(sample_shape=(2,), num_classes=3)
+    batch = [torch.zeros(4, 2), torch.tensor([0, 2, 1, 2])]
+    assert data.on_before_batch_transfer(batch, 0) is batch
+    for bad, seen in ((torch.tensor([0, 3, 1, 2]), r"\[0, 3\]"), (torch.tensor([-1, 0, 1, 2]), r"\[-1, 2\]")):
+        with pytest.raises(DataError, match=rf"data GANDataModule yields labels in {seen}; expected class indices in \[0, 3\)"):
+            data.on_before_batch_transfer([torch.zeros(4, 2), bad], 0)
+    unlabelled = [torch.zeros(4, 2), torch.full((4,), -1)]  # unlabelled data's -1s are not class indices
+    assert GANDataModule(sample_shape=(2,)).on_before_batch_transfer(unlabelled, 0) is unlabelled
+
+
+def test_a_run_whose_data_has_more_classes_than_declared_stops_with_one_line(make_cfg):
+    # stacked_mnist's labels go to 999; declaring 10 classes makes the conditional nets too small for them
+    cfg = make_cfg(tiny_overrides("cgan", "stacked_mnist", steps=1) + ["data.num_classes=10", "data.num_samples=64"])
+    with pytest.raises(DataError, match=r"data stacked_mnist yields labels in \[\d+, \d+\]; expected class indices in \[0, 10\)"):
+        train(cfg)
 
 def test_conditional_model_on_unlabelled_data_is_a_clear_error(make_cfg):
     cfg = make_cfg(tiny_overrides("cgan", "toy2d_grid", steps=1))

@@ -102,6 +102,19 @@ class GANDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers,
         )
 
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Labels outside ``[0, num_classes)`` named here, on the host, before the batch goes to the device:
+        the networks check labels only where reading them is free (``gan/nets/base.py: check_labels``), and on
+        a GPU an embedding's out-of-range index is a device-side assert that names nothing."""
+        if self.num_classes is not None and isinstance(batch, (tuple, list)) and len(batch) > 1:
+            labels = batch[1]
+            if isinstance(labels, Tensor) and labels.numel() and labels.device.type == "cpu":
+                low, high = torch.aminmax(labels)
+                if low.item() < 0 or high.item() >= self.num_classes:
+                    raise DataError(f"data {self.name} yields labels in [{low.item()}, {high.item()}]; expected "
+                                    f"class indices in [0, {self.num_classes}) (data.num_classes={self.num_classes})")
+        return batch
+
     @property
     def batches_per_training_step(self) -> int:
         """Real batches of ``batch_size`` one training batch holds: a GAN module that makes several updates
