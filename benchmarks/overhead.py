@@ -9,6 +9,7 @@ and Lightning's loop alone around the bare loop's iteration.
     python benchmarks/overhead.py --model dcgan --variants defaults --repeats 3 --hook-costs   # time per callback
     python benchmarks/overhead.py --model wgan_gp dcgan --iterations-per-batch 1    # one GAN iteration per batch
     python benchmarks/overhead.py --model dcgan wgan_gp --iteration-ab --repeats 21   # the module's own Python per iteration
+    python benchmarks/overhead.py --model dcgan wgan_gp --variants defaults --repeats 1 --hook-ops   # kernels per callback
 
 Four variants of the same composed config, run in alternation (bare, lightning, core, defaults, bare, ...)
 so a machine whose load drifts (shared CPUs) affects all of them alike:
@@ -70,6 +71,7 @@ summary row per model, with the load average and the git commit).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import cProfile
 import io
@@ -89,6 +91,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -206,11 +209,16 @@ class HookTimer(pl.Callback):
     callback class. The hooks are wrapped on the instances when the fit is set up (Lightning and the module look
     them up on the instance at every call), so periodic work (a sample grid, a metric evaluation, a checkpoint
     written by a callback's batch-end hook) counts for the callback that does it. What is not a callback hook
-    (the logger's writes, Lightning's own loop) is not attributed; the wrappers add ~1 us a call."""
+    (the logger's writes, Lightning's own loop) is not attributed; the wrappers add ~1 us a call.
 
-    def __init__(self, window: Window):
+    ``count_ops`` (``--hook-ops``) also counts the operators each callback's hooks run (:class:`OpCounter`):
+    on a GPU, about the kernels a callback launches per generator step. The counter's Python per operator then
+    inflates the hooks' times."""
+
+    def __init__(self, window: Window, count_ops: bool = False):
         self.window = window
         self.seconds: dict[str, float] = {}
+        self.ops: dict[str, collections.Counter[str]] | None = {} if count_ops else None
 
     def _window_open(self) -> bool:
         return 0 < len(self.window.stamps) <= self.window.steps
@@ -230,14 +238,22 @@ class HookTimer(pl.Callback):
             if not self._window_open():
                 return hook(*args, **kwargs)
             started = time.perf_counter()
+            counter = OpCounter() if self.ops is not None else contextlib.nullcontext()
             try:
-                return hook(*args, **kwargs)
+                with counter:
+                    return hook(*args, **kwargs)
             finally:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                if self.ops is not None:
+                    self.ops.setdefault(name, collections.Counter()).update(counter.ops)
         return timed
 
     def ms_per_step(self) -> dict[str, float]:
         return {name: round(1e3 * seconds / self.window.steps, 4) for name, seconds in sorted(self.seconds.items())}
+
+    def ops_per_step(self) -> dict[str, dict[str, float]]:
+        """Per callback, the operators its hooks ran per generator step in the window, by name."""
+        return {name: {op: n / self.window.steps for op, n in sorted(ops.items())} for name, ops in sorted(self.ops.items())}
 
 
 # --------------------------------------------------------------------------------------------- configs
@@ -461,6 +477,28 @@ def lightning_loop(cfg, window: Window, iterations_per_batch: int | str = 1) -> 
 
 
 # ---------------------------------------------------------------------------------------------- runs
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen operators that reach a device kernel (views, which launch none, left out), by name: on a
+    GPU a small model's step is bound by kernel launches, and this count is the same on any machine and load."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_call(run, calls: int) -> collections.Counter[str]:
+    """The operators of ``calls`` calls of ``run``, by name (a total over the calls)."""
+    with OpCounter() as counter:
+        for _ in range(calls):
+            run()
+    return counter.ops
+
+
 def iteration_ab(model: str, args, out_dir: Path, calls: int = 300) -> dict:
     """The module's ``train_iteration`` against :class:`BareIteration` on the SAME generator, discriminator and
     optimizer objects, one real batch per D step, blocks of ``calls`` iterations alternated ``args.repeats``
@@ -508,9 +546,17 @@ def iteration_ab(model: str, args, out_dir: Path, calls: int = 300) -> dict:
                 run()
             times[name].append(1e6 * (now(device) - start) / calls)
     bare_us, module_us = statistics.median(times["bare"]), statistics.median(times["module"])
+    # the operators each path runs, about one kernel launch each on a GPU (both step the same optimizers, so their
+    # difference does not depend on the device): what the module adds is what a launch-bound GPU step pays for
+    counted = 10
+    ops = {name: ops_per_call(run, counted) for name, run in runs.items()}
+    extra = collections.Counter(ops["module"])
+    extra.subtract(ops["bare"])
     return {"kind": "iteration_ab", "model": model, "mode": args.mode, "device": describe(device),
             "calls_per_block": calls, "blocks": args.repeats, "bare_us": bare_us, "module_us": module_us,
             "difference_us": module_us - bare_us, "ratio": module_us / bare_us,
+            "bare_ops": sum(ops["bare"].values()) / counted, "module_ops": sum(ops["module"].values()) / counted,
+            "extra_ops": {name: n / counted for name, n in sorted(extra.items()) if n},
             "bare_us_range": [min(times["bare"]), max(times["bare"])],
             "module_us_range": [min(times["module"]), max(times["module"])], "load_1min": os.getloadavg()[0],
             # both paths stepped these same optimizers: 2 x calls x (blocks + 1 warm-up) updates of G each
@@ -541,10 +587,12 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
                         batched = lightning_loop(cfg, window, args.iterations_per_batch).iterations_per_batch
                 else:
                     clock = Clock(window) if args.iterations_per_batch == 1 else IterationClock(window)
-                    timer = HookTimer(window) if args.hook_costs else None
+                    timer = HookTimer(window, count_ops=args.hook_ops) if args.hook_costs or args.hook_ops else None
                     batched = train(cfg, callbacks=[clock, *([timer] if timer else [])])[1]["module"].iterations_per_batch
                     if timer is not None:
                         counted["hook_ms_per_step"] = timer.ms_per_step()
+                    if args.hook_ops:
+                        counted["hook_ops_per_step"] = timer.ops_per_step()
         except BaseException:
             sys.stderr.write(buffer.getvalue()[-4000:])
             raise
@@ -561,7 +609,7 @@ def run_once(model: str, mode: str, variant: str, args, out_dir: Path) -> dict:
     return {"kind": "run", "model": model, "mode": mode, "variant": variant, "device": describe(device),
             "iterations_per_batch": batched,
             **{k: round(v, 4) for k, v in window.result().items()}, "load_1min": round(load, 2), **counted,
-            **({"profiled": True} if profiler is not None or args.hook_costs else {})}  # the wrappers inflate the times
+            **({"profiled": True} if profiler is not None or args.hook_costs or args.hook_ops else {})}  # the wrappers inflate the times
 
 
 @contextlib.contextmanager
@@ -672,6 +720,20 @@ def hook_costs_table(rows: list[dict], models: list[str]) -> str:
     return "\n".join(lines)
 
 
+def hook_ops_table(rows: list[dict], models: list[str]) -> str:
+    """``--hook-ops``: per model and framework variant, the operators each callback's hooks ran per generator step
+    (the last round's: a count, the same in every round), the most frequent named."""
+    lines = ["Operators (about one GPU kernel launch each) run by each callback's hooks per generator step in the timed "
+             "window:", "", "| model | variant | callback | operators per generator step | most frequent |", "|---|---|---|---|---|"]
+    for model in models:
+        for variant in ("core", "defaults"):
+            runs = [r["hook_ops_per_step"] for r in rows if r["model"] == model and r["variant"] == variant and "hook_ops_per_step" in r]
+            for name, ops in sorted(runs[-1].items(), key=lambda item: -sum(item[1].values())) if runs else ():
+                frequent = ", ".join(f"{op} {n:.2g}" for op, n in sorted(ops.items(), key=lambda item: -item[1])[:3])
+                lines.append(f"| {model} | {variant} | {name} | {sum(ops.values()):.2f} | {frequent or '-'} |")
+    return "\n".join(lines)
+
+
 def iterations_setting(text: str) -> int | str:
     """``--iterations-per-batch``: ``auto`` or a positive integer (argparse exits 2 naming the option otherwise)."""
     if text == AUTO:
@@ -720,10 +782,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hook-costs", action="store_true",
                         help="time every callback's hooks inside the timed window and print the time per generator step "
                              "of each callback (the framework's variants; the wrappers inflate the runs' times slightly)")
+    parser.add_argument("--hook-ops", action="store_true",
+                        help="count the operators (about one kernel launch each on a GPU) every callback's hooks run per "
+                             "generator step in the timed window (the framework's variants; inflates the hooks' times)")
     parser.add_argument("--iteration-ab", action="store_true",
                         help="instead of whole runs: the module's train_iteration against the bare iteration on the same "
                              "network and optimizer objects, blocks of 300 iterations alternated --repeats times (the "
-                             "module's own Python per iteration, which whole-run clocks cannot resolve)")
+                             "module's own Python per iteration, which whole-run clocks cannot resolve), and the kernels "
+                             "(ATen operators, views left out) each path launches per iteration")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file to append to")
     args = parser.parse_args(argv)
     args.device = args.device or ("cuda" if args.mode == "gpu" else "cpu")
@@ -747,11 +813,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.iteration_ab:
         with tempfile.TemporaryDirectory() as tmp:
             rows = [{**iteration_ab(model, args, Path(tmp) / model), **context} for model in args.model]
-        print("\n| model | bare iteration | module iteration | difference | module / bare |\n|---|---|---|---|---|")
+        print("\n| model | bare iteration | module iteration | difference | module / bare | kernels: bare / module | "
+              "the module's extra kernels |\n|---|---|---|---|---|---|---|")
         for row in rows:
+            extra = ", ".join(f"{name} {n:+g}" for name, n in row["extra_ops"].items()) or "none"
             print(f"| {row['model']} | {row['bare_us']:.1f} us ({row['bare_us_range'][0]:.1f}-{row['bare_us_range'][1]:.1f}) | "
                   f"{row['module_us']:.1f} us ({row['module_us_range'][0]:.1f}-{row['module_us_range'][1]:.1f}) | "
-                  f"{row['difference_us']:.1f} us | {row['ratio']:.3f}x |")
+                  f"{row['difference_us']:.1f} us | {row['ratio']:.3f}x | {row['bare_ops']:g} / {row['module_ops']:g} | {extra} |")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as handle:
             handle.writelines(json.dumps(row) + "\n" for row in rows)
@@ -770,6 +838,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.hook_costs:
         print()
         print(hook_costs_table(rows, args.model))
+    if args.hook_ops:
+        print()
+        print(hook_ops_table(rows, args.model))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as handle:
         for row in rows:

@@ -165,6 +165,39 @@ def test_hook_timer_attributes_the_time_of_each_callback_s_hooks_inside_the_wind
     assert sum(costs.values()) < window.result()["ms_per_step"]  # a part of the window's time
 
 
+def test_hook_ops_counts_the_operators_each_callback_runs_per_generator_step(tmp_path):
+    """--hook-ops: a callback that runs one in-place add per iteration (and a view, which launches no kernel) is
+    counted at exactly one operator per generator step; one that runs none has none; the module's own operators
+    are not attributed to any callback."""
+    import lightning.pytorch as pl
+
+    from train import train
+
+    class Adds(pl.Callback):
+        def __init__(self):
+            self.total = torch.zeros(2)
+
+        def on_gan_iteration_end(self, trainer, pl_module):
+            self.total.add_(1.0)
+            self.total.view(1, 2)
+
+    class Idle(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            pass
+
+    warmup, steps = 3, 4
+    window = overhead.Window(warmup, steps, torch.device("cpu"))
+    timer = overhead.HookTimer(window, count_ops=True)
+    adds = Adds()
+    cfg = overhead.compose("dcgan", "tiny", "core", warmup + steps, tmp_path, [], iterations_per_batch=1)
+    train(cfg, callbacks=[overhead.Clock(window), timer, adds, Idle()])
+    ops = timer.ops_per_step()
+    assert ops["Adds"] == {"add_": 1.0} and ops.get("Idle", {}) == {}
+    assert float(adds.total[0]) == warmup + steps  # every iteration added, counted (in the window) or not
+    rows = [{"model": "dcgan", "variant": "core", "hook_ops_per_step": ops}]
+    assert "| dcgan | core | Adds | 1.00 | add_ 1 |" in overhead.hook_ops_table(rows, ["dcgan"])
+
+
 @pytest.mark.parametrize("model", ["wgan_gp", "dcgan"])
 def test_iteration_ab_runs_the_module_and_the_bare_iteration_on_the_same_networks_and_optimizers(tmp_path, model):
     from types import SimpleNamespace
@@ -172,8 +205,19 @@ def test_iteration_ab_runs_the_module_and_the_bare_iteration_on_the_same_network
     args = SimpleNamespace(mode="tiny", overrides=[], repeats=2)
     row = overhead.iteration_ab(model, args, tmp_path, calls=3)
     n_critic = 5 if model == "wgan_gp" else 1
-    # every block of either path updated the same two optimizers: (1 warm-up + 2 blocks) x 3 calls x 2 paths
-    assert row["generator_updates"] == 18 and row["discriminator_updates"] == 18 * n_critic
+    # every block of either path updated the same two optimizers: ((1 warm-up + 2 blocks) x 3 calls + the 10 whose
+    # operators were counted) x 2 paths
+    assert row["generator_updates"] == 38 and row["discriminator_updates"] == 38 * n_critic
     assert row["difference_us"] == pytest.approx(row["module_us"] - row["bare_us"])
     assert row["ratio"] == pytest.approx(row["module_us"] / row["bare_us"])
     assert row["bare_us_range"][0] <= row["bare_us"] <= row["bare_us_range"][1]
+    # the only kernels the module adds to the bare iteration's are its last D step's two logged scores, D's mean
+    # real and fake score (sigmoid and mean for dcgan's non-saturating loss; the raw mean for a Wasserstein critic)
+    from hydra.utils import instantiate
+
+    cfg = overhead.compose(model, "tiny", "core", 1, tmp_path / "loss", [])
+    loss = instantiate(cfg.loss)
+    logits = torch.randn(8, 1)
+    score_ops = overhead.ops_per_call(lambda: (loss.score(logits), loss.score(logits)), 1)
+    assert row["extra_ops"] == {name: float(n) for name, n in sorted(score_ops.items())}
+    assert row["module_ops"] - row["bare_ops"] == sum(score_ops.values()) and row["bare_ops"] > 100
