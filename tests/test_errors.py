@@ -320,6 +320,33 @@ def test_a_callback_option_lightning_refuses_names_the_callback():
         instantiate_group(callbacks.callbacks)
 
 
+@pytest.mark.parametrize("override,message", [
+    ("model.discriminator.dropout=-1", r"model.discriminator: dropout must be in \[0, 1\), got -1"),
+    ("model.discriminator.negative_slope=-1", r"model.discriminator: negative_slope must be >= 0 \(0 is ReLU\), got -1"),
+    ("model.penalties.gradient_penalty.weight=-1", r"model.penalties.gradient_penalty: GradientPenalty weight must be >= 0, got -1"),
+    ("data.batch_size=0", r"data.batch_size must be a positive integer, got 0"),  # names its key already: unchanged
+])
+def test_a_constructor_s_refusal_is_led_by_the_key_of_its_config_node(make_cfg, override, message):
+    from gan.utils.instantiate import build, build_module
+
+    cfg = make_cfg(tiny_overrides("wgan_gp", "toy2d_ring", steps=1) + [override])
+    with pytest.raises(ConfigError, match=rf"^{message}$"):
+        build(cfg.data)  # the data's own refusal names its key; the others come from the model's nodes
+        build_module(cfg)
+
+
+def test_a_callback_s_refusal_is_led_by_its_config_key():
+    from omegaconf import OmegaConf
+
+    from gan.utils.instantiate import instantiate_group
+
+    for depth in (0, -1):  # 0 grouped as null does, a negative depth cut the end off every module path
+        callbacks = OmegaConf.create({"callbacks": {"grad_norm": {"_target_": "gan.callbacks.GradNorm", "group_depth": depth}}})
+        with pytest.raises(ConfigError, match=rf"^callbacks.grad_norm: group_depth must be a positive integer \(leading name "
+                                              rf"components per group\) or null \(one group per module\), got {depth}$"):
+            instantiate_group(callbacks.callbacks)
+
+
 def test_non_positive_network_sizes_are_named():
     from omegaconf import OmegaConf
 

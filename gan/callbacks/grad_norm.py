@@ -124,6 +124,9 @@ class GradNorm(pl.Callback):
         self.every = int(every_n_generator_steps)
         self.norm_type = float(norm_type)
         self.log_layers = bool(log_layers)
+        if group_depth is not None and int(group_depth) < 1:  # 0 grouped as null did, a negative one cut the path's end
+            raise ConfigError(f"group_depth must be a positive integer (leading name components per group) or null (one "
+                              f"group per module), got {group_depth}")
         self.group_depth = None if group_depth is None else int(group_depth)
         self._groups: dict[str, dict[str, list[nn.Parameter]]] = {}
         self._gradients: dict[str, GroupedGradients] = {}

@@ -61,6 +61,9 @@ class Metric:
 
     def __init__(self, num_samples: int | None = None, extractor: str | None = None):
         #: fake samples this metric takes; None: the suite's ``num_samples``
+        if num_samples is not None and int(num_samples) < 1:  # 0 fell back to the suite's count silently
+            raise ConfigError(f"metrics.compute.{self.name}.num_samples must be a positive integer or null (the suite's "
+                              f"metrics.num_samples), got {num_samples}")
         self.num_samples = None if num_samples is None else int(num_samples)
         allowed = (type(self).extractor, *self.extractor_choices)
         if extractor is not None and extractor not in allowed:
@@ -361,6 +364,9 @@ class ModeCoverage(Metric):
 
     def __init__(self, num_samples: int | None = 2500, std_multiple: float = 3.0):
         super().__init__(num_samples)
+        if not float(std_multiple) > 0:  # 0 or less: no sample is ever high quality
+            raise ConfigError(f"metrics.compute.mode_coverage.std_multiple must be > 0 (a sample within that many standard "
+                              f"deviations of a mode is high quality; 3 in PacGAN), got {std_multiple}")
         self.std_multiple = float(std_multiple)
 
     def options(self, num_fake):

@@ -291,6 +291,15 @@ def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
 
 
+def check_negative_slope(negative_slope: float, name: str = "negative_slope") -> float:
+    """A leaky ReLU's slope for negative inputs: >= 0 (0 is ReLU). A negative one, an activation that is not
+    monotone, is refused: no GAN uses one, the MLP generator silently took it as ReLU, and the DCGAN
+    discriminator's in-place LeakyReLU fails at its first backward with a traceback."""
+    if not float(negative_slope) >= 0.0:
+        raise ConfigError(f"{name} must be >= 0 (0 is ReLU), got {negative_slope}")
+    return float(negative_slope)
+
+
 def maybe_dropout(p: float) -> list[nn.Module]:
     """A dropout layer when ``p`` > 0 (Goodfellow et al. 2014 used it in the discriminator)."""
     if not 0.0 <= float(p) < 1.0:

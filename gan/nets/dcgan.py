@@ -16,7 +16,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from gan.nets.base import Discriminator, Generator, as_shape, maybe_dropout, maybe_spectral_norm, output_activation
+from gan.nets.base import (Discriminator, Generator, as_shape, check_negative_slope, maybe_dropout, maybe_spectral_norm,
+                           output_activation)
 from gan.nets.layers import ConditionalBatchNorm, minibatch_layer
 from gan.utils.errors import ConfigError
 
@@ -162,7 +163,7 @@ class DCGANDiscriminator(Discriminator):
         bias = check_norm(norm) == "none"
 
         def activation():
-            return [nn.LeakyReLU(negative_slope, True), *maybe_dropout(dropout)]
+            return [nn.LeakyReLU(check_negative_slope(negative_slope), True), *maybe_dropout(dropout)]
 
         # Radford et al.: no normalization on the discriminator's input layer.
         if is_vector(sample_shape):

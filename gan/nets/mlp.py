@@ -7,7 +7,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from gan.nets.base import Discriminator, Generator, maybe_dropout, maybe_spectral_norm, output_activation
+from gan.nets.base import Discriminator, Generator, check_negative_slope, maybe_dropout, maybe_spectral_norm, output_activation
 from gan.nets.layers import FourierFeatures, FullPrecisionLinear
 from gan.utils.errors import ConfigError
 
@@ -32,7 +32,7 @@ def generator_mlp(in_features: int, hidden: Sequence[int], out_features: int, ou
     ``coordinates``: the output is a low-dimensional point (the 2D toys), so its layer stays in fp32 under
     mixed precision (:class:`~gan.nets.layers.FullPrecisionLinear`)."""
     layers: list[nn.Module] = []
-    width = in_features
+    width, negative_slope = in_features, check_negative_slope(negative_slope)
     for h in hidden:
         layers += [maybe_spectral_norm(nn.Linear(width, h), spectral_norm)]
         if batch_norm:
@@ -50,7 +50,7 @@ def discriminator_mlp_blocks(in_features: int, hidden: Sequence[int], maxout_pie
     """The hidden blocks of an MLP discriminator (a block per hidden layer, its output a feature for
     feature matching) and the width of the last: maxout (``maxout_pieces`` > 1) or LeakyReLU layers, dropout
     after each, input dropout and optional Fourier features of the input in the first block."""
-    width = in_features
+    width, negative_slope = in_features, check_negative_slope(negative_slope)  # checked even where maxout leaves it unused
     layers: list[nn.Module] = [nn.Flatten(), *maybe_dropout(input_dropout)]
     if fourier_features:
         layers.append(FourierFeatures(width, fourier_features, tuple(fourier_scales)))

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan.nets.base import Discriminator, Generator, maybe_dropout, output_activation
+from gan.nets.base import Discriminator, Generator, check_negative_slope, maybe_dropout, output_activation
 from gan.nets.dcgan import is_vector
 from gan.nets.mlp import discriminator_mlp_blocks, generator_mlp
 from gan.nets.resnet import reject_options, residual_geometry, stage_widths
@@ -138,6 +138,13 @@ def check_unnormalized(who: str, spectral_norm: bool) -> None:
                           "their zero-initialized fix-up layers have no singular value to divide by")
 
 
+def vector_widths(width: int, depth: int) -> list[int]:
+    """The hidden widths of the MLP that replaces either network on vector data (``depth`` layers of ``width``)."""
+    if int(depth) < 1:  # 0 or less built a linear network, silently
+        raise ConfigError(f"vector_depth must be a positive integer (the hidden layers of the MLP on vector data), got {depth}")
+    return [int(width)] * int(depth)
+
+
 class R3GANGenerator(Generator):
     """Simplified R3GAN Config E generator (see the module docstring).
 
@@ -174,8 +181,9 @@ class R3GANGenerator(Generator):
         if self.conditioning == "batchnorm":
             raise ConfigError(f"{who} has no batch norm to condition; use conditioning=embedding")
         if is_vector(sample_shape):  # the 2D toys: nothing to convolve
-            self.stages = nn.ModuleList([generator_mlp(self.input_dim, [int(width)] * int(vector_depth), self.sample_shape[0],
-                                                       output, negative_slope=vector_negative_slope, coordinates=True)])
+            slope = check_negative_slope(vector_negative_slope, "vector_negative_slope")
+            self.stages = nn.ModuleList([generator_mlp(self.input_dim, vector_widths(width, vector_depth), self.sample_shape[0],
+                                                       output, negative_slope=slope, coordinates=True)])
             self.output = nn.Identity()
             return
         channels, base, doublings = residual_geometry(sample_shape, who)
@@ -237,7 +245,7 @@ class R3GANDiscriminator(Discriminator):
         check_unnormalized(who, spectral_norm)
         if is_vector(sample_shape):  # the 2D toys: an MLP, with Fourier features of the input when asked
             self.labels_as_channels = False
-            blocks, features = discriminator_mlp_blocks(self.sample_shape[0] + self.input_extra, [int(width)] * int(vector_depth),
+            blocks, features = discriminator_mlp_blocks(self.sample_shape[0] + self.input_extra, vector_widths(width, vector_depth),
                                                         dropout=dropout, fourier_features=fourier_features,
                                                         fourier_scales=fourier_scales)
             self.blocks = nn.ModuleList(blocks)

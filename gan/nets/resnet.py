@@ -40,7 +40,8 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan.nets.base import Discriminator, Generator, as_shape, maybe_dropout, maybe_spectral_norm, output_activation
+from gan.nets.base import (Discriminator, Generator, as_shape, check_negative_slope, maybe_dropout, maybe_spectral_norm,
+                           output_activation)
 from gan.nets.dcgan import check_norm, image_geometry, normalization
 from gan.nets.layers import ConditionalBatchNorm
 from gan.utils.errors import ConfigError
@@ -124,7 +125,7 @@ class DiscriminatorBlock(nn.Module):
         self.conv1 = conv(c_in, c_out, 3, spectral_norm)
         self.norm2 = normalization(norm, c_out)
         self.conv2 = conv(c_out, c_out, 3, spectral_norm)
-        self.act = nn.LeakyReLU(negative_slope)  # slope 0 (SN-GAN, WGAN-GP ResNets): ReLU
+        self.act = nn.LeakyReLU(check_negative_slope(negative_slope))  # slope 0 (SN-GAN, WGAN-GP ResNets): ReLU
         learnable = first or down or c_in != c_out
         self.shortcut = conv(c_in, c_out, 1, spectral_norm, gain=1.0) if learnable else None
 
@@ -147,7 +148,7 @@ class GlobalPool(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
-        self.act, self.pooling = nn.LeakyReLU(negative_slope), pooling
+        self.act, self.pooling = nn.LeakyReLU(check_negative_slope(negative_slope)), pooling
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.act(x)

@@ -24,8 +24,27 @@ def build(node, **kwargs):
     except InstantiationException as error:
         cause = innermost_cause(error)
         if isinstance(cause, (ValueError, FileNotFoundError, RuntimeError)):
-            raise cause from None
+            raise with_config_key(cause, failing_key(error)) from None
         raise
+
+
+def failing_key(error: InstantiationException) -> str | None:
+    """The config key of the node whose target raised (Hydra ends its message with ``full_key: model.discriminator``)."""
+    while isinstance(error, InstantiationException):
+        last_line = str(error).rsplit("\n", 1)[-1]
+        if last_line.startswith("full_key: "):
+            return last_line.removeprefix("full_key: ")
+        error = error.__cause__
+    return None
+
+
+def with_config_key(error: BaseException, key: str | None) -> BaseException:
+    """A user error from a target's constructor, led by the key of its config node when it does not name it already:
+    ``dropout must be in [0, 1)`` could be either network's, ``model.discriminator: dropout ...`` is one."""
+    message = str(error)
+    if not isinstance(error, UserError) or not key or f"{key}." in message or message.startswith(f"{key}"):
+        return error
+    return type(error)(f"{key}: {message}")
 
 
 def innermost_cause(error: BaseException) -> BaseException:

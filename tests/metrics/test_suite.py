@@ -97,6 +97,14 @@ def test_unknown_metric_and_bad_counts_are_one_line_errors():
         MetricSuite(["fid_digits"], num_samples=0)
     with pytest.raises(ValueError, match=r"metrics.compute.kid: .*'subset_sze'"):
         MetricSuite({"kid": {"subset_sze": 10}})
+    for count in (0, -5):  # 0 fell back to metrics.num_samples silently
+        with pytest.raises(ValueError, match=rf"^metrics.compute.fid.num_samples must be a positive integer or null \(the "
+                                             rf"suite's metrics.num_samples\), got {count}$"):
+            MetricSuite({"fid": {"num_samples": count}})
+    assert MetricSuite({"fid_digits": {"num_samples": None}}, num_samples=7).fake_count(MetricSuite(["fid_digits"]).metrics[0]) == 7
+    for multiple in (0, -1):  # no sample was ever high quality
+        with pytest.raises(ValueError, match=rf"^metrics.compute.mode_coverage.std_multiple must be > 0 .*, got {multiple}$"):
+            MetricSuite({"mode_coverage": {"std_multiple": multiple}})
 
 
 def test_metric_needs_matching_data(digits):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gan.nets.resnet import ResNetDiscriminator
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64), (1, 16, 16)])
@@ -52,6 +53,22 @@ def test_dcgan_family_becomes_the_wgan_gp_toy_mlp_on_vectors():
 def test_dcgan_rejects_shapes_it_cannot_build(shape):
     with pytest.raises(ValueError, match=r"DCGANGenerator needs (square images|an image size).*got"):
         DCGANGenerator(16, shape)
+
+
+@pytest.mark.parametrize("build", [
+    lambda slope: DCGANDiscriminator((1, 16, 16), width=4, negative_slope=slope),
+    lambda slope: DCGANDiscriminator((2,), width=4, negative_slope=slope),
+    lambda slope: MLPGenerator(4, (2,), hidden=(8,), negative_slope=slope),  # took a negative slope as ReLU
+    lambda slope: MLPDiscriminator((2,), hidden=(8,), maxout_pieces=1, negative_slope=slope),
+    lambda slope: ResNetDiscriminator((3, 32, 32), width=4, negative_slope=slope),
+], ids=["dcgan", "dcgan-vectors", "mlp-generator", "mlp-discriminator", "resnet"])
+def test_a_negative_leaky_relu_slope_is_refused_and_zero_is_relu(build):
+    with pytest.raises(ValueError, match=r"^negative_slope must be >= 0 \(0 is ReLU\), got -0.2$"):
+        build(-0.2)
+    x = torch.linspace(-1, 1, 11)
+    for slope in (0.0, 0.2):
+        activations = [m for m in build(slope).modules() if isinstance(m, (torch.nn.LeakyReLU, torch.nn.ReLU))]
+        assert activations and all(torch.equal(a(x.clone()), torch.where(x > 0, x, slope * x)) for a in activations)
 
 
 def test_unknown_normalization_is_named():
