@@ -16,7 +16,8 @@ What it measures (each a real ``train.train`` run through ``benchmarks/throughpu
   throughput and stability only, nothing about quality), 32-true and bf16-mixed: generator steps per second
   and whether every parameter and logged value is finite at the end;
 - **ResNet SN-GAN at 32 px** (``model=sngan arch=resnet``), same data, 32-true and bf16-mixed: the same;
-- ``pytest tests/test_gpu.py`` (mixed precision with the gradient penalty, ``torch.compile``).
+- ``pytest tests/test_gpu.py`` (mixed precision with the gradient penalty, ``torch.compile``, and where a run makes
+  the host wait for the GPU: CUDA's sync debug mode over six short runs, each sync recorded with its generator step).
 
 Every row goes to ``<out>/gpu_check.jsonl`` (one JSON object per line, with the device's name and the torch
 and Lightning versions) and the whole table to ``<out>/gpu_check.md``. A failing row is recorded with its

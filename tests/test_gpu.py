@@ -62,3 +62,35 @@ def test_compile_keeps_checkpoint_keys(make_cfg, tmp_path, model):
     assert set(generator.state_dict()) == set(state)
     assert all(torch.equal(value.cpu(), generator.state_dict()[key]) for key, value in state.items())
     assert set(gan.load_generator(checkpoint).state_dict()) == set(state)  # the EMA copy: same keys, no _orig_mod.
+
+
+@pytest.mark.parametrize("run", ["dcgan", "wgan_gp", "r3gan", "dcgan-tricks", "sngan-ada-lecam", "cgan"])
+def test_a_gpu_run_synchronizes_only_at_the_steps_that_read_values(make_cfg, monkeypatch, run):
+    """tests/test_host_reads.py on the device itself: CUDA's sync debug mode warns at every operation that makes the
+    host wait for the GPU (a read, a blocking copy, an operator whose output size depends on values), including
+    those inside torch and Lightning that no tensor method shows on the CPU; each is recorded with its generator step."""
+    import warnings
+
+    from tests.test_host_reads import RUNS, assert_reads_only_at_the_cadences, record_reads
+
+    overrides = RUNS.get(run) or tiny_overrides("cgan", "digits", 30)  # conditional: the labels stay on the device
+
+    def on_sync_warnings(recorder):
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if "synchronizing" in str(message):
+                recorder.record()
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        monkeypatch.setattr(warnings, "showwarning", show)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            recorder = record_reads(make_cfg, monkeypatch, overrides + GPU, on_sync_warnings)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert_reads_only_at_the_cadences(recorder, first_steps_exempt=1)  # the first iteration's one-time set-up may wait
