@@ -98,6 +98,13 @@ def test_the_module_feeds_the_batch_labels_to_both_networks():
 
 
 
+@pytest.mark.parametrize("latent_dim", [0, -1])
+def test_a_generator_without_noise_is_refused(latent_dim):
+    # conditional with a label embedding, latent_dim=0 built a generator of the labels alone: one sample per class
+    with pytest.raises(ValueError, match=rf"^latent_dim must be a positive integer \(the size of the noise z\), got {latent_dim}$"):
+        DCGANGenerator(latent_dim, SHAPE, width=4, num_classes=3, conditioning="embedding")
+
+
 def test_labels_on_a_device_are_not_read_back_by_the_networks():
     # on a GPU the range check would make the host wait at every forward; a meta tensor has no values, so
     # reading one (.item(), bool) raises: returning is the proof that nothing was read

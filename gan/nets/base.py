@@ -86,6 +86,8 @@ class Generator(nn.Module):
     def __init__(self, latent_dim: int, sample_shape: Sequence[int], num_classes: int | None = None,
                  conditioning: str = "embedding", embedding_dim: int | None = None):
         super().__init__()
+        if int(latent_dim) < 1:  # a conditional generator with 0 took its labels alone: one sample per class, silently
+            raise ConfigError(f"latent_dim must be a positive integer (the size of the noise z), got {latent_dim}")
         self.latent_dim = int(latent_dim)
         self.sample_shape = as_shape(sample_shape)
         self.num_classes = None if num_classes is None else int(num_classes)
