@@ -335,6 +335,24 @@ def test_a_constructor_s_refusal_is_led_by_the_key_of_its_config_node(make_cfg, 
         build_module(cfg)
 
 
+@pytest.mark.parametrize("key,message,shown", [
+    ("model.discriminator", "dropout must be in [0, 1), got -1", "model.discriminator: dropout must be in [0, 1), got -1"),
+    ("model.augment", "AdaptiveAugment interval must be ...", "model.augment: AdaptiveAugment interval must be ..."),
+    # options named already: the metrics callback's node is callbacks.metrics, its options are set as metrics.*
+    ("callbacks.metrics", "metrics.batch_size must be a positive integer, got 0", None),
+    ("model", "instance noise needs model.instance_noise_std >= 0, ...", None),
+    ("model.discriminator", "model.discriminator.hidden=[0, 10]: network sizes ...", None),
+    (None, "dropout must be in [0, 1), got -1", None),  # no key known
+])
+def test_the_config_key_leads_a_refusal_only_where_it_adds_one(key, message, shown):
+    from gan.utils.instantiate import with_config_key
+
+    error = ConfigError(message)
+    led = with_config_key(error, key)
+    assert type(led) is ConfigError and str(led) == (shown or message)
+    assert with_config_key(ValueError(message), key) is not None and str(with_config_key(ValueError(message), key)) == message
+
+
 def test_a_callback_s_refusal_is_led_by_its_config_key():
     from omegaconf import OmegaConf
 

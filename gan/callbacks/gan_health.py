@@ -330,7 +330,7 @@ class GANHealth(pl.Callback):
                  vanishing_generator_gradients: Mapping | None = None, mode_collapse: Mapping | None = None,
                  divergence: Mapping | None = None, sync_every_n_iterations: int = 10):
         if int(sync_every_n_iterations) < 1:
-            raise ConfigError(f"gan_health.sync_every_n_iterations must be a positive integer, got {sync_every_n_iterations}")
+            raise ConfigError(f"callbacks.gan_health.sync_every_n_iterations must be a positive integer, got {sync_every_n_iterations}")
         self.events_path = Path(events_path) if events_path else None
         self.sync_every = int(sync_every_n_iterations)
         self.detectors = {kind: make_detector(kind, opts) for kind, opts in {

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
 from hydra.errors import InstantiationException
@@ -38,11 +39,18 @@ def failing_key(error: InstantiationException) -> str | None:
     return None
 
 
+#: a message that starts with an option's dotted key (``metrics.batch_size must be ...``) names its option already
+LEADING_OPTION_KEY = re.compile(r"[A-Za-z_]\w*(\.\w+)+\b")
+
+
 def with_config_key(error: BaseException, key: str | None) -> BaseException:
-    """A user error from a target's constructor, led by the key of its config node when it does not name it already:
-    ``dropout must be in [0, 1)`` could be either network's, ``model.discriminator: dropout ...`` is one."""
+    """A user error from a target's constructor, led by the key of its config node when it does not name an option
+    already: ``dropout must be in [0, 1)`` could be either network's, ``model.discriminator: dropout ...`` is one.
+    (The metrics callback's node is ``callbacks.metrics``, but its options are set as ``metrics.*``, which its
+    messages name.)"""
     message = str(error)
-    if not isinstance(error, UserError) or not key or f"{key}." in message or message.startswith(f"{key}"):
+    if (not isinstance(error, UserError) or not key or f"{key}." in message or message.startswith(key)
+            or LEADING_OPTION_KEY.match(message)):
         return error
     return type(error)(f"{key}: {message}")
 
