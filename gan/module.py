@@ -17,6 +17,7 @@ Units: ``discriminator_steps`` and ``generator_steps`` count optimizer updates o
 """
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -34,6 +35,8 @@ from gan.losses.tricks import InstanceNoise, LabelTargets, auxiliary_classificat
 from gan.nets.base import Discriminator, DiscriminatorOutput, Generator, RowsOf, eval_mode
 from gan.schedules import Setting
 from gan.utils.errors import ConfigError
+
+log = logging.getLogger("gan")
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 #: values GANModule.__setattr__ sets without nn.Module's registration checks (see there)
@@ -360,9 +363,14 @@ class GANModule(pl.LightningModule):
 
     def _build_optimizer(self, network: str) -> torch.optim.Optimizer:
         try:
-            return without_unset_options(self.optimizer_factories[network])(params=getattr(self, network).parameters())
+            optimizer = without_unset_options(self.optimizer_factories[network])(params=getattr(self, network).parameters())
         except ValueError as error:  # torch's optimizers refuse a negative lr, betas outside [0, 1), ...
             raise ConfigError(f"optimizer.{network}: {error}") from None
+        if optimizer.defaults.get("eps") == 0:  # torch allows it; an r3gan toy run turned to NaN at generator step 2
+            log.warning(f"optimizer.{network}.eps=0: {type(optimizer).__name__} divides each update by the root of the "
+                        f"gradients' second moment plus eps, so every weight whose gradient is exactly 0 becomes NaN "
+                        f"(0 / 0) at its first step; torch's default is 1e-8")
+        return optimizer
 
     def optimizer_of(self, network: str) -> torch.optim.Optimizer:
         """The optimizer of ``generator`` or ``discriminator`` (schedules set its hyperparameters)."""

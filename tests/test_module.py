@@ -239,6 +239,22 @@ def test_optimizer_options_set_to_null_are_left_at_the_optimizer_default():
         adam(params=module.generator.parameters())  # unfiltered, Adam refuses it
 
 
+def test_an_optimizer_eps_of_zero_is_warned_about_with_its_reason(caplog):
+    import logging
+
+    zero = partial(torch.optim.RMSprop, lr=1e-3, eps=0.0)
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        make_module(optimizer={"generator": partial(torch.optim.Adam, lr=1e-3), "discriminator": zero}).configure_optimizers()
+    warned = [r.getMessage() for r in caplog.records if "eps=0" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("optimizer.discriminator.eps=0: RMSprop divides each update")
+    # the reason it gives: a weight whose gradient is exactly 0 becomes 0 / 0 at its first step
+    weight = torch.nn.Parameter(torch.ones(2))
+    step = zero(params=[weight])
+    weight.grad = torch.tensor([0.0, 1.0])
+    step.step()
+    assert weight[0].isnan() and weight[1].isfinite()
+
+
 def trainer_with(**options) -> Trainer:
     return Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False, **options)
