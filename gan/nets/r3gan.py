@@ -140,8 +140,8 @@ def check_unnormalized(who: str, spectral_norm: bool) -> None:
 
 def vector_widths(width: int, depth: int) -> list[int]:
     """The hidden widths of the MLP that replaces either network on vector data (``depth`` layers of ``width``)."""
-    if int(depth) < 1:  # 0 or less built a linear network, silently
-        raise ConfigError(f"vector_depth must be a positive integer (the hidden layers of the MLP on vector data), got {depth}")
+    if int(depth) < 0:  # built a linear network, silently, as 0 does on purpose (as an MLP's hidden: [] does)
+        raise ConfigError(f"vector_depth must be >= 0 (the hidden layers of the MLP on vector data; 0: a linear network), got {depth}")
     return [int(width)] * int(depth)
 
 

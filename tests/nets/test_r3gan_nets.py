@@ -93,11 +93,15 @@ def test_option_errors_are_one_line_config_errors():
         R3GANGenerator(8, (3, 32, 32), width=8, group_channels=5)
     with pytest.raises(ConfigError, match=r"R3GANDiscriminator does not take norm='layer'"):
         R3GANDiscriminator((3, 32, 32), norm="layer", **TINY)
-    for depth in (0, -1):  # built linear networks before (no hidden layer), silently
-        with pytest.raises(ConfigError, match=rf"^vector_depth must be a positive integer \(the hidden layers of the MLP on vector data\), got {depth}$"):
-            R3GANGenerator(8, (2,), width=8, vector_depth=depth)
-        with pytest.raises(ConfigError, match=rf"^vector_depth must be a positive integer .*, got {depth}$"):
-            R3GANDiscriminator((2,), width=8, vector_depth=depth)
+    # a negative depth built linear networks, silently; 0 builds them on purpose (as an MLP's hidden: [] does)
+    with pytest.raises(ConfigError, match=r"^vector_depth must be >= 0 \(the hidden layers of the MLP on vector data; 0: a "
+                                          r"linear network\), got -1$"):
+        R3GANGenerator(8, (2,), width=8, vector_depth=-1)
+    with pytest.raises(ConfigError, match=r"^vector_depth must be >= 0 .*, got -2$"):
+        R3GANDiscriminator((2,), width=8, vector_depth=-2)
+    linear = R3GANGenerator(8, (2,), width=8, vector_depth=0)
+    assert [type(m) for m in linear.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ReLU, torch.nn.LeakyReLU))] == [
+        type(linear.stages[0][0])]  # one linear map (fp32 coordinates layer), no activation
     with pytest.raises(ConfigError, match=r"^vector_negative_slope must be >= 0 \(0 is ReLU\), got -0.2$"):  # was ReLU
         R3GANGenerator(8, (2,), width=8, vector_negative_slope=-0.2)
 
