@@ -226,7 +226,9 @@ class AdaptiveAugment(DiffAugment):
 
     @torch.no_grad()
     def observe(self, real_logits: Tensor) -> None:
-        stats = torch.stack([real_logits.detach().float().sign().sum(), torch.tensor(float(real_logits.numel()), device=real_logits.device)])
+        # the count filled on the device: torch.tensor(count, device=...) was a blocking copy, a GPU wait every D step
+        count = torch.full((), float(real_logits.numel()), device=real_logits.device)
+        stats = torch.stack([real_logits.detach().float().sign().sum(), count])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(stats)
         self.sign_sum += stats[0]

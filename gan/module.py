@@ -482,7 +482,8 @@ class GANModule(pl.LightningModule):
             terms["real_score"] = self.loss.score(real_out.logits)
             terms["fake_score"] = self.loss.score(fake_out.logits)
             if self.instance_noise.active:
-                terms["instance_noise_std"] = torch.tensor(self.instance_noise.std(self.generator_steps), device=real.device)
+                # filled on the device: torch.tensor(value, device=...) is a blocking copy, a GPU wait every iteration
+                terms["instance_noise_std"] = torch.full((), self.instance_noise.std(self.generator_steps), device=real.device)
         optimizer.zero_grad(set_to_none=True)
         # inputs that require grad for a penalty would also get d total / d input, which nothing uses: the
         # backward pass is restricted to D's parameters then

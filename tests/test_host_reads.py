@@ -1,7 +1,8 @@
 """Where a training run reads values back to the host.
 
 On a GPU every read (``.item()``, ``float(t)``, ``bool(t)``, ``.tolist()``, ``.cpu()``, ``.numpy()``) makes the
-CPU wait for every queued kernel, so a read at every step caps a small network's speed at the launch latency.
+CPU wait for every queued kernel, so a read at every step caps a small network's speed at the launch latency; so
+does a tensor made on the device from host values (``torch.tensor(0.5, device=...)``: a blocking copy).
 A run may read where it uses the values: logging steps, the health check every ``sync_every_n_iterations``,
 the gradient-norm, sample-grid and metric steps, and the end. On the CPU these reads cost nothing, so this
 test counts them instead of timing them: every read in the fit loop is recorded with the generator step at
@@ -24,6 +25,7 @@ from tests.conftest import tiny_overrides
 from train import train
 
 READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy")
+COPIES_TO_THE_DEVICE = ("tensor", "as_tensor")
 EVERY = 10
 PROJECT = str(PROJECT_ROOT) + "/"
 NOT_OURS = tuple(str(PROJECT_ROOT / folder) + "/" for folder in (".venv", "tests"))
@@ -116,5 +118,16 @@ def test_a_run_reads_values_back_only_at_the_steps_that_use_them(make_cfg, monke
                 return _original(self, *args, **kwargs)
 
             monkeypatch.setattr(torch.Tensor, name, read)
+        # the other way: a tensor made on a device from host values (torch.tensor(0.5, device=...)) is a blocking
+        # copy, which on a GPU waits for every queued kernel as a read does (torch.full(..., device=...) fills there)
+        for name in COPIES_TO_THE_DEVICE:
+            original = getattr(torch, name)
+
+            def copy(data, *args, _original=original, **kwargs):
+                if kwargs.get("device") is not None and not isinstance(data, torch.Tensor):
+                    recorder.record()
+                return _original(data, *args, **kwargs)
+
+            monkeypatch.setattr(torch, name, copy)
 
     assert_reads_only_at_the_cadences(record_reads(make_cfg, monkeypatch, RUNS[run], on_tensor_reads))
