@@ -45,6 +45,10 @@ RUNS = {
     "wgan_gp": tiny_overrides("wgan_gp", "toy2d_grid", STEPS),
     "r3gan": tiny_overrides("r3gan", "toy2d_grid", STEPS),
     "gan": tiny_overrides("gan", "toy2d_grid", STEPS),
+    "wgan": tiny_overrides("wgan", "toy2d_grid", STEPS),  # weight clipping
+    "lsgan": tiny_overrides("lsgan", "digits", STEPS),
+    "sngan-resnet-diffaugment": tiny_overrides("sngan", "digits", STEPS) + [
+        "arch=resnet", "model.generator.width=4", "model.discriminator.width=4", "augment=diffaugment"],
     "dcgan-tricks": tiny_overrides("dcgan", "digits", STEPS) + [
         "model.ema_decay=0.9", "model.real_label_range=[0.7,1.0]", "model.label_flip_prob=0.1",
         "model.instance_noise_std=0.1", "model.feature_matching_weight=1", "model.discriminator.minibatch=stddev",
@@ -74,6 +78,8 @@ class ReadRecorder(pl.Callback):
         stack = traceback.extract_stack()
         if any(frame.name == "on_before_batch_transfer" for frame in stack):
             return  # the batch as the loader gave it: on the host on any machine, so reading it waits for nothing
+        if any("/torch/optim/" in frame.filename for frame in stack):
+            return  # torch's optimizers keep their step counters on the host unless fused (wgan's RMSprop reads one)
         ours = [f for f in stack if f.filename.startswith(PROJECT) and not f.filename.startswith(NOT_OURS)]
         where = f"{ours[-1].filename.rsplit('/', 2)[-1]}:{ours[-1].lineno}" if ours else "torch or Lightning"
         self.reads[self.module.generator_steps].add(where)
