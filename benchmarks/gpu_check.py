@@ -17,7 +17,7 @@ What it measures (each a real ``train.train`` run through ``benchmarks/throughpu
   and whether every parameter and logged value is finite at the end;
 - **ResNet SN-GAN at 32 px** (``model=sngan arch=resnet``), same data, 32-true and bf16-mixed: the same;
 - ``pytest tests/test_gpu.py`` (mixed precision with the gradient penalty, ``torch.compile``, and where a run makes
-  the host wait for the GPU: CUDA's sync debug mode over six short runs, each sync recorded with its generator step).
+  the host wait for the GPU: CUDA's sync debug mode over eight short runs, each sync recorded with its generator step).
 
 Every row goes to ``<out>/gpu_check.jsonl`` (one JSON object per line, with the device's name and the torch
 and Lightning versions) and the whole table to ``<out>/gpu_check.md``. A failing row is recorded with its

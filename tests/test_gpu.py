@@ -64,7 +64,8 @@ def test_compile_keeps_checkpoint_keys(make_cfg, tmp_path, model):
     assert set(gan.load_generator(checkpoint).state_dict()) == set(state)  # the EMA copy: same keys, no _orig_mod.
 
 
-@pytest.mark.parametrize("run", ["dcgan", "wgan_gp", "r3gan", "dcgan-tricks", "sngan-ada-lecam", "cgan"])
+@pytest.mark.parametrize("run", ["dcgan", "wgan_gp", "wgan", "r3gan", "dcgan-tricks", "sngan-ada-lecam", "sngan-resnet-diffaugment",
+                                 "cgan"])
 def test_a_gpu_run_synchronizes_only_at_the_steps_that_read_values(make_cfg, monkeypatch, run):
     """tests/test_host_reads.py on the device itself: CUDA's sync debug mode warns at every operation that makes the
     host wait for the GPU (a read, a blocking copy, an operator whose output size depends on values), including
