@@ -8,7 +8,8 @@ the gradient-norm, sample-grid and metric steps, and the end. On the CPU these r
 test counts them instead of timing them: every read in the fit loop is recorded with the generator step at
 which it happened, and with all those cadences at multiples of 10, any read at another step is one that a
 GPU would pay at every step. Conditional runs are left out: their networks check the labels where reading
-them is free, on the CPU only (``tests/test_conditional.py`` checks that labels on a device are not read).
+them is free, on the CPU only (``tests/test_conditional.py`` checks that labels on a device are not read, and
+``tests/test_gpu.py`` runs this check on a GPU, cgan included, with CUDA's own record of every wait).
 """
 from __future__ import annotations
 
