@@ -16,6 +16,9 @@ What it measures (each a real ``train.train`` run through ``benchmarks/throughpu
   throughput and stability only, nothing about quality), 32-true and bf16-mixed: generator steps per second
   and whether every parameter and logged value is finite at the end;
 - **ResNet SN-GAN at 32 px** (``model=sngan arch=resnet``), same data, 32-true and bf16-mixed: the same;
+- **the module's iteration vs the bare iteration** (``*_28px_iteration_vs_bare``, ``benchmarks/overhead.py
+  --iteration-ab``): dcgan and wgan_gp at 28 px on the same networks and optimizers, 7 alternated blocks of 100
+  iterations, without Lightning's loop, the loader or the callbacks, with both paths' operator counts;
 - ``pytest tests/test_gpu.py`` (mixed precision with the gradient penalty, ``torch.compile``, and where a run makes
   the host wait for the GPU: CUDA's sync debug mode over eight short runs, each sync recorded with its generator step).
 
@@ -53,6 +56,8 @@ from tests.tiny_nets import TINY_NETS  # noqa: E402
 
 #: the speed issue's target: the framework's generator steps per second over the bare loop's
 BARE_RATIO_TARGET = 0.9
+#: a check of the module's own iteration against the bare one (benchmarks/overhead.py --iteration-ab)
+ITERATION_AB = "iteration_ab"
 
 
 def checks(smoke: bool) -> list[dict]:
@@ -80,6 +85,11 @@ def checks(smoke: bool) -> list[dict]:
         *({**check, "name": check["name"].replace("_vs_bare", "_1_per_batch_vs_bare"),
            "overrides": [*check["overrides"], "model.iterations_per_batch=1"]}
           for check in pairs),
+        # the module's own cost on the device, without Lightning's loop, the loader or the callbacks: its
+        # train_iteration against the bare iteration on the same networks and optimizers, blocks alternated in one
+        # process, with both paths' operator counts (the whole runs above say how much of a step that cost is)
+        *({"name": f"{model}_28px_iteration_vs_bare", "kind": ITERATION_AB, "model": model, "precisions": ["32-true"],
+           "calls": 3 if smoke else 100, "blocks": 2 if smoke else 7, "steps": steps(0, 0)} for model in ("dcgan", "wgan_gp")),
     ]
 
 
@@ -114,6 +124,27 @@ def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: 
     return row
 
 
+def run_iteration_ab(check: dict, smoke: bool, work: Path) -> dict:
+    """``benchmarks/overhead.py --iteration-ab`` for one model: 28 px digits at the paper widths on the GPU (the
+    tiny 2D networks on the CPU in smoke mode); in the table, each path's iterations per second."""
+    from types import SimpleNamespace
+
+    from benchmarks.overhead import iteration_ab
+
+    row = {"check": check["name"], "precision": "32-true"}
+    started = time.perf_counter()
+    try:
+        args = SimpleNamespace(mode="tiny" if smoke else "gpu", overrides=[], repeats=check["blocks"])
+        ab = iteration_ab(check["model"], args, work / check["name"], calls=check["calls"])
+        row |= {key: ab[key] for key in ("bare_us", "module_us", "difference_us", "bare_ops", "module_ops", "extra_ops")}
+        row |= {"generator_steps_per_s": round(1e6 / ab["module_us"], 2), "bare_loop_generator_steps_per_s":
+                round(1e6 / ab["bare_us"], 2), "ratio_to_bare": round(ab["bare_us"] / ab["module_us"], 3), "ok": True}
+    except Exception as error:  # recorded like a failing run: the other checks still get their device time
+        row |= {"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=8)}
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
 def run_gpu_tests(out: Path) -> dict:
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"],
@@ -129,7 +160,9 @@ def markdown(rows: list[dict], env: dict) -> str:
     lines = [f"GPU check on {env['device']}, torch {env['torch']}, Lightning {env['lightning']}, Python {env['python']}", "",
              "| check | precision | G steps/s | bare loop G steps/s | ratio | finite | s | note |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        note = row.get("error") or row.get("summary") or ""
+        note = row.get("error") or row.get("summary") or (
+            f"iterations: module {row['difference_us']:+.0f} us, kernels {row['bare_ops']:g} bare / {row['module_ops']:g} module"
+            if "difference_us" in row else "")
         lines.append(f"| {row['check']} | {row.get('precision', '')} | {row.get('generator_steps_per_s', '')} | "
                      f"{row.get('bare_loop_generator_steps_per_s', '')} | {row.get('ratio_to_bare', '')} | "
                      f"{row.get('finite', '')} | {row['seconds']} | {note[:120]} |")
@@ -188,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         # before the framework, so neither always runs second on a warmer device
         for repeat in range(args.repeats):
             for check in selected:
+                if check.get("kind") == ITERATION_AB:
+                    record(env | {"repeat": repeat} | run_iteration_ab(check, args.smoke, Path(tmp)))
+                    continue
                 for precision in check["precisions"]:
                     row = run_check(check, precision, cifar_root, args.smoke, Path(tmp), bare_first=repeat % 2 == 1)
                     record(env | {"repeat": repeat} | row)

@@ -21,10 +21,19 @@ def test_smoke_runs_every_check_and_reports_its_ratio(tmp_path):
     rows = read_rows(tmp_path)
     expected = [(c["name"], p) for c in gpu_check.checks(smoke=True) for p in c["precisions"]]
     assert [(r["check"], r["precision"]) for r in rows] == expected
-    for row in rows:
+    iterations = [r for r in rows if r["check"].endswith("_iteration_vs_bare")]
+    runs = [r for r in rows if r not in iterations]
+    for row in runs:
         assert row["ok"] and row["finite"] and row["generator_steps_per_s"] > 0 and row["timed_generator_steps"] == 2
-        assert row["torch"] == torch.__version__
     for row in rows:
+        assert row["torch"] == torch.__version__
+    # the module's iteration against the bare one: its speed ratio, and its only extra operators its two logged scores
+    assert [r["check"] for r in iterations] == ["dcgan_28px_iteration_vs_bare", "wgan_gp_28px_iteration_vs_bare"]
+    for row, extra in zip(iterations, ({"mean": 2.0, "sigmoid": 2.0}, {"mean": 2.0})):
+        assert row["ok"] and row["ratio_to_bare"] == pytest.approx(row["bare_us"] / row["module_us"], abs=1e-3)
+        assert row["extra_ops"] == extra and row["module_ops"] - row["bare_ops"] == sum(extra.values())
+        assert "meets_target" not in row  # the target is a whole run's
+    for row in runs:
         if row["check"].endswith("_vs_bare"):
             assert row["ratio_to_bare"] == pytest.approx(row["generator_steps_per_s"] / row["bare_loop_generator_steps_per_s"], abs=1e-3)
             assert row["meets_target"] == (row["ratio_to_bare"] >= gpu_check.BARE_RATIO_TARGET)
