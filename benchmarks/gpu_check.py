@@ -1,7 +1,7 @@
 """The checks that need a GPU, as one short prepared run: a session that is lent a GPU for a few minutes runs
 this once instead of exploring.
 
-    python benchmarks/gpu_check.py --out results/            # on a CUDA machine: ~4 minutes on one H200 (estimated from the 2026-12-04 rows)
+    python benchmarks/gpu_check.py --out results/            # on a CUDA machine: ~6 minutes on one H200 (estimated)
     python benchmarks/gpu_check.py --smoke --out /tmp/check  # the same code path on the CPU with tiny networks
     python benchmarks/gpu_check.py --only dcgan_28px_vs_bare wgan_gp_28px_vs_bare --repeats 5 --out results/
 
