@@ -478,8 +478,9 @@ def lightning_loop(cfg, window: Window, iterations_per_batch: int | str = 1) -> 
 
 # ---------------------------------------------------------------------------------------------- runs
 class OpCounter(TorchDispatchMode):
-    """Counts the ATen operators that reach a device kernel (views, which launch none, left out), by name: on a
-    GPU a small model's step is bound by kernel launches, and this count is the same on any machine and load."""
+    """Counts the ATen operators run, by name, views (which launch no kernel) left out: on a GPU most of the others
+    are one kernel launch each, what a small model's step is bound by, and the count is the same on any machine and
+    load (a read to the host, ``_local_scalar_dense``, counts too: it launches none but waits)."""
 
     def __init__(self):
         super().__init__()
@@ -559,7 +560,7 @@ def iteration_ab(model: str, args, out_dir: Path, calls: int = 300) -> dict:
             "extra_ops": {name: n / counted for name, n in sorted(extra.items()) if n},
             "bare_us_range": [min(times["bare"]), max(times["bare"])],
             "module_us_range": [min(times["module"]), max(times["module"])], "load_1min": os.getloadavg()[0],
-            # both paths stepped these same optimizers: 2 x calls x (blocks + 1 warm-up) updates of G each
+            # both paths stepped these same optimizers: 2 x (calls x (blocks + 1 warm-up) + the 10 counted) updates of G
             "generator_updates": max(int(state["step"]) for state in opt_g.state.values()),
             "discriminator_updates": max(int(state["step"]) for state in opt_d.state.values())}
 
