@@ -161,9 +161,10 @@ class DCGANDiscriminator(Discriminator):
     ):
         super().__init__(sample_shape, num_classes, conditioning)
         bias = check_norm(norm) == "none"
+        negative_slope = check_negative_slope(negative_slope)
 
         def activation():
-            return [nn.LeakyReLU(check_negative_slope(negative_slope), True), *maybe_dropout(dropout)]
+            return [nn.LeakyReLU(negative_slope, True), *maybe_dropout(dropout)]
 
         # Radford et al.: no normalization on the discriminator's input layer.
         if is_vector(sample_shape):

@@ -125,7 +125,7 @@ class DiscriminatorBlock(nn.Module):
         self.conv1 = conv(c_in, c_out, 3, spectral_norm)
         self.norm2 = normalization(norm, c_out)
         self.conv2 = conv(c_out, c_out, 3, spectral_norm)
-        self.act = nn.LeakyReLU(check_negative_slope(negative_slope))  # slope 0 (SN-GAN, WGAN-GP ResNets): ReLU
+        self.act = nn.LeakyReLU(negative_slope)  # slope 0 (SN-GAN, WGAN-GP ResNets): ReLU
         learnable = first or down or c_in != c_out
         self.shortcut = conv(c_in, c_out, 1, spectral_norm, gain=1.0) if learnable else None
 
@@ -148,7 +148,7 @@ class GlobalPool(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
-        self.act, self.pooling = nn.LeakyReLU(check_negative_slope(negative_slope)), pooling
+        self.act, self.pooling = nn.LeakyReLU(negative_slope), pooling
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.act(x)
@@ -236,6 +236,7 @@ class ResNetDiscriminator(Discriminator):
         reject_options(type(self).__name__, options)
         channels, _, _ = residual_geometry(sample_shape, type(self).__name__)
         check_norm(norm)
+        negative_slope = check_negative_slope(negative_slope)  # once here, for every block and the pooling
         if int(feature_size) < 1 or int(extra_blocks) < 0:
             raise ConfigError(f"ResNetDiscriminator needs feature_size >= 1 and extra_blocks >= 0, got {feature_size} and {extra_blocks}")
         size, downs = self.sample_shape[1], 0
