@@ -108,9 +108,8 @@ def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: 
     if "data=cifar10" in overrides:
         overrides.append(f"data.root={cifar_root}")
     steps, warmup = check["steps"]
-    row = {"check": check["name"], "precision": precision, **({"bare_first": bare_first} if check["bare"] else {})}
-    started = time.perf_counter()
-    try:
+
+    def fill(row: dict) -> None:
         row |= measure(overrides, precision, False, steps, warmup, work / f"{check['name']}-{precision}", check["bare"],
                        bare_first)
         if check["bare"]:
@@ -118,10 +117,9 @@ def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: 
             row["ratio_to_bare"] = round(row["generator_steps_per_s"] / bare, 3) if bare else None
             row["meets_target"] = row["ratio_to_bare"] is not None and row["ratio_to_bare"] >= BARE_RATIO_TARGET
         row["ok"] = bool(row["finite"])
-    except Exception as error:  # record it and go on: the other checks still get their device time
-        row |= {"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=8)}
-    row["seconds"] = round(time.perf_counter() - started, 1)
-    return row
+
+    return recorded({"check": check["name"], "precision": precision, **({"bare_first": bare_first} if check["bare"] else {})},
+                    fill)
 
 
 def run_iteration_ab(check: dict, smoke: bool, work: Path) -> dict:
@@ -131,15 +129,23 @@ def run_iteration_ab(check: dict, smoke: bool, work: Path) -> dict:
 
     from benchmarks.overhead import iteration_ab
 
-    row = {"check": check["name"], "precision": "32-true"}
-    started = time.perf_counter()
-    try:
+    def fill(row: dict) -> None:
         args = SimpleNamespace(mode="tiny" if smoke else "gpu", overrides=[], repeats=check["blocks"])
         ab = iteration_ab(check["model"], args, work / check["name"], calls=check["calls"])
         row |= {key: ab[key] for key in ("bare_us", "module_us", "difference_us", "bare_ops", "module_ops", "extra_ops")}
         row |= {"generator_steps_per_s": round(1e6 / ab["module_us"], 2), "bare_loop_generator_steps_per_s":
                 round(1e6 / ab["bare_us"], 2), "ratio_to_bare": round(ab["bare_us"] / ab["module_us"], 3), "ok": True}
-    except Exception as error:  # recorded like a failing run: the other checks still get their device time
+
+    return recorded({"check": check["name"], "precision": "32-true"}, fill)
+
+
+def recorded(row: dict, fill) -> dict:
+    """``row`` as ``fill(row)`` completes it, with the seconds it took; a failure is recorded in it with its error
+    instead of raised, so the other checks still get their device time."""
+    started = time.perf_counter()
+    try:
+        fill(row)
+    except Exception as error:
         row |= {"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=8)}
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
