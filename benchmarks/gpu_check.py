@@ -11,7 +11,8 @@ What it measures (each a real ``train.train`` run through ``benchmarks/throughpu
   ``benchmarks/overhead.py`` can run them): ``dcgan`` and ``wgan_gp``, generator steps per second of both in
   one process, at the shipped ``model.iterations_per_batch=auto``; the speed issue's target is a framework /
   bare ratio >= 0.9; the same two pairs again with one iteration per batch (``*_1_per_batch_vs_bare``: what
-  ``auto`` saves);
+  ``auto`` saves), and the dcgan pair with the digits gathered on the host (``dcgan_28px_host_data_vs_bare``,
+  ``data.on_device=false``: what holding them on the device saves);
 - **r3gan at 32 px** on CIFAR-10-shaped generated data (random images written in CIFAR-10's on-disk format:
   throughput and stability only, nothing about quality), 32-true and bf16-mixed: generator steps per second
   and whether every parameter and logged value is finite at the end;
@@ -85,6 +86,9 @@ def checks(smoke: bool) -> list[dict]:
         *({**check, "name": check["name"].replace("_vs_bare", "_1_per_batch_vs_bare"),
            "overrides": [*check["overrides"], "model.iterations_per_batch=1"]}
           for check in pairs),
+        # the dcgan pair with the digits gathered on the host and copied per batch (data.on_device=false, the only
+        # path before 2026-12-05): what holding the set on the device saves there
+        {**pairs[0], "name": "dcgan_28px_host_data_vs_bare", "overrides": [*pairs[0]["overrides"], "data.on_device=false"]},
         # the module's own cost on the device, without Lightning's loop, the loader or the callbacks: its
         # train_iteration against the bare iteration on the same networks and optimizers, blocks alternated in one
         # process, with both paths' operator counts (the whole runs above say how much of a step that cost is)

@@ -82,9 +82,12 @@ def overrides(params_dir, batch_size: int) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("iterations_per_batch", [1, 3])  # 3: the whole run (3 iterations) in one training batch
-def test_two_ranks_with_gradient_penalty_equal_one_process_on_the_global_batch(make_cfg, tmp_path, iterations_per_batch):
-    batching = [f"model.iterations_per_batch={iterations_per_batch}", "trainer.log_every_n_steps=3"]
+# 3: the whole run (3 iterations) in one training batch; held: each rank holds the whole set where it trains
+# (data.on_device, the CPU here) and gathers its share from the indices of its shard
+@pytest.mark.parametrize("iterations_per_batch, held", [(1, False), (3, False), (3, True)], ids=["1", "3", "3-held"])
+def test_two_ranks_with_gradient_penalty_equal_one_process_on_the_global_batch(make_cfg, tmp_path, iterations_per_batch, held):
+    batching = [f"model.iterations_per_batch={iterations_per_batch}", "trainer.log_every_n_steps=3",
+                f"data.on_device={str(held).lower()}"]
     command = [sys.executable, "train.py", "trainer=ddp_cpu", *overrides(tmp_path / "ddp", batch_size=4), *batching,
                f"hydra.run.dir={tmp_path / 'run_ddp'}", f"paths.data_dir={tmp_path / 'data'}"]
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,

@@ -95,3 +95,20 @@ def test_a_gpu_run_synchronizes_only_at_the_steps_that_read_values(make_cfg, mon
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert_reads_only_at_the_cadences(recorder, first_steps_exempt=1)  # the first iteration's one-time set-up may wait
+
+
+def test_in_memory_data_is_held_on_the_gpu_and_only_pinned_indices_travel(data_dir):
+    """``data.on_device: auto`` on a GPU: the digits live on the device, each batch's indices are pinned (so their
+    copy does not make the host wait: from unpinned memory CUDA waits for the stream first, which no sync debug
+    mode reports) and the gathered batches are the host loader's."""
+    from tests.data.test_on_device import delivered, in_memory_data, training_loader
+
+    held, host = in_memory_data("digits", data_dir), in_memory_data("digits", data_dir, on_device=False)
+    held_batches, host_batches = iter(training_loader(held, device="cuda")), iter(training_loader(host, device="cuda"))
+    assert [tensor.device.type for tensor in held._held] == ["cuda", "cuda"]
+    for _ in range(6):
+        batch = next(held_batches)
+        assert batch.index.is_pinned()
+        gathered = delivered(held, batch, device="cuda")
+        assert all(mine.device.type == "cuda" for mine in gathered)
+        assert all(torch.equal(mine.cpu(), theirs) for mine, theirs in zip(gathered, next(host_batches)))

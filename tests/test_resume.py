@@ -38,6 +38,8 @@ def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
     # 80 points in batches of 8: step 10 (5 batches) is mid-pass, the resumed part crosses into pass 2;
     # the discriminator's dropout makes the result depend on the restored RNG
     ("gan", "toy2d_ring", ["data.num_samples=80"], 10),
+    # the same with the set held where training runs (data.on_device: the CPU here): the indices' stream resumes
+    ("gan", "toy2d_ring", ["data.num_samples=80", "data.on_device=true"], 10),
 ])
 def test_resume_from_mid_run_checkpoint_equals_uninterrupted_run(make_cfg, tmp_path, model, data, overrides, interval):
     steps = 13 if model == "gan" else 4

@@ -38,8 +38,46 @@ class BatchedTensorDataset(TensorDataset):
         return Columns(tensor.index_select(0, index) for tensor in self.tensors)
 
 
+class SampleIndices:
+    """A training batch of an in-memory set held on the training device: only the sampler's indices travel
+    (pinned, so the copy does not make the host wait for the GPU), and
+    :meth:`GANDataModule.on_after_batch_transfer` gathers the samples on the device. Lightning moves any object
+    with a ``to`` method, and the loader pins any with a ``pin_memory`` method."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: Tensor):
+        self.index = index
+
+    def pin_memory(self) -> "SampleIndices":
+        return SampleIndices(self.index.pin_memory())
+
+    def to(self, device, non_blocking: bool = False) -> "SampleIndices":
+        return SampleIndices(self.index.to(device, non_blocking=non_blocking))
+
+
+class IndexDataset(Dataset):
+    """The sampler's indices of a set of ``size`` samples, a batch at a time, as :class:`SampleIndices`."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitems__(self, indices: list[int]) -> SampleIndices:
+        return SampleIndices(torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices))))
+
+
 def collate(batch):
+    if isinstance(batch, SampleIndices):
+        return batch
     return list(batch) if isinstance(batch, Columns) else default_collate(batch)
+
+
+#: ``data.on_device: auto`` holds an in-memory set on an accelerator up to this size (all its tensors together):
+#: the digits take 16 MB, the 2D toys 2 MB; a user's larger set stays on the host unless set to true
+AUTO_ON_DEVICE_MAX_BYTES = 1 << 30
 
 
 class GANDataModule(pl.LightningDataModule):
@@ -55,8 +93,11 @@ class GANDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         num_classes: int | None = None,
+        on_device: bool | str = "auto",
     ):
         super().__init__()
+        if not (on_device is True or on_device is False or on_device == "auto"):
+            raise ConfigError(f"data.on_device must be true, false or auto, got {on_device!r}")
         if int(batch_size) < 1:
             raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size}")
         if int(num_workers) < 0:
@@ -70,7 +111,10 @@ class GANDataModule(pl.LightningDataModule):
         self.pin_memory = bool(pin_memory) and torch.accelerator.is_available()
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.num_classes = num_classes
+        self.on_device = on_device
         self.train_set: Dataset | None = None
+        # the in-memory set's tensors where training gathers its batches (None: the loader gathers them on the host)
+        self._held: tuple[Tensor, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -87,8 +131,12 @@ class GANDataModule(pl.LightningDataModule):
             # allowed (a few-shot set may be smaller than a batch), but said: a batch then holds samples twice
             log.warning(f"data {self.name}: data.batch_size={self.batch_size} is larger than the training set this "
                         f"process reads ({sampler.num_samples} samples), so every real batch holds some samples twice")
-        dataset = self.train_set
-        if isinstance(dataset, TensorDataset):  # in-memory data: gathered a batch at a time
+        dataset, pin_memory = self.train_set, self.pin_memory
+        self._held = self._tensors_to_hold(sampler.endless)
+        if self._held is not None:  # only indices travel; the samples are gathered on the device
+            on_accelerator = self._held[0].device.type != "cpu" and torch.accelerator.is_available()
+            dataset, pin_memory = IndexDataset(len(self.train_set)), on_accelerator
+        elif isinstance(dataset, TensorDataset):  # in-memory data: gathered a batch at a time
             dataset = BatchedTensorDataset(*dataset.tensors)
         return DataLoader(
             dataset,
@@ -98,9 +146,38 @@ class GANDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(sampler.seed),
             drop_last=True,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=pin_memory,
             persistent_workers=self.persistent_workers,
         )
+
+    def _tensors_to_hold(self, training: bool) -> tuple[Tensor, ...] | None:
+        """The training set's tensors on the training device, when ``on_device`` holds them there: on a GPU every
+        batch is then gathered there instead of on the host and copied (a copy from unpinned memory also makes
+        the host wait for the GPU), as a plain loop over a small set holds it. ``auto``: in-memory sets up to
+        :data:`AUTO_ON_DEVICE_MAX_BYTES` on an accelerator; ``true`` on any device (a CPU too, where it changes
+        nothing but where the work happens)."""
+        if self.on_device is False or not training:
+            return None
+        tensors = self.train_set.tensors if isinstance(self.train_set, TensorDataset) else None
+        if tensors is None:
+            if self.on_device is True:
+                raise ConfigError(f"data.on_device=true: data {self.name} reads its samples through "
+                                  f"{type(self.train_set).__name__}, not from tensors in memory; only in-memory sets "
+                                  "(the digits, the 2D toys) can be held on the device (use auto or false)")
+            return None
+        strategy = getattr(self.trainer, "strategy", None)  # None: a stand-in for a trainer, as in unit tests
+        device = strategy.root_device if strategy is not None else torch.device("cpu")
+        if self.on_device == "auto" and (device.type == "cpu" or sum(t.nbytes for t in tensors) > AUTO_ON_DEVICE_MAX_BYTES):
+            return None
+        if self.num_classes is not None and len(tensors) > 1:  # every batch's labels, checked once for the set
+            self.check_labels(tensors[1])
+        return tuple(tensor.to(device) for tensor in tensors)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """A held set's batch: its samples gathered on the device from the transferred indices."""
+        if isinstance(batch, SampleIndices):
+            return [tensor.index_select(0, batch.index) for tensor in self._held]
+        return batch
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         """Labels outside ``[0, num_classes)`` named here, on the host, before the batch goes to the device:
@@ -108,12 +185,17 @@ class GANDataModule(pl.LightningDataModule):
         a GPU an embedding's out-of-range index is a device-side assert that names nothing."""
         if self.num_classes is not None and isinstance(batch, (tuple, list)) and len(batch) > 1:
             labels = batch[1]
-            if isinstance(labels, Tensor) and labels.numel() and labels.device.type == "cpu":
-                low, high = torch.aminmax(labels)
-                if low.item() < 0 or high.item() >= self.num_classes:
-                    raise DataError(f"data {self.name} yields labels in [{low.item()}, {high.item()}]; expected "
-                                    f"class indices in [0, {self.num_classes}) (data.num_classes={self.num_classes})")
+            if isinstance(labels, Tensor) and labels.device.type == "cpu":
+                self.check_labels(labels)
         return batch
+
+    def check_labels(self, labels: Tensor) -> None:
+        """Labels (on the host) that are class indices of this data, or a DataError naming their range."""
+        if labels.numel():
+            low, high = torch.aminmax(labels)
+            if low.item() < 0 or high.item() >= self.num_classes:
+                raise DataError(f"data {self.name} yields labels in [{low.item()}, {high.item()}]; expected "
+                                f"class indices in [0, {self.num_classes}) (data.num_classes={self.num_classes})")
 
     @property
     def batches_per_training_step(self) -> int:

@@ -60,7 +60,7 @@ def data_identity(data_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """What real features depend on in the config: the resolved data config without its loader settings."""
     if not data_config:
         return None
-    loader_settings = {"batch_size", "num_workers", "pin_memory", "persistent_workers"}
+    loader_settings = {"batch_size", "num_workers", "pin_memory", "persistent_workers", "on_device"}
     return {key: value for key, value in data_config.items() if key not in loader_settings}
 
 

@@ -90,6 +90,15 @@ def test_real_features_are_cached_reused_and_invalidated(digits, tmp_path, monke
     assert score(seed=1) != first and len(calls) == 5  # unreadable file: recomputed, never trusted
 
 
+def test_the_real_feature_cache_key_leaves_out_how_the_data_is_loaded():
+    from gan.metrics.cache import data_identity
+
+    data = {"_target_": "gan.data.DigitsDataModule", "root": "data", "sample_shape": [1, 28, 28]}
+    loading = {"batch_size": 64, "num_workers": 2, "pin_memory": True, "persistent_workers": True, "on_device": "auto"}
+    assert data_identity({**data, **loading}) == data  # the same samples however they are batched, moved or held
+    assert data_identity({**data, "root": "elsewhere"}) != data
+
+
 def test_unknown_metric_and_bad_counts_are_one_line_errors():
     with pytest.raises(ValueError, match=r"unknown metric 'fdi'; expected one of \[.*'fid'"):
         MetricSuite(["fdi"])
