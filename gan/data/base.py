@@ -25,17 +25,40 @@ class Columns(list):
     """A batch already gathered column by column (samples, labels): nothing left to collate."""
 
 
-class BatchedTensorDataset(TensorDataset):
-    """The same tensors, read by the loader one batch at a time: ``__getitems__`` gathers the sampler's indices
-    with one indexing per tensor, instead of one ``__getitem__`` per sample and a ``torch.stack`` (2.7 ms of a
-    WGAN-GP iteration's 320 samples on a CPU, 0.24 ms this way). The sampler still picks every index, so the
-    order, an exact resume and the DDP shards are unchanged, and the batch equals the collated one."""
+class GathersBatches(Dataset):
+    """In-memory data whose batch is computed from a few tensors by indexing them: ``gather(tensors, index)`` ->
+    ``[samples, labels]`` for a 1-D index of int64. The loader gathers a batch at a time on the host
+    (``__getitems__``: one indexing per tensor instead of one ``__getitem__`` per sample and a ``torch.stack``); with
+    ``data.on_device`` the same ``gather`` runs on the training device, on ``tensors`` moved there once. The
+    sampler still picks every index, so the order, an exact resume and the DDP shards do not depend on the path,
+    and the batch equals the collated one. ``gather`` must make no tensor from host values (on a GPU such a copy
+    makes the host wait)."""
+
+    tensors: tuple[Tensor, ...]
+
+    def gather(self, tensors: Sequence[Tensor], index: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    def labels(self) -> Tensor:
+        """Every sample's label, in order (on the host): what a held set's batches can hold, checked once."""
+        return self.gather(self.tensors, torch.arange(len(self)))[1]
 
     def __getitems__(self, indices: list[int]) -> Columns:
         # through numpy: torch.as_tensor reads a list of Python ints ~8x slower (0.29 against 0.03 ms for the
         # 2,048 indices of an r3gan grid batch)
         index = torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices)))
-        return Columns(tensor.index_select(0, index) for tensor in self.tensors)
+        return Columns(self.gather(self.tensors, index))
+
+
+class BatchedTensorDataset(TensorDataset, GathersBatches):
+    """A TensorDataset's tensors, gathered a batch at a time (2.7 ms of a WGAN-GP iteration's 320 samples on a
+    CPU sample by sample, 0.24 ms this way)."""
+
+    def gather(self, tensors: Sequence[Tensor], index: Tensor) -> list[Tensor]:
+        return [tensor.index_select(0, index) for tensor in tensors]
+
+    def labels(self) -> Tensor:
+        return self.tensors[1]
 
 
 class SampleIndices:
@@ -113,8 +136,10 @@ class GANDataModule(pl.LightningDataModule):
         self.num_classes = num_classes
         self.on_device = on_device
         self.train_set: Dataset | None = None
-        # the in-memory set's tensors where training gathers its batches (None: the loader gathers them on the host)
+        # the in-memory set's tensors where training gathers its batches, and its gather (None: the loader gathers
+        # the batches on the host)
         self._held: tuple[Tensor, ...] | None = None
+        self._gather = None
 
     @property
     def name(self) -> str:
@@ -132,12 +157,12 @@ class GANDataModule(pl.LightningDataModule):
             log.warning(f"data {self.name}: data.batch_size={self.batch_size} is larger than the training set this "
                         f"process reads ({sampler.num_samples} samples), so every real batch holds some samples twice")
         dataset, pin_memory = self.train_set, self.pin_memory
-        self._held = self._tensors_to_hold(sampler.endless)
+        if isinstance(dataset, TensorDataset) and not isinstance(dataset, GathersBatches):
+            dataset = BatchedTensorDataset(*dataset.tensors)  # in-memory data: gathered a batch at a time
+        self._gather, self._held = None, self._tensors_to_hold(dataset, sampler.endless)
         if self._held is not None:  # only indices travel; the samples are gathered on the device
             on_accelerator = self._held[0].device.type != "cpu" and torch.accelerator.is_available()
-            dataset, pin_memory = IndexDataset(len(self.train_set)), on_accelerator
-        elif isinstance(dataset, TensorDataset):  # in-memory data: gathered a batch at a time
-            dataset = BatchedTensorDataset(*dataset.tensors)
+            self._gather, dataset, pin_memory = dataset.gather, IndexDataset(len(dataset)), on_accelerator
         return DataLoader(
             dataset,
             batch_size=self.batch_size * self.batches_per_training_step,
@@ -150,7 +175,7 @@ class GANDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers,
         )
 
-    def _tensors_to_hold(self, training: bool) -> tuple[Tensor, ...] | None:
+    def _tensors_to_hold(self, dataset: Dataset, training: bool) -> tuple[Tensor, ...] | None:
         """The training set's tensors on the training device, when ``on_device`` holds them there: on a GPU every
         batch is then gathered there instead of on the host and copied (a copy from unpinned memory also makes
         the host wait for the GPU), as a plain loop over a small set holds it. ``auto``: in-memory sets up to
@@ -158,25 +183,25 @@ class GANDataModule(pl.LightningDataModule):
         nothing but where the work happens)."""
         if self.on_device is False or not training:
             return None
-        tensors = self.train_set.tensors if isinstance(self.train_set, TensorDataset) else None
-        if tensors is None:
+        if not isinstance(dataset, GathersBatches):
             if self.on_device is True:
                 raise ConfigError(f"data.on_device=true: data {self.name} reads its samples through "
-                                  f"{type(self.train_set).__name__}, not from tensors in memory; only in-memory sets "
-                                  "(the digits, the 2D toys) can be held on the device (use auto or false)")
+                                  f"{type(dataset).__name__}, not from tensors in memory; only in-memory sets (the "
+                                  "digits, Stacked MNIST, the 2D toys) can be held on the device (use auto or false)")
             return None
+        tensors = dataset.tensors
         strategy = getattr(self.trainer, "strategy", None)  # None: a stand-in for a trainer, as in unit tests
         device = strategy.root_device if strategy is not None else torch.device("cpu")
         if self.on_device == "auto" and (device.type == "cpu" or sum(t.nbytes for t in tensors) > AUTO_ON_DEVICE_MAX_BYTES):
             return None
-        if self.num_classes is not None and len(tensors) > 1:  # every batch's labels, checked once for the set
-            self.check_labels(tensors[1])
+        if self.num_classes is not None:  # every batch's labels, checked once for the whole set
+            self.check_labels(dataset.labels())
         return tuple(tensor.to(device) for tensor in tensors)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """A held set's batch: its samples gathered on the device from the transferred indices."""
         if isinstance(batch, SampleIndices):
-            return [tensor.index_select(0, batch.index) for tensor in self._held]
+            return self._gather(self._held, batch.index)
         return batch
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):

@@ -5,7 +5,8 @@ stacked as the R, G, B channels, so there are 10^3 = 1,000 modes. The label is t
 The digits come from MNIST's 60,000 training images when they are under ``root`` (torchvision's layout,
 ``MNIST/raw/``), else from the 5,000 embedded ones. The ``num_samples`` triples are drawn once from a
 generator seeded with ``seed``, so the data set is the same on every run and every rank; images are
-composed on the fly from the uint8 digits (100,000 stored float images would take 940 MB).
+composed on the fly from the uint8 digits (100,000 stored float images would take 940 MB), a batch at a time,
+on the host or, with ``data.on_device``, on the training device (the digits and triples held there).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from gan.data.base import GathersBatches
 from gan.data.digits import load_digits_array
 from gan.data.image_data import ImageDataModule
 from gan.data.torchvision_sets import MNISTDataModule
@@ -25,23 +27,43 @@ from gan.utils.errors import ConfigError
 log = logging.getLogger("gan")
 
 SOURCES = ("auto", "mnist", "digits")
-PLACE_VALUES = torch.tensor([100, 10, 1])
 
 
-class StackedDigits(Dataset):
+class StackedDigits(GathersBatches):
     def __init__(self, digits: Tensor, labels: Tensor, triples: Tensor, resize: v2.Transform | None = None):
         """``digits`` uint8 [N, H, W], ``labels`` [N], ``triples`` [M, 3] indices into them."""
-        self.digits, self.labels, self.triples, self.resize = digits, labels, triples, resize
+        self.tensors = (digits, labels, triples)
+        self.resize = resize
+
+    @property
+    def triples(self) -> Tensor:
+        """[M, 3]: the digits of each image's R, G, B channels."""
+        return self.tensors[2]
 
     def __len__(self) -> int:
         return len(self.triples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        which = self.triples[index]
-        image = uint8_to_unit_range(self.digits[which])
+        image, label = self.gather(self.tensors, torch.tensor([index]))
+        return image[0], label[0]
+
+    def gather(self, tensors, index: Tensor) -> list[Tensor]:
+        """The images of ``index`` composed from their three digits (a batch [B, 3, H, W]) and their labels."""
+        digits, labels, triples = tensors
+        which = triples.index_select(0, index)  # [B, 3]: the digits of each image's R, G, B channels
+        images = uint8_to_unit_range(digits[which])
         if self.resize is not None:
-            image = self.resize(image)
-        return image, (self.labels[which] * PLACE_VALUES).sum()
+            images = self.resize(images)
+        return [images, self.number(labels[which])]
+
+    def labels(self) -> Tensor:
+        return self.number(self.tensors[1][self.triples])
+
+    @staticmethod
+    def number(digit_labels: Tensor) -> Tensor:
+        """[B, 3] digit labels -> the 3-digit numbers ``100 * red + 10 * green + blue`` (no constant tensor, so
+        nothing is copied from the host when it runs on a GPU)."""
+        return digit_labels[:, 0] * 100 + digit_labels[:, 1] * 10 + digit_labels[:, 2]
 
 
 class StackedMNISTDataModule(ImageDataModule):

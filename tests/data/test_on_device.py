@@ -90,25 +90,83 @@ def test_a_held_sets_labels_are_checked_once_on_the_host():
         data.train_dataloader()
 
 
-def test_on_device_is_refused_where_it_cannot_apply(make_cfg):
+class FromFiles(torch.utils.data.Dataset):
+    """A set that computes each sample in ``__getitem__`` (as images read from files): nothing to hold."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int):
+        return torch.zeros(2), torch.tensor(-1)
+
+
+def test_on_device_is_refused_where_it_cannot_apply():
     with pytest.raises(ConfigError, match=r"^data.on_device must be true, false or auto, got 'yes'$"):
         GANDataModule(sample_shape=(2,), on_device="yes")
     with pytest.raises(ConfigError, match=r"^data.on_device must be true, false or auto, got 1$"):
         GANDataModule(sample_shape=(2,), on_device=1)
-    cfg = make_cfg(tiny_overrides("dcgan", "stacked_mnist", steps=1) + ["data.num_samples=64", "data.on_device=true"])
-    with pytest.raises(ConfigError, match=r"^data.on_device=true: data stacked_mnist reads its samples through "
-                                          r"\w+, not from tensors in memory; only in-memory sets"):
+    data = GANDataModule(sample_shape=(2,), batch_size=2, on_device=True)
+    data.train_set, data.trainer = FromFiles(), stand_in_trainer()
+    with pytest.raises(ConfigError, match=r"^data.on_device=true: data GANDataModule reads its samples through FromFiles, "
+                                          r"not from tensors in memory; only in-memory sets \(the digits, Stacked MNIST"):
+        data.train_dataloader()
+    data.on_device = "auto"  # auto: such data stays on the host, without a word
+    assert isinstance(next(iter(data.train_dataloader())), list) and data._held is None
+
+
+@pytest.mark.parametrize("resolution", [28, 32])
+def test_stacked_mnist_batches_are_its_images_composed_one_by_one(data_dir, resolution):
+    """Stacked MNIST is gathered a batch at a time too (and so can be held): each image of a batch is its three
+    digits in [-1, 1], resized as one image, and its label the 3-digit number, as composed sample by sample."""
+    from torchvision.transforms import v2
+
+    from gan.data.stacked_mnist import StackedMNISTDataModule
+    from gan.data.transforms import uint8_to_unit_range
+
+    data = StackedMNISTDataModule(root=str(data_dir), source="digits", num_samples=500, resolution=resolution)
+    data.setup("fit")
+    digits, labels, triples = data.train_set.tensors
+    index = torch.randperm(500, generator=torch.Generator().manual_seed(0))[:64]
+    images, numbers = data.train_set.gather(data.train_set.tensors, index)
+    for row, i in enumerate(index.tolist()):
+        expected = uint8_to_unit_range(digits[triples[i]])  # [3, 28, 28]: R, G, B
+        if resolution != 28:
+            expected = v2.Resize(resolution, antialias=True)(expected)
+        assert torch.equal(images[row], expected)
+        assert numbers[row] == 100 * labels[triples[i, 0]] + 10 * labels[triples[i, 1]] + labels[triples[i, 2]]
+        image, number = data.train_set[i]
+        assert torch.equal(image, expected) and number == numbers[row]
+    assert torch.equal(data.train_set.labels()[index], numbers)
+
+
+def test_a_held_stacked_mnist_with_too_few_classes_stops_before_training(make_cfg):
+    cfg = make_cfg(tiny_overrides("cgan", "stacked_mnist", steps=1) + ["data.num_classes=10", "data.num_samples=64",
+                                                                       "data.on_device=true"])
+    with pytest.raises(DataError, match=r"^data stacked_mnist yields labels in \[\d+, \d+\]; expected class indices in \[0, 10\)"):
         train(cfg)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, data", [("cgan", "digits"), ("wgan_gp", "toy2d_grid")])
+@pytest.mark.parametrize("model, data", [("cgan", "digits"), ("wgan_gp", "toy2d_grid"), ("acgan", "stacked_mnist")])
 def test_a_run_on_held_data_trains_the_same_weights(make_cfg, tmp_path, model, data):
-    """Held on the CPU (on_device=true): the same batches, so the same updates bit for bit, labels included (cgan)
-    and over several real batches per iteration (wgan_gp's five critic steps, several iterations per batch)."""
-    run = tiny_overrides(model, data, steps=6) + ["metrics=none"]
+    """Held on the CPU (on_device=true): the same batches, so the same updates bit for bit, labels included (cgan,
+    acgan on Stacked MNIST's 1,000 classes) and over several real batches per iteration (wgan_gp's five critic
+    steps, several iterations per batch)."""
+    run = tiny_overrides(model, data, steps=6) + ["metrics=none"] + (["data.num_samples=200"] if data == "stacked_mnist" else [])
     _, host = train(make_cfg(run + ["data.on_device=false"], output_dir=tmp_path / "host"))
     _, held = train(make_cfg(run + ["data.on_device=true"], output_dir=tmp_path / "held"))
     assert host["datamodule"]._held is None and held["datamodule"]._held is not None
     assert held["module"].generator_steps == 6
     assert_same_state(host["module"], held["module"])
+
+
+def test_the_loader_benchmark_times_both_paths_on_the_same_batches(data_dir):
+    from benchmarks import loader
+
+    rows = [*loader.main(["--data", "toy2d_grid", "stacked_mnist", "--resolution", "32", "--batches", "2", "--repeats", "2",
+                          "--root", str(data_dir)]),
+            *loader.main(["--data", "toy2d_grid", "--batches", "2", "--repeats", "2", "--on-device", "--root", str(data_dir)])]
+    assert [(r["data"], r["batch_shape"], r["on_device"]) for r in rows] == [
+        ("toy2d_grid", [192, 2], False), ("stacked_mnist", [192, 3, 32, 32], False), ("toy2d_grid", [192, 2], True)]
+    for row in rows:
+        assert 0 < row["min_ms"] <= row["ms_per_batch"] <= row["max_ms"]
