@@ -2,20 +2,25 @@
 training step receives it (on the host; with ``--on-device``, the indices moved to the device and the batch gathered
 there, as ``data.on_device`` does, the device synchronised at each end of the clock).
 
-    python benchmarks/loader.py                                   # digits, stacked_mnist at 28 and 32 px, toy2d_grid
+    python benchmarks/loader.py                                   # digits, stacked_mnist at 28 and 32 px, toy2d_grid, cifar10
     python benchmarks/loader.py --data stacked_mnist --resolution 32 --repeats 5 --batches 100
     python benchmarks/loader.py --on-device --device cuda         # the held path on a GPU
 
 To compare two commits, run it in each checkout (``cd <checkout> && python benchmarks/loader.py``): it times
 whatever ``gan/data`` the working directory holds. Results: median and range over ``--repeats`` rounds of
 ``--batches`` batches, each batch holding ``--real-batches`` real batches of ``--batch-size`` (as a training
-batch of several real batches does: n_critic, iterations per batch), one torch thread.
+batch of several real batches does: n_critic, iterations per batch), one torch thread, in this process
+(``num_workers=0``: the work itself, which the shipped configs of the real data sets spread over 2 or 4 workers).
+``cifar10`` is 10,000 random images written in CIFAR-10's on-disk format (the timing does not depend on them).
 """
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,16 +38,23 @@ except ImportError:  # a checkout from before data.on_device: only the host path
 
 
 def data_module(name: str, resolution: int, batch_size: int, on_device: bool, root: Path):
-    from gan.data import DigitsDataModule, StackedMNISTDataModule, Toy2DDataModule
+    from gan.data import CIFAR10DataModule, DigitsDataModule, StackedMNISTDataModule, Toy2DDataModule
 
-    options = {"batch_size": batch_size, **({"on_device": True} if on_device else {})}
+    options = {"batch_size": batch_size, "num_workers": 0, **({"on_device": True} if on_device else {})}
     if name == "digits":
         return DigitsDataModule(root=str(root), **options)
     if name == "stacked_mnist":
         return StackedMNISTDataModule(root=str(root), source="digits", resolution=resolution, **options)
     if name == "toy2d_grid":
         return Toy2DDataModule(layout="grid", grid_values=(-4, -2, 0, 2, 4), std=0.05, **options)
-    raise SystemExit(f"error: --data {name!r}: expected digits, stacked_mnist or toy2d_grid")
+    if name == "cifar10":
+        from tests.data.fake_datasets import write_cifar10
+
+        folder = Path(tempfile.mkdtemp(prefix="loader-cifar10-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        write_cifar10(folder, per_batch=2000, test=10)
+        return CIFAR10DataModule(root=str(folder), download=False, persistent_workers=False, **options)
+    raise SystemExit(f"error: --data {name!r}: expected digits, stacked_mnist, toy2d_grid or cifar10")
 
 
 def time_loader(name: str, resolution: int, batch_size: int, real_batches: int, on_device: bool, device: str,
@@ -80,7 +92,7 @@ def time_loader(name: str, resolution: int, batch_size: int, real_batches: int, 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", nargs="+", default=["digits", "stacked_mnist", "toy2d_grid"])
+    parser.add_argument("--data", nargs="+", default=["digits", "stacked_mnist", "toy2d_grid", "cifar10"])
     parser.add_argument("--resolution", type=int, nargs="+", default=[28, 32], help="Stacked MNIST's resolutions")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--real-batches", type=int, default=3, help="real batches per training batch")

@@ -43,6 +43,10 @@ class GathersBatches(Dataset):
         """Every sample's label, in order (on the host): what a held set's batches can hold, checked once."""
         return self.gather(self.tensors, torch.arange(len(self)))[1]
 
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        """One sample, as the batch gather makes it (plots and metrics read samples one by one)."""
+        return tuple(column[0] for column in self.gather(self.tensors, torch.tensor([int(index)])))
+
     def __getitems__(self, indices: list[int]) -> Columns:
         # through numpy: torch.as_tensor reads a list of Python ints ~8x slower (0.29 against 0.03 ms for the
         # 2,048 indices of an r3gan grid batch)
@@ -187,7 +191,8 @@ class GANDataModule(pl.LightningDataModule):
             if self.on_device is True:
                 raise ConfigError(f"data.on_device=true: data {self.name} reads its samples through "
                                   f"{type(dataset).__name__}, not from tensors in memory; only in-memory sets (the "
-                                  "digits, Stacked MNIST, the 2D toys) can be held on the device (use auto or false)")
+                                  "digits, Stacked MNIST, the 2D toys, and MNIST, Fashion-MNIST and CIFAR-10 at their "
+                                  "own resolution and channels) can be held on the device (use auto or false)")
             return None
         tensors = dataset.tensors
         strategy = getattr(self.trainer, "strategy", None)  # None: a stand-in for a trainer, as in unit tests

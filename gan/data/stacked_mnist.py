@@ -43,10 +43,6 @@ class StackedDigits(GathersBatches):
     def __len__(self) -> int:
         return len(self.triples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image, label = self.gather(self.tensors, torch.tensor([index]))
-        return image[0], label[0]
-
     def gather(self, tensors, index: Tensor) -> list[Tensor]:
         """The images of ``index`` composed from their three digits (a batch [B, 3, H, W]) and their labels."""
         digits, labels, triples = tensors
@@ -97,7 +93,8 @@ class StackedMNISTDataModule(ImageDataModule):
         if use_mnist:
             mnist = self.mnist()
             mnist.setup("fit")
-            digits, labels = mnist.train_set.data, mnist.train_set.targets
+            images, labels = mnist.train_set.tensors  # [N, 1, 28, 28] uint8: MNIST at its own shape
+            digits = images[:, 0]
         else:
             images, numbers = load_digits_array(self.root)
             digits, labels = torch.from_numpy(images), torch.from_numpy(numbers)

@@ -15,11 +15,15 @@ from pathlib import Path
 from urllib.error import URLError
 
 import numpy as np
+import torch
+from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision import datasets
 
+from gan.data.base import GathersBatches
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError, one_line
 from gan.data.image_data import ImageDataModule
+from gan.data.transforms import uint8_to_unit_range
 from gan.utils.errors import ConfigError
 
 log = logging.getLogger("gan")
@@ -93,6 +97,25 @@ def idx_count(path: Path) -> int:
         return int.from_bytes(handle.read(8)[4:8], "big")
 
 
+class UInt8Images(GathersBatches):
+    """Images held as uint8 [N, C, H, W] with int64 labels [N], scaled to [-1, 1] a batch at a time. At a data
+    set's own resolution and channels its PIL transform changes nothing but the scaling (no resize, crop or mode
+    conversion), so these are its images to the bit, without a PIL image and a collate per sample."""
+
+    def __init__(self, images: Tensor, labels: Tensor):
+        self.tensors = (images, labels)
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def gather(self, tensors, index: Tensor) -> list[Tensor]:
+        images, labels = tensors
+        return [uint8_to_unit_range(images.index_select(0, index)), labels.index_select(0, index)]
+
+    def labels(self) -> Tensor:
+        return self.tensors[1]
+
+
 class TorchvisionDataModule(ImageDataModule):
     """One torchvision dataset class with a ``train``/``test`` flag; ``split: all`` concatenates both."""
 
@@ -101,6 +124,8 @@ class TorchvisionDataModule(ImageDataModule):
     files: list[str]
     #: the layout shown when they are missing
     layout: str
+    #: (channels, height, width) as stored: at this shape the images are held as uint8 and gathered a batch at a time
+    native_shape: tuple[int, int, int]
 
     def __init__(self, root: str, resolution: int, channels: int, split: str = "train", download: bool = True,
                  sample_shape=None, **loader_options):
@@ -151,7 +176,15 @@ class TorchvisionDataModule(ImageDataModule):
             parts = [self.dataset_class(str(self.root), train=train, transform=self.transform) for train in SPLITS[self.split]]
         except PARSE_ERRORS as error:
             raise DatasetFormatError(self.dataset_name, self.folder, error) from None
+        if self.sample_shape == self.native_shape:
+            arrays = [self.uint8_images(part) for part in parts]
+            return UInt8Images(torch.cat([images for images, _ in arrays]), torch.cat([labels for _, labels in arrays]))
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    @staticmethod
+    def uint8_images(part: Dataset) -> tuple[Tensor, Tensor]:
+        """A torchvision set's images as uint8 [N, C, H, W] and its labels as int64 [N]."""
+        raise NotImplementedError
 
     def file_problem(self, path: Path) -> str | None:
         """Why one file cannot be read (torchvision's own errors are bare asserts or pickle errors), or None."""
@@ -164,8 +197,14 @@ class MNISTDataModule(TorchvisionDataModule):
     files = mnist_files(datasets.MNIST)
     layout = "MNIST/raw/ with the 4 uncompressed idx files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
 
+    native_shape = (1, 28, 28)
+
     def __init__(self, root: str, resolution: int = 28, channels: int = 1, **options):
         super().__init__(root, resolution, channels, **options)
+
+    @staticmethod
+    def uint8_images(part: datasets.MNIST) -> tuple[Tensor, Tensor]:
+        return part.data.unsqueeze(1), part.targets.long()
 
     def file_problem(self, path: Path) -> str | None:
         problem = idx_problem(path)
@@ -192,8 +231,15 @@ class CIFAR10DataModule(TorchvisionDataModule):
     files = cifar_files(CIFAR10Files)
     layout = "cifar-10-batches-py/ with the python pickles data_batch_1..data_batch_5, test_batch and batches.meta"
 
+    native_shape = (3, 32, 32)
+
     def __init__(self, root: str, resolution: int = 32, channels: int = 3, **options):
         super().__init__(root, resolution, channels, **options)
+
+    @staticmethod
+    def uint8_images(part: datasets.CIFAR10) -> tuple[Tensor, Tensor]:
+        # torchvision keeps CIFAR-10 as [N, 32, 32, 3] (rows of R, G, B planes, reshaped and transposed)
+        return torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous(), torch.as_tensor(part.targets, dtype=torch.int64)
 
     def file_problem(self, path: Path) -> str | None:
         key = "label_names" if path.name == CIFAR10Files.meta["filename"] else "data"

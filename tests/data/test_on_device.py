@@ -40,11 +40,19 @@ def delivered(data: GANDataModule, batch, device: str = "cpu"):
 def in_memory_data(name: str, data_dir, **options) -> GANDataModule:
     if name == "digits":
         return DigitsDataModule(root=str(data_dir), limit=300, batch_size=16, **options)
+    if name == "cifar10":  # in memory at its own shape: random images in CIFAR-10's on-disk format
+        from gan.data import CIFAR10DataModule
+        from tests.data.fake_datasets import write_cifar10
+
+        if not (data_dir / "cifar-10-batches-py").is_dir():
+            write_cifar10(data_dir, per_batch=40)
+        return CIFAR10DataModule(root=str(data_dir), download=False, batch_size=8, num_workers=0, **options)
     return Toy2DDataModule(layout="grid", num_samples=500, batch_size=32, **options)
 
 
-@pytest.mark.parametrize("name", ["digits", "toy2d_grid"])
-def test_held_batches_are_the_host_loaders_batches(name, data_dir):
+@pytest.mark.parametrize("name", ["digits", "toy2d_grid", "cifar10"])
+def test_held_batches_are_the_host_loaders_batches(name, data_dir, tmp_path):
+    data_dir = tmp_path if name == "cifar10" else data_dir
     host, held = in_memory_data(name, data_dir, on_device=False), in_memory_data(name, data_dir, on_device=True)
     host_batches, held_batches = iter(training_loader(host)), iter(training_loader(held))
     assert host._held is None and held._held is not None

@@ -124,3 +124,33 @@ def test_bad_options_are_one_line_errors(tmp_path):
         CIFAR10DataModule(str(tmp_path), channels=2)
     with pytest.raises(ValueError, match=r"\[3, 32, 32\].*\[1, 28, 28\]"):
         CIFAR10DataModule(str(tmp_path), sample_shape=[1, 28, 28])
+
+
+@pytest.mark.parametrize("module, writer", [(MNISTDataModule, write_mnist), (FashionMNISTDataModule, write_mnist),
+                                            (CIFAR10DataModule, write_cifar10)])
+@pytest.mark.parametrize("split", ["train", "all"])
+def test_at_their_own_shape_the_images_are_gathered_from_uint8_as_pil_reads_them(tmp_path, module, writer, split):
+    """At the data's own resolution and channels the set is held as uint8 and gathered a batch at a time: the same
+    images and labels to the bit as torchvision's per-image PIL path with the data's transform."""
+    from gan.data.base import GathersBatches
+    from gan.data.torchvision_sets import SPLITS
+
+    if module is FashionMNISTDataModule:
+        writer(tmp_path, "FashionMNIST", train=20, test=7)
+    else:
+        writer(tmp_path)
+    dm = module(str(tmp_path), split=split)
+    dm.setup("fit")
+    assert isinstance(dm.train_set, GathersBatches)
+    one_by_one = torch.utils.data.ConcatDataset(
+        [dm.dataset_class(str(tmp_path), train=train, transform=dm.transform) for train in SPLITS[split]])
+    assert len(dm.train_set) == len(one_by_one)
+    index = torch.randperm(len(one_by_one), generator=torch.Generator().manual_seed(0))
+    images, labels = dm.train_set.gather(dm.train_set.tensors, index)
+    for row, i in enumerate(index.tolist()):
+        image, label = one_by_one[i]
+        assert torch.equal(images[row], image) and labels[row] == label and labels.dtype == torch.int64
+    assert torch.equal(dm.train_set[int(index[0])][0], images[0])
+    resized = module(str(tmp_path), split=split, resolution=20, sample_shape=[dm.sample_shape[0], 20, 20])
+    resized.setup("fit")  # another shape: PIL resizes each image, as before
+    assert not isinstance(resized.train_set, GathersBatches) and resized.train_set[0][0].shape[-1] == 20
