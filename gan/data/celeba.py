@@ -4,19 +4,23 @@
 torchvision's CelebA class also requires the four attribute/identity/landmark files and their official
 md5 sums, none of which an unconditional GAN uses, so only the images and the partition file are read
 here. Preprocessing is the usual GAN one: center crop 178 x 178 (the aligned face, from 178 x 218) then
-resize to ``resolution``. The hosting (Google Drive) often refuses automated downloads, so
-``download`` defaults to false; when it works, each file is checked against torchvision's md5.
+resize to ``resolution``; ``center_crop: null`` resizes the whole image, for copies that are already cropped
+(a first image smaller than the crop is refused: torchvision would pad it with black). The hosting (Google
+Drive) often refuses automated downloads, so ``download`` defaults to false; when it works, each file is
+checked against torchvision's md5.
 """
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
+from PIL import Image
 from torch.utils.data import Dataset
 
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError, one_line
-from gan.data.image_data import ImageDataModule, ImageFiles
+from gan.data.image_data import UNREADABLE_IMAGE, ImageDataModule, ImageFiles
 from gan.utils.errors import ConfigError
 
 log = logging.getLogger("gan")
@@ -24,6 +28,8 @@ log = logging.getLogger("gan")
 #: list_eval_partition.txt's codes
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 SPLITS = (*PARTITIONS, "all")
+#: the size of an aligned face, width x height
+ALIGNED_SIZE = (178, 218)
 LAYOUT = "celeba/img_align_celeba/*.jpg and celeba/list_eval_partition.txt (lines '000001.jpg 0'; 0 train, 1 valid, 2 test)"
 DOWNLOADED_FILES = ("img_align_celeba.zip", "list_eval_partition.txt")
 
@@ -65,12 +71,17 @@ def download_celeba(folder: Path) -> None:
 class CelebADataModule(ImageDataModule):
     dataset_name = "celeba"
 
-    def __init__(self, root: str, resolution: int = 64, channels: int = 3, center_crop: int = 178,
+    def __init__(self, root: str, resolution: int = 64, channels: int = 3, center_crop: int | None = 178,
                  split: str = "all", download: bool = False, sample_shape=None, **loader_options):
         if split not in SPLITS:
             raise ConfigError(f"data.split={split!r} is not a CelebA split; expected one of {list(SPLITS)}")
+        if center_crop is not None and int(center_crop) < 1:
+            raise ConfigError(f"data.center_crop={center_crop} is not a crop; expected a positive number of pixels "
+                              "(178: the face of an aligned 178x218 image), or null for images that are already cropped")
         super().__init__(root, resolution, channels, sample_shape, center_crop=center_crop, **loader_options)
         self.split, self.download = split, bool(download)
+        #: the side of the central square cut from each image before resizing; None: the whole image
+        self.center_crop = None if center_crop is None else int(center_crop)
 
     @property
     def folder(self) -> Path:
@@ -102,13 +113,50 @@ class CelebADataModule(ImageDataModule):
         if not self.present():
             raise self.not_found()
         images = self.folder / "img_align_celeba"
-        entries = read_partition(self.folder / "list_eval_partition.txt")
+        partition = self.folder / "list_eval_partition.txt"
+        entries = read_partition(partition)
+        if not entries:
+            raise DatasetFormatError("celeba", partition, "it lists no image, expected lines '<image file> <0|1|2>'")
         wanted = [name for name, code in entries if self.split == "all" or code == PARTITIONS[self.split]]
+        if not wanted:
+            raise self.empty_split(partition, entries)
         on_disk = set(os.listdir(images))
         missing = [name for name in wanted if name not in on_disk]
         if missing:
-            raise DatasetFormatError("celeba", images, f"{len(missing)} of the {len(wanted)} {self.split} images "
-                                     f"listed in list_eval_partition.txt are missing, e.g. {missing[0]}")
-        if not wanted:
-            raise DatasetFormatError("celeba", self.folder / "list_eval_partition.txt", f"no image is in split {self.split!r}")
+            problem = (f"{len(missing)} of the {len(wanted)} {self.split} images listed in list_eval_partition.txt are "
+                       f"missing, e.g. {missing[0]}")
+            with os.scandir(images) as entries_on_disk:
+                nested = next((Path(entry.path) for entry in entries_on_disk
+                               if entry.is_dir() and (Path(entry.path) / missing[0]).is_file()), None)
+            if nested is None:
+                raise DatasetFormatError("celeba", images, problem)
+            # img_align_celeba.zip holds a folder img_align_celeba/: extracted into one of that name, it is one too deep
+            raise DatasetFormatError("celeba", images, f"{problem}, which is in img_align_celeba/{nested.name}/, one "
+                                     "folder too deep", fix=f"move the images of {nested} up into {images}")
+        self.check_image_size(images / wanted[0])
         return ImageFiles([images / name for name in wanted], self.transform)
+
+    def empty_split(self, partition: Path, entries: list[tuple[str, int]]) -> ConfigError:
+        """The requested split lists no image: which splits the partition file has."""
+        counts = Counter(code for _, code in entries)
+        present = [name for name, code in PARTITIONS.items() if counts[code]]
+        listed = " and ".join(f"{name} ({counts[PARTITIONS[name]]:,} image{'s' if counts[PARTITIONS[name]] > 1 else ''})"
+                              for name in present)
+        return ConfigError(f"data.split={self.split!r}: {partition} lists no image in split {self.split!r} (code "
+                           f"{PARTITIONS[self.split]}), only {listed}; set data.split to {', '.join(present)} or all")
+
+    def check_image_size(self, path: Path) -> None:
+        """The first image must hold the center crop: torchvision's CenterCrop pads a smaller image with black
+        (a 64x64 copy cropped at 178 was 86% black), silently. Only the header is read."""
+        if self.center_crop is None:
+            return
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except UNREADABLE_IMAGE:
+            return  # named in one line when it is drawn (ImageFiles)
+        if min(width, height) < self.center_crop:
+            aligned = "x".join(map(str, ALIGNED_SIZE))
+            raise ConfigError(f"celeba: {path} is {width}x{height}, smaller than data.center_crop={self.center_crop} "
+                              f"(CelebA's aligned faces are {aligned}); set data.center_crop=null for images that are "
+                              "already cropped")

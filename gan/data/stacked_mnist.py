@@ -19,6 +19,7 @@ from torchvision.transforms import v2
 
 from gan.data.base import GathersBatches
 from gan.data.digits import load_digits_array
+from gan.data.errors import DatasetFormatError, DatasetNotFoundError
 from gan.data.image_data import ImageDataModule
 from gan.data.torchvision_sets import MNISTDataModule
 from gan.data.transforms import uint8_to_unit_range
@@ -82,9 +83,21 @@ class StackedMNISTDataModule(ImageDataModule):
     def mnist(self) -> MNISTDataModule:
         return MNISTDataModule(str(self.root), download=False)
 
+    def mnist_error(self, error: DatasetNotFoundError | DatasetFormatError) -> DatasetNotFoundError | DatasetFormatError:
+        """MNIST's own error with a fix that applies here: stacked_mnist has no ``data.download`` (Hydra refuses
+        it), so the fix names ``data=mnist``, which downloads MNIST, and the embedded digits."""
+        digits = "data.source=digits for the 5,000 embedded digits"
+        if isinstance(error, DatasetNotFoundError):
+            return error.with_fix(f"run data=mnist once to download it (or put MNIST/raw/ under data.root, now "
+                                  f"{self.root}), or {digits}")
+        return error.with_fix(f"replace them (delete them and run data=mnist once to download them again), or {digits}")
+
     def prepare_data(self) -> None:
         if self.requested_source == "mnist":
-            self.mnist().prepare_data()  # raises the MNIST layout error when it is missing
+            try:
+                self.mnist().prepare_data()  # raises the MNIST layout error when it is missing
+            except (DatasetNotFoundError, DatasetFormatError) as error:
+                raise self.mnist_error(error) from None
         elif self.requested_source == "digits" or self.mnist().missing_files():
             load_digits_array(self.root)
 
@@ -92,7 +105,10 @@ class StackedMNISTDataModule(ImageDataModule):
         use_mnist = self.requested_source == "mnist" or (self.requested_source == "auto" and not self.mnist().missing_files())
         if use_mnist:
             mnist = self.mnist()
-            mnist.setup("fit")
+            try:
+                mnist.setup("fit")
+            except (DatasetNotFoundError, DatasetFormatError) as error:
+                raise self.mnist_error(error) from None
             images, labels = mnist.train_set.tensors  # [N, 1, 28, 28] uint8: MNIST at its own shape
             digits = images[:, 0]
         else:

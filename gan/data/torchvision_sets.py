@@ -54,14 +54,16 @@ def cifar_files(dataset_class: type[datasets.CIFAR10]) -> list[str]:
     return [f"{dataset_class.base_folder}/{name}" for name in names]
 
 
-def cifar_batch_problem(path: Path, batch: dict) -> str | None:
-    """A batch's rows must be 32 x 32 RGB pixels as uint8, one label each: torchvision reshapes whatever it
-    gets to [-1, 3, 32, 32], so rows of another width become scrambled images and floats fail mid-training."""
+def cifar_batch_problem(path: Path, batch: dict, num_classes: int = 10) -> str | None:
+    """A batch's rows must be 32 x 32 RGB pixels as uint8, one integer label in 0..num_classes - 1 each:
+    torchvision reshapes whatever it gets to [-1, 3, 32, 32], so rows of another width become scrambled images
+    and floats fail mid-training; labels are taken as they are (string labels failed in a conditional model,
+    1.5 became class 1)."""
     data, labels = batch["data"], batch.get("labels")
     has_labels = isinstance(labels, (list, tuple, np.ndarray))
     if isinstance(data, np.ndarray):
         if data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072 and has_labels and len(labels) == len(data):
-            return None
+            return cifar_labels_problem(path, labels, num_classes)
         found = f"{data.dtype} data of shape {list(data.shape)}"
     else:
         found = f"data of type {type(data).__name__}"
@@ -69,9 +71,30 @@ def cifar_batch_problem(path: Path, batch: dict) -> str | None:
     return f"{path.name} holds {found}, expected 'data' as N x 3072 uint8 and N 'labels'"
 
 
-def idx_problem(path: Path) -> str | None:
+def cifar_labels_problem(path: Path, labels: list | tuple | np.ndarray, num_classes: int) -> str | None:
+    """Labels must be integers (Python's or numpy's; not bools, which are no class) from 0 to num_classes - 1."""
+    expected = f"expected N integer 'labels' from 0 to {num_classes - 1}"
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            return f"{path.name} holds labels of dtype {labels.dtype} and shape {list(labels.shape)}, {expected}"
+        values = labels
+    else:
+        wrong = next((i for i, label in enumerate(labels)
+                      if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer))), None)
+        if wrong is not None:
+            label = labels[wrong]
+            return f"{path.name} holds labels of type {type(label).__name__} ({label!r} at index {wrong}), {expected}"
+        values = np.asarray(labels, dtype=object)
+    outside = np.flatnonzero((values < 0) | (values >= num_classes)) if len(values) else []
+    if len(outside):
+        return f"{path.name} holds label {int(values[outside[0]])} at index {int(outside[0])}, {expected}"
+    return None
+
+
+def idx_problem(path: Path, image_size: tuple[int, int] = (28, 28)) -> str | None:
     """The idx header check torchvision does with bare asserts, with a message: magic 0x0803 for the
-    [N, 28, 28] image files and 0x0801 for the [N] label files, then one byte per element."""
+    [N, 28, 28] image files and 0x0801 for the [N] label files, then one byte per element. Images of another
+    size are refused: at data.resolution=28 they were resized to 28 silently, and a 0-pixel side failed in numpy."""
     dims = 3 if "images" in path.name else 1
     with open(path, "rb") as handle:  # the header only: it runs before every load, and the images file is 47 MB
         data = handle.read(4 * (dims + 1))
@@ -88,6 +111,8 @@ def idx_problem(path: Path) -> str | None:
         return f"{path.name} declares shape {shape} but holds {size} bytes of data"
     if dims == 3 and shape[0] == 0:
         return f"{path.name} declares 0 images, expected at least one"
+    if dims == 3 and tuple(shape[1:]) != tuple(image_size):
+        return f"{path.name} declares images of {shape[1]} x {shape[2]}, expected {image_size[0]} x {image_size[1]}"
     return None
 
 
@@ -142,20 +167,31 @@ class TorchvisionDataModule(ImageDataModule):
     def missing_files(self) -> list[str]:
         return [name for name in self.files if not (self.root / name).is_file()]
 
+    def folders_in_place(self) -> list[str]:
+        """The files that are folders instead (``data_batch_5/``): reported as such, and not downloaded over."""
+        return [name for name in self.files if (self.root / name).is_dir()]
+
     def not_found(self, reason: str = "") -> DatasetNotFoundError:
-        missing = self.missing_files()
-        reason = reason or f"missing {Path(missing[0]).name}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-        return DatasetNotFoundError(
-            self.dataset_name, self.folder, self.layout,
-            f"set data.root to the folder that holds {self.files[0].split('/')[0]}/ (now {self.root}), "
-            "or data.download=true on a machine with internet",
-            reason,
-        )
+        root_fix = f"set data.root to the folder that holds {self.files[0].split('/')[0]}/ (now {self.root})"
+        fix = f"{root_fix}, or data.download=true on a machine with internet"
+        folders = self.folders_in_place()
+        if not reason:
+            missing = [name for name in self.missing_files() if name not in folders]
+            reasons = []
+            if missing:
+                reasons.append(f"missing {Path(missing[0]).name}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+            if folders:
+                names = " and ".join(Path(name).name for name in folders)
+                reasons.append(names + (" is a folder, not a file" if len(folders) == 1 else " are folders, not files"))
+                plural = "s" if len(folders) > 1 else ""
+                fix = f"put the file{plural} {names} there in place of the folder{plural}, or {root_fix}"
+            reason = "; ".join(reasons)
+        return DatasetNotFoundError(self.dataset_name, self.folder, self.layout, fix, reason)
 
     def prepare_data(self) -> None:
         if not self.missing_files():
             return
-        if not self.download:
+        if not self.download or self.folders_in_place():  # a download would not replace a folder
             raise self.not_found()
         log.info("Downloading %s to %s", self.dataset_name, self.root)
         try:

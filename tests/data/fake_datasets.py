@@ -58,16 +58,21 @@ def write_cifar10(root: Path, per_batch: int = 6, test: int = 5, seed: int = 0) 
     return arrays
 
 
-def write_celeba(root: Path, partitions: tuple[int, ...] = (0, 0, 0, 0, 0, 0, 1, 1, 2, 2)) -> list[str]:
+def write_celeba(root: Path, partitions: tuple[int, ...] = (0, 0, 0, 0, 0, 0, 1, 1, 2, 2),
+                 size: tuple[int, int] | None = None) -> list[str]:
     """``root/celeba/img_align_celeba/*.jpg`` (178 x 218 like the aligned faces) + list_eval_partition.txt.
 
     The central 178 x 178 square is white and the 20-pixel bands above and below it are black, so a
-    correct center crop leaves a white image."""
+    correct center crop leaves a white image. ``size`` (width, height): all-white images of that size instead,
+    like the pre-cropped, pre-resized copies of CelebA (64 x 64)."""
     folder = root / "celeba"
     (folder / "img_align_celeba").mkdir(parents=True, exist_ok=True)
     names = [f"{i:06d}.jpg" for i in range(1, len(partitions) + 1)]
-    face = np.zeros((218, 178, 3), dtype=np.uint8)
-    face[20:198] = 255
+    if size is None:
+        face = np.zeros((218, 178, 3), dtype=np.uint8)
+        face[20:198] = 255
+    else:
+        face = np.full((size[1], size[0], 3), 255, dtype=np.uint8)
     for name in names:
         Image.fromarray(face).save(folder / "img_align_celeba" / name, quality=95)
     (folder / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in zip(names, partitions)))

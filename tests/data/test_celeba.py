@@ -1,8 +1,11 @@
 """CelebA read from torchvision's layout (img_align_celeba/ + list_eval_partition.txt), no md5 sums needed."""
+import re
+
 import pytest
 import torch
 
 from gan.data import CelebADataModule, DatasetFormatError, DatasetNotFoundError
+from gan.utils.errors import ConfigError
 from tests.data.fake_datasets import write_celeba
 
 
@@ -55,3 +58,72 @@ def test_listed_images_missing_from_disk_or_bad_lines_are_clear_errors(tmp_path)
     (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg train\n")
     with pytest.raises(DatasetFormatError, match=r"line 1 is '000001.jpg train', expected '<image file> <0\|1\|2>'"):
         CelebADataModule(str(tmp_path)).setup("fit")
+
+
+def raises_exactly(error_type, pattern, call):
+    with pytest.raises(error_type, match=pattern) as error:
+        call()
+    assert type(error.value) is error_type and "\n" not in str(error.value)
+    return error.value
+
+
+def test_images_smaller_than_the_center_crop_are_refused(tmp_path):
+    # a pre-resized 64 x 64 copy: CenterCrop(178) padded it with black, 86% of every image, silently
+    write_celeba(tmp_path, size=(64, 64))
+    first = tmp_path / "celeba" / "img_align_celeba" / "000001.jpg"
+    raises_exactly(ConfigError, rf"celeba: {re.escape(str(first))} is 64x64, smaller than data\.center_crop=178 \(CelebA's "
+                   r"aligned faces are 178x218\); set data\.center_crop=null for images that are already cropped$",
+                   lambda: CelebADataModule(str(tmp_path)).setup("fit"))
+    # one side is enough: the first image of the split is the one looked at
+    write_celeba(tmp_path / "narrow", partitions=(1, 0), size=(160, 400))
+    first = tmp_path / "narrow" / "celeba" / "img_align_celeba" / "000002.jpg"
+    raises_exactly(ConfigError, rf"celeba: {re.escape(str(first))} is 160x400, smaller than data\.center_crop=178 ",
+                   lambda: CelebADataModule(str(tmp_path / "narrow"), split="train").setup("fit"))
+
+
+def test_center_crop_null_in_the_config_reads_cropped_images_whole(tmp_path, make_cfg):
+    from hydra.utils import instantiate
+
+    from gan.utils.option_types import check_option_types
+    from tests.conftest import tiny_overrides
+
+    write_celeba(tmp_path, size=(64, 64))
+    cfg = make_cfg(tiny_overrides("dcgan", "celeba") + [f"data.root={tmp_path}", "data.center_crop=null", "data.batch_size=4",
+                                                         "data.num_workers=0"])
+    check_option_types(cfg.data)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    images, _ = next(iter(dm.train_dataloader()))
+    assert images.shape == (4, 3, 64, 64) and images.min() > 0.95  # white: nothing padded
+
+
+@pytest.mark.parametrize("crop", [0, -5])
+def test_a_center_crop_that_is_no_crop_is_refused(tmp_path, crop):
+    raises_exactly(ConfigError, rf"data\.center_crop={crop} is not a crop; expected a positive number of pixels \(178: the "
+                   r"face of an aligned 178x218 image\), or null for images that are already cropped$",
+                   lambda: CelebADataModule(str(tmp_path), center_crop=crop))
+
+
+def test_images_extracted_one_folder_too_deep_are_pointed_to(tmp_path):
+    write_celeba(tmp_path)
+    images = tmp_path / "celeba" / "img_align_celeba"
+    images.rename(tmp_path / "extracted")
+    images.mkdir()
+    (tmp_path / "extracted").rename(images / "img_align_celeba")  # unzipped into a folder of the zip's own folder name
+    raises_exactly(DatasetFormatError, rf"celeba files in {re.escape(str(images))} cannot be parsed \(10 of the 10 all "
+                   r"images listed in list_eval_partition\.txt are missing, e\.g\. 000001\.jpg, which is in "
+                   rf"img_align_celeba/img_align_celeba/, one folder too deep\); move the images of "
+                   rf"{re.escape(str(images / 'img_align_celeba'))} up into {re.escape(str(images))}$",
+                   lambda: CelebADataModule(str(tmp_path)).setup("fit"))
+
+
+def test_an_empty_split_says_which_splits_there_are(tmp_path):
+    write_celeba(tmp_path, partitions=(0, 0, 0, 2))
+    partition = tmp_path / "celeba" / "list_eval_partition.txt"
+    raises_exactly(ConfigError, rf"data\.split='valid': {re.escape(str(partition))} lists no image in split 'valid' "
+                   r"\(code 1\), only train \(3 images\) and test \(1 image\); set data\.split to train, test or all$",
+                   lambda: CelebADataModule(str(tmp_path), split="valid").setup("fit"))
+    partition.write_text("\n")
+    raises_exactly(DatasetFormatError, rf"celeba files in {re.escape(str(partition))} cannot be parsed \(it lists no "
+                   r"image, expected lines '<image file> <0\|1\|2>'\); replace them, or delete them and set "
+                   r"data\.download=true$", lambda: CelebADataModule(str(tmp_path)).setup("fit"))

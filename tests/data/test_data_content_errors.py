@@ -183,3 +183,69 @@ def test_a_listed_image_that_cannot_be_read_is_named_in_one_line(tmp_path, worke
     assert line.count("\n") == 1 and "Traceback" not in line
     assert re.fullmatch(rf"error: cannot read image {re.escape(str(tmp_path / 'broken.jpg'))} \(UnidentifiedImageError: "
                         r".*\); replace it, or remove it from the data set\n", line), line
+
+
+LABELS_EXPECTED = r"expected N integer 'labels' from 0 to 9"
+
+
+@pytest.mark.parametrize("labels,found", [
+    ([str(i % 10) for i in range(20)], r"labels of type str \('0' at index 0\)"),  # cgan/acgan: a traceback
+    ([0] * 19 + [1.5], r"labels of type float \(1\.5 at index 19\)"),  # cgan trained 1.5 as class 1
+    (np.full(20, 1.0), r"labels of dtype float64 and shape \[20\]"),
+    (np.zeros((20, 1), dtype=np.int64), r"labels of dtype int64 and shape \[20, 1\]"),
+    ([True] * 20, r"labels of type bool \(True at index 0\)"),  # bools are no class
+    ([3] * 10 + [10] + [3] * 9, r"label 10 at index 10"),  # an embedding's index error on the first batch that draws it
+    (np.full(20, -1, dtype=np.int8), r"label -1 at index 0"),
+], ids=["str", "float_in_list", "float_array", "2d_array", "bool", "ten", "negative"])
+def test_cifar10_labels_must_be_class_integers(tmp_path, labels, found):
+    write_cifar_batches(tmp_path, pixels(20, 3072), labels)
+    dm = CIFAR10DataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, rf"cifar10 files in .*cifar-10-batches-py cannot be parsed \(data_batch_1 holds "
+                   rf"{found}, {LABELS_EXPECTED}\); replace them, or delete them and set data\.download=true$",
+                   lambda: dm.setup("fit"))
+
+
+@pytest.mark.parametrize("labels", [np.arange(20, dtype=np.uint8) % 10, [np.int64(i % 10) for i in range(20)]],
+                         ids=["uint8_array", "numpy_ints_in_a_list"])
+def test_cifar10_integer_labels_of_numpy_types_are_read(tmp_path, labels):
+    write_cifar_batches(tmp_path, pixels(20, 3072), labels)
+    dm = CIFAR10DataModule(str(tmp_path))
+    dm.setup("fit")
+    assert dm.train_set.labels().tolist() == [i % 10 for i in range(20)] * 5
+
+
+@pytest.mark.parametrize("shape,declared", [((40, 32, 32), "32 x 32"), ((40, 1, 1), "1 x 1"), ((40, 28, 0), "28 x 0")])
+def test_mnist_images_of_another_size_are_refused(tmp_path, shape, declared):
+    # 32 x 32 and 1 x 1 were resized to 28 x 28 silently; 28 x 0 failed in numpy with an offset error
+    write_mnist(tmp_path, train=40, test=7)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", pixels(*shape))
+    dm = MNISTDataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, rf"mnist files in .*MNIST/raw cannot be parsed \(train-images-idx3-ubyte declares "
+                   rf"images of {declared}, expected 28 x 28\); replace them, or delete them and set data\.download=true$",
+                   lambda: dm.setup("fit"))
+
+
+def test_a_folder_in_place_of_a_data_file_is_named_and_not_downloaded_over(tmp_path, monkeypatch):
+    import urllib.request
+    from urllib.error import URLError
+
+    from gan.data import DatasetNotFoundError
+
+    write_cifar_batches(tmp_path, pixels(20, 3072), [0] * 20)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_5"
+    batch.unlink()
+    batch.mkdir()
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(args)
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    message = (rf"cifar10 not found in {re.escape(str(tmp_path / 'cifar-10-batches-py'))} \(data_batch_5 is a folder, not a "
+               r"file\); expected cifar-10-batches-py/ with .*; fix: put the file data_batch_5 there in place of the "
+               rf"folder, or set data\.root to the folder that holds cifar-10-batches-py/ \(now {re.escape(str(tmp_path))}\)$")
+    for download in (False, True):  # a download cannot replace the folder: it is not tried
+        raises_exactly(DatasetNotFoundError, message, CIFAR10DataModule(str(tmp_path), download=download).prepare_data)
+    raises_exactly(DatasetNotFoundError, message, lambda: CIFAR10DataModule(str(tmp_path)).setup("fit"))
+    assert calls == []

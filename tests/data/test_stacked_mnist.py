@@ -1,9 +1,13 @@
 """Stacked MNIST: three digits as RGB channels, label = the 3-digit number, reproducible from the seed."""
+import re
+
+import numpy as np
+import pytest
 import torch
 
 from gan.data import StackedMNISTDataModule
 from gan.data.digits import load_digits_array
-from tests.data.fake_datasets import write_mnist
+from tests.data.fake_datasets import write_idx, write_mnist
 
 
 def test_built_from_mnist_when_present(tmp_path):
@@ -52,3 +56,54 @@ def test_forced_mnist_source_without_mnist_is_the_mnist_error(tmp_path):
         StackedMNISTDataModule(str(tmp_path), source="mnist").prepare_data()
     with pytest.raises(ValueError, match=r"data.channels must be 3, got 1"):
         StackedMNISTDataModule(str(tmp_path), channels=1)
+
+
+STACKED_FIX_FOR_MISSING = (r"fix: run data=mnist once to download it \(or put MNIST/raw/ under data\.root, now {root}\), or "
+                           r"data\.source=digits for the 5,000 embedded digits$")
+STACKED_FIX_FOR_FORMAT = (r"; replace them \(delete them and run data=mnist once to download them again\), or "
+                          r"data\.source=digits for the 5,000 embedded digits$")
+
+
+def raises_exactly(error_type, pattern, call):
+    import pytest
+
+    with pytest.raises(error_type, match=pattern) as error:
+        call()
+    assert type(error.value) is error_type and "\n" not in str(error.value)
+    assert "data.download" not in str(error.value)  # stacked_mnist has no such option: Hydra refuses it
+    return error.value
+
+
+def test_missing_mnist_names_a_fix_that_applies_to_stacked_mnist(tmp_path):
+    from gan.data import DatasetNotFoundError
+
+    message = (rf"mnist not found in {re.escape(str(tmp_path / 'MNIST' / 'raw'))} \(missing train-images-idx3-ubyte and 3 "
+               r"more\); expected MNIST/raw/ with the 4 uncompressed idx files .*; "
+               + STACKED_FIX_FOR_MISSING.format(root=re.escape(str(tmp_path))))
+    raises_exactly(DatasetNotFoundError, message, StackedMNISTDataModule(str(tmp_path), source="mnist").prepare_data)
+    raises_exactly(DatasetNotFoundError, message, lambda: StackedMNISTDataModule(str(tmp_path), source="mnist").setup("fit"))
+
+
+@pytest.mark.parametrize("source", ["auto", "mnist"])
+def test_unreadable_mnist_names_a_fix_that_applies_to_stacked_mnist(tmp_path, source):
+    from gan.data import DatasetFormatError
+
+    write_mnist(tmp_path, train=40, test=3)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])
+    dm = StackedMNISTDataModule(str(tmp_path), source=source)
+    dm.prepare_data()
+    raises_exactly(DatasetFormatError, rf"mnist files in {re.escape(str(images.parent))} cannot be parsed \("
+                   r"train-images-idx3-ubyte declares shape \[40, 28, 28\] but holds 984 bytes of data\)"
+                   + STACKED_FIX_FOR_FORMAT, lambda: dm.setup("fit"))
+
+
+def test_mnist_digits_of_another_size_are_refused(tmp_path):
+    # 32 x 32 digits were resized to 28 silently
+    from gan.data import DatasetFormatError
+
+    write_mnist(tmp_path, train=40, test=3)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((40, 32, 32), dtype=np.uint8))
+    raises_exactly(DatasetFormatError, r"mnist files in .*MNIST/raw cannot be parsed \(train-images-idx3-ubyte declares "
+                   r"images of 32 x 32, expected 28 x 28\)" + STACKED_FIX_FOR_FORMAT,
+                   lambda: StackedMNISTDataModule(str(tmp_path)).setup("fit"))
