@@ -33,13 +33,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import gan  # noqa: F401  (registers the config resolvers)
+from gan.data.errors import DatasetFormatError, DatasetNotFoundError
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
 from gan.metrics.summary import format_table, summarize_runs
 from gan.nets.base import eval_mode
-from gan.utils.checkpoint import generator_from_checkpoint, load_checkpoint, run_config
-from gan.utils.config import check_evaluate_options
-from gan.utils.errors import CheckpointError, ConfigError, composition_errors_in_one_line, exit_on_user_error
+from gan.utils.checkpoint import generator_from_checkpoint, leaves, load_checkpoint, run_config
+from gan.utils.config import PROJECT_ROOT, check_evaluate_options
+from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.visualize import save_image_grid, save_samples
 
@@ -61,9 +62,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint_paths = find_checkpoints(cfg.ckpt_path, cfg.get("ckpt_name") or "last.ckpt") if cfg.get("ckpt_path") else []
     checkpoint = load_checkpoint(checkpoint_paths[0]) if checkpoint_paths else None
     train_cfg = run_config(checkpoint) if checkpoint is not None else None
-    data_cfg = cfg.get("data") or (train_cfg.data if train_cfg is not None else None)
-    if data_cfg is None:
-        raise ConfigError("fake_path= is scored against a dataset: add data=<name> (e.g. data=digits)")
+    data_cfg = data_to_score_against(cfg, train_cfg, checkpoint_paths[0] if checkpoint_paths else None)
     metrics_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
     if not metrics_cfg.get("compute") and train_cfg is not None:
         # no metrics= given: the run's own selection
@@ -75,8 +74,9 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("fake_path") and datamodule.kind != "image":  # before the folder is read
         raise ConfigError(f"fake_path={cfg.fake_path}: a folder is scored as image data, but data {datamodule.name} "
                           f"yields {datamodule.kind}; expected image data (e.g. data=digits)")
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    # every checkpoint before the data is prepared (it may download) and before the first is scored
+    only_generator = check_checkpoints(checkpoint_paths, checkpoint, cfg, suite, datamodule, device)
+    prepare(datamodule, data_cfg, from_checkpoint=not cfg.get("data"))
     suite.check_data(datamodule)
     identity = data_identity(OmegaConf.to_container(data_cfg, resolve=True))
     out = Path(cfg.paths.output_dir)
@@ -90,8 +90,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         values, protocol = suite.evaluate(batches, datamodule, identity)
         report.update(fake_path=str(Path(cfg.fake_path).resolve()), fake_images=count, values=values)
     elif len(checkpoint_paths) == 1 and len(seeds) == 1:
-        generator = generator_from_checkpoint(checkpoint, use_ema=cfg.use_ema, device=device)
-        suite.check_generator(generator.num_classes)
+        generator = only_generator
         values, protocol = suite.evaluate_generator(generator, datamodule, identity, latent_seed=seeds[0])
         report.update(checkpoint=checkpoint_record(checkpoint_paths[0], checkpoint, generator), values=values,
                       pictures=draw(generator, datamodule, out, cfg))
@@ -99,12 +98,11 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         runs, protocol = [], None
         for path in checkpoint_paths:
             checkpoint = checkpoint if path == checkpoint_paths[0] else load_checkpoint(path)
-            if not cfg.get("data") and data_identity(OmegaConf.to_container(run_config(checkpoint).data)) != \
-                    data_identity(OmegaConf.to_container(train_cfg.data)):
-                raise ConfigError(f"{path} was trained on other data than {checkpoint_paths[0]}; pass data=<name> "
-                                  "to score every checkpoint against one data set")
-            generator = generator_from_checkpoint(checkpoint, use_ema=cfg.use_ema, device=device)
-            suite.check_generator(generator.num_classes)
+            # checked above; built again here so that one generator at a time is held
+            if only_generator is None:
+                generator = generator_from_checkpoint(checkpoint, use_ema=cfg.use_ema, device=device, path=path)
+            else:
+                generator = only_generator
             for seed in seeds:
                 values, run_protocol = suite.evaluate_generator(generator, datamodule, identity, latent_seed=seed)
                 protocol = protocol or run_protocol
@@ -122,6 +120,142 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s", format_values(report["values"]))
     log.info("Wrote %s", path)
     return report
+
+
+# ------------------------------------------------------------------------------------ the data scored against
+def data_to_score_against(cfg: DictConfig, train_cfg: DictConfig | None, first_checkpoint: str | None) -> DictConfig:
+    """``data=<name>``'s node, or else the checkpoint run's. Options given without a data set (``+data.root=/x``,
+    which Hydra suggests for ``data.root=/x``) make a node without ``_target_``, which used to fail when built with
+    an OmegaConf traceback (``Missing key prepare_data``)."""
+    chosen = cfg.get("data")
+    if chosen is not None and not (OmegaConf.is_dict(chosen) and chosen.get("_target_")):
+        raise ConfigError(options_without_a_data_set(chosen, train_cfg))
+    if chosen is not None:
+        return chosen
+    if train_cfg is None:
+        raise ConfigError("fake_path= is scored against a dataset: add data=<name> (e.g. data=digits)")
+    return stored_data(train_cfg, first_checkpoint)
+
+
+def options_without_a_data_set(chosen: Any, train_cfg: DictConfig | None) -> str:
+    """The refusal of ``data`` options given without ``data=<name>``, with the command that works: the
+    checkpoint run's data set named first."""
+    given = OmegaConf.to_container(chosen) if OmegaConf.is_config(chosen) else chosen
+    if isinstance(given, dict):
+        options = " ".join(f"{key}={value}" for key, value in leaves(given, "data").items())
+    else:
+        options = f"data={given}"
+    name = data_config_name(train_cfg.get("data")) if train_cfg is not None else None
+    example = f"data={name or '<name>'} {options}" if isinstance(given, dict) else "data=<name>"
+    ran_on = f" (the checkpoint's run trained on data={name})" if name else ""
+    as_stored = " (without it, the checkpoint's data is used as stored)" if train_cfg is not None else ""
+    return (f"{options} sets options of no data set: evaluate.py has a data config only when data=<name> chooses one"
+            f"{as_stored}; expected the data set first, e.g. {example}{ran_on}")
+
+
+def stored_data(train_cfg: DictConfig, path: str | None) -> DictConfig:
+    """The checkpoint run's data node (the data set it trained on)."""
+    data = train_cfg.get("data")
+    if not (OmegaConf.is_dict(data) and data.get("_target_")):
+        raise CheckpointError(f"{path}: its run_config has no data node with a _target_, so it does not say which data "
+                              "set it was trained on; choose one with data=<name> (e.g. data=digits)")
+    return data
+
+
+def data_config_name(node: Any) -> str | None:
+    """The ``conf/data`` config a resolved data node was composed from (a checkpoint stores the node, not the
+    choice): the one of its ``_target_``, and of several (toy2d_ring, toy2d_grid) the one whose own plain values
+    it keeps most of; None when none or several fit."""
+    if not (OmegaConf.is_dict(node) or isinstance(node, dict)) or not node.get("_target_"):
+        return None
+    stored = OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
+    matches: dict[str, int] = {}
+    for file in sorted((PROJECT_ROOT / "conf" / "data").glob("*.yaml")):
+        config = OmegaConf.to_container(OmegaConf.load(file))
+        if config.get("_target_") == stored["_target_"]:
+            plain = {key: value for key, value in config.items() if not is_interpolation(value)}
+            matches[file.stem] = sum(stored.get(key) == value for key, value in plain.items())
+    best = [name for name, count in matches.items() if count == max(matches.values(), default=0)]
+    return best[0] if len(best) == 1 else None
+
+
+def is_interpolation(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def prepare(datamodule, data_cfg: DictConfig, from_checkpoint: bool) -> None:
+    """Prepare and set up the data. Where it is the checkpoint run's (no ``data=``), a data set that is not found
+    says how to point evaluate.py at it: its fix names ``data.root`` and the like, which evaluate.py takes only
+    after the data set's name (``data.root=/x`` alone is refused by Hydra, ``+data.root=/x`` chooses no data set)."""
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except (DatasetNotFoundError, DatasetFormatError) as error:
+        if not from_checkpoint:
+            raise
+        name = data_config_name(data_cfg) or "<name>"
+        raise DataError(f"{error}; evaluate.py reads the checkpoint run's data (data={name}): give such options after "
+                        f"its name, e.g. data={name} data.root=/new/root") from None
+
+
+# ------------------------------------------------------------------------------------ every checkpoint, checked
+def check_checkpoints(paths: list[str], first: dict[str, Any], cfg: DictConfig, suite: MetricSuite, datamodule,
+                      device: str) -> Any:
+    """Load, build and check every checkpoint before the first is scored: readable, a generator that builds with
+    its weights, samples of the data's shape, what the metrics need, and (without ``data=``) trained on the same
+    data. A refusal of the last job used to come after the others were scored, naming no checkpoint. Returns the
+    generator of a single checkpoint (built once); of several each is dropped after its check, so that one
+    generator at a time is held, and built again when it is scored (None then, and without checkpoints)."""
+    if len(paths) == 1:
+        return checked_generator(paths[0], first, cfg, suite, datamodule, device)
+    for path in paths:
+        checkpoint = first if path == paths[0] else load_checkpoint(path)
+        if not cfg.get("data") and stored_data_identity(checkpoint, path) != stored_data_identity(first, paths[0]):
+            raise ConfigError(f"{path} was trained on other data than {paths[0]}; pass data=<name> to score every "
+                              "checkpoint against one data set")
+        checked_generator(path, checkpoint, cfg, suite, datamodule, device)
+    return None
+
+
+def stored_data_identity(checkpoint: dict[str, Any], path: str) -> Any:
+    return data_identity(OmegaConf.to_container(stored_data(run_config(checkpoint), path)))
+
+
+def checked_generator(path: str, checkpoint: dict[str, Any], cfg: DictConfig, suite: MetricSuite, datamodule,
+                      device: str) -> Any:
+    """The checkpoint's generator, after checking that it draws samples the data and the metrics can take."""
+    generator = generator_from_checkpoint(checkpoint, use_ema=cfg.use_ema, device=device, path=path)
+    chosen = f"data={data_config_name(cfg.data) or datamodule.name}" if cfg.get("data") else None
+    check_sample_shape(path, tuple(generator.sample_shape), datamodule, chosen)
+    try:
+        suite.check_generator(generator.num_classes)
+    except ConfigError as error:  # a metric's refusal, which does not know which checkpoint it was
+        raise ConfigError(f"{path}: {error}") from None
+    return generator
+
+
+def check_sample_shape(path: str, shape: tuple[int, ...], datamodule, chosen: str | None) -> None:
+    """The generator's samples against the data's (``chosen``: the ``data=<name>`` given, None: the checkpoint
+    run's data), as train.py checks them: 2D points scored against images, or the other way round, failed inside a
+    metric with a ValueError. Images of another size are scored, since every image extractor resizes to its input
+    size (as for a folder of images), but not of another channel count: gray fakes against colour reals would
+    measure the colour, not the generator."""
+    real = tuple(datamodule.sample_shape)
+    if shape == real:
+        return
+    if datamodule.kind == "image" and len(shape) == len(real) == 3 and shape[0] == real[0]:
+        log.info("%s draws %s images, data %s is %s: the metrics' feature extractors resize both", path,
+                 "x".join(map(str, shape)), datamodule.name, "x".join(map(str, real)))
+        return
+    drawn = {1: "points", 3: "images"}.get(len(shape), "samples")
+    data = chosen or f"its run's data ({datamodule.name})"
+    yields = {"image": "images"}.get(datamodule.kind, datamodule.kind)
+    if chosen is not None:
+        fix = f"leave data= out to score it against its own run's data, or choose data of shape {list(shape)}"
+    else:
+        fix = f"its run_config's data does not fit its generator; choose data of shape {list(shape)} with data=<name>"
+    raise ConfigError(f"{path}: its generator draws {drawn} of shape {list(shape)}, but {data} yields {yields} of shape "
+                      f"{list(real)}; {fix}")
 
 
 def format_values(values: dict[str, float]) -> str:

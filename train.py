@@ -40,6 +40,8 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         torch.set_num_threads(int(cfg.cpu_threads))
     pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg)
+    if local_rank() == 0:  # the node's other ranks start after it, or with it, into the folder it checked
+        check_checkpoints_are_this_runs(cfg, ckpt_path)
     checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
     if checkpoint is not None:
         check_resume_length(checkpoint, ckpt_path, int(cfg.generator_steps))
@@ -89,13 +91,30 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         ckpt_path = "last"
     if ckpt_path != "last":
         return ckpt_path
-    checkpoint_dir = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") or f"{cfg.paths.output_dir}/checkpoints"
-    last = Path(checkpoint_dir) / "last.ckpt"
+    last = checkpoint_dir(cfg) / "last.ckpt"
     if last.is_file():
         log.info("Resuming from %s", last)
         return str(last)
     log.info("ckpt_path=last: no %s yet, starting from scratch", last)
     return None
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    return Path(OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") or f"{cfg.paths.output_dir}/checkpoints")
+
+
+def check_checkpoints_are_this_runs(cfg: DictConfig, ckpt_path: str | None) -> None:
+    """A run's checkpoint folder holds no other run's checkpoints: Lightning would write this run's beside them
+    (``last-v1.ckpt``), and ``last.ckpt``, which ``ckpt_path=last``, evaluate.py and the end-of-run hint read,
+    would stay the other run's. Resuming from a checkpoint in that folder continues the run that wrote it."""
+    folder = checkpoint_dir(cfg)
+    if ckpt_path is not None and Path(ckpt_path).resolve().parent == folder.resolve():
+        return
+    others = sorted(path.name for path in folder.glob("*.ckpt")) if folder.is_dir() else []
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ConfigError(f"paths.output_dir={cfg.paths.output_dir} already holds another run's checkpoints ({shown} in "
+                          f"{folder}); expected a new run directory, or ckpt_path=last to continue that run")
 
 
 def continue_wandb_run(cfg: DictConfig, checkpoint: dict[str, Any]) -> None:

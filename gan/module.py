@@ -610,3 +610,23 @@ class GANModule(pl.LightningModule):
         counters = checkpoint.get("gan_counters", {})
         self.generator_steps = int(counters.get("generator_steps", 0))
         self.discriminator_steps = int(counters.get("discriminator_steps", 0))
+        self._take_changed_optimizer_options(checkpoint)
+
+    def _take_changed_optimizer_options(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run whose config changes an optimizer's option (``optimizer.generator.lr=...``, betas) trains with
+        the new value, as its warning says: Lightning restores the optimizers' param groups from the checkpoint
+        after this hook, so the changed values are written into the checkpoint's copy of them here. Options the
+        config did not change keep the checkpoint's values (a schedule's current learning rate among them), so an
+        unchanged resume stays exact."""
+        states = checkpoint.get("optimizer_states") or []
+        saved = ((checkpoint.get("run_config") or {}).get("optimizer") or {})
+        now = ((self.run_config or {}).get("optimizer") or {})
+        unset = object()
+        for state, network in zip(states, ("generator", "discriminator")):  # configure_optimizers' order
+            then, current = saved.get(network) or {}, now.get(network) or {}
+            changed = {key: value for key, value in current.items()
+                       if not key.startswith("_") and then.get(key, unset) != value}
+            for group in state.get("param_groups", []):
+                for key, value in changed.items():
+                    if key in group:  # torch keeps betas as a tuple; the config has a list
+                        group[key] = tuple(value) if isinstance(group[key], tuple) and isinstance(value, list) else value

@@ -406,3 +406,21 @@ def test_composition_errors_are_described_in_one_line():
         described = describe_composition_error(composed)
     assert described.startswith("Could not override 'model.n_critc'. Key 'n_critc' is not in struct")
     assert described.endswith("; did you mean n_critic?") and "\n" not in described
+
+
+def test_a_gpu_trainer_without_a_gpu_names_the_option_and_what_to_use(monkeypatch):
+    """Lightning's own refusal was `No supported gpu backend found!`, naming neither."""
+    import torch
+
+    from gan.utils.instantiate import check_accelerator_present
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for accelerator in ("gpu", "cuda"):
+        with pytest.raises(ConfigError, match=rf"^trainer.accelerator={accelerator}: this machine has no GPU torch can use "
+                                              r"\(torch.cuda.is_available\(\) is False\); expected trainer=cpu, or trainer=ddp_cpu"):
+            check_accelerator_present(accelerator)
+    for accelerator in ("cpu", "auto", None):
+        check_accelerator_present(accelerator)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check_accelerator_present("gpu"), check_accelerator_present("cuda")

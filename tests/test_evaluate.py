@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from evaluate import evaluate
+from gan.metrics import MetricSuite
 from gan.utils.config import PROJECT_ROOT
+from gan.utils.errors import CheckpointError, ConfigError, DataError
 from tests.conftest import tiny_overrides
 from train import train
 
@@ -117,6 +122,187 @@ def test_several_checkpoints_and_seeds_give_runs_and_a_t_interval_per_metric(mak
     assert [run["values"]["fid_digits"] for run in by_glob["runs"]] == [values[0], values[2]]
     with pytest.raises(CheckpointError, match=r"ckpt_path=.*/nothing/\*.ckpt matches no checkpoint"):
         evaluate(make_cfg([f"ckpt_path={tmp_path}/nothing/*.ckpt"], config_name="evaluate"))
+
+
+# ------------------------------------------------- checkpoints that do not fit: one line, before anything is scored
+@pytest.fixture
+def toy_run(make_cfg, tmp_path):
+    train(make_cfg(tiny_overrides("gan", "toy2d_grid", steps=2), output_dir=tmp_path / "toy"))
+    return tmp_path / "toy" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def scored(monkeypatch):
+    """The generators MetricSuite.evaluate_generator was given: none, when a refusal comes before scoring."""
+    calls = []
+    score = MetricSuite.evaluate_generator
+
+    def spy(self, generator, *args, **kwargs):
+        calls.append(generator)
+        return score(self, generator, *args, **kwargs)
+
+    monkeypatch.setattr(MetricSuite, "evaluate_generator", spy)
+    return calls
+
+
+def edited_checkpoint(source: Path, target: Path, edit) -> Path:
+    """A copy of ``source`` changed by ``edit(checkpoint)``, as another version of the framework or a hand may leave it."""
+    checkpoint = torch.load(source, weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, target)
+    return target
+
+
+def test_a_generator_of_another_kind_than_the_data_is_refused_naming_the_checkpoint(make_cfg, tmp_path, toy_run,
+                                                                                   digits_run, scored):
+    """A 2D-point generator scored against images (or the other way round) failed inside the metric with a ValueError."""
+    digits = digits_run[0] / "checkpoints" / "last.ckpt"
+    cases = [
+        ([f"ckpt_path={toy_run}", "data=digits", "metrics=[fid_digits]"],
+         rf"^{re.escape(str(toy_run))}: its generator draws points of shape \[2\], but data=digits yields images of shape "
+         r"\[1, 28, 28\]; leave data= out to score it against its own run's data, or choose data of shape \[2\]$"),
+        ([f"ckpt_path={digits}", "data=toy2d_grid", "metrics=[mode_coverage]"],
+         rf"^{re.escape(str(digits))}: its generator draws images of shape \[1, 28, 28\], but data=toy2d_grid yields "
+         r"points of shape \[2\]; leave data= out to score it against its own run's data, or choose data of shape \[1, 28, 28\]$"),
+        # the branch of several evaluations (one checkpoint, two latent seeds)
+        ([f"ckpt_path={toy_run}", "seeds=[0,1]", "data=digits", "metrics=[fid_digits]"],
+         rf"^{re.escape(str(toy_run))}: its generator draws points of shape \[2\], but data=digits"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            evaluate(make_cfg([*overrides, "num_samples=16", "metrics.num_real=64"], config_name="evaluate",
+                              output_dir=tmp_path / "eval"))
+    assert scored == [] and not (tmp_path / "eval" / "report.json").exists()
+
+
+def test_images_of_another_size_are_scored_but_not_of_another_channel_count(make_cfg, tmp_path, digits_run):
+    """Every image extractor resizes the images to its input size, so a 28x28 generator is scored against 32x32 data;
+    gray fakes against colour reals were scored too, measuring the colour."""
+    from tests.metrics.conftest import random_images, write_folder
+
+    digits = digits_run[0] / "checkpoints" / "last.ckpt"
+    folder = write_folder(random_images(20, channels=1, size=32), tmp_path / "images")
+
+    def run(channels: int, resolution: int):
+        return evaluate(make_cfg(
+            [f"ckpt_path={digits}", "data=image_folder", f"data.path={folder}", f"data.channels={channels}",
+             f"data.resolution={resolution}", "data.num_workers=0", "metrics=[kid]",
+             "metrics.compute.kid.extractor=digit_classifier", "num_samples=16", "metrics.num_real=16", "interpolation.rows=0"],
+            config_name="evaluate", output_dir=tmp_path / f"eval_{channels}x{resolution}"))
+
+    assert set(run(channels=1, resolution=32)["values"]) == {"kid", "kid_std"}
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(digits))}: its generator draws images of shape \[1, 28, 28\], "
+                                          r"but data=image_folder yields images of shape \[3, 28, 28\]; leave data= out"):
+        run(channels=3, resolution=28)
+
+
+def test_a_checkpoint_whose_config_or_weights_do_not_build_this_generator_is_one_line(make_cfg, tmp_path, digits_run, scored):
+    """A stored config or weights this version's generator does not take failed with a traceback: Hydra's
+    InstantiationException, torch's size mismatch or missing keys, OmegaConf's missing data node."""
+    source = digits_run[0] / "checkpoints" / "last.ckpt"
+    last_ema = [key for key in torch.load(source, weights_only=True)["state_dict"] if key.startswith("generator_ema.module.")][-1]
+
+    def generator_option(key, value):
+        return lambda checkpoint: checkpoint["run_config"]["model"]["generator"].__setitem__(key, value)
+
+    cases = {
+        "renamed": (generator_option("_target_", "gan.nets.OldDCGANGenerator"),
+                    r"its generator, model\.generator\._target_=gan\.nets\.OldDCGANGenerator, does not exist in this version "
+                    r"of the framework \(renamed or removed\); evaluate it with the version that trained it"),
+        "unknown_option": (generator_option("old_option", 3),
+                           r"its model\.generator does not fit gan\.nets\.DCGANGenerator of this version \(got an unexpected "
+                           r"keyword argument 'old_option'\); evaluate it with the version that trained it"),
+        "other_width": (generator_option("width", 8),
+                        r"its generator weights do not fit the gan\.nets\.DCGANGenerator its run_config builds \(tensors: \d+ "
+                        r"of another shape; e\.g\. generator_ema\.module\.\S+ is \[[\d, ]+\] there, \[[\d, ]+\] "
+                        r"here\); expected the weights and run_config of one run, as train\.py writes them"),
+        "missing_tensor": (lambda checkpoint: checkpoint["state_dict"].pop(last_ema),
+                           rf"its generator weights do not fit the gan\.nets\.DCGANGenerator its run_config builds \(tensors: "
+                           rf"1 missing; e\.g\. {re.escape(last_ema)} is missing there\); expected the weights and "
+                           r"run_config of one run, as train\.py writes them"),
+        "no_generator_config": (lambda checkpoint: checkpoint["run_config"]["model"].pop("generator"),
+                                r"its run_config has no model\.generator\._target_, so it does not say which generator to "
+                                r"build; expected a checkpoint written by train\.py"),
+        "no_data": (lambda checkpoint: checkpoint["run_config"].pop("data"),
+                    r"its run_config has no data node with a _target_, so it does not say which data set it was trained "
+                    r"on; choose one with data=<name> \(e\.g\. data=digits\)"),
+    }
+    for name, (edit, message) in cases.items():
+        path = edited_checkpoint(source, tmp_path / f"{name}.ckpt", edit)
+        with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: {message}$"):
+            evaluate(make_cfg([f"ckpt_path={path}", "metrics=[fid_digits]"], config_name="evaluate", output_dir=tmp_path / "eval"))
+    assert scored == [] and not (tmp_path / "eval" / "report.json").exists()
+
+
+def test_a_bug_in_a_generator_s_constructor_keeps_its_traceback(make_cfg, tmp_path, digits_run, monkeypatch):
+    """Only what a checkpoint can get wrong is turned into one line."""
+    from hydra.errors import InstantiationException
+
+    import gan.nets
+
+    def broken(self, *args, **kwargs):
+        raise TypeError("a bug, not a user error")
+
+    monkeypatch.setattr(gan.nets.DCGANGenerator, "__init__", broken)
+    with pytest.raises(InstantiationException, match="a bug, not a user error"):
+        evaluate(make_cfg([f"ckpt_path={digits_run[0] / 'checkpoints' / 'last.ckpt'}"], config_name="evaluate"))
+
+
+def test_data_options_without_a_data_set_name_the_data_set_to_choose(make_cfg, tmp_path, digits_run, toy_run):
+    """``data.root=/x`` is refused by Hydra (evaluate.py has no data config without data=), and its hint,
+    ``+data.root=/x``, made a node without _target_ that failed with ``Missing key prepare_data``."""
+    digits = digits_run[0] / "checkpoints" / "last.ckpt"
+    for checkpoint, option, name in ((digits, "data.root=/new/root", "digits"), (toy_run, "data.std=0.1", "toy2d_grid")):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(option)} sets options of no data set: evaluate\.py has a data "
+                                              r"config only when data=<name> chooses one \(without it, the checkpoint's data "
+                                              rf"is used as stored\); expected the data set first, e\.g\. data={name} "
+                                              rf"{re.escape(option)} \(the checkpoint's run trained on data={name}\)$"):
+            evaluate(make_cfg([f"ckpt_path={checkpoint}", f"+{option}"], config_name="evaluate", output_dir=tmp_path / "eval"))
+
+
+def test_the_checkpoint_s_missing_data_says_to_name_the_data_set_with_its_root(make_cfg, tmp_path, digits_run):
+    """The not-found fix says ``set data.root``, which evaluate.py takes only after ``data=<name>``."""
+    def on_missing_mnist(checkpoint):
+        checkpoint["run_config"]["data"] = {"_target_": "gan.data.MNISTDataModule", "root": str(tmp_path / "nowhere"),
+                                            "download": False, "resolution": 28, "channels": 1, "batch_size": 8,
+                                            "num_workers": 0, "sample_shape": [1, 28, 28]}
+
+    path = edited_checkpoint(digits_run[0] / "checkpoints" / "last.ckpt", tmp_path / "mnist.ckpt", on_missing_mnist)
+    with pytest.raises(DataError, match=r"^mnist not found in .*nowhere.*; fix: set data\.root to .*; evaluate\.py reads the "
+                                        r"checkpoint run's data \(data=mnist\): give such options after its name, e\.g\. "
+                                        r"data=mnist data\.root=/new/root$"):
+        evaluate(make_cfg([f"ckpt_path={path}", "metrics=[fid_digits]"], config_name="evaluate", output_dir=tmp_path / "eval"))
+
+
+def test_several_checkpoints_are_all_checked_before_the_first_is_scored(make_cfg, tmp_path, toy_run, scored):
+    """A refusal of job 1 (a metric it cannot take, a truncated file, other data) came after job 0 was scored,
+    and a metric's refusal named no checkpoint."""
+    multirun = tmp_path / "multirun"
+    for job, model in enumerate(("cgan", "dcgan")):
+        train(make_cfg(tiny_overrides(model, steps=2) + ["metrics=none"], output_dir=multirun / str(job)))
+    job1 = multirun / "1" / "checkpoints" / "last.ckpt"
+
+    def run(*overrides):
+        evaluate(make_cfg([*overrides, "num_samples=16", "metrics.num_real=64"], config_name="evaluate",
+                          output_dir=tmp_path / "eval"))
+
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(job1))}: metric class_accuracy scores each class of a "
+                                          r"class-conditional generator, but this one is unconditional; use a conditional "
+                                          r"model \(e\.g\. model=cgan\) or drop class_accuracy$"):
+        run(f"ckpt_path={multirun}", "metrics=[class_accuracy]")
+
+    mixed = tmp_path / "mixed"
+    for job, checkpoint in enumerate((job1, toy_run)):
+        (mixed / str(job) / "checkpoints").mkdir(parents=True)
+        shutil.copy(checkpoint, mixed / str(job) / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(mixed / '1' / 'checkpoints' / 'last.ckpt'))} was trained on "
+                                          rf"other data than {re.escape(str(mixed / '0' / 'checkpoints' / 'last.ckpt'))}"):
+        run(f"ckpt_path={mixed}", "metrics=[fid_digits]")
+
+    job1.write_bytes(job1.read_bytes()[:3000])  # cut short, as by a copy that did not finish
+    with pytest.raises(CheckpointError, match=rf"^cannot read checkpoint {re.escape(str(job1))}: a zip archive without its end"):
+        run(f"ckpt_path={multirun}", "metrics=[fid_digits]")
+    assert scored == [] and not (tmp_path / "eval" / "report.json").exists()
 
 
 SIGINT_CHILD = """

@@ -164,6 +164,62 @@ def test_a_resume_says_when_its_length_leaves_nothing_to_train_and_which_options
                        f"optimizer.generator.lr: {old_lr} -> 0.01"]
 
 
+def test_a_resume_trains_with_the_optimizer_options_it_changes(make_cfg, tmp_path):
+    """As the warning above says: Lightning restores the optimizers' param groups from the checkpoint, which kept the
+    old values, so a changed lr or betas used to be dropped without a word (dcgan: no schedule sets them)."""
+    run = tiny_overrides("dcgan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    old = load_checkpoint(last)
+    longer = [o for o in run if not o.startswith("generator_steps=")] + [
+        "generator_steps=3", f"ckpt_path={last}", "optimizer.generator.lr=0.01", "optimizer.discriminator.betas=[0.1,0.9]"]
+    _, objects = train(make_cfg(longer, output_dir=tmp_path / "second"))
+    generator, discriminator = (optimizer.param_groups[0] for optimizer in objects["trainer"].optimizers)
+    assert generator["lr"] == 0.01 and discriminator["betas"] == (0.1, 0.9)  # torch's tuple, not the config's list
+    # what the config did not change is the checkpoint's
+    assert discriminator["lr"] == old["optimizer_states"][1]["param_groups"][0]["lr"]
+    assert generator["betas"] == old["optimizer_states"][0]["param_groups"][0]["betas"]
+    saved = load_checkpoint(tmp_path / "second" / "checkpoints" / "last.ckpt")["optimizer_states"]
+    assert saved[0]["param_groups"][0]["lr"] == 0.01 and saved[1]["param_groups"][0]["betas"] == (0.1, 0.9)
+
+
+def test_a_resume_with_another_optimizer_is_one_line(make_cfg, tmp_path):
+    run = tiny_overrides("dcgan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    other = [o for o in run if not o.startswith("generator_steps=")] + ["generator_steps=3", "optimizer=rmsprop_wgan",
+                                                                        f"ckpt_path={last}"]
+    with pytest.raises(CheckpointError, match=rf"^cannot resume from {last}: its run trained the generator with "
+                                              r"torch.optim.Adam, this run builds torch.optim.RMSprop \(optimizer.generator\), "
+                                              "whose state it cannot take; resume with the optimizer it was trained with"):
+        train(make_cfg(other, output_dir=tmp_path / "second"))
+    assert not (tmp_path / "second" / "checkpoints").exists()
+
+
+def test_a_new_run_refuses_a_folder_that_holds_another_runs_checkpoints(make_cfg, tmp_path):
+    """Lightning wrote the new run's checkpoints beside the old ones (last-v1.ckpt), and last.ckpt, which the
+    end-of-run hint, evaluate.py and ckpt_path=last read, stayed the other run's."""
+    from gan.utils.errors import ConfigError
+
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "run"))
+    folder = tmp_path / "run" / "checkpoints"
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    with pytest.raises(ConfigError, match=rf"^paths.output_dir={tmp_path / 'run'} already holds another run's checkpoints "
+                                          rf"\(last.ckpt in {folder}\); expected a new run directory, or "
+                                          "ckpt_path=last to continue that run$"):
+        train(make_cfg(run, output_dir=tmp_path / "run"))
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # nothing written or replaced
+    train(make_cfg(run, output_dir=tmp_path / "other"))
+    longer_from_other = [o for o in run if not o.startswith("generator_steps=")] + [
+        "generator_steps=3", f"ckpt_path={tmp_path / 'other' / 'checkpoints' / 'last.ckpt'}"]
+    with pytest.raises(ConfigError, match="already holds another run's checkpoints"):  # a resume from elsewhere too
+        train(make_cfg(longer_from_other, output_dir=tmp_path / "run"))
+    longer = [o for o in run if not o.startswith("generator_steps=")] + ["generator_steps=3", "ckpt_path=last"]
+    _, objects = train(make_cfg(longer, output_dir=tmp_path / "run"))  # continuing that run in place
+    assert objects["module"].generator_steps == 3 and not list(folder.glob("*-v1.ckpt"))
+
+
 def test_options_changed_since_leaves_out_what_a_resume_changes_anyway():
     from gan.utils.checkpoint import options_changed_since
 

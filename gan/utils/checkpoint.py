@@ -74,23 +74,47 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[st
     state_dict, ``config``: its resolved run config). A resume with other networks (``ckpt_path=...
     model=wgan_gp`` on a dcgan checkpoint) would otherwise fail inside Lightning with torch's list of every
     missing and unexpected key; this names the first mismatch and the options that differ."""
-    saved = {key: tuple(value.shape) for key, value in checkpoint["state_dict"].items()}
-    built = {key: tuple(value.shape) for key, value in state.items()}
-    missing, unexpected = sorted(built.keys() - saved.keys()), sorted(saved.keys() - built.keys())
-    reshaped = sorted(key for key in built.keys() & saved.keys() if built[key] != saved[key])
-    if not (missing or unexpected or reshaped):
+    check_same_optimizers(checkpoint, path, config)
+    mismatch = tensors_that_do_not_fit(checkpoint["state_dict"], state)
+    if mismatch is None:
         return
-    if reshaped:
-        example = f"{reshaped[0]} is {list(saved[reshaped[0]])} there, {list(built[reshaped[0]])} here"
-    else:
-        example = f"{(missing or unexpected)[0]} is {'missing there' if missing else 'not built here'}"
-    counts = ", ".join(f"{n} {what}" for n, what in ((len(missing), "missing"), (len(unexpected), "unexpected"),
-                                                      (len(reshaped), "of another shape")) if n)
     differing = network_options_that_differ(checkpoint.get("run_config") or {}, config or {})
     because = f"; the checkpoint's run had {', '.join(differing)}" if differing else ""
     raise CheckpointError(f"cannot resume from {path}: its weights do not fit the networks this run builds (tensors: "
-                          f"{counts}; e.g. {example}){because}; resume with the options it was trained with, or "
-                          "start a new run without ckpt_path")
+                          f"{mismatch}){because}; resume with the options it was trained with, or start a new run "
+                          "without ckpt_path")
+
+
+def tensors_that_do_not_fit(saved: dict[str, torch.Tensor], built: dict[str, torch.Tensor], prefix: str = "") -> str | None:
+    """``<counts>; e.g. <one of them>`` for the tensors of a checkpoint (``saved``) that do not fit those of what
+    this run built (``built``): missing there, not built here, or of another shape; None when all fit. ``prefix``
+    leads the example's key (the state's keys without the module's prefix)."""
+    saved_shapes = {key: tuple(value.shape) for key, value in saved.items()}
+    built_shapes = {key: tuple(value.shape) for key, value in built.items()}
+    missing, unexpected = sorted(built_shapes.keys() - saved_shapes.keys()), sorted(saved_shapes.keys() - built_shapes.keys())
+    reshaped = sorted(key for key in built_shapes.keys() & saved_shapes.keys() if built_shapes[key] != saved_shapes[key])
+    if not (missing or unexpected or reshaped):
+        return None
+    if reshaped:
+        key = reshaped[0]
+        example = f"{prefix}{key} is {list(saved_shapes[key])} there, {list(built_shapes[key])} here"
+    else:
+        example = f"{prefix}{(missing or unexpected)[0]} is {'missing there' if missing else 'not built here'}"
+    counts = ", ".join(f"{n} {what}" for n, what in ((len(missing), "missing"), (len(unexpected), "unexpected"),
+                                                      (len(reshaped), "of another shape")) if n)
+    return f"{counts}; e.g. {example}"
+
+
+def check_same_optimizers(checkpoint: dict[str, Any], path: str | Path, config: dict[str, Any] | None) -> None:
+    """The optimizers' classes of the checkpoint's run: another class cannot take its state (RMSprop has no Adam
+    moments), and Lightning's restore failed with a KeyError inside torch (``'square_avg'``)."""
+    saved, now = ((c or {}).get("optimizer") or {} for c in (checkpoint.get("run_config"), config))
+    for network in ("generator", "discriminator"):
+        then, current = ((o.get(network) or {}).get("_target_") for o in (saved, now))
+        if then and current and then != current:
+            raise CheckpointError(f"cannot resume from {path}: its run trained the {network} with {then}, this run builds "
+                                  f"{current} (optimizer.{network}), whose state it cannot take; resume with the optimizer "
+                                  "it was trained with, or start a new run without ckpt_path")
 
 
 def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -181,15 +205,48 @@ def load_generator(checkpoint_path: str | Path, use_ema: bool = True, device: st
     ``generator.sample(n)`` returns ``n`` samples in the data's value range; a class-conditional generator
     takes ``generator.sample(n, labels=...)`` (one class index, or ``n`` of them; uniform classes without).
     """
-    return generator_from_checkpoint(load_checkpoint(checkpoint_path), use_ema, device)
+    return generator_from_checkpoint(load_checkpoint(checkpoint_path), use_ema, device, path=checkpoint_path)
 
 
-def generator_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True, device: str | torch.device = "cpu"):
-    """:func:`load_generator` for a checkpoint already read with :func:`load_checkpoint`."""
+def generator_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True, device: str | torch.device = "cpu",
+                              path: str | Path | None = None):
+    """:func:`load_generator` for a checkpoint already read with :func:`load_checkpoint` (``path``: its file,
+    which leads the error messages).
+
+    The stored generator config and weights must build and fit this version's generator: a class renamed since,
+    an option it no longer takes, weights of another width or missing tensors are a :class:`CheckpointError`
+    saying what does not fit (``instantiate`` and ``load_state_dict`` raised them as tracebacks). Only those are
+    looked for: whatever else the generator's constructor raises keeps its traceback."""
+    import inspect
+
+    from hydra._internal.utils import _locate  # hydra.utils.get_object also logs its failure as an error
     from hydra.utils import instantiate
 
-    generator = instantiate(run_config(checkpoint).model.generator)
+    where = str(path) if path is not None else "checkpoint"
+    node = OmegaConf.select(run_config(checkpoint), "model.generator")
+    if not OmegaConf.is_dict(node) or not node.get("_target_"):
+        raise CheckpointError(f"{where}: its run_config has no model.generator._target_, so it does not say which "
+                              "generator to build; expected a checkpoint written by train.py")
+    target = str(node._target_)
+    try:
+        generator_class = _locate(target)
+    except ImportError:
+        raise CheckpointError(f"{where}: its generator, model.generator._target_={target}, does not exist in this "
+                              "version of the framework (renamed or removed); evaluate it with the version that "
+                              "trained it") from None
+    options = {key: value for key, value in node.items() if not str(key).startswith("_")}  # not hydra's _target_ etc.
+    try:  # the stored options against the class's parameters, before anything is built
+        inspect.signature(generator_class).bind(**options)
+    except TypeError as error:
+        raise CheckpointError(f"{where}: its model.generator does not fit {target} of this version ({error}); evaluate "
+                              "it with the version that trained it") from None
+    generator = instantiate(node)
     state, is_ema = generator_state(checkpoint, use_ema)
+
+    mismatch = tensors_that_do_not_fit(state, generator.state_dict(), prefix=EMA_PREFIX if is_ema else "generator.")
+    if mismatch is not None:
+        raise CheckpointError(f"{where}: its generator weights do not fit the {target} its run_config builds (tensors: "
+                              f"{mismatch}); expected the weights and run_config of one run, as train.py writes them")
     generator.load_state_dict(state)
     generator.uses_ema_weights = is_ema
     generator.to(device)

@@ -220,7 +220,9 @@ def check_writable_folder(folder: str | os.PathLike, option: str) -> None:
 
 
 def check_evaluate_options(cfg: DictConfig) -> None:
-    """evaluate.py's counts, seeds, ``device`` and ``use_ema``, and that ``fake_path`` comes alone."""
+    """evaluate.py's counts, seeds, ``device`` and ``use_ema``, that ``fake_path`` comes alone, and that the output
+    folder can be written (as train.py checks it: a file in its place failed with a FileExistsError traceback only
+    after the checkpoint, the metrics and the data were loaded)."""
     check_integer_options(cfg, EVALUATE_OPTIONS)
     seeds = cfg.get("seeds")
     if seeds is not None and (not OmegaConf.is_list(seeds) or not seeds or not all(is_integer(seed) for seed in seeds)):
@@ -253,3 +255,6 @@ def check_evaluate_options(cfg: DictConfig) -> None:
             if count == 0 or (chosen.index is not None and chosen.index >= count):
                 raise ConfigError(f"device={device}: this machine has {count} CUDA device{'' if count == 1 else 's'}; "
                                   f"expected auto or cpu{f', or cuda:0 to cuda:{count - 1}' if count else ''}")
+    output_dir = (cfg.get("paths") or {}).get("output_dir")
+    if output_dir:  # last: it creates the folder, which a refused option should not leave behind
+        check_writable_folder(output_dir, "paths.output_dir")

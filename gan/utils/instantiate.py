@@ -85,6 +85,7 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
         if value not in neutral:  # Lightning refuses it only once fit has started, with a traceback
             raise ConfigError(f"trainer.{option}={value}: the GAN module steps its two optimizers itself (Lightning's "
                               f"manual optimization), where Lightning does not apply it; expected {expected} ({instead})")
+    check_accelerator_present(node.get("accelerator"))
     for switch, kind in (("enable_progress_bar", ProgressBar), ("enable_checkpointing", Checkpoint)):
         if node.get(switch) is False:
             dropped = [c for c in callbacks if isinstance(c, kind)]
@@ -94,6 +95,17 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
     # TypeError: Lightning's refusal of a value's kind (devices=abc under CPUAccelerator), or an option the Trainer
     # does not have (+trainer.foo=1); the arguments built here are always accepted
     return build_refusable(node, "trainer", (ValueError, TypeError, MisconfigurationException), callbacks=callbacks, **kwargs)
+
+
+def check_accelerator_present(accelerator) -> None:
+    """``trainer=gpu`` or ``trainer=ddp`` on a machine without a GPU: Lightning's refusal, ``No supported gpu backend
+    found!``, named neither the option nor what to use instead."""
+    import torch
+
+    mps = torch.backends.mps.is_available()  # Lightning's "gpu" takes Apple's GPU too
+    if (accelerator == "cuda" and not torch.cuda.is_available()) or (accelerator == "gpu" and not (torch.cuda.is_available() or mps)):
+        raise ConfigError(f"trainer.accelerator={accelerator}: this machine has no GPU torch can use (torch.cuda.is_available() "
+                          "is False); expected trainer=cpu, or trainer=ddp_cpu for several processes on the CPU")
 
 
 def build_refusable(node: DictConfig, name: str, refusals: tuple[type[BaseException], ...], **kwargs):

@@ -3,6 +3,7 @@ too few samples for a metric, options of evaluate.py that do not fit together.""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -131,3 +132,16 @@ def test_a_runs_checkpoints_folder_names_its_checkpoint(tmp_path):
     assert find_checkpoints(str(tmp_path)) == [str(folder / "last.ckpt")]  # a run or multirun folder, as before
     with pytest.raises(CheckpointError, match=r"matches no checkpoint \(looked for <job>/checkpoints/step\.ckpt below it\)"):
         find_checkpoints(str(folder), "step.ckpt")
+
+
+@pytest.mark.parametrize("output_dir, reason", [("afile", "File exists"), ("afile/sub", "Not a directory")])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_is_loaded(make_cfg, tmp_path, output_dir, reason):
+    """As train.py refuses it: evaluate.py failed with a FileExistsError or NotADirectoryError traceback, after the
+    checkpoint, the metrics and the data were loaded. The checkpoint here is missing: refused first, it would
+    say so instead."""
+    (tmp_path / "afile").write_text("a file where the output folder should be")
+    folder = tmp_path / output_dir
+    cfg = make_cfg([f"ckpt_path={tmp_path / 'missing.ckpt'}"], config_name="evaluate", output_dir=folder)
+    with pytest.raises(ConfigError, match=rf"^paths\.output_dir={re.escape(str(folder))}: cannot write there \({reason}\); "
+                                          r"expected a folder this user can create and write$"):
+        evaluate(cfg)
