@@ -68,23 +68,29 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         # no metrics= given: the run's own selection
         metrics_cfg["compute"] = OmegaConf.to_container(train_cfg.get("metrics", {}).get("compute", {}))
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True)  # fails now if weights are missing
-
     datamodule = build(data_cfg)
     if cfg.get("fake_path") and datamodule.kind != "image":  # before the folder is read
         raise ConfigError(f"fake_path={cfg.fake_path}: a folder is scored as image data, but data {datamodule.name} "
                           f"yields {datamodule.kind}; expected image data (e.g. data=digits)")
-    # every checkpoint before the data is prepared (it may download) and before the first is scored
-    only_generator = check_checkpoints(checkpoint_paths, checkpoint, cfg, suite, datamodule, device)
+    # the selection against the data and every checkpoint before the metrics' feature networks are loaded (a
+    # metric that cannot apply was reported as their missing weights), the data is prepared (it may download)
+    # and the first checkpoint is scored
+    selection = MetricSuite.from_config(metrics_cfg, device=device, with_extractors=False)
+    selection.check_data(datamodule)
+    if cfg.get("fake_path"):
+        try:
+            selection.check_generator(None)
+        except ConfigError as error:  # its message speaks of a model, and a folder has none
+            raise ConfigError(f"fake_path={cfg.fake_path} (images without class labels): {error}") from None
+    only_generator = check_checkpoints(checkpoint_paths, checkpoint, cfg, selection, datamodule, device)
+    suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True)  # fails now if weights are missing
     prepare(datamodule, data_cfg, from_checkpoint=not cfg.get("data"))
-    suite.check_data(datamodule)
     identity = data_identity(OmegaConf.to_container(data_cfg, resolve=True))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(seed) for seed in cfg.get("seeds") or [cfg.seed]]
     report: dict[str, Any] = {}
     if cfg.get("fake_path"):
-        suite.check_generator(None)
         batches, count = image_folder_batches(cfg.fake_path, datamodule.sample_shape[0], suite.batch_size)
         suite.check_fake_count(count, f"fake_path={cfg.fake_path}")
         values, protocol = suite.evaluate(batches, datamodule, identity)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.gan_health import GANHealth, describe
+from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.utils.checkpoint import check_resumable, check_resume_length, load_checkpoint, options_changed_since
 from gan.utils.config import check_run_options, groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
@@ -65,6 +66,8 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)
+    if OmegaConf.select(cfg, "callbacks.metrics") is not None:  # before the callback loads its feature networks
+        check_metrics_fit(cfg.metrics, datamodule, getattr(module.sampling_generator, "num_classes", None))
     # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint
     callbacks = instantiate_group(cfg.get("callbacks")) + [ResumeState(), *callbacks]
     loggers = instantiate_group(cfg.get("logger"))

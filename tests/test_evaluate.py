@@ -339,3 +339,28 @@ def test_a_second_ctrl_c_aborts_an_evaluation_stuck_in_a_long_native_call(tmp_pa
     assert returncode == 130 and "finished" not in out, err[-2000:]
     assert waited < 3, f"the second Ctrl+C took {waited:.1f} s to end the process"
     assert "Ctrl+C again to abort at once" in err and "Aborted" in err
+
+
+def test_a_metric_that_cannot_apply_is_named_before_its_feature_network_is_looked_for(make_cfg, tmp_path, toy_run,
+                                                                                       digits_run, scored):
+    """`metrics=[fid]` on 2D points, `intra_fid` on an unconditional generator or `class_accuracy` on a folder of images
+    were reported as the missing Inception weights (a ~100 MB download, then the real refusal)."""
+    from gan.utils.errors import ConfigError
+
+    missing = tmp_path / "no" / "inception.pth"  # building the extractor would fail on it
+    digits = digits_run[0] / "checkpoints" / "last.ckpt"
+    cases = [
+        ([f"ckpt_path={toy_run}", "metrics=[fid]"], r"^metric fid scores images, but data toy2d_grid yields points$"),
+        ([f"ckpt_path={digits}", "metrics=[intra_fid]"],
+         rf"^{re.escape(str(digits))}: metric intra_fid scores each class of a class-conditional generator, but this one is unconditional"),
+        ([f"fake_path={tmp_path}", "data=digits", "metrics=[class_accuracy]"],
+         rf"^fake_path={re.escape(str(tmp_path))} \(images without class labels\): metric class_accuracy scores each class"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            evaluate(make_cfg(overrides + [f"metrics.inception_weights={missing}"], config_name="evaluate",
+                              output_dir=tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"^metric fid scores images, but data toy2d_grid yields points$"):  # and in training
+        train(make_cfg(tiny_overrides("gan", "toy2d_grid", steps=1) + ["metrics=[fid]", f"metrics.inception_weights={missing}"],
+                       output_dir=tmp_path / "train"))
+    assert not scored and not (tmp_path / "train" / "checkpoints").exists()

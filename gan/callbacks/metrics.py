@@ -17,6 +17,17 @@ from gan.utils.steps import interval_crossed
 log = logging.getLogger("gan")
 
 
+def check_metrics_fit(config: Mapping, datamodule, num_classes: int | None) -> None:
+    """What :class:`MetricsCallback` checks when training starts (the data's kind, a conditional generator),
+    checked before it is built: building it loads its metrics' feature networks, and a missing weights file was
+    the first thing said of ``metrics=[fid]`` on 2D points (a download of ~100 MB, then the real refusal)."""
+    config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+    if int(config.get("every_n_generator_steps") or 0) > 0:
+        suite = MetricSuite.from_config(config, with_extractors=False)
+        suite.check_data(datamodule)
+        suite.check_generator(num_classes)
+
+
 class MetricsCallback(pl.Callback):
     """Every ``every_n_generator_steps`` generator steps, score the sampling generator (the EMA copy when
     EMA is on, in eval mode, fixed latent codes) with the metrics of ``config`` (the ``metrics`` group).

@@ -470,7 +470,7 @@ class MetricSuite:
                  num_real: int = 5000, batch_size: int = 100, inception_weights: str | None = None,
                  dinov2_weights: str | None = None, dinov2_model: str | None = None, clip_weights: str | None = None,
                  clip_model: str | None = None, resize: str = RESIZE_MODES[0], cache_dir: str | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu", progress: bool = False):
+                 device: str | torch.device = "cpu", progress: bool = False, with_extractors: bool = True):
         options = dict(compute) if isinstance(compute, Mapping) else {name: None for name in compute}
         self.metrics = [_build_metric(name, opts) for name, opts in options.items()]
         for name, value in (("num_samples", num_samples), ("num_real", num_real), ("batch_size", batch_size)):
@@ -489,9 +489,11 @@ class MetricSuite:
         self.device = torch.device(device)
         settings = dict(inception_weights=inception_weights, dinov2_weights=dinov2_weights, dinov2_model=dinov2_model,
                         clip_weights=clip_weights, clip_model=clip_model, resize=self.resize, device=self.device)
-        # built now so a missing weights file fails before any training or sampling
+        # built now so a missing weights file fails before any training or sampling; without them
+        # (with_extractors=False) the suite only checks its selection against data and generators: a metric that
+        # cannot apply is then named before the weights it would have needed are looked for
         self.extractors = {name: EXTRACTORS[name].from_settings(settings)
-                           for name in dict.fromkeys(metric.extractor_name for metric in self.metrics)}
+                           for name in dict.fromkeys(metric.extractor_name for metric in self.metrics)} if with_extractors else {}
 
     @classmethod
     def from_config(cls, node: Mapping, **overrides) -> "MetricSuite":
