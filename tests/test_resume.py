@@ -395,3 +395,16 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path, as_lists):
     draws()  # the generators move on ...
     _set_rng_states(restored._rng_to_restore)  # ... and are put back as on_train_start does
     assert draws() == expected
+
+
+def test_a_checkpoints_folder_given_as_ckpt_path_names_a_file_in_it(tmp_path):
+    """It said `checkpoint not found: .../checkpoints`, of a folder that exists."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "step0000010.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {folder} is a folder; expected a checkpoint file in it, e.g. "
+                                              rf"ckpt_path={folder / 'step0000010.ckpt'}$"):
+        load_checkpoint(folder)
+    (folder / "last.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=rf"e.g. ckpt_path={folder / 'last.ckpt'}$"):
+        load_checkpoint(folder)

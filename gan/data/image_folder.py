@@ -70,7 +70,7 @@ class ImageFolderDataModule(ImageDataModule):
 
     def prepare_data(self) -> None:
         if not self.path.is_dir():
-            raise self.not_found("no such folder")
+            raise self.not_found("a file, not a folder" if self.path.exists() else "no such folder")
 
     def load(self) -> Dataset:
         self.prepare_data()

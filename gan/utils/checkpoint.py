@@ -20,6 +20,10 @@ ZIP_SIGNATURE, PICKLE_SIGNATURE = b"PK\x03\x04", b"\x80"
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():  # a run's checkpoints folder: train.py takes one file (evaluate.py takes folders)
+        files = sorted(path.glob("*.ckpt"))
+        example = path / "last.ckpt" if (path / "last.ckpt").is_file() else (files[0] if files else path / "last.ckpt")
+        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file in it, e.g. ckpt_path={example}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     problem = torch_file_problem(path, "checkpoint")

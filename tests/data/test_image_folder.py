@@ -49,6 +49,9 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         ImageFolderDataModule(path=str(tmp_path / "empty"), root=str(tmp_path)).setup("fit")
     with pytest.raises(DatasetNotFoundError, match=r"nowhere \(no such folder\)"):
         ImageFolderDataModule(path=str(tmp_path / "nowhere"), root=str(tmp_path)).prepare_data()
+    (tmp_path / "notes.png").write_bytes(b"")  # a file where the folder should be: it is there, but no folder
+    with pytest.raises(DatasetNotFoundError, match=r"notes.png \(a file, not a folder\)"):
+        ImageFolderDataModule(path=str(tmp_path / "notes.png"), root=str(tmp_path)).prepare_data()
 
 
 def test_folder_of_only_broken_files_is_an_error_not_an_empty_epoch(tmp_path):
