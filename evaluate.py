@@ -64,8 +64,8 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     train_cfg = run_config(checkpoint) if checkpoint is not None else None
     data_cfg = data_to_score_against(cfg, train_cfg, checkpoint_paths[0] if checkpoint_paths else None)
     metrics_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
-    if not metrics_cfg.get("compute") and train_cfg is not None:
-        # no metrics= given: the run's own selection
+    if not metrics_cfg.get("compute") and train_cfg is not None and metrics_choice() != "none":
+        # no metrics= given: the run's own selection (metrics=none: none, only the pictures)
         metrics_cfg["compute"] = OmegaConf.to_container(train_cfg.get("metrics", {}).get("compute", {}))
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     datamodule = build(data_cfg)
@@ -126,6 +126,17 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s", format_values(report["values"]))
     log.info("Wrote %s", path)
     return report
+
+
+def metrics_choice() -> str | None:
+    """The ``metrics=`` group chosen on the command line, as Hydra composed it (None when evaluate() runs without
+    Hydra, or no group was chosen)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().runtime.choices.get("metrics")
+    except ValueError:  # HydraConfig was not set: called without Hydra
+        return None
 
 
 # ------------------------------------------------------------------------------------ the data scored against

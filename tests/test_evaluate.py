@@ -364,3 +364,13 @@ def test_a_metric_that_cannot_apply_is_named_before_its_feature_network_is_looke
         train(make_cfg(tiny_overrides("gan", "toy2d_grid", steps=1) + ["metrics=[fid]", f"metrics.inception_weights={missing}"],
                        output_dir=tmp_path / "train"))
     assert not scored and not (tmp_path / "train" / "checkpoints").exists()
+
+
+def test_metrics_none_scores_nothing_and_draws_the_pictures(make_cfg, tmp_path, digits_run, scored):
+    """`metrics=none` fell back to the checkpoint run's selection, as no `metrics=` does."""
+    checkpoint = digits_run[0] / "checkpoints" / "last.ckpt"
+    report = evaluate(make_cfg([f"ckpt_path={checkpoint}", "metrics=none"], config_name="evaluate", output_dir=tmp_path / "out"))
+    assert report["values"] == {} and set(report["pictures"]) == {"samples", "interpolation"}
+    assert (tmp_path / "out" / "samples.png").is_file()
+    report = evaluate(make_cfg([f"ckpt_path={checkpoint}"], config_name="evaluate", output_dir=tmp_path / "again"))
+    assert "fid_digits" in report["values"]  # without metrics=: the run's own selection, as before
