@@ -38,6 +38,22 @@ from gan.utils.errors import ConfigError
 
 log = logging.getLogger("gan")
 
+
+def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn.Module, penalties: Mapping,
+                                        weight_clip: float | None) -> None:
+    """The Wasserstein loss is a distance estimate only for a Lipschitz critic (Arjovsky et al. 2017): without
+    weight clipping, a penalty or spectral norm, D can raise real scores and lower fake ones without bound, and a
+    run such as ``model=dcgan loss=wasserstein`` trained on without a word until its scores overflowed."""
+    from gan.losses.adversarial import WassersteinLoss
+
+    if not isinstance(loss, WassersteinLoss) or weight_clip is not None or len(penalties):
+        return
+    if any(nn.utils.parametrize.is_parametrized(m) or m._forward_pre_hooks for m in discriminator.modules()):
+        return  # spectral norm (a parametrization, or the hook-based version)
+    log.warning("loss=wasserstein with an unconstrained critic (no model.weight_clip, no penalty in model.penalties, "
+                "no spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run "
+                "tends to diverge; use model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one")
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 #: values GANModule.__setattr__ sets without nn.Module's registration checks (see there)
 _PLAIN_VALUE_TYPES = frozenset({int, float, bool, str, type(None)})
@@ -235,6 +251,7 @@ class GANModule(pl.LightningModule):
         noise = torch.randn(num_fixed_samples, generator.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
         self.register_buffer("fixed_noise", noise)
         self.label_targets = LabelTargets(real_label, real_label_range, label_flip_prob)
+        warn_if_the_critic_is_unconstrained(loss, discriminator, self.penalties, weight_clip)
         if self.label_targets.active and not getattr(loss, "has_targets", False):
             raise ConfigError(f"label smoothing / noisy / flipped labels need a loss with real and fake targets, but "
                               f"{type(loss).__name__} has none; use loss=non_saturating, minimax or least_squares")

@@ -339,3 +339,22 @@ def test_under_autocast_every_phase_runs_the_weights_of_the_last_update(n_critic
     trainer_with(precision="bf16-mixed", max_steps=2 * (n_critic + n_generator)).fit(module, DataLoader(data, batch_size=batch))
     assert module.generator_steps == 2 * n_generator
     assert len(compared) > 2 * (n_critic + n_generator) * len(layers) // 2 and all(compared)
+
+
+@pytest.mark.parametrize("overrides, warned", [
+    (["model=dcgan", "loss=wasserstein"], True),  # nothing keeps the critic Lipschitz
+    (["model=wgan"], False),  # weight clipping
+    (["model=wgan_gp"], False),  # the gradient penalty
+    (["model=sngan", "loss=wasserstein"], False),  # spectral norm
+    (["model=dcgan"], False),  # not the Wasserstein loss
+])
+def test_a_wasserstein_critic_without_a_constraint_is_warned_about(make_cfg, caplog, overrides, warned):
+    from gan.utils.instantiate import build_module
+
+    with caplog.at_level("WARNING", logger="gan"):
+        build_module(make_cfg(overrides + ["data=toy2d_grid", "presets=none"]))
+    said = [r.getMessage() for r in caplog.records if "unconstrained critic" in r.getMessage()]
+    assert said == ([
+        "loss=wasserstein with an unconstrained critic (no model.weight_clip, no penalty in model.penalties, no spectral "
+        "norm): its scores can grow without bound, so the loss is no distance estimate and the run tends to diverge; use "
+        "model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one"] if warned else [])
