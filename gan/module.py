@@ -54,6 +54,7 @@ def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn
                 "no spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run "
                 "tends to diverge; use model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one")
 
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 #: values GANModule.__setattr__ sets without nn.Module's registration checks (see there)
 _PLAIN_VALUE_TYPES = frozenset({int, float, bool, str, type(None)})
