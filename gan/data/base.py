@@ -79,7 +79,10 @@ class SampleIndices:
     def pin_memory(self) -> "SampleIndices":
         return SampleIndices(self.index.pin_memory())
 
-    def to(self, device, non_blocking: bool = False) -> "SampleIndices":
+    def to(self, device, non_blocking: bool = True) -> "SampleIndices":
+        # non-blocking by default: Lightning asks tensors for a non-blocking copy but calls other objects' ``to``
+        # with the device alone, and a blocking copy, pinned or not, makes the host wait for the GPU's queue. The
+        # index is fresh for every batch and never written, so nothing can change it before the copy is done.
         return SampleIndices(self.index.to(device, non_blocking=non_blocking))
 
 

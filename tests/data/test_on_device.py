@@ -178,3 +178,20 @@ def test_the_loader_benchmark_times_both_paths_on_the_same_batches(data_dir):
         ("toy2d_grid", [192, 2], False), ("stacked_mnist", [192, 3, 32, 32], False), ("toy2d_grid", [192, 2], True)]
     for row in rows:
         assert 0 < row["min_ms"] <= row["ms_per_batch"] <= row["max_ms"]
+
+
+def test_lightning_moves_the_indices_with_a_copy_that_does_not_wait(monkeypatch):
+    """Lightning asks a tensor for a non-blocking copy but calls any other object's ``to`` with the device alone: the
+    indices must not then take a blocking copy, which on a GPU waits for everything queued."""
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    copies = []
+    to = torch.Tensor.to
+
+    def recorded(tensor, *args, **kwargs):
+        copies.append(kwargs.get("non_blocking", False))
+        return to(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", recorded)
+    moved = move_data_to_device(SampleIndices(torch.arange(4)), torch.device("meta"))
+    assert isinstance(moved, SampleIndices) and moved.index.device.type == "meta" and copies == [True]
