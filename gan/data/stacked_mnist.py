@@ -11,6 +11,7 @@ on the host or, with ``data.on_device``, on the training device (the digits and 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -102,7 +103,14 @@ class StackedMNISTDataModule(ImageDataModule):
             load_digits_array(self.root)
 
     def load(self) -> Dataset:
-        use_mnist = self.requested_source == "mnist" or (self.requested_source == "auto" and not self.mnist().missing_files())
+        missing = self.mnist().missing_files()
+        use_mnist = self.requested_source == "mnist" or (self.requested_source == "auto" and not missing)
+        if self.requested_source == "auto" and 0 < len(missing) < len(self.mnist().files):
+            # some of MNIST's files but not all: an interrupted download or copy, not a choice of the digits
+            log.warning("stacked_mnist: %s holds %d of MNIST's %d files (missing %s), so the 5,000 embedded digits are "
+                        "used instead of MNIST's 60,000; complete it (run data=mnist once) or set data.source=digits",
+                        self.mnist().folder, len(self.mnist().files) - len(missing), len(self.mnist().files),
+                        ", ".join(Path(name).name for name in missing))
         if use_mnist:
             mnist = self.mnist()
             try:

@@ -107,3 +107,25 @@ def test_mnist_digits_of_another_size_are_refused(tmp_path):
     raises_exactly(DatasetFormatError, r"mnist files in .*MNIST/raw cannot be parsed \(train-images-idx3-ubyte declares "
                    r"images of 32 x 32, expected 28 x 28\)" + STACKED_FIX_FOR_FORMAT,
                    lambda: StackedMNISTDataModule(str(tmp_path)).setup("fit"))
+
+
+def test_a_partial_mnist_is_said_when_auto_falls_back_to_the_embedded_digits(tmp_path, data_dir, caplog):
+    """All of MNIST's files or none is a choice; some of them is an interrupted download, which `auto` used to
+    pass over with an info line."""
+    import shutil
+
+    shutil.copytree(data_dir / "digits", tmp_path / "digits")
+    write_mnist(tmp_path, train=30, test=3)
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with caplog.at_level("WARNING", logger="gan"):
+        data = StackedMNISTDataModule(str(tmp_path), num_samples=20)
+        data.setup("fit")
+    assert data.source == "digits"
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == [f"stacked_mnist: {tmp_path / 'MNIST' / 'raw'} holds 3 of MNIST's 4 files (missing t10k-labels-idx1-ubyte), "
+                    "so the 5,000 embedded digits are used instead of MNIST's 60,000; complete it (run data=mnist once) "
+                    "or set data.source=digits"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gan"):  # no MNIST at all: the documented fallback, no warning
+        StackedMNISTDataModule(str(data_dir), num_samples=20).setup("fit")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
