@@ -61,8 +61,12 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
         changed = options_changed_since(checkpoint.get("run_config") or {}, module.run_config)
         if changed:  # allowed (a resumed run may change a learning rate on purpose), but the run is then not exact
-            log.warning("resuming %s with options that differ from its run (the run goes on with the new values): %s",
-                        ckpt_path, "; ".join(changed))
+            # Lightning keys a checkpoint callback's saved state by its interval in optimizer steps, which the
+            # number of updates per iteration changes: that state (the best score behind best.ckpt) is then not restored
+            anew = any(line.startswith(("model.n_critic:", "model.n_generator:")) for line in changed)
+            log.warning("resuming %s with options that differ from its run (the run goes on with the new values): %s%s",
+                        ckpt_path, "; ".join(changed), "; the checkpoint callbacks count their intervals in optimizer "
+                        "steps, which these change, so their state (the best score behind best.ckpt) starts anew" if anew else "")
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)

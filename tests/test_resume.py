@@ -408,3 +408,21 @@ def test_a_checkpoints_folder_given_as_ckpt_path_names_a_file_in_it(tmp_path):
     (folder / "last.ckpt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=rf"e.g. ckpt_path={folder / 'last.ckpt'}$"):
         load_checkpoint(folder)
+
+
+def test_a_resume_that_changes_n_critic_says_the_checkpoint_callbacks_start_anew(make_cfg, tmp_path, caplog):
+    """Lightning keys a checkpoint callback's state by its interval in optimizer steps, which n_critic changes."""
+    run = tiny_overrides("dcgan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    longer = [o for o in run if not o.startswith("generator_steps=")] + ["generator_steps=3", f"ckpt_path={last}"]
+    with caplog.at_level("WARNING", logger="gan"):
+        train(make_cfg(longer + ["model.n_critic=2"], output_dir=tmp_path / "second"))
+    said = [r.getMessage() for r in caplog.records if "options that differ" in r.getMessage()]
+    assert len(said) == 1 and "model.n_critic: 1 -> 2" in said[0] and said[0].endswith(
+        "; the checkpoint callbacks count their intervals in optimizer steps, which these change, so their state (the "
+        "best score behind best.ckpt) starts anew")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gan"):  # another change: no such clause
+        train(make_cfg(longer + ["optimizer.generator.lr=0.01"], output_dir=tmp_path / "third"))
+    assert not any("starts anew" in r.getMessage() for r in caplog.records)
