@@ -414,9 +414,14 @@ class GANModule(pl.LightningModule):
                 observer.on_gan_iteration_end(trainer, self)
             if self.is_last_iteration or (trainer is not None and trainer.should_stop):
                 break
+        if self.is_last_iteration and trainer is not None:
+            # Lightning writes a batch's logged values to the loggers on its logging steps or when training is
+            # asked to stop, not when max_steps is reached: the last iteration's values reached only
+            # trainer.callback_metrics. Training ends after this batch either way.
+            trainer.should_stop = True
         if self.is_logging_step or self.is_last_iteration:
             # only on logging steps (each self.log call costs about as much as a tiny network's update), and
-            # at the end, so the final values are in trainer.callback_metrics
+            # at the end, so the final values are in trainer.callback_metrics and the loggers
             self.log_dict(self.last_terms, on_step=True, on_epoch=False)
 
     def train_iteration(self, reals: Sequence[Tensor], labels: Sequence[Tensor | None], opt_g, opt_d) -> None:
