@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,16 +17,18 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers the config resolvers)
+from gan.callbacks.checkpoint import check_checkpoint_callbacks
 from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.utils.checkpoint import check_resumable, check_resume_length, load_checkpoint, options_changed_since
-from gan.utils.config import check_run_options, groups_under_a_preset, options_under_a_schedule, slurm_batch_job_id
+from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_without_effect,
+                              slurm_batch_job_id)
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
-from gan.utils.logging import finish_loggers, prepare_loggers
+from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
 from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
 
 log = logging.getLogger("gan")
@@ -37,6 +40,10 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     it ran to the end)."""
     lightning_logs_through_root()
     check_run_options(cfg)
+    check_checkpoint_callbacks(cfg)  # intervals and monitors the checkpoint callbacks could not act on
+    check_logger_options(cfg.get("logger"))
+    for line in options_without_effect(cfg):
+        log.warning(line)
     if cfg.get("cpu_threads"):
         torch.set_num_threads(int(cfg.cpu_threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -139,32 +146,43 @@ def continue_wandb_run(cfg: DictConfig, checkpoint: dict[str, Any]) -> None:
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     """One job. A user error (bad option, missing data, ...) is one line, ``error: <message>``, and exit
-    status 2; a run stopped by divergence, one line and status 3 (see gan/utils/errors.py).
+    status 2; a run stopped by divergence, one line and status 3 (see gan/utils/errors.py); a run stopped
+    before ``generator_steps`` by another health check (action stop) or by ``trainer.max_time``, a warning
+    line and status 0.
 
-    In a multirun every job adds its row to the sweep's summary.csv, with the error line of a failed job. A
-    diverged job is recorded as ``diverged`` and the sweep goes on; a failed one stops the sweep unless
+    In a multirun every job adds its row to the sweep's summary.csv, as ``running`` when it starts (a job cut
+    off by another's error in a parallel launcher stays so), then with its outcome and the error line of a job
+    that did not complete. A diverged job is recorded as ``diverged``, a stopped one as ``stopped``, and the
+    sweep goes on; a failed one (its options refused, or training raised) stops the sweep unless
     ``failed_trial_value`` is set, which it then returns so the sweeper goes on. An objective that is never
-    logged stops the sweep before the first trial trains (every trial would fail alike)."""
+    logged, or a search space no trial would use, stops the sweep at its first job whatever
+    ``failed_trial_value`` (every trial would fail alike)."""
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0
     failed_value = cfg.get("failed_trial_value")
-    check_run_options(cfg)  # before check_objective reads generator_steps (train() checks again for API callers)
-    check_objective(cfg)
-    check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
-    if rank_zero_only.rank == 0:  # said once, not by every DDP process
-        for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
-            log.warning(line)
-        for line in options_under_a_schedule(OmegaConf.select(cfg, "model.schedules"), hydra_cfg.overrides.task):
-            log.warning(line)
     started = time.time()
+    stops_the_sweep = False  # a refusal every trial would share: no failed_trial_value lets the sweep go on
     try:
+        check_run_options(cfg)  # before check_objective reads generator_steps (train() checks again for API callers)
+        stops_the_sweep = True
+        check_objective(cfg)
+        check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
+        stops_the_sweep = False
+        if rank_zero_only.rank == 0:  # said once, not by every DDP process
+            for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
+                log.warning(line)
+            for line in options_under_a_schedule(OmegaConf.select(cfg, "model.schedules"), hydra_cfg.overrides.task):
+                log.warning(line)
+        if in_sweep:
+            record_job(cfg, "running", None, {}, started)
         metrics, objects = train(cfg)
     except Exception as error:
         user_error = user_error_behind(error)
+        goes_on = in_sweep and failed_value is not None and not stops_the_sweep
         if in_sweep:
             message = one_line(message_of(user_error)) if user_error else f"{type(error).__name__}: {error}".splitlines()[0]
-            record_job(cfg, "failed", failed_value, {}, started, error=message)
-        if not in_sweep or failed_value is None:
+            record_job(cfg, "failed", float(failed_value) if goes_on else None, {}, started, error=message)
+        if not goes_on:
             raise
         if user_error is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
             print_error(user_error)
@@ -182,6 +200,20 @@ def main(cfg: DictConfig) -> float | None:
         print_error(message)
         return value
     value = objective(metrics, cfg.get("optimized_metric"), failed_value if in_sweep else None)
+    trained, planned = int(objects["module"].generator_steps), int(cfg.generator_steps)
+    if stopped_by is not None or trained < planned:  # a health check's action=stop, trainer.max_time, a callback
+        if stopped_by is not None:
+            reason = f"stopped by GAN health: {describe(stopped_by)} (action={stopped_by.get('action')})"
+        else:
+            max_time = OmegaConf.select(cfg, "trainer.max_time")
+            reason = (f"stopped at generator step {trained} of generator_steps={planned}"
+                      + (f" (trainer.max_time={max_time} reached)" if max_time else ""))
+        if rank_zero_only.rank == 0:  # the log file has it; stderr gets the one line too, as for divergence
+            log.warning("%s; the run did not train to the end", reason)
+            print(f"warning: {one_line(reason)}; the run did not train to the end", file=sys.stderr, flush=True)
+        if in_sweep:
+            record_job(cfg, "stopped", value, metrics, started, error=reason)
+        return value
     if in_sweep:
         record_job(cfg, "completed", value, metrics, started)
     return value
@@ -190,8 +222,13 @@ def main(cfg: DictConfig) -> float | None:
 def check_objective(cfg: DictConfig) -> None:
     """``optimized_metric`` must be a value the metrics callback logs during this run (``val/<name>`` of a
     selected metric, scored at some interval). Checked before training: a name that is never logged would
-    make every sweep trial return ``failed_trial_value`` and the study "succeed" on constants."""
+    make every sweep trial return ``failed_trial_value`` and the study "succeed" on constants. So is
+    ``failed_trial_value``: a number, on the losing side of the sweeper's direction when it has one."""
+    from gan.utils.sweep import check_failed_trial_value
+
     name = cfg.get("optimized_metric")
+    direction = OmegaConf.select(HydraConfig.get(), "sweeper.direction") if HydraConfig.initialized() else None
+    check_failed_trial_value(cfg.get("failed_trial_value"), name, direction)
     if not name:
         return
     from gan.metrics.registry import metric_class

@@ -75,6 +75,35 @@ def batch_end_cadences(trainer: pl.Trainer, module) -> list[Cadence]:
     return cadences
 
 
+def checkpoint_interval_error(trainer: pl.Trainer, module) -> ConfigError | None:
+    """A checkpoint callback whose ``every_n_train_steps`` (Lightning's optimizer steps) is not a multiple of the
+    optimizer steps of one GAN iteration: Lightning's step advances by that many per iteration and the callback
+    tests ``global_step % every == 0`` at iteration (batch) ends, so it would save only at the common multiples,
+    far less often than asked (every 12 steps for 4 under n_critic=5). The shipped configs derive the interval
+    from generator steps (``${optimizer_steps:...}``), which always gives a multiple."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    per_iteration = module.n_critic + module.n_generator
+    for callback in trainer.callbacks:
+        every = getattr(callback, "_every_n_train_steps", 0) if isinstance(callback, ModelCheckpoint) else 0
+        if not every or every % per_iteration == 0:  # no public accessor; 0: no interval
+            continue
+        key = getattr(callback, "config_key", None) or type(callback).__name__
+        return checkpoint_interval_refused(key, every, module.n_critic, module.n_generator)
+    return None
+
+
+def checkpoint_interval_refused(key: str, every: int, n_critic: int, n_generator: int) -> ConfigError:
+    """The one line for ``{key}.every_n_train_steps={every}`` that is not a multiple of an iteration's optimizer steps."""
+    per_iteration = n_critic + n_generator
+    below = every - every % per_iteration
+    multiples = f"{below} or {below + per_iteration}" if below else f"{per_iteration}"
+    return ConfigError(
+        f"{key}.every_n_train_steps={every}: Lightning's step advances by {per_iteration} per GAN iteration "
+        f"(n_critic={n_critic} + n_generator={n_generator}), so it would save only every {math.lcm(every, per_iteration)} "
+        f"steps; expected a multiple of {per_iteration} (e.g. {multiples})")
+
+
 def real_bytes_per_iteration(datamodule, module) -> int:
     """The float32 bytes of the real samples one iteration reads."""
     samples = module.real_batches_per_iteration * int(datamodule.batch_size)
@@ -82,7 +111,11 @@ def real_bytes_per_iteration(datamodule, module) -> int:
 
 
 def resolve_iterations_per_batch(setting: int | str, trainer: pl.Trainer, module) -> int:
-    """The K to train with: ``auto``'s choice, or the explicit setting once its cadences are checked."""
+    """The K to train with: ``auto``'s choice, or the explicit setting once its cadences are checked (and the
+    checkpoint intervals, whatever K: see :func:`checkpoint_interval_error`)."""
+    refused = checkpoint_interval_error(trainer, module)
+    if refused is not None:
+        raise refused
     cadences = batch_end_cadences(trainer, module)
     if setting != AUTO:
         chosen = int(setting)

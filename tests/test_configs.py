@@ -240,3 +240,41 @@ def test_a_presets_callback_values_are_not_overwritten_by_the_callbacks_group(ma
     assert plain.callbacks.sample_grid.every_n_generator_steps == 250
     cli = make_cfg(["model=r3gan", "data=toy2d_grid", "logger=none", "callbacks.sample_grid.every_n_generator_steps=7"])
     assert cli.callbacks.sample_grid.every_n_generator_steps == 7
+
+
+def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
+    """r3gan's gamma and EMA half-life schedules overwrite model.penalties.r1r2.gamma and model.ema_decay at every
+    generator step: set on the command line they changed nothing, without a word (found by an audit)."""
+    from gan.utils.config import options_under_a_schedule
+
+    schedules = make_cfg(["logger=none"]).model.schedules  # the default run: r3gan
+    gamma, = options_under_a_schedule(schedules, ["model.penalties.r1r2.gamma=5"])
+    assert gamma == ("model.schedules.gamma sets gamma of the r1r2 penalty at every generator step, so "
+                     "model.penalties.r1r2.gamma=5 does not set it; change model.schedules.gamma.value (start, end), or "
+                     "add model.schedules.gamma=null")
+    decay, = options_under_a_schedule(schedules, ["model.ema_decay=0.999"])
+    assert decay.startswith("model.schedules.ema_half_life sets the EMA's decay (from its half-life) at every generator "
+                            "step, so model.ema_decay=0.999 does not set it;")
+    assert options_under_a_schedule(schedules, ["model.penalties.r1r2.other=1", "model.ema_start=3"]) == []
+    unscheduled = make_cfg(["logger=none", "model.schedules.gamma=null", "model.schedules.ema_half_life=null"]).model.schedules
+    assert options_under_a_schedule(unscheduled, ["model.penalties.r1r2.gamma=5", "model.ema_decay=0.999"]) == []
+
+
+@pytest.mark.parametrize("overrides, said", [
+    (["model=dcgan", "model.ema_decay=0.9", "model.ema_start=100", "generator_steps=6"],
+     "model.ema_start=100 comes after the run's last generator step (generator_steps=6): the EMA is never updated, so "
+     "samples, metrics and checkpoints' sampling generator are the raw generator's"),
+    (["model=dcgan", "model.ema_decay=0.9", "model.ema_start=6", "generator_steps=6"], None),  # updated at the last step
+    (["model=dcgan", "model.ema_decay=null", "model.ema_start=100", "generator_steps=6"], None),  # no EMA at all
+    (["model=wgan_gp", "augment=ada"], "augment=ada adjusts its probability from the mean sign of D's logits on reals, but "
+     "WassersteinLoss is unchanged when every logit shifts by the same amount"),
+    (["model=r3gan", "augment=ada"], "augment=ada adjusts its probability from the mean sign of D's logits on reals, but "
+     "RelativisticLoss is unchanged"),
+    (["model=dcgan", "augment=ada"], None),  # non-saturating: the sign is D's decision
+])
+def test_options_that_cannot_act_in_their_combination_are_said(make_cfg, overrides, said):
+    """Found by an audit: each of these trained exactly like the run without the option, without a word."""
+    from gan.utils.config import options_without_effect
+
+    lines = options_without_effect(make_cfg(overrides + ["logger=none"]))
+    assert [line[:len(said)] for line in lines] == [said] if said else lines == []

@@ -102,3 +102,26 @@ def test_csv_gets_grad_norms_with_the_generator_step(make_cfg, tmp_path):
     grads = [row for row in rows if row.get("grad/g/norm")]
     assert [float(row[GENERATOR_STEP]) for row in grads] == [2.0, 4.0]
     assert all(float(row["grad/g/norm"]) > 0 and float(row["grad/d/norm"]) > 0 for row in grads)
+
+
+def test_logger_options_that_would_fail_after_the_model_is_built_are_one_line(tmp_path, monkeypatch):
+    """A missing logger package, an unwritable save_dir and a W&B project name W&B refuses were tracebacks (the last
+    two after the model and the data were built)."""
+    import importlib.util
+
+    from gan.utils.errors import ConfigError
+    from gan.utils.logging import check_logger_options
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"^logger.mlflow: MLFlowLogger needs the package mlflow, which is not installed "
+                                          r"\(pip install mlflow\), or choose another logger \(logger=csv\)$"):
+        check_logger_options({"mlflow": {"_target_": "lightning.pytorch.loggers.MLFlowLogger"}})
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=rf"^logger.tensorboard.save_dir={a_file}: cannot write there"):
+        check_logger_options({"tensorboard": {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "save_dir": str(a_file)}})
+    with pytest.raises(ConfigError, match=r"^logger.wandb.project=a/b: W&B project names cannot contain any of "):
+        check_logger_options({"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "a/b"}})
+    check_logger_options({"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path / "csv")},
+                          "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "gan-framework"}, "off": None})

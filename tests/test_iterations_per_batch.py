@@ -193,3 +193,28 @@ def test_a_signal_saves_after_the_iteration_it_arrived_in_not_at_the_batch_end(m
         train(make_cfg(overrides, output_dir=tmp_path), callbacks=[SignalAtStep7()])
     assert exited.value.code == 128 + signal.SIGTERM
     assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["gan_counters"]["generator_steps"] == 7
+
+
+@pytest.mark.parametrize("setting", ["auto", 1, 2])
+def test_a_checkpoint_interval_inside_an_iteration_is_refused_whatever_the_batches(tmp_path, setting):
+    """Lightning tests ``global_step % every`` at batch ends, and its step advances by n_critic + n_generator per
+    iteration: every 3 steps of a DCGAN saved every 6, and auto fell back to one iteration per batch without a word."""
+    from types import SimpleNamespace
+
+    from gan.batching import resolve_iterations_per_batch
+    from gan.callbacks import GANModelCheckpoint
+    from gan.utils.instantiate import with_config_key_attribute
+
+    module = SimpleNamespace(n_critic=1, n_generator=1, real_batches_per_iteration=1)
+    checkpoint = with_config_key_attribute(GANModelCheckpoint(dirpath=str(tmp_path), every_n_train_steps=3), "callbacks.model_checkpoint")
+    datamodule = SimpleNamespace(batches_per_training_step=1, batch_size=8, sample_shape=(2,))
+    trainer = SimpleNamespace(log_every_n_steps=50, callbacks=[checkpoint], datamodule=datamodule)
+    with pytest.raises(ConfigError, match=r"^callbacks.model_checkpoint.every_n_train_steps=3: Lightning's step advances by 2 per "
+                                          r"GAN iteration \(n_critic=1 \+ n_generator=1\), so it would save only every 6 steps; "
+                                          r"expected a multiple of 2 \(e.g. 2 or 4\)$"):
+        resolve_iterations_per_batch(setting, trainer, module)
+    checkpoint._every_n_train_steps = 0  # no interval: nothing to check
+    resolve_iterations_per_batch(setting, trainer, module)
+    trainer.callbacks = [GANModelCheckpoint(dirpath=str(tmp_path), every_n_train_steps=5)]  # built by hand: its class names it
+    with pytest.raises(ConfigError, match=r"^GANModelCheckpoint.every_n_train_steps=5: "):
+        resolve_iterations_per_batch(setting, trainer, module)

@@ -2,6 +2,7 @@
 import csv
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -61,9 +62,12 @@ def test_optuna_study_in_sqlite_resumes_and_failed_trials_return_the_penalty(tmp
         assert float(row["objective"]) == float(row["val/mode_coverage/modes"]) and float(row["objective"]).is_integer()
         assert (tmp_path / "first" / row["job"] / "checkpoints" / "last.ckpt").exists()
 
-    # The same study again (basic launcher), with a trial that fails: the sweep goes on.
+    # The same study again (basic launcher), with a trial that fails: the sweep goes on, and as no job of it
+    # completed, it ends with status 2 and one line saying so.
     second = sweep(tmp_path / "second", tmp_path, "hydra.sweeper.n_trials=1", "model.n_critic=0")
-    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert second.stderr.strip().splitlines()[-1] == ("error: the only job of the sweep failed (model.n_critic must be a "
+                                                      f"positive integer, got 0); see {tmp_path / 'second' / 'summary.csv'}")
     failed = list(csv.DictReader(open(tmp_path / "second" / "summary.csv")))
     assert [(row["status"], float(row["objective"])) for row in failed] == [("failed", -1.0)]
     assert "n_critic must be a positive integer, got 0" in failed[0]["error"]
@@ -157,13 +161,20 @@ def test_a_search_space_no_trial_would_use_is_rejected_before_training(overrides
     ({"direction": ["minimize", "maximize"], "storage": None}, None),
     ({"direction": "sideways"}, r"^hydra.sweeper.direction=sideways: expected minimize or maximize"),
     ({"direction": "maximize", "storage": "notadb"}, r"^hydra.sweeper.storage=notadb: not a database URL \(.*\); expected e.g. sqlite"),
+    # Optuna's "Record does not exist" traceback once the sweep ended with no trial; SQLAlchemy's OperationalError
+    ({"direction": "maximize", "n_trials": 0}, r"^hydra.sweeper.n_trials=0: expected an integer >= 1$"),
+    ({"direction": "maximize", "n_trials": -3}, r"^hydra.sweeper.n_trials=-3: expected an integer >= 1$"),
+    ({"direction": "maximize", "n_jobs": 0}, r"^hydra.sweeper.n_jobs=0: expected an integer >= 1$"),
+    ({"direction": "maximize", "storage": "sqlite:////proc/nope/s.db"},
+     r"^hydra.sweeper.storage=sqlite:////proc/nope/s.db: cannot write the folder /proc/nope \(.*\); expected a sqlite file "
+     r"in a folder this user can create and write$"),
 ])
 def test_the_optuna_sweepers_options_are_checked_before_the_study(options, message):
     """Optuna refused them only when it created the study, with a traceback (ValueError, sqlalchemy's ArgumentError)."""
     from gan.utils.errors import ConfigError
     from gan.utils.sweep import OPTUNA_SWEEPER, check_sweeper_options
 
-    sweeper = OmegaConf.create({"_target_": OPTUNA_SWEEPER, **options})
+    sweeper = OmegaConf.create({"_target_": OPTUNA_SWEEPER, "n_trials": 2, "n_jobs": 1, **options})
     if message is None:
         check_sweeper_options(sweeper)
     else:
@@ -183,3 +194,158 @@ def test_a_bad_sweeper_option_stops_the_multirun_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == ["error: hydra.sweeper.direction=sideways: expected minimize or maximize "
                                                   "(or a list of them, one per objective)"]
     assert not (tmp_path / "sweep" / "0").exists()
+
+
+# --- a sweep's folder, refused jobs, failed_trial_value, stopped jobs, the study's seed (probe 2, 2026-12-05) ---
+
+TOY_SWEEP = ["data=toy2d_grid", "presets=none", "model=dcgan", "model.generator.width=1", "model.discriminator.width=1",
+             "model.generator.latent_dim=2", "generator_steps=4", "cpu_threads=1", "data.batch_size=8",
+             "callbacks.sample_grid.num_points=64", "logger=none"]
+
+
+def train_py(tmp_path, *args):
+    flags = [arg for arg in args if arg == "-m"]  # Hydra's argparse wants -m before the overrides
+    command = [sys.executable, "train.py", *flags, *TOY_SWEEP, f"paths.log_dir={tmp_path / 'logs'}",
+               *(arg for arg in args if arg != "-m")]
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"})
+
+
+def summary(sweep_dir):
+    return list(csv.DictReader(open(sweep_dir / "summary.csv")))
+
+
+@pytest.mark.slow
+def test_a_refused_job_is_recorded_and_a_second_sweep_does_not_overwrite_the_first(tmp_path):
+    """A job refused by check_run_options (seed=-1) had no row and stopped the sweep despite failed_trial_value;
+    a second sweep into the same folder overwrote the first one's results before its first job failed."""
+    sweep_dir = tmp_path / "sweep"
+    first = train_py(tmp_path, "-m", "seed=1,-1,2", "+failed_trial_value=-1", f"hydra.sweep.dir={sweep_dir}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = summary(sweep_dir)
+    assert [(r["job"], r["status"], r["objective"]) for r in rows] == [("0", "completed", ""), ("1", "failed", "-1.0"),
+                                                                       ("2", "completed", "")]
+    assert rows[1]["error"] == "seed=-1 is not valid: expected an integer from 0 to 4294967295"
+    before = {path: path.read_bytes() for path in sweep_dir.rglob("*") if path.is_file()}
+
+    again = train_py(tmp_path, "-m", "seed=3,4", f"hydra.sweep.dir={sweep_dir}")
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        f"error: hydra.sweep.dir={sweep_dir} already holds a sweep (summary.csv, 3 job results, checkpoints of 2 jobs); "
+        "expected a new sweep directory (leave hydra.sweep.dir unset for a dated one); or ckpt_path=last to resume its jobs there"]
+    assert {path: path.read_bytes() for path in sweep_dir.rglob("*") if path.is_file()} == before
+
+
+@pytest.mark.slow
+def test_a_sweep_in_which_every_job_failed_exits_2_and_stopped_jobs_are_not_completed(tmp_path):
+    failed = train_py(tmp_path, "-m", "hparams_search=optuna_toy", "hydra.sweeper.n_trials=2",
+                      "metrics.every_n_generator_steps=2", "model.discriminator.width=-1", f"hydra.sweep.dir={tmp_path / 'a'}")
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert re.fullmatch(rf"error: all 2 jobs of the sweep failed \(first: model.discriminator.width=-1: network sizes .*\); "
+                        rf"see {re.escape(str(tmp_path / 'a' / 'summary.csv'))}", failed.stderr.strip().splitlines()[-1])
+
+    collapse = ["callbacks.gan_health.mode_collapse.action=stop", "callbacks.gan_health.mode_collapse.every_n_generator_steps=1",
+                "callbacks.gan_health.mode_collapse.start_generator_step=1", "callbacks.gan_health.mode_collapse.min_diversity_ratio=1.0",
+                "callbacks.gan_health.mode_collapse.num_samples=64"]
+    stopped = train_py(tmp_path, "-m", "seed=1", *collapse, f"hydra.sweep.dir={tmp_path / 'b'}")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    [row] = summary(tmp_path / "b")
+    assert row["status"] == "stopped" and row["train/generator_step"] == "1.0"
+    assert re.fullmatch(r"stopped by GAN health: mode_collapse at generator step 1 \(diversity_ratio=.*\) \(action=stop\)", row["error"])
+    single = train_py(tmp_path, *collapse, f"hydra.run.dir={tmp_path / 'c'}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert re.fullmatch(r"warning: stopped by GAN health: mode_collapse at generator step 1 \(.*\) \(action=stop\); "
+                        r"the run did not train to the end", single.stderr.strip())
+
+
+@pytest.mark.slow
+def test_a_job_cut_off_by_anothers_error_in_a_parallel_sweep_has_a_running_row(tmp_path):
+    result = train_py(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "generator_steps=3000",
+                      "model.generator.width=1,-2", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert result.returncode == 2
+    assert [(r["job"], r["status"]) for r in summary(tmp_path / "s")] == [("0", "running"), ("1", "failed")]
+
+
+def test_check_sweep_dir_is_new(tmp_path):
+    from gan.utils.errors import ConfigError
+    from gan.utils.sweep import check_sweep_dir_is_new
+
+    check_sweep_dir_is_new(tmp_path / "none", optuna=True)
+    (tmp_path / "0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "0" / ".hydra").mkdir()
+    check_sweep_dir_is_new(tmp_path, optuna=True)  # Hydra's own files only: a sweep that never got far
+    (tmp_path / "0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=rf"^hydra.sweep.dir={re.escape(str(tmp_path))} already holds a sweep \(checkpoints "
+                                          r"of 1 job\); expected a new sweep directory \(leave hydra.sweep.dir unset for a "
+                                          r"dated one\); to add trials to the Optuna study, run with a new hydra.sweep.dir "
+                                          r"and the same hydra.sweeper.storage and hydra.sweeper.study_name$"):
+        check_sweep_dir_is_new(tmp_path, optuna=True)
+    check_sweep_dir_is_new(tmp_path, optuna=False, resumes=True)  # ckpt_path=last: a grid sweep's jobs resume there
+    with pytest.raises(ConfigError, match="already holds a sweep"):
+        check_sweep_dir_is_new(tmp_path, optuna=True, resumes=True)  # new trials, new parameters: never
+
+
+@pytest.mark.parametrize("value,direction,message", [
+    (-1, "maximize", None), (0, "maximize", None), (1e6, "minimize", None), (-1e6, None, None), (float("-inf"), "maximize", None),
+    ("abc", None, r"^failed_trial_value=abc: expected a number \(what a failed or diverged trial returns\)$"),
+    (True, "maximize", r"^failed_trial_value=True: expected a number"),
+    (float("nan"), "minimize", r"^failed_trial_value=nan: expected a number"),
+    (100, "maximize", r"^failed_trial_value=100 would rank failed trials above real values of val/m \(direction maximize, and "
+                      r"the metrics are >= 0\); expected a value <= 0, below any real one \(e.g. -1\)$"),
+    (-1.0, "minimize", r"^failed_trial_value=-1.0 would rank failed trials above real values of val/m \(direction minimize, "
+                       r"and the metrics are >= 0\); expected a value above any real one \(e.g. 1e6\)$"),
+])
+def test_failed_trial_value_is_a_number_that_ranks_below_real_values(value, direction, message):
+    from gan.utils.errors import ConfigError
+    from gan.utils.sweep import check_failed_trial_value
+
+    if message is None:
+        check_failed_trial_value(value, "val/m", direction)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            check_failed_trial_value(value, "val/m", direction)
+
+
+def test_an_optuna_sweep_must_search_something():
+    from gan.utils.errors import ConfigError
+    from gan.utils.sweep import check_something_searched
+
+    cfg = compose_sweep(["hparams_search=optuna_study"])
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.params is empty and no override sweeps a value, so every trial "
+                                          r"would be the same run; expected hparams_search=optuna, optuna_r3gan or optuna_toy, "
+                                          r"or a searched option such as 'model.n_critic=choice\(1,2,5\)'$"):
+        check_something_searched(cfg.hydra.sweeper, ["seed=3"])
+    check_something_searched(cfg.hydra.sweeper, ["model.n_critic=choice(1,2)"])
+    check_something_searched(compose_sweep(["hparams_search=optuna_toy"]).hydra.sweeper, [])
+
+
+def test_a_sweep_whose_jobs_all_failed_is_an_error_and_diverged_ones_are_not(tmp_path):
+    from gan.utils.errors import ConfigError
+    from gan.utils.sweep import check_some_job_ran
+
+    check_some_job_ran(tmp_path)  # no summary: nothing to say
+    write_result(tmp_path / "0", {"job": 0, "status": "failed", "objective": -1.0, "error": "model.n_critic=0: no"})
+    write_result(tmp_path / "1", {"job": 1, "status": "failed", "objective": -1.0, "error": "model.n_critic=0: no"})
+    write_summary(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^all 2 jobs of the sweep failed \(first: model.n_critic=0: no\); see "
+                                          rf"{re.escape(str(tmp_path / 'summary.csv'))}$"):
+        check_some_job_ran(tmp_path)
+    write_result(tmp_path / "1", {"job": 1, "status": "diverged", "objective": -1.0, "error": "training diverged: ..."})
+    write_summary(tmp_path)
+    check_some_job_ran(tmp_path)  # a diverged job ran (documented: the sweep ends with status 0)
+
+
+def test_adding_trials_to_a_study_reseeds_its_sampler(tmp_path):
+    """A fixed TPE seed re-drew the first trials' points when a new sweep added trials to a stored study."""
+    import optuna
+
+    from gan.utils.sweep import optuna_sampler_seed
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert optuna_sampler_seed(1234, storage, "s") == 1234  # no file yet
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
+    assert optuna_sampler_seed(1234, storage, "s") == 1237
+    assert optuna_sampler_seed(1234, storage, "other") == 1234 and optuna_sampler_seed(1234, None, "s") == 1234
+    cfg = compose_sweep(["hparams_search=optuna_toy", f"paths.log_dir={tmp_path}", "model=dcgan", "data=toy2d_ring"])
+    assert cfg.hydra.sweeper.sampler.seed == 1234

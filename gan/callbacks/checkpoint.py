@@ -89,6 +89,106 @@ def slurm_requeue_job_id(trainer) -> str | None:
     return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ.get("SLURM_JOB_ID")
 
 
+def nothing_saved_message(callback: ModelCheckpoint, global_step: int) -> str:
+    """The warning of a run that kept no checkpoint at all: ``save_last=false`` and an interval it never reached."""
+    key = getattr(callback, "config_key", None) or type(callback).__name__
+    every = callback._every_n_train_steps  # no public accessor
+    interval = (f"every_n_train_steps={every} was not reached in {global_step} optimizer steps" if every
+                else "no every_n_train_steps")
+    return (f"{key}: no checkpoint was saved ({key}.save_last=false and {interval}): the trained weights are not kept; "
+            f"set {key}.save_last=true to keep them in last.ckpt")
+
+
+def check_checkpoint_callbacks(cfg) -> None:
+    """The checkpoint callbacks' options that cannot take effect, from the config, before anything is built or
+    written (and before Lightning starts other DDP processes, each of which would say it again): the intervals
+    (:func:`check_checkpoint_intervals`) and the monitors (:func:`check_checkpoint_monitors`). Call it in train.py
+    next to ``check_metrics_fit``."""
+    check_checkpoint_intervals(cfg)
+    check_checkpoint_monitors(cfg)
+
+
+def checkpoint_nodes(cfg):
+    """(key, node) of every node of ``cfg.callbacks`` whose target is a ModelCheckpoint."""
+    from hydra.utils import get_class
+    from omegaconf import DictConfig
+
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        try:
+            if issubclass(get_class(str(node._target_)), ModelCheckpoint):
+                yield f"callbacks.{name}", node
+        except Exception:  # a target that cannot be imported is reported when the callbacks are built
+            continue
+
+
+def check_checkpoint_intervals(cfg) -> None:
+    """``every_n_train_steps`` a multiple of one GAN iteration's optimizer steps (n_critic + n_generator): Lightning
+    tests ``global_step % every`` at iteration ends, so any other value saved only at the common multiples (every
+    12 steps for 4 under wgan). gan/batching.py checks the callbacks a trainer holds again, built by hand or not."""
+    from gan.batching import checkpoint_interval_refused
+    from gan.utils.config import is_integer
+
+    model = cfg.get("model") or {}
+    n_critic, n_generator = model.get("n_critic", 1), model.get("n_generator", 1)
+    if not (is_integer(n_critic) and is_integer(n_generator)) or int(n_critic) < 1 or int(n_generator) < 1:
+        return  # reported where they are checked
+    for key, node in checkpoint_nodes(cfg):
+        every = node.get("every_n_train_steps")
+        if is_integer(every) and int(every) > 0 and int(every) % (int(n_critic) + int(n_generator)):
+            raise checkpoint_interval_refused(key, int(every), int(n_critic), int(n_generator))
+
+
+def check_checkpoint_monitors(cfg) -> None:
+    """Every checkpoint callback of ``cfg.callbacks`` with a ``monitor`` follows a value this run logs. Lightning's
+    ModelCheckpoint skips a monitor it does not find without a word when it is asked to save at a step interval, so
+    ``callbacks.best_checkpoint.monitor=val/nope`` trained to the end with no best.ckpt. ``val/<key>`` must be a key
+    of the selected metrics (``metrics.compute``). With ``callbacks.metrics=null`` nothing is scored: said as a
+    warning (leaving the metrics callback out is a choice; best.ckpt then follows nothing). Call it before
+    training (through :func:`check_checkpoint_callbacks`)."""
+    from omegaconf import OmegaConf
+
+    from gan.metrics.registry import metric_class
+    from gan.utils.errors import ConfigError
+
+    metrics = cfg.get("metrics") or {}
+    scored = OmegaConf.select(cfg, "callbacks.metrics") is not None
+    selected = list(metrics.get("compute") or [])
+    logged = sorted(f"val/{key}" for metric in selected for key in metric_class(metric).directions)
+    for key, node in checkpoint_nodes(cfg):
+        if node.get("monitor") is None:
+            continue
+        monitor = str(node.monitor)
+        if not scored and monitor.startswith("val/"):
+            from lightning.pytorch.utilities import rank_zero_only
+
+            if rank_zero_only.rank == 0:
+                log.warning("%s.monitor=%s is never logged: no metric is scored (callbacks.metrics=null), so %s writes no "
+                            "checkpoint; add %s=null to leave it out", key, monitor, key, key)
+            continue
+        if monitor.startswith("val/") and monitor not in logged:
+            raise ConfigError(f"{key}.monitor={monitor} is never logged: the metrics callback logs "
+                              f"{', '.join(logged) or 'nothing'} (metrics={', '.join(selected) or 'none'}); expected one of those")
+        if f"val/{monitor}" in logged:
+            raise ConfigError(f"{key}.monitor={monitor} is never logged: the metrics callback logs val/{monitor}; "
+                              f"expected {key}.monitor=val/{monitor}")
+
+
+def final_checkpoint(trainer, pl_module) -> Path | None:
+    """The last.ckpt that holds (or, saved by its callback when training ends, will hold) the final generator;
+    None when there is none: no callback saves last.ckpt, or the weights hold NaN/Inf, which GANModelCheckpoint
+    never saves (the hint named a file that did not exist after a divergence with action=warn). Checkpoint
+    callbacks end training after the others (Lightning runs them last), so the file may not be written yet."""
+    saver = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.save_last), None)
+    if saver is None or saver.dirpath is None:
+        return None
+    path = Path(saver.dirpath) / f"{saver.CHECKPOINT_NAME_LAST}{saver.FILE_EXTENSION}"
+    if isinstance(saver, GANModelCheckpoint) and saver._last_global_step_saved != trainer.global_step:
+        return path if first_nonfinite_tensor(pl_module) is None else None  # what its on_train_end will save
+    return path if path.is_file() else None
+
+
 class GANModelCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint with atomic writes, no non-finite weights, a save when training ends
     between two intervals, and a save before exiting on SIGTERM / SIGINT / SIGUSR1 (then a SLURM requeue).
@@ -103,6 +203,7 @@ class GANModelCheckpoint(ModelCheckpoint):
         self.received_signal: int | None = None
         self._handlers_before_fit: dict[int, Any] = {}
         self._saving_checked_at: tuple[int, bool] | None = None
+        self.saved_in_fit = False  # whether this fit wrote a file (said at the end when no checkpoint was)
 
     # ---------------------------------------------------------------------------------- finite weights
     def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:
@@ -143,12 +244,20 @@ class GANModelCheckpoint(ModelCheckpoint):
                 raise CheckpointError(no_space_message(filepath)) from None
             raise
         self._last_checkpoint_saved = filepath
+        self.saved_in_fit = True
 
     # ------------------------------------------------------------------------------------ end of training
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_last and trainer.global_step != self._last_global_step_saved:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         super().on_train_end(trainer, pl_module)
+        if trainer.is_global_zero and self.monitor is None and not self.save_last and trainer.global_step > 0:
+            savers = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+            # said once, by the first such callback with an interval (a best-only one with no metric to follow has none)
+            candidates = [c for c in savers if c.monitor is None and not c.save_last]
+            named = next((c for c in candidates if c._every_n_train_steps), candidates[0])
+            if named is self and not any(c.save_last or getattr(c, "saved_in_fit", True) for c in savers):
+                log.warning(nothing_saved_message(self, trainer.global_step))
 
     # -------------------------------------------------------------------------------------------- signals
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -159,6 +268,7 @@ class GANModelCheckpoint(ModelCheckpoint):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.received_signal = None
+        self.saved_in_fit = False
         # only the callback that writes last.ckpt handles signals (a best-only checkpoint has nothing to save)
         if not (self.save_on_signal and self.save_last) or threading.current_thread() is not threading.main_thread():
             return

@@ -78,7 +78,7 @@ REMEDIES = {
         "spectral norm, minibatch discrimination / minibatch stddev in D, fewer D steps"
     ),
     "divergence": (
-        "lower both learning rates, constrain D (gradient penalty, spectral norm, gradient clipping), "
+        "lower both learning rates, constrain D (gradient penalty, spectral norm, weight clipping: model.weight_clip), "
         "check that the data is in the generator's output range ([-1, 1] for tanh)"
     ),
 }
@@ -257,14 +257,14 @@ def make_detector(kind: str, options: Mapping[str, Any] | None):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ConfigError(f"gan_health.{kind}: unknown option(s) {unknown}; expected some of {sorted(known)}")
+        raise ConfigError(f"callbacks.gan_health.{kind}: unknown option(s) {unknown}; expected some of {sorted(known)}")
     for f in fields(cls):
         if f.name in options and f.name in cls.BOUNDS:
             check_bounds(f"callbacks.gan_health.{kind}.{f.name}", options[f.name], *cls.BOUNDS[f.name],
                          integer=f.type == "int", nullable="None" in f.type)
     detector = cls(**options)
     if detector.action not in ACTIONS:
-        raise ConfigError(f"gan_health.{kind}.action is {detector.action!r}; expected one of {list(ACTIONS)}")
+        raise ConfigError(f"callbacks.gan_health.{kind}.action={detector.action}: expected one of {', '.join(ACTIONS)}")
     return detector
 
 
@@ -363,6 +363,16 @@ class GANHealth(pl.Callback):
     @property
     def fired(self) -> set[str]:
         return {event["kind"] for event in self.events}
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Before training: more mode-collapse samples than the module's fixed noise codes compared that many
+        fakes with ``num_samples`` reals."""
+        from gan.callbacks.sample_grid import fixed_noise_codes
+
+        collapse, codes = self.detectors["mode_collapse"], fixed_noise_codes(pl_module)
+        if stage == "fit" and codes is not None and collapse.every_n_generator_steps and collapse.num_samples > codes:
+            raise ConfigError(f"callbacks.gan_health.mode_collapse.num_samples={collapse.num_samples}: expected at most "
+                              f"{codes}, as many as the module's fixed noise codes (model.num_fixed_samples={codes})")
 
     # ----------------------------------------------------------------------------------- observations
     def on_train_start(self, trainer, pl_module) -> None:

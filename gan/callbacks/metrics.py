@@ -72,8 +72,10 @@ class MetricsCallback(pl.Callback):
         if self.suite is not None and self.suite.metrics and self._last_scored != step and trainer.is_global_zero:
             # said, not done: a score here would add a row the same run resumed past this step does not have
             last = f", last at generator step {self._last_scored}" if self._last_scored is not None else ", never in this run"
-            saving = next((c.dirpath for c in trainer.callbacks if isinstance(c, pl.callbacks.ModelCheckpoint) and c.save_last), None)
-            how = (f"; score it with: python evaluate.py ckpt_path={Path(saving) / 'last.ckpt'}" if saving else "")
+            from gan.callbacks.checkpoint import final_checkpoint
+
+            saved = final_checkpoint(trainer, pl_module)
+            how = f"; score it with: python evaluate.py ckpt_path={saved}" if saved is not None else ""
             log.info("The final generator (generator step %d) was not scored (metrics every %d generator steps%s)%s",
                      step, self.every, last, how)
 

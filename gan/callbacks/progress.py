@@ -15,6 +15,8 @@ import time
 
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from gan.utils.errors import ConfigError
+
 
 def _counts_iterations(module) -> bool:
     return hasattr(module, "iterations_trained")  # a GANModule: it calls on_gan_iteration_end
@@ -23,6 +25,8 @@ def _counts_iterations(module) -> bool:
 class GANProgressBar(TQDMProgressBar):
     def __init__(self, *args, min_seconds_between_refreshes: float = 0.1, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.refresh_rate < 0:  # Lightning takes any rate <= 0 as "no bar": a negative one turned it off silently
+            raise ConfigError(f"callbacks.progress_bar.refresh_rate={self.refresh_rate}: expected an integer >= 0 (0: no bar)")
         self.min_seconds_between_refreshes = float(min_seconds_between_refreshes)
         self._iterations_before_fit = 0
         self._last_refresh = -math.inf

@@ -17,6 +17,13 @@ from gan.visualize import ScatterPlot, picture_writer
 log = logging.getLogger("gan")
 
 
+def fixed_noise_codes(module) -> int | None:
+    """How many fixed latent codes ``module`` holds (``GANModule.fixed_noise``: ``model.num_fixed_samples``), the
+    most samples ``sample_fixed`` draws; None for a module without them."""
+    noise = getattr(module, "fixed_noise", None)
+    return int(noise.shape[0]) if noise is not None else None
+
+
 class SampleGrid(pl.Callback):
     """Every ``every_n_generator_steps`` generator steps (0: never) and once at the end, render the fixed noise.
 
@@ -47,6 +54,20 @@ class SampleGrid(pl.Callback):
         self.last_path: Path | None = None
         self._scatter: ScatterPlot | None = None  # 2D data: one plot kept for the run (its axes drawn once)
         self._writer = BackgroundWriter("sample-grid")
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Before training: a count above the module's fixed noise codes drew only that many, without a word."""
+        codes = fixed_noise_codes(pl_module)
+        if stage != "fit" or codes is None or trainer.datamodule is None:
+            return
+        points = self._points(trainer)
+        name, count = ("num_points", self.num_points) if points else ("num_images", self.num_images)
+        num_classes = getattr(pl_module, "num_classes", None)
+        needed = count if points or not num_classes else max(1, count // num_classes)  # a row of codes per class
+        if needed > codes:
+            most = codes if points or not num_classes else codes * num_classes
+            raise ConfigError(f"callbacks.sample_grid.{name}={count}: expected at most {most}, as many as the module's fixed "
+                              f"noise codes (model.num_fixed_samples={codes}){' per class' if most != codes else ''}")
 
     @property
     def batch_end_every_n_generator_steps(self) -> int:

@@ -96,10 +96,56 @@ def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[st
     return lines
 
 
+#: losses unchanged when every logit shifts by the same amount, so the sign of D's real logits means nothing there
+SHIFT_INVARIANT_LOSSES = ("WassersteinLoss", "RelativisticLoss")
+
+
+def options_without_effect(cfg: DictConfig) -> list[str]:
+    """Warnings for options that cannot act in this run's combination (found by an audit: each trained exactly
+    like the run without it, without a word): an EMA whose ``ema_start`` comes after the run's last generator
+    step (samples, metrics and ``load_generator`` then use the raw generator), and ADA with a loss that leaves
+    D's logits free to shift, where its overfitting signal, the mean sign of D on reals, follows that shift."""
+    lines = []
+    model = cfg.get("model") or {}
+    steps, start = cfg.get("generator_steps"), model.get("ema_start")
+    if model.get("ema_decay") is not None and is_integer(steps) and is_integer(start) and int(start) > int(steps):
+        lines.append(f"model.ema_start={start} comes after the run's last generator step (generator_steps={steps}): the EMA "
+                     "is never updated, so samples, metrics and checkpoints' sampling generator are the raw generator's")
+    augment = str(OmegaConf.select(cfg, "model.augment._target_") or "")
+    loss = str(OmegaConf.select(cfg, "loss._target_") or "").rsplit(".", 1)[-1]
+    if augment.endswith("AdaptiveAugment") and loss in SHIFT_INVARIANT_LOSSES:
+        lines.append(f"augment=ada adjusts its probability from the mean sign of D's logits on reals, but {loss} is "
+                     "unchanged when every logit shifts by the same amount, so that sign follows an arbitrary offset and "
+                     "not overfitting; use augment=diffaugment (a fixed probability) or a loss with a decision boundary "
+                     "(non_saturating, hinge)")
+    return lines
+
+
+def model_options_under_a_schedule(schedules: DictConfig | None, key: str, choice: str) -> list[str]:
+    """The line for ``key=choice`` when a schedule of ``model.schedules`` overwrites that model option at every
+    generator step: a penalty's attribute (r3gan's ``gamma`` of ``r1r2``) or ``model.ema_decay`` (its half-life)."""
+    lines = []
+    for name, setting in (schedules or {}).items():
+        target = str((setting or {}).get("_target_", ""))
+        if target.endswith("PenaltySetting"):
+            penalty, attribute = str(setting.penalty), str(setting.attribute)
+            hit = key in (f"model.penalties.{penalty}.{attribute}", f"model.penalties.{penalty}")
+            what = f"{attribute} of the {penalty} penalty"
+        elif target.endswith("EMAHalfLife"):
+            hit, what = key == "model.ema_decay", "the EMA's decay (from its half-life)"
+        else:
+            continue
+        if hit:
+            lines.append(f"model.schedules.{name} sets {what} at every generator step, so {key}={choice} does not set it; "
+                         f"change model.schedules.{name}.value (start, end), or add model.schedules.{name}=null")
+    return lines
+
+
 def options_under_a_schedule(schedules: DictConfig | None, task_overrides: Iterable[str]) -> list[str]:
     """One line per optimizer option set on the command line (``optimizer.generator.lr=1e-3``, or a whole
     group, ``optimizer=ttur``) that a schedule of ``model.schedules`` overwrites at every generator step
-    (r3gan schedules lr and Adam's beta2 on both optimizers), so the option would silently have no effect."""
+    (r3gan schedules lr and Adam's beta2 on both optimizers), so the option would silently have no effect; and per
+    model option a schedule overwrites (r3gan's R1/R2 gamma and EMA decay, :func:`model_options_under_a_schedule`)."""
     scheduled = {}  # hyperparameter -> (schedule name, networks)
     for name, setting in (schedules or {}).items():
         if setting is not None and str(setting.get("_target_", "")).endswith("OptimizerSetting"):
@@ -108,6 +154,8 @@ def options_under_a_schedule(schedules: DictConfig | None, task_overrides: Itera
     lines = []
     for override in task_overrides:
         key, _, choice = str(override).lstrip("+~").partition("=")
+        if choice:
+            lines += model_options_under_a_schedule(schedules, key, choice)
         if not choice or not (key == "optimizer" or key.startswith("optimizer.")):
             continue
         for hyperparameter, (name, networks) in scheduled.items():
@@ -176,14 +224,23 @@ def is_integer(value: object) -> bool:
 
 def check_run_options(cfg: DictConfig) -> None:
     """train.py's ``seed``, ``generator_steps``, ``cpu_threads``, ``metrics.every_n_generator_steps`` and ``compile``,
-    a hand-set ``trainer.max_steps``, and that the run directory can be written."""
+    ``trainer.log_every_n_steps``, a hand-set ``trainer.max_steps``, and that the run directory can be written."""
     check_integer_options(cfg, RUN_OPTIONS)
+    check_log_interval(cfg)
     if not isinstance(cfg.get("compile", False), bool):  # any other value was truthy: compile=maybe compiled
         raise ConfigError(f"compile={cfg.get('compile')} is not valid: expected true or false")
     check_run_length(cfg)
     output_dir = (cfg.get("paths") or {}).get("output_dir")
     if output_dir:
         check_writable_folder(output_dir, "paths.output_dir")
+
+
+def check_log_interval(cfg: DictConfig) -> None:
+    """``trainer.log_every_n_steps``: Lightning took 0 as "never log" (not even the last iteration) and a negative
+    value as "every iteration", both without a word. Null: Lightning's default (50)."""
+    value = OmegaConf.select(cfg, "trainer.log_every_n_steps")
+    if value is not None and not (is_integer(value) and int(value) >= 1):
+        raise ConfigError(f"trainer.log_every_n_steps={value} is not valid: expected an integer >= 1 (logger=none for no logging)")
 
 
 def check_run_length(cfg: DictConfig) -> None:

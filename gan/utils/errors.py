@@ -121,6 +121,32 @@ def describe_composition_error(error: BaseException) -> str:
     return message + did_you_mean(cause)
 
 
+#: how Hydra's defaults list (hydra/_internal/defaults_list.py, hydra-core 1.3) refuses a config group override whose
+#: value is not a name: ``presets=null``, ``model=3``
+GROUP_OVERRIDE_REFUSED = "Config group override must be a string or a list"
+
+
+def describe_group_choice_error(error: BaseException, arguments: list[str]) -> str:
+    """One line for :data:`GROUP_OVERRIDE_REFUSED`, which names neither the override nor the options: the first
+    command-line override of a config group whose value is not a name (``presets=null``), and the group's configs."""
+    overrides = [argument for argument in arguments if "=" in argument and not argument.startswith("-")]
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # an override Hydra cannot parse was reported before this one could be reached
+        parsed = []
+    for override in parsed:
+        if override.is_sweep_override() or override.is_delete() or isinstance(override.value(), (str, list, dict)):
+            continue
+        group = override.key_or_group
+        options = group_options(group)
+        if options:
+            value = override.input_line.partition("=")[2]
+            return f"{group}={value}: expected one of {', '.join(sorted(options))} (the name of a {group} config)"
+    return one_line(f"{error}; a config group (model=..., presets=...) takes a config's name")
+
+
 def did_you_mean(cause: BaseException | None) -> str:
     """``; did you mean n_critic?`` for a key OmegaConf did not find (``model.n_critc=3``), from the keys
     its parent node has; empty when nothing is close."""
@@ -171,6 +197,11 @@ def composition_errors_in_one_line() -> None:
                 if os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 print_error(describe_composition_error(error))
+                raise SystemExit(UserError.exit_status) from None
+            except ValueError as error:  # Hydra's defaults list refusing ``presets=null`` (or a number) as a group choice
+                if os.environ.get("HYDRA_FULL_ERROR") == "1" or not str(error).startswith(GROUP_OVERRIDE_REFUSED):
+                    raise
+                print_error(describe_group_choice_error(error, sys.argv[1:]))
                 raise SystemExit(UserError.exit_status) from None
 
         return report(composed)

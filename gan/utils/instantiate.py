@@ -86,6 +86,8 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
             raise ConfigError(f"trainer.{option}={value}: the GAN module steps its two optimizers itself (Lightning's "
                               f"manual optimization), where Lightning does not apply it; expected {expected} ({instead})")
     check_accelerator_present(node.get("accelerator"))
+    check_data_parallel_strategy(node)
+    check_no_validation_options(node)
     for switch, kind in (("enable_progress_bar", ProgressBar), ("enable_checkpointing", Checkpoint)):
         if node.get(switch) is False:
             dropped = [c for c in callbacks if isinstance(c, kind)]
@@ -95,6 +97,66 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
     # TypeError: Lightning's refusal of a value's kind (devices=abc under CPUAccelerator), or an option the Trainer
     # does not have (+trainer.foo=1); the arguments built here are always accepted
     return build_refusable(node, "trainer", (ValueError, TypeError, MisconfigurationException), callbacks=callbacks, **kwargs)
+
+
+#: strategies under which Lightning runs DDP without looking for unused parameters (``auto`` picks ``ddp`` for several
+#: processes)
+PLAIN_DDP_STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def process_count(value, accelerator) -> int | None:
+    """How many devices ``trainer.devices`` asks for (None: a value Lightning refuses itself, in its own words)."""
+    if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
+        return len(value)
+    if isinstance(value, str) and "," in value:  # "0,1": those GPUs
+        return len([part for part in value.split(",") if part.strip()])
+    if value in ("auto", -1, "-1"):  # every GPU there is (one process on the CPU)
+        import torch
+
+        gpus = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        return torch.cuda.device_count() if gpus else 1
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_data_parallel_strategy(node: DictConfig) -> None:
+    """Several processes (``trainer.devices`` or ``num_nodes`` > 1) under a strategy that makes them plain DDP
+    (``auto``): G's parameters get no gradient in D's step, so DDP stops in the first backward with a traceback
+    from every rank (``parameters that were not used in producing the loss``). trainer=ddp / ddp_cpu set
+    ``ddp_find_unused_parameters_true``."""
+    strategy = node.get("strategy", "auto")
+    if not isinstance(strategy, str) or strategy not in PLAIN_DDP_STRATEGIES:
+        return
+    accelerator = node.get("accelerator", "auto")
+    devices = process_count(node.get("devices", "auto"), accelerator)
+    nodes = node.get("num_nodes", 1)
+    many = [f"trainer.{key}={value}" for key, value, count in (("devices", node.get("devices"), devices),
+                                                                 ("num_nodes", nodes, process_count(nodes, None)))
+            if count is not None and count > 1]
+    if not many:
+        return
+    import torch
+
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    preset = "trainer=ddp_cpu" if on_cpu else "trainer=ddp"
+    raise ConfigError(f"{' '.join(many)} with trainer.strategy={strategy}: Lightning would run plain DDP, which a GAN "
+                      f"cannot use (G's parameters get no gradient in D's step); expected {preset} {' '.join(many)} "
+                      f"(or trainer.strategy=ddp_find_unused_parameters_true)")
+
+
+#: Trainer options of Lightning's validation loop, which this framework does not run (``limit_val_batches: 0``;
+#: metrics are scored by the metrics callback)
+VALIDATION_OPTIONS = ("val_check_interval",)
+
+
+def check_no_validation_options(node: DictConfig) -> None:
+    """``+trainer.val_check_interval=2`` was accepted and did nothing: there is no validation loop."""
+    for option in VALIDATION_OPTIONS:
+        if node.get(option) is not None:
+            raise ConfigError(f"trainer.{option}={node.get(option)}: this framework runs no validation loop; metrics are "
+                              "scored every metrics.every_n_generator_steps generator steps (set that instead)")
 
 
 def check_accelerator_present(accelerator) -> None:
@@ -133,8 +195,23 @@ def instantiate_group(group: DictConfig | None) -> list:
                           f"got {type(group).__name__}")
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    return [build_refusable(node, node._get_full_key(None), (MisconfigurationException,))
-            for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    built = []
+    for node in group.values():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            key = node._get_full_key(None)
+            built.append(with_config_key_attribute(build_refusable(node, key, (MisconfigurationException,)), key))
+    return built
+
+
+def with_config_key_attribute(obj, key: str):
+    """``obj`` with ``config_key`` set to the key of the node it was built from (``callbacks.model_checkpoint``),
+    for the checks made once the trainer holds it, which name its options by that key (gan/batching.py); an
+    object that takes no attributes is left as it is."""
+    try:
+        obj.config_key = key
+    except (AttributeError, TypeError):
+        pass
+    return obj
 
 
 #: the model's two networks, as their config keys and GANModule attributes

@@ -32,6 +32,38 @@ def wandb_offline() -> bool:
     return not wandb_has_credentials()
 
 
+#: the package each of Lightning's loggers imports when it is built (TensorBoard's takes either)
+LOGGER_PACKAGES = {"WandbLogger": ("wandb",), "TensorBoardLogger": ("tensorboard", "tensorboardX"),
+                   "MLFlowLogger": ("mlflow",), "CometLogger": ("comet_ml",), "NeptuneLogger": ("neptune",)}
+#: characters W&B refuses in a project name (wandb.init raises a UsageError, after the model was built)
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
+
+
+def check_logger_options(group: Mapping | None) -> None:
+    """Before anything is built: each logger's package is installed, its ``save_dir`` can be written and a W&B
+    project name is one W&B takes. Each failed with a traceback, the last two after the model and data were
+    built (found by an audit)."""
+    import importlib.util
+
+    from gan.utils.config import check_writable_folder
+    from gan.utils.errors import ConfigError
+
+    for name, node in (group or {}).items():
+        if not isinstance(node, Mapping) or not node.get("_target_"):
+            continue
+        kind = str(node["_target_"]).rsplit(".", 1)[-1]
+        packages = LOGGER_PACKAGES.get(kind, ())
+        if packages and not any(importlib.util.find_spec(package) for package in packages):
+            raise ConfigError(f"logger.{name}: {kind} needs the package {' or '.join(packages)}, which is not installed "
+                              f"(pip install {packages[0]}), or choose another logger (logger=csv)")
+        if node.get("save_dir"):
+            check_writable_folder(str(node["save_dir"]), f"logger.{name}.save_dir")
+        project = node.get("project")
+        if kind == "WandbLogger" and project and any(c in str(project) for c in WANDB_PROJECT_FORBIDDEN):
+            raise ConfigError(f"logger.{name}.project={project}: W&B project names cannot contain any of "
+                              f"{' '.join(WANDB_PROJECT_FORBIDDEN)}")
+
+
 def prepare_loggers(loggers: Iterable) -> None:
     """Lightning's WandbLogger passes ``anonymous=None`` to ``wandb.init``, which W&B answers at every
     start with a warning that the (deprecated) setting has no effect; leave the unset argument out."""

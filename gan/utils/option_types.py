@@ -42,6 +42,17 @@ def check_option_types(node: Any) -> None:
         return
     target = node.get("_target_") if "_target_" in node else None
     annotations = parameter_annotations(target) if target is not None else {}
+    accepted = accepted_options(target) if target is not None else None
+    if accepted is not None:
+        # a null option is left out where the framework builds the target (an optimizer's unset momentum)
+        unknown = sorted(str(key) for key in node.keys() if isinstance(key, str) and key not in HYDRA_KEYS
+                         and key not in accepted and not OmegaConf.is_missing(node, key) and node._get_node(key)._value() is not None)
+        if unknown:
+            where = node._get_full_key(None) or "the config"
+            hint = ("; options of another network family come from arch=..., whose networks a per-data preset replaces "
+                    "(add presets=none)") if where in ("model.generator", "model.discriminator") else ""
+            raise ConfigError(f"{where}: {str(target).rsplit('.', 1)[-1]} takes no option {', '.join(unknown)} (a "
+                              f"TypeError when it is built){hint}")
     for key in node.keys():
         if not isinstance(key, str) or key in HYDRA_KEYS or OmegaConf.is_missing(node, key):
             continue
@@ -105,6 +116,33 @@ def parameter_annotations(target: Any) -> dict[str, Any]:
         if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             break  # the base classes' parameters are reachable only through **kwargs
     return annotations
+
+
+def accepted_options(target: Any) -> set[str] | None:
+    """The keyword parameters ``target`` takes (for a class, its ``__init__``'s and those of the base classes it
+    passes ``**kwargs`` on to); None when it takes any keyword (a ``**kwargs`` that reaches ``object`` or a
+    function) or cannot be located or inspected, so nothing is refused that might be accepted."""
+    if isinstance(target, str):
+        from hydra._internal.utils import _locate
+
+        try:
+            target = _locate(target)
+        except Exception:
+            return None
+    if not inspect.isclass(target):
+        return None  # a function (a partial's target among them): left to the call
+    names: set[str] = set()
+    for klass in target.__mro__:
+        if klass is object or "__init__" not in klass.__dict__:
+            continue
+        try:
+            parameters = inspect.signature(inspect.unwrap(klass.__dict__["__init__"])).parameters
+        except (TypeError, ValueError):
+            return None
+        names |= {name for name, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return names - {"self"}
+    return None  # **kwargs all the way up: anything may be taken
 
 
 def annotation_namespace(function: Any) -> dict[str, Any]:

@@ -48,10 +48,17 @@ def objective(metrics: Mapping[str, float], name: str | None, failed_value: floa
     return float(value)
 
 
-def write_result(job_dir: str | Path, result: Mapping[str, Any]) -> Path:
+def write_result(job_dir: str | Path, result: Mapping[str, Any]) -> Path | None:
+    """``<job_dir>/result.json``; None, with a warning, when the folder cannot be written (a job refused for
+    an unwritable ``paths.output_dir`` is then missing from summary.csv, but its own error line still stands)."""
     path = Path(job_dir) / RESULT_FILE
-    with atomic_write(path) as temporary:
-        temporary.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as temporary:
+            temporary.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    except OSError as error:
+        log.warning("cannot write %s (%s): this job has no row in summary.csv", path, error.strerror or error)
+        return None
     return path
 
 
@@ -97,12 +104,56 @@ def write_summary(sweep_dir: str | Path) -> Path:
 def sqlite_storage(path: str) -> str:
     """An SQLAlchemy URL for a sqlite file, its folder created (sqlite will not create it)."""
     path = Path(path).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_sqlite_folder(path.parent, f"sqlite:///{path}")
     return f"sqlite:///{path}"
 
 
-if not OmegaConf.has_resolver("sqlite_storage"):  # used by conf/hparams_search before any job runs
-    OmegaConf.register_new_resolver("sqlite_storage", sqlite_storage)
+def check_sqlite_folder(folder: Path, storage: str) -> None:
+    """Create ``folder`` and write a file in it: sqlite could not open the study's file otherwise
+    (SQLAlchemy's ``OperationalError: unable to open database file`` traceback when the study is created)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(f"hydra.sweeper.storage={storage}: cannot write the folder {folder} ({error.strerror or error}); "
+                          "expected a sqlite file in a folder this user can create and write") from None
+
+
+def trials_in_study(storage: str | None, study_name: str | None) -> int:
+    """How many trials the study ``study_name`` already holds in the sqlite file of ``storage`` (0 when there is
+    no such file, study or table: read only, without Optuna, so it costs nothing when the config resolves)."""
+    import sqlite3
+
+    if not storage or not str(storage).startswith("sqlite:///"):
+        return 0
+    path = Path(str(storage)[len("sqlite:///"):])
+    if not path.is_file():
+        return 0
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = connection.execute("SELECT COUNT(*) FROM trials JOIN studies ON trials.study_id = studies.study_id "
+                                     "WHERE studies.study_name = ?", (str(study_name),)).fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def optuna_sampler_seed(seed: int, storage: str | None, study_name: str | None) -> int:
+    """The sampler's seed: ``seed`` plus the number of trials the study already holds. A new study starts from
+    ``seed`` (reproducible); adding trials to it (a new sweep with the same storage and study_name) draws new
+    points instead of the first ones again, which a fixed seed re-drew (TPE's random startup trials)."""
+    return int(seed) + trials_in_study(storage, study_name)
+
+
+for _name, _resolver in (("sqlite_storage", sqlite_storage), ("optuna_sampler_seed", optuna_sampler_seed)):
+    if not OmegaConf.has_resolver(_name):  # used by conf/hparams_search before any job runs
+        OmegaConf.register_new_resolver(_name, _resolver)
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:
@@ -114,11 +165,20 @@ OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweepe
 DIRECTIONS = ("minimize", "maximize")
 
 
+def is_optuna(sweeper: Mapping[str, Any]) -> bool:
+    return sweeper.get("_target_") == OPTUNA_SWEEPER
+
+
 def check_sweeper_options(sweeper: Mapping[str, Any]) -> None:
-    """The Optuna sweeper's ``direction`` and ``storage``, which Optuna and SQLAlchemy refuse only when the study is
-    created, with a traceback (``hydra.sweeper.direction=sideways``, ``hydra.sweeper.storage=notadb``)."""
-    if sweeper.get("_target_") != OPTUNA_SWEEPER:
+    """The Optuna sweeper's ``direction``, ``storage``, ``n_trials`` and ``n_jobs``, which Optuna and SQLAlchemy
+    refuse only when the study is created or asked, with a traceback (``hydra.sweeper.direction=sideways``,
+    ``hydra.sweeper.storage=notadb``, a sqlite file in a folder that cannot be written, ``n_trials=0``)."""
+    if not is_optuna(sweeper):
         return
+    for key in ("n_trials", "n_jobs"):
+        value = sweeper.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"hydra.sweeper.{key}={value}: expected an integer >= 1")
     direction = sweeper.get("direction")
     directions = list(direction) if OmegaConf.is_list(direction) or isinstance(direction, list) else [direction]
     if not directions or any(str(d).lower() not in DIRECTIONS for d in directions):
@@ -133,16 +193,132 @@ def check_sweeper_options(sweeper: Mapping[str, Any]) -> None:
         except Exception as error:  # sqlalchemy.exc.ArgumentError
             raise ConfigError(f"hydra.sweeper.storage={storage}: not a database URL ({error}); expected e.g. "
                               "sqlite:///path/to/study.db, or null for a study in memory") from None
+        url = make_url(str(storage))
+        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+            check_sqlite_folder(Path(url.database).expanduser().absolute().parent, str(storage))
+
+
+def check_something_searched(sweeper: Mapping[str, Any], task_overrides: list[str]) -> None:
+    """An Optuna sweep must search something: ``hparams_search=optuna_study`` alone (the shared study settings,
+    with no ``hydra.sweeper.params``) ran n_trials identical trials and reported ``Best parameters: {}``."""
+    if not is_optuna(sweeper):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(task_overrides)
+    if any(override.is_sweep_override() for override in OverridesParser.create().parse_overrides(arguments)):
+        return
+    raise ConfigError("hydra.sweeper.params is empty and no override sweeps a value, so every trial would be the same "
+                      "run; expected hparams_search=optuna, optuna_r3gan or optuna_toy, or a searched option such as "
+                      "'model.n_critic=choice(1,2,5)'")
+
+
+def check_failed_trial_value(value: Any, metric: str | None = None, direction: Any = None) -> None:
+    """``failed_trial_value`` is a number (the sweeper casts it with float() once a trial has failed: a
+    traceback then), and, for a known direction, not one that ranks a failed trial above real ones. Every
+    metric the framework logs is >= 0 (FID, KID up to its estimator's noise, KL, modes, coverages, IS), so:
+    when maximizing it must be <= 0, the worst a real run can score; when minimizing, > 0 (no finite value is
+    above every FID, so a positive one is taken as meant: the default is 1e6)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(f"failed_trial_value={value}: expected a number (what a failed or diverged trial returns)")
+    direction = str(direction).lower() if isinstance(direction, str) else None
+    if direction == "maximize" and value > 0:
+        raise ConfigError(f"failed_trial_value={value} would rank failed trials above real values of {metric} (direction "
+                          "maximize, and the metrics are >= 0); expected a value <= 0, below any real one (e.g. -1)")
+    if direction == "minimize" and value <= 0:
+        raise ConfigError(f"failed_trial_value={value} would rank failed trials above real values of {metric} (direction "
+                          "minimize, and the metrics are >= 0); expected a value above any real one (e.g. 1e6)")
+
+
+def results_in(sweep_dir: str | Path) -> list[str]:
+    """What an earlier sweep left in ``sweep_dir``: its summary.csv, job results and checkpoints."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return []
+    found = []
+    if (sweep_dir / SUMMARY_FILE).exists():
+        found.append(SUMMARY_FILE)
+    results = list(sweep_dir.glob(f"*/{RESULT_FILE}"))
+    if results:
+        found.append(f"{len(results)} job result{'s' if len(results) > 1 else ''}")
+    checkpoints = {path.parent.parent.name for path in sweep_dir.glob("*/checkpoints/*.ckpt")}
+    if checkpoints:
+        found.append(f"checkpoints of {len(checkpoints)} job{'s' if len(checkpoints) > 1 else ''}")
+    return found
+
+
+def check_sweep_dir_is_new(sweep_dir: str | Path, optuna: bool, resumes: bool = False) -> None:
+    """A sweep does not start in a folder that holds another sweep's results: its jobs, numbered from 0 again,
+    overwrote the earlier jobs' result.json and .hydra/ and failed on their checkpoints, and an Optuna study
+    recorded those failures as trials. A grid sweep run again with ``ckpt_path=last`` (a SLURM batch job
+    requeued, where an unset ckpt_path means last) resumes its jobs there, as each run would."""
+    found = results_in(sweep_dir)
+    if not found or (resumes and not optuna):
+        return
+    how = ("; to add trials to the Optuna study, run with a new hydra.sweep.dir and the same hydra.sweeper.storage and "
+           "hydra.sweeper.study_name" if optuna else "; or ckpt_path=last to resume its jobs there")
+    raise ConfigError(f"hydra.sweep.dir={sweep_dir} already holds a sweep ({', '.join(found)}); expected a new sweep "
+                      f"directory (leave hydra.sweep.dir unset for a dated one){how}")
+
+
+def summary_statuses(sweep_dir: str | Path) -> list[dict[str, str]]:
+    path = Path(sweep_dir) / SUMMARY_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def check_some_job_ran(sweep_dir: str | Path) -> None:
+    """A sweep in which every job failed (a fixed option every trial shares, with failed_trial_value set so the
+    sweep went on) is an error, not a study that "succeeded" on failed_trial_value. Diverged or stopped jobs
+    ran: a sweep of them ends with status 0 (see summary.csv)."""
+    rows = summary_statuses(sweep_dir)
+    if not rows or any(row.get("status") != "failed" for row in rows):
+        return
+    first = next((row.get("error") for row in rows if row.get("error")), "")
+    failed = f"all {len(rows)} jobs of the sweep failed" if len(rows) > 1 else "the only job of the sweep failed"
+    shown = f" ({'first: ' if len(rows) > 1 else ''}{first})" if first else ""
+    raise ConfigError(f"{failed}{shown}; see {Path(sweep_dir) / SUMMARY_FILE}")
 
 
 class SweepOptionsCheck(Callback):  # Hydra calls every hook of every callback: the base class's do nothing
-    """A Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml): the sweeper's options are checked when a
-    multirun starts, before the sweeper builds its study."""
+    """A Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml). When a multirun starts, before the sweeper
+    builds its study: the sweeper's options, ``failed_trial_value``, that an Optuna sweep searches something, and
+    that the sweep folder holds no earlier sweep. When it ends: that some job did not fail (exit status 2 if all did)."""
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
-        try:
-            check_sweeper_options(config.hydra.sweeper)
-        except ConfigError as error:
-            # Hydra turns an exception of a callback into a warning and goes on: the multirun stops here instead
-            print_error(error)
-            raise SystemExit(error.exit_status) from None
+        def checks() -> None:
+            sweeper = config.hydra.sweeper
+            check_sweeper_options(sweeper)
+            direction = sweeper.get("direction") if is_optuna(sweeper) else None
+            check_failed_trial_value(config.get("failed_trial_value"), config.get("optimized_metric"), direction)
+            check_something_searched(sweeper, list(config.hydra.overrides.task))
+            ckpt_path = config.get("ckpt_path")
+            from gan.utils.config import slurm_batch_job_id
+
+            resumes = ckpt_path == "last" or (ckpt_path is None and slurm_batch_job_id() is not None)
+            check_sweep_dir_is_new(config.hydra.sweep.dir, is_optuna(sweeper), resumes)
+
+        stop_on_user_error(checks)
+
+    def on_multirun_end(self, config, **kwargs: Any) -> None:
+        stop_on_user_error(lambda: check_some_job_ran(config.hydra.sweep.dir))
+
+
+def stop_on_user_error(check) -> None:
+    """Hydra turns an exception of a callback into a warning and goes on: the multirun stops here instead, with
+    the one line of a user error (one raised inside a config resolver, e.g. the study's folder, included)."""
+    from gan.utils.errors import user_error_behind
+
+    try:
+        check()
+    except Exception as error:
+        user_error = user_error_behind(error)
+        if user_error is None:
+            raise
+        print_error(user_error)
+        raise SystemExit(user_error.exit_status) from None

@@ -58,3 +58,113 @@ def test_signal_handlers_in_place_before_training_are_restored(make_cfg):
         assert signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# --------------------------------------------------------------------- intervals, monitors, nothing saved
+@pytest.mark.parametrize("model, every, message", [
+    # wgan: 6 optimizer steps per iteration, so 4 saved only every 12 (at global steps 12, 24, 36)
+    ("wgan", 4, r"^callbacks.model_checkpoint.every_n_train_steps=4: Lightning's step advances by 6 per GAN iteration "
+                r"\(n_critic=5 \+ n_generator=1\), so it would save only every 12 steps; expected a multiple of 6 \(e.g. 6\)$"),
+    ("dcgan", 1001, r"^callbacks.model_checkpoint.every_n_train_steps=1001: Lightning's step advances by 2 per GAN iteration "
+                    r"\(n_critic=1 \+ n_generator=1\), so it would save only every 2002 steps; expected a multiple of 2 "
+                    r"\(e.g. 1000 or 1002\)$"),
+])
+def test_a_checkpoint_interval_that_is_not_a_multiple_of_an_iteration_is_refused_before_training(make_cfg, tmp_path, model,
+                                                                                                  every, message):
+    from gan.callbacks.checkpoint import check_checkpoint_callbacks
+    from gan.utils.errors import ConfigError
+
+    cfg = make_cfg(tiny_overrides(model, "toy2d_ring", steps=6) + [
+        "metrics=none", f"callbacks.model_checkpoint.every_n_train_steps={every}", "callbacks.model_checkpoint.save_top_k=-1"])
+    with pytest.raises(ConfigError, match=message):  # from the config, before anything is built (train.py)
+        check_checkpoint_callbacks(cfg)
+    with pytest.raises(ConfigError, match=message):  # from the callbacks the trainer holds (gan/batching.py)
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_every_shipped_model_s_checkpoint_intervals_are_multiples_of_its_iteration(make_cfg):
+    """The shipped configs derive the intervals from generator steps (``${optimizer_steps:...}``)."""
+    from pathlib import Path
+
+    from gan.callbacks.checkpoint import check_checkpoint_callbacks
+    from gan.utils.config import PROJECT_ROOT
+
+    for path in sorted(Path(PROJECT_ROOT, "conf", "model").glob("*.yaml")):
+        for extra in ([], ["metrics.every_n_generator_steps=7"]):
+            cfg = make_cfg([f"model={path.stem}", "data=toy2d_ring", *extra])
+            per_iteration = cfg.model.n_critic + cfg.model.n_generator
+            for name in ("model_checkpoint", "best_checkpoint"):
+                every = cfg.callbacks[name].every_n_train_steps
+                assert every % per_iteration == 0, (path.stem, name, every, per_iteration)
+            check_checkpoint_callbacks(cfg)
+
+
+def test_a_checkpoint_monitor_that_is_never_logged_is_refused(make_cfg):
+    from gan.callbacks.checkpoint import check_checkpoint_monitors
+    from gan.utils.errors import ConfigError
+
+    base = tiny_overrides("dcgan", "toy2d_grid", steps=4)
+    check_checkpoint_monitors(make_cfg(base))  # the shipped best_checkpoint follows the metric's headline
+    check_checkpoint_monitors(make_cfg(base + ["callbacks.best_checkpoint.monitor=train/g/loss"]))  # not a metric's
+    with pytest.raises(ConfigError, match=r"^callbacks.best_checkpoint.monitor=val/nope is never logged: the metrics callback "
+                                          r"logs val/mode_coverage/high_quality, val/mode_coverage/modes, "
+                                          r"val/mode_coverage/reverse_kl \(metrics=mode_coverage\); expected one of those$"):
+        check_checkpoint_monitors(make_cfg(base + ["callbacks.best_checkpoint.monitor=val/nope"]))
+    with pytest.raises(ConfigError, match=r"^callbacks.best_checkpoint.monitor=mode_coverage/modes is never logged: the "
+                                          r"metrics callback logs val/mode_coverage/modes; expected "
+                                          r"callbacks.best_checkpoint.monitor=val/mode_coverage/modes$"):
+        check_checkpoint_monitors(make_cfg(base + ["callbacks.best_checkpoint.monitor=mode_coverage/modes"]))
+
+
+def test_a_best_checkpoint_without_the_metrics_callback_is_warned_about(make_cfg, caplog):
+    from gan.callbacks.checkpoint import check_checkpoint_monitors
+
+    with caplog.at_level("WARNING", logger="gan"):
+        check_checkpoint_monitors(make_cfg(tiny_overrides("dcgan", "toy2d_grid", steps=4) + ["callbacks.metrics=null"]))
+    assert [r.getMessage() for r in caplog.records] == [
+        "callbacks.best_checkpoint.monitor=val/mode_coverage/modes is never logged: no metric is scored (callbacks.metrics=null), "
+        "so callbacks.best_checkpoint writes no checkpoint; add callbacks.best_checkpoint=null to leave it out"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gan"):
+        check_checkpoint_monitors(make_cfg(tiny_overrides("dcgan", "toy2d_grid", steps=4) + ["callbacks.metrics=null",
+                                                                                           "callbacks.best_checkpoint=null"]))
+    assert not caplog.records
+
+
+def test_a_run_that_keeps_no_checkpoint_says_so(make_cfg, tmp_path, caplog):
+    overrides = tiny_overrides("dcgan", "toy2d_ring", steps=4) + ["metrics=none"]
+    with caplog.at_level("WARNING", logger="gan"):
+        train(make_cfg(overrides + ["callbacks.model_checkpoint.save_last=false"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    warned = [r.getMessage() for r in caplog.records if "no checkpoint was saved" in r.getMessage()]
+    assert warned == ["callbacks.model_checkpoint: no checkpoint was saved (callbacks.model_checkpoint.save_last=false and "
+                      "every_n_train_steps=1000 was not reached in 8 optimizer steps): the trained weights are not kept; "
+                      "set callbacks.model_checkpoint.save_last=true to keep them in last.ckpt"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gan"):  # last.ckpt kept: nothing to say
+        train(make_cfg(overrides, output_dir=tmp_path / "kept"))
+    assert (tmp_path / "kept" / "checkpoints" / "last.ckpt").is_file()
+    assert not [r for r in caplog.records if "no checkpoint was saved" in r.getMessage()]
+
+
+def test_the_end_of_run_hint_names_last_ckpt_only_when_it_holds_the_final_generator(tmp_path):
+    from types import SimpleNamespace
+
+    from gan.callbacks import GANModelCheckpoint
+    from gan.callbacks.checkpoint import final_checkpoint
+
+    saver = GANModelCheckpoint(dirpath=str(tmp_path), save_last=True)
+    module = torch.nn.Linear(2, 2)
+    trainer = SimpleNamespace(callbacks=[saver], global_step=8)
+    # not saved at this step yet: its on_train_end (Lightning runs checkpoint callbacks last) saves finite weights
+    assert final_checkpoint(trainer, module) == tmp_path / "last.ckpt"
+    with torch.no_grad():
+        module.weight[0, 0] = float("nan")
+    assert final_checkpoint(trainer, module) is None  # never saved: the hint named a file that did not exist
+    saver._last_global_step_saved = 8  # saved at this step: the file is what counts
+    assert final_checkpoint(trainer, module) is None
+    (tmp_path / "last.ckpt").write_bytes(b"x")
+    assert final_checkpoint(trainer, module) == tmp_path / "last.ckpt"
+    assert final_checkpoint(SimpleNamespace(callbacks=[GANModelCheckpoint(dirpath=str(tmp_path), save_last=False)],
+                                            global_step=8), module) is None

@@ -79,8 +79,9 @@ def test_mean_pairwise_distance_matches_scipy():
 
 
 @pytest.mark.parametrize("kind,options,match", [
-    ("mode_collapse", {"action": "explode"}, r"gan_health.mode_collapse.action is 'explode'; expected one of \['warn', 'stop', 'stop_and_keep_last_healthy'\]"),
-    ("divergence", {"max_score": 1}, r"gan_health.divergence: unknown option\(s\) \['max_score'\]"),
+    # led by the option's key, as the user sets it (it used to be gan_health.mode_collapse.action is 'explode')
+    ("mode_collapse", {"action": "explode"}, r"^callbacks.gan_health.mode_collapse.action=explode: expected one of warn, stop, stop_and_keep_last_healthy$"),
+    ("divergence", {"max_score": 1}, r"^callbacks.gan_health.divergence: unknown option\(s\) \['max_score'\]"),
     # numbers out of range: each used to fire at once, never, or fail mid-training (checked against the old code:
     # a window of 0 made the vanishing-gradient deque raise, one sample gave a NaN diversity ratio)
     ("mode_collapse", {"num_samples": 1}, r"^callbacks.gan_health.mode_collapse.num_samples=1: expected an integer >= 2$"),
@@ -359,3 +360,15 @@ def test_class_coverage_is_read_on_digit_data_only():
     assert health.class_coverage(digits_shaped, digits_shaped) is None  # e.g. Fashion-MNIST: same shape, no digits
     health._reads_digits = True
     assert health.class_coverage(digits_shaped, digits_shaped) == 1.0
+
+
+def test_more_mode_collapse_samples_than_the_fixed_noise_codes_are_refused():
+    """sample_fixed draws at most the module's fixed codes: 2000 compared 1024 fakes with 2000 reals."""
+    from types import SimpleNamespace
+
+    module = SimpleNamespace(fixed_noise=torch.zeros(1024, 2))
+    with pytest.raises(ValueError, match=r"^callbacks.gan_health.mode_collapse.num_samples=2000: expected at most 1024, as many "
+                                         r"as the module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
+        GANHealth(mode_collapse={"num_samples": 2000}).setup(None, module, "fit")
+    GANHealth(mode_collapse={"num_samples": 1024}).setup(None, module, "fit")
+    GANHealth(mode_collapse={"num_samples": 2000, "every_n_generator_steps": 0}).setup(None, module, "fit")  # no checks

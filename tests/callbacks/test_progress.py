@@ -38,3 +38,14 @@ def test_counts_the_iterations_of_this_fit_after_a_resume():
     for iterations in (5, 6, 7):
         bar.on_gan_iteration_end(None, SimpleNamespace(iterations_trained=iterations))
     assert shown.drawn == [1, 2, 3]
+
+
+def test_a_negative_refresh_rate_is_refused_and_zero_turns_the_bar_off():
+    import pytest
+
+    from gan.utils.errors import ConfigError
+
+    # Lightning took any rate <= 0 as "no bar": -1 turned it off without a word
+    with pytest.raises(ConfigError, match=r"^callbacks.progress_bar.refresh_rate=-1: expected an integer >= 0 \(0: no bar\)$"):
+        GANProgressBar(refresh_rate=-1)
+    assert GANProgressBar(refresh_rate=0).refresh_rate == 0

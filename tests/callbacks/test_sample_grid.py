@@ -78,3 +78,33 @@ def test_a_negative_interval_is_refused_and_zero_means_the_final_picture_only(tm
     with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.every_n_generator_steps=-5: expected an integer >= 0"):
         SampleGrid(str(tmp_path), every_n_generator_steps=-5)
     assert SampleGrid(str(tmp_path), every_n_generator_steps=0).batch_end_every_n_generator_steps == 0
+
+
+def fixed_noise_module(codes: int = 1024, num_classes=None):
+    import torch
+    from types import SimpleNamespace
+
+    return SimpleNamespace(fixed_noise=torch.zeros(codes, 2), num_classes=num_classes)
+
+
+def test_more_samples_than_the_fixed_noise_codes_are_refused_before_training(tmp_path):
+    """sample_fixed draws at most the module's fixed codes: num_images=200000 drew a grid of 1024, without a word."""
+    import pytest
+    from types import SimpleNamespace
+
+    from gan.utils.errors import ConfigError
+
+    images, points = SimpleNamespace(datamodule=SimpleNamespace(kind="image")), SimpleNamespace(datamodule=SimpleNamespace(kind="points"))
+    with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_images=200000: expected at most 1024, as many as the "
+                                          r"module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
+        SampleGrid(str(tmp_path), num_images=200000).setup(images, fixed_noise_module(), "fit")
+    with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_points=4096: expected at most 1024, as many as the "
+                                          r"module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
+        SampleGrid(str(tmp_path), num_points=4096).setup(points, fixed_noise_module(), "fit")
+    # a conditional grid takes a row of codes per class: 2000 images of 10 classes are 200 codes
+    with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_images=20480: expected at most 10240, as many as the "
+                                          r"module's fixed noise codes \(model.num_fixed_samples=1024\) per class$"):
+        SampleGrid(str(tmp_path), num_images=20480).setup(images, fixed_noise_module(num_classes=10), "fit")
+    SampleGrid(str(tmp_path), num_images=2000).setup(images, fixed_noise_module(num_classes=10), "fit")
+    SampleGrid(str(tmp_path), num_images=1024, num_points=200000).setup(images, fixed_noise_module(), "fit")  # points unused
+    SampleGrid(str(tmp_path), num_points=1024, num_images=200000).setup(points, fixed_noise_module(), "fit")  # the default
