@@ -22,8 +22,8 @@ from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.utils.checkpoint import check_resumable, check_resume_length, load_checkpoint, options_changed_since
-from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_without_effect,
-                              slurm_batch_job_id)
+from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_whose_switch_is_off,
+                              options_without_effect, slurm_batch_job_id)
 from gan.utils.console import lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
@@ -172,6 +172,8 @@ def main(cfg: DictConfig) -> float | None:
             for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
                 log.warning(line)
             for line in options_under_a_schedule(OmegaConf.select(cfg, "model.schedules"), hydra_cfg.overrides.task):
+                log.warning(line)
+            for line in options_whose_switch_is_off(cfg, hydra_cfg.overrides.task):
                 log.warning(line)
         if in_sweep:
             record_job(cfg, "running", None, {}, started)

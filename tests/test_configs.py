@@ -278,3 +278,27 @@ def test_options_that_cannot_act_in_their_combination_are_said(make_cfg, overrid
 
     lines = options_without_effect(make_cfg(overrides + ["logger=none"]))
     assert [line[:len(said)] for line in lines] == [said] if said else lines == []
+
+
+@pytest.mark.parametrize("overrides, said", [
+    (["model=dcgan", "presets=none", "model.discriminator.minibatch_group_size=2"],
+     "model.discriminator.minibatch_group_size=2 has no effect: it acts only with model.discriminator.minibatch=stddev, "
+     "and model.discriminator.minibatch=none here"),
+    (["model=dcgan", "presets=none", "model.discriminator.minibatch=stddev", "model.discriminator.minibatch_group_size=2"], None),
+    (["model=acgan", "model.discriminator.conditioning=projection", "model.auxiliary_weight=5"],
+     "model.auxiliary_weight=5 has no effect: it acts only with an auxiliary classifier head (model=acgan, "
+     "model.discriminator.conditioning=auxiliary), and model.discriminator.conditioning=projection here"),
+    (["model=acgan", "model.auxiliary_weight=5"], None),
+    (["model=dcgan", "model.ema_decay=null", "model.ema_start=3"],
+     "model.ema_start=3 has no effect: it acts only with model.ema_decay (e.g. 0.999), and model.ema_decay=null here"),
+    (["model=dcgan", "model.instance_noise_steps=2"], "model.instance_noise_steps=2 has no effect: it acts only with "
+     "model.instance_noise_std > 0, and model.instance_noise_std=0.0 here"),
+    (["model=dcgan", "model.feature_matching_layer=0"], "model.feature_matching_layer=0 has no effect"),
+])
+def test_an_option_whose_switch_is_off_is_said(make_cfg, overrides, said):
+    """Found by an audit: each trained exactly like the run without the option. Only options given on the command
+    line are judged (the config carries every default)."""
+    from gan.utils.config import options_whose_switch_is_off
+
+    lines = options_whose_switch_is_off(make_cfg(overrides + ["logger=none"]), overrides)
+    assert [line[:len(said)] for line in lines] == [said] if said else lines == []

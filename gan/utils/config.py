@@ -121,6 +121,39 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     return lines
 
 
+#: options that act only when another option switches their trick on: (option, the switch's key, whether the
+#: switch is on, given its value, what to set). The config always carries every option's default, so what is
+#: checked is an option set on the command line while its switch is off.
+SWITCHED_OPTIONS = (
+    ("model.discriminator.minibatch_group_size", "model.discriminator.minibatch", lambda v: v == "stddev",
+     "model.discriminator.minibatch=stddev"),
+    ("model.discriminator.minibatch_kernels", "model.discriminator.minibatch", lambda v: v == "discrimination",
+     "model.discriminator.minibatch=discrimination"),
+    ("model.discriminator.minibatch_kernel_dim", "model.discriminator.minibatch", lambda v: v == "discrimination",
+     "model.discriminator.minibatch=discrimination"),
+    ("model.ema_start", "model.ema_decay", lambda v: v is not None, "model.ema_decay (e.g. 0.999)"),
+    ("model.instance_noise_steps", "model.instance_noise_std", lambda v: bool(v), "model.instance_noise_std > 0"),
+    ("model.instance_noise_schedule", "model.instance_noise_std", lambda v: bool(v), "model.instance_noise_std > 0"),
+    ("model.feature_matching_layer", "model.feature_matching_weight", lambda v: bool(v), "model.feature_matching_weight > 0"),
+    ("model.auxiliary_weight", "model.discriminator.conditioning", lambda v: v == "auxiliary",
+     "an auxiliary classifier head (model=acgan, model.discriminator.conditioning=auxiliary)"),
+)
+
+
+def options_whose_switch_is_off(cfg: DictConfig, task_overrides: Iterable[str]) -> list[str]:
+    """One line per option set on the command line that acts only with a switch this run leaves off
+    (``model.discriminator.minibatch_group_size=2`` without ``minibatch=stddev``): an audit found each training
+    exactly like the run without it, without a word."""
+    given = {str(o).lstrip("+~").partition("=")[0]: str(o).partition("=")[2] for o in task_overrides if "=" in str(o)}
+    lines = []
+    for option, switch, is_on, needs in SWITCHED_OPTIONS:
+        value = OmegaConf.select(cfg, switch)
+        if option in given and not is_on(value):
+            lines.append(f"{option}={given[option]} has no effect: it acts only with {needs}, and "
+                         f"{switch}={'null' if value is None else value} here")
+    return lines
+
+
 def model_options_under_a_schedule(schedules: DictConfig | None, key: str, choice: str) -> list[str]:
     """The line for ``key=choice`` when a schedule of ``model.schedules`` overwrites that model option at every
     generator step: a penalty's attribute (r3gan's ``gamma`` of ``r1r2``) or ``model.ema_decay`` (its half-life)."""
