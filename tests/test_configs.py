@@ -271,6 +271,10 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
     (["model=r3gan", "augment=ada"], "augment=ada adjusts its probability from the mean sign of D's logits on reals, but "
      "RelativisticLoss is unchanged"),
     (["model=dcgan", "augment=ada"], None),  # non-saturating: the sign is D's decision
+    (["model=dcgan", "presets=none", "model.discriminator.minibatch=stddev", "data.batch_size=7"],
+     "data.batch_size=7 has no divisor from 2 to model.discriminator.minibatch_group_size=4: minibatch stddev groups each "
+     "sample alone"),
+    (["model=dcgan", "presets=none", "model.discriminator.minibatch=stddev", "data.batch_size=6"], None),  # groups of 3
 ])
 def test_options_that_cannot_act_in_their_combination_are_said(make_cfg, overrides, said):
     """Found by an audit: each of these trained exactly like the run without the option, without a word."""
@@ -302,3 +306,14 @@ def test_an_option_whose_switch_is_off_is_said(make_cfg, overrides, said):
 
     lines = options_whose_switch_is_off(make_cfg(overrides + ["logger=none"]), overrides)
     assert [line[:len(said)] for line in lines] == [said] if said else lines == []
+
+
+def test_a_minibatch_stddev_group_of_one_sample_is_refused():
+    """A group of one sample has no spread: the layer appended the constant sqrt(1e-8) to every sample."""
+    from gan.nets.layers import MinibatchStdDev
+    from gan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^minibatch_group_size must be an integer >= 2 \(the samples whose spread is "
+                                          r"measured\), got 1$"):
+        MinibatchStdDev(1)
+    assert MinibatchStdDev(2).group_size == 2

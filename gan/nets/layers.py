@@ -35,8 +35,8 @@ class MinibatchStdDev(nn.Module):
 
     def __init__(self, group_size: int = 4):
         super().__init__()
-        if int(group_size) < 1:
-            raise ConfigError(f"minibatch_group_size must be a positive integer, got {group_size}")
+        if int(group_size) < 2:  # one sample has no spread: the layer appended a constant, sqrt(1e-8), to every sample
+            raise ConfigError(f"minibatch_group_size must be an integer >= 2 (the samples whose spread is measured), got {group_size}")
         self.group_size = int(group_size)
 
     def forward(self, x: Tensor) -> Tensor:

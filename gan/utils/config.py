@@ -111,6 +111,13 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     if model.get("ema_decay") is not None and is_integer(steps) and is_integer(start) and int(start) > int(steps):
         lines.append(f"model.ema_start={start} comes after the run's last generator step (generator_steps={steps}): the EMA "
                      "is never updated, so samples, metrics and checkpoints' sampling generator are the raw generator's")
+    if OmegaConf.select(cfg, "model.discriminator.minibatch") == "stddev":
+        batch, group = OmegaConf.select(cfg, "data.batch_size"), OmegaConf.select(cfg, "model.discriminator.minibatch_group_size")
+        if is_integer(batch) and is_integer(group) and int(group) >= 2 and \
+                max(g for g in range(1, min(int(group), int(batch)) + 1) if int(batch) % g == 0) == 1:
+            lines.append(f"data.batch_size={batch} has no divisor from 2 to model.discriminator.minibatch_group_size={group}: "
+                         "minibatch stddev groups each sample alone, where it has no spread, so the layer appends a "
+                         "constant; use a batch size with a small divisor (e.g. an even one)")
     augment = str(OmegaConf.select(cfg, "model.augment._target_") or "")
     loss = str(OmegaConf.select(cfg, "loss._target_") or "").rsplit(".", 1)[-1]
     if augment.endswith("AdaptiveAugment") and loss in SHIFT_INVARIANT_LOSSES:
