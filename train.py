@@ -233,11 +233,11 @@ def check_objective(cfg: DictConfig) -> None:
     check_failed_trial_value(cfg.get("failed_trial_value"), name, direction)
     if not name:
         return
-    from gan.metrics.registry import metric_class
+    from gan.metrics.registry import logged_directions
 
     metrics = cfg.get("metrics") or {}
     selected = list(metrics.get("compute") or [])
-    logged = sorted(f"val/{key}" for metric in selected for key in metric_class(metric).directions)
+    logged = sorted(logged_directions(selected))
     if name not in logged:
         raise ConfigError(f"optimized_metric={name} is not logged by this run: its metrics ({', '.join(selected) or 'none'}) "
                           f"log {logged or 'nothing'}; pick one of those or add its metric (e.g. metrics=[fid_digits])")

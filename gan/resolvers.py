@@ -24,10 +24,9 @@ def metric_mode(monitor: str | None, compute) -> str:
 def higher_is_better(key: str | None, compute) -> bool:
     """Whether a larger value of the logged metric ``key`` (``val/...``) is better; False for a key the
     selected metrics do not log (train.py rejects such an objective before training, in one line)."""
-    from gan.metrics.registry import metric_class
+    from gan.metrics.registry import logged_directions
 
-    directions = {f"val/{name}": higher for metric in (compute or []) for name, higher in metric_class(metric).directions.items()}
-    return bool(directions.get(key, False))
+    return bool(logged_directions(compute).get(key, False))
 
 
 def metric_direction(key: str | None, compute) -> str:

@@ -149,13 +149,13 @@ def check_checkpoint_monitors(cfg) -> None:
     training (through :func:`check_checkpoint_callbacks`)."""
     from omegaconf import OmegaConf
 
-    from gan.metrics.registry import metric_class
+    from gan.metrics.registry import logged_directions
     from gan.utils.errors import ConfigError
 
     metrics = cfg.get("metrics") or {}
     scored = OmegaConf.select(cfg, "callbacks.metrics") is not None
     selected = list(metrics.get("compute") or [])
-    logged = sorted(f"val/{key}" for metric in selected for key in metric_class(metric).directions)
+    logged = sorted(logged_directions(selected))
     for key, node in checkpoint_nodes(cfg):
         if node.get("monitor") is None:
             continue

@@ -411,6 +411,12 @@ def metric_class(name: str) -> type[Metric]:
     return METRICS[name]
 
 
+def logged_directions(names: Sequence[str] | None) -> dict[str, bool]:
+    """``val/<key>`` -> whether a larger value is better, for every value the selected metrics ``names`` log
+    (what an objective, a checkpoint's monitor or a best checkpoint can follow)."""
+    return {f"val/{key}": higher for name in (names or []) for key, higher in metric_class(name).directions.items()}
+
+
 def _build_metric(name: str, options: Mapping | None) -> Metric:
     cls = metric_class(name)
     check_options(options, cls, f"metrics.compute.{name}")
