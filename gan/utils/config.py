@@ -305,15 +305,12 @@ def check_run_length(cfg: DictConfig) -> None:
 def check_writable_folder(folder: str | os.PathLike, option: str) -> None:
     """Create ``folder`` if needed and write a file in it: an output folder that cannot be written would otherwise
     fail at the first file a logger or checkpoint writes, as an OSError traceback after the model was built."""
-    import tempfile
+    from gan.utils.files import folder_write_problem
 
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ConfigError(f"{option}={folder}: cannot write there ({error.strerror or error}); expected a folder "
-                          "this user can create and write") from None
+    problem = folder_write_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"{option}={folder}: cannot write there ({problem}); expected a folder this user can create "
+                          "and write")
 
 
 def check_evaluate_options(cfg: DictConfig) -> None:

@@ -26,3 +26,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def folder_write_problem(folder: str | os.PathLike) -> str | None:
+    """Create ``folder`` if needed and write a file in it; why that failed (the OS's words), or None. An output
+    folder that cannot be written otherwise fails at the first file written into it, after the model was built."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return str(error.strerror or error)
+    return None

@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from gan.utils.errors import ConfigError, print_error
-from gan.utils.files import atomic_write
+from gan.utils.files import atomic_write, folder_write_problem
 
 log = logging.getLogger("gan")
 
@@ -111,15 +111,10 @@ def sqlite_storage(path: str) -> str:
 def check_sqlite_folder(folder: Path, storage: str) -> None:
     """Create ``folder`` and write a file in it: sqlite could not open the study's file otherwise
     (SQLAlchemy's ``OperationalError: unable to open database file`` traceback when the study is created)."""
-    import tempfile
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ConfigError(f"hydra.sweeper.storage={storage}: cannot write the folder {folder} ({error.strerror or error}); "
-                          "expected a sqlite file in a folder this user can create and write") from None
+    problem = folder_write_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"hydra.sweeper.storage={storage}: cannot write the folder {folder} ({problem}); "
+                          "expected a sqlite file in a folder this user can create and write")
 
 
 def trials_in_study(storage: str | None, study_name: str | None) -> int:
