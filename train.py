@@ -29,7 +29,7 @@ from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
-from gan.utils.sweep import objective, parse_overrides, write_result, write_summary
+from gan.utils.sweep import fail_stopped_trial, objective, parse_overrides, write_result, write_summary
 
 log = logging.getLogger("gan")
 
@@ -185,6 +185,8 @@ def main(cfg: DictConfig) -> float | None:
             message = one_line(message_of(user_error)) if user_error else f"{type(error).__name__}: {error}".splitlines()[0]
             record_job(cfg, "failed", float(failed_value) if goes_on else None, {}, started, error=message)
         if not goes_on:
+            if in_sweep:
+                tell_stopped_trial(hydra_cfg.sweeper, list(hydra_cfg.overrides.task))
             raise
         if user_error is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
             print_error(user_error)
@@ -219,6 +221,18 @@ def main(cfg: DictConfig) -> float | None:
     if in_sweep:
         record_job(cfg, "completed", value, metrics, started)
     return value
+
+
+def tell_stopped_trial(sweeper, task_overrides: list[str]) -> None:
+    """The stopped job's Optuna trial marked failed in its stored study (see fail_stopped_trial); a problem doing so
+    is a warning, so that the job's own error stays the line the user reads."""
+    try:
+        number = fail_stopped_trial(sweeper, task_overrides)
+    except Exception as error:  # the storage may be what failed; the job's error matters more
+        log.warning("could not mark this job's Optuna trial failed (%s: %s)", type(error).__name__, error)
+        return
+    if number is not None:
+        log.info("Optuna trial %d marked failed in %s", number, sweeper.get("storage"))
 
 
 def check_objective(cfg: DictConfig) -> None:

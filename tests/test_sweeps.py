@@ -79,6 +79,20 @@ def test_optuna_study_in_sqlite_resumes_and_failed_trials_return_the_penalty(tmp
     assert sorted(values[:2]) == sorted(float(row["objective"]) for row in rows)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
 
+    # A job that stops the sweep exits before the sweeper tells the study its trial's outcome: the job marks its
+    # trial failed (it stayed RUNNING in the sqlite file for good), whether no failed_trial_value lets the sweep go
+    # on past a refused option or the objective is never logged (which stops a sweep whatever failed_trial_value).
+    for name, stop in (("refused", ["model.n_critic=0", "failed_trial_value=null"]),
+                       ("objective", ["optimized_metric=val/fid"])):
+        stopped = sweep(tmp_path / name, tmp_path, *stop)
+        assert stopped.returncode == 2, stopped.stderr[-3000:]
+        [row] = list(csv.DictReader(open(tmp_path / name / "summary.csv")))
+        study = optuna.load_study(study_name="dcgan-toy2d_ring", storage=f"sqlite:///{tmp_path / 'optuna' / 'dcgan-toy2d_ring.db'}")
+        last = study.trials[-1]
+        assert last.state == optuna.trial.TrialState.FAIL, (name, last.state)
+        assert last.params and all(row[key] == str(value) for key, value in last.params.items())  # this job's trial
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE"] * 3 + ["FAIL"] * 2
+
 
 def compose_sweep(overrides: list[str]):
     from hydra import compose, initialize_config_dir

@@ -156,6 +156,31 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
     return dict(override.split("=", 1) for override in overrides if "=" in override)
 
 
+def fail_stopped_trial(sweeper: Mapping[str, Any], task_overrides: list[str]) -> int | None:
+    """Tell the study that the trial of a job which stops an Optuna sweep failed; its number, or None.
+
+    The sweeper tells the study each trial's outcome only after its batch of jobs returns; a job that stops the
+    sweep (a user error without ``failed_trial_value``, an objective that is never logged, Ctrl+C) exits the
+    process before that, which left the trial ``RUNNING`` in the stored study for good (Optuna's dashboard and
+    ``study.trials`` showed it running forever). The trial is the running one whose searched values are the
+    job's overrides (the sweeper writes each as ``name=value`` with ``str(value)``). Only for a study kept in a
+    storage: an in-memory study ends with the process. Trials of the same batch whose jobs never started
+    (``n_jobs`` > 1) have no job to match and stay ``RUNNING``."""
+    storage = sweeper.get("storage")
+    if not is_optuna(sweeper) or not storage:
+        return None
+    import optuna
+
+    overrides = parse_overrides(task_overrides)
+    study = optuna.load_study(study_name=sweeper.get("study_name"), storage=storage)
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in reversed(running):  # the newest first: a trial asked again for the same values ran later
+        if trial.params and all(overrides.get(name) == str(value) for name, value in trial.params.items()):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            return trial.number
+    return None
+
+
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 DIRECTIONS = ("minimize", "maximize")
 
