@@ -21,6 +21,7 @@ from gan.callbacks.checkpoint import check_checkpoint_callbacks
 from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
+from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import check_resumable, check_resume_length, load_checkpoint, options_changed_since
 from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_whose_switch_is_off,
                               options_without_effect, slurm_batch_job_id)
@@ -64,6 +65,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         datamodule.prepare_data()
         datamodule.setup("fit")
     module = build_module(cfg)
+    if rank_zero_only.rank == 0:
+        for line in parts_beyond_the_run(module.schedules, int(cfg.generator_steps)):
+            log.warning(line)
     if checkpoint is not None:
         check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
         changed = options_changed_since(checkpoint.get("run_config") or {}, module.run_config)

@@ -30,6 +30,10 @@ class Curve:
         """The lowest and the highest value the curve takes at any step."""
         raise NotImplementedError
 
+    def beyond(self, run_steps: int) -> list[str]:
+        """The parts of the curve a run of ``run_steps`` generator steps never reaches, in words (none here)."""
+        return []
+
 
 class Constant(Curve):
     def __init__(self, value: float):
@@ -78,6 +82,21 @@ class Ramp(Curve):
         """The fraction of the way from start to end at ``progress`` in [0, 1) (monotone, from 0 towards 1)."""
         raise NotImplementedError
 
+    def beyond(self, run_steps: int) -> list[str]:
+        """A ramp longer than the run (its last applied value, at step ``run_steps - 1``, is short of ``end``) and
+        a next curve that starts after the run's last step. A ramp exactly as long as the run (``burn_in:
+        ${generator_steps}``) ends within a step of ``end`` and is not reported."""
+        parts = []
+        if self.steps > run_steps:
+            parts.append(f"the ramp from {self.start:g} to {self.end:g} takes {self.steps} generator steps, so the run "
+                         f"ends at {self(run_steps - 1):.3g}")
+        if self.then is not None:
+            if self.then_from >= run_steps:
+                parts.append(f"its next curve (then_from={self.then_from}) starts after the run's last step and never acts")
+            else:
+                parts.extend(f"its next curve, from step {self.then_from}: {part}" for part in self.then.beyond(run_steps - self.then_from))
+        return parts
+
     def bounds(self) -> tuple[float, float]:
         low, high = min(self.start, self.end), max(self.start, self.end)
         if self.then is not None:
@@ -106,6 +125,15 @@ class Linear(Ramp):
 def as_curve(value: Curve | float | int) -> Curve:
     """A number is a constant curve, so ``model.schedules.gamma.value=0.1`` works on the command line."""
     return value if isinstance(value, Curve) else Constant(float(value))
+
+
+def parts_beyond_the_run(schedules: dict[str, "Setting"], run_steps: int) -> list[str]:
+    """One warning per schedule with a part that a run of ``run_steps`` generator steps never reaches (found by
+    an audit: a preset's 18,000-step burn-in and its cool-down from step 22,000 in a 10,000-step run train with
+    a learning rate that never falls to the preset's values, without a word)."""
+    return [f"model.schedules.{name}: {'; '.join(parts)} (generator_steps={run_steps}); scale the schedule's steps "
+            "with generator_steps (model=r3gan and its presets: burn_in, then_from)"
+            for name, setting in schedules.items() if (parts := setting.value.beyond(run_steps))]
 
 
 # -------------------------------------------------------------------------------------------- settings

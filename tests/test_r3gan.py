@@ -10,7 +10,7 @@ from gan.ema import GeneratorEMA
 from gan.losses import R1R2Penalty, RelativisticLoss
 from gan.module import GANModule
 from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from gan.schedules import Constant, Cosine, EMAHalfLife, Linear, OptimizerSetting, PenaltySetting
+from gan.schedules import Constant, Cosine, EMAHalfLife, Linear, OptimizerSetting, PenaltySetting, parts_beyond_the_run
 from gan.utils.checkpoint import load_checkpoint
 from gan.utils.errors import ConfigError
 from tests.conftest import tiny_overrides
@@ -158,6 +158,35 @@ def test_a_ramp_then_another_curve_from_then_from_on_counted_from_there():
         Cosine(1.0, 0.0, 10, then_from=20)
     with pytest.raises(ConfigError, match="then_from >= steps"):
         Cosine(1.0, 0.0, 100, then=cool_down, then_from=50)
+
+
+def test_schedule_parts_a_run_never_reaches_are_reported_with_the_value_the_run_ends_at():
+    cool_down = Cosine(3e-4, 3e-5, 8000)
+    lr = OptimizerSetting("lr", Cosine(5e-4, 3e-4, 18000, then=cool_down, then_from=22000))
+    [short] = parts_beyond_the_run({"lr": lr}, 10000)  # the ramp unfinished (its value at the last step, 9,999) and the cool-down
+    assert short.startswith(f"model.schedules.lr: the ramp from 0.0005 to 0.0003 takes 18000 generator steps, so the run ends at "
+                            f"{lr.value(9999):.3g}; its next curve (then_from=22000) starts after the run's last step and never acts "
+                            "(generator_steps=10000); ")
+    [cut] = parts_beyond_the_run({"lr": lr}, 25000)  # the cool-down started but cut at its step 2,999
+    assert f"its next curve, from step 22000: the ramp from 0.0003 to 3e-05 takes 8000 generator steps, so the run ends at {cool_down(2999):.3g} " in cut
+    assert parts_beyond_the_run({"lr": lr}, 30000) == []
+    # a ramp as long as the run (burn_in: ${generator_steps}) ends within a step of its end value; constants never
+    assert parts_beyond_the_run({"lr": OptimizerSetting("lr", Cosine(2e-3, 5e-4, 1500)), "gamma": PenaltySetting("r1r2", "gamma", 0.1)}, 1500) == []
+    assert len(parts_beyond_the_run({"lr": OptimizerSetting("lr", Cosine(2e-3, 5e-4, 1501))}, 1500)) == 1
+
+
+@pytest.mark.parametrize("overrides,reported", [
+    (["data=toy2d_grid", "generator_steps=10000"], ["beta2", "ema_half_life", "gamma", "lr"]),  # the preset's burn-in is 18,000
+    (["data=toy2d_grid"], []),  # its 30,000 steps
+    (["data=digits"], []),  # the default run: its ramps follow generator_steps
+    (["data=digits", "generator_steps=500"], []),
+])
+def test_the_presets_schedules_are_reported_only_when_the_run_is_shorter_than_them(make_cfg, overrides, reported):
+    from gan.utils.instantiate import build_module
+
+    module = build_module(make_cfg(["model=r3gan", "logger=none", *overrides]))
+    lines = parts_beyond_the_run(module.schedules, int(make_cfg(["model=r3gan", *overrides]).generator_steps))
+    assert sorted(line.split(":")[0].rsplit(".", 1)[1] for line in lines) == reported
 
 
 def r3gan_module(**kwargs):
