@@ -1,6 +1,8 @@
 """SampleGrid: images on the scalars' step axis, and its schedule carried through a checkpoint."""
 from __future__ import annotations
 
+import pytest
+
 from gan.callbacks import SampleGrid
 from tests.conftest import tiny_overrides
 from train import train
@@ -108,3 +110,28 @@ def test_more_samples_than_the_fixed_noise_codes_are_refused_before_training(tmp
     SampleGrid(str(tmp_path), num_images=2000).setup(images, fixed_noise_module(num_classes=10), "fit")
     SampleGrid(str(tmp_path), num_images=1024, num_points=200000).setup(images, fixed_noise_module(), "fit")  # points unused
     SampleGrid(str(tmp_path), num_points=1024, num_images=200000).setup(points, fixed_noise_module(), "fit")  # the default
+
+
+@pytest.mark.parametrize("count,num_classes,codes,labels,nrow", [
+    (30, 10, 3, [c for c in range(10) for _ in range(3)], 3),  # a row of 3 per class, the same 3 codes down the columns
+    (10, 10, 1, list(range(10)), 1),
+    (4, 10, 1, [0, 3, 6, 9], None),  # fewer than the classes: 4 of them, spread from the first to the last
+    (1, 10, 1, [0], None),
+])
+def test_a_conditional_grid_has_a_row_per_class_or_at_most_the_images_asked_for(count, num_classes, codes, labels, nrow):
+    from gan.callbacks.sample_grid import class_grid
+
+    used, drawn, per_row = class_grid(count, num_classes)
+    assert (used, drawn.tolist(), per_row) == (codes, labels, nrow)
+    assert len(drawn) <= count
+
+
+def test_fewer_images_than_classes_draws_that_many_distinct_classes_spread_over_all():
+    from gan.callbacks.sample_grid import class_grid
+
+    for num_classes in (10, 1000):
+        for count in (c for c in (1, 2, 7, 64, num_classes - 1) if c < num_classes):
+            codes, labels, nrow = class_grid(count, num_classes)
+            assert codes == 1 and nrow is None and len(labels) == count == len(set(labels.tolist()))
+            assert labels[0] == 0 and (count == 1 or labels[-1] == num_classes - 1)
+            assert labels.min() >= 0 and labels.max() < num_classes and bool((labels.diff() > 0).all())
