@@ -125,3 +125,27 @@ def test_logger_options_that_would_fail_after_the_model_is_built_are_one_line(tm
         check_logger_options({"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "a/b"}})
     check_logger_options({"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path / "csv")},
                           "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "gan-framework"}, "off": None})
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_wandb_is_quiet_by_default_and_its_settings_reach_wandb_init(make_cfg, tmp_path, monkeypatch, capfd, quiet):
+    """W&B printed ~25 lines of run history and summary on stderr at the end of every run; the shipped
+    ``logger.wandb.settings.quiet`` leaves them out. Hydra hands the logger a DictConfig, which wandb.init ignored
+    (it takes a dict or its Settings), so the setting is converted before the run starts."""
+    import hydra
+    import wandb
+
+    from gan.utils.logging import prepare_loggers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    monkeypatch.delenv("WANDB_QUIET", raising=False)
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_ring", steps=1) + ["logger=wandb", f"logger.wandb.settings.quiet={quiet}"])
+    logger = hydra.utils.instantiate(cfg.logger.wandb)
+    prepare_loggers([logger])
+    assert logger._wandb_init["settings"] == {"quiet": quiet} and type(logger._wandb_init["settings"]) is dict
+    logger.log_metrics({"train/g/loss": 1.0}, step=0)
+    assert logger.experiment.settings.quiet is quiet
+    wandb.finish()
+    stderr = capfd.readouterr().err
+    assert ("Run summary:" in stderr) is not quiet and ("Tracking run with wandb version" in stderr) is not quiet

@@ -66,12 +66,20 @@ def check_logger_options(group: Mapping | None) -> None:
 
 def prepare_loggers(loggers: Iterable) -> None:
     """Lightning's WandbLogger passes ``anonymous=None`` to ``wandb.init``, which W&B answers at every
-    start with a warning that the (deprecated) setting has no effect; leave the unset argument out."""
+    start with a warning that the (deprecated) setting has no effect; leave the unset argument out. The
+    config's ``settings`` (``logger.wandb.settings``) reaches ``wandb.init`` as a plain dict: W&B takes a dict
+    or its own Settings, and ignored Hydra's DictConfig."""
     from lightning.pytorch.loggers import WandbLogger
+    from omegaconf import DictConfig, OmegaConf
 
     for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", "") is None:
+        if not isinstance(logger, WandbLogger):
+            continue
+        if logger._wandb_init.get("anonymous", "") is None:
             del logger._wandb_init["anonymous"]
+        settings = logger._wandb_init.get("settings")
+        if isinstance(settings, DictConfig):
+            logger._wandb_init["settings"] = OmegaConf.to_container(settings, resolve=True)
 
 
 def logger_step(trainer) -> int:
