@@ -75,6 +75,23 @@ def test_fake_folder_is_scored_against_a_dataset(make_cfg, tmp_path, data_dir):
         scores[folder.name] = report["values"]["fid_digits"]
     assert scores["real_like"] < scores["noise"] / 2
 
+    # fid_inf's explicit counts above the folder's 150 images are refused before any feature is extracted (the
+    # line came after the folder's and the reals' extraction)
+    from gan.metrics import features
+
+    extracted = []
+    original = features.DigitFeatures.__call__
+    features.DigitFeatures.__call__ = lambda self, images: extracted.append(len(images)) or original(self, images)
+    try:
+        cfg = make_cfg([f"fake_path={noise_folder}", "data=digits", "metrics=[fid_inf]", "metrics.compute.fid_inf.extractor=digit_classifier",
+                        "metrics.compute.fid_inf.counts=[100,200]"], config_name="evaluate", output_dir=tmp_path / "eval_inf")
+        with pytest.raises(ValueError, match=rf"^fake_path={re.escape(str(noise_folder))} holds 150 images: metrics.compute.fid_inf: "
+                                             r"sample counts \[100, 200\] need at least two distinct values between 2 and the 150 fakes scored$"):
+            evaluate(cfg)
+    finally:
+        features.DigitFeatures.__call__ = original
+    assert extracted == []
+
 
 def test_evaluate_needs_a_checkpoint_or_a_folder_with_data(make_cfg, tmp_path):
     with pytest.raises(ValueError, match="needs ckpt_path="):

@@ -223,7 +223,14 @@ class FidelityFeatures(Extractor):
                 outputs = self.net(clean_resize(pixels, self.input_size).to(self.device))
         else:
             outputs = self.net(pixels.to(self.device))
-        return {layer: value.cpu() for layer, value in zip(self.layers, outputs)}
+        features = {layer: value.cpu() for layer, value in zip(self.layers, outputs)}
+        # to_uint8 turns NaN into 0 and inf into 255, so a diverged generator's samples scored as black or white
+        # images with a finite FID, KID or IS (an audit); their features are NaN instead, as the digit classifier's are
+        broken = ~torch.isfinite(images.detach()).flatten(1).all(1).cpu()
+        if bool(broken.any()):
+            for value in features.values():
+                value[broken] = float("nan")
+        return features
 
 
 INCEPTION_RESIZE = "torch-fidelity TF1-style bilinear to 299x299, no antialias (== torchmetrics antialias=False)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
@@ -80,8 +81,9 @@ class Metric:
         """The fewest fakes (and reals, when it reads them) the metric is defined on."""
         return 1
 
-    def options(self, num_fake: int) -> dict[str, Any]:
-        """The metric's settings for the protocol (``num_fake``: the fake samples it scores)."""
+    def options(self, num_fake: int, num_real: int | None = None) -> dict[str, Any]:
+        """The metric's settings for the protocol (``num_fake``, ``num_real``: the samples it scores; the reals
+        None when it reads none, or when only the fakes' count is known)."""
         return {}
 
     def check_data(self, datamodule) -> None:
@@ -168,7 +170,7 @@ class AtInfinity(Metric):
                               f"between 2 and the {num_fake} fakes scored")
         return counts
 
-    def options(self, num_fake):
+    def options(self, num_fake, num_real=None):
         return {"counts": self.counts_for(num_fake), "fit": "least squares value = a + b / N, reported a",
                 "subset_seed": self.seed}
 
@@ -235,9 +237,10 @@ class KID(Metric):
         super().__init__(num_samples, extractor)
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
 
-    def options(self, num_fake):
-        return {"subsets": self.subsets, "subset_size": self.subset_size, "subset_seed": self.seed,
-                "kernel": "(x.y / d + 1)^3"}
+    def options(self, num_fake, num_real=None):
+        # the size the subsets have, which compute shrinks to the counts (it recorded the option, not what was used)
+        size = min(self.subset_size, num_fake, *(() if num_real is None else (num_real,)))
+        return {"subsets": self.subsets, "subset_size": size, "subset_seed": self.seed, "kernel": "(x.y / d + 1)^3"}
 
     def compute(self, fake, real, datamodule):
         from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
@@ -264,8 +267,18 @@ class NearestNeighbourMetric(Metric):
     def min_samples(self) -> int:
         return self.neighborhood + 1  # a k-th nearest other point
 
-    def options(self, num_fake):
+    def options(self, num_fake, num_real=None):
         return {"neighborhood": self.neighborhood}
+
+    def compute(self, fake, real, datamodule):
+        fake_features, real_features = fake[self.layer], real[self.layer]
+        if not bool(torch.isfinite(fake_features).all() and torch.isfinite(real_features).all()):
+            # a diverged generator: no distance to count (NaN compares false, which gave 0/0 for the counts)
+            return {name: math.nan for name in self.directions}
+        return self.score(fake_features, real_features)
+
+    def score(self, fake: Tensor, real: Tensor) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 class PrecisionRecall(NearestNeighbourMetric):
@@ -274,10 +287,10 @@ class PrecisionRecall(NearestNeighbourMetric):
     name, default_neighborhood = "prc", 3
     directions = {"prc/f_score": True, "prc/precision": True, "prc/recall": True}
 
-    def compute(self, fake, real, datamodule):
+    def score(self, fake, real):
         from torch_fidelity.metric_prc import prc_features_to_metric
 
-        out = prc_features_to_metric(fake[self.layer], real[self.layer], prc_neighborhood=self.neighborhood, verbose=False)
+        out = prc_features_to_metric(fake, real, prc_neighborhood=self.neighborhood, verbose=False)
         return {f"prc/{key}": value for key, value in out.items()}
 
 
@@ -288,8 +301,8 @@ class DensityCoverage(NearestNeighbourMetric):
     name, default_neighborhood = "density_coverage", 5
     directions = {"density_coverage/coverage": True, "density_coverage/density": True}
 
-    def compute(self, fake, real, datamodule):
-        out = density_coverage(fake[self.layer], real[self.layer], self.neighborhood)
+    def score(self, fake, real):
+        out = density_coverage(fake, real, self.neighborhood)
         return {f"{self.name}/{key}": value for key, value in out.items()}
 
 
@@ -308,7 +321,7 @@ class InceptionScore(Metric):
     def min_samples(self) -> int:
         return self.splits  # every split needs a sample
 
-    def options(self, num_fake):
+    def options(self, num_fake, num_real=None):
         return {"splits": self.splits, "shuffle_seed": self.seed}
 
     def compute(self, fake, real, datamodule):
@@ -328,8 +341,8 @@ class ISInfinity(AtInfinity):
     def layer(self) -> str:
         return EXTRACTORS[self.extractor_name].logits_layer
 
-    def options(self, num_fake):
-        return {**super().options(num_fake), "splits": 1}
+    def options(self, num_fake, num_real=None):
+        return {**super().options(num_fake, num_real), "splits": 1}
 
     def scorer(self, real):
         from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
@@ -369,7 +382,7 @@ class ModeCoverage(Metric):
                               f"deviations of a mode is high quality; 3 in PacGAN), got {std_multiple}")
         self.std_multiple = float(std_multiple)
 
-    def options(self, num_fake):
+    def options(self, num_fake, num_real=None):
         return {"high_quality_within_std": self.std_multiple}
 
     def check_data(self, datamodule):
@@ -491,6 +504,7 @@ class MetricSuite:
                     raise ConfigError(f"{option}={count}: {metric.name} needs at least {metric.min_samples} samples")
             metric.options(self.fake_count(metric))  # settings that do not fit the count fail now (fid_inf's counts)
         self.cache_dir, self.seed, self.progress = cache_dir, int(seed), bool(progress)
+        self._told_equal_counts: set[str] = set()  # k-NN metrics cut to the reals' count: said once per suite
         self.resize = check_resize(resize)
         self.device = torch.device(device)
         settings = dict(inception_weights=inception_weights, dinov2_weights=dinov2_weights, dinov2_model=dinov2_model,
@@ -529,6 +543,11 @@ class MetricSuite:
             if count < metric.min_samples:
                 raise DataError(f"{source} holds {count} images: {metric.name} needs at least {metric.min_samples}")
         short = [f"{metric.name} {self.fake_count(metric)}" for metric in self.metrics if self.fake_count(metric) > count]
+        for metric in self.metrics:  # settings that do not fit the folder's count (fid_inf's counts) fail before extraction
+            try:
+                metric.options(min(count, self.fake_count(metric)))
+            except ConfigError as error:
+                raise ConfigError(f"{source} holds {count} images: {error}") from None
         if short:
             log.warning("%s holds %d images, fewer than asked for (%s): scoring %d (the protocol's num_fake)",
                         source, count, ", ".join(short), count)
@@ -545,10 +564,12 @@ class MetricSuite:
         metrics = {}
         for metric in self.metrics:
             num_fake = counts.get(metric.name, self.fake_count(metric))
+            if metric.needs_real and metric.equal_counts:  # as many of each: the fakes cut too when the reals are fewer
+                num_fake = min(num_fake, num_real)
             entry = {"num_fake": num_fake, "extractor": metric.extractor_name}
             if metric.needs_real:
-                entry["num_real"] = min(num_fake, num_real) if metric.equal_counts else num_real
-            metrics[metric.name] = {**entry, **metric.options(num_fake)}
+                entry["num_real"] = num_fake if metric.equal_counts else num_real
+            metrics[metric.name] = {**entry, **metric.options(num_fake, entry.get("num_real"))}
         needs_real = any(metric.needs_real for metric in self.metrics)
         split = reference_split(datamodule) if datamodule is not None else None
         return {
@@ -558,7 +579,8 @@ class MetricSuite:
             # how the fakes were drawn, the same in one process and under DDP (None: not drawn here, e.g. a folder)
             "latent_seed": latent_seed,
             "latent_codes": None if latent_seed is None else f"batches of {self.batch_size}, batch b from a "
-                            "torch.Generator seeded SeedSequence([latent_seed, b]).generate_state(1)",
+                            "torch.Generator seeded SeedSequence([latent_seed, b]).generate_state(1), a whole batch "
+                            "drawn and the last cut to size",
             "class_labels": None if num_classes is None else f"sample i has class i mod {num_classes}",
         }
 
@@ -575,11 +597,15 @@ class MetricSuite:
             generator = replica_of_rank_zero(generator)
 
         def fake_batch(batch: int, start: int, size: int) -> tuple[Tensor, Tensor | None]:
+            # A whole batch, cut to size: a CPU draw of n normals is not the first n of a longer draw (torch
+            # fills a vectorised draw's tail differently), so a short last batch drew other codes when another
+            # selected metric asked for more samples, and a metric's value depended on its companions (an audit).
+            # (The whole batch is sampled and cut: at most one batch of extra generator work per evaluation.)
             codes = torch.Generator().manual_seed(batch_seed(seed, batch))
             if num_classes is None:
-                return generator.sample(size, generator=codes), None
-            labels = torch.arange(start, start + size) % num_classes  # balanced classes, known on every rank
-            return generator.sample(size, generator=codes, labels=labels), labels
+                return generator.sample(self.batch_size, generator=codes)[:size], None
+            labels = torch.arange(start, start + self.batch_size) % num_classes  # balanced classes, known on every rank
+            return generator.sample(self.batch_size, generator=codes, labels=labels)[:size], labels[:size]
 
         wanted = self._wanted()
         fake = self._extract_shared(fake_batch, max(wanted.values(), default=0), wanted, "fake features")
@@ -617,12 +643,16 @@ class MetricSuite:
             return {}, protocol
         values: dict[str, float] = {}
         for metric in self.metrics:
-            n = counts[metric.name]
+            entry = protocol["metrics"][metric.name]
+            n = entry["num_fake"]
+            if n < counts[metric.name] and metric.name not in self._told_equal_counts:  # a k-NN ball's reach depends on the count
+                self._told_equal_counts.add(metric.name)
+                log.warning("%s compares as many real as fake samples: scoring %d of each (%d real samples; %d fakes "
+                            "asked for)", metric.name, n, num_real, counts[metric.name])
             fake_features = {layer: value[:n] for layer, value in fake[metric.extractor_name].items()}
             real_features = None
             if metric.needs_real:
-                m = min(n, num_real) if metric.equal_counts else num_real
-                real_features = {layer: value[:m] for layer, value in real[metric.extractor_name].items()}
+                real_features = {layer: value[:entry["num_real"]] for layer, value in real[metric.extractor_name].items()}
             values.update(metric.compute(fake_features, real_features, datamodule))
         return values, protocol
 

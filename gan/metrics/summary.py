@@ -17,8 +17,11 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[s
     n = len(finite)
     summary: dict[str, Any] = {"n": n, "mean": math.fsum(finite) / n if n else None, "std": None,
                                "confidence": confidence, "interval": None}
-    if n < len(values):
-        summary["non_finite"] = len(values) - n  # NaN values (e.g. reverse KL without a high-quality sample)
+    missing = sum(v is None for v in values)  # a run that did not log the metric
+    if n + missing < len(values):
+        summary["non_finite"] = len(values) - n - missing  # NaN values (e.g. reverse KL without a high-quality sample)
+    if missing:
+        summary["missing"] = missing
     if n >= 2:
         mean = summary["mean"]
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (n - 1))

@@ -151,7 +151,10 @@ def test_confidence_interval_arithmetic_on_fixed_inputs():
     single = summarize([7.0])
     assert single["mean"] == 7.0 and single["std"] is None and single["interval"] is None
     with_nan = summarize([1.0, float("nan"), 3.0])
-    assert with_nan["n"] == 2 and with_nan["non_finite"] == 1 and with_nan["mean"] == 2.0
+    assert with_nan["n"] == 2 and with_nan["non_finite"] == 1 and with_nan["mean"] == 2.0 and "missing" not in with_nan
+    gaps = summarize_runs([{"fid": 1.0, "kid": 0.5}, {"fid": float("inf")}, {"fid": 3.0, "kid": 0.7}])
+    assert gaps["kid"]["missing"] == 1 and "non_finite" not in gaps["kid"]  # a run without the metric is not a NaN
+    assert gaps["fid"]["non_finite"] == 1 and "missing" not in gaps["fid"] and gaps["fid"]["mean"] == 2.0
 
     table = format_table(summarize_runs([{"fid": 1.0, "kid": 0.5}, {"fid": 3.0, "kid": 0.7}]))
     header, fid_row, kid_row = table.splitlines()

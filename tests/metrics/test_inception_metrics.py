@@ -91,6 +91,20 @@ def test_inception_metrics_match_torch_fidelity_and_independent_formulas(tmp_pat
     assert protocol["metrics"]["fid"]["num_fake"] == N and protocol["reference"] == {"split": "all", "num_real": N, "seed": 0}
 
 
+@pytest.mark.slow
+def test_non_finite_samples_get_nan_inception_features_and_scores(inception_weights):
+    """8-bit rounding turned NaN into 0 and inf into 255: a diverged generator's samples scored as black and white
+    images, with a finite FID, IS and KID (an audit), where the digit classifier's path gives NaN."""
+    fakes = random_images(4, seed=1)
+    fakes[1, 0, 3, 3], fakes[3] = float("nan"), float("inf")
+    suite = MetricSuite({"fid": {}, "is": {"splits": 1}, "kid": {"subsets": 2, "subset_size": 4}},
+                        num_samples=4, num_real=4, batch_size=4, inception_weights=str(inception_weights))
+    features = suite.extractors["inception"](fakes)
+    assert all(bool(value[[1, 3]].isnan().all()) and bool(value[[0, 2]].isfinite().all()) for value in features.values())
+    values, _ = suite.evaluate([fakes], TensorData(random_images(4, seed=2, smooth=True)))
+    assert all(np.isnan(values[name]) for name in ("fid", "is", "kid")), values
+
+
 def test_missing_inception_weights_fail_fast_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
     monkeypatch.setattr(features_module, "can_reach", lambda *a, **k: False)

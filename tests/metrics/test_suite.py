@@ -55,9 +55,12 @@ def test_fid_digits_equals_scipy_frechet_distance_from_the_same_features(digits)
 
 def test_a_generator_of_nan_samples_scores_nan_instead_of_failing(digits):
     # a run without the health check (callbacks=[metrics]) that diverged to NaN used to stop with a LinAlgError
-    suite = MetricSuite(["fid_digits"], num_samples=100, num_real=200, batch_size=50)
+    knn = {"extractor": "digit_classifier"}
+    suite = MetricSuite({"fid_digits": {}, "prc": knn, "density_coverage": knn}, num_samples=100, num_real=200, batch_size=50)
     values, _ = suite.evaluate_generator(Replay(torch.full((100, 1, 28, 28), float("nan"))), digits)
-    assert np.isnan(values["fid_digits"])
+    # every value NaN: the k-NN counts gave 0/0 for coverage and 0 for precision and recall (an audit)
+    assert set(values) == {"fid_digits", "prc/precision", "prc/recall", "prc/f_score", "density_coverage/density",
+                           "density_coverage/coverage"} and all(np.isnan(value) for value in values.values()), values
 
 
 def test_real_features_are_cached_reused_and_invalidated(digits, tmp_path, monkeypatch):
@@ -197,6 +200,69 @@ def test_protocol_records_the_reference_split_and_equal_counts_for_knn_metrics(d
 
     test_split = TensorData(digits.train_set.tensors[0][:300], "mnist", split="test")
     assert suite.evaluate([fakes], test_split)[1]["reference"]["split"] == "test"
+
+
+def test_knn_metrics_cut_the_fakes_too_when_the_reals_are_fewer(digits, caplog):
+    """Each k-NN ball's reach depends on how many points there are: 300 fakes against 200 reals inflated coverage
+    (it can only rise with more fakes), where the README promises as many of each."""
+    from gan.metrics.functional import density_coverage
+
+    suite = MetricSuite({"density_coverage": {"extractor": "digit_classifier"}, "fid_digits": {}}, num_samples=300, num_real=200)
+    fakes = digits.train_set.tensors[0][torch.randperm(5000, generator=torch.Generator().manual_seed(4))[:300]]
+    with caplog.at_level("WARNING", logger="gan"):
+        values, protocol = suite.evaluate([fakes], digits)
+        suite.evaluate([fakes], digits)  # said once per suite, not at every evaluation of a run
+    assert (protocol["metrics"]["density_coverage"]["num_fake"], protocol["metrics"]["density_coverage"]["num_real"]) == (200, 200)
+    assert protocol["metrics"]["fid_digits"]["num_fake"] == 300 and protocol["metrics"]["fid_digits"]["num_real"] == 200
+    extractor = suite.extractors["digit_classifier"]
+    real = extractor(digits.train_set.tensors[0][registry.real_sample_indices(digits, 200, 0)])["features"]
+    expected = density_coverage(extractor(fakes[:200])["features"], real, 5)
+    assert values["density_coverage/coverage"] == expected["coverage"] and values["density_coverage/density"] == expected["density"]
+    assert [r.getMessage() for r in caplog.records] == ["density_coverage compares as many real as fake samples: scoring 200 of "
+                                                        "each (200 real samples; 300 fakes asked for)"]
+
+
+def test_kid_records_the_subset_size_it_used(digits):
+    """Subsets shrink to the sample count; the protocol recorded the option (1,000) where 150 were used."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    suite = MetricSuite({"kid": {"extractor": "digit_classifier", "subsets": 4}}, num_samples=150, num_real=400)
+    fakes = digits.train_set.tensors[0][torch.randperm(5000, generator=torch.Generator().manual_seed(5))[:150]]
+    values, protocol = suite.evaluate([fakes], digits)
+    assert protocol["metrics"]["kid"]["subset_size"] == 150 and protocol["metrics"]["kid"]["num_real"] == 400
+    extractor = suite.extractors["digit_classifier"]
+    real = extractor(digits.train_set.tensors[0][registry.real_sample_indices(digits, 400, 0)])["features"]
+    expected = kid_features_to_metric(extractor(fakes)["features"], real, kid_subsets=4, kid_subset_size=150, rng_seed=2020, verbose=False)
+    assert values["kid"] == expected["kernel_inception_distance_mean"]
+    assert MetricSuite({"kid": {"subset_size": 50}}, with_extractors=False).protocol({"kid": 150}, 400)["metrics"]["kid"]["subset_size"] == 50
+
+
+class LinearGenerator(torch.nn.Module):
+    """Draws its codes with torch.randn(n, ...) as the real generators do, so a batch's codes depend on n."""
+
+    num_classes = None
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(100, 28 * 28)  # DCGAN's latent size
+
+    @torch.no_grad()
+    def sample(self, n, generator=None, labels=None):
+        return torch.tanh(self.net(torch.randn(n, 100, generator=generator))).view(n, 1, 28, 28)
+
+
+def test_a_metrics_value_does_not_depend_on_the_metrics_selected_beside_it(digits):
+    """550 fakes in batches of 100: the last batch of 50 drew torch.randn(50, 100) alone and the first 50 rows of
+    torch.randn(100, 100) when a companion metric asked for 1,000, which are other codes on the CPU (torch fills
+    a draw 16 numbers at a time and the tail of 5,000 another way)."""
+    torch.manual_seed(0)
+    generator = LinearGenerator()
+    assert not torch.equal(torch.randn(50, 100, generator=torch.Generator().manual_seed(1)),
+                           torch.randn(100, 100, generator=torch.Generator().manual_seed(1))[:50])  # why it mattered
+    alone = MetricSuite({"fid_digits": {"num_samples": 550}}, num_real=600).evaluate_generator(generator, digits)[0]
+    beside = MetricSuite({"fid_digits": {"num_samples": 550}, "kid": {"extractor": "digit_classifier", "num_samples": 1000}},
+                         num_real=600).evaluate_generator(generator, digits)[0]
+    assert alone["fid_digits"] == beside["fid_digits"]
 
 
 def test_real_feature_cache_follows_the_content_of_an_image_folder(tmp_path, monkeypatch):
