@@ -96,7 +96,8 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         finish_loggers(loggers)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     stopped_by = next((c.stop_event for c in trainer.callbacks if isinstance(c, GANHealth) and c.stop_event), None)
-    log.info("Run directory: %s", cfg.paths.output_dir)
+    if trainer.is_global_zero:  # once, not once per DDP process
+        log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer, "stopped_by": stopped_by}
 
 

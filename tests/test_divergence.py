@@ -35,6 +35,8 @@ def runs(tmp_path_factory):
         # job 0 explodes, job 1 (the paper's 0.1) trains to the end
         "sweep": ["-m", *RUN, "optimizer.discriminator.lr=1e4,0.1", "generator_steps=20",
                   f"hydra.sweep.dir={tmp / 'sweep'}"],
+        "ddp": [*RUN, *EXPLODING, "trainer=ddp_cpu", "trainer.devices=2", "metrics=[mode_coverage]", "metrics.every_n_generator_steps=1000",
+                f"hydra.run.dir={tmp / 'ddp'}"],
     }
 
     def run(item):
@@ -43,7 +45,7 @@ def runs(tmp_path_factory):
         return name, subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(2) as pool:  # the DDP run's two processes take the machine's two cores after the others
         return dict(pool.map(run, commands.items())) | {"tmp": tmp}
 
 
@@ -76,3 +78,18 @@ def test_multirun_records_the_diverged_job_and_goes_on(runs):
     assert rows[0]["error"].startswith("training diverged: divergence at generator step")
     assert re.search(r"^error: training diverged: divergence at generator step \d+ ", result.stderr, re.M)
     assert load_checkpoint(sweep_dir / "1" / "checkpoints" / "last.ckpt")["gan_counters"]["generator_steps"] == 20
+
+
+@pytest.mark.slow
+def test_a_diverged_ddp_run_says_so_once_and_points_at_its_last_healthy_checkpoint(runs):
+    """Both processes stop (status 3); the error line and the run directory came once per process, and the hint to
+    score the final generator pointed at last.ckpt, the weights that diverged (an audit)."""
+    result = runs["ddp"]
+    assert result.returncode == 3, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: training diverged: divergence at generator step"), errors
+    healthy = errors[0].rsplit("; last healthy checkpoint: ", 1)[1]
+    output = result.stdout + result.stderr
+    assert output.count("Run directory: ") <= 1  # rank 0's line (it is not printed when the run stops with an error)
+    assert f"the run diverged: score its last healthy checkpoint with: python evaluate.py ckpt_path={healthy}" in output
+    assert "score it with: python evaluate.py" not in output

@@ -3,13 +3,14 @@
 Four failure modes, each a detector with its own thresholds and action (config: conf/callbacks/gan_health.yaml):
 
 - ``discriminator_overpowers``: D loss and D(G(z)) both within a margin of the lowest values the
-  discriminator can reach, for a sustained window of generator steps (sigmoid losses only: critic scores
+  discriminator can reach, in most of a window of generator steps (sigmoid losses only: critic scores
   have no "near 0" that means "won"; the lowest values account for label smoothing, noisy labels, flips);
 - ``vanishing_generator_gradients``: the generator's gradient norm (median over a window) collapses
   relative to its median over the first generator steps;
 - ``mode_collapse``: the mean pairwise distance of samples of the fixed noise falls far below that of
   real samples (and, on digit data, the classes the shipped digit classifier reads in them);
-- ``divergence``: a NaN/Inf loss, score or generator gradient, or a real-fake critic score gap beyond a bound.
+- ``divergence``: a NaN/Inf loss, score or generator gradient, a real-fake critic score gap beyond a bound, or
+  (at the mode-collapse checks) samples spread far wider than the data.
 
 What it reads, and when. Every iteration it keeps the module's newest terms (``pl_module.last_terms``:
 ``train/d/*``, ``train/g/*``) and the per-parameter norms of the generator's gradients (one ``_foreach_norm``
@@ -60,28 +61,47 @@ GENERATOR_GRAD_NORM = "grad/g/norm"
 #: read at every iteration on CPU in one process: every divergence reaches it within an iteration (module docstring)
 GENERATOR_LOSS = "train/g/loss"
 
+#: what to try, each with the option that does it (an audit found remedies naming tricks without their options)
 REMEDIES = {
     "discriminator_overpowers": (
         "weaken D or help G: lower D's learning rate or use TTUR (optimizer=ttur), fewer D steps per G step "
         "(model.n_critic), one-sided label smoothing (model.real_label=0.9), instance noise "
-        "(model.instance_noise_std=0.1), spectral norm in D "
-        "(model.discriminator.spectral_norm=true), or a loss that keeps gradients (loss=wasserstein with a "
-        "gradient penalty, loss=hinge)"
+        "(model.instance_noise_std=0.1), spectral norm in D (model.discriminator.spectral_norm=true), or a loss "
+        "that keeps gradients (loss=hinge, or model=wgan_gp)"
     ),
     "vanishing_generator_gradients": (
-        "use the non-saturating generator loss (loss=non_saturating) or a Wasserstein/hinge loss, and "
-        "weaken D: lower its learning rate or TTUR, label smoothing, instance noise, spectral norm; if the "
+        "use the non-saturating generator loss (loss=non_saturating) or loss=hinge, and weaken D: lower its "
+        "learning rate or TTUR (optimizer=ttur), label smoothing (model.real_label=0.9), instance noise "
+        "(model.instance_noise_std=0.1), spectral norm (model.discriminator.spectral_norm=true); if the "
         "generator's tanh output saturates, lower G's learning rate"
     ),
     "mode_collapse": (
-        "lower the learning rates or use TTUR, a Wasserstein loss with gradient penalty (model=wgan_gp), "
-        "spectral norm, minibatch discrimination / minibatch stddev in D, fewer D steps"
+        "lower the learning rates or use TTUR (optimizer=ttur), a Wasserstein loss with gradient penalty "
+        "(model=wgan_gp), spectral norm (model.discriminator.spectral_norm=true), minibatch stddev or "
+        "discrimination in D (model.discriminator.minibatch=stddev or =discrimination), fewer D steps (model.n_critic)"
     ),
     "divergence": (
-        "lower both learning rates, constrain D (gradient penalty, spectral norm, weight clipping: model.weight_clip), "
-        "check that the data is in the generator's output range ([-1, 1] for tanh)"
+        "lower both learning rates, constrain D (a gradient penalty: model=wgan_gp; spectral norm: "
+        "model.discriminator.spectral_norm=true; weight clipping: model.weight_clip), check that the data is in "
+        "the generator's output range ([-1, 1] for image data's tanh output)"
     ),
 }
+
+
+def remedy(kind: str, pl_module) -> str:
+    """What to try, with this run's own levers: a run whose learning rates follow ``model.schedules.lr`` (r3gan,
+    the gan toy presets) is told to change the schedule, which overwrites ``optimizer.*.lr`` and ``optimizer=ttur``
+    at every step; a run that already has penalties is told to raise them (an audit found both advised as new)."""
+    text = REMEDIES[kind]
+    schedules, penalties = getattr(pl_module, "schedules", {}) or {}, getattr(pl_module, "penalties", {}) or {}
+    if kind == "divergence" and penalties:
+        text = text.replace("constrain D (a gradient penalty: model=wgan_gp; ",
+                            f"constrain D more (a larger weight or gamma for its {', '.join(sorted(penalties))}; ")
+    lr_schedules = [name for name, setting in schedules.items() if getattr(setting, "hyperparameter", None) == "lr"]
+    if lr_schedules and "learning rate" in text:
+        text += (f"; this run's learning rates follow model.schedules.{lr_schedules[0]}, which overwrites optimizer.*.lr and "
+                 f"optimizer=ttur at every step: change its values (model.schedules.{lr_schedules[0]}.value.start / .end)")
+    return text
 
 
 # ------------------------------------------------------------------------------------------- detectors
@@ -107,33 +127,43 @@ def achievable_minimum(label_targets) -> tuple[float, float]:
 
 @dataclass
 class OverpoweredDiscriminator:
-    """Fires when, for ``window`` consecutive generator steps, D loss < its lowest achievable value +
-    ``max_d_loss`` and the mean D(G(z)) < its optimum + ``max_fake_score`` (a probability). The lowest
-    values are 0 without label tricks (see :func:`achievable_minimum`)."""
+    """Fires when, in at least ``fraction`` of the last ``window`` generator steps, D loss < its lowest
+    achievable value + ``max_d_loss`` and the mean D(G(z)) < its optimum + ``max_fake_score`` (a probability).
+    The lowest values are 0 without label tricks (see :func:`achievable_minimum`). A share of the window, not
+    steps in a row: one noisy batch above the margin restarted a count of steps in a row, so the saturating
+    loss with a frozen G, D winning 265 of 360 steps in runs of at most 71, never fired (an audit)."""
 
     action: str = "warn"
     window: int = 200
+    fraction: float = 0.5
     max_d_loss: float = 0.005
     max_fake_score: float = 0.005
     BOUNDS: ClassVar[Bounds] = {
-        "window": (1, None), "max_d_loss": (0, None), "max_fake_score": (0, 1)}
+        "window": (1, None), "fraction": (1e-9, 1), "max_d_loss": (0, None), "max_fake_score": (0, 1)}
 
     def __post_init__(self) -> None:
-        self._run = 0
+        self._recent: deque[bool] = deque(maxlen=int(self.window))  # whether D was near its floor, per step
+        self._near = 0  # how many of _recent are
         self.loss_floor, self.fake_score_floor = 0.0, 0.0
 
     def update(self, d_loss: float, fake_score: float) -> dict[str, float] | None:
         near_floor = d_loss < self.loss_floor + self.max_d_loss and fake_score < self.fake_score_floor + self.max_fake_score
-        self._run = self._run + 1 if near_floor else 0
-        if self._run >= self.window:
-            return {"d_loss": d_loss, "fake_score": fake_score, "d_loss_floor": self.loss_floor, "generator_steps_in_a_row": self._run}
+        if len(self._recent) == self._recent.maxlen:
+            self._near -= self._recent[0]
+        self._recent.append(near_floor)
+        self._near += near_floor
+        if len(self._recent) == self.window and self._near >= self.fraction * self.window:
+            return {"d_loss": d_loss, "fake_score": fake_score, "d_loss_floor": self.loss_floor,
+                    "steps_near_floor": self._near, "window": self.window}
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"run": self._run}
+        return {"recent": list(self._recent)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._run = int(state.get("run", 0))
+        # a checkpoint of the steps-in-a-row counter ("run") starts the window anew
+        self._recent = deque((bool(v) for v in state.get("recent", [])), maxlen=int(self.window))
+        self._near = sum(self._recent)
 
 
 @dataclass
@@ -220,12 +250,22 @@ class ModeCollapse:
 class Divergence:
     """Fires on any non-finite term (``train/d/*``, ``train/g/*``) or generator gradient norm, or, for
     raw-score losses, on a gap between the mean critic scores of real and fake samples larger than
-    ``max_score_gap``. The gap, not the scores: a critic's scores may drift together by any amount without
+    ``max_score_gap``, or (:meth:`check_spread`) on samples spread far wider than the data. The gap, not the scores: a critic's scores may drift together by any amount without
     harm (the losses only see differences), but a gap that runs away is a critic out of control."""
 
     action: str = "stop_and_keep_last_healthy"
     max_score_gap: float = 1.0e4
-    BOUNDS: ClassVar[Bounds] = {"max_score_gap": (0, None)}
+    max_diversity_ratio: float = 10.0
+    BOUNDS: ClassVar[Bounds] = {"max_score_gap": (0, None), "max_diversity_ratio": (1, None)}
+
+    def check_spread(self, diversity_ratio: float) -> dict[str, Any] | None:
+        """At a mode-collapse check: samples spread ``max_diversity_ratio`` times wider than the data, a generator
+        whose output ran away while every loss stayed finite (a sigmoid loss has no score gap to watch): the
+        audit's ``lr=10`` DCGAN on the grid reached 6,400-8,800 and was reported healthy. A tanh output cannot get
+        there (its largest spread is 2.8x the digits'), so on images this never fires."""
+        if diversity_ratio > self.max_diversity_ratio:
+            return {"diversity_ratio": diversity_ratio, "max_diversity_ratio": self.max_diversity_ratio}
+        return None
 
     def check(self, terms: Mapping[str, float], raw_scores: bool) -> dict[str, Any] | None:
         evidence = {name: value for name, value in terms.items() if not math.isfinite(value)}
@@ -487,6 +527,9 @@ class GANHealth(pl.Callback):
         evidence = collapse.check(signals["health/diversity_ratio"], coverage)
         if evidence:
             self._fire(trainer, pl_module, "mode_collapse", evidence, step, trainer.global_step)
+        evidence = self.detectors["divergence"].check_spread(signals["health/diversity_ratio"])
+        if evidence:
+            self._fire(trainer, pl_module, "divergence", evidence, step, trainer.global_step)
 
     def _stop_if_requested(self, trainer) -> None:
         if any(d.action != "warn" for d in self.detectors.values()):
@@ -523,7 +566,7 @@ class GANHealth(pl.Callback):
             return
         action = self.detectors[kind].action
         event = {"kind": kind, "generator_step": generator_step, "global_step": global_step,
-                 "evidence": evidence, "action": action, "remedy": REMEDIES[kind]}
+                 "evidence": evidence, "action": action, "remedy": remedy(kind, pl_module)}
         if action == "stop_and_keep_last_healthy":
             event["last_healthy_checkpoint"] = self._keep_last_healthy(trainer)
         self.events.append(event)
@@ -537,10 +580,12 @@ class GANHealth(pl.Callback):
             self.events_path.parent.mkdir(parents=True, exist_ok=True)
             with self.events_path.open("a") as handle:
                 handle.write(json.dumps(_json_safe(event)) + "\n")
+        kept = event.get("last_healthy_checkpoint")
         consequence = {"warn": "training continues", "stop": "stopping training",
-                       "stop_and_keep_last_healthy": f"stopping training; last healthy checkpoint: {event.get('last_healthy_checkpoint')}"}[action]
-        log.warning("GAN health: %s at generator step %d (%s); %s. Try: %s.", kind, generator_step, _shown(evidence), consequence, REMEDIES[kind])
-        alert(trainer.loggers, f"GAN health: {kind}", f"Generator step {generator_step}: {_shown(evidence)}. Try: {REMEDIES[kind]}.")
+                       "stop_and_keep_last_healthy": "stopping training; " + (f"last healthy checkpoint: {kept}" if kept else
+                                                                              "no checkpoint had been saved before it")}[action]
+        log.warning("GAN health: %s at generator step %d (%s); %s. Try: %s.", kind, generator_step, _shown(evidence), consequence, event["remedy"])
+        alert(trainer.loggers, f"GAN health: {kind}", f"Generator step {generator_step}: {_shown(evidence)}. Try: {event['remedy']}.")
 
     def _keep_last_healthy(self, trainer) -> str | None:
         """Copy the newest checkpoint on disk to ``last_healthy.ckpt``, which later saves never overwrite.

@@ -76,6 +76,10 @@ class MetricsCallback(pl.Callback):
 
             saved = final_checkpoint(trainer, pl_module)
             how = f"; score it with: python evaluate.py ckpt_path={saved}" if saved is not None else ""
+            healthy = diverged_and_kept(trainer)
+            if healthy is not None:  # the final weights are what diverged (an audit found the hint pointing at them)
+                how = f"; the run diverged: score its last healthy checkpoint with: python evaluate.py ckpt_path={healthy}" \
+                    if healthy else "; the run diverged before any checkpoint was saved"
             log.info("The final generator (generator step %d) was not scored (metrics every %d generator steps%s)%s",
                      step, self.every, last, how)
 
@@ -108,3 +112,14 @@ class MetricsCallback(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         with open(self.dirpath / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+def diverged_and_kept(trainer) -> str | None:
+    """When the health check stopped the run for divergence: the last healthy checkpoint it kept ("" when none had
+    been saved); None otherwise."""
+    from gan.callbacks.gan_health import GANHealth
+
+    event = next((c.stop_event for c in trainer.callbacks if isinstance(c, GANHealth) and c.stop_event), None)
+    if event is None or event["kind"] != "divergence":
+        return None
+    return event.get("last_healthy_checkpoint") or ""

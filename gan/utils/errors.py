@@ -80,10 +80,18 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
             user_error = user_error_behind(error)
             if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print_error(user_error)
+            if not (isinstance(user_error, TrainingDiverged) and not is_rank_zero()):
+                print_error(user_error)  # a divergence is decided for all DDP processes at once: said by rank 0 alone
             raise SystemExit(user_error.exit_status) from None
 
     return wrapper
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of a distributed run (or not distributed); Lightning's own record of it."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def print_error(error: BaseException | str) -> None:

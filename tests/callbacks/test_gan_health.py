@@ -26,13 +26,24 @@ from train import train
 
 
 # ------------------------------------------------------------------------------------- detector rules
-def test_overpowered_discriminator_needs_a_full_window_in_a_row():
-    detector = OverpoweredDiscriminator(window=3, max_d_loss=0.01, max_fake_score=0.01)
-    assert detector.update(0.001, 0.001) is None and detector.update(0.001, 0.001) is None
-    assert detector.update(0.5, 0.001) is None  # a healthy D loss breaks the run
-    assert detector.update(0.001, 0.2) is None  # so does a D(G(z)) that is not near 0
-    assert [detector.update(0.001, 0.002) for _ in range(3)][:2] == [None, None]
-    assert detector.update(0.001, 0.002) == {"d_loss": 0.001, "fake_score": 0.002, "d_loss_floor": 0.0, "generator_steps_in_a_row": 4}
+def test_overpowered_discriminator_needs_a_share_of_a_full_window():
+    detector = OverpoweredDiscriminator(window=4, fraction=0.5, max_d_loss=0.01, max_fake_score=0.01)
+    assert detector.update(0.001, 0.001) is None and detector.update(0.5, 0.001) is None  # a healthy D loss: not near
+    assert detector.update(0.001, 0.2) is None  # nor is a D(G(z)) that is not near 0; 1 of 3 steps near the floor
+    assert detector.update(0.001, 0.002) == {"d_loss": 0.001, "fake_score": 0.002, "d_loss_floor": 0.0,
+                                             "steps_near_floor": 2, "window": 4}  # 2 of 4: half the window
+    detector = OverpoweredDiscriminator(window=4, fraction=0.75, max_d_loss=0.01, max_fake_score=0.01)
+    assert [detector.update(*values) for values in ((0.001, 0.001), (0.5, 0.5), (0.001, 0.001), (0.5, 0.5), (0.001, 0.001))] \
+        == [None] * 5  # 2 or 3 of the last 4 near the floor, one noisy batch between: fewer than 0.75 x 4
+    assert detector.update(0.001, 0.001)["steps_near_floor"] == 3  # the window slides: 3 of the last 4
+
+
+def test_one_noisy_batch_in_a_row_of_wins_no_longer_hides_an_overpowering_discriminator():
+    """The saturating loss with a frozen G (an audit): D near its floor 3 steps of 4, never 72 in a row."""
+    detector = OverpoweredDiscriminator(window=200)
+    pattern = [(0.001, 0.001)] * 3 + [(0.2, 0.1)]
+    fired = next(step for step in range(1, 1000) if detector.update(*pattern[(step - 1) % 4]))
+    assert fired == 200  # the first full window: 150 of its 200 steps near the floor, at least half
 
 
 @pytest.mark.parametrize("tricks,floor,fake_optimum", [
@@ -47,11 +58,11 @@ def test_overpowered_discriminator_is_judged_against_the_achievable_minimum(tric
 
     loss_floor, fake_floor = achievable_minimum(LabelTargets(**tricks))
     assert loss_floor == pytest.approx(floor, abs=1e-4) and fake_floor == pytest.approx(fake_optimum)
-    detector = OverpoweredDiscriminator(window=2)
+    detector = OverpoweredDiscriminator(window=2, fraction=1.0)
     detector.loss_floor, detector.fake_score_floor = loss_floor, fake_floor
     # a discriminator at its optimum: with smoothing its loss is 0.325, far above the absolute 0.005
     at_optimum = (loss_floor + 0.001, fake_floor + 0.001)
-    assert detector.update(*at_optimum) is None and detector.update(*at_optimum)["generator_steps_in_a_row"] == 2
+    assert detector.update(*at_optimum) is None and detector.update(*at_optimum)["steps_near_floor"] == 2
     assert detector.update(loss_floor + 0.01, fake_floor) is None  # further from it than max_d_loss
 
 
@@ -122,7 +133,7 @@ def test_fired_kinds_and_detector_windows_survive_a_checkpoint_round_trip():
     restored.load_state_dict(torch.load(saved, weights_only=True))
     assert restored.fired == {"divergence"}
     assert restored.events[0]["evidence"] == {"train/d/loss": "nan"}  # checkpoints hold plain, finite JSON values
-    assert restored.detectors["discriminator_overpowers"].state_dict() == {"run": 1}
+    assert restored.detectors["discriminator_overpowers"].state_dict() == {"recent": [True]}
     assert restored.detectors["vanishing_generator_gradients"].state_dict() == {"early": [1.0, 2.0], "recent": [3.0, 4.0]}
     # an iteration gathered but not yet checked is checked after the resume; its total norm is sqrt(3^2 + 4^2)
     assert restored._restored_rows == [({"train/d/loss": 0.5, "grad/g/norm": 5.0}, (8, 16, True))]
@@ -155,10 +166,29 @@ def test_overpowered_discriminator_fires_and_stops(make_cfg, tmp_path):
     event = events_of(run)[0]
     assert event["kind"] == "discriminator_overpowers"
     assert event["evidence"]["d_loss"] < 0.005 and event["evidence"]["fake_score"] < 0.005
-    assert event["evidence"]["generator_steps_in_a_row"] == 30
+    assert event["evidence"]["steps_near_floor"] >= 15 and event["evidence"]["window"] == 30
     # a window's verdict waits for the next check of the gathered rows, every sync_every_n_iterations (10)
     assert objects["module"].generator_steps == math.ceil(event["generator_step"] / 10) * 10 < 300
     assert logged(run, "health/discriminator_overpowers") == [(event["generator_step"], 1.0)]
+
+
+def test_samples_that_run_away_while_the_losses_stay_finite_are_divergence(make_cfg, tmp_path, caplog):
+    """A sigmoid loss has no score gap to watch: DCGAN on the grid at lr=10 spread its samples thousands of times
+    wider than the data with finite losses and was reported healthy (an audit)."""
+    cfg = make_cfg(["model=dcgan", "data=toy2d_grid", "generator_steps=100", "logger=csv", "metrics=none", "callbacks.progress_bar=null",
+                    "callbacks.sample_grid=null", "optimizer.generator.lr=10", "optimizer.discriminator.lr=10",
+                    "callbacks.gan_health.mode_collapse.start_generator_step=20", "callbacks.gan_health.mode_collapse.every_n_generator_steps=20"])
+    with caplog.at_level("WARNING", logger="gan"):
+        _, objects = train(cfg)
+    event = objects["stopped_by"]
+    assert (event["kind"], event["generator_step"], objects["module"].generator_steps) == ("divergence", 20, 20)
+    assert event["evidence"]["diversity_ratio"] > 10 == event["evidence"]["max_diversity_ratio"]
+    assert logged(tmp_path / "run", "health/diversity_ratio") == [(20.0, event["evidence"]["diversity_ratio"])]
+    assert all(math.isfinite(value) for _, value in logged(tmp_path / "run", "train/d/loss"))  # no NaN to catch
+    warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("GAN health: divergence"))
+    assert "stopping training; no checkpoint had been saved before it. Try:" in warning  # it said "checkpoint: None"
+    detector = make_detector("divergence", {})
+    assert detector.check_spread(2.78) is None and detector.check_spread(10.5) == {"diversity_ratio": 10.5, "max_diversity_ratio": 10.0}
 
 
 class SaturateGeneratorOutput(pl.Callback):
@@ -372,3 +402,32 @@ def test_more_mode_collapse_samples_than_the_fixed_noise_codes_are_refused():
         GANHealth(mode_collapse={"num_samples": 2000}).setup(None, module, "fit")
     GANHealth(mode_collapse={"num_samples": 1024}).setup(None, module, "fit")
     GANHealth(mode_collapse={"num_samples": 2000, "every_n_generator_steps": 0}).setup(None, module, "fit")  # no checks
+
+
+def test_every_option_a_remedy_names_is_one_a_run_takes(make_cfg):
+    """Each remedy's overrides compose and build (an audit found tricks named without their options)."""
+    import re
+
+    from gan.callbacks.gan_health import REMEDIES
+    from gan.utils.instantiate import build_module
+
+    named = sorted({token for text in REMEDIES.values() for token in re.findall(r"\b((?:model|loss|optimizer)[\w.]*=[\w.]+)", text)})
+    assert {"model.discriminator.spectral_norm=true", "model.discriminator.minibatch=stddev", "optimizer=ttur", "model=wgan_gp"} <= set(named)
+    for override in named:
+        build_module(make_cfg([*tiny_overrides("dcgan", "digits"), override]))
+
+
+def test_remedies_name_this_runs_own_levers():
+    from types import SimpleNamespace
+
+    from gan.callbacks.gan_health import REMEDIES, remedy
+    from gan.schedules import Cosine, OptimizerSetting
+
+    plain = SimpleNamespace(schedules={}, penalties={})
+    assert remedy("divergence", plain) == REMEDIES["divergence"]
+    scheduled = SimpleNamespace(schedules={"lr": OptimizerSetting("lr", Cosine(1e-3, 1e-4, 10))}, penalties={"r1r2": object()})
+    text = remedy("discriminator_overpowers", scheduled)
+    assert text.endswith("; this run's learning rates follow model.schedules.lr, which overwrites optimizer.*.lr and optimizer=ttur "
+                         "at every step: change its values (model.schedules.lr.value.start / .end)")
+    assert "constrain D more (a larger weight or gamma for its r1r2; spectral norm" in remedy("divergence", scheduled)
+    assert "model.schedules" not in remedy("discriminator_overpowers", SimpleNamespace(schedules={}, penalties={}))
