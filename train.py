@@ -81,6 +81,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)
+    module.check_data_classes(datamodule)  # before the loggers start (W&B prints its start-up lines and opens a run)
     if OmegaConf.select(cfg, "callbacks.metrics") is not None:  # before the callback loads its feature networks
         check_metrics_fit(cfg.metrics, datamodule, getattr(module.sampling_generator, "num_classes", None))
     # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint

@@ -357,7 +357,13 @@ class GANModule(pl.LightningModule):
         if stage == "fit" and self._trainer is not None:  # before the data loader is built: it reads the value
             self.iterations_per_batch = resolve_iterations_per_batch(self.iterations_per_batch_setting, self.trainer, self)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if self.num_classes is None or datamodule is None:
+        if datamodule is not None:
+            self.check_data_classes(datamodule)
+
+    def check_data_classes(self, datamodule) -> None:
+        """A conditional model needs data with its number of classes. Also called by train.py before the loggers
+        start, so the refusal is not preceded by W&B's start-up lines and an empty W&B run."""
+        if self.num_classes is None:
             return
         data_classes = getattr(datamodule, "num_classes", None)
         if data_classes != self.num_classes:

@@ -317,3 +317,13 @@ def test_a_minibatch_stddev_group_of_one_sample_is_refused():
                                           r"measured\), got 1$"):
         MinibatchStdDev(1)
     assert MinibatchStdDev(2).group_size == 2
+
+
+def test_every_shipped_adam_and_sgd_pair_is_fused():
+    """The README says the Adam and SGD pairs use the fused kernels; optimizer=ttur was left out (an audit)."""
+    from gan.utils.config import PROJECT_ROOT
+
+    for path in sorted((PROJECT_ROOT / "conf" / "optimizer").glob("*.yaml")):
+        for network, node in OmegaConf.load(path).items():
+            if node["_target_"] in ("torch.optim.Adam", "torch.optim.SGD"):
+                assert node.get("fused") is True, f"{path.name}: {network}"

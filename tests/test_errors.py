@@ -40,6 +40,9 @@ def cases(tmp):
         # name: (script, arguments, extra environment)
         "missing_data": ("train.py", ["data=mnist", "data.root=/nowhere", "data.download=false"], {}),
         "conditional_on_unlabelled": ("train.py", ["model=cgan", "data=toy2d_grid"], {}),
+        # the shipped logger: W&B printed its start-up lines on stderr before the refusal (an audit)
+        "conditional_on_unlabelled_wandb": ("train.py", ["model=cgan", "data=toy2d_grid", "logger=wandb"],
+                                            {"WANDB_MODE": "offline", "WANDB_SILENT": "false"}),
         "option_out_of_range": ("train.py", ["model.n_critic=0"], {}),
         "trainer_refuses_option": ("train.py", ["trainer.devices=0"], {}),
         "unknown_precision": ("train.py", ["trainer.precision=fp12"], {}),
@@ -82,7 +85,8 @@ def results(tmp_path_factory):
 
     def run(item):
         name, (script, arguments, env) = item
-        fast = [o for o in FAST if o not in arguments] if script == "train.py" else []
+        given = {argument.split("=", 1)[0] for argument in arguments}
+        fast = [o for o in FAST if o.split("=", 1)[0] not in given] if script == "train.py" else []
         command = [sys.executable, script, *arguments, *fast, f"paths.data_dir={tmp / 'data'}"]
         if "-m" not in arguments:
             command.append(f"hydra.run.dir={tmp / name}")
@@ -98,6 +102,7 @@ def results(tmp_path_factory):
 @pytest.mark.parametrize("name,message", [
     ("missing_data", r"mnist not found in /nowhere/MNIST/raw .*fix: set data.root"),
     ("conditional_on_unlabelled", r"a conditional model needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"),
+    ("conditional_on_unlabelled_wandb", r"a conditional model needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"),
     ("option_out_of_range", r"model.n_critic must be a positive integer, got 0"),
     # Lightning's own refusals (a MisconfigurationException, a ValueError) behind Hydra's wrapper
     ("trainer_refuses_option", r"trainer: `Trainer\(devices=0\)` value is not a valid input"),
