@@ -94,7 +94,8 @@ class Ramp(Curve):
             if self.then_from >= run_steps:
                 parts.append(f"its next curve (then_from={self.then_from}) starts after the run's last step and never acts")
             else:
-                parts.extend(f"its next curve, from step {self.then_from}: {part}" for part in self.then.beyond(run_steps - self.then_from))
+                parts.extend(f"its next curve, from step {self.then_from}: {part}"
+                             for part in self.then.beyond(run_steps - self.then_from))
         return parts
 
     def bounds(self) -> tuple[float, float]:

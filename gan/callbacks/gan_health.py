@@ -250,8 +250,9 @@ class ModeCollapse:
 class Divergence:
     """Fires on any non-finite term (``train/d/*``, ``train/g/*``) or generator gradient norm, or, for
     raw-score losses, on a gap between the mean critic scores of real and fake samples larger than
-    ``max_score_gap``, or (:meth:`check_spread`) on samples spread far wider than the data. The gap, not the scores: a critic's scores may drift together by any amount without
-    harm (the losses only see differences), but a gap that runs away is a critic out of control."""
+    ``max_score_gap``, or (:meth:`check_spread`) on samples spread far wider than the data. The gap, not the
+    scores: a critic's scores may drift together by any amount without harm (the losses only see differences),
+    but a gap that runs away is a critic out of control."""
 
     action: str = "stop_and_keep_last_healthy"
     max_score_gap: float = 1.0e4

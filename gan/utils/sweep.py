@@ -160,7 +160,7 @@ def fail_stopped_trial(sweeper: Mapping[str, Any], task_overrides: list[str]) ->
     """Tell the study that the trial of a job which stops an Optuna sweep failed; its number, or None.
 
     The sweeper tells the study each trial's outcome only after its batch of jobs returns; a job that stops the
-    sweep (a user error without ``failed_trial_value``, an objective that is never logged, Ctrl+C) exits the
+    sweep (a user error without ``failed_trial_value``, an objective that is never logged) exits the
     process before that, which left the trial ``RUNNING`` in the stored study for good (Optuna's dashboard and
     ``study.trials`` showed it running forever). The trial is the running one whose searched values are the
     job's overrides (the sweeper writes each as ``name=value`` with ``str(value)``). Only for a study kept in a
