@@ -189,6 +189,15 @@ def test_the_presets_schedules_are_reported_only_when_the_run_is_shorter_than_th
     assert sorted(line.split(":")[0].rsplit(".", 1)[1] for line in lines) == reported
 
 
+def test_a_run_shorter_than_its_schedules_says_so_when_it_starts(make_cfg, caplog):
+    with caplog.at_level("WARNING", logger="gan"):
+        train(make_cfg(tiny_overrides("r3gan", "toy2d_grid", steps=2) + ["metrics=none"]))
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model.schedules.")]
+    assert sorted(line.split(":")[0] for line in said) == ["model.schedules.beta2", "model.schedules.ema_half_life",
+                                                          "model.schedules.gamma", "model.schedules.lr"]
+    assert "its next curve (then_from=22000) starts after the run's last step and never acts (generator_steps=2)" in said[0]
+
+
 def r3gan_module(**kwargs):
     torch.manual_seed(0)
     adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.0, 0.9))
