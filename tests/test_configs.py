@@ -275,6 +275,10 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
      "data.batch_size=7 has no divisor from 2 to model.discriminator.minibatch_group_size=4: minibatch stddev groups each "
      "sample alone"),
     (["model=dcgan", "presets=none", "model.discriminator.minibatch=stddev", "data.batch_size=6"], None),  # groups of 3
+    (["model=wgan_gp", "model.discriminator.norm=batch"], "model.penalties.gradient_penalty penalizes D's gradient with "
+     "respect to each input sample, but a D with batch norm mixes the samples of a batch"),  # an audit of the tricks
+    (["model=wgan_gp"], None),  # its critic has layer norm, as the paper says
+    (["model=r3gan", "data=toy2d_ring"], None),
 ])
 def test_options_that_cannot_act_in_their_combination_are_said(make_cfg, overrides, said):
     """Found by an audit: each of these trained exactly like the run without the option, without a word."""

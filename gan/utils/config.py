@@ -98,13 +98,16 @@ def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[st
 
 #: losses unchanged when every logit shifts by the same amount, so the sign of D's real logits means nothing there
 SHIFT_INVARIANT_LOSSES = ("WassersteinLoss", "RelativisticLoss")
+#: penalties on D's gradient with respect to each input sample (gan/losses/penalties.py)
+INPUT_GRADIENT_PENALTIES = ("GradientPenalty", "R1Penalty", "R1R2Penalty")
 
 
 def options_without_effect(cfg: DictConfig) -> list[str]:
-    """Warnings for options that cannot act in this run's combination (found by an audit: each trained exactly
-    like the run without it, without a word): an EMA whose ``ema_start`` comes after the run's last generator
-    step (samples, metrics and ``load_generator`` then use the raw generator), and ADA with a loss that leaves
-    D's logits free to shift, where its overfitting signal, the mean sign of D on reals, follows that shift."""
+    """Warnings for options that cannot act, or not as meant, in this run's combination (found by audits: each
+    trained like the run without it, or otherwise than meant, without a word): an EMA whose ``ema_start`` comes
+    after the run's last generator step (samples, metrics and ``load_generator`` then use the raw generator),
+    ADA with a loss that leaves D's logits free to shift, where its overfitting signal, the mean sign of D on
+    reals, follows that shift, and a per-sample gradient penalty on a D with batch norm."""
     lines = []
     model = cfg.get("model") or {}
     steps, start = cfg.get("generator_steps"), model.get("ema_start")
@@ -118,6 +121,14 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
             lines.append(f"data.batch_size={batch} has no divisor from 2 to model.discriminator.minibatch_group_size={group}: "
                          "minibatch stddev groups each sample alone, where it has no spread, so the layer appends a "
                          "constant; use a batch size with a small divisor (e.g. an even one)")
+    penalties = OmegaConf.select(cfg, "model.penalties") or {}
+    on_inputs = sorted(name for name, node in penalties.items()
+                       if node is not None and str(node.get("_target_", "")).rsplit(".", 1)[-1] in INPUT_GRADIENT_PENALTIES)
+    if on_inputs and OmegaConf.select(cfg, "model.discriminator.norm") == "batch":
+        lines.append(f"model.penalties.{on_inputs[0]} penalizes D's gradient with respect to each input sample, but a D "
+                     "with batch norm mixes the samples of a batch, so each sample's gradient carries the others' terms "
+                     "(Gulrajani et al. 2017, section 4, drop batch norm from the critic for this reason); use "
+                     "model.discriminator.norm=layer or none")
     augment = str(OmegaConf.select(cfg, "model.augment._target_") or "")
     loss = str(OmegaConf.select(cfg, "loss._target_") or "").rsplit(".", 1)[-1]
     if augment.endswith("AdaptiveAugment") and loss in SHIFT_INVARIANT_LOSSES:
