@@ -10,7 +10,7 @@ Four failure modes, each a detector with its own thresholds and action (config: 
 - ``mode_collapse``: the mean pairwise distance of samples of the fixed noise falls far below that of
   real samples (and, on digit data, the classes the shipped digit classifier reads in them);
 - ``divergence``: a NaN/Inf loss, score or generator gradient, a real-fake critic score gap beyond a bound, or
-  (at the mode-collapse checks) samples spread far wider than the data.
+  (at the mode-collapse check's cadence, from its first interval) samples spread far wider than the data.
 
 What it reads, and when. Every iteration it keeps the module's newest terms (``pl_module.last_terms``:
 ``train/d/*``, ``train/g/*``) and the per-parameter norms of the generator's gradients (one ``_foreach_norm``
@@ -229,6 +229,12 @@ class ModeCollapse:
         previous = generator_step - 1 if previous is None else previous
         return generator_step >= self.start_generator_step and interval_crossed(generator_step, previous, self.every_n_generator_steps)
 
+    def spread_due(self, generator_step: int, previous: int | None = None) -> bool:
+        """At the check's cadence before ``start_generator_step``: only the samples' spread is checked there
+        (divergence has no early phase to wait out, unlike a collapse an early run recovers from)."""
+        previous = generator_step - 1 if previous is None else previous
+        return generator_step < self.start_generator_step and interval_crossed(generator_step, previous, self.every_n_generator_steps)
+
     def check(self, diversity_ratio: float, class_coverage: float | None = None) -> dict[str, float] | None:
         low_diversity = diversity_ratio < self.min_diversity_ratio
         few_classes = None not in (class_coverage, self.min_class_coverage) and class_coverage < self.min_class_coverage
@@ -260,7 +266,8 @@ class Divergence:
     BOUNDS: ClassVar[Bounds] = {"max_score_gap": (0, None), "max_diversity_ratio": (1, None)}
 
     def check_spread(self, diversity_ratio: float) -> dict[str, Any] | None:
-        """At a mode-collapse check: samples spread ``max_diversity_ratio`` times wider than the data, a generator
+        """At the mode-collapse check's cadence (from its first interval, before ``start_generator_step`` too):
+        samples spread ``max_diversity_ratio`` times wider than the data, a generator
         whose output ran away while every loss stayed finite (a sigmoid loss has no score gap to watch): the
         audit's ``lr=10`` DCGAN on the grid reached 6,400-8,800 and was reported healthy. A tanh output cannot get
         there (its largest spread is 2.8x the digits'), so on images this never fires."""
@@ -457,11 +464,15 @@ class GANHealth(pl.Callback):
         self._generator_grad_norms = ()
         step = pl_module.generator_steps
         collapse_due = self.detectors["mode_collapse"].due(step, self._seen_generator_steps)
+        spread_due = self.detectors["mode_collapse"].spread_due(step, self._seen_generator_steps)
         diverged = self._watch_generator_loss and not math.isfinite(terms.get(GENERATOR_LOSS, 0.0))
         if collapse_due or diverged or len(self._rows) >= self._sync_every_now:
             self.check_now(trainer, pl_module)
         if collapse_due:
             self._check_mode_collapse(trainer, pl_module, step)
+            self._stop_if_requested(trainer)
+        elif spread_due:
+            self._check_spread(trainer, pl_module, step, self._samples_and_diversity(trainer, pl_module)[2])
             self._stop_if_requested(trainer)
         self._seen_generator_steps = step
 
@@ -514,13 +525,20 @@ class GANHealth(pl.Callback):
             if evidence:
                 self._fire(trainer, pl_module, "vanishing_generator_gradients", evidence, generator_step, global_step)
 
-    def _check_mode_collapse(self, trainer, pl_module, step: int) -> None:
+    def _samples_and_diversity(self, trainer, pl_module) -> tuple[Tensor, Tensor, float]:
+        """Samples of the fixed noise (the EMA copy once updated), the fixed real draw, and the samples' mean
+        pairwise distance over the real draw's."""
         collapse = self.detectors["mode_collapse"]
-        samples = pl_module.sample_fixed(collapse.num_samples)  # the EMA copy once it has been updated
+        samples = pl_module.sample_fixed(collapse.num_samples)
         real = self._real_samples(trainer, collapse.num_samples)
         if self._real_diversity is None or self._real_diversity[0] is not real:  # the fixed draw: measure it once
             self._real_diversity = (real, mean_pairwise_distance(real))
-        signals = {"health/diversity_ratio": mean_pairwise_distance(samples) / self._real_diversity[1]}
+        return samples, real, mean_pairwise_distance(samples) / self._real_diversity[1]
+
+    def _check_mode_collapse(self, trainer, pl_module, step: int) -> None:
+        collapse = self.detectors["mode_collapse"]
+        samples, real, ratio = self._samples_and_diversity(trainer, pl_module)
+        signals = {"health/diversity_ratio": ratio}
         coverage = self.class_coverage(samples, real) if collapse.min_class_coverage is not None else None
         if coverage is not None:
             signals["health/class_coverage"] = coverage
@@ -528,7 +546,10 @@ class GANHealth(pl.Callback):
         evidence = collapse.check(signals["health/diversity_ratio"], coverage)
         if evidence:
             self._fire(trainer, pl_module, "mode_collapse", evidence, step, trainer.global_step)
-        evidence = self.detectors["divergence"].check_spread(signals["health/diversity_ratio"])
+        self._check_spread(trainer, pl_module, step, signals["health/diversity_ratio"])
+
+    def _check_spread(self, trainer, pl_module, step: int, diversity_ratio: float) -> None:
+        evidence = self.detectors["divergence"].check_spread(diversity_ratio)
         if evidence:
             self._fire(trainer, pl_module, "divergence", evidence, step, trainer.global_step)
 
