@@ -22,7 +22,8 @@ from gan.callbacks.gan_health import GANHealth, describe
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.schedules import parts_beyond_the_run
-from gan.utils.checkpoint import check_resumable, check_resume_length, load_checkpoint, options_changed_since
+from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
+                                  options_changed_since)
 from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_whose_switch_is_off,
                               options_without_effect, slurm_batch_job_id)
 from gan.utils.console import lightning_logs_through_root
@@ -54,6 +55,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
     if checkpoint is not None:
         check_resume_length(checkpoint, ckpt_path, int(cfg.generator_steps))
+        continue_with_the_checkpoints_seed(cfg, checkpoint, ckpt_path)
         continue_wandb_run(cfg, checkpoint)
     datamodule = build(cfg.data)
     # Local rank 0 prepares (downloads) and reads the data now, to fail before anything is built. The other
@@ -70,6 +72,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
             log.warning(line)
     if checkpoint is not None:
         check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
+        check_optimizer_states_fit(checkpoint, ckpt_path, module.configure_optimizers())
         changed = options_changed_since(checkpoint.get("run_config") or {}, module.run_config)
         if changed:  # allowed (a resumed run may change a learning rate on purpose), but the run is then not exact
             # Lightning keys a checkpoint callback's saved state by its interval in optimizer steps, which the
@@ -100,6 +103,20 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     if trainer.is_global_zero:  # once, not once per DDP process
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer, "stopped_by": stopped_by}
+
+
+def continue_with_the_checkpoints_seed(cfg: DictConfig, checkpoint: dict[str, Any], path: str) -> None:
+    """A resumed run takes the seed of the run it continues: the data sampler's shuffle order follows the seed
+    (the checkpoint restores the position in it, and the RNG states), so a resume without ``seed=`` of a run
+    trained with another seed trained on other batches, with other weights and no word (an audit)."""
+    saved = (checkpoint.get("run_config") or {}).get("seed")
+    if saved is None or saved == cfg.seed:
+        return
+    log.warning("resuming %s with the seed of its run, seed=%s (its data order and random states continue), not "
+                "seed=%s", path, saved, cfg.seed)
+    with open_dict(cfg):
+        cfg.seed = saved
+    pl.seed_everything(saved, workers=True)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:

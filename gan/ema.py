@@ -5,7 +5,6 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm
 
 from gan.nets.base import Generator
@@ -70,7 +69,7 @@ class GeneratorEMA(nn.Module):
         its weights when stale."""
         if self.statistics_stale:
             self.module.recompute_batch_norm_statistics()
-            converge_spectral_norms(self.module)
+            self.module.recompute_spectral_norms()
             self.statistics_stale = False
         return self.module
 
@@ -82,22 +81,3 @@ class GeneratorEMA(nn.Module):
     def extra_repr(self) -> str:
         return f"decay={self.decay}"
 
-
-@torch.no_grad()
-def converge_spectral_norms(module: nn.Module, max_iterations: int = 100, tolerance: float = 1e-6) -> None:
-    """Power-iterate every spectral norm of ``module`` on its current weight until its estimate of the largest
-    singular value settles (relative change below ``tolerance``), so eval mode, which iterates nothing, divides
-    each weight by that value (Miyato et al. 2018). From the raw generator's vectors a few iterations suffice."""
-    for layer in module.modules():
-        if not parametrize.is_parametrized(layer):
-            continue
-        for name, parametrizations in layer.parametrizations.items():
-            weight = parametrizations.original
-            for spectral in (p for p in parametrizations if isinstance(p, _SpectralNorm) and weight.ndim > 1):
-                matrix, previous = spectral._reshape_weight_to_matrix(weight), None
-                for _ in range(max_iterations):
-                    spectral._power_method(matrix, 1)
-                    sigma = float(torch.vdot(spectral._u, torch.mv(matrix, spectral._v)))
-                    if previous is not None and abs(sigma - previous) <= tolerance * abs(sigma):
-                        break
-                    previous = sigma

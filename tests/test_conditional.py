@@ -1,8 +1,10 @@
 """Conditional GANs: labels reach both networks, projection adds its term, unlabelled data is a clear
 error, grids have a row per class, and after a short training the samples follow the requested classes."""
+import re
 from functools import partial
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -78,6 +80,15 @@ def test_missing_or_bad_labels_are_clear_errors():
         DCGANGenerator(8, SHAPE, width=4)(torch.randn(2, 8), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"unknown discriminator conditioning 'sum'"):
         DCGANDiscriminator(SHAPE, num_classes=3, conditioning="sum")
+    # labels that are not class indices were truncated (2.7 drew class 2, True class 1) or a torch traceback (an audit)
+    for labels, shown in ((torch.tensor([2.7, 0.2]), "torch.float32"), (2.7, "torch.float32"), (True, "torch.bool"),
+                          ("3", "'3'")):
+        with pytest.raises(ValueError, match=rf"expects integer class indices as labels, got {re.escape(shown)}"):
+            g.sample(2, labels=labels)
+    assert g.sample(3, labels=range(3)).shape == g.sample(3, labels=np.array([0, 1, 2])).shape == (3, *SHAPE)
+    for n in (0, -1, 2.0, True):  # a torch reshape or randn error before
+        with pytest.raises(ValueError, match=rf"^sample\(n\): n is the number of samples, a positive integer; got {re.escape(repr(n))}$"):
+            g.sample(n)
 
 
 def test_the_module_feeds_the_batch_labels_to_both_networks():

@@ -93,3 +93,23 @@ def test_a_diverged_ddp_run_says_so_once_and_points_at_its_last_healthy_checkpoi
     assert output.count("Run directory: ") <= 1  # rank 0's line (it is not printed when the run stops with an error)
     assert f"the run diverged: score its last healthy checkpoint with: python evaluate.py ckpt_path={healthy}" in output
     assert "score it with: python evaluate.py" not in output
+
+
+@pytest.mark.slow
+def test_no_checkpoint_is_saved_after_a_divergence_whose_weights_stay_finite(make_cfg, tmp_path):
+    """WGAN-GP at lr 5: the critic's score gap runs away with finite weights, which last.ckpt and step*.ckpt then
+    held, so ckpt_path=last resumed the diverged run (an audit)."""
+    from train import train
+
+    cfg = make_cfg(["model=wgan_gp", "data=toy2d_ring", "generator_steps=40", "logger=none", "metrics=none",
+                    "callbacks.sample_grid=null", "callbacks.progress_bar=null", "optimizer.generator.lr=5",
+                    "optimizer.discriminator.lr=5", "callbacks.model_checkpoint.every_n_train_steps=12",
+                    "callbacks.gan_health.sync_every_n_iterations=1", "model.iterations_per_batch=1"])
+    _, objects = train(cfg)
+    event = objects["stopped_by"]
+    assert event["kind"] == "divergence" and "max_score_gap" in event["evidence"], event
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for path in checkpoints.glob("*.ckpt"):  # every file holds a state from before the detection
+        assert load_checkpoint(path)["gan_counters"]["generator_steps"] < event["generator_step"], path.name
+    assert torch.equal(load_checkpoint(checkpoints / "last.ckpt")["state_dict"]["generator.net.0.weight"],
+                       load_checkpoint(checkpoints / "last_healthy.ckpt")["state_dict"]["generator.net.0.weight"])

@@ -57,6 +57,21 @@ def test_resume_from_mid_run_checkpoint_equals_uninterrupted_run(make_cfg, tmp_p
 
 
 @pytest.mark.slow
+def test_a_resume_without_the_runs_seed_continues_with_it(make_cfg, tmp_path, caplog):
+    """The sampler's shuffle order follows the seed: resumed with the default seed, a seed=7 run trained on other
+    batches, with other weights and no word (an audit)."""
+    run = tiny_overrides("gan", "toy2d_ring", steps=13) + ["data.num_samples=80"] + every_checkpoint(10)
+    _, full = train(make_cfg(run + ["seed=7"], output_dir=tmp_path / "full"))
+    middle = tmp_path / "full" / "checkpoints" / "step0000010.ckpt"
+    with caplog.at_level("WARNING", logger="gan"):
+        _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))  # the default seed
+    assert_same_state(full["module"], resumed["module"])
+    assert resumed["cfg"].seed == 7 and resumed["module"].run_config["seed"] == 7  # so a later resume continues it too
+    assert any(r.getMessage() == f"resuming {middle} with the seed of its run, seed=7 (its data order and random states "
+               "continue), not seed=12345" for r in caplog.records)
+
+
+@pytest.mark.slow
 def test_resume_with_data_order_or_rng_lost_differs(make_cfg, tmp_path):
     """The equality above is not vacuous: resuming without the saved RNG state gives other parameters."""
     run = tiny_overrides("gan", "toy2d_ring", steps=8) + ["data.num_samples=80"] + every_checkpoint(8)
@@ -242,7 +257,7 @@ def test_resumable_checkpoint_check_counts_and_names_the_mismatch():
 
     saved = {"state_dict": {"generator.w": torch.zeros(4, 2), "discriminator.w": torch.zeros(3), "discriminator.old": torch.zeros(1)},
              "run_config": {"model": {"generator": {"_target_": "A", "width": 4}, "discriminator": {"width": 3}},
-                            "data": {"sample_shape": [2]}}}
+                            "data": {"sample_shape": [2]}}, "optimizer_states": [], "loops": {}, "gan_counters": {}}
     check_resumable(saved, "x.ckpt", dict(saved["state_dict"]), saved["run_config"])  # the same networks: nothing to say
     built = {"generator.w": torch.zeros(8, 2), "discriminator.w": torch.zeros(3), "discriminator.new": torch.zeros(1)}
     config = {"model": {"generator": {"_target_": "B", "width": 8}, "discriminator": {"width": 3}}, "data": {"sample_shape": [2]}}
@@ -253,6 +268,50 @@ def test_resumable_checkpoint_check_counts_and_names_the_mismatch():
         "1 of another shape; e.g. generator.w is [4, 2] there, [8, 2] here); the checkpoint's run had "
         "model.generator._target_=A, model.generator.width=4; resume with the options it was trained with, or start a new "
         "run without ckpt_path")
+
+
+@pytest.mark.slow
+def test_checkpoints_a_resume_or_load_generator_cannot_use_are_one_line(make_cfg, tmp_path):
+    """Found by an audit of the Python API, each on an edited checkpoint: weights only (save_weights_only) was
+    Lightning's KeyError traceback; NaN weights trained on into "training diverged" (or load_generator drew NaN);
+    an optimizer state of another shape killed the process with a segmentation fault and no message."""
+    import gan
+    from gan.utils.checkpoint import load_generator
+
+    run = tiny_overrides("dcgan", "digits", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "run"))
+    good = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+
+    def edited(name, change):
+        checkpoint = {key: value for key, value in good.items()}
+        checkpoint["state_dict"] = dict(good["state_dict"])
+        change(checkpoint)
+        torch.save(checkpoint, tmp_path / name)
+        return tmp_path / name
+
+    def weights_only(c):
+        for key in ("optimizer_states", "loops", "lr_schedulers"):
+            c.pop(key, None)
+
+    def nan_weight(c):
+        c["state_dict"]["generator.net.0.weight"] = torch.full_like(c["state_dict"]["generator.net.0.weight"], float("nan"))
+
+    def reshaped_moment(c):
+        states = [dict(state) for state in c["optimizer_states"]]
+        states[1] = {**states[1], "state": {**states[1]["state"], 0: {**states[1]["state"][0], "exp_avg": torch.zeros(2)}}}
+        c["optimizer_states"] = states
+
+    cases = {"weights_only.ckpt": (weights_only, r"it has no optimizer_states, loops; it holds the weights only \(save_weights_only\)"),
+             "nan.ckpt": (nan_weight, r"1 of its weight tensors hold NaN or Inf \(e.g. generator.net.0.weight\)"),
+             "moment.ckpt": (reshaped_moment, r"its discriminator optimizer state does not fit this run's parameters "
+                                              r"\(parameter 0: exp_avg is \[2\] there, the parameter \[.*\] here\)")}
+    for name, (change, message) in cases.items():
+        path = edited(name, change)
+        with pytest.raises(CheckpointError, match=rf"^cannot resume from {path}: {message}"):
+            train(make_cfg(run + ["generator_steps=4", f"ckpt_path={path}"], output_dir=tmp_path / f"resumed_{name}"))
+    with pytest.raises(CheckpointError, match=r"1 of its generator's weight tensors hold NaN or Inf \(e.g. net.0.weight\)"):
+        load_generator(tmp_path / "nan.ckpt", use_ema=False)
+    assert gan.load_generator(tmp_path / "weights_only.ckpt").sample(2).shape == (2, 1, 28, 28)  # its weights still load
 
 
 # ------------------------------------------------------------------------------------------ atomic writes

@@ -227,6 +227,13 @@ class GANModelCheckpoint(ModelCheckpoint):
         if bad is not None:
             log.warning("Not saving a checkpoint at global step %d: %s holds NaN/Inf values; the saved checkpoints "
                         "are kept as they are", trainer.global_step, bad)
+        # after a divergence the weights may still be finite (a runaway), but they are what diverged: last.ckpt and
+        # step*.ckpt held them, so ckpt_path=last resumed the diverged run (an audit). All DDP ranks decide alike.
+        diverged = any((getattr(callback, "stop_event", None) or {}).get("kind") == "divergence" for callback in trainer.callbacks)
+        if trainer.strategy.reduce_boolean_decision(diverged, all=False) and bad is None:
+            log.warning("Not saving a checkpoint at global step %d: training diverged before it; the saved checkpoints "
+                        "are kept as they are", trainer.global_step)
+            bad = "diverged"
         self._saving_checked_at = (trainer.global_step, bad is None)
         return bad is None
 

@@ -4,11 +4,14 @@ and optional class conditioning (``num_classes``), handled here so each architec
 """
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 from gan.nets.layers import MinibatchDiscrimination, MinibatchStdDev, append_features, minibatch_layer, one_hot
 from gan.utils.errors import ConfigError
@@ -31,7 +34,14 @@ def check_labels(who: str, num_classes: int | None, labels, n: int, device=None)
         return None
     if labels is None:
         raise ConfigError(f"{who} is conditional on {num_classes} classes: pass labels of shape ({n},)")
-    labels = torch.as_tensor(labels, device=device, dtype=torch.long)
+    try:
+        labels = torch.as_tensor(labels, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:  # a string, a ragged list: torch's own error was a traceback
+        raise ConfigError(f"{who} expects integer class indices as labels, got {labels!r} ({error})") from None
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:  # a dtype, no value read
+        # torch.long truncated them: labels=2.7 drew class 2, True class 1, without a word (an audit)
+        raise ConfigError(f"{who} expects integer class indices as labels, got {labels.dtype}")
+    labels = labels.long()
     if labels.dim() == 0:
         labels = labels.expand(n)
     if labels.shape != (n,):
@@ -119,6 +129,27 @@ class Generator(nn.Module):
         return torch.randn(n, self.latent_dim, generator=generator).to(device)
 
     @torch.no_grad()
+    def recompute_spectral_norms(self, max_iterations: int = 100, tolerance: float = 1e-6) -> None:
+        """Power-iterate every spectral norm on its current weight until its estimate of the largest singular
+        value settles (relative change below ``tolerance``), so eval mode, which iterates nothing, divides each
+        weight by that value (Miyato et al. 2018). An averaged (EMA) generator needs it: its weights are not the
+        ones the stored singular vectors were iterated for. From the raw generator's vectors a few iterations
+        suffice. A generator without spectral norm is left as it is."""
+        for layer in self.modules():
+            if not parametrize.is_parametrized(layer):
+                continue
+            for parametrizations in layer.parametrizations.values():
+                weight = parametrizations.original
+                for spectral in (p for p in parametrizations if isinstance(p, _SpectralNorm) and weight.ndim > 1):
+                    matrix, previous = spectral._reshape_weight_to_matrix(weight), None
+                    for _ in range(max_iterations):
+                        spectral._power_method(matrix, 1)
+                        sigma = float(torch.vdot(spectral._u, torch.mv(matrix, spectral._v)))
+                        if previous is not None and abs(sigma - previous) <= tolerance * abs(sigma):
+                            break
+                        previous = sigma
+
+    @torch.no_grad()
     def recompute_batch_norm_statistics(self, samples: int = 2048, batch_size: int = 256, seed: int = 0) -> None:
         """Set every batch norm's running statistics to those of the current weights ("standing statistics",
         Brock et al. 2019), over ``samples`` fixed latent codes. An averaged (EMA) generator needs them: its
@@ -161,8 +192,10 @@ class Generator(nn.Module):
         Conditional generators take ``labels`` (a class index, or a sequence of ``n``); without them the
         classes are drawn uniformly.
         """
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:  # torch's reshape or randn errors
+            raise ConfigError(f"sample(n): n is the number of samples, a positive integer; got {n!r}")
         with eval_mode(self):
-            z = self.noise(n, generator)
+            z = self.noise(int(n), generator)
             if labels is None:
                 labels = self.random_labels(n, generator, z.device)
             return self(z, labels)

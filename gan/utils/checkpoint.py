@@ -40,8 +40,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def torch_file_problem(path: Path, kind: str = "file") -> str | None:
     """Why ``path`` cannot be a ``kind`` (checkpoint, weights file) that ``torch.save`` wrote (None: it may be),
-    from its first bytes and, for a zip, its end: torch reads another kind of file with a pickle error and a
-    cut-short zip with "OSError: Invalid argument", neither of which names the problem."""
+    from its first bytes and, for a zip, its end and its records' checksums: torch reads another kind of file
+    with a pickle error and a cut-short zip with "OSError: Invalid argument", neither of which names the problem,
+    and a byte changed in place without any error (an audit: finite, wrong EMA weights)."""
     with open(path, "rb") as handle:
         signature = handle.read(4)
     size = path.stat().st_size
@@ -51,6 +52,15 @@ def torch_file_problem(path: Path, kind: str = "file") -> str | None:
     if signature == ZIP_SIGNATURE and not zipfile.is_zipfile(path):
         return (f"a zip archive without its end ({size} bytes, no central directory): the file was not written or "
                 "copied completely")
+    if signature == ZIP_SIGNATURE:  # every record's CRC-32: torch reads a changed byte in place without a word
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError, RuntimeError) as error:
+            damaged = str(error)
+        if damaged is not None:
+            return (f"its data is damaged ({damaged} fails its zip checksum; {size} bytes): the file changed after it "
+                    "was written (a disk or copy error); use another copy")
     return None
 
 
@@ -72,12 +82,27 @@ def run_config(checkpoint: dict[str, Any]) -> DictConfig:
     return OmegaConf.create(checkpoint["run_config"])
 
 
+#: what Lightning's restore of a training run reads from a checkpoint, beyond the weights
+RESUME_KEYS = ("optimizer_states", "loops", "gan_counters")
+
+
 def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[str, torch.Tensor],
                     config: dict[str, Any] | None) -> None:
-    """Resuming from ``checkpoint`` needs its weights to fit the module this run built (``state``: the module's
-    state_dict, ``config``: its resolved run config). A resume with other networks (``ckpt_path=...
-    model=wgan_gp`` on a dcgan checkpoint) would otherwise fail inside Lightning with torch's list of every
-    missing and unexpected key; this names the first mismatch and the options that differ."""
+    """Resuming from ``checkpoint`` needs what Lightning restores (:data:`RESUME_KEYS`), finite weights, and
+    weights that fit the module this run built (``state``: the module's state_dict, ``config``: its resolved run
+    config). A resume with other networks (``ckpt_path=... model=wgan_gp`` on a dcgan checkpoint) would
+    otherwise fail inside Lightning with torch's list of every missing and unexpected key; this names the first
+    mismatch and the options that differ."""
+    missing = [key for key in RESUME_KEYS if key not in checkpoint]
+    if missing:  # Lightning's KeyError traceback, or (gan_counters) a run that ended at once with status 0
+        hint = "; it holds the weights only (save_weights_only)" if "optimizer_states" in missing else ""
+        raise CheckpointError(f"cannot resume from {path}: it has no {', '.join(missing)}{hint}; a resume needs a full "
+                              "checkpoint of this framework (its weights alone load with gan.load_generator or evaluate.py)")
+    non_finite = non_finite_weights(checkpoint["state_dict"])
+    if non_finite:  # the framework never saves them: an edited or foreign file, which trained on into "divergence"
+        raise CheckpointError(f"cannot resume from {path}: {len(non_finite)} of its weight tensors hold NaN or Inf (e.g. "
+                              f"{non_finite[0]}); this framework never saves such weights, so the file was edited or "
+                              "written by another program")
     check_same_optimizers(checkpoint, path, config)
     mismatch = tensors_that_do_not_fit(checkpoint["state_dict"], state)
     if mismatch is None:
@@ -87,6 +112,36 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[st
     raise CheckpointError(f"cannot resume from {path}: its weights do not fit the networks this run builds (tensors: "
                           f"{mismatch}){because}; resume with the options it was trained with, or start a new run "
                           "without ckpt_path")
+
+
+def check_optimizer_states_fit(checkpoint: dict[str, Any], path: str | Path, optimizers: list[torch.optim.Optimizer]) -> None:
+    """Each saved optimizer's per-parameter state (Adam's moments, ...) has the shape of the parameter it belongs
+    to in this run's optimizers: torch's fused Adam read a state of another shape out of bounds and the process
+    died of a segmentation fault, with no message (an audit, on an edited checkpoint)."""
+    saved = checkpoint["optimizer_states"]
+    if len(saved) != len(optimizers):
+        raise CheckpointError(f"cannot resume from {path}: it holds {len(saved)} optimizer states, this run builds "
+                              f"{len(optimizers)} optimizers (generator, discriminator)")
+    for network, state, optimizer in zip(("generator", "discriminator"), saved, optimizers):
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        counted = sum(len(group.get("params", [])) for group in state.get("param_groups", []))
+        if counted != len(parameters):
+            raise CheckpointError(f"cannot resume from {path}: its {network} optimizer state is for {counted} parameters, "
+                                  f"this run's {network} has {len(parameters)}")
+        for index, values in (state.get("state") or {}).items():
+            shape = tuple(parameters[int(index)].shape) if 0 <= int(index) < len(parameters) else None
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and tuple(value.shape) != shape:
+                    raise CheckpointError(f"cannot resume from {path}: its {network} optimizer state does not fit this "
+                                          f"run's parameters (parameter {index}: {name} is {list(value.shape)} there, "
+                                          f"the parameter {list(shape) if shape else 'absent'} here); the file was "
+                                          "edited or written by another run")
+
+
+def non_finite_weights(state: dict[str, Any]) -> list[str]:
+    """The floating-point tensors of a state dict that hold NaN or Inf (this framework never saves such weights)."""
+    return [key for key, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def tensors_that_do_not_fit(saved: dict[str, torch.Tensor], built: dict[str, torch.Tensor], prefix: str = "") -> str | None:
@@ -251,9 +306,15 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True, 
     if mismatch is not None:
         raise CheckpointError(f"{where}: its generator weights do not fit the {target} its run_config builds (tensors: "
                               f"{mismatch}); expected the weights and run_config of one run, as train.py writes them")
+    non_finite = non_finite_weights(state)
+    if non_finite:  # the framework never saves them; such a generator would only draw NaN
+        raise CheckpointError(f"{where}: {len(non_finite)} of its generator's weight tensors hold NaN or Inf (e.g. "
+                              f"{non_finite[0]}); this framework never saves such weights, so the file was edited or "
+                              "written by another program")
     generator.load_state_dict(state)
     generator.uses_ema_weights = is_ema
     generator.to(device)
-    if is_ema:  # the saved batch-norm statistics may predate the last updates of the average
+    if is_ema:  # the saved batch-norm statistics and spectral norms' vectors may predate the average's last updates
         generator.recompute_batch_norm_statistics()
+        generator.recompute_spectral_norms()
     return generator.eval()

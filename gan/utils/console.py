@@ -31,6 +31,9 @@ def quiet_third_party_notices() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     # a GAN checkpoint holds the state after the iteration's updates, which is what resuming needs
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
+    # every resume into a new run directory (the README's way; ckpt_path=last resumes in place): the checkpoint
+    # callbacks' best scores start anew there, as the README says; the warning came on stderr at each resume
+    warnings.filterwarnings("ignore", message="The dirpath has changed from")
 
 
 def lightning_logs_through_root() -> None:

@@ -19,6 +19,15 @@ def written(path, payload) -> str:
     return str(path)
 
 
+def flip_a_byte_of_the_weights(path) -> None:
+    written(path, {"state_dict": {"w": torch.zeros(4000)}, "run_config": {}})
+    data = bytearray(path.read_bytes())
+    start = data.index(bytes(16000))  # the 4,000 float zeros, stored uncompressed
+    data[start + 8000] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert torch.load(path, weights_only=True)["state_dict"]["w"].ne(0).sum() == 1  # torch itself reads it
+
+
 @pytest.mark.parametrize("name,make,message", [
     ("garbage.ckpt", lambda p: p.write_bytes(b"garbage"),
      r"not a PyTorch checkpoint \(it starts with neither a zip archive's nor a pickle's signature; 7 bytes\)"),
@@ -31,6 +40,9 @@ def written(path, payload) -> str:
     ("numpy.ckpt", lambda p: written(p, {"state_dict": {}, "run_config": {}, "x": np.zeros(2)}),
      r"it holds objects a weights-only load refuses \(numpy\.\S+\); this framework's checkpoints hold tensors"),
     ("foreign.ckpt", lambda p: written(p, {"counts": collections.Counter()}), r"is not a checkpoint of this framework"),
+    # a byte changed in the middle of a tensor's record: torch read it without a word (an audit: wrong EMA weights)
+    ("flipped.ckpt", flip_a_byte_of_the_weights,
+     r"its data is damaged \(flipped/data/0 fails its zip checksum; \d+ bytes\): the file changed after it was written"),
 ])
 def test_an_unreadable_checkpoint_is_one_line_saying_why(tmp_path, name, make, message):
     path = tmp_path / name
