@@ -349,8 +349,8 @@ class BareIteration:
         G, D, device, gp = self.generator, self.discriminator, self.device, self.penalty
         opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
         for real in reals:
-            # noise drawn where the networks are, as a plain script does (the framework draws it on the CPU
-            # and copies it over: on a GPU that copy is part of what is measured)
+            # noise drawn where the networks are, as a plain script does, and as the framework does too
+            # (Generator.noise draws on the networks' device)
             with torch.no_grad():
                 fake = G(torch.randn(real.size(0), G.latent_dim, device=device))
             if self.joint:  # one D pass over reals and fakes, as the module's discriminate_real_and_fake
@@ -540,8 +540,9 @@ def iteration_ab(model: str, args, out_dir: Path, calls: int = 300) -> dict:
     for name, run in runs.items():  # warm-up: first-call allocations
         for _ in range(calls):
             run()
-    for _ in range(args.repeats):
-        for name, run in runs.items():
+    for repeat in range(args.repeats):
+        # alternated which runs first, so neither path always runs on the machine the other just warmed (an audit)
+        for name, run in (runs.items() if repeat % 2 == 0 else reversed(runs.items())):
             start = now(device)
             for _ in range(calls):
                 run()

@@ -7,8 +7,8 @@ Each combination is a real ``train.train`` run of the composed config (any Hydra
 with no logger, sample grids or metrics. The clock runs from the end of generator step ``--warmup``
 (CUDA synchronised; so compilation and cuDNN autotuning are excluded) to the end of the run. One
 generator step is ``n_critic`` discriminator updates on fresh real batches plus one generator update;
-images/s counts the real images consumed (``data.batch_size`` x ``n_critic`` per generator step, per
-process). ``--bare`` adds the bare PyTorch loop of ``benchmarks/overhead.py`` on the same networks, optimizers
+images/s counts the real images consumed (``data.batch_size`` x the real batches of an iteration per
+generator step, per process: ``n_critic``, plus one for a loss whose generator step reads reals, r3gan's). ``--bare`` adds the bare PyTorch loop of ``benchmarks/overhead.py`` on the same networks, optimizers
 and data (32-true without compile only; other rows get none), timed over the same generator steps.
 """
 from __future__ import annotations
@@ -30,10 +30,13 @@ from gan.utils.config import PROJECT_ROOT  # noqa: E402
 
 
 class StepClock(pl.Callback):
-    """Wall time from the end of generator step ``warmup`` to the end of training."""
+    """Wall time from the end of generator step ``warmup`` to the end of generator step ``total`` (or of training,
+    if it stops before), as ``benchmarks/overhead.py``'s window and the bare loop time it: the end of training adds
+    the last batch's logging and Lightning's teardown (~8 ms on the CPU), which the bare loop's clock leaves out
+    (an audit: a small bias against the framework in ``ratio_to_bare``)."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.started, self.seconds, self.steps = warmup, None, None, 0
+    def __init__(self, warmup: int, total: int | None = None):
+        self.warmup, self.total, self.started, self.seconds, self.steps = warmup, total, None, None, 0
 
     @staticmethod
     def _now() -> float:
@@ -42,14 +45,20 @@ class StepClock(pl.Callback):
         return time.perf_counter()
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
-        # after every GAN iteration (called by the module), however many a training batch holds
+        # after every GAN iteration (called by the module), however many a training batch holds; the clock reads
+        # (and synchronises CUDA) only at the window's two ends
         if self.started is None and pl_module.generator_steps >= self.warmup:
             self.started, self.start_step = self._now(), pl_module.generator_steps
+        elif self.seconds is None and self.total is not None and pl_module.generator_steps >= self.total:
+            self.stop(pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.started is not None:
-            self.seconds = self._now() - self.started
-            self.steps = pl_module.generator_steps - self.start_step
+        if self.started is not None and self.seconds is None:
+            self.stop(pl_module)
+
+    def stop(self, pl_module) -> None:
+        self.seconds = self._now() - self.started
+        self.steps = pl_module.generator_steps - self.start_step
 
 
 def bare_loop_steps_per_s(cfg, steps: int, warmup: int) -> float | None:
@@ -87,7 +96,7 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
         ])
     with_bare = bare and precision == "32-true" and not compile_networks
     bare_steps_per_s = bare_loop_steps_per_s(cfg, steps, warmup) if with_bare and bare_first else None
-    clock = StepClock(warmup)
+    clock = StepClock(warmup, total=steps)
     metrics, objects = train(cfg, callbacks=[clock])
     module = objects["module"]
     # a fast run that went to NaN is no result: every parameter and every logged value must be finite
@@ -103,7 +112,9 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "generator_steps_per_s": round(steps_per_s, 2),
         **({"bare_loop_generator_steps_per_s": bare_steps_per_s} if bare else {}),
-        "images_per_s": round(steps_per_s * module.n_critic * cfg.data.batch_size, 1),
+        # the real images an iteration reads: n_critic batches, one more for the generator step of a loss that
+        # compares reals with fakes there (r3gan's relativistic loss; counted as n_critic alone until an audit)
+        "images_per_s": round(steps_per_s * module.real_batches_per_iteration * cfg.data.batch_size, 1),
         "timed_generator_steps": clock.steps,
         "finite": finite,
     }
