@@ -3,18 +3,24 @@
     python benchmarks/ablation.py logs/ablate_tricks/multiruns/<date_time> [more sweep dirs] [--out DIR]
 
 For every job it reads the trick (``+experiment/ablation=<trick>`` in ``.hydra/overrides.yaml``), the data,
-and the LAST record of ``metrics/metrics.jsonl`` written by the metrics callback (the registry in
-gan/metrics decides each metric's headline value and whether higher is better). It writes
-``ablation.csv`` (every value), ``ablation.md`` (headline per trick and data, with the change against the
-baseline) and ``ablation.png`` (one bar chart per data set) into the (first) sweep directory or ``--out``.
-Several sweep directories are merged (e.g. a re-run of the jobs that failed); a later one wins for the same
-(data, trick).
+the seed and ``generator_steps`` (``.hydra/config.yaml``), and the LAST record of ``metrics/metrics.jsonl``
+written by the metrics callback (the registry in gan/metrics decides each metric's headline value and whether
+higher is better). It writes ``ablation.csv`` (every value of every job), ``ablation.md`` (per trick and data
+the mean ± sample standard deviation over seeds, ddof 1, "-" for one seed, the change of the mean against the
+baseline's, and n, the number of seeds) and ``ablation.png`` (one bar chart per data set, the mean with the
+std as error bar) into the (first) sweep directory or ``--out``. Several sweep directories are merged (e.g. a
+re-run of the jobs that failed, or more seeds); a later one wins for the same (data, trick, seed).
+
+A job that ended before its ``generator_steps`` (its last score is at an earlier generator step, its
+``health.jsonl`` holds a health check's stop event, or its ``result.json`` says ``stopped`` / ``diverged``) is
+flagged ("stopped at step N") and left out of the means and of the comparison with the baseline.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,8 +33,17 @@ from gan.metrics import METRICS  # noqa: E402
 TRICK_KEY = "+experiment/ablation"
 
 
+def stop_event(job: Path) -> dict | None:
+    """The first event of the job's ``health.jsonl`` whose action stopped training (not ``warn``), if any."""
+    path = job / "health.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    events = [json.loads(line) for line in lines if line.strip()]
+    return next((event for event in events if event.get("action", "warn") != "warn"), None)
+
+
 def read_job(job: Path) -> dict | None:
-    """One job's trick, data, final metric values, protocol and wall time; None for a job that did not score."""
+    """One job's trick, data, seed, final metric values, protocol and wall time, and where it stopped when it
+    ended before its ``generator_steps`` (``stopped_at``, else None); None for a job that did not score."""
     records = job / "metrics" / "metrics.jsonl"
     lines = records.read_text().splitlines() if records.exists() else []
     if not lines:
@@ -38,15 +53,35 @@ def read_job(job: Path) -> dict | None:
     config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
     last = json.loads(lines[-1])
     started = (job / ".hydra" / "config.yaml").stat().st_mtime
+    planned = _int_or_none(config.get("generator_steps", choices.get("generator_steps")))
+    result_path = job / "result.json"
+    status = json.loads(result_path.read_text()).get("status") if result_path.exists() else None
+    event = stop_event(job)
+    stopped_at, reason = None, None
+    if event is not None:
+        stopped_at, reason = int(event.get("generator_step", last["generator_step"])), f"health: {event.get('kind')}"
+    elif status in ("stopped", "diverged") or (planned is not None and last["generator_step"] < planned):
+        stopped_at, reason = int(last["generator_step"]), status
     return {
         "job": f"{job.parent.name}/{job.name}",
         "trick": choices.get(TRICK_KEY, "baseline"),
         "data": choices.get("data", config.get("data", {}).get("_target_", "?")),
+        "seed": str(config.get("seed", choices.get("seed", ""))),
         "generator_step": last["generator_step"],
+        "generator_steps": planned,
+        "stopped_at": stopped_at,
+        "stop_reason": reason,
         "values": last["values"],
         "metrics": list(last["protocol"]["metrics"]),
         "minutes": (records.stat().st_mtime - started) / 60,
     }
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):  # absent, or an interpolation the job's config.yaml leaves unresolved
+        return None
 
 
 def scored_values(job: dict) -> dict[str, bool]:
@@ -61,14 +96,15 @@ def headline(job: dict) -> tuple[str, float, bool]:
 
 
 def collect(sweeps: list[Path]) -> list[dict]:
-    found: dict[tuple[str, str], dict] = {}
+    """Every job that scored, one per (data, trick, seed): a later sweep directory wins for the same one."""
+    found: dict[tuple[str, str, str], dict] = {}
     for sweep in sweeps:
         dirs = sorted((d for d in sweep.iterdir() if (d / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
         jobs = [read_job(d) for d in dirs]
         if any(job is None for job in jobs):
             print(f"warning: {sum(job is None for job in jobs)} job(s) in {sweep} wrote no metrics (failed or unfinished); "
                   "left out", file=sys.stderr)
-        found.update({(job["data"], job["trick"]): job for job in jobs if job is not None})
+        found.update({(job["data"], job["trick"], job["seed"]): job for job in jobs if job is not None})
     if not found:
         raise SystemExit(f"no job under {', '.join(map(str, sweeps))} wrote metrics/metrics.jsonl: "
                          "is it an `experiment=ablate_tricks` sweep directory?")
@@ -79,37 +115,76 @@ def write_csv(jobs: list[dict], path: Path) -> None:
     names = sorted({name for job in jobs for name in job["values"]})
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["data", "trick", "job", "generator_step", "minutes", *names])
+        writer.writerow(["data", "trick", "seed", "job", "generator_step", "stopped_at", "minutes", *names])
         for job in jobs:
-            writer.writerow([job["data"], job["trick"], job["job"], job["generator_step"], f"{job['minutes']:.2f}",
+            writer.writerow([job["data"], job["trick"], job["seed"], job["job"], job["generator_step"],
+                             "" if job["stopped_at"] is None else job["stopped_at"], f"{job['minutes']:.2f}",
                              *(job["values"].get(name, "") for name in names)])
 
 
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof 1; None for one value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def stopped_steps(jobs: list[dict]) -> str:
+    return ", ".join(map(str, sorted({job["stopped_at"] for job in jobs})))
+
+
+def describe_stop(job: dict) -> str:
+    planned = "?" if job["generator_steps"] is None else job["generator_steps"]
+    reason = f" ({job['stop_reason']})" if job["stop_reason"] else ""
+    return f"{job['job']} ({job['data']}, {job['trick']}, seed {job['seed']}) stopped at step {job['stopped_at']} of {planned}{reason}"
+
+
 def markdown(jobs: list[dict]) -> str:
-    """One row per trick; per data set every value the registry ranks, and its change against the baseline."""
+    """One row per trick; per data set every value the registry ranks as mean ± sample std over the seeds that
+    trained to the end, its change against the baseline's mean, and n (seeds); stopped jobs flagged, not compared."""
     datasets = list(dict.fromkeys(job["data"] for job in jobs))
     tricks = list(dict.fromkeys(job["trick"] for job in jobs))
-    by_key = {(job["data"], job["trick"]): job for job in jobs}
-    columns = [(data, name, higher) for data in datasets
-               for name, higher in scored_values(next(job for job in jobs if job["data"] == data)).items()]
-    header = ["trick"] + [f"{data} {name} ({'↑' if higher else '↓'})" for data, name, higher in columns]
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for job in jobs:
+        by_key.setdefault((job["data"], job["trick"]), []).append(job)
+    columns = {data: list(scored_values(next(job for job in jobs if job["data"] == data)).items()) for data in datasets}
+    header = ["trick"]
+    for data in datasets:
+        header += [f"{data} {name} ({'↑' if higher else '↓'})" for name, higher in columns[data]] + [f"{data} n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for trick in tricks:
         row = [trick]
-        for data, name, _ in columns:
-            job, base = by_key.get((data, trick)), by_key.get((data, "baseline"))
-            if job is None:
-                row.append("-")
-                continue
-            value = float(job["values"][name])
-            delta = f" ({value - float(base['values'][name]):+.3g})" if base is not None and trick != "baseline" else ""
-            row.append(f"{value:.4g}{delta}")
+        for data in datasets:
+            cell = by_key.get((data, trick), [])
+            full = [job for job in cell if job["stopped_at"] is None]
+            stopped = [job for job in cell if job["stopped_at"] is not None]
+            base = [job for job in by_key.get((data, "baseline"), []) if job["stopped_at"] is None]
+            for name, _ in columns[data]:
+                if not cell:
+                    row.append("-")
+                    continue
+                mean, std = mean_std([float(job["values"][name]) for job in full or stopped])
+                text = f"{mean:.4g} ± {'-' if std is None else f'{std:.2g}'}"
+                if not full:  # only runs that ended early: not compared with the baseline
+                    text += f" (stopped at step {stopped_steps(stopped)})"
+                elif base and trick != "baseline":
+                    text += f" ({mean - mean_std([float(job['values'][name]) for job in base])[0]:+.3g})"
+                row.append(text)
+            n = str(len(full)) if cell else "-"
+            if stopped:
+                n += f" ({len(stopped)} stopped at step {stopped_steps(stopped)}, left out)" if full else \
+                    f" ({len(stopped)} stopped at step {stopped_steps(stopped)})"
+            row.append(n)
         lines.append("| " + " | ".join(row) + " |")
     steps = sorted({job["generator_step"] for job in jobs})
     minutes = sum(job["minutes"] for job in jobs)
     lines.append("")
-    lines.append(f"Values at generator step {', '.join(map(str, steps))} (in brackets: the change against the baseline); "
+    lines.append(f"Values at generator step {', '.join(map(str, steps))}: mean ± sample standard deviation over the seeds "
+                 "(ddof 1, - for one seed; n seeds); in brackets the change of the mean against the baseline's; "
                  f"{len(jobs)} jobs, {minutes:.1f} minutes of training in all.")
+    stopped = [job for job in jobs if job["stopped_at"] is not None]
+    if stopped:
+        lines.append("")
+        lines.append("Stopped before their generator_steps (left out of the means beside full-length seeds, never compared "
+                     "with the baseline): " + "; ".join(map(describe_stop, stopped)) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -124,9 +199,19 @@ def bar_chart(jobs: list[dict], path: Path) -> None:
     for ax, data in zip(axes[0], datasets):
         rows = [job for job in jobs if job["data"] == data]
         name, _, higher = headline(rows[0])
-        values = [headline(job)[1] for job in rows]
-        colors = ["gray" if job["trick"] == "baseline" else "tab:blue" for job in rows]
-        ax.bar([job["trick"] for job in rows], values, color=colors)
+        tricks = list(dict.fromkeys(job["trick"] for job in rows))
+        means, errors, hatches = [], [], []
+        for trick in tricks:
+            cell = [job for job in rows if job["trick"] == trick]
+            full = [job for job in cell if job["stopped_at"] is None]
+            mean, std = mean_std([headline(job)[1] for job in full or cell])
+            means.append(mean)
+            errors.append(std or 0.0)
+            hatches.append("" if full else "//")  # only stopped runs
+        colors = ["gray" if trick == "baseline" else "tab:blue" for trick in tricks]
+        bars = ax.bar(tricks, means, yerr=errors, capsize=3, color=colors)
+        for bar, hatch in zip(bars, hatches):
+            bar.set_hatch(hatch)
         ax.set_title(f"{data}: {name} ({'higher' if higher else 'lower'} is better)")
         ax.tick_params(axis="x", rotation=45)
         for label in ax.get_xticklabels():

@@ -10,7 +10,13 @@ checkpoint at each fork; from each fork a resumed run (resume is exact) follows 
 learning rate to ``--end`` over the remaining generator steps. Every branch is scored at the last step with the
 protocol of ``reproduce.py`` (2,500 samples) and with 20,000 samples (a smaller binomial error: modes, high
 quality %, reverse KL, and the median distance to the nearest mode in std), for the EMA and the raw
-generator; one JSON line per branch goes to ``--out``.
+generator; one JSON line per branch goes to ``--out``, with the run's ``precision`` (Lightning's resolved
+``trainer.precision``: the grid preset picks bf16-mixed where the CPU has native bf16) and ``threads`` (torch's
+thread count it trained with, the preset's ``cpu_threads``).
+
+The README's paired test (seeds 0-3) ran in fp32: ``python
+benchmarks/cooldown_paired.py --seed <seed> -- trainer.precision=32-true``. Without the override a run takes the
+preset's precision (bf16-mixed on a CPU with native bf16), which is not the setting those numbers were measured in.
 
 The lines in benchmarks/results/r3gan_grid_cooldown_paired.jsonl ran (2026-12-03) before the grid preset held
 the cool-down: the base branch then was the preset as it stood, and the 22,000 branches of seeds 2 and 3
@@ -62,7 +68,9 @@ def score(cfg, objects, seed: int, branch: str, seconds: float) -> dict:
     module, datamodule = objects["module"], objects["datamodule"]
     values, _ = reproduce.score_with_protocol(cfg, module, datamodule, "mode_coverage")
     row = {"seed": seed, "branch": branch, "steps": module.generator_steps, "protocol": values, "seconds": round(seconds),
-           "stopped_by": None if objects["stopped_by"] is None else objects["stopped_by"]["kind"]}
+           "stopped_by": None if objects["stopped_by"] is None else objects["stopped_by"]["kind"],
+           # what the branch ran in (train() set the thread count to cfg.cpu_threads, if any, and left it)
+           "precision": str(objects["trainer"].precision), "threads": torch.get_num_threads()}
     with torch.no_grad(), torch.random.fork_rng():
         for name, generator in (("ema", module.sampling_generator), ("raw", module.generator)):
             x = generator.sample(20000, generator=torch.Generator().manual_seed(8))

@@ -41,11 +41,16 @@ seed, generator steps and extra overrides) is skipped unless ``--rerun``, so the
 The table (markdown, one section per data set): one row per (variant, generator steps) with the mean and
 standard error over the seeds that did not diverge (from ``gan.metrics.summary``, the helpers evaluate.py
 uses), the number of seeds, how many diverged, and the median wall time per run; below them the published
-rows of ``PUBLISHED`` with their budgets.
+rows of ``PUBLISHED`` with their budgets. A cell run again (``--rerun``) counts once, with its newest record.
+Runs whose overrides change the toy's data (``data.grid_values``, ``data.std``, ``experiment=grid10``) get a
+section of their own, titled with the mode count and std of the data they composed to, without published rows.
+Each run records the torch thread count it trained with (``cpu_threads``, else the process's own count, which is
+restored after every cell).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -69,15 +74,16 @@ class DataSet:
     overrides: tuple[str, ...]
     metric: str  # the registry's metric that scores it (PROTOCOLS holds its options)
     modes: int  # for the table's header
+    std: float | None = None  # of each Gaussian (the 2D toys): with ``modes``, what ``title`` describes
 
 
 GRID10_VALUES = [-9, -7, -5, -3, -1, 1, 3, 5, 7, 9]  # 10 means per axis, the 25-grid's spacing of 2
 DATASETS: dict[str, DataSet] = {
-    "ring": DataSet("2D ring: 8 Gaussians on the unit circle, std 0.01", ("data=toy2d_ring",), "mode_coverage", 8),
-    "grid": DataSet("2D grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05", ("data=toy2d_grid",), "mode_coverage", 25),
+    "ring": DataSet("2D ring: 8 Gaussians on the unit circle, std 0.01", ("data=toy2d_ring",), "mode_coverage", 8, 0.01),
+    "grid": DataSet("2D grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05", ("data=toy2d_grid",), "mode_coverage", 25, 0.05),
     "grid10": DataSet("10 x 10 grid: 100 Gaussians at {-9,-7,...,9}^2, std 0.03",
                       ("data=toy2d_grid", f"data.grid_values=[{','.join(map(str, GRID10_VALUES))}]", "data.std=0.03"),
-                      "mode_coverage", 100),
+                      "mode_coverage", 100, 0.03),
     "stacked": DataSet("Stacked MNIST (5,000 digits): built from the 5,000 embedded MNIST digits, not MNIST's 60,000 "
                        "as in the papers, so not comparable one to one", ("data=stacked_mnist", "data.source=digits"),
                        "stacked_modes", 1000),
@@ -263,19 +269,26 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
     from train import train
 
     metric = DATASETS[cell.data].metric
-    with tempfile.TemporaryDirectory() as tmp:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(Path(tmp) / "run")
-        started = time.time()
-        _, objects = train(cfg)
-        train_seconds = time.time() - started
-    module, stopped_by = objects["module"], objects["stopped_by"]
-    diverged = stopped_by is not None and stopped_by["kind"] == "divergence"
-    values, protocol, score_seconds = None, None, None
-    if not diverged:
-        started = time.time()
-        values, protocol = score_with_protocol(cfg, module, objects["datamodule"], metric)
-        score_seconds = time.time() - started
+    # train() sets torch's thread count to cfg.cpu_threads and leaves it so: restored after the cell, or a cell
+    # without cpu_threads would run (and be recorded) on the previous cell's count
+    threads_before = torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(Path(tmp) / "run")
+            started = time.time()
+            _, objects = train(cfg)
+            train_seconds = time.time() - started
+        threads = torch.get_num_threads()  # what the cell trained (and is scored) with
+        module, stopped_by = objects["module"], objects["stopped_by"]
+        diverged = stopped_by is not None and stopped_by["kind"] == "divergence"
+        values, protocol, score_seconds = None, None, None
+        if not diverged:
+            started = time.time()
+            values, protocol = score_with_protocol(cfg, module, objects["datamodule"], metric)
+            score_seconds = time.time() - started
+    finally:
+        torch.set_num_threads(threads_before)
     return {
         "variant": cell.variant, "data": cell.data, "seed": cell.seed, "steps": int(cfg.generator_steps),
         "extra": list(extra), "generator_steps_done": int(module.generator_steps),
@@ -284,7 +297,7 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
                                                        "description": describe(stopped_by)},
         "metric": metric, "values": values, "protocol": protocol,
         "train_seconds": round(train_seconds, 1), "score_seconds": None if score_seconds is None else round(score_seconds, 2),
-        "precision": str(objects["trainer"].precision), "threads": torch.get_num_threads(), "overrides": overrides,
+        "precision": str(objects["trainer"].precision), "threads": threads, "overrides": overrides,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -386,10 +399,23 @@ def standard_error(summary: dict[str, Any]) -> float | None:
     return None if summary["std"] is None else summary["std"] / math.sqrt(summary["n"])
 
 
+def newest_per_cell(records: Iterable[dict]) -> list[dict]:
+    """The newest record of each cell (``record_key``: variant, data, seed, steps, extra, precision, threads), in
+    file order: ``--rerun`` appends a cell again, and a seed must count once. Newest: the later ``finished`` time,
+    for equal or missing times the later line (records are appended as runs finish)."""
+    newest: dict[tuple, tuple[tuple[str, int], dict]] = {}
+    for index, record in enumerate(records):
+        key, stamp = record_key(record), (record.get("finished") or "", index)
+        if key not in newest or stamp >= newest[key][0]:
+            newest[key] = (stamp, record)
+    return [record for _, record in sorted(newest.values(), key=lambda item: item[0][1])]
+
+
 def rows_of(records: Iterable[dict], data: str) -> list[Row]:
-    """One row per (variant, generator steps, precision, threads) of ``data``, variants in plan order."""
+    """One row per (variant, generator steps, precision, threads) of ``data``, variants in plan order; one run per
+    seed (the newest record of a cell run again)."""
     rows: dict[tuple[str, int, str, int], Row] = {}
-    for record in records:
+    for record in newest_per_cell(records):
         if record["data"] == data:
             key = (record["variant"], record["steps"], record_precision(record), record_threads(record))
             rows.setdefault(key, Row(*key)).runs.append(record)
@@ -423,31 +449,76 @@ def median_seconds(values: list[float | None], decimals: int = 0) -> str:
     return f"{statistics.median(values):.{decimals}f}" if values else "-"
 
 
+@functools.lru_cache(maxsize=None)
+def _composed_toy(overrides: tuple[str, ...]) -> tuple[int, float] | None:
+    try:
+        from gan.utils.instantiate import build
+
+        datamodule = build(compose_run(overrides).data)  # the 2D toys build their means at once (setup draws points)
+        return int(datamodule.modes.shape[0]), float(datamodule.std)
+    except Exception as error:  # e.g. an override of an old record the configs no longer take
+        print(f"warning: cannot compose the data of {' '.join(overrides)} ({type(error).__name__}: {error}); its rows are "
+              "labelled with the data set's default", file=sys.stderr)
+        return None
+
+
+def composed_data(record: dict) -> tuple[int, float | None]:
+    """(modes, std) of the data the record's run trained on, from its composed config (its overrides change the
+    toys' ``data.grid_values`` / ``data.std``, directly or through an experiment); the data set's defaults for
+    Stacked MNIST (always 1,000 modes) and where the overrides do not compose."""
+    spec = DATASETS[record["data"]]
+    if spec.metric != "mode_coverage":
+        return spec.modes, spec.std
+    overrides = record.get("overrides") or cell_overrides(Cell(record["variant"], record["data"], record["seed"]),
+                                                          record["steps"], record["extra"])
+    return _composed_toy(tuple(o for o in overrides if not o.startswith("seed="))) or (spec.modes, spec.std)
+
+
+def is_default_data(spec: DataSet, modes: int, std: float | None) -> bool:
+    return modes == spec.modes and (std is None or spec.std is None or math.isclose(std, spec.std, rel_tol=1e-6))
+
+
 def table(records: list[dict], datasets: Sequence[str] | None = None) -> str:
-    """Markdown: a section per data set, our rows (mean ± standard error over seeds) then the published ones."""
+    """Markdown: a section per data set, our rows (mean ± standard error over seeds) then the published ones; runs
+    whose overrides changed the data (e.g. a scaled 100-mode grid under ``--data grid``) get a section of their own,
+    titled with the composed data's mode count and std, without the published rows."""
     sections = []
     for data in datasets or DATASETS:
         spec = DATASETS[data]
-        rows = rows_of(records, data)
-        published = [p for p in PUBLISHED if p.data == data]
-        if not rows and not published:
-            continue
-        keys = metric_keys(spec.metric)
-        names = [key.split("/", 1)[1] for key in keys]
-        header = ["", "variant", "seeds", "diverged", *(f"{DISPLAY[n][0]}" + (f" (of {spec.modes:,})" if n == "modes" else "")
-                                                     for n in names), "generator steps", "train s / run", "score s / run"]
-        lines = [f"### {data}: {spec.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in rows:
-            status = "ours" if not row.diverged else f"ours, FAILED: {row.diverged} of {len(row.runs)} diverged"
-            lines.append("| " + " | ".join([status, row.label, str(len(row.runs)), str(row.diverged), *measured_cells(row, keys),
-                                             f"{row.steps:,}", median_seconds([r["train_seconds"] for r in row.runs]),
-                                             median_seconds([r["score_seconds"] for r in row.runs], 1)]) + " |")
-        for p in published:
-            values = [p.values[n].replace("±", " ± ") if n in p.values else "-" for n in names]
-            lines.append("| " + " | ".join([f"[published]({p.source})", p.method, p.trials or "-", "-", *values,
-                                             p.budget or "not stated", "-", "-"]) + " |")
-        sections.append("\n".join(lines))
+        by_data: dict[tuple[int, float | None], list[dict]] = {}
+        for record in records:
+            if record["data"] == data:
+                by_data.setdefault(composed_data(record), []).append(record)
+        default = next((key for key in by_data if is_default_data(spec, *key)), (spec.modes, spec.std))
+        for modes, std in [default, *(key for key in by_data if key != default)]:
+            rows = rows_of(by_data.get((modes, std), []), data)
+            published = [p for p in PUBLISHED if p.data == data] if (modes, std) == default else []
+            if not rows and not published:
+                continue
+            title = spec.title if (modes, std) == default else \
+                (f"{modes:,} Gaussians, std {std:g}, as the runs' overrides compose it (not the {spec.modes:,}-mode "
+                 f"data of `{' '.join(spec.overrides)}`)")
+            sections.append(section(data, title, modes, spec.metric, rows, published))
     return "\n\n".join(sections) + "\n"
+
+
+def section(data: str, title: str, modes: int, metric: str, rows: list[Row], published: list[Published]) -> str:
+    """One data set's markdown: the header (``modes`` in the modes column), our rows, the published rows."""
+    keys = metric_keys(metric)
+    names = [key.split("/", 1)[1] for key in keys]
+    header = ["", "variant", "seeds", "diverged", *(f"{DISPLAY[n][0]}" + (f" (of {modes:,})" if n == "modes" else "")
+                                                 for n in names), "generator steps", "train s / run", "score s / run"]
+    lines = [f"### {data}: {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        status = "ours" if not row.diverged else f"ours, FAILED: {row.diverged} of {len(row.runs)} diverged"
+        lines.append("| " + " | ".join([status, row.label, str(len(row.runs)), str(row.diverged), *measured_cells(row, keys),
+                                         f"{row.steps:,}", median_seconds([r["train_seconds"] for r in row.runs]),
+                                         median_seconds([r["score_seconds"] for r in row.runs], 1)]) + " |")
+    for p in published:
+        values = [p.values[n].replace("±", " ± ") if n in p.values else "-" for n in names]
+        lines.append("| " + " | ".join([f"[published]({p.source})", p.method, p.trials or "-", "-", *values,
+                                         p.budget or "not stated", "-", "-"]) + " |")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- CLI

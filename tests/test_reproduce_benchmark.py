@@ -117,7 +117,7 @@ def test_cells_already_in_the_results_file_are_skipped(tmp_path, monkeypatch):
 
     monkeypatch.setattr(reproduce, "run", lambda *args, **kwargs: pytest.fail("--table must not train"))
     text = reproduce.main(["--table", "--data", "ring", "--variants", "wgan_gp", "--out", str(out)])
-    assert "| ours | wgan_gp | 4 | 0 |" in text  # seeds 0, 1 and their reruns; the extra-override run is left out
+    assert "| ours | wgan_gp | 2 | 0 |" in text  # seeds 0, 1, each once (its rerun's record); the extra-override run is left out
 
 
 def test_grid10_composes_to_100_modes_with_std_003():
@@ -155,6 +155,8 @@ def test_cooldown_paired_branches_resume_the_base_trajectory(tmp_path):
     assert same(cooled[0], {**held[0], "seconds": cooled[0]["seconds"]})  # the same base run
     assert cooled[1]["raw/median_distance_std"] != held[1]["raw/median_distance_std"]
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 2
+    # what each branch ran in: the grid preset's cpu_threads and Lightning's resolved precision
+    assert all(r["threads"] == 2 and r["precision"] in ("32-true", "bf16-mixed") for r in held + cooled)
 
 
 def test_the_grid_preset_cools_the_learning_rate_down_over_its_last_8000_steps():
@@ -213,3 +215,78 @@ def test_a_run_on_another_number_of_threads_is_another_cell_and_row(tmp_path, mo
     assert [(row.label, len(row.runs)) for row in rows] == [("wgan_gp", 1), ("wgan_gp (2 threads)", 1)]
     text = reproduce.table(reproduce.read_records(out), ["ring"])
     assert table_row(text, "wgan_gp (2 threads)")[4] == "24.0" and table_row(text, "wgan_gp")[4] == "25.0"
+
+
+def test_a_rerun_counts_its_seed_once_with_the_newest_record():
+    """``--rerun`` appends a cell again: the table keeps the newest record of each seed (by ``finished``, else the later
+    line) and counts seeds, so a rerun neither shrinks the standard error nor counts as another seed."""
+    records = [dict(toy_record("r3gan", seed, values), finished=f"2026-12-01 10:0{seed}:00") for seed, values in enumerate(SEEDS)]
+    records.append(dict(toy_record("r3gan", 1, (25, 0.99, 0.02)), finished="2026-12-02 09:00:00"))  # seed 1 run again
+    records.append(dict(toy_record("r3gan", 2, (1, 0.01, 9.0)), finished="2026-11-30 09:00:00"))  # older, appended late
+    row = reproduce.rows_of(records, "grid")[0]
+    assert sorted(r["seed"] for r in row.runs) == [0, 1, 2]
+    newest = [SEEDS[0], (25, 0.99, 0.02), SEEDS[2]]
+    summary = row.summary("mode_coverage/high_quality")
+    assert summary["n"] == 3 and summary["mean"] == pytest.approx(statistics.fmean(v[1] for v in newest))
+    assert reproduce.standard_error(summary) == pytest.approx(statistics.stdev(v[1] for v in newest) / math.sqrt(3))
+    assert table_row(reproduce.table(records, ["grid"]), "r3gan")[:5] == ["ours", "r3gan", "3", "0", "25.0 ± 0.0"]
+    # without timestamps the later line is the newer one
+    plain = [toy_record("gan", 0, SEEDS[0]), toy_record("gan", 0, SEEDS[1])]
+    assert [r["values"]["mode_coverage/modes"] for r in reproduce.rows_of(plain, "grid")[0].runs] == [24]
+
+
+SCALED_GRID = ["data.grid_values=[-4,-3.1111111,-2.2222222,-1.3333333,-0.4444444,0.4444444,1.3333333,2.2222222,3.1111111,4]",
+               "data.std=0.0133333"]
+
+
+def test_runs_of_a_rescaled_grid_are_titled_with_their_composed_data():
+    """``--data grid -- data.grid_values=[...] data.std=...`` (or ``experiment=grid10``) trains a 100-mode grid: its rows
+    get a section titled with the composed mode count and std, not the 25-mode grid's, and no published rows."""
+    scaled = [dict(toy_record("r3gan", seed, (50, 0.5, 1.9), extra=SCALED_GRID),
+                   overrides=["model=r3gan", "data=toy2d_grid", f"seed={seed}", *SCALED_GRID]) for seed in range(2)]
+    experiment = [toy_record("r3gan", seed, (96, 0.9, 0.1), steps=90000, extra=["experiment=grid10"]) for seed in range(2)]
+    plain = [toy_record("gan", 0, SEEDS[0])]
+    text = reproduce.table(scaled + experiment + plain, ["grid"])
+    sections = {part.splitlines()[0]: part for part in text.split("\n\n### ")}
+    assert len(sections) == 2, list(sections)
+    default = next(part for title, part in sections.items() if "25 Gaussians at {-4,-2,0,2,4}^2, std 0.05" in title)
+    scaled_section = next(part for title, part in sections.items() if "100 Gaussians, std 0.0133333" in title)
+    assert "modes (of 25)" in default and "| gan |" in default and "[published]" in default and "| r3gan |" not in default
+    assert "modes (of 100)" in scaled_section and "[published]" not in scaled_section
+    assert "| ours | r3gan | 2 | 0 | 50.0 ± 0.0 |" in scaled_section and "| ours | r3gan | 2 | 0 | 96.0 ± 0.0 |" in scaled_section
+    # grid10's own data set keeps its title: its composed data is the one it describes
+    grid10 = reproduce.table([toy_record("r3gan", 0, (90, 0.9, 0.1), data="grid10")], ["grid10"])
+    assert grid10.startswith("### grid10: 10 x 10 grid: 100 Gaussians") and grid10.count("### ") == 1
+
+
+def test_each_cell_restores_the_thread_count_and_records_its_own(tmp_path, monkeypatch):
+    """train() sets torch's thread count to cfg.cpu_threads and leaves it: run_cell restores it, so a cell without
+    cpu_threads runs on (and records) the process's count whatever ran before it."""
+    import sys
+    import types
+
+    import torch
+    from omegaconf import OmegaConf
+
+    def fake_train(cfg):  # what train.train does with the threads
+        if cfg.get("cpu_threads"):
+            torch.set_num_threads(int(cfg.cpu_threads))
+        module = types.SimpleNamespace(generator_steps=int(cfg.generator_steps), generator=None, sampling_generator=None)
+        return {}, {"module": module, "stopped_by": None, "datamodule": None, "trainer": types.SimpleNamespace(precision="32-true")}
+
+    monkeypatch.setitem(sys.modules, "train", types.SimpleNamespace(train=fake_train))
+    monkeypatch.setattr(reproduce, "score_with_protocol", lambda cfg, module, datamodule, metric: (dict(zip(TOY_KEYS, SEEDS[0])), {}))
+    monkeypatch.setattr(reproduce, "compose_run", lambda overrides: OmegaConf.create(
+        {"generator_steps": 10, "paths": {}, "trainer": {"precision": "32-true"},
+         "cpu_threads": 1 if "model=r3gan" in overrides else None}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        out = tmp_path / "results.jsonl"
+        records = reproduce.run([Cell("r3gan", "ring", 0), Cell("wgan_gp", "ring", 0)], None, [], out)
+        assert [r["threads"] for r in records] == [1, 3]
+        assert torch.get_num_threads() == 3
+        rows = reproduce.rows_of(reproduce.read_records(out), "ring")
+        assert [row.label for row in rows] == ["r3gan", "wgan_gp (3 threads)"]
+    finally:
+        torch.set_num_threads(before)

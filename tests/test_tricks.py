@@ -363,6 +363,6 @@ def test_ablation_collects_the_last_scores_into_table_and_chart(tmp_path):
     assert float(rows["toy2d_grid", "ttur"]["mode_coverage/modes"]) == 24.0  # the last record (step 1000)
     assert rows["digits", "ttur"]["generator_step"] == "1000"
     table = paths["md"].read_text()
-    assert "| ttur | 24 (+4) | 0.5 (+0) | 0.4 (+0) | 80 (-20) |" in table
+    assert "| ttur | 24 ± - (+4) | 0.5 ± - (+0) | 0.4 ± - (+0) | 1 | 80 ± - (-20) | 1 |" in table
     assert "digits fid_digits (↓)" in table and "toy2d_grid mode_coverage/modes (↑)" in table
     assert paths["png"].stat().st_size > 1000
