@@ -399,23 +399,13 @@ def standard_error(summary: dict[str, Any]) -> float | None:
     return None if summary["std"] is None else summary["std"] / math.sqrt(summary["n"])
 
 
-def newest_per_cell(records: Iterable[dict]) -> list[dict]:
-    """The newest record of each cell (``record_key``: variant, data, seed, steps, extra, precision, threads), in
-    file order: ``--rerun`` appends a cell again, and a seed must count once. Newest: the later ``finished`` time,
-    for equal or missing times the later line (records are appended as runs finish)."""
-    newest: dict[tuple, tuple[tuple[str, int], dict]] = {}
-    for index, record in enumerate(records):
-        key, stamp = record_key(record), (record.get("finished") or "", index)
-        if key not in newest or stamp >= newest[key][0]:
-            newest[key] = (stamp, record)
-    return [record for _, record in sorted(newest.values(), key=lambda item: item[0][1])]
-
-
 def rows_of(records: Iterable[dict], data: str) -> list[Row]:
     """One row per (variant, generator steps, precision, threads) of ``data``, variants in plan order; one run per
     seed (the newest record of a cell run again)."""
+    from gan.metrics.summary import newest_records
+
     rows: dict[tuple[str, int, str, int], Row] = {}
-    for record in newest_per_cell(records):
+    for record in newest_records(records, record_key):  # --rerun: a seed counts once, with its newest record
         if record["data"] == data:
             key = (record["variant"], record["steps"], record_precision(record), record_threads(record))
             rows.setdefault(key, Row(*key)).runs.append(record)

@@ -98,23 +98,13 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def newest_per_run(records: list[dict]) -> list[dict]:
-    """The newest record of each run (``run_key``: variant, trick, seed, steps, arch, extra), in file order:
-    ``--rerun`` appends a run again, and a seed must count once. Newest: the later ``finished`` time, for equal
-    or missing times the later line (records are appended as runs finish)."""
-    newest: dict[tuple, tuple[tuple[str, int], dict]] = {}
-    for index, record in enumerate(records):
-        key, stamp = run_key(record), (record.get("finished") or "", index)
-        if key not in newest or stamp >= newest[key][0]:
-            newest[key] = (stamp, record)
-    return [record for _, record in sorted(newest.values(), key=lambda item: item[0][1])]
-
-
 def table(records: list[dict]) -> str:
     """Markdown: one row per (variant, trick), fid_digits mean / std / range over seeds (one record per seed: the
     newest of a run made again) and the change of the mean against the variant's ``none`` row."""
+    from gan.metrics.summary import newest_records
+
     groups: dict[tuple[str, str], list[dict]] = {}
-    for record in newest_per_run(records):
+    for record in newest_records(records, run_key):  # --rerun: a seed counts once, with its newest record
         groups.setdefault((record["variant"], record["trick"]), []).append(record)
     means = {key: statistics.fmean(r[METRIC] for r in rows) for key, rows in groups.items()}
     lines = [f"| variant | trick | {METRIC} mean (↓) | std | min - max | vs none | seeds | s / run |",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 CONFIDENCE = 0.95
 
@@ -28,6 +28,18 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[s
         half_width = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
         summary.update(std=std, interval=[mean - half_width, mean + half_width])
     return summary
+
+
+def newest_records(records: Iterable[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], Hashable]) -> list[Mapping[str, Any]]:
+    """The newest record of each ``key`` (a run: variant, data, seed, ...), in file order: a benchmark's ``--rerun``
+    appends a run again, and a seed must count once in a mean and a standard deviation. Newest: the later
+    ``finished`` time, for equal or missing times the later record (records are appended as runs finish)."""
+    newest: dict[Hashable, tuple[tuple[str, int], Mapping[str, Any]]] = {}
+    for index, record in enumerate(records):
+        name, stamp = key(record), (record.get("finished") or "", index)
+        if name not in newest or stamp >= newest[name][0]:
+            newest[name] = (stamp, record)
+    return [record for _, record in sorted(newest.values(), key=lambda item: item[0][1])]
 
 
 def summarize_runs(runs: Sequence[Mapping[str, float]], confidence: float = CONFIDENCE) -> dict[str, dict[str, Any]]:
