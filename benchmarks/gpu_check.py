@@ -11,8 +11,9 @@ What it measures (each a real ``train.train`` run through ``benchmarks/throughpu
   ``benchmarks/overhead.py`` can run them): ``dcgan`` and ``wgan_gp``, generator steps per second of both in
   one process, at the shipped ``model.iterations_per_batch=auto``; the speed issue's target is a framework /
   bare ratio >= 0.9; the same two pairs again with one iteration per batch (``*_1_per_batch_vs_bare``: what
-  ``auto`` saves), and the dcgan pair with the digits gathered on the host (``dcgan_28px_host_data_vs_bare``,
-  ``data.on_device=false``: what holding them on the device saves);
+  ``auto`` saves), the dcgan pair with the digits gathered on the host (``dcgan_28px_host_data_vs_bare``,
+  ``data.on_device=false``: what holding them on the device saves), and the dcgan pair with the shipped callbacks,
+  metrics and a CSV logger (``dcgan_28px_defaults_vs_bare``; every other pair times the framework's core);
 - **r3gan at 32 px** on CIFAR-10-shaped generated data (random images written in CIFAR-10's on-disk format:
   throughput and stability only, nothing about quality), 32-true and bf16-mixed: generator steps per second
   and whether every parameter and logged value is finite at the end;
@@ -89,6 +90,9 @@ def checks(smoke: bool) -> list[dict]:
         # the dcgan pair with the digits gathered on the host and copied per batch (data.on_device=false, the only
         # path before 2026-12-05): what holding the set on the device saves there
         {**pairs[0], "name": "dcgan_28px_host_data_vs_bare", "overrides": [*pairs[0]["overrides"], "data.on_device=false"]},
+        # the dcgan pair with the shipped callbacks, metrics and a CSV logger (every other pair times the core): what a
+        # shipped run pays on a GPU, its window holding a sample grid, a metric evaluation and checkpoints
+        {**pairs[0], "name": "dcgan_28px_defaults_vs_bare", "defaults": True},
         # the module's own cost on the device, without Lightning's loop, the loader or the callbacks: its
         # train_iteration against the bare iteration on the same networks and optimizers, blocks alternated in one
         # process, with both paths' operator counts (the whole runs above say how much of a step that cost is)
@@ -115,7 +119,7 @@ def run_check(check: dict, precision: str, cifar_root: Path, smoke: bool, work: 
 
     def fill(row: dict) -> None:
         row |= measure(overrides, precision, False, steps, warmup, work / f"{check['name']}-{precision}", check["bare"],
-                       bare_first)
+                       bare_first, shipped_callbacks=check.get("defaults", False))
         if check["bare"]:
             bare = row.get("bare_loop_generator_steps_per_s")
             row["ratio_to_bare"] = round(row["generator_steps_per_s"] / bare, 3) if bare else None

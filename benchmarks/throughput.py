@@ -77,10 +77,11 @@ def bare_loop_steps_per_s(cfg, steps: int, warmup: int) -> float | None:
 
 
 def measure(overrides: list[str], precision: str, compile_networks: bool, steps: int, warmup: int, out_dir: Path,
-            bare: bool = False, bare_first: bool = False) -> dict:
+            bare: bool = False, bare_first: bool = False, shipped_callbacks: bool = False) -> dict:
     """One timed ``train.train`` run; with ``bare``, the bare loop of ``benchmarks/overhead.py`` on the same
     config too, after it (``bare_first``: before it, so repeated pairs can alternate which runs on a warmer
-    machine)."""
+    machine). The framework runs its core (no logger, callbacks or metrics) unless ``shipped_callbacks``: then the
+    shipped callbacks and metrics with the CSV logger, as ``benchmarks/overhead.py``'s defaults variant."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -88,11 +89,12 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        # the shipped callbacks include the progress bar, which Lightning refuses beside enable_progress_bar=false
+        framework = ["logger=csv"] if shipped_callbacks else ["logger=none", "callbacks=none", "metrics=none",
+                                                              "+trainer.enable_progress_bar=false"]
         cfg = compose("train", overrides=[
-            *overrides, "logger=none", "callbacks=none", "metrics=none", f"generator_steps={steps}",
-            f"trainer.precision={precision}", f"compile={str(compile_networks).lower()}",
-            "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
-            f"paths.output_dir={out_dir}",
+            *overrides, *framework, f"generator_steps={steps}", f"trainer.precision={precision}",
+            f"compile={str(compile_networks).lower()}", "+trainer.enable_model_summary=false", f"paths.output_dir={out_dir}",
         ])
     with_bare = bare and precision == "32-true" and not compile_networks
     bare_steps_per_s = bare_loop_steps_per_s(cfg, steps, warmup) if with_bare and bare_first else None
@@ -108,6 +110,7 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
     return {
         "model": cfg.model.generator._target_.rsplit(".", 1)[-1] + "/" + cfg.model.discriminator._target_.rsplit(".", 1)[-1],
         "overrides": " ".join(overrides), "precision": precision, "compile": compile_networks,
+        "framework": "shipped callbacks and metrics, csv logger" if shipped_callbacks else "core",
         "batch_size": cfg.data.batch_size, "n_critic": module.n_critic,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "generator_steps_per_s": round(steps_per_s, 2),

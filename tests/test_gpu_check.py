@@ -27,6 +27,9 @@ def test_smoke_runs_every_check_and_reports_its_ratio(tmp_path):
         assert row["ok"] and row["finite"] and row["generator_steps_per_s"] > 0 and row["timed_generator_steps"] == 2
     for row in rows:
         assert row["torch"] == torch.__version__
+    framework = {r["check"]: r["framework"] for r in runs}
+    assert framework.pop("dcgan_28px_defaults_vs_bare") == "shipped callbacks and metrics, csv logger"
+    assert set(framework.values()) == {"core"}  # every other row times the framework's core
     # the module's iteration against the bare one: its speed ratio, and its only extra operators its two logged scores
     assert [r["check"] for r in iterations] == ["dcgan_28px_iteration_vs_bare", "wgan_gp_28px_iteration_vs_bare"]
     for row, extra in zip(iterations, ({"mean": 2.0, "sigmoid": 2.0}, {"mean": 2.0})):
@@ -129,7 +132,8 @@ def test_repeats_run_the_checks_in_turn_and_the_table_gives_the_median_ratio(tmp
 
     order = []
 
-    def fake_measure(overrides, precision, compile_, steps, warmup, out, bare, bare_first):
+    def fake_measure(overrides, precision, compile_, steps, warmup, out, bare, bare_first, shipped_callbacks):
+        assert shipped_callbacks is False  # the core pair
         order.append(bare_first)
         return {"generator_steps_per_s": next(ratios), "bare_loop_generator_steps_per_s": 1.0, "finite": True}
 
