@@ -26,7 +26,7 @@ from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, c
                                   options_changed_since)
 from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_whose_switch_is_off,
                               options_without_effect, slurm_batch_job_id)
-from gan.utils.console import lightning_logs_through_root
+from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
@@ -41,6 +41,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     and the objects built for it, ``stopped_by`` being the health detection that stopped training (None when
     it ran to the end)."""
     lightning_logs_through_root()
+    console_once_per_run()
     check_run_options(cfg)
     check_checkpoint_callbacks(cfg)  # intervals and monitors the checkpoint callbacks could not act on
     check_logger_options(cfg.get("logger"))
@@ -188,6 +189,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         check_run_options(cfg)  # before check_objective reads generator_steps (train() checks again for API callers)
         stops_the_sweep = True
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            check_no_processes_started_in_a_sweep(cfg.trainer, OmegaConf.select(hydra_cfg, "launcher._target_"))
         check_objective(cfg)
         check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
         stops_the_sweep = False
@@ -244,6 +247,24 @@ def main(cfg: DictConfig) -> float | None:
     if in_sweep:
         record_job(cfg, "completed", value, metrics, started)
     return value
+
+
+def check_no_processes_started_in_a_sweep(trainer: DictConfig, launcher: str | None) -> None:
+    """A multirun job under a strategy that starts processes (``trainer=ddp_cpu``, ``trainer=ddp``): Lightning starts
+    the other ranks by running the command line again, which re-ran the whole sweep; an audit saw rank 1 refuse the
+    sweep folder rank 0 had just made ("already holds a sweep"), then Lightning kill every process (status 137) and
+    leave the job's row ``running``. Under Hydra's SLURM launcher the processes are SLURM's tasks and none is started."""
+    from gan.utils.instantiate import process_count
+
+    if "submitit" in str(launcher or "").lower() or "ddp" not in str(trainer.get("strategy", "")):
+        return
+    processes = (process_count(trainer.get("devices", "auto"), trainer.get("accelerator")) or 1) * \
+        (process_count(trainer.get("num_nodes", 1), None) or 1)
+    if processes > 1:
+        raise ConfigError(f"trainer.strategy={trainer.get('strategy')} with trainer.devices={trainer.get('devices')} in a "
+                          "multirun (-m): Lightning starts the other processes by running the command line again, which "
+                          "would run the sweep again in each; expected one run per command (python train.py trainer=... "
+                          "without -m), or DDP jobs swept with hydra/launcher=slurm")
 
 
 def tell_stopped_trial(sweeper, task_overrides: list[str]) -> None:

@@ -91,6 +91,7 @@ def test_a_diverged_ddp_run_says_so_once_and_points_at_its_last_healthy_checkpoi
     healthy = errors[0].rsplit("; last healthy checkpoint: ", 1)[1]
     output = result.stdout + result.stderr
     assert output.count("Run directory: ") <= 1  # rank 0's line (it is not printed when the run stops with an error)
+    assert output.count("Seed set to") == 1  # info and warning lines from rank 0 alone (one per process before)
     assert f"the run diverged: score its last healthy checkpoint with: python evaluate.py ckpt_path={healthy}" in output
     assert "score it with: python evaluate.py" not in output
 

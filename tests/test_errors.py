@@ -459,6 +459,17 @@ def test_several_processes_under_plain_ddp_are_refused_before_building(options, 
         check_data_parallel_strategy(trainer_node(**options))
 
 
+def test_sync_batchnorm_on_the_cpu_is_refused_before_the_processes_start():
+    """torch's SyncBatchNorm runs on GPUs only: every process raised it after starting (an audit)."""
+    from gan.utils.instantiate import check_sync_batchnorm
+
+    with pytest.raises(ConfigError, match=r"^trainer.sync_batchnorm=true on trainer.accelerator=cpu: torch's SyncBatchNorm "
+                                          r"runs on GPUs only; expected trainer.sync_batchnorm=false on the CPU"):
+        check_sync_batchnorm(trainer_node(devices=2, strategy="ddp_find_unused_parameters_true", sync_batchnorm=True))
+    check_sync_batchnorm(trainer_node(sync_batchnorm=False))
+    check_sync_batchnorm(trainer_node(accelerator="gpu", sync_batchnorm=True))  # for Lightning and torch to judge on a GPU
+
+
 def test_the_shipped_ddp_trainers_and_one_process_pass_the_strategy_check():
     from hydra import compose, initialize_config_dir
 

@@ -72,6 +72,22 @@ def test_a_resume_without_the_runs_seed_continues_with_it(make_cfg, tmp_path, ca
 
 
 @pytest.mark.slow
+def test_ckpt_path_last_in_a_copied_run_directory_continues_from_its_newest_checkpoint(make_cfg, tmp_path):
+    """Lightning's version counter wrote last-v1.ckpt beside the copied last.ckpt, which stayed at the copy's step,
+    and the next resume trained from it again (an audit)."""
+    import shutil
+
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "a"))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for steps in (4, 6):
+        _, objects = train(make_cfg(run + [f"generator_steps={steps}", "ckpt_path=last"], output_dir=tmp_path / "b"))
+        assert objects["module"].generator_steps == steps
+        assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.ckpt")["gan_counters"]["generator_steps"] == steps
+    assert not list((tmp_path / "b" / "checkpoints").glob("*-v*.ckpt"))
+
+
+@pytest.mark.slow
 def test_resume_with_data_order_or_rng_lost_differs(make_cfg, tmp_path):
     """The equality above is not vacuous: resuming without the saved RNG state gives other parameters."""
     run = tiny_overrides("gan", "toy2d_ring", steps=8) + ["data.num_samples=80"] + every_checkpoint(8)

@@ -363,3 +363,16 @@ def test_adding_trials_to_a_study_reseeds_its_sampler(tmp_path):
     assert optuna_sampler_seed(1234, storage, "other") == 1234 and optuna_sampler_seed(1234, None, "s") == 1234
     cfg = compose_sweep(["hparams_search=optuna_toy", f"paths.log_dir={tmp_path}", "model=dcgan", "data=toy2d_ring"])
     assert cfg.hydra.sweeper.sampler.seed == 1234
+
+
+def test_a_local_sweep_of_ddp_jobs_is_refused_before_any_process_starts(tmp_path):
+    """Lightning starts the other ranks by running the command line again, which ran the sweep again: rank 1
+    refused the sweep folder rank 0 had made, then every process was killed (status 137; an audit)."""
+    sweep_dir = tmp_path / "sweep"
+    result = train_py(tmp_path, "-m", "trainer=ddp_cpu", "seed=1,2", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: trainer.strategy=ddp_find_unused_parameters_true with trainer.devices=2 in a multirun (-m): Lightning "
+        "starts the other processes by running the command line again, which would run the sweep again in each; "
+        "expected one run per command (python train.py trainer=... without -m), or DDP jobs swept with hydra/launcher=slurm")
+    assert [row["status"] for row in summary(sweep_dir)] == ["failed"] and not (sweep_dir / "0" / "checkpoints").exists()

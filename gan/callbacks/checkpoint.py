@@ -198,6 +198,11 @@ class GANModelCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, *args: Any, save_on_signal: bool = True, **kwargs: Any):
+        # no "-v1" copies: a run directory holds one run's checkpoints (train.py refuses another run's), so a file
+        # of the same name is this run's, to replace. With the counter, a run directory copied or moved and resumed
+        # with ckpt_path=last wrote last-v1.ckpt beside a last.ckpt that stayed behind, which the next resume
+        # trained from again (an audit)
+        kwargs.setdefault("enable_version_counter", False)
         super().__init__(*args, **kwargs)
         self.save_on_signal = save_on_signal
         self.received_signal: int | None = None
@@ -224,16 +229,17 @@ class GANModelCheckpoint(ModelCheckpoint):
             if callable(check_now) and callback is not self:
                 check_now(trainer, module)
         bad = first_nonfinite_tensor(module)
-        if bad is not None:
+        if bad is not None and trainer.is_global_zero:
             log.warning("Not saving a checkpoint at global step %d: %s holds NaN/Inf values; the saved checkpoints "
                         "are kept as they are", trainer.global_step, bad)
         # after a divergence the weights may still be finite (a runaway), but they are what diverged: last.ckpt and
         # step*.ckpt held them, so ckpt_path=last resumed the diverged run (an audit). All DDP ranks decide alike.
         diverged = any((getattr(callback, "stop_event", None) or {}).get("kind") == "divergence" for callback in trainer.callbacks)
         if trainer.strategy.reduce_boolean_decision(diverged, all=False) and bad is None:
+            bad = "diverged"
+        if bad == "diverged" and trainer.is_global_zero:
             log.warning("Not saving a checkpoint at global step %d: training diverged before it; the saved checkpoints "
                         "are kept as they are", trainer.global_step)
-            bad = "diverged"
         self._saving_checked_at = (trainer.global_step, bad is None)
         return bad is None
 
@@ -308,8 +314,12 @@ class GANModelCheckpoint(ModelCheckpoint):
             return
         if trainer.global_step != self._last_global_step_saved:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        signum = self.received_signal or signal.SIGTERM
-        log.warning("Saved %s after signal %d; exiting", self.last_model_path, signum)
+        # the signal itself, agreed by all ranks (the largest number any received): a rank that saw none took SIGTERM,
+        # so SIGINT or SIGUSR1 reaching only another rank exited 143 without a requeue (an audit)
+        received = torch.tensor(int(self.received_signal or 0), device=trainer.strategy.root_device)
+        signum = int(trainer.strategy.reduce(received, reduce_op="max")) or signal.SIGTERM
+        if trainer.is_global_zero:
+            log.warning("Saved %s after signal %d; exiting", self.last_model_path, signum)
         if signum == signal.SIGUSR1 and trainer.is_global_zero:
             self._requeue(trainer)
         raise SystemExit(128 + int(signum))

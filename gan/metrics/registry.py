@@ -504,6 +504,15 @@ class MetricSuite:
                     raise ConfigError(f"{option}={count}: {metric.name} needs at least {metric.min_samples} samples")
             metric.options(self.fake_count(metric))  # settings that do not fit the count fail now (fid_inf's counts)
         self.cache_dir, self.seed, self.progress = cache_dir, int(seed), bool(progress)
+        # the real features are stored there: a folder that cannot be written failed when they were, as a traceback
+        # from each DDP rank after the whole extraction (an audit)
+        if cache_dir and any(metric.needs_real for metric in self.metrics):
+            from gan.utils.files import folder_write_problem
+
+            problem = folder_write_problem(cache_dir)
+            if problem is not None:
+                raise ConfigError(f"metrics.cache_dir={cache_dir}: cannot write there ({problem}); expected a folder "
+                                  "this user can create and write, or metrics.cache_dir=null (no cache)")
         self._told_equal_counts: set[str] = set()  # k-NN metrics cut to the reals' count: said once per suite
         self.resize = check_resize(resize)
         self.device = torch.device(device)

@@ -50,3 +50,21 @@ def lightning_logs_through_root() -> None:
         for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
             logger.removeHandler(handler)
         logger.propagate = True
+
+
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def console_once_per_run() -> None:
+    """On a DDP process other than rank 0, the console shows errors only: every rank runs the same code, so each
+    info and warning line (the batching, the resume, a checkpoint skipped, a signal) came once per process (an
+    audit counted them with three). The process's own log file (``train_ddp_process_<rank>.log``) keeps them all."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
+                and _below_error not in handler.filters:
+            handler.addFilter(_below_error)

@@ -87,6 +87,7 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
                               f"manual optimization), where Lightning does not apply it; expected {expected} ({instead})")
     check_accelerator_present(node.get("accelerator"))
     check_data_parallel_strategy(node)
+    check_sync_batchnorm(node)
     check_no_validation_options(node)
     for switch, kind in (("enable_progress_bar", ProgressBar), ("enable_checkpointing", Checkpoint)):
         if node.get(switch) is False:
@@ -144,6 +145,19 @@ def check_data_parallel_strategy(node: DictConfig) -> None:
     raise ConfigError(f"{' '.join(many)} with trainer.strategy={strategy}: Lightning would run plain DDP, which a GAN "
                       f"cannot use (G's parameters get no gradient in D's step); expected {preset} {' '.join(many)} "
                       f"(or trainer.strategy=ddp_find_unused_parameters_true)")
+
+
+def check_sync_batchnorm(node: DictConfig) -> None:
+    """``trainer=ddp_cpu trainer.sync_batchnorm=true``: torch's SyncBatchNorm runs on GPUs only, and the refusal
+    came from every process after they had started, as two tracebacks (an audit)."""
+    import torch
+
+    accelerator = node.get("accelerator", "auto")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if node.get("sync_batchnorm") and on_cpu:
+        raise ConfigError(f"trainer.sync_batchnorm=true on trainer.accelerator={accelerator}: torch's SyncBatchNorm runs "
+                          "on GPUs only; expected trainer.sync_batchnorm=false on the CPU (each process keeps its own "
+                          "batch-norm statistics), or trainer=ddp on GPUs")
 
 
 #: Trainer options of Lightning's validation loop, which this framework does not run (``limit_val_batches: 0``;

@@ -119,6 +119,17 @@ def test_unknown_metric_and_bad_counts_are_one_line_errors():
             MetricSuite({"mode_coverage": {"std_multiple": multiple}})
 
 
+def test_a_cache_folder_that_cannot_be_written_is_refused_when_the_suite_is_built(tmp_path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match=rf"^metrics.cache_dir={a_file}/cache: cannot write there \(.*\); expected a folder "
+                                         r"this user can create and write, or metrics.cache_dir=null \(no cache\)$"):
+        MetricSuite(["fid_digits"], cache_dir=str(a_file / "cache"), with_extractors=False)
+    MetricSuite(["mode_coverage"], cache_dir=str(a_file / "cache"), with_extractors=False)  # reads no real features
+    MetricSuite(["fid_digits"], cache_dir=str(tmp_path / "new" / "cache"), with_extractors=False)
+    assert (tmp_path / "new" / "cache").is_dir()
+
+
 def test_metric_needs_matching_data(digits):
     with pytest.raises(ValueError, match="mode_coverage needs a 2D Gaussian mixture"):
         MetricSuite(["mode_coverage"]).check_data(digits)
