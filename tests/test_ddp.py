@@ -114,3 +114,18 @@ def test_each_rank_draws_its_own_random_numbers():
     assert not torch.equal(draws[0], draws[1])
     callback.setup(SimpleNamespace(world_size=2, global_rank=1), None, "fit")
     assert torch.equal(torch.randn(4), draws[1])
+
+
+@pytest.mark.slow
+def test_a_configuration_error_met_inside_fit_is_said_once_by_a_ddp_run(tmp_path):
+    """Every rank meets the same configuration error (here, a logging cadence inside a training batch, checked when
+    fit sets the batches up), and each printed it (an audit)."""
+    command = [sys.executable, "train.py", "trainer=ddp_cpu", "model=dcgan", "data=digits", "data.batch_size=8",
+               "model.generator.width=4", "model.discriminator.width=4", "generator_steps=20", "logger=none",
+               "metrics.every_n_generator_steps=10", "model.iterations_per_batch=3",
+               f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: trainer.log_every_n_steps=50 falls inside a training batch"), errors

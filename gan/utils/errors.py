@@ -80,8 +80,10 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
             user_error = user_error_behind(error)
             if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            if not (isinstance(user_error, TrainingDiverged) and not is_rank_zero()):
-                print_error(user_error)  # a divergence is decided for all DDP processes at once: said by rank 0 alone
+            # a divergence is decided for all DDP processes at once, and a configuration is every process's own copy
+            # of one: said by rank 0 alone (each rank printed it); data and checkpoint errors may be one rank's
+            if is_rank_zero() or not isinstance(user_error, (TrainingDiverged, ConfigError)):
+                print_error(user_error)
             raise SystemExit(user_error.exit_status) from None
 
     return wrapper
