@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.checkpoint import check_checkpoint_callbacks
-from gan.callbacks.gan_health import GANHealth, describe
+from gan.callbacks.gan_health import describe, stop_event
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.schedules import parts_beyond_the_run
@@ -73,7 +73,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
             log.warning(line)
     if checkpoint is not None:
         check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
-        check_optimizer_states_fit(checkpoint, ckpt_path, module.configure_optimizers())
+        check_optimizer_states_fit(checkpoint, ckpt_path, module.optimized_parameters())  # no second set of optimizers
         changed = options_changed_since(checkpoint.get("run_config") or {}, module.run_config)
         if changed:  # allowed (a resumed run may change a learning rate on purpose), but the run is then not exact
             # Lightning keys a checkpoint callback's saved state by its interval in optimizer steps, which the
@@ -100,7 +100,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     finally:
         finish_loggers(loggers)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    stopped_by = next((c.stop_event for c in trainer.callbacks if isinstance(c, GANHealth) and c.stop_event), None)
+    stopped_by = stop_event(trainer)
     if trainer.is_global_zero:  # once, not once per DDP process
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer, "stopped_by": stopped_by}

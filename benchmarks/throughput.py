@@ -4,12 +4,14 @@
         --compile false true --steps 60 --warmup 20 [--out benchmarks/results/throughput.csv]
 
 Each combination is a real ``train.train`` run of the composed config (any Hydra override is accepted)
-with no logger, sample grids or metrics. The clock runs from the end of generator step ``--warmup``
-(CUDA synchronised; so compilation and cuDNN autotuning are excluded) to the end of the run. One
-generator step is ``n_critic`` discriminator updates on fresh real batches plus one generator update;
-images/s counts the real images consumed (``data.batch_size`` x the real batches of an iteration per
-generator step, per process: ``n_critic``, plus one for a loss whose generator step reads reals, r3gan's). ``--bare`` adds the bare PyTorch loop of ``benchmarks/overhead.py`` on the same networks, optimizers
-and data (32-true without compile only; other rows get none), timed over the same generator steps.
+with no logger, sample grids or metrics (``measure(shipped_callbacks=True)``: the shipped ones, with a CSV
+logger). The clock runs from the end of generator step ``--warmup`` (CUDA synchronised; so compilation and
+cuDNN autotuning are excluded) to the end of the last generator step. One generator step is ``n_critic``
+discriminator updates on fresh real batches plus one generator update; images/s counts the real images
+consumed (``data.batch_size`` x the real batches of an iteration per generator step, per process:
+``n_critic``, plus one for a loss whose generator step reads reals, r3gan's). ``--bare`` adds the bare PyTorch
+loop of ``benchmarks/overhead.py`` on the same networks, optimizers and data (32-true without compile only;
+other rows get none), timed over the same generator steps.
 """
 from __future__ import annotations
 

@@ -80,4 +80,3 @@ class GeneratorEMA(nn.Module):
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}"
-

@@ -383,11 +383,17 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        return [self._build_optimizer("generator"), self._build_optimizer("discriminator")]
+        return [self._build_optimizer(network, parameters)
+                for network, parameters in zip(("generator", "discriminator"), self.optimized_parameters())]
 
-    def _build_optimizer(self, network: str) -> torch.optim.Optimizer:
+    def optimized_parameters(self) -> list[list[Tensor]]:
+        """The parameters each optimizer of :meth:`configure_optimizers` steps, in its order (what a checkpoint's
+        optimizer states must fit)."""
+        return [list(getattr(self, network).parameters()) for network in ("generator", "discriminator")]
+
+    def _build_optimizer(self, network: str, parameters: list[Tensor]) -> torch.optim.Optimizer:
         try:
-            optimizer = without_unset_options(self.optimizer_factories[network])(params=getattr(self, network).parameters())
+            optimizer = without_unset_options(self.optimizer_factories[network])(params=parameters)
         except ValueError as error:  # torch's optimizers refuse a negative lr, betas outside [0, 1), ...
             raise ConfigError(f"optimizer.{network}: {error}") from None
         if optimizer.defaults.get("eps") == 0:  # torch allows it; an r3gan toy run turned to NaN at generator step 2

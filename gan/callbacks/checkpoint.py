@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import shutil
 import signal
@@ -35,6 +34,7 @@ import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from gan.utils.checkpoint import non_finite_weights
 from gan.utils.errors import CheckpointError
 
 log = logging.getLogger("gan")
@@ -45,12 +45,7 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 def first_nonfinite_tensor(module: torch.nn.Module) -> str | None:
     """The name of the first parameter or buffer with a NaN/Inf, or None (one device sync)."""
-    tensors = {name: t for name, t in module.state_dict().items() if t.is_floating_point() and t.numel()}
-    # the largest magnitude of each tensor is NaN/Inf exactly when the tensor holds one (no sum to overflow):
-    # a few kernels for all of them, where a check per tensor took two each
-    if not tensors or bool(torch.stack(torch._foreach_norm(list(tensors.values()), math.inf)).isfinite().all()):
-        return None
-    return next(name for name, t in tensors.items() if not bool(t.isfinite().all()))
+    return next(iter(non_finite_weights(module.state_dict())), None)
 
 
 def free_space(path: str | os.PathLike) -> str:
@@ -234,7 +229,9 @@ class GANModelCheckpoint(ModelCheckpoint):
                         "are kept as they are", trainer.global_step, bad)
         # after a divergence the weights may still be finite (a runaway), but they are what diverged: last.ckpt and
         # step*.ckpt held them, so ckpt_path=last resumed the diverged run (an audit). All DDP ranks decide alike.
-        diverged = any((getattr(callback, "stop_event", None) or {}).get("kind") == "divergence" for callback in trainer.callbacks)
+        from gan.callbacks.gan_health import stop_event
+
+        diverged = (stop_event(trainer) or {}).get("kind") == "divergence"
         if trainer.strategy.reduce_boolean_decision(diverged, all=False) and bad is None:
             bad = "diverged"
         if bad == "diverged" and trainer.is_global_zero:

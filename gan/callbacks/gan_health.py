@@ -224,16 +224,17 @@ class ModeCollapse:
         "every_n_generator_steps": (0, None), "start_generator_step": (0, None), "num_samples": (2, None),
         "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1)}
 
-    def due(self, generator_step: int, previous: int | None = None) -> bool:
-        """``previous``: the generator step at the last check of the run (default: one step before)."""
+    def at_cadence(self, generator_step: int, previous: int | None = None) -> bool:
+        """Whether ``generator_step`` crosses an interval of the cadence (from step 0: before
+        ``start_generator_step`` only the samples' spread is checked there, as divergence has no early phase to wait
+        out, unlike a collapse an early run recovers from). ``previous``: the generator step at the last check of
+        the run (default: one step before)."""
         previous = generator_step - 1 if previous is None else previous
-        return generator_step >= self.start_generator_step and interval_crossed(generator_step, previous, self.every_n_generator_steps)
+        return interval_crossed(generator_step, previous, self.every_n_generator_steps)
 
-    def spread_due(self, generator_step: int, previous: int | None = None) -> bool:
-        """At the check's cadence before ``start_generator_step``: only the samples' spread is checked there
-        (divergence has no early phase to wait out, unlike a collapse an early run recovers from)."""
-        previous = generator_step - 1 if previous is None else previous
-        return generator_step < self.start_generator_step and interval_crossed(generator_step, previous, self.every_n_generator_steps)
+    def due(self, generator_step: int, previous: int | None = None) -> bool:
+        """Whether the collapse check runs at ``generator_step``: at the cadence, from ``start_generator_step`` on."""
+        return generator_step >= self.start_generator_step and self.at_cadence(generator_step, previous)
 
     def check(self, diversity_ratio: float, class_coverage: float | None = None) -> dict[str, float] | None:
         low_diversity = diversity_ratio < self.min_diversity_ratio
@@ -267,10 +268,10 @@ class Divergence:
 
     def check_spread(self, diversity_ratio: float) -> dict[str, Any] | None:
         """At the mode-collapse check's cadence (from its first interval, before ``start_generator_step`` too):
-        samples spread ``max_diversity_ratio`` times wider than the data, a generator
-        whose output ran away while every loss stayed finite (a sigmoid loss has no score gap to watch): the
-        audit's ``lr=10`` DCGAN on the grid reached 6,400-8,800 and was reported healthy. A tanh output cannot get
-        there (its largest spread is 2.8x the digits'), so on images this never fires."""
+        samples spread ``max_diversity_ratio`` times wider than the data, a generator whose output ran away while
+        every loss stayed finite (a sigmoid loss has no score gap to watch): the audit's ``lr=10`` DCGAN on the grid
+        reached 6,400-8,800 and was reported healthy. A tanh output cannot get there (its largest spread is 2.8x the
+        digits'), so on images this never fires."""
         if diversity_ratio > self.max_diversity_ratio:
             return {"diversity_ratio": diversity_ratio, "max_diversity_ratio": self.max_diversity_ratio}
         return None
@@ -357,6 +358,11 @@ def describe(event: Mapping[str, Any]) -> str:
         kept = event.get("last_healthy_checkpoint")
         line += f"; last healthy checkpoint: {kept}" if kept else "; no checkpoint had been saved before it"
     return line
+
+
+def stop_event(trainer) -> dict[str, Any] | None:
+    """The detection that stopped this run's training (the health check's ``stop_event``), or None."""
+    return next((c.stop_event for c in trainer.callbacks if isinstance(c, GANHealth) and c.stop_event), None)
 
 
 # -------------------------------------------------------------------------------------------- callback
@@ -463,15 +469,16 @@ class GANHealth(pl.Callback):
         self._row_steps.append((pl_module.generator_steps, trainer.global_step, bool(norms)))
         self._generator_grad_norms = ()
         step = pl_module.generator_steps
-        collapse_due = self.detectors["mode_collapse"].due(step, self._seen_generator_steps)
-        spread_due = self.detectors["mode_collapse"].spread_due(step, self._seen_generator_steps)
+        collapse = self.detectors["mode_collapse"]
+        at_cadence = collapse.at_cadence(step, self._seen_generator_steps)  # one test per iteration for both checks
+        collapse_due = at_cadence and step >= collapse.start_generator_step
         diverged = self._watch_generator_loss and not math.isfinite(terms.get(GENERATOR_LOSS, 0.0))
         if collapse_due or diverged or len(self._rows) >= self._sync_every_now:
             self.check_now(trainer, pl_module)
         if collapse_due:
             self._check_mode_collapse(trainer, pl_module, step)
             self._stop_if_requested(trainer)
-        elif spread_due:
+        elif at_cadence:  # before the collapse check starts: the spread alone
             self._check_spread(trainer, pl_module, step, self._samples_and_diversity(trainer, pl_module)[2])
             self._stop_if_requested(trainer)
         self._seen_generator_steps = step

@@ -117,9 +117,9 @@ class MetricsCallback(pl.Callback):
 def diverged_and_kept(trainer) -> str | None:
     """When the health check stopped the run for divergence: the last healthy checkpoint it kept ("" when none had
     been saved); None otherwise."""
-    from gan.callbacks.gan_health import GANHealth
+    from gan.callbacks.gan_health import stop_event
 
-    event = next((c.stop_event for c in trainer.callbacks if isinstance(c, GANHealth) and c.stop_event), None)
+    event = stop_event(trainer)
     if event is None or event["kind"] != "divergence":
         return None
     return event.get("last_healthy_checkpoint") or ""

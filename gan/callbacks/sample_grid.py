@@ -77,7 +77,7 @@ class SampleGrid(pl.Callback):
         points = self._points(trainer)
         name, count = ("num_points", self.num_points) if points else ("num_images", self.num_images)
         num_classes = getattr(pl_module, "num_classes", None)
-        needed = count if points or not num_classes else max(1, count // num_classes)  # a row of codes per class
+        needed = count if points or not num_classes else class_grid(count, num_classes)[0]  # the codes of a row per class
         if needed > codes:
             most = codes if points or not num_classes else codes * num_classes
             raise ConfigError(f"callbacks.sample_grid.{name}={count}: expected at most {most}, as many as the module's fixed "

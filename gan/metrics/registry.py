@@ -239,7 +239,7 @@ class KID(Metric):
 
     def options(self, num_fake, num_real=None):
         # the size the subsets have, which compute shrinks to the counts (it recorded the option, not what was used)
-        size = min(self.subset_size, num_fake, *(() if num_real is None else (num_real,)))
+        size = min(self.subset_size, num_fake, num_fake if num_real is None else num_real)
         return {"subsets": self.subsets, "subset_size": size, "subset_seed": self.seed, "kernel": "(x.y / d + 1)^3"}
 
     def compute(self, fake, real, datamodule):

@@ -60,9 +60,9 @@ def console_once_per_run() -> None:
     """On a DDP process other than rank 0, the console shows errors only: every rank runs the same code, so each
     info and warning line (the batching, the resume, a checkpoint skipped, a signal) came once per process (an
     audit counted them with three). The process's own log file (``train_ddp_process_<rank>.log``) keeps them all."""
-    from lightning.pytorch.utilities import rank_zero_only
+    from gan.utils.distributed import is_rank_zero
 
-    if getattr(rank_zero_only, "rank", 0) == 0:
+    if is_rank_zero():
         return
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \

@@ -20,3 +20,11 @@ def local_rank() -> int:
         if os.environ.get(variable):
             return int(os.environ[variable])
     return 0
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of a distributed run (or not distributed), by Lightning's own record of it,
+    which holds before any process group exists (set from the launcher's environment)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0

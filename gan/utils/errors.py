@@ -82,18 +82,13 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             # a divergence is decided for all DDP processes at once, and a configuration is every process's own copy
             # of one: said by rank 0 alone (each rank printed it); data and checkpoint errors may be one rank's
+            from gan.utils.distributed import is_rank_zero
+
             if is_rank_zero() or not isinstance(user_error, (TrainingDiverged, ConfigError)):
                 print_error(user_error)
             raise SystemExit(user_error.exit_status) from None
 
     return wrapper
-
-
-def is_rank_zero() -> bool:
-    """Whether this process is rank 0 of a distributed run (or not distributed); Lightning's own record of it."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def print_error(error: BaseException | str) -> None:

@@ -122,6 +122,13 @@ def process_count(value, accelerator) -> int | None:
         return None
 
 
+def runs_on_cpu(accelerator) -> bool:
+    """Whether ``trainer.accelerator`` trains on the CPU here (``auto`` does without a CUDA GPU)."""
+    import torch
+
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
 def check_data_parallel_strategy(node: DictConfig) -> None:
     """Several processes (``trainer.devices`` or ``num_nodes`` > 1) under a strategy that makes them plain DDP
     (``auto``): G's parameters get no gradient in D's step, so DDP stops in the first backward with a traceback
@@ -138,10 +145,7 @@ def check_data_parallel_strategy(node: DictConfig) -> None:
             if count is not None and count > 1]
     if not many:
         return
-    import torch
-
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    preset = "trainer=ddp_cpu" if on_cpu else "trainer=ddp"
+    preset = "trainer=ddp_cpu" if runs_on_cpu(accelerator) else "trainer=ddp"
     raise ConfigError(f"{' '.join(many)} with trainer.strategy={strategy}: Lightning would run plain DDP, which a GAN "
                       f"cannot use (G's parameters get no gradient in D's step); expected {preset} {' '.join(many)} "
                       f"(or trainer.strategy=ddp_find_unused_parameters_true)")
@@ -150,11 +154,8 @@ def check_data_parallel_strategy(node: DictConfig) -> None:
 def check_sync_batchnorm(node: DictConfig) -> None:
     """``trainer=ddp_cpu trainer.sync_batchnorm=true``: torch's SyncBatchNorm runs on GPUs only, and the refusal
     came from every process after they had started, as two tracebacks (an audit)."""
-    import torch
-
     accelerator = node.get("accelerator", "auto")
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if node.get("sync_batchnorm") and on_cpu:
+    if node.get("sync_batchnorm") and runs_on_cpu(accelerator):
         raise ConfigError(f"trainer.sync_batchnorm=true on trainer.accelerator={accelerator}: torch's SyncBatchNorm runs "
                           "on GPUs only; expected trainer.sync_batchnorm=false on the CPU (each process keeps its own "
                           "batch-norm statistics), or trainer=ddp on GPUs")
