@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import lightning.pytorch as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan.metrics import MetricSuite
 from gan.metrics.cache import data_identity
 from gan.nets.base import eval_mode
+from gan.utils.logging import log_scalars
 from gan.utils.steps import interval_crossed
 
 log = logging.getLogger("gan")
@@ -32,7 +34,8 @@ class MetricsCallback(pl.Callback):
     """Every ``every_n_generator_steps`` generator steps, score the sampling generator (the EMA copy when
     EMA is on, in eval mode, fixed latent codes) with the metrics of ``config`` (the ``metrics`` group).
 
-    Values are logged as ``val/<name>`` (so a checkpoint callback can monitor them) and appended, with the
+    Values are logged as ``val/<name>`` at the generator step they were scored at (and put in
+    ``trainer.callback_metrics``, so a checkpoint callback can monitor them) and appended, with the
     protocol that produced them, to ``<dirpath>/metrics.jsonl``. Under DDP every rank draws and extracts
     its share of the samples, rank 0 computes the values and every rank logs them. The schedule (the step
     last scored) and the history are saved in checkpoints, so a resumed run scores at the same steps.
@@ -95,7 +98,13 @@ class MetricsCallback(pl.Callback):
             self._write(record)
             log.info("generator step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
         self.history.append(record)
-        pl_module.log_dict({f"val/{name}": float(value) for name, value in values.items()}, on_step=True, on_epoch=False)
+        logged = {f"val/{name}": float(value) for name, value in values.items()}
+        # to the loggers now, at this generator step: through self.log they waited for Lightning's next logging
+        # step (a score between two was written at the wrong step or not at all) and were written again at every
+        # logging step after it (the endless epoch never resets them), as if scored there (an audit)
+        log_scalars(trainer, logged, step)
+        # where best.ckpt's monitor and train()'s returned metrics (a sweep's objective) read them
+        trainer.callback_metrics.update({name: torch.tensor(value) for name, value in logged.items()})
         return values
 
     # ------------------------------------------------------------------------------- checkpointed state

@@ -78,6 +78,26 @@ def test_metric_that_does_not_fit_the_data_fails_before_training(make_cfg, tmp_p
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_scores_reach_the_loggers_at_the_step_they_were_scored_and_only_there(make_cfg, tmp_path):
+    """Scored every 3 generator steps and logged every 5: through self.log a score waited for the next logging
+    step (step 3's at 5, step 6's never) and was written again at every logging step after it (an audit)."""
+    import csv
+
+    cfg = make_cfg(tiny_overrides("dcgan", steps=10) + FAST + ["metrics.every_n_generator_steps=3", "logger=csv",
+                                                                "trainer.log_every_n_steps=5"])
+    metrics, objects = train(cfg)
+    history = metrics_callback(objects["trainer"]).history
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("val/fid_digits")]
+    assert [(float(row["train/generator_step"]), float(row["val/fid_digits"])) for row in rows] == \
+        [(float(r["generator_step"]), pytest.approx(r["values"]["fid_digits"])) for r in history]
+    assert [r["generator_step"] for r in history] == [3, 6, 9]
+    # best.ckpt's monitor and train()'s returned metrics still read the newest score
+    assert metrics["val/fid_digits"] == pytest.approx(history[-1]["values"]["fid_digits"])
+    best_step = min(history, key=lambda r: r["values"]["fid_digits"])["generator_step"]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")["gan_counters"]["generator_steps"] == best_step
+
+
 def test_resume_at_an_interval_boundary_writes_the_rows_of_the_uninterrupted_run(make_cfg, tmp_path):
     """The schedule (step last scored) and history are in the checkpoint: resumed from generator step 2 of an
     every-2-steps schedule, the run scores at step 4 only, with the values the uninterrupted run wrote."""
