@@ -8,7 +8,9 @@ Four failure modes, each a detector with its own thresholds and action (config: 
 - ``vanishing_generator_gradients``: the generator's gradient norm (median over a window) collapses
   relative to its median over the first generator steps;
 - ``mode_collapse``: the mean pairwise distance of samples of the fixed noise falls far below that of
-  real samples (and, on digit data, the classes the shipped digit classifier reads in them);
+  real samples (and, on digit data, the classes the shipped digit classifier reads in them), or, on data whose
+  modes are known (the 2D toys, the digits), the effective number of modes they fall on drops to a fraction of
+  the most it reached;
 - ``divergence``: a NaN/Inf loss, score or generator gradient, a real-fake critic score gap beyond a bound, or
   (at the mode-collapse check's cadence, from its first interval) samples spread far wider than the data.
 
@@ -46,6 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
+from gan.metrics.modes import effective_count, nearest_modes
 from gan.utils.errors import ConfigError
 from gan.utils.logging import alert, log_scalars, update_summary
 from gan.utils.steps import interval_crossed
@@ -210,8 +213,16 @@ class VanishingGeneratorGradients:
 class ModeCollapse:
     """Every ``every_n_generator_steps`` (0: never) from ``start_generator_step`` on, with ``num_samples`` samples of
     the fixed noise and as many real ones: fires when the samples' mean pairwise distance is below
-    ``min_diversity_ratio`` times the real data's, or (digit data, read by the shipped digit classifier)
-    when they cover fewer than ``min_class_coverage`` times as many predicted classes as the real samples."""
+    ``min_diversity_ratio`` times the real data's, when (digit data, read by the shipped digit classifier) they
+    cover fewer than ``min_class_coverage`` times as many predicted classes as the real samples, or when (data
+    whose modes are known: the 2D toys' mixture components, the digits' classes) the effective number of modes
+    they fall on drops below ``min_mode_retention`` times the most it reached at an earlier check of the run.
+
+    The last is a drop, not a level: a healthy run on the 25-Gaussian grid may cover half of the modes at step
+    500 and all of them later (sngan's preset: 8.6 effective modes at step 600, 20 at 3,000), so a level would
+    call every slow start a collapse; a generator that spread over the modes and then lost them (dcgan's ring
+    preset: 8.0 of 8 at step 600, 1.8 at 1,800, with a diversity ratio far above ``min_diversity_ratio``) is
+    the failure the diversity ratio misses."""
 
     action: str = "warn"
     every_n_generator_steps: int = 100
@@ -219,10 +230,15 @@ class ModeCollapse:
     num_samples: int = 256
     min_diversity_ratio: float = 0.1
     min_class_coverage: float | None = 0.5
+    min_mode_retention: float | None = 0.5
     # two samples at least: the mean pairwise distance of one sample is undefined (NaN)
     BOUNDS: ClassVar[Bounds] = {
         "every_n_generator_steps": (0, None), "start_generator_step": (0, None), "num_samples": (2, None),
-        "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1)}
+        "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1), "min_mode_retention": (0, 1)}
+
+    def __post_init__(self) -> None:
+        # the most effective modes at a check so far, and the generator step of that check
+        self.best_effective_modes: tuple[float, int] | None = None
 
     def at_cadence(self, generator_step: int, previous: int | None = None) -> bool:
         """Whether ``generator_step`` crosses an interval of the cadence (from step 0: before
@@ -236,21 +252,33 @@ class ModeCollapse:
         """Whether the collapse check runs at ``generator_step``: at the cadence, from ``start_generator_step`` on."""
         return generator_step >= self.start_generator_step and self.at_cadence(generator_step, previous)
 
-    def check(self, diversity_ratio: float, class_coverage: float | None = None) -> dict[str, float] | None:
+    def check(self, diversity_ratio: float, class_coverage: float | None = None, effective_modes: float | None = None,
+              generator_step: int | None = None) -> dict[str, float] | None:
+        """The evidence of a collapse at this check, or None. ``effective_modes`` (None: data without known
+        modes) also becomes the best so far when it is."""
         low_diversity = diversity_ratio < self.min_diversity_ratio
         few_classes = None not in (class_coverage, self.min_class_coverage) and class_coverage < self.min_class_coverage
-        if not (low_diversity or few_classes):
+        best = self.best_effective_modes
+        dropped = None not in (effective_modes, best, self.min_mode_retention) and effective_modes < self.min_mode_retention * best[0]
+        if effective_modes is not None and (best is None or effective_modes > best[0]):
+            self.best_effective_modes = (effective_modes, generator_step)
+        if not (low_diversity or few_classes or dropped):
             return None
         evidence = {"diversity_ratio": diversity_ratio, "min_diversity_ratio": self.min_diversity_ratio}
         if class_coverage is not None:
             evidence.update(class_coverage=class_coverage, min_class_coverage=self.min_class_coverage)
+        if dropped:
+            evidence.update(effective_modes=effective_modes, best_effective_modes=best[0],
+                            best_at_generator_step=best[1], min_mode_retention=self.min_mode_retention)
         return evidence
 
     def state_dict(self) -> dict[str, Any]:
-        return {}  # nothing to carry: checks are scheduled from the module's generator step
+        # the checks are scheduled from the module's generator step; the best so far carries over a resume
+        return {"best_effective_modes": list(self.best_effective_modes) if self.best_effective_modes else None}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
+        best = state.get("best_effective_modes")
+        self.best_effective_modes = (float(best[0]), best[1]) if best else None
 
 
 @dataclass
@@ -373,7 +401,8 @@ class GANHealth(pl.Callback):
     appended as one JSON line to ``events_path``, logged as ``health/<kind>`` = 1, shown once in the console
     with remedies, and raised as a W&B alert when W&B is active; the events are summarised when training
     ends (console and W&B run summary). ``health/diversity_ratio`` (and, on digit data,
-    ``health/class_coverage``) is logged at every mode-collapse check. ``stop_event`` is the detection that
+    ``health/class_coverage``; on the 2D toys and the digits, ``health/effective_modes``) is logged at every
+    mode-collapse check. ``stop_event`` is the detection that
     stopped training, if one did.
 
     ``sync_every_n_iterations``: how often the gathered values come to the host and are checked (see the
@@ -412,6 +441,7 @@ class GANHealth(pl.Callback):
         self._real_classes: tuple[Tensor, int] | None = None  # (the real draw, distinct classes read in it)
         self._real_diversity: tuple[Tensor, float] | None = None  # (the real draw, its mean pairwise distance)
         self._classifier = None
+        self._last_classes: tuple[Tensor, Tensor] | None = None  # (images, the classes read in them)
         self._stop_requested = False
 
     @property
@@ -549,11 +579,14 @@ class GANHealth(pl.Callback):
         coverage = self.class_coverage(samples, real) if collapse.min_class_coverage is not None else None
         if coverage is not None:
             signals["health/class_coverage"] = coverage
+        effective = self.effective_modes(trainer, samples) if collapse.min_mode_retention is not None else None
+        if effective is not None:
+            signals["health/effective_modes"] = effective
         log_scalars(trainer, signals, step)
-        evidence = collapse.check(signals["health/diversity_ratio"], coverage)
+        evidence = collapse.check(ratio, coverage, effective, step)
         if evidence:
             self._fire(trainer, pl_module, "mode_collapse", evidence, step, trainer.global_step)
-        self._check_spread(trainer, pl_module, step, signals["health/diversity_ratio"])
+        self._check_spread(trainer, pl_module, step, ratio)
 
     def _check_spread(self, trainer, pl_module, step: int, diversity_ratio: float) -> None:
         evidence = self.detectors["divergence"].check_spread(diversity_ratio)
@@ -575,19 +608,42 @@ class GANHealth(pl.Callback):
     def class_coverage(self, samples: Tensor, real: Tensor) -> float | None:
         """Distinct classes the digit classifier reads in ``samples`` over those it reads in ``real``; None
         for data that is not digits (the classifier reads 1x28x28 MNIST digits only)."""
+        if not self._reads_digit_images(samples):
+            return None
+        if self._real_classes is None or self._real_classes[0] is not real:  # the fixed draw: read it once
+            self._real_classes = (real, self._digit_classes(real).unique().numel())
+        return self._digit_classes(samples).unique().numel() / self._real_classes[1]
+
+    def effective_modes(self, trainer, samples: Tensor) -> float | None:
+        """The effective number of modes ``samples`` fall on (:func:`~gan.metrics.modes.effective_count` of their
+        histogram), on data whose modes are known: a 2D Gaussian mixture's components (each sample's nearest
+        mean) or the digits' classes (read by the digit classifier); None for other data."""
+        mixture = getattr(trainer.datamodule, "modes", None) if trainer is not None else None
+        if isinstance(mixture, Tensor) and samples.dim() == 2 and samples.size(1) == mixture.size(1):
+            modes = nearest_modes(samples, mixture)[1]
+        elif self._reads_digit_images(samples):
+            modes = self._digit_classes(samples)
+        else:
+            return None
+        return effective_count(torch.bincount(modes))
+
+    def _reads_digit_images(self, images: Tensor) -> bool:
         from gan.metrics.digit_classifier import INPUT_SHAPE
+
+        return self._reads_digits and tuple(images.shape[1:]) == tuple(INPUT_SHAPE)
+
+    def _digit_classes(self, images: Tensor) -> Tensor:
+        """The classes the digit classifier reads in ``images`` (the last reading is kept: a check reads the same
+        samples for the class coverage and the effective modes)."""
+        if self._last_classes is not None and self._last_classes[0] is images:
+            return self._last_classes[1]
         from gan.metrics.features import DigitFeatures
 
-        if not self._reads_digits or tuple(samples.shape[1:]) != tuple(INPUT_SHAPE):
-            return None
         if self._classifier is None:
             self._classifier = DigitFeatures()
-        if self._real_classes is None or self._real_classes[0] is not real:  # the fixed draw: read it once
-            self._real_classes = (real, self._distinct_classes(real))
-        return self._distinct_classes(samples) / self._real_classes[1]
-
-    def _distinct_classes(self, images: Tensor) -> int:
-        return self._classifier(images.cpu())["logits"].argmax(dim=1).unique().numel()
+        classes = self._classifier(images.cpu())["logits"].argmax(dim=1)
+        self._last_classes = (images, classes)
+        return classes
 
     # ------------------------------------------------------------------------------------------ events
     def _fire(self, trainer, pl_module, kind: str, evidence: dict[str, Any], generator_step: int, global_step: int) -> None:

@@ -20,6 +20,25 @@ def kl_to_uniform(counts: Tensor) -> float:
     return float((p * (p * len(counts)).log()).sum())
 
 
+def effective_count(counts: Tensor) -> float:
+    """The effective number of bins of the histogram ``counts``: exp of its entropy (the perplexity, Hill's
+    number of order 1). k equally filled bins give k, one bin 1, and a bin holding a few stray samples adds
+    little, where a count of the bins that hold any sample would count it as a whole mode. 0 for no samples."""
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    p = counts.double() / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def nearest_modes(samples: Tensor, modes: Tensor) -> tuple[Tensor, Tensor]:
+    """(distance to the nearest mode, its index) of each 2D sample, in float64."""
+    if samples.dim() != 2 or samples.size(1) != modes.size(1):
+        raise ValueError(f"mode_coverage takes samples of shape (N, {modes.size(1)}), got {tuple(samples.shape)}")
+    return torch.cdist(samples.detach().double().cpu(), modes.double().cpu()).min(dim=1)
+
+
 def mode_coverage(samples: Tensor, modes: Tensor, std: float, std_multiple: float = 3.0) -> dict[str, float]:
     """PacGAN's protocol (Lin et al. 2018, sec. 5.1) on 2D samples of a mixture of isotropic Gaussians.
 
@@ -28,10 +47,7 @@ def mode_coverage(samples: Tensor, modes: Tensor, std: float, std_multiple: floa
     of modes captured, the fraction of high-quality samples, and the reverse KL(high-quality mode
     histogram || uniform). For samples of the true mixture the expected fraction is 1 - exp(-k^2 / 2).
     """
-    if samples.dim() != 2 or samples.size(1) != modes.size(1):
-        raise ValueError(f"mode_coverage takes samples of shape (N, {modes.size(1)}), got {tuple(samples.shape)}")
-    distances = torch.cdist(samples.double(), modes.double())
-    nearest_distance, nearest = distances.min(dim=1)
+    nearest_distance, nearest = nearest_modes(samples, modes)
     high_quality = nearest_distance <= std_multiple * std
     counts = torch.bincount(nearest[high_quality], minlength=len(modes))
     return {

@@ -84,6 +84,22 @@ def test_mode_collapse_schedule_and_rule():
     assert ModeCollapse(min_class_coverage=None).check(0.2, class_coverage=0.0) is None
 
 
+def test_mode_collapse_fires_on_modes_lost_not_on_modes_not_yet_found():
+    detector = ModeCollapse(min_mode_retention=0.5)
+    # a slow start: 2 modes, then more and more (sngan's grid preset: 8.6 effective modes at step 600, 20 at 3,000)
+    assert [detector.check(1.0, effective_modes=m, generator_step=s) for s, m in ((500, 2.0), (600, 8.6), (700, 20.0))] == [None] * 3
+    assert detector.check(1.0, effective_modes=10.5, generator_step=800) is None  # above half of the best, 20
+    assert detector.check(1.0, effective_modes=9.9, generator_step=900) == {
+        "diversity_ratio": 1.0, "min_diversity_ratio": 0.1, "effective_modes": 9.9, "best_effective_modes": 20.0,
+        "best_at_generator_step": 700, "min_mode_retention": 0.5}
+    resumed = ModeCollapse(min_mode_retention=0.5)
+    resumed.load_state_dict(detector.state_dict())  # the best so far carries over a resume
+    assert resumed.best_effective_modes == (20.0, 700) and resumed.check(1.0, effective_modes=9.0, generator_step=1000)
+    off = ModeCollapse(min_mode_retention=None)
+    assert [off.check(1.0, effective_modes=m, generator_step=s) for s, m in ((500, 20.0), (600, 1.0))] == [None, None]
+    assert ModeCollapse().check(1.0, effective_modes=None) is None  # data whose modes are not known
+
+
 def test_mean_pairwise_distance_matches_scipy():
     samples = torch.randn(20, 1, 3, 3, generator=torch.Generator().manual_seed(0))
     assert mean_pairwise_distance(samples) == pytest.approx(pdist(samples.flatten(1).double().numpy()).mean(), rel=1e-5)
@@ -234,6 +250,62 @@ def test_generator_ignoring_its_noise_is_mode_collapse(make_cfg, tmp_path, monke
     if data == "digits":  # identical images: one class read, out of the (up to) 10 read in real digits
         assert events[0]["evidence"]["class_coverage"] <= 1 / 9
         assert [step for step, _ in logged(run, "health/class_coverage")] == [10.0, 20.0]
+
+
+class KeepTwoModesAfter(pl.Callback):
+    """Test-only failure injection: from one generator step on, the generator's 2D output is moved onto two
+    opposite modes of the ring (which one by the sign of its first coordinate), keeping its offsets from its
+    own mean: modes lost while the samples stay spread (a diversity ratio far above 0.1)."""
+
+    def __init__(self, at_generator_step: int):
+        self.at, self.handle = at_generator_step, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if pl_module.generator_steps >= self.at and self.handle is None:
+            modes = trainer.datamodule.modes.float()
+            pair = torch.stack([modes[0], modes[len(modes) // 2]])
+
+            def two_modes(module, inputs, output):
+                side = (output[:, 0] < output[:, 0].mean()).long()
+                return pair.to(output)[side] + 0.01 * (output - output.mean(dim=0))
+            self.handle = pl_module.sampling_generator.register_forward_hook(two_modes)  # what the checks sample (EMA)
+
+
+def test_modes_the_generator_had_and_lost_are_mode_collapse(make_cfg, tmp_path):
+    """The effective number of modes dropping below min_mode_retention x its best fires, where the diversity
+    ratio does not (an audit's partial collapses on the toys kept ratios of 0.2-1.3, above 0.1)."""
+    cfg = make_cfg(health_overrides("gan", "toy2d_ring", 40, "callbacks.gan_health.mode_collapse.start_generator_step=10",
+                                    "callbacks.gan_health.mode_collapse.every_n_generator_steps=10",
+                                    "+callbacks.two_modes._target_=tests.callbacks.test_gan_health.KeepTwoModesAfter",
+                                    "+callbacks.two_modes.at_generator_step=25"))
+    train(cfg)
+    run = tmp_path / "run"
+    effective = logged(run, "health/effective_modes")
+    assert [step for step, _ in effective] == [10.0, 20.0, 30.0, 40.0]
+    best = max(value for step, value in effective if step < 25)
+    assert best > 4.0 and all(value <= 2.0 for step, value in effective if step > 25)  # two modes: at most 2
+    events = events_of(run)
+    assert [(e["kind"], e["generator_step"]) for e in events] == [("mode_collapse", 30)]
+    evidence = events[0]["evidence"]
+    assert evidence["effective_modes"] == effective[2][1] and evidence["best_effective_modes"] == best
+    assert evidence["best_at_generator_step"] in (10, 20) and evidence["min_mode_retention"] == 0.5
+    assert evidence["diversity_ratio"] > 0.1  # the spread alone did not see it
+
+
+def test_effective_modes_are_read_from_the_toys_components_and_the_digits_classes():
+    from types import SimpleNamespace
+
+    from gan.data.toy2d import grid_modes
+
+    health, modes = GANHealth(), grid_modes([-2, 0, 2])
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(modes=modes))
+    on_three = modes[[0, 0, 4, 4, 8, 8]] + 0.3  # near modes 0, 4 and 8, equally often
+    assert health.effective_modes(trainer, on_three) == pytest.approx(3.0)
+    assert health.effective_modes(trainer, modes[[0, 0, 0, 1]]) == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+    images = torch.zeros(4, 1, 28, 28)
+    assert health.effective_modes(SimpleNamespace(datamodule=None), images) is None  # not digits: no modes known
+    health._reads_digits = True
+    assert health.effective_modes(SimpleNamespace(datamodule=None), images) == 1.0  # one class read in 4 equal images
 
 
 def test_watching_does_not_change_training(make_cfg, tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from gan.data.toy2d import Toy2DDataModule, sample_mixture
 from gan.metrics import MetricSuite
-from gan.metrics.modes import high_quality_ceiling, kl_to_uniform, mode_coverage, stacked_modes
+from gan.metrics.modes import effective_count, high_quality_ceiling, kl_to_uniform, mode_coverage, nearest_modes, stacked_modes
 
 N = 2500  # PacGAN's protocol
 
@@ -81,3 +81,23 @@ def test_stacked_digits_are_read_channel_by_channel(data_dir):
     assert read.shape == (300, 3) and bool((per_channel_accuracy > 0.93).all())
     upsampled = DigitPerChannel()(torch.nn.functional.interpolate(stacked, size=32, mode="bilinear"))["digits"]
     assert (upsampled == labels[triples]).float().mean() > 0.9  # 32x32 Stacked MNIST is read too
+
+
+def test_effective_count_is_the_exponential_of_the_histograms_entropy():
+    assert effective_count(torch.tensor([5, 5, 5, 5])) == pytest.approx(4.0)  # k equal bins: k
+    assert effective_count(torch.tensor([0, 7, 0])) == pytest.approx(1.0)
+    assert effective_count(torch.tensor([0, 0])) == 0.0  # no samples
+    counts = torch.tensor([90, 10, 0])
+    p = [0.9, 0.1]
+    assert effective_count(counts) == pytest.approx(math.exp(-sum(q * math.log(q) for q in p)))
+    # a few stray samples add little, where a count of occupied bins would count each as a mode
+    assert effective_count(torch.tensor([500, 500] + [1] * 10)) < 2.2
+
+
+def test_nearest_modes_agree_with_a_brute_force_search():
+    generator = torch.Generator().manual_seed(0)
+    modes, samples = torch.randn(7, 2, generator=generator), 3 * torch.randn(200, 2, generator=generator)
+    distance, index = nearest_modes(samples, modes)
+    brute = [min(range(7), key=lambda k: float(((s.double() - modes[k].double()) ** 2).sum())) for s in samples]
+    assert index.tolist() == brute
+    assert torch.allclose(distance, (samples.double() - modes.double()[index]).norm(dim=1))
