@@ -23,13 +23,14 @@ from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
-                                  options_changed_since)
+                                  options_changed_since, trained_generator_steps)
 from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_whose_switch_is_off,
                               options_without_effect, slurm_batch_job_id)
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
+from gan.utils.csv_log import continue_csv_logs
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
 from gan.utils.sweep import fail_stopped_trial, objective, parse_overrides, write_result, write_summary
 
@@ -71,7 +72,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     if rank_zero_only.rank == 0:
         for line in parts_beyond_the_run(module.schedules, int(cfg.generator_steps)):
             log.warning(line)
+    resumed_at = None  # the generator step a resumed run starts after
     if checkpoint is not None:
+        resumed_at = trained_generator_steps(checkpoint)
         check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
         check_optimizer_states_fit(checkpoint, ckpt_path, module.optimized_parameters())  # no second set of optimizers
         changed = options_changed_since(checkpoint.get("run_config") or {}, module.run_config)
@@ -92,6 +95,8 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     callbacks = instantiate_group(cfg.get("callbacks")) + [ResumeState(), *callbacks]
     loggers = instantiate_group(cfg.get("logger"))
     prepare_loggers(loggers)
+    if resumed_at is not None:
+        continue_csv_logs(loggers, resumed_at)
     trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(module.run_config)

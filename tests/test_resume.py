@@ -71,6 +71,37 @@ def test_a_resume_without_the_runs_seed_continues_with_it(make_cfg, tmp_path, ca
                "continue), not seed=12345" for r in caplog.records)
 
 
+def csv_rows(run_dir) -> list[dict]:
+    import csv
+
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_csv_log_as_the_uninterrupted_run_wrote_it(make_cfg, tmp_path):
+    """Lightning's CSV logger deleted metrics.csv whenever its folder was not empty, so a resume kept only its own
+    rows (an audit). A run that went on past its checkpoint (steps 5-6 of a run resumed from step 4) has those
+    rows dropped, as the resumed run logs them again."""
+    import shutil
+
+    run = tiny_overrides("gan", "toy2d_ring", steps=6) + ["data.num_samples=80", "logger=csv", "trainer.log_every_n_steps=1",
+                                                          *every_checkpoint(4)]
+    train(make_cfg(run, output_dir=tmp_path / "full"))
+    shutil.copytree(tmp_path / "full", tmp_path / "died")  # a run that died after step 6: its last checkpoint is step 4's
+    middle = tmp_path / "died" / "checkpoints" / "step0000004.ckpt"
+    assert load_checkpoint(middle)["gan_counters"]["generator_steps"] == 2
+    train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "died"))
+    full, resumed = csv_rows(tmp_path / "full"), csv_rows(tmp_path / "died")
+    assert [row["train/generator_step"] for row in full if row.get("train/g/loss")] == [f"{s}.0" for s in range(1, 7)]
+    assert resumed == full  # every row, every value (the resume is exact), none twice
+    # resumed twice, each from its end: the rows of all three pieces, in order
+    for steps in (8, 10):
+        train(make_cfg(run + [f"generator_steps={steps}", "ckpt_path=last"], output_dir=tmp_path / "died"))
+    steps_logged = [row["train/generator_step"] for row in csv_rows(tmp_path / "died") if row.get("train/g/loss")]
+    assert steps_logged == [f"{s}.0" for s in range(1, 11)]
+
+
 @pytest.mark.slow
 def test_ckpt_path_last_in_a_copied_run_directory_continues_from_its_newest_checkpoint(make_cfg, tmp_path):
     """Lightning's version counter wrote last-v1.ckpt beside the copied last.ckpt, which stayed at the copy's step,
@@ -114,6 +145,24 @@ def test_resumed_run_continues_the_same_wandb_run(make_cfg, tmp_path, monkeypatc
                                 output_dir=tmp_path / "second"))
     assert resumed["cfg"].logger.wandb.id == run_id
     assert [p.name.rsplit("-", 1)[-1] for p in (tmp_path / "second" / "wandb").glob("offline-run-*")] == [run_id]
+
+
+@pytest.mark.slow
+def test_the_upload_hint_of_an_offline_run_resumed_in_its_folder_names_every_piece(make_cfg, tmp_path, monkeypatch, caplog):
+    """W&B writes one offline folder per start of a resumed run; the hint named the last one only (an audit)."""
+    import re
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["logger=wandb", "metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "run"))
+    time.sleep(1.1)  # W&B names the folders by the second they start in
+    with caplog.at_level("INFO", logger="gan"):
+        train(make_cfg(run + ["generator_steps=4", "ckpt_path=last"], output_dir=tmp_path / "run"))
+    pieces = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(pieces) == 2 and len({p.name.rsplit("-", 1)[-1] for p in pieces}) == 1
+    hint = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("W&B ran offline"))
+    assert re.search(r"\(2 pieces, .*\): wandb sync (\S+) (\S+)$", hint).groups() == tuple(map(str, pieces))
 
 
 def test_resume_continues_the_sample_grid_schedule_and_the_health_windows(make_cfg, tmp_path):

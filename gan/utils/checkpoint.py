@@ -204,11 +204,16 @@ def network_options_that_differ(saved: dict[str, Any], now: dict[str, Any], limi
     return [f"{key}={then[key]}" for key in keys if then.get(key) != current.get(key, object())][:limit]
 
 
+def trained_generator_steps(checkpoint: dict[str, Any]) -> int:
+    """The generator steps the checkpoint's run had trained when it was saved."""
+    return int((checkpoint.get("gan_counters") or {}).get("generator_steps", 0))
+
+
 def check_resume_length(checkpoint: dict[str, Any], path: str | Path, generator_steps: int) -> None:
     """``generator_steps`` is the run's total length: a resume with fewer steps than the checkpoint has trained
     used to end at once with status 0 (Lightning's max_steps already reached), which reads as success to a user
     who meant "N more steps". The same number is a finished run resumed (a requeued job): said, not refused."""
-    done = int((checkpoint.get("gan_counters") or {}).get("generator_steps", 0))
+    done = trained_generator_steps(checkpoint)
     if generator_steps < done:
         raise ConfigError(f"generator_steps={generator_steps} but {path} has already trained {done} generator steps: "
                           f"generator_steps is the run's total length, not the steps to add (expected more than {done}, "

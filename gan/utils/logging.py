@@ -123,7 +123,19 @@ def finish_loggers(loggers: Iterable) -> None:
                 import wandb
 
                 wandb.teardown()
-                log.info("W&B ran offline. To upload this run: wandb sync %s", run_dir)
+                pieces = offline_pieces(run_dir, run.id)
+                if len(pieces) > 1:
+                    log.info("W&B ran offline. To upload this run (%d pieces, one per start of the resumed run; W&B syncs "
+                             "the pieces of one run in order of their start): wandb sync %s", len(pieces), " ".join(map(str, pieces)))
+                else:
+                    log.info("W&B ran offline. To upload this run: wandb sync %s", run_dir)
+
+
+def offline_pieces(run_dir: Path, run_id: str) -> list[Path]:
+    """The offline directories W&B wrote for run ``run_id`` beside ``run_dir``, oldest first: a resumed run writes
+    one per start (``offline-run-<date>_<time>-<id>``), and the hint named only the last (an audit)."""
+    pieces = sorted(path for path in run_dir.parent.glob(f"offline-run-*-{run_id}") if path.is_dir())
+    return pieces if run_dir in pieces else [*pieces, run_dir]
 
 
 # ------------------------------------------------------------------------------------------ dashboards

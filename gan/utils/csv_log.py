@@ -1,0 +1,51 @@
+"""A resumed run's CSV log: the rows its run wrote before the checkpoint, then its own."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterable
+
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from gan.utils.distributed import is_rank_zero
+from gan.utils.logging import GENERATOR_STEP
+
+
+def continue_csv_logs(loggers: Iterable, generator_steps: int) -> None:
+    """A resumed run continues the ``metrics.csv`` of the run it resumes, when it logs into the same folder.
+
+    Lightning's CSV logger deletes the file whenever its folder is not empty, so a resume lost every row logged
+    before it (an audit: after two resumes the file held the last segment's rows only). The rows of the
+    checkpoint's ``generator_steps`` and before are kept, those after dropped (a run that went on past its last
+    checkpoint and died: the resumed run logs those steps again), so the file reads as the uninterrupted run's.
+    By generator step, not by Lightning's logging position, which a checkpoint saved at a batch's end holds one
+    short of where the resumed run logs next."""
+    if not is_rank_zero():
+        return
+    for logger in loggers:
+        if isinstance(logger, CSVLogger) and logger._experiment is None:  # not started yet (no public way to ask)
+            Path(logger.root_dir).mkdir(parents=True, exist_ok=True)
+            logger._experiment = ContinuedCSVWriter(logger.log_dir, generator_steps)
+
+
+class ContinuedCSVWriter(ExperimentWriter):
+    """Lightning's CSV writer, keeping the rows of ``metrics.csv`` up to generator step ``through`` (and their
+    header, which new keys extend as Lightning's writer does) instead of deleting the file."""
+
+    def __init__(self, log_dir: str, through: int):
+        self.through = through
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = [row for row in reader if not row.get(GENERATOR_STEP) or float(row[GENERATOR_STEP]) <= self.through]
+            header = list(reader.fieldnames or [])
+        with self._fs.open(self.metrics_file_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = header
