@@ -67,10 +67,12 @@ def test_wandb_run_holds_scalars_config_images_axis_and_alert(make_cfg, tmp_path
     assert sorted({row[GENERATOR_STEP] for row in rows if "train/g/loss" in row}) == [1, 2, 3, 4]
     images = [row for row in rows if row.get("samples/_type") == "images/separated"]
     assert images and (run["dir"] / "files" / images[0]["samples/filenames"][0]).exists()
+    # on the generator-step axis with the scalars (they sat on Lightning's step, an audit), captioned with it
+    assert [(row[GENERATOR_STEP], row["samples/captions"]) for row in images] == [(2, ["generator step 2"]), (4, ["generator step 4"])]
 
     records = read_records(next(Path(run["dir"]).glob("run-*.wandb")))
     axes = {r.metric.name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric" and r.metric.name}
-    for name in ("train/d/loss", "train/g/loss", "grad/g/norm", "grad/g/layer/net.0", "health/mode_collapse"):
+    for name in ("train/d/loss", "train/g/loss", "grad/g/norm", "grad/g/layer/net.0", "health/mode_collapse", "samples"):
         assert axes[name] == GENERATOR_STEP, name
     (info,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert info.display_name.startswith("gan-toy2d_ring generator_steps=4")
@@ -93,6 +95,17 @@ def test_tensorboard_gets_the_same_scalars_on_lightnings_axis(make_cfg, tmp_path
     at_step = {e.step: e.value for e in events.Scalars(GENERATOR_STEP)}
     assert [at_step[e.step] for e in events.Scalars("grad/g/norm")] == [2.0, 4.0]
     assert {e.step for e in events.Scalars("grad/g/norm")} <= {e.step for e in events.Scalars("train/g/loss")}
+
+
+def test_the_final_grid_sits_beside_the_losses_of_its_generator_step(make_cfg, tmp_path):
+    """Grids every 3 generator steps of 4: the final one, drawn when training ends, sat one logging step after
+    the losses of step 4 (an audit), where the one of step 3 sits at step 3's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(make_cfg(dashboard_overrides("tensorboard", "callbacks.sample_grid.every_n_generator_steps=3")))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    generator_step_at = {e.step: e.value for e in events.Scalars(GENERATOR_STEP)}
+    assert [generator_step_at.get(e.step) for e in events.Images("samples")] == [3.0, 4.0]
 
 
 def test_csv_gets_grad_norms_with_the_generator_step(make_cfg, tmp_path):

@@ -65,6 +65,7 @@ class SampleGrid(pl.Callback):
             if count < 1:  # the grid (or plot) would be drawn empty at every interval, silently
                 raise ConfigError(f"callbacks.sample_grid.{name}={count}: expected a positive integer")
         self._last_rendered: int | None = None
+        self._batch_end_position: int | None = None  # the logging position at the last training batch's end
         self.last_path: Path | None = None
         self._scatter: ScatterPlot | None = None  # 2D data: one plot kept for the run (its axes drawn once)
         self._writer = BackgroundWriter("sample-grid")
@@ -95,20 +96,24 @@ class SampleGrid(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._writer.collect()  # pictures written meanwhile go to the loggers
+        self._batch_end_position = logger_step(trainer)
         step = pl_module.generator_steps
         if interval_crossed(step, self._last_rendered, self.every):
             self.render(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if pl_module.generator_steps != self._last_rendered:
-            self.render(trainer, pl_module)
+            # at the last batch's logging position, beside the losses of its generator step: Lightning has moved
+            # its position past that batch by now (the final grid sat one step after them, an audit)
+            self.render(trainer, pl_module, shown_at=self._batch_end_position)
         self._writer.close()  # every file complete and logged before the loggers finish
         self._scatter = None  # a later fit may train on other data
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._writer.close(collect=False)  # the files complete; the loggers may be what failed
 
-    def render(self, trainer, pl_module) -> None:
+    def render(self, trainer, pl_module, shown_at: int | None = None) -> None:
+        """Draw the fixed samples, save the picture and log it at ``shown_at`` (default: the logging position now)."""
         step = pl_module.generator_steps
         self._last_rendered = step
         if not trainer.is_global_zero:
@@ -126,10 +131,12 @@ class SampleGrid(pl.Callback):
             log.warning("No sample grid at generator step %d: the samples hold NaN/Inf", step)
             return
         # 2D samples go on the plot kept since on_train_start (a one-off plot if there is none)
-        write = picture_writer(samples, getattr(datamodule, "modes", None), f"generator step {step}", nrow, scatter=self._scatter)
+        caption = f"generator step {step}"
+        write = picture_writer(samples, getattr(datamodule, "modes", None), caption, nrow, scatter=self._scatter)
         self.last_path = self.dirpath / f"gstep_{step:07d}.png"
-        shown_at = logger_step(trainer)
-        self._writer.submit(write, self.last_path, then=lambda path: log_image(trainer, self.key, path, step=shown_at))
+        shown_at = logger_step(trainer) if shown_at is None else shown_at
+        self._writer.submit(write, self.last_path, then=lambda path: log_image(trainer, self.key, path, step=shown_at,
+                                                                                 generator_step=step, caption=caption))
 
     @staticmethod
     def _points(trainer) -> bool:

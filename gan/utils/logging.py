@@ -89,15 +89,23 @@ def logger_step(trainer) -> int:
     return trainer.fit_loop.epoch_loop._batches_that_stepped  # what Lightning's logger connector uses; no public accessor
 
 
-def log_image(trainer, key: str, path: str | Path, step: int | None = None) -> None:
+def log_image(trainer, key: str, path: str | Path, step: int | None = None, generator_step: int | None = None,
+              caption: str | None = None) -> None:
     """Send a saved PNG to every active logger that shows images (W&B, TensorBoard), at ``step`` (default: now,
-    :func:`logger_step`)."""
+    :func:`logger_step`). W&B's row also carries ``generator_step`` (plotted against it, as every scalar is; the
+    images sat on Lightning's step axis, an audit) and the image its ``caption``."""
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
     step = logger_step(trainer) if step is None else step
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[str(path)], step=step)
+            import wandb
+
+            row = {key: [wandb.Image(str(path), caption=caption)]}
+            if generator_step is not None:
+                row[GENERATOR_STEP] = float(generator_step)
+                plot_against_generator_steps([logger], [key])
+            logger.log_metrics(row, step=step)
         elif isinstance(logger, TensorBoardLogger):
             import numpy as np
             from PIL import Image
