@@ -26,6 +26,11 @@ def test_run_name_and_tags_say_variant_data_and_key_overrides(make_cfg):
     assert cfg.logger.wandb.name == "wgan_gp-digits seed=3 optimizer.generator.lr=0.001"  # where/how-to-log overrides left out
     assert list(cfg.logger.wandb.tags) == ["dev", "wgan_gp", "digits", "wasserstein"]
     assert cfg.logger.wandb.group is None  # a single run has no group
+    # a resume keeps the name (ckpt_path left out), and a long name ends at a whole override (it cut one, an audit)
+    resumed = make_cfg(["model=wgan_gp", "data=digits", "seed=3", "ckpt_path=last", "cpu_threads=1", "logger=wandb"])
+    assert resumed.logger.wandb.name == "wgan_gp-digits seed=3"
+    long = make_cfg(["model=wgan_gp", "data=digits", "logger=wandb", *[f"+tag{i}=value_{i:03d}" for i in range(12)]])
+    assert long.logger.wandb.name == "wgan_gp-digits " + " ".join(f"+tag{i}=value_{i:03d}" for i in range(5))
 
 
 def test_multirun_jobs_share_one_group(tmp_path):

@@ -208,7 +208,8 @@ def update_summary(loggers: Iterable, values: Mapping[str, object]) -> None:
 
 # ------------------------------------------------------------------------------ run names and groups
 #: overrides that say where a run writes or how it logs, not what it trains: left out of run names
-_NAME_IGNORED_KEYS = {"model", "data", "logger", "callbacks", "paths", "hydra", "trainer.accelerator", "trainer.devices"}
+_NAME_IGNORED_KEYS = {"model", "data", "logger", "callbacks", "paths", "hydra", "trainer.accelerator", "trainer.devices",
+                      "ckpt_path", "cpu_threads"}
 _NAME_IGNORED_PREFIXES = ("hydra.", "paths.", "logger.", "callbacks.")
 
 
@@ -228,8 +229,11 @@ def run_name(max_length: int = 96) -> str | None:
     name = "-".join(str(choices[group]) for group in ("model", "data") if choices.get(group))
     keys = [(o, o.split("=", 1)[0].lstrip("~+")) for o in hydra.overrides.task]
     overrides = [o for o, key in keys if key not in _NAME_IGNORED_KEYS and not key.startswith(_NAME_IGNORED_PREFIXES)]
-    name = " ".join([name, *overrides]).strip()
-    return name[:max_length] or None
+    for override in overrides:  # whole overrides while they fit (a cut one read "ckpt_path", an audit)
+        if len(name) + 1 + len(override) > max_length:
+            break
+        name = f"{name} {override}"
+    return name.strip()[:max_length] or None
 
 
 def run_group(task_name: str = "train") -> str | None:
