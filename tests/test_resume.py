@@ -422,23 +422,29 @@ def test_checkpoint_is_replaced_atomically_and_a_failed_save_keeps_the_previous_
 # ---------------------------------------------------------------------------------------------- signals
 @pytest.mark.slow
 def test_signals_save_a_checkpoint_before_exit(tmp_path):
-    """SIGTERM and SIGINT (run side by side) each stop a long run with a resumable last.ckpt."""
+    """SIGTERM and SIGINT (run side by side) each stop a long run with a resumable last.ckpt; so does a SIGTERM sent
+    to the whole process group of a run with DataLoader workers (timeout, scancel, docker stop), which killed the
+    workers first: a traceback, status 1 and no checkpoint (an audit)."""
     runs = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        out = tmp_path / signum.name
+    for name, signum, extra in (("SIGTERM", signal.SIGTERM, []), ("SIGINT", signal.SIGINT, []),
+                                ("SIGTERM_group", signal.SIGTERM, ["data.num_workers=2"])):
+        out = tmp_path / name
         command = [sys.executable, "train.py", *tiny_overrides("gan", "toy2d_ring", steps=100_000),
                    "metrics=none", "callbacks.sample_grid=null", f"hydra.run.dir={out}",
-                   f"paths.data_dir={tmp_path / 'data'}", "callbacks.model_checkpoint.every_n_train_steps=20"]
-        log = open(tmp_path / f"{signum.name}.log", "w")  # a file, not a pipe nobody reads while it runs
-        runs[signum] = (out, log, subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                                   env={**os.environ, "OMP_NUM_THREADS": "1"}))
-    for signum, (out, log, process) in runs.items():
+                   f"paths.data_dir={tmp_path / 'data'}", "callbacks.model_checkpoint.every_n_train_steps=20", *extra]
+        log = open(tmp_path / f"{name}.log", "w")  # a file, not a pipe nobody reads while it runs
+        runs[name] = (signum, out, log, subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                                         env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True))
+    for name, (signum, out, log, process) in runs.items():
         deadline = time.time() + 120
         while not list((out / "checkpoints").glob("step*.ckpt")) and time.time() < deadline and process.poll() is None:
             time.sleep(0.2)
         assert process.poll() is None, open(log.name).read()[-2000:]
-        process.send_signal(signum)
-    for signum, (out, log, process) in runs.items():
+        if name.endswith("_group"):
+            os.killpg(process.pid, signum)  # the run and its loader workers
+        else:
+            process.send_signal(signum)
+    for name, (signum, out, log, process) in runs.items():
         process.wait(timeout=60)
         log.close()
         assert process.returncode == 128 + signum, open(log.name).read()[-2000:]

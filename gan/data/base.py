@@ -6,7 +6,10 @@ unlabelled data, and ``real_samples(n)`` gives real data for plots and metrics.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import signal
 from typing import Sequence
 
 import lightning.pytorch as pl
@@ -20,6 +23,19 @@ from gan.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("gan")
 
+
+def start_worker(worker_id: int, rank: int) -> None:
+    """A DataLoader worker ignores SIGTERM, as torch's workers ignore SIGINT: a SIGTERM sent to the whole process
+    group (``timeout``, ``scancel``, ``docker stop``, a job's time limit) killed the workers before the main
+    process could save ``last.ckpt`` at the end of its iteration, and Lightning raised "DataLoader worker ... is
+    killed by signal: Terminated" with status 1 and no checkpoint (an audit). The main process ends them when it
+    stops. Then Lightning's per-worker seeding, which it adds only to loaders without an init function of their
+    own (``seed_everything(workers=True)``)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id, rank=rank)
 
 class Columns(list):
     """A batch already gathered column by column (samples, labels): nothing left to collate."""
@@ -170,6 +186,7 @@ class GANDataModule(pl.LightningDataModule):
         if self._held is not None:  # only indices travel; the samples are gathered on the device
             on_accelerator = self._held[0].device.type != "cpu" and torch.accelerator.is_available()
             self._gather, dataset, pin_memory = dataset.gather, IndexDataset(len(dataset)), on_accelerator
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         return DataLoader(
             dataset,
             batch_size=self.batch_size * self.batches_per_training_step,
@@ -180,6 +197,7 @@ class GANDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=pin_memory,
             persistent_workers=self.persistent_workers,
+            worker_init_fn=functools.partial(start_worker, rank=rank) if self.num_workers > 0 else None,
         )
 
     def _tensors_to_hold(self, dataset: Dataset, training: bool) -> tuple[Tensor, ...] | None:
