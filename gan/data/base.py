@@ -186,7 +186,7 @@ class GANDataModule(pl.LightningDataModule):
         if self._held is not None:  # only indices travel; the samples are gathered on the device
             on_accelerator = self._held[0].device.type != "cpu" and torch.accelerator.is_available()
             self._gather, dataset, pin_memory = dataset.gather, IndexDataset(len(dataset)), on_accelerator
-        rank = self.trainer.global_rank if self.trainer is not None else 0
+        rank = getattr(self.trainer, "global_rank", 0)
         return DataLoader(
             dataset,
             batch_size=self.batch_size * self.batches_per_training_step,
