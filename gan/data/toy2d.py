@@ -41,9 +41,13 @@ class Toy2DDataModule(GANDataModule):
                  num_samples: int = 100_000, seed: int = 0, sample_shape=(2,), **loader_options):
         loader_options.setdefault("generator_output", "identity")
         super().__init__(self.require_shape(sample_shape, (2,), f"toy2d_{layout}"), **loader_options)
+        # each layout's own options named (a grid's refusal listed the ring's num_modes, an audit)
+        shape_option = f"num_modes={num_modes}" if layout == "ring" else f"grid_values={list(grid_values)}"
         if not float(std) > 0 or int(num_samples) < 1 or (layout == "ring" and int(num_modes) < 1):
-            raise ConfigError(f"data.std must be > 0, data.num_samples >= 1 and data.num_modes >= 1; got std={std}, "
-                              f"num_samples={num_samples}, num_modes={num_modes}")
+            raise ConfigError(f"data.std must be > 0, data.num_samples >= 1" + (" and data.num_modes >= 1" if layout == "ring" else "")
+                              + f"; got std={std}, num_samples={num_samples}, {shape_option}")
+        if layout == "grid" and len(grid_values) == 0:  # a RuntimeError in torch.randint when the data was drawn
+            raise ConfigError("data.grid_values=[]: expected at least one value (the grid's modes are every pair of them)")
         if layout == "ring":
             self.modes = ring_modes(num_modes, radius)
         elif layout == "grid":
