@@ -24,8 +24,8 @@ from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
                                   options_changed_since, trained_generator_steps)
-from gan.utils.config import (check_run_options, groups_under_a_preset, options_under_a_schedule, options_whose_switch_is_off,
-                              options_without_effect, slurm_batch_job_id)
+from gan.utils.config import (check_preset_fits_choices, check_run_options, experiment_model_replaced, groups_under_a_preset,
+                              options_under_a_schedule, options_whose_switch_is_off, options_without_effect, slurm_batch_job_id)
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
@@ -88,6 +88,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)
+    module.check_batch_size(int(datamodule.batch_size))
     module.check_data_classes(datamodule)  # before the loggers start (W&B prints its start-up lines and opens a run)
     if OmegaConf.select(cfg, "callbacks.metrics") is not None:  # before the callback loads its feature networks
         check_metrics_fit(cfg.metrics, datamodule, getattr(module.sampling_generator, "num_classes", None))
@@ -196,10 +197,13 @@ def main(cfg: DictConfig) -> float | None:
         stops_the_sweep = True
         if hydra_cfg.mode == RunMode.MULTIRUN:
             check_no_processes_started_in_a_sweep(cfg.trainer, OmegaConf.select(hydra_cfg, "launcher._target_"))
+        check_preset_fits_choices(cfg, hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task)
         check_objective(cfg)
         check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
         stops_the_sweep = False
         if rank_zero_only.rank == 0:  # said once, not by every DDP process
+            for line in experiment_model_replaced(hydra_cfg.runtime.choices, hydra_cfg.overrides.task):
+                log.warning(line)
             for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
                 log.warning(line)
             for line in options_under_a_schedule(OmegaConf.select(cfg, "model.schedules"), hydra_cfg.overrides.task):

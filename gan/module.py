@@ -366,10 +366,23 @@ class GANModule(pl.LightningModule):
         if self.num_classes is None:
             return
         data_classes = getattr(datamodule, "num_classes", None)
-        if data_classes != self.num_classes:
-            name = getattr(datamodule, "name", type(datamodule).__name__)
+        name = getattr(datamodule, "name", type(datamodule).__name__)
+        if data_classes is None:
             raise ConfigError(f"a conditional model needs labelled data with {self.num_classes} classes, but data {name} "
                               f"has num_classes={data_classes}; use labelled data (e.g. data=digits) or an unconditional model")
+        if data_classes != self.num_classes:  # it told labelled data to use labelled data (an audit)
+            raise ConfigError(f"model.generator.num_classes={self.num_classes}, but data {name} has {data_classes} classes; "
+                              f"expected {data_classes} (the default follows the data: leave num_classes out)")
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Batch norm over a batch of one vector has nothing to normalise over: torch raised "Expected more than 1
+        value per channel when training" at the first step (an audit: ``data.batch_size=1`` on the toys)."""
+        if batch_size > 1:
+            return
+        for name, network in (("generator", self.generator), ("discriminator", self.discriminator)):
+            if any(isinstance(layer, nn.BatchNorm1d) for layer in network.modules()):
+                raise ConfigError(f"data.batch_size={batch_size}: the {name} normalises its layers over the batch "
+                                  f"(BatchNorm1d), which needs 2 samples or more; expected data.batch_size >= 2")
 
     def discriminate(self, x: Tensor, labels: Tensor | None) -> DiscriminatorOutput:
         """The discriminator as both phases see it: instance noise (scheduled by the checkpointed generator

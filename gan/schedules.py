@@ -182,6 +182,7 @@ class OptimizerSetting(Setting):
             raise ConfigError(f"OptimizerSetting networks must be some of {list(NETWORKS)}, got {list(networks)}")
 
     def check(self, module, name):
+        self.name = name  # its key under model.schedules, for the messages of apply
         if self.hyperparameter in ("beta1", "beta2"):
             self.check_values(name, self.hyperparameter, 0.0, 1.0)
         elif self.hyperparameter in NON_NEGATIVE_HYPERPARAMETERS:
@@ -192,8 +193,11 @@ class OptimizerSetting(Setting):
         for network in self.networks:
             for group in module.optimizer_of(network).param_groups:
                 if self.hyperparameter in ("beta1", "beta2"):
-                    if "betas" not in group:
-                        raise ConfigError(f"schedule {self.hyperparameter}: the {network} optimizer has no betas")
+                    if "betas" not in group:  # it named neither the option nor the way out (an audit)
+                        optimizer = type(module.optimizer_of(network)).__name__
+                        key = f"model.schedules.{getattr(self, 'name', self.hyperparameter)}"
+                        raise ConfigError(f"{key} sets {self.hyperparameter} of the {network} optimizer, but {optimizer} has no "
+                                          f"betas; expected an optimizer with betas (Adam), or {key}=null")
                     betas = [float(b) for b in group["betas"]]  # Adam refuses a mix of ints and floats
                     betas[int(self.hyperparameter[-1]) - 1] = value
                     group["betas"] = tuple(betas)

@@ -191,7 +191,7 @@ def test_pacgans_gan_setting_is_one_experiment_away(make_cfg):
     pieces, Adam 1e-4 with beta1 0.8, batch 100), with the toy preset off: no penalty, no schedule, no r3gan Adam."""
     from gan.nets.mlp import Maxout
 
-    cfg = make_cfg(["model=gan", "data=toy2d_grid", "logger=none", "experiment=pacgan"])
+    cfg = make_cfg(["data=toy2d_grid", "logger=none", "experiment=pacgan"])  # the experiment picks model=gan itself
     module = build_module(cfg)
     assert cfg.data.batch_size == 100 and cfg.generator_steps == 10_000
     assert not module.penalties and not module.schedules
@@ -279,6 +279,19 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
      "respect to each input sample, but a D with batch norm mixes the samples of a batch"),  # an audit of the tricks
     (["model=wgan_gp"], None),  # its critic has layer norm, as the paper says
     (["model=r3gan", "data=toy2d_ring"], None),
+    # a second audit (Hydra config matrix): each trained without a word
+    (["model=dcgan", "optimizer.generator.lr=0"], "optimizer.generator.lr=0: the generator is never updated"),
+    (["model=r3gan", "optimizer.generator.lr=0"], None),  # its lr schedule sets the rate
+    (["model=dcgan", "callbacks=none", "metrics.every_n_generator_steps=3"], "metrics.every_n_generator_steps=3 has no "
+     "effect: the metrics callback is off"),
+    (["model=dcgan", "callbacks=none", "metrics=none"], None),
+    (["model=dcgan", "trainer.accelerator=cpu", "trainer.precision=16-mixed"], "trainer.precision=16-mixed on the CPU trains "
+     "in bfloat16"),
+    (["model=dcgan", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed"], None),
+    (["model=dcgan", "data.generator_output=sigmoid"], "model.generator.output=sigmoid puts the samples in [0, 1], but the "
+     "data spans [-1, 1] (every image is scaled so): the generator cannot reach values below 0; expected tanh"),
+    (["model=gan", "data=toy2d_ring", "model.generator.output=sigmoid"], "model.generator.output=sigmoid puts the samples in "
+     "[0, 1], but the data spans the whole plane"),
 ])
 def test_options_that_cannot_act_in_their_combination_are_said(make_cfg, overrides, said):
     """Found by an audit: each of these trained exactly like the run without the option, without a word."""
@@ -331,3 +344,15 @@ def test_every_shipped_adam_and_sgd_pair_is_fused():
         for network, node in OmegaConf.load(path).items():
             if node["_target_"] in ("torch.optim.Adam", "torch.optim.SGD"):
                 assert node.get("fused") is True, f"{path.name}: {network}"
+
+
+def test_an_experiment_written_for_one_model_run_with_another_is_said():
+    """experiment=grid10 model=dcgan failed on r3gan's schedule options with a message naming neither (an audit)."""
+    from gan.utils.config import experiment_model, experiment_model_replaced
+
+    assert (experiment_model("grid10"), experiment_model("pacgan"), experiment_model("ablation/ttur")) == ("r3gan", "gan", None)
+    line, = experiment_model_replaced({"experiment": "grid10", "model": "dcgan"}, ["experiment=grid10", "model=dcgan"])
+    assert line.startswith("experiment=grid10 is written for model=r3gan (its networks and options), but model=dcgan on the "
+                           "command line replaces it")
+    assert experiment_model_replaced({"experiment": "grid10", "model": "r3gan"}, ["experiment=grid10"]) == []
+    assert experiment_model_replaced({"experiment": None, "model": "dcgan"}, ["model=dcgan"]) == []

@@ -73,6 +73,13 @@ def cases(tmp):
         "metrics_interval_negative": ("train.py", ["data=toy2d_ring", "metrics.every_n_generator_steps=-5"], {}),
         # a config group given null: Hydra's defaults list raised a ValueError naming neither the group nor its options
         "group_choice_null": ("train.py", ["presets=null", "data=toy2d_ring"], {}),
+        # a second audit of the config matrix: tracebacks, and lines that pointed the wrong way
+        "missing_value": ("train.py", ["model=dcgan", "model.generator.latent_dim=???"], {}),
+        "batch_of_one_with_batch_norm": ("train.py", ["model=dcgan", "data=toy2d_grid", "data.batch_size=1"], {}),
+        "class_count_mismatch": ("train.py", ["model=cgan", "model.generator.num_classes=5"], {}),
+        "preset_option_the_chosen_optimizer_lacks": ("train.py", ["model=dcgan", "optimizer=rmsprop_wgan"], {}),
+        "slurm_launcher_without_slurm": ("train.py", ["-m", "hydra/launcher=slurm", f"hydra.sweep.dir={tmp / 'slurm'}",
+                                                      "data=toy2d_ring", "generator_steps=2"], {}),
         "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
         "full_error_asked_for_composing": ("train.py", ["model=wgn"], {"HYDRA_FULL_ERROR": "1"}),
         "bug": ("train.py", [*tiny_overrides("gan", "toy2d_ring", steps=2), "+callbacks.boom._target_=tests.test_errors.Boom"], {}),
@@ -133,6 +140,13 @@ def results(tmp_path_factory):
     ("trick_out_of_range", r"model.label_flip_prob must be in \[0, 0.5\), got 2"),
     ("metrics_interval_negative", r"metrics.every_n_generator_steps=-5 is not valid: expected an integer >= 0 or null"),
     ("group_choice_null", r"presets=null: expected one of none, tuned \(the name of a presets config\)"),
+    ("missing_value", r"model.generator.latent_dim=\?\?\? has no value: expected a value, e.g. model.generator.latent_dim=<value>"),
+    ("batch_of_one_with_batch_norm", r"data.batch_size=1: the generator normalises its layers over the batch \(BatchNorm1d\), "
+                                     r"which needs 2 samples or more; expected data.batch_size >= 2"),
+    ("class_count_mismatch", r"model.generator.num_classes=5, but data digits has 10 classes; expected 10"),
+    ("preset_option_the_chosen_optimizer_lacks", r"optimizer=rmsprop_wgan: the per-data preset tuned/dcgan/digits sets "
+                                                 r"optimizer.discriminator.betas, which RMSprop does not take; add presets=none"),
+    ("slurm_launcher_without_slurm", r"hydra/launcher=slurm submits every job to SLURM, but this machine has no SLURM"),
 ])
 def test_user_error_is_one_line_and_exit_status_2(results, name, message):
     import re
@@ -530,6 +544,9 @@ def test_a_group_choice_that_is_not_a_name_is_described_in_one_line():
                                      r"pooling \(a TypeError when it is built\); options of another network family come "
                                      r"from arch=\.\.\., whose networks a per-data preset replaces \(add presets=none\)$"),
     (["presets=none", "+model.discriminator.pooling=mean"], r"^model.discriminator: DCGANDiscriminator takes no option pooling"),
+    # a typo: it got the hint about network families (a second audit)
+    (["+model.generator.widht=8"], r"^model.generator: DCGANGenerator takes no option widht \(a TypeError when it is "
+                                   r"built\); did you mean width\?$"),
 ])
 def test_an_option_the_target_does_not_take_is_one_line(make_cfg, overrides, message):
     from train import train

@@ -53,6 +53,10 @@ class DigitsDataModule(GANDataModule):
         super().__init__(shape, num_classes=10, **loader_options)
         self.root, self.limit = root, limit
 
+    @property
+    def name(self) -> str:
+        return "digits"  # as data= names it (messages said "data DigitsDataModule")
+
     def prepare_data(self) -> None:
         load_digits_array(self.root)
 

@@ -169,6 +169,9 @@ class LeastSquaresLoss(AdversarialLoss):
 
     def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0):
         self.a, self.b, self.c = float(a), float(b), float(c)
+        if self.a == self.b:  # D's targets for real and fake samples equal: nothing to tell apart (an audit)
+            raise ConfigError(f"loss.a={a} and loss.b={b}: D's targets for fake (a) and real (b) samples must differ, "
+                              "or D learns nothing (the paper's a=0, b=1 or a=-1, b=1)")
 
     def _d(self, real_logits, fake_logits):
         return least_squares_discriminator_loss(real_logits, fake_logits, self.a, self.b)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gan.utils.errors import ConfigError
 from gan.utils.steps import optimizer_steps
@@ -96,6 +96,56 @@ def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[st
     return lines
 
 
+def check_preset_fits_choices(cfg: DictConfig, preset_choice: str | None, task_overrides: Iterable[str],
+                              conf_dir: Path = PROJECT_ROOT / "conf") -> None:
+    """A group chosen on the command line whose target does not take an option the per-data preset sets over it:
+    ``optimizer=rmsprop_wgan`` on the default digits (dcgan's preset sets Adam's betas) was refused as "RMSprop
+    takes no option betas", which names neither the preset nor ``presets=none`` (an audit)."""
+    from gan.utils.option_types import accepted_options
+
+    if not preset_choice or not preset_file(preset_choice, conf_dir).is_file():
+        return
+    values = preset_values(preset_choice, conf_dir)
+    for override in task_overrides:
+        key, _, choice = str(override).partition("=")
+        if not choice or key not in _HYPERPARAMETER_GROUPS or key not in values:
+            continue
+        for leaf in sorted(_leaf_keys(values[key], key)):
+            parent, _, option = leaf.rpartition(".")
+            node = OmegaConf.select(cfg, parent)
+            target = node.get("_target_") if isinstance(node, DictConfig) else None
+            accepted = accepted_options(target) if target else None
+            set_by_preset = OmegaConf.select(values, leaf) is not None and not option.startswith("_")  # not _target_
+            if set_by_preset and accepted is not None and option not in accepted:
+                raise ConfigError(f"{key}={choice}: the per-data preset {preset_choice} sets {leaf}, which "
+                                  f"{str(target).rsplit('.', 1)[-1]} does not take; add presets=none to train with "
+                                  f"{key}={choice} as it is")
+
+
+def experiment_model(experiment: str, conf_dir: Path = PROJECT_ROOT / "conf") -> str | None:
+    """The model an experiment config is written for (its ``override /model: ...``), or None."""
+    path = conf_dir / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():
+        return None
+    for entry in OmegaConf.load(path).get("defaults", []):
+        if isinstance(entry, (dict, DictConfig)) and "override /model" in entry:
+            return str(entry["override /model"])
+    return None
+
+
+def experiment_model_replaced(choices: dict, task_overrides: Iterable[str], conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
+    """The line for an experiment written for one model run with another chosen on the command line, which Hydra
+    lets win: ``experiment=grid10 model=dcgan`` failed on r3gan's schedule options with a message that named
+    neither (an audit)."""
+    experiment, model = choices.get("experiment"), choices.get("model")
+    pinned = experiment_model(str(experiment), conf_dir) if experiment else None
+    given = any(str(o).startswith("model=") for o in task_overrides)
+    if pinned and model != pinned and given:
+        return [f"experiment={experiment} is written for model={pinned} (its networks and options), but model={model} on the "
+                f"command line replaces it; options of the experiment may not fit model={model}"]
+    return []
+
+
 #: losses unchanged when every logit shifts by the same amount, so the sign of D's real logits means nothing there
 SHIFT_INVARIANT_LOSSES = ("WassersteinLoss", "RelativisticLoss")
 #: penalties on D's gradient with respect to each input sample (gan/losses/penalties.py)
@@ -107,7 +157,8 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     trained like the run without it, or otherwise than meant, without a word): an EMA whose ``ema_start`` comes
     after the run's last generator step (samples, metrics and ``load_generator`` then use the raw generator),
     ADA with a loss that leaves D's logits free to shift, where its overfitting signal, the mean sign of D on
-    reals, follows that shift, and a per-sample gradient penalty on a D with batch norm."""
+    reals, follows that shift, a per-sample gradient penalty on a D with batch norm, a learning rate of 0, a metric
+    interval without the metrics callback, and ``16-mixed`` on the CPU (bfloat16 there)."""
     lines = []
     model = cfg.get("model") or {}
     steps, start = cfg.get("generator_steps"), model.get("ema_start")
@@ -129,6 +180,26 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
                      "with batch norm mixes the samples of a batch, so each sample's gradient carries the others' terms "
                      "(Gulrajani et al. 2017, section 4, drop batch norm from the critic for this reason); use "
                      "model.discriminator.norm=layer or none")
+    for network in ("generator", "discriminator"):  # torch takes 0: the network never changes (an audit)
+        lr = OmegaConf.select(cfg, f"optimizer.{network}.lr")
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0 and OmegaConf.select(cfg, "model.schedules.lr") is None:
+            lines.append(f"optimizer.{network}.lr=0: the {network} is never updated")
+    if OmegaConf.select(cfg, "model.generator.output") == "sigmoid":  # it trained without a word (an audit)
+        toy = OmegaConf.select(cfg, "data.layout") is not None
+        lines.append(f"model.generator.output=sigmoid puts the samples in [0, 1], but the data spans "
+                     f"{'the whole plane' if toy else '[-1, 1] (every image is scaled so)'}: the generator cannot reach "
+                     f"values below 0; expected {'identity' if toy else 'tanh'} (data.generator_output)")
+    metrics = cfg.get("metrics")
+    every = OmegaConf.select(cfg, "metrics.every_n_generator_steps") if isinstance(metrics, DictConfig) else None
+    if is_integer(every) and int(every) > 0 and OmegaConf.select(cfg, "callbacks.metrics") is None:
+        lines.append(f"metrics.every_n_generator_steps={every} has no effect: the metrics callback is off "
+                     "(callbacks=none or callbacks.metrics=null), so nothing is scored during training; evaluate.py scores a checkpoint")
+    from gan.utils.instantiate import runs_on_cpu
+
+    if str(OmegaConf.select(cfg, "trainer.precision")) in ("16-mixed", "16") and \
+            runs_on_cpu(str(OmegaConf.select(cfg, "trainer.accelerator"))):
+        lines.append(f"trainer.precision={OmegaConf.select(cfg, 'trainer.precision')} on the CPU trains in bfloat16 (Lightning "
+                     "uses the CPU's autocast, which has no float16); say trainer.precision=bf16-mixed to mean it")
     augment = str(OmegaConf.select(cfg, "model.augment._target_") or "")
     loss = str(OmegaConf.select(cfg, "loss._target_") or "").rsplit(".", 1)[-1]
     if augment.endswith("AdaptiveAugment") and loss in SHIFT_INVARIANT_LOSSES:
@@ -273,9 +344,37 @@ def is_integer(value: object) -> bool:
         return False
 
 
+def missing_values(cfg: DictConfig | ListConfig) -> list[str]:
+    """The keys whose value is missing (``???``), without resolving anything."""
+    found: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if value == "???":
+                found.append(name)
+            else:
+                walk(value, name)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return found
+
+
+def check_no_missing_values(cfg: DictConfig) -> None:
+    """A ``???`` value (set on the command line, or left by a config): OmegaConf's MissingMandatoryValue traceback
+    when the object was built (an audit)."""
+    missing = [key for key in missing_values(cfg) if not key.startswith("hydra.")]
+    if missing:
+        more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])})" if len(missing) > 1 else ""
+        raise ConfigError(f"{missing[0]}=??? has no value{more}: expected a value, e.g. {missing[0]}=<value>")
+
+
 def check_run_options(cfg: DictConfig) -> None:
     """train.py's ``seed``, ``generator_steps``, ``cpu_threads``, ``metrics.every_n_generator_steps`` and ``compile``,
-    ``trainer.log_every_n_steps``, a hand-set ``trainer.max_steps``, and that the run directory can be written."""
+    ``trainer.log_every_n_steps``, a hand-set ``trainer.max_steps``, that no value is missing (``???``), and that the
+    run directory can be written."""
+    check_no_missing_values(cfg)
     check_integer_options(cfg, RUN_OPTIONS)
     check_log_interval(cfg)
     if not isinstance(cfg.get("compile", False), bool):  # any other value was truthy: compile=maybe compiled

@@ -48,9 +48,17 @@ def check_option_types(node: Any) -> None:
         unknown = sorted(str(key) for key in node.keys() if isinstance(key, str) and key not in HYDRA_KEYS
                          and key not in accepted and not OmegaConf.is_missing(node, key) and node._get_node(key)._value() is not None)
         if unknown:
+            import difflib
+
             where = node._get_full_key(None) or "the config"
-            hint = ("; options of another network family come from arch=..., whose networks a per-data preset replaces "
-                    "(add presets=none)") if where in ("model.generator", "model.discriminator") else ""
+            close = difflib.get_close_matches(unknown[0], sorted(accepted), n=1, cutoff=0.75)
+            if close:  # a typo (widht) was given the hint about network families below (an audit)
+                hint = f"; did you mean {close[0]}?"
+            elif where in ("model.generator", "model.discriminator"):
+                hint = ("; options of another network family come from arch=..., whose networks a per-data preset replaces "
+                        "(add presets=none)")
+            else:
+                hint = ""
             raise ConfigError(f"{where}: {str(target).rsplit('.', 1)[-1]} takes no option {', '.join(unknown)} (a "
                               f"TypeError when it is built){hint}")
     for key in node.keys():

@@ -322,11 +322,22 @@ class SweepOptionsCheck(Callback):  # Hydra calls every hook of every callback: 
 
             resumes = ckpt_path == "last" or (ckpt_path is None and slurm_batch_job_id() is not None)
             check_sweep_dir_is_new(config.hydra.sweep.dir, is_optuna(sweeper), resumes)
+            check_slurm_reachable(OmegaConf.select(config, "hydra.launcher._target_"))
 
         stop_on_user_error(checks)
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         stop_on_user_error(lambda: check_some_job_ran(config.hydra.sweep.dir))
+
+
+def check_slurm_reachable(launcher: str | None) -> None:
+    """The SLURM launcher on a machine without SLURM: submitit's 28-line traceback ("Could not detect "srun", are you
+    indeed on a slurm cluster?"), status 1 (an audit)."""
+    import shutil
+
+    if launcher and "SlurmLauncher" in str(launcher) and shutil.which("sbatch") is None:
+        raise ConfigError("hydra/launcher=slurm submits every job to SLURM, but this machine has no SLURM (no sbatch on "
+                          "PATH); expected a SLURM login node, or the default launcher (leave hydra/launcher out)")
 
 
 def stop_on_user_error(check) -> None:

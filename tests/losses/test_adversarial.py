@@ -72,3 +72,12 @@ def test_scores_are_probabilities_only_for_sigmoid_losses():
     logits = torch.tensor([0.0, 2.0])
     assert NonSaturatingLoss().score(logits).item() == pytest.approx((0.5 + sigmoid(2.0)) / 2)
     assert WassersteinLoss().score(logits).item() == pytest.approx(1.0)
+
+
+def test_least_squares_targets_that_do_not_differ_are_refused():
+    """a == b gives D the same target for real and fake samples: it trained on without a signal (an audit)."""
+    from gan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^loss.a=1 and loss.b=1: D's targets for fake \(a\) and real \(b\) samples must differ"):
+        LeastSquaresLoss(a=1, b=1)
+    assert LeastSquaresLoss(a=-1, b=1).b == 1.0
