@@ -33,15 +33,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import gan  # noqa: F401  (registers the config resolvers)
+from gan.callbacks.sample_grid import class_grid
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
 from gan.metrics.summary import format_table, summarize_runs
 from gan.nets.base import eval_mode
-from gan.utils.checkpoint import generator_from_checkpoint, leaves, load_checkpoint, run_config
+from gan.utils.checkpoint import generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config
 from gan.utils.config import PROJECT_ROOT, check_evaluate_options
 from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
+from gan.utils.json_values import json_safe
 from gan.visualize import save_image_grid, save_samples
 
 log = logging.getLogger("gan")
@@ -121,7 +123,8 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     report.update(protocol=protocol, data=datamodule.name, config=OmegaConf.to_container(cfg, resolve=True),
                   run_config=OmegaConf.to_container(train_cfg) if train_cfg is not None else None)
     path = out / "report.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
+    # strict JSON: a metric without a value (NaN) was written as a bare NaN, which strict parsers refuse (an audit)
+    path.write_text(json.dumps(json_safe(report), indent=2, default=str, allow_nan=False))
     if "values" in report:
         log.info("%s", format_values(report["values"]))
     log.info("Wrote %s", path)
@@ -225,12 +228,21 @@ def check_checkpoints(paths: list[str], first: dict[str, Any], cfg: DictConfig, 
     generator at a time is held, and built again when it is scored (None then, and without checkpoints)."""
     if len(paths) == 1:
         return checked_generator(paths[0], first, cfg, suite, datamodule, device)
+    differing = []
     for path in paths:
         checkpoint = first if path == paths[0] else load_checkpoint(path)
         if not cfg.get("data") and stored_data_identity(checkpoint, path) != stored_data_identity(first, paths[0]):
             raise ConfigError(f"{path} was trained on other data than {paths[0]}; pass data=<name> to score every "
                               "checkpoint against one data set")
         checked_generator(path, checkpoint, cfg, suite, datamodule, device)
+        changed = options_changed_since(first.get("run_config") or {}, checkpoint.get("run_config") or {}, limit=3)
+        if changed:
+            differing.append((path, changed))
+    if differing:  # a glob over a cgan and an acgan run was summarised as one experiment without a word (an audit)
+        path, changed = differing[0]
+        log.warning("the checkpoints' runs differ in their options (%s against %s: %s)%s; the summary pools them as "
+                    "repeats of one experiment", path, paths[0], "; ".join(changed),
+                    f", and {len(differing) - 1} more checkpoints differ" if len(differing) > 1 else "")
     return None
 
 
@@ -351,7 +363,17 @@ def draw(generator, datamodule, out: Path, cfg: DictConfig) -> dict[str, str]:
     rng = torch.Generator().manual_seed(cfg.seed)
     modes = getattr(datamodule, "modes", None)
     count = cfg.num_points if datamodule.kind == "points" else cfg.num_images
-    pictures = {"samples": str(save_samples(generator.sample(count, generator=rng), out / "samples.png", modes, title=Path(cfg.ckpt_path).name))}
+    nrow, num_classes = None, getattr(generator, "num_classes", None)
+    if num_classes and datamodule.kind == "image":
+        # a row per class with the same code down each column, as the training grids: random classes could not show
+        # whether the generator follows its labels (an audit)
+        codes, labels, nrow = class_grid(count, num_classes)
+        noise = generator.noise(codes, rng)
+        with eval_mode(generator):
+            samples = generator(noise[torch.arange(len(labels)) % codes], labels.to(noise.device))
+    else:
+        samples = generator.sample(count, generator=rng)
+    pictures = {"samples": str(save_samples(samples, out / "samples.png", modes, title=Path(cfg.ckpt_path).name, nrow=nrow))}
     if datamodule.kind == "image" and cfg.interpolation.rows > 0:
         strips = latent_interpolation(generator, cfg.interpolation.rows, cfg.interpolation.steps, rng)
         pictures["interpolation"] = str(save_image_grid(strips, out / "interpolation.png", nrow=cfg.interpolation.steps))

@@ -111,7 +111,7 @@ def test_cli_takes_a_metric_list(tmp_path, digits_run, data_dir):
     assert list(report["values"]) == ["fid_digits"] and report["protocol"]["metrics"]["fid_digits"]["num_fake"] == 32
 
 
-def test_several_checkpoints_and_seeds_give_runs_and_a_t_interval_per_metric(make_cfg, tmp_path, data_dir):
+def test_several_checkpoints_and_seeds_give_runs_and_a_t_interval_per_metric(make_cfg, tmp_path, data_dir, caplog):
     from gan.metrics.summary import summarize
     from gan.utils.errors import CheckpointError
 
@@ -134,9 +134,18 @@ def test_several_checkpoints_and_seeds_give_runs_and_a_t_interval_per_metric(mak
     assert single["values"]["fid_digits"] == pytest.approx(values[3], rel=1e-9)
     assert single["protocol"]["latent_seed"] == 1 and single["protocol"]["reference"]["seed"] == 0
 
-    by_glob = evaluate(make_cfg([f"ckpt_path={multirun}/*/checkpoints/last.ckpt", *protocol], config_name="evaluate",
-                                output_dir=tmp_path / "glob"))
+    with caplog.at_level("WARNING", logger="gan"):
+        by_glob = evaluate(make_cfg([f"ckpt_path={multirun}/*/checkpoints/last.ckpt", *protocol], config_name="evaluate",
+                                    output_dir=tmp_path / "glob"))
     assert [run["values"]["fid_digits"] for run in by_glob["runs"]] == [values[0], values[2]]
+    assert not [r for r in caplog.records if "differ in their options" in r.getMessage()]  # seeds of one config
+    # a glob over runs of other options was pooled as repeats of one experiment without a word (an audit)
+    train(make_cfg(tiny_overrides("dcgan", steps=2) + ["metrics=none", "optimizer.generator.lr=0.003"], output_dir=multirun / "2"))
+    with caplog.at_level("WARNING", logger="gan"):
+        evaluate(make_cfg([f"ckpt_path={multirun}/*/checkpoints/last.ckpt", *protocol], config_name="evaluate",
+                          output_dir=tmp_path / "mixed"))
+    said, = [r.getMessage() for r in caplog.records if "differ in their options" in r.getMessage()]
+    assert "optimizer.generator.lr: 0.001 -> 0.003" in said and said.endswith("the summary pools them as repeats of one experiment"), said
     with pytest.raises(CheckpointError, match=r"ckpt_path=.*/nothing/\*.ckpt matches no checkpoint"):
         evaluate(make_cfg([f"ckpt_path={tmp_path}/nothing/*.ckpt"], config_name="evaluate"))
 
@@ -391,3 +400,25 @@ def test_metrics_none_scores_nothing_and_draws_the_pictures(make_cfg, tmp_path, 
     assert (tmp_path / "out" / "samples.png").is_file()
     report = evaluate(make_cfg([f"ckpt_path={checkpoint}"], config_name="evaluate", output_dir=tmp_path / "again"))
     assert "fid_digits" in report["values"]  # without metrics=: the run's own selection, as before
+
+
+def test_a_conditional_generator_s_picture_has_a_row_per_class(make_cfg, tmp_path, monkeypatch):
+    """samples.png drew uniformly random classes, which cannot show whether the generator follows its labels (an
+    audit); it has one row per class with one code down each column, as the training grids."""
+    import evaluate as evaluate_module
+    from gan.utils.checkpoint import load_generator
+
+    train(make_cfg(tiny_overrides("cgan", steps=2) + ["metrics=none"], output_dir=tmp_path / "run"))
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    drawn = {}
+    save = evaluate_module.save_samples
+    monkeypatch.setattr(evaluate_module, "save_samples", lambda samples, *a, **k: (drawn.update(samples=samples, nrow=k.get("nrow")),
+                                                                                  save(samples, *a, **k))[1])
+    evaluate(make_cfg([f"ckpt_path={checkpoint}", "metrics=none", "num_images=20", "interpolation.rows=0", "seed=3"],
+                      config_name="evaluate", output_dir=tmp_path / "out"))
+    generator = load_generator(checkpoint)
+    codes = generator.noise(2, torch.Generator().manual_seed(3))
+    labels = torch.arange(10).repeat_interleave(2)  # rows 0, 0, 1, 1, ...: two images per class, a row each
+    with torch.no_grad():
+        expected = generator(codes[torch.arange(20) % 2], labels)
+    assert drawn["nrow"] == 2 and torch.allclose(drawn["samples"], expected)

@@ -82,6 +82,17 @@ def test_load_generator_uses_the_raw_generator_before_the_first_ema_update(make_
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in objects["module"].generator.state_dict().items())
 
 
+def test_load_generator_on_a_device_this_machine_lacks_is_one_line(monkeypatch):
+    """torch's "Found no NVIDIA driver" RuntimeError, after the checkpoint was read (an audit)."""
+    from gan.utils.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^load_generator\(device\)=cuda: this machine has 0 CUDA devices; expected cpu$"):
+        gan.load_generator("any.ckpt", device="cuda")
+    with pytest.raises(ConfigError, match=r"^load_generator\(device\)=gpu0 is not valid: expected cpu, cuda, cuda:<index>"):
+        gan.load_generator("any.ckpt", device="gpu0")
+
+
 def read_losses(path):
     with open(path) as handle:
         return [(row["step"], row.get("train/d/loss"), row.get("train/g/loss")) for row in csv.DictReader(handle)]

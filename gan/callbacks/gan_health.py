@@ -50,6 +50,7 @@ from torch import Tensor
 from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
 from gan.metrics.modes import effective_count, nearest_modes
 from gan.utils.errors import ConfigError
+from gan.utils.json_values import json_safe
 from gan.utils.logging import alert, log_scalars, update_summary
 from gan.utils.steps import interval_crossed
 
@@ -365,16 +366,6 @@ def mean_pairwise_distance(samples: Tensor) -> float:
     return float(torch.pdist(samples.detach().flatten(1).float().cpu()).mean())
 
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "nan", "inf": JSON has no literal for them
-    if isinstance(value, Mapping):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _shown(evidence: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in evidence.items())
 
@@ -664,7 +655,7 @@ class GANHealth(pl.Callback):
         if self.events_path is not None:
             self.events_path.parent.mkdir(parents=True, exist_ok=True)
             with self.events_path.open("a") as handle:
-                handle.write(json.dumps(_json_safe(event)) + "\n")
+                handle.write(json.dumps(json_safe(event)) + "\n")
         kept = event.get("last_healthy_checkpoint")
         consequence = {"warn": "training continues", "stop": "stopping training",
                        "stop_and_keep_last_healthy": "stopping training; " + (f"last healthy checkpoint: {kept}" if kept else
@@ -706,8 +697,8 @@ class GANHealth(pl.Callback):
         """Fired kinds, the detectors' windows, and rows not yet checked (normally none: checkpoint saves
         check them first), so a resumed run continues every window where it was."""
         pending = [(terms, list(steps)) for terms, steps in self._restored_rows + self._host_rows(None, torch.device("cpu"))]
-        return {"events": _json_safe(self.events), "detectors": {kind: d.state_dict() for kind, d in self.detectors.items()},
-                "pending": _json_safe(pending)}
+        return {"events": json_safe(self.events), "detectors": {kind: d.state_dict() for kind, d in self.detectors.items()},
+                "pending": json_safe(pending)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.events = list(state_dict.get("events", []))

@@ -361,6 +361,11 @@ class ClassAccuracy(Metric):
         super().check_data(datamodule)
         check_digit_data(self, datamodule)
 
+    def check_generator(self, num_classes, num_fake):
+        super().check_generator(num_classes, num_fake)
+        if num_fake < num_classes:  # the classes without a fake were NaN, and the overall value over the others (an audit)
+            raise ConfigError(f"{self.name} needs at least one fake per class: {num_fake} samples for {num_classes} classes")
+
     def compute(self, fake, real, datamodule):
         correct = fake["logits"].argmax(dim=1) == fake[LABELS]
         per_class = {f"{self.name}/{label}": float(correct[fake[LABELS] == label].double().mean())

@@ -275,7 +275,11 @@ def load_generator(checkpoint_path: str | Path, use_ema: bool = True, device: st
 
     ``generator.sample(n)`` returns ``n`` samples in the data's value range; a class-conditional generator
     takes ``generator.sample(n, labels=...)`` (one class index, or ``n`` of them; uniform classes without).
+    ``device``: where the generator is put (``"cuda"``, ``"cuda:1"``; one this machine has).
     """
+    from gan.utils.device import check_torch_device
+
+    check_torch_device(device, "load_generator(device)", fallback="cpu")  # torch's driver error on a machine without that GPU (an audit)
     return generator_from_checkpoint(load_checkpoint(checkpoint_path), use_ema, device, path=checkpoint_path)
 
 

@@ -448,17 +448,9 @@ def check_evaluate_options(cfg: DictConfig) -> None:
         raise ConfigError(f"use_ema={cfg.get('use_ema')} is not valid: expected true or false")
     device = cfg.get("device")
     if device != "auto":
-        import torch
+        from gan.utils.device import check_torch_device
 
-        try:
-            chosen = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device={device} is not valid: expected auto, cpu, cuda, cuda:<index> or another torch device") from None
-        if chosen.type == "cuda":  # torch would fail at the first tensor moved there, with a driver message
-            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            if count == 0 or (chosen.index is not None and chosen.index >= count):
-                raise ConfigError(f"device={device}: this machine has {count} CUDA device{'' if count == 1 else 's'}; "
-                                  f"expected auto or cpu{f', or cuda:0 to cuda:{count - 1}' if count else ''}")
+        check_torch_device(device)
     output_dir = (cfg.get("paths") or {}).get("output_dir")
     if output_dir:  # last: it creates the folder, which a refused option should not leave behind
         check_writable_folder(output_dir, "paths.output_dir")

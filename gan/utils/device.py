@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from gan.utils.errors import ConfigError
+
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
@@ -36,3 +38,20 @@ def bf16_where_native(accelerator: str = "auto") -> str:
     """The ``trainer.precision`` of a preset measured in bf16: ``bf16-mixed`` where bf16 is native (about half
     the time of fp32 products), else ``32-true``. A resolver: ``${bf16_where_native:${trainer.accelerator}}``."""
     return "bf16-mixed" if bf16_is_native(str(accelerator)) else "32-true"
+
+
+def check_torch_device(device, option: str = "device", fallback: str = "auto or cpu") -> None:
+    """``device`` (anything but ``auto``) names a device this machine has: torch failed at the first tensor moved to a
+    missing CUDA device, with a driver message that named no option."""
+    import torch
+
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{option}={device} is not valid: expected {fallback.replace(' or ', ', ')}, cuda, cuda:<index> or "
+                          "another torch device") from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (chosen.index is not None and chosen.index >= count):
+            raise ConfigError(f"{option}={device}: this machine has {count} CUDA device{'' if count == 1 else 's'}; "
+                              f"expected {fallback}{f', or cuda:0 to cuda:{count - 1}' if count else ''}")

@@ -91,6 +91,10 @@ def test_per_class_and_digit_metrics_refuse_what_they_cannot_score(digits):
         MetricSuite(["class_accuracy"]).check_generator(None)
     with pytest.raises(ValueError, match=r"intra_fid needs at least 2 fakes per class: 10 samples for 10 classes"):
         MetricSuite({"intra_fid": {"extractor": "digit_classifier"}}, num_samples=10).check_generator(10)
+    # 5 fakes for 10 classes: classes 5-9 were NaN and the overall accuracy that of classes 0-4 (an audit)
+    with pytest.raises(ValueError, match=r"class_accuracy needs at least one fake per class: 5 samples for 10 classes"):
+        MetricSuite(["class_accuracy"], num_samples=5).check_generator(10)
+    MetricSuite(["class_accuracy"], num_samples=10).check_generator(10)
     for metric in ("fid_digits", "class_accuracy"):  # 1x28x28 but not digits
         with pytest.raises(ValueError, match=fr"{metric} .* needs digit data \(data=digits or data=mnist\), not fashion_mnist"):
             MetricSuite([metric]).check_data(TensorData(torch.zeros(4, 1, 28, 28), "fashion_mnist"))
