@@ -3,6 +3,7 @@
     python benchmarks/small_data.py --variants dcgan sngan --tricks none diffaugment ada lecam \
         --seeds 0 1 2 --steps 1500 [--arch resnet] [-- model.ema_decay=0.999 ...]
     python benchmarks/small_data.py --table      # only print the table of what the results file holds
+    python benchmarks/small_data.py --variants cgan --tricks none --also class_accuracy -- 'metrics=[fid_digits,class_accuracy]'
 
 Each run is a real ``train.train`` of the composed config (``model=<variant>``, ``data=digits``, the trick's
 overrides, ``seed=<seed>``, ``generator_steps=<steps>``; any further Hydra override after ``--``) without
@@ -98,24 +99,30 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def table(records: list[dict]) -> str:
+def table(records: list[dict], also: list[str] = ()) -> str:
     """Markdown: one row per (variant, trick), fid_digits mean / std / range over seeds (one record per seed: the
-    newest of a run made again) and the change of the mean against the variant's ``none`` row."""
+    newest of a run made again) and the change of the mean against the variant's ``none`` row; then, per name in
+    ``also``, that value of the records (mean, std and the seeds' values)."""
     from gan.metrics.summary import newest_records
 
     groups: dict[tuple[str, str], list[dict]] = {}
     for record in newest_records(records, run_key):  # --rerun: a seed counts once, with its newest record
         groups.setdefault((record["variant"], record["trick"]), []).append(record)
     means = {key: statistics.fmean(r[METRIC] for r in rows) for key, rows in groups.items()}
-    lines = [f"| variant | trick | {METRIC} mean (↓) | std | min - max | vs none | seeds | s / run |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| variant | trick | {METRIC} mean (↓) | std | min - max | vs none | seeds | s / run |"
+             + "".join(f" {name} mean ± std (seeds) |" for name in also), "|---|---|---|---|---|---|---|---|" + "---|" * len(also)]
     for (variant, trick), rows in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] != "none", item[0][1])):
         values = [r[METRIC] for r in rows]
         std = f"{statistics.stdev(values):.1f}" if len(values) > 1 else "-"
         base = means.get((variant, "none"))
         delta = f"{means[variant, trick] - base:+.1f}" if base is not None and trick != "none" else ""
+        extra_columns = ""
+        for name in also:
+            seen = [r["values"][name] for r in rows if name in r.get("values", {})]
+            spread = f" ± {statistics.stdev(seen):.3f}" if len(seen) > 1 else ""
+            extra_columns += (f" {statistics.fmean(seen):.3f}{spread} ({', '.join(f'{v:.3f}' for v in seen)}) |" if seen else " - |")
         lines.append(f"| {variant} | {trick} | {means[variant, trick]:.1f} | {std} | {min(values):.1f} - {max(values):.1f} "
-                     f"| {delta} | {len(values)} | {statistics.fmean(r['seconds'] for r in rows):.0f} |")
+                     f"| {delta} | {len(values)} | {statistics.fmean(r['seconds'] for r in rows):.0f} |" + extra_columns)
     return "\n".join(lines)
 
 
@@ -130,6 +137,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file the runs are appended to")
     parser.add_argument("--rerun", action="store_true", help="run again what the file already holds")
     parser.add_argument("--table", action="store_true", help="only print the table of the results file")
+    parser.add_argument("--also", nargs="*", default=[], help="further values of the records to tabulate, e.g. "
+                        "class_accuracy (with -- 'metrics=[fid_digits,class_accuracy]' for conditional variants)")
     parser.add_argument("extra", nargs="*", help="further Hydra overrides for every run (after --)")
     args = parser.parse_args()
     for trick in args.tricks:
@@ -155,7 +164,7 @@ def main() -> None:
         raise SystemExit(f"no results in {args.out} for steps={args.steps} arch={args.arch} extra={args.extra}")
     print(f"\n{METRIC} after {args.steps} generator steps on the embedded digits"
           f"{f', arch={args.arch}' if args.arch else ''}{', ' + ' '.join(args.extra) if args.extra else ''}:\n")
-    print(table(records))
+    print(table(records, args.also))
 
 
 if __name__ == "__main__":
