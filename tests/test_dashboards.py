@@ -1,5 +1,6 @@
 """Dashboards: what W&B, TensorBoard and CSV receive, read back from their own files."""
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def ignore_noise(monkeypatch):
 def test_wandb_run_holds_scalars_config_images_axis_and_alert(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    train(make_cfg(dashboard_overrides("wandb", *ignore_noise(monkeypatch))))
+    train(make_cfg(dashboard_overrides("wandb", *ignore_noise(monkeypatch), "metrics.every_n_generator_steps=2")))
     run = offline_run(tmp_path / "run" / "wandb")
     assert run["config"]["callbacks"]["grad_norm"]["every_n_generator_steps"] == 2
     rows = run["history"]
@@ -79,13 +80,20 @@ def test_wandb_run_holds_scalars_config_images_axis_and_alert(make_cfg, tmp_path
     axes = {r.metric.name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric" and r.metric.name}
     for name in ("train/d/loss", "train/g/loss", "grad/g/norm", "grad/g/layer/net.0", "health/mode_collapse", "samples"):
         assert axes[name] == GENERATOR_STEP, name
+    # the runs table gets each metric's best beside its last, by the metric's direction (it held the last only)
+    kept = {r.metric.name: (r.metric.summary.min, r.metric.summary.max, r.metric.summary.last) for r in records
+            if r.WhichOneof("record_type") == "metric" and r.metric.name.startswith("val/")}
+    assert kept["val/mode_coverage/high_quality"] == (False, True, True) and kept["val/mode_coverage/reverse_kl"] == (True, False, True)
+    assert axes["val/mode_coverage/modes"] == GENERATOR_STEP
     (info,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert info.display_name.startswith("gan-toy2d_ring generator_steps=4")
     assert {"gan", "toy2d_ring", "non_saturating"} <= set(info.tags)
     alerts = [r.alert for r in records if r.WhichOneof("record_type") == "alert"]
     assert [a.title for a in alerts] == ["GAN health: mode_collapse"]
-    summary = {item.key: item.value_json for r in records if r.WhichOneof("record_type") == "summary" for item in r.summary.update}
+    summary = {(item.key or "/".join(item.nested_key)): item.value_json for r in records if r.WhichOneof("record_type") == "summary"
+               for item in r.summary.update}
     assert summary["health/num_events"] == "1" and summary["health/kinds"] == '"mode_collapse"'
+    assert set(json.loads(summary["val/mode_coverage/high_quality"])) == {"max", "last"}
 
 
 def test_tensorboard_gets_the_same_scalars_on_lightnings_axis(make_cfg, tmp_path):

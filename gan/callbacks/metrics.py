@@ -102,7 +102,8 @@ class MetricsCallback(pl.Callback):
         # to the loggers now, at this generator step: through self.log they waited for Lightning's next logging
         # step (a score between two was written at the wrong step or not at all) and were written again at every
         # logging step after it (the endless epoch never resets them), as if scored there (an audit)
-        log_scalars(trainer, logged, step)
+        directions = {f"val/{key}": higher for metric in self.suite.metrics for key, higher in metric.directions.items()}
+        log_scalars(trainer, logged, step, higher_is_better=directions)  # W&B's summary keeps the best of each too
         # where best.ckpt's monitor and train()'s returned metrics (a sweep's objective) read them
         trainer.callback_metrics.update({name: torch.tensor(value) for name, value in logged.items()})
         return values

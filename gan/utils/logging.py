@@ -161,12 +161,15 @@ def wandb_runs(loggers: Iterable) -> list:
     return [logger.experiment for logger in loggers if isinstance(logger, WandbLogger)]
 
 
-def plot_against_generator_steps(loggers: Iterable, names: Iterable[str]) -> None:
-    """``define_metric`` each name with the generator step as its x-axis, once per run.
+def plot_against_generator_steps(loggers: Iterable, names: Iterable[str], higher_is_better: Mapping[str, bool] | None = None) -> None:
+    """``define_metric`` each name with the generator step as its x-axis, once per run; a name in
+    ``higher_is_better`` (a metric's direction) also keeps its best value in the run summary beside its last
+    (``<name>.min`` or ``.max``, a column of the runs table: the summary held the last value only, an audit).
 
     Exact names, not a ``train/*`` glob: Lightning already defines the glob ``*`` (x = its own step) and
     W&B resolves overlapping globs by definition order, so a second glob would never take effect.
     """
+    goals = higher_is_better or {}
     for run in wandb_runs(loggers):
         defined = _axis_names.setdefault(run, set())
         if not defined:
@@ -174,21 +177,23 @@ def plot_against_generator_steps(loggers: Iterable, names: Iterable[str]) -> Non
             defined.add(GENERATOR_STEP)
         for name in sorted(set(names) - defined):
             # step_sync: rows written without the generator step (another callback's) reuse its last value
-            run.define_metric(name, step_metric=GENERATOR_STEP, step_sync=True)
+            best = {"summary": ("max" if goals[name] else "min") + ",last"} if name in goals else {}
+            run.define_metric(name, step_metric=GENERATOR_STEP, step_sync=True, **best)
             defined.add(name)
 
 
-def log_scalars(trainer, metrics: Mapping[str, float], generator_step: int) -> None:
+def log_scalars(trainer, metrics: Mapping[str, float], generator_step: int, higher_is_better: Mapping[str, bool] | None = None) -> None:
     """Write scalars to every active logger now, outside Lightning's ``log_every_n_steps`` cadence.
 
     The x-position is the one Lightning gives the module's own ``self.log`` values (batches, not
-    ``global_step``) so TensorBoard/CSV curves line up; the generator step rides along for W&B.
+    ``global_step``) so TensorBoard/CSV curves line up; the generator step rides along for W&B, and the
+    directions in ``higher_is_better`` make W&B keep each such value's best (:func:`plot_against_generator_steps`).
     """
     if not trainer.loggers or not metrics:
         return
     row = {name: float(value) for name, value in metrics.items()}
     row[GENERATOR_STEP] = float(generator_step)
-    plot_against_generator_steps(trainer.loggers, row)
+    plot_against_generator_steps(trainer.loggers, row, higher_is_better)
     step = logger_step(trainer)
     for logger in trainer.loggers:
         logger.log_metrics(row, step=step)
