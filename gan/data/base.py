@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 from typing import Sequence
 
 import lightning.pytorch as pl
@@ -25,17 +24,21 @@ log = logging.getLogger("gan")
 
 
 def start_worker(worker_id: int, rank: int) -> None:
-    """A DataLoader worker ignores SIGTERM, as torch's workers ignore SIGINT: a SIGTERM sent to the whole process
-    group (``timeout``, ``scancel``, ``docker stop``, a job's time limit) killed the workers before the main
-    process could save ``last.ckpt`` at the end of its iteration, and Lightning raised "DataLoader worker ... is
-    killed by signal: Terminated" with status 1 and no checkpoint (an audit). The main process ends them when it
-    stops. Then Lightning's per-worker seeding, which it adds only to loaders without an init function of their
-    own (``seed_everything(workers=True)``)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """A DataLoader worker leaves the run's process group: a SIGTERM or SIGINT sent to the whole group (``timeout``,
+    ``kill -- -<pgid>``, Ctrl+C in a shell) killed the workers before the main process could save ``last.ckpt`` at
+    the end of its iteration, and Lightning raised "DataLoader worker ... is killed by signal: Terminated" with
+    status 1 and no checkpoint (an audit). In a group of its own the worker gets neither, and the main process still
+    ends it as torch does (its queue, then ``terminate()`` if it is stuck: ignoring SIGTERM instead left a stuck
+    worker alive and the process hanging at exit, a review); a worker whose main process died exits by torch's own
+    watchdog. Signals sent to every process of a job one by one (SLURM's to a job step) still reach it. Then
+    Lightning's per-worker seeding, which it adds only to loaders without an init function of their own
+    (``seed_everything(workers=True)``)."""
+    os.setpgid(0, 0)
     if int(os.environ.get("PL_SEED_WORKERS", 0)):
         from lightning.fabric.utilities.seed import pl_worker_init_function
 
         pl_worker_init_function(worker_id, rank=rank)
+
 
 class Columns(list):
     """A batch already gathered column by column (samples, labels): nothing left to collate."""

@@ -106,3 +106,43 @@ def test_a_batch_larger_than_the_training_set_is_said(batch_size, warned, caplog
     assert said == ([f"data toy2d_grid: data.batch_size={batch_size} is larger than the training set this process "
                      "reads (100 samples), so every real batch holds some samples twice"] if warned else [])
     assert len(torch.unique(x, dim=0)) == min(batch_size, 100)  # what the line says: repeats only past the set's size
+
+
+STUCK_WORKER_SCRIPT = """
+import functools, os, sys, time
+import torch
+from torch.utils.data import DataLoader, Dataset
+sys.path.insert(0, {root!r})
+from gan.data.base import start_worker
+
+class Stuck(Dataset):
+    def __len__(self):
+        return 100
+    def __getitem__(self, i):
+        if i >= 4:
+            time.sleep(3600)  # a hung read
+        return torch.tensor([i])
+
+loader = DataLoader(Stuck(), batch_size=2, num_workers=1, worker_init_fn=functools.partial(start_worker, rank=0))
+iterator = iter(loader)
+next(iterator)
+worker = iterator._workers[0]
+assert os.getpgid(worker.pid) == worker.pid != os.getpgid(0)  # in a group of its own
+del iterator  # torch's shutdown: the queue, then terminate() after its timeout
+print("exited", worker.is_alive(), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_stuck_loader_worker_is_still_ended_when_the_loader_shuts_down(tmp_path):
+    """The worker leaves the run's process group (so a group's SIGTERM or Ctrl+C reaches the run only); ignoring
+    SIGTERM instead left a stuck worker alive after torch's terminate() and the process hanging at exit (a review)."""
+    import subprocess
+    import sys
+
+    from gan.utils.config import PROJECT_ROOT
+
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_WORKER_SCRIPT.format(root=str(PROJECT_ROOT)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "exited False", done.stderr[-2000:]
