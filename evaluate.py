@@ -33,7 +33,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import gan  # noqa: F401  (registers the config resolvers)
-from gan.callbacks.sample_grid import class_grid
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
@@ -44,7 +43,7 @@ from gan.utils.config import PROJECT_ROOT, check_evaluate_options
 from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
-from gan.visualize import save_image_grid, save_samples
+from gan.visualize import class_grid, save_image_grid, save_samples
 
 log = logging.getLogger("gan")
 
@@ -358,6 +357,7 @@ def second_interrupt_aborts() -> Iterator[None]:
         os.close(write_fd)
 
 
+@torch.no_grad()
 def draw(generator, datamodule, out: Path, cfg: DictConfig) -> dict[str, str]:
     """A sample picture, and for image data latent interpolation strips, from seeded latent codes."""
     rng = torch.Generator().manual_seed(cfg.seed)

@@ -272,6 +272,7 @@ class GANModule(pl.LightningModule):
                               f"for num_classes={discriminator.num_classes}")
         self.schedules = {name: s for name, s in (schedules or {}).items() if s is not None}
         for name, setting in self.schedules.items():
+            setting.name = name
             setting.check(self, name)
         self.generator_steps = 0
         self.discriminator_steps = 0

@@ -143,6 +143,7 @@ class Setting:
 
     def __init__(self, value: Curve | float):
         self.value = as_curve(value)
+        self.name: str | None = None  # its key under model.schedules, set by the module that applies it
 
     def check(self, module: "GANModule", name: str) -> None:
         """Called once when the module is built, so a misnamed target fails before training."""
@@ -182,7 +183,6 @@ class OptimizerSetting(Setting):
             raise ConfigError(f"OptimizerSetting networks must be some of {list(NETWORKS)}, got {list(networks)}")
 
     def check(self, module, name):
-        self.name = name  # its key under model.schedules, for the messages of apply
         if self.hyperparameter in ("beta1", "beta2"):
             self.check_values(name, self.hyperparameter, 0.0, 1.0)
         elif self.hyperparameter in NON_NEGATIVE_HYPERPARAMETERS:
@@ -195,7 +195,7 @@ class OptimizerSetting(Setting):
                 if self.hyperparameter in ("beta1", "beta2"):
                     if "betas" not in group:  # it named neither the option nor the way out (an audit)
                         optimizer = type(module.optimizer_of(network)).__name__
-                        key = f"model.schedules.{getattr(self, 'name', self.hyperparameter)}"
+                        key = f"model.schedules.{self.name or self.hyperparameter}"
                         raise ConfigError(f"{key} sets {self.hyperparameter} of the {network} optimizer, but {optimizer} has no "
                                           f"betas; expected an optimizer with betas (Adam), or {key}=null")
                     betas = [float(b) for b in group["betas"]]  # Adam refuses a mix of ints and floats

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import Tensor
 
 
@@ -110,3 +111,16 @@ def save_samples(samples: Tensor, path: str | Path, modes: Tensor | None = None,
     """An image grid for (N, C, H, W) samples, a scatter plot over ``modes`` for (N, 2) samples: on
     ``scatter`` when the caller keeps one (built over the same modes), else on a new plot."""
     return picture_writer(samples, modes, title, nrow, scatter)(path)
+
+
+def class_grid(count: int, num_classes: int, device=None) -> tuple[int, torch.Tensor, int | None]:
+    """A class-conditional grid of at most ``count`` images: the fixed codes it uses, the label of each image and
+    the images per row. One row per class with the same ``count // num_classes`` codes down each column; with
+    fewer images than classes, one image of each of ``count`` classes spread evenly over them (0, ..., the last),
+    all from the first code, in a square: a row per class drew one image of every class instead (1,000 for
+    acgan on Stacked MNIST at the default 64, in a single column), whatever ``count`` asked."""
+    if count >= num_classes:
+        per_class = count // num_classes
+        return per_class, torch.arange(num_classes, device=device).repeat_interleave(per_class), per_class
+    labels = torch.linspace(0, num_classes - 1, count, device=device).round().long()  # spaced >= 1 apart: distinct
+    return 1, labels, None

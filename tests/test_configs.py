@@ -285,9 +285,6 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
     (["model=dcgan", "callbacks=none", "metrics.every_n_generator_steps=3"], "metrics.every_n_generator_steps=3 has no "
      "effect: the metrics callback is off"),
     (["model=dcgan", "callbacks=none", "metrics=none"], None),
-    (["model=dcgan", "trainer.accelerator=cpu", "trainer.precision=16-mixed"], "trainer.precision=16-mixed on the CPU trains "
-     "in bfloat16"),
-    (["model=dcgan", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed"], None),
     (["model=dcgan", "data.generator_output=sigmoid"], "model.generator.output=sigmoid puts the samples in [0, 1], but the "
      "data spans [-1, 1] (every image is scaled so): the generator cannot reach values below 0; expected tanh"),
     (["model=gan", "data=toy2d_ring", "model.generator.output=sigmoid"], "model.generator.output=sigmoid puts the samples in "

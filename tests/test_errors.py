@@ -546,7 +546,7 @@ def test_a_group_choice_that_is_not_a_name_is_described_in_one_line():
     (["presets=none", "+model.discriminator.pooling=mean"], r"^model.discriminator: DCGANDiscriminator takes no option pooling"),
     # a typo: it got the hint about network families (a second audit)
     (["+model.generator.widht=8"], r"^model.generator: DCGANGenerator takes no option widht \(a TypeError when it is "
-                                   r"built\); did you mean width\?$"),
+                                   r"built\); did you mean width\?; options of another network family come from arch="),
 ])
 def test_an_option_the_target_does_not_take_is_one_line(make_cfg, overrides, message):
     from train import train

@@ -35,6 +35,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gan.utils.checkpoint import non_finite_weights
+from gan.utils.csv_log import flush_csv_logs
 from gan.utils.errors import CheckpointError
 
 log = logging.getLogger("gan")
@@ -255,6 +256,7 @@ class GANModelCheckpoint(ModelCheckpoint):
             raise
         self._last_checkpoint_saved = filepath
         self.saved_in_fit = True
+        flush_csv_logs(trainer.loggers)  # the rows up to this checkpoint on disk, for a resume after a hard kill
 
     # ------------------------------------------------------------------------------------ end of training
     def on_train_end(self, trainer, pl_module) -> None:

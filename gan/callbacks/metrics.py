@@ -11,8 +11,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan.metrics import MetricSuite
+from gan.metrics.registry import logged_directions
 from gan.metrics.cache import data_identity
 from gan.nets.base import eval_mode
+from gan.utils.json_values import json_safe
 from gan.utils.logging import log_scalars
 from gan.utils.steps import interval_crossed
 
@@ -48,6 +50,7 @@ class MetricsCallback(pl.Callback):
         # nothing is scored during training (interval 0: the data's metrics are for evaluate.py)
         self.suite = MetricSuite.from_config(config) if self.every > 0 else None
         self.dirpath = Path(dirpath) if dirpath else None
+        self._higher_is_better = logged_directions([m.name for m in self.suite.metrics]) if self.suite is not None else {}
         self._last_scored: int | None = None
         self.history: list[dict[str, Any]] = []
 
@@ -102,8 +105,7 @@ class MetricsCallback(pl.Callback):
         # to the loggers now, at this generator step: through self.log they waited for Lightning's next logging
         # step (a score between two was written at the wrong step or not at all) and were written again at every
         # logging step after it (the endless epoch never resets them), as if scored there (an audit)
-        directions = {f"val/{key}": higher for metric in self.suite.metrics for key, higher in metric.directions.items()}
-        log_scalars(trainer, logged, step, higher_is_better=directions)  # W&B's summary keeps the best of each too
+        log_scalars(trainer, logged, step, higher_is_better=self._higher_is_better)  # W&B's summary keeps each one's best
         # where best.ckpt's monitor and train()'s returned metrics (a sweep's objective) read them
         trainer.callback_metrics.update({name: torch.tensor(value) for name, value in logged.items()})
         return values
@@ -121,7 +123,7 @@ class MetricsCallback(pl.Callback):
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
         with open(self.dirpath / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(json_safe(record), allow_nan=False) + "\n")  # strict JSON: NaN as "nan"
 
 
 def diverged_and_kept(trainer) -> str | None:

@@ -12,7 +12,7 @@ from gan.utils.background import BackgroundWriter
 from gan.utils.errors import ConfigError
 from gan.utils.logging import log_image, logger_step
 from gan.utils.steps import interval_crossed
-from gan.visualize import ScatterPlot, picture_writer
+from gan.visualize import ScatterPlot, class_grid, picture_writer
 
 log = logging.getLogger("gan")
 
@@ -22,19 +22,6 @@ def fixed_noise_codes(module) -> int | None:
     most samples ``sample_fixed`` draws; None for a module without them."""
     noise = getattr(module, "fixed_noise", None)
     return int(noise.shape[0]) if noise is not None else None
-
-
-def class_grid(count: int, num_classes: int, device=None) -> tuple[int, torch.Tensor, int | None]:
-    """A class-conditional grid of at most ``count`` images: the fixed codes it uses, the label of each image and
-    the images per row. One row per class with the same ``count // num_classes`` codes down each column; with
-    fewer images than classes, one image of each of ``count`` classes spread evenly over them (0, ..., the last),
-    all from the first code, in a square: a row per class drew one image of every class instead (1,000 for
-    acgan on Stacked MNIST at the default 64, in a single column), whatever ``count`` asked."""
-    if count >= num_classes:
-        per_class = count // num_classes
-        return per_class, torch.arange(num_classes, device=device).repeat_interleave(per_class), per_class
-    labels = torch.linspace(0, num_classes - 1, count, device=device).round().long()  # spaced >= 1 apart: distinct
-    return 1, labels, None
 
 
 class SampleGrid(pl.Callback):

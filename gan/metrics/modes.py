@@ -35,7 +35,7 @@ def effective_count(counts: Tensor) -> float:
 def nearest_modes(samples: Tensor, modes: Tensor) -> tuple[Tensor, Tensor]:
     """(distance to the nearest mode, its index) of each 2D sample, in float64."""
     if samples.dim() != 2 or samples.size(1) != modes.size(1):
-        raise ValueError(f"mode_coverage takes samples of shape (N, {modes.size(1)}), got {tuple(samples.shape)}")
+        raise ValueError(f"mode counting takes samples of shape (N, {modes.size(1)}), got {tuple(samples.shape)}")
     return torch.cdist(samples.detach().double().cpu(), modes.double().cpu()).min(dim=1)
 
 

@@ -115,7 +115,9 @@ def check_preset_fits_choices(cfg: DictConfig, preset_choice: str | None, task_o
             node = OmegaConf.select(cfg, parent)
             target = node.get("_target_") if isinstance(node, DictConfig) else None
             accepted = accepted_options(target) if target else None
-            set_by_preset = OmegaConf.select(values, leaf) is not None and not option.startswith("_")  # not _target_
+            # not _target_, and not an option the command line removed (~optimizer.discriminator.betas)
+            set_by_preset = OmegaConf.select(values, leaf) is not None and not option.startswith("_") and \
+                OmegaConf.select(cfg, leaf) is not None
             if set_by_preset and accepted is not None and option not in accepted:
                 raise ConfigError(f"{key}={choice}: the per-data preset {preset_choice} sets {leaf}, which "
                                   f"{str(target).rsplit('.', 1)[-1]} does not take; add presets=none to train with "
@@ -158,7 +160,7 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     after the run's last generator step (samples, metrics and ``load_generator`` then use the raw generator),
     ADA with a loss that leaves D's logits free to shift, where its overfitting signal, the mean sign of D on
     reals, follows that shift, a per-sample gradient penalty on a D with batch norm, a learning rate of 0, a metric
-    interval without the metrics callback, and ``16-mixed`` on the CPU (bfloat16 there)."""
+    interval without the metrics callback, and a sigmoid generator output (the data is in [-1, 1] or the plane)."""
     lines = []
     model = cfg.get("model") or {}
     steps, start = cfg.get("generator_steps"), model.get("ema_start")
@@ -194,12 +196,6 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     if is_integer(every) and int(every) > 0 and OmegaConf.select(cfg, "callbacks.metrics") is None:
         lines.append(f"metrics.every_n_generator_steps={every} has no effect: the metrics callback is off "
                      "(callbacks=none or callbacks.metrics=null), so nothing is scored during training; evaluate.py scores a checkpoint")
-    from gan.utils.instantiate import runs_on_cpu
-
-    if str(OmegaConf.select(cfg, "trainer.precision")) in ("16-mixed", "16") and \
-            runs_on_cpu(str(OmegaConf.select(cfg, "trainer.accelerator"))):
-        lines.append(f"trainer.precision={OmegaConf.select(cfg, 'trainer.precision')} on the CPU trains in bfloat16 (Lightning "
-                     "uses the CPU's autocast, which has no float16); say trainer.precision=bf16-mixed to mean it")
     augment = str(OmegaConf.select(cfg, "model.augment._target_") or "")
     loss = str(OmegaConf.select(cfg, "loss._target_") or "").rsplit(".", 1)[-1]
     if augment.endswith("AdaptiveAugment") and loss in SHIFT_INVARIANT_LOSSES:

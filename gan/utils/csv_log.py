@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -29,6 +30,15 @@ def continue_csv_logs(loggers: Iterable, generator_steps: int) -> None:
             logger._experiment = ContinuedCSVWriter(logger.log_dir, generator_steps)
 
 
+def flush_csv_logs(loggers: Iterable) -> None:
+    """Write the rows Lightning's CSV loggers hold in memory (they write every 100 logged rows): called when a
+    checkpoint is saved, so that a run killed hard after it (SIGKILL, out of memory) has its rows up to the
+    checkpoint on disk for the resumed run to continue (a review)."""
+    for logger in loggers:
+        if isinstance(logger, CSVLogger) and logger._experiment is not None:
+            logger.save()
+
+
 class ContinuedCSVWriter(ExperimentWriter):
     """Lightning's CSV writer, keeping the rows of ``metrics.csv`` up to generator step ``through`` (and their
     header, which new keys extend as Lightning's writer does) instead of deleting the file."""
@@ -42,10 +52,26 @@ class ContinuedCSVWriter(ExperimentWriter):
             return
         with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
             reader = csv.DictReader(handle)
-            rows = [row for row in reader if not row.get(GENERATOR_STEP) or float(row[GENERATOR_STEP]) <= self.through]
-            header = list(reader.fieldnames or [])
+            # sorted, as Lightning's writer keeps its keys and appends rows in that order
+            rows, header = list(reader), sorted(reader.fieldnames or [])
+
+        def checkpointed(row: dict) -> bool:  # a row cut short by a crash has no number there: dropped
+            return _number(row.get(GENERATOR_STEP)) and float(row[GENERATOR_STEP]) <= self.through
+
+        # a row without a generator step (another client of the logger) is kept up to the last position of those kept
+        last = max((float(row["step"]) for row in rows if checkpointed(row) and _number(row.get("step"))), default=-math.inf)
+        rows = [row for row in rows if checkpointed(row) or (not row.get(GENERATOR_STEP) and _number(row.get("step"))
+                                                              and float(row["step"]) <= last)]
         with self._fs.open(self.metrics_file_path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=header)
             writer.writeheader()
             writer.writerows(rows)
         self.metrics_keys = header
+
+
+def _number(text: str | None) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False

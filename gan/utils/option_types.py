@@ -52,13 +52,12 @@ def check_option_types(node: Any) -> None:
 
             where = node._get_full_key(None) or "the config"
             close = difflib.get_close_matches(unknown[0], sorted(accepted), n=1, cutoff=0.75)
-            if close:  # a typo (widht) was given the hint about network families below (an audit)
-                hint = f"; did you mean {close[0]}?"
-            elif where in ("model.generator", "model.discriminator"):
-                hint = ("; options of another network family come from arch=..., whose networks a per-data preset replaces "
-                        "(add presets=none)")
-            else:
-                hint = ""
+            # a typo (widht) got only the hint about network families (an audit); an option of another family may
+            # look like one of this family's (negative_slope, r3gan's vector_negative_slope), so a network keeps both
+            hint = f"; did you mean {close[0]}?" if close else ""
+            if where in ("model.generator", "model.discriminator"):
+                hint += ("; options of another network family come from arch=..., whose networks a per-data preset "
+                         "replaces (add presets=none)")
             raise ConfigError(f"{where}: {str(target).rsplit('.', 1)[-1]} takes no option {', '.join(unknown)} (a "
                               f"TypeError when it is built){hint}")
     for key in node.keys():

@@ -312,6 +312,7 @@ class SweepOptionsCheck(Callback):  # Hydra calls every hook of every callback: 
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         def checks() -> None:
+            check_slurm_reachable(OmegaConf.select(config, "hydra.launcher._target_"))  # the machine first
             sweeper = config.hydra.sweeper
             check_sweeper_options(sweeper)
             direction = sweeper.get("direction") if is_optuna(sweeper) else None
@@ -322,7 +323,6 @@ class SweepOptionsCheck(Callback):  # Hydra calls every hook of every callback: 
 
             resumes = ckpt_path == "last" or (ckpt_path is None and slurm_batch_job_id() is not None)
             check_sweep_dir_is_new(config.hydra.sweep.dir, is_optuna(sweeper), resumes)
-            check_slurm_reachable(OmegaConf.select(config, "hydra.launcher._target_"))
 
         stop_on_user_error(checks)
 

@@ -119,7 +119,7 @@ def test_more_samples_than_the_fixed_noise_codes_are_refused_before_training(tmp
     (1, 10, 1, [0], None),
 ])
 def test_a_conditional_grid_has_a_row_per_class_or_at_most_the_images_asked_for(count, num_classes, codes, labels, nrow):
-    from gan.callbacks.sample_grid import class_grid
+    from gan.visualize import class_grid
 
     used, drawn, per_row = class_grid(count, num_classes)
     assert (used, drawn.tolist(), per_row) == (codes, labels, nrow)
@@ -127,7 +127,7 @@ def test_a_conditional_grid_has_a_row_per_class_or_at_most_the_images_asked_for(
 
 
 def test_fewer_images_than_classes_draws_that_many_distinct_classes_spread_over_all():
-    from gan.callbacks.sample_grid import class_grid
+    from gan.visualize import class_grid
 
     for num_classes in (10, 1000):
         for count in (c for c in (1, 2, 7, 64, num_classes - 1) if c < num_classes):

@@ -1,0 +1,30 @@
+"""A resumed run's CSV log: the rows up to the checkpoint kept, the rest dropped, nothing lost to Lightning's buffer."""
+from lightning.pytorch.loggers import CSVLogger
+
+from gan.utils.csv_log import ContinuedCSVWriter, flush_csv_logs
+
+HEADER = "epoch,step,train/g/loss,train/generator_step,lr\n"
+
+
+def test_rows_after_the_checkpoint_a_cut_row_and_other_clients_rows_past_it_are_dropped(tmp_path):
+    rows = ["0,0,1.0,1.0,", "0,1,,,0.1", "0,1,0.9,2.0,",  # generator steps 1 and 2, and an lr row of another client
+            "0,2,,,0.1", "0,2,0.8,3.0,", "0,3,0.7,4"]  # after the checkpoint (step 2), the last row cut short by a crash
+    (tmp_path / "metrics.csv").write_text(HEADER + "\n".join(rows))
+    writer = ContinuedCSVWriter(str(tmp_path), through=2)
+    # the header sorted, as Lightning's writer keeps its keys (a header in another order took rows in the wrong columns)
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,lr,step,train/g/loss,train/generator_step",
+                                                                   "0,,0,1.0,1.0", "0,0.1,1,,", "0,,1,0.9,2.0"]
+    assert writer.metrics_keys == ["epoch", "lr", "step", "train/g/loss", "train/generator_step"]
+    writer.log_metrics({"epoch": 0, "train/g/loss": 0.5, "train/generator_step": 3.0}, step=2)  # the resumed run goes on
+    writer.save()
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[-1] == "0,,2,0.5,3.0"
+
+
+def test_rows_held_in_memory_are_written_when_a_checkpoint_is_saved(tmp_path):
+    """Lightning's CSV logger writes every 100 logged rows: a run killed hard after a checkpoint lost the rows
+    before it (a review); the checkpoint callback flushes them."""
+    logger = CSVLogger(str(tmp_path), name="csv", version="")
+    logger.log_metrics({"train/g/loss": 1.0, "train/generator_step": 1.0}, step=0)
+    assert not (tmp_path / "csv" / "metrics.csv").exists()  # held in memory
+    flush_csv_logs([logger])
+    assert "1.0" in (tmp_path / "csv" / "metrics.csv").read_text()
