@@ -1,0 +1,158 @@
+"""The health checks on the 2D toys at the shipped defaults: which detections fire, when, and on what evidence.
+
+    python benchmarks/health_checks.py                                  # the plan below, seeds 0-2
+    python benchmarks/health_checks.py --runs dcgan:ring r3gan:grid --seeds 0 --steps 2000
+    python benchmarks/health_checks.py --runs gan:grid --name pacgan -- experiment=pacgan   # extra overrides
+    python benchmarks/health_checks.py --table                          # the table of what the results file holds
+
+Each run is a real ``train.train`` of ``model=<variant> data=toy2d_<data>`` (the variant's toy preset), ``seed``,
+``generator_steps=--steps``, with the shipped health callback as the only callback and ``logger=csv`` (no grids,
+metrics or checkpoints). From the run directory it reads the detections (``health.jsonl``) and, at every
+mode-collapse check (every 100 generator steps from 500), ``health/effective_modes`` (the effective number of
+the mixture's modes the 256 fixed-noise samples fall on, their nearest mean's histogram) and
+``health/diversity_ratio``. The record says whether the run lost modes it had and whether the check said so.
+
+The plan: presets that end healthy (r3gan and gan on both toys, lsgan on the ring, sngan and wgan_gp on the
+grid: no detection wanted) and presets that collapse or oscillate (dcgan on both toys, lsgan on the grid,
+``experiment=pacgan`` on the grid under the name ``pacgan``). Every run appends one JSON line to ``--out``
+(default benchmarks/results/health_checks.jsonl); a run already there (same name, data, seed, steps, overrides)
+is skipped unless ``--rerun``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gan.utils.config import PROJECT_ROOT  # noqa: E402
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "health_checks.jsonl"
+PLAN = ["r3gan:grid", "r3gan:ring", "gan:grid", "gan:ring", "lsgan:ring", "sngan:grid", "wgan_gp:grid",
+        "dcgan:ring", "dcgan:grid", "lsgan:grid", "pacgan:grid"]
+#: plan names that are not a model: (model, overrides)
+NAMED = {"pacgan": ("gan", ["experiment=pacgan"])}
+
+
+def overrides_of(name: str, data: str, seed: int, steps: int, extra: list[str], out_dir: Path) -> list[str]:
+    model, named = NAMED.get(name, (name, []))
+    return [f"model={model}", f"data=toy2d_{data}", *named, f"seed={seed}", f"generator_steps={steps}",
+            "callbacks=gan_health", "logger=csv", "metrics=none", "cpu_threads=1", "+trainer.enable_progress_bar=false",
+            "+trainer.enable_model_summary=false",
+            f"paths.output_dir={out_dir}", *extra]
+
+
+def read_logged(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        return [(int(float(row["train/generator_step"])), float(row[key])) for row in csv.DictReader(handle) if row.get(key)]
+
+
+def run_one(name: str, data: str, seed: int, steps: int, extra: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=overrides_of(name, data, seed, steps, extra, run_dir))
+        GlobalHydra.instance().clear()
+        started = time.time()
+        _, objects = train(cfg)
+        seconds = time.time() - started
+        events_path = run_dir / "health.jsonl"
+        events = [json.loads(line) for line in events_path.read_text().splitlines()] if events_path.exists() else []
+        effective = read_logged(run_dir, "health/effective_modes")
+        ratio = read_logged(run_dir, "health/diversity_ratio")
+    return {"name": name, "data": data, "seed": seed, "steps": steps, "extra": extra,
+            "generator_steps_done": objects["module"].generator_steps, "seconds": round(seconds, 1),
+            "events": [{k: e[k] for k in ("kind", "generator_step", "evidence")} for e in events],
+            "effective_modes": effective, "diversity_ratio": ratio}
+
+
+def key_of(record: dict) -> tuple:
+    return record["name"], record["data"], record["seed"], record["steps"], tuple(record["extra"])
+
+
+def lost_modes(record: dict, retention: float = 0.5) -> tuple[int, float, float] | None:
+    """(step, value, best before it) of the first check whose effective modes fell below ``retention`` x the best
+    of the earlier checks: what the check should have said."""
+    best = None
+    for step, value in record["effective_modes"]:
+        if best is not None and value < retention * best:
+            return step, value, best
+        best = value if best is None else max(best, value)
+    return None
+
+
+def table(records: list[dict]) -> str:
+    newest: dict[tuple, dict] = {}
+    for record in records:
+        newest[key_of(record)] = record
+    groups: dict[tuple, list[dict]] = {}
+    for record in newest.values():
+        groups.setdefault((record["name"], record["data"], record["steps"], tuple(record["extra"])), []).append(record)
+    lines = ["| preset | data | generator steps | seed | effective modes: best (step) -> last | lowest diversity ratio "
+             "| modes lost (first check below 0.5 x best) | detections | s |", "|---|---|---|---|---|---|---|---|---|"]
+    for (name, data, steps, extra), group in sorted(groups.items()):
+        for record in sorted(group, key=lambda r: r["seed"]):
+            effective = record["effective_modes"]
+            best_step, best = max(effective, key=lambda item: item[1]) if effective else (None, float("nan"))
+            last = effective[-1][1] if effective else float("nan")
+            lowest = min((v for _, v in record["diversity_ratio"]), default=float("nan"))
+            lost = lost_modes(record)
+            lost_text = f"step {lost[0]}: {lost[1]:.1f} of best {lost[2]:.1f}" if lost else "no"
+            fired = ", ".join(f"{e['kind']} @ {e['generator_step']}" for e in record["events"]) or "none"
+            label = name + (" " + " ".join(extra) if extra else "")
+            lines.append(f"| {label} | {data} | {steps} | {record['seed']} | {best:.1f} ({best_step}) -> {last:.1f} | "
+                         f"{lowest:.2f} | {lost_text} | {fired} | {record['seconds']:.0f} |")
+    agree = [bool(lost_modes(r)) == any(e["kind"] == "mode_collapse" for e in r["events"]) for r in newest.values()]
+    lines.append(f"\nruns where the mode-collapse detection agrees with the effective-modes trajectory: {sum(agree)} of {len(agree)}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", default=PLAN, help="<variant or plan name>:<ring|grid> (default: the plan)")
+    parser.add_argument("--name", help="record the runs under this name instead of the variant's (with extra overrides)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rerun", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the table of --out and exit")
+    parser.add_argument("extra", nargs="*", help="Hydra overrides for every run (after --)")
+    args = parser.parse_args()
+    records = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
+    if not args.table:
+        done = {key_of(r) for r in records}
+        for run in args.runs:
+            variant, _, data = run.partition(":")
+            if data not in ("ring", "grid"):
+                raise SystemExit(f"--runs {run!r}: expected <variant>:ring or <variant>:grid")
+            name = args.name or variant
+            if args.name:
+                NAMED[name] = (variant, [])
+            for seed in args.seeds:
+                key = (name, data, seed, args.steps, tuple(args.extra))
+                if key in done and not args.rerun:
+                    continue
+                record = run_one(name, data, seed, args.steps, list(args.extra))
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                with open(args.out, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                records.append(record)
+                print(f"{name}:{data} seed {seed}: {[(e['kind'], e['generator_step']) for e in record['events']]} "
+                      f"({record['seconds']:.0f} s)", flush=True)
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()
