@@ -129,6 +129,31 @@ def test_small_data_counts_a_rerun_seed_once_with_its_newest_record():
     assert lecam == f"| dcgan | lecam | 25.0 | - | 25.0 - 25.0 | {25.0 - statistics.fmean(newest):+.1f} | 1 | 100 |"
 
 
+def test_small_data_tabulates_further_values_with_their_spread():
+    from benchmarks import small_data
+
+    records = [dict(small_record("cgan", "none", seed, 100.0 + seed), values={"fid_digits": 100.0 + seed, "class_accuracy": acc})
+               for seed, acc in enumerate((0.2, 0.4, 0.9))]
+    row = next(line for line in small_data.table(records, ["class_accuracy"]).splitlines() if line.startswith("| cgan |"))
+    accuracy = [0.2, 0.4, 0.9]
+    assert row.endswith(f"| {statistics.fmean(accuracy):.3f} ± {statistics.stdev(accuracy):.3f} (0.200, 0.400, 0.900) |")
+
+
+# -------------------------------------------------------------------------------------- health checks
+def test_health_checks_benchmark_finds_the_first_check_below_half_the_best_and_compares_the_detections():
+    from benchmarks import health_checks
+
+    lost = {"name": "dcgan", "data": "ring", "seed": 0, "steps": 3000, "extra": [], "seconds": 50.0,
+            "effective_modes": [[500, 3.0], [600, 7.9], [700, 4.0], [800, 3.9], [900, 2.0]],
+            "diversity_ratio": [[500, 0.5], [900, 0.2]], "events": [{"kind": "mode_collapse", "generator_step": 800, "evidence": {}}]}
+    growing = dict(lost, seed=1, effective_modes=[[500, 2.0], [600, 9.0], [700, 20.0]], events=[])
+    assert health_checks.lost_modes(lost) == (800, 3.9, 7.9)  # 4.0 is above half of 7.9, 3.9 below
+    assert health_checks.lost_modes(growing) is None  # a slow start is no loss
+    table = health_checks.table([lost, growing, dict(growing, seed=2, events=lost["events"])])
+    assert "| dcgan | ring | 3000 | 0 | 7.9 (600) -> 2.0 | 0.20 | step 800: 3.9 of best 7.9 | mode_collapse @ 800 | 50 |" in table
+    assert table.endswith("agrees with the effective-modes trajectory: 2 of 3")  # seed 2 fired without a loss
+
+
 def test_small_data_table_mode_only_reads(tmp_path, monkeypatch, capsys):
     from benchmarks import small_data
 
