@@ -33,7 +33,8 @@ def start_worker(worker_id: int, rank: int) -> None:
     watchdog. Signals sent to every process of a job one by one (SLURM's to a job step) still reach it. Then
     Lightning's per-worker seeding, which it adds only to loaders without an init function of their own
     (``seed_everything(workers=True)``)."""
-    os.setpgid(0, 0)
+    if hasattr(os, "setpgid"):  # POSIX; Windows has no process groups of this kind
+        os.setpgid(0, 0)
     if int(os.environ.get("PL_SEED_WORKERS", 0)):
         from lightning.fabric.utilities.seed import pl_worker_init_function
 
