@@ -202,7 +202,7 @@ def main(cfg: DictConfig) -> float | None:
         check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
         stops_the_sweep = False
         if rank_zero_only.rank == 0:  # said once, not by every DDP process
-            for line in experiment_model_replaced(hydra_cfg.runtime.choices, hydra_cfg.overrides.task):
+            for line in experiment_model_replaced(hydra_cfg.runtime.choices):
                 log.warning(line)
             for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
                 log.warning(line)

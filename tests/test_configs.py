@@ -360,8 +360,8 @@ def test_an_experiment_written_for_one_model_run_with_another_is_said():
     from gan.utils.config import experiment_model, experiment_model_replaced
 
     assert (experiment_model("grid10"), experiment_model("pacgan"), experiment_model("ablation/ttur")) == ("r3gan", "gan", None)
-    line, = experiment_model_replaced({"experiment": "grid10", "model": "dcgan"}, ["experiment=grid10", "model=dcgan"])
+    line, = experiment_model_replaced({"experiment": "grid10", "model": "dcgan"})
     assert line.startswith("experiment=grid10 is written for model=r3gan (its networks and options), but model=dcgan on the "
                            "command line replaces it")
-    assert experiment_model_replaced({"experiment": "grid10", "model": "r3gan"}, ["experiment=grid10"]) == []
-    assert experiment_model_replaced({"experiment": None, "model": "dcgan"}, ["model=dcgan"]) == []
+    assert experiment_model_replaced({"experiment": "grid10", "model": "r3gan"}) == []
+    assert experiment_model_replaced({"experiment": None, "model": "dcgan"}) == []

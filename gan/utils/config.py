@@ -135,14 +135,13 @@ def experiment_model(experiment: str, conf_dir: Path = PROJECT_ROOT / "conf") ->
     return None
 
 
-def experiment_model_replaced(choices: dict, task_overrides: Iterable[str], conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
-    """The line for an experiment written for one model run with another chosen on the command line, which Hydra
-    lets win: ``experiment=grid10 model=dcgan`` failed on r3gan's schedule options with a message that named
-    neither (an audit)."""
+def experiment_model_replaced(choices: dict, conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
+    """The line for an experiment written for one model run with another, which only a choice on the command line
+    can make (Hydra lets it win): ``experiment=grid10 model=dcgan`` failed on r3gan's schedule options with a message
+    that named neither (an audit)."""
     experiment, model = choices.get("experiment"), choices.get("model")
     pinned = experiment_model(str(experiment), conf_dir) if experiment else None
-    given = any(str(o).startswith("model=") for o in task_overrides)
-    if pinned and model != pinned and given:
+    if pinned and model != pinned:
         return [f"experiment={experiment} is written for model={pinned} (its networks and options), but model={model} on the "
                 f"command line replaces it; options of the experiment may not fit model={model}"]
     return []
