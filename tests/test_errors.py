@@ -554,3 +554,25 @@ def test_an_option_the_target_does_not_take_is_one_line(make_cfg, overrides, mes
     model = "r3gan" if "arch=resnet" in overrides else "dcgan"
     with pytest.raises(ConfigError, match=message):
         train(make_cfg(tiny_overrides(model, steps=1) + overrides))
+
+
+def test_r3gans_beta2_schedule_under_an_optimizer_without_betas_names_the_way_out(make_cfg):
+    """It said "schedule beta2: the generator optimizer has no betas", naming neither the key nor what to do (an audit)."""
+    from train import train
+
+    with pytest.raises(ConfigError, match=r"^model.schedules.beta2 sets beta2 of the generator optimizer, but RMSprop has no "
+                                          r"betas; expected an optimizer with betas \(Adam\), or model.schedules.beta2=null$"):
+        train(make_cfg(tiny_overrides("r3gan", "toy2d_ring", steps=1) + ["presets=none", "optimizer=rmsprop_wgan"]))
+
+
+def test_a_preset_option_the_command_line_removed_is_not_refused(make_cfg):
+    """The preset-vs-chosen-optimizer check reads the composed config: an option removed with ~ is not there (a review)."""
+    from gan.utils.config import check_preset_fits_choices
+
+    cfg = make_cfg(["model=dcgan", "optimizer=rmsprop_wgan", "logger=none"])
+    with pytest.raises(ConfigError, match=r"^optimizer=rmsprop_wgan: the per-data preset tuned/dcgan/digits sets "
+                                          r"optimizer.discriminator.betas, which RMSprop does not take"):
+        check_preset_fits_choices(cfg, "tuned/dcgan/digits", ["optimizer=rmsprop_wgan"])
+    removed = make_cfg(["model=dcgan", "optimizer=rmsprop_wgan", "logger=none", "~optimizer.discriminator.betas",
+                        "~optimizer.generator.betas"])
+    check_preset_fits_choices(removed, "tuned/dcgan/digits", ["optimizer=rmsprop_wgan"])
