@@ -39,7 +39,7 @@ from gan.metrics.cache import data_identity
 from gan.metrics.summary import format_table, summarize_runs
 from gan.nets.base import eval_mode
 from gan.utils.checkpoint import generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config
-from gan.utils.config import PROJECT_ROOT, check_evaluate_options
+from gan.utils.config import PROJECT_ROOT, check_evaluate_options, top_level_keys_nothing_reads
 from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
@@ -401,6 +401,10 @@ def latent_interpolation(generator, rows: int, steps: int, rng: torch.Generator)
 def main(cfg: DictConfig) -> None:
     """A user error (missing, truncated or foreign checkpoint, missing data, bad option) is one line,
     ``error: <message>``, and exit status 2; anything else keeps its traceback."""
+    from hydra.core.hydra_config import HydraConfig
+
+    for line in top_level_keys_nothing_reads(cfg, HydraConfig.get().overrides.task, labels=None):
+        log.warning(line)
     evaluate(cfg)
 
 

@@ -25,7 +25,8 @@ from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
                                   options_changed_since, trained_generator_steps)
 from gan.utils.config import (check_preset_fits_choices, check_run_options, experiment_model_replaced, groups_under_a_preset,
-                              options_under_a_schedule, options_whose_switch_is_off, options_without_effect, slurm_batch_job_id)
+                              options_under_a_schedule, options_whose_switch_is_off, options_without_effect, slurm_batch_job_id,
+                              top_level_keys_nothing_reads)
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
@@ -193,6 +194,9 @@ def main(cfg: DictConfig) -> float | None:
     started = time.time()
     stops_the_sweep = False  # a refusal every trial would share: no failed_trial_value lets the sweep go on
     try:
+        if rank_zero_only.rank == 0:  # before the checks: an experiment's options that do not fit the model may be refused
+            for line in experiment_model_replaced(hydra_cfg.runtime.choices):
+                log.warning(line)
         check_run_options(cfg)  # before check_objective reads generator_steps (train() checks again for API callers)
         stops_the_sweep = True
         if hydra_cfg.mode == RunMode.MULTIRUN:
@@ -202,13 +206,13 @@ def main(cfg: DictConfig) -> float | None:
         check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
         stops_the_sweep = False
         if rank_zero_only.rank == 0:  # said once, not by every DDP process
-            for line in experiment_model_replaced(hydra_cfg.runtime.choices):
-                log.warning(line)
             for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
                 log.warning(line)
             for line in options_under_a_schedule(OmegaConf.select(cfg, "model.schedules"), hydra_cfg.overrides.task):
                 log.warning(line)
             for line in options_whose_switch_is_off(cfg, hydra_cfg.overrides.task):
+                log.warning(line)
+            for line in top_level_keys_nothing_reads(cfg, hydra_cfg.overrides.task):
                 log.warning(line)
         if in_sweep:
             record_job(cfg, "running", None, {}, started)

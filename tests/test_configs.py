@@ -5,6 +5,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gan.losses import HingeLoss, LeastSquaresLoss, NonSaturatingLoss, WassersteinLoss
+from gan.utils.config import check_groups_of_objects, check_metrics_options
 from gan.utils.instantiate import build_module
 from gan.utils.option_types import check_option_types
 from tests.conftest import DATASETS, MODELS
@@ -17,6 +18,8 @@ CORE_DATA = ["digits", "toy2d_ring", "toy2d_grid"]
 def test_every_model_and_data_compose(make_cfg, model, data):
     cfg = make_cfg([f"model={model}", f"data={data}", "logger=none"])
     check_option_types(cfg)  # no option's type is refused (gan/utils/option_types.py)
+    check_groups_of_objects(cfg)  # every callback, optimizer, penalty and schedule entry is an object's config
+    check_metrics_options(cfg)
     assert cfg.model._target_ == "gan.module.GANModule"
     assert cfg.trainer.max_steps == cfg.generator_steps * (cfg.model.n_critic + 1)
     assert list(cfg.model.generator.sample_shape) == list(cfg.data.sample_shape)

@@ -80,6 +80,8 @@ def cases(tmp):
         "preset_option_the_chosen_optimizer_lacks": ("train.py", ["model=dcgan", "optimizer=rmsprop_wgan"], {}),
         "slurm_launcher_without_slurm": ("train.py", ["-m", "hydra/launcher=slurm", f"hydra.sweep.dir={tmp / 'slurm'}",
                                                       "data=toy2d_ring", "generator_steps=2"], {}),
+        # a key added to a group of objects: a traceback from the schedules' check in train.py's main (an audit)
+        "schedule_entry_not_a_config": ("train.py", ["data=toy2d_ring", "+model.schedules.foo=1"], {}),
         "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
         "full_error_asked_for_composing": ("train.py", ["model=wgn"], {"HYDRA_FULL_ERROR": "1"}),
         "bug": ("train.py", [*tiny_overrides("gan", "toy2d_ring", steps=2), "+callbacks.boom._target_=tests.test_errors.Boom"], {}),
@@ -147,6 +149,8 @@ def results(tmp_path_factory):
     ("preset_option_the_chosen_optimizer_lacks", r"optimizer=rmsprop_wgan: the per-data preset tuned/dcgan/digits sets "
                                                  r"optimizer.discriminator.betas, which RMSprop does not take; add presets=none"),
     ("slurm_launcher_without_slurm", r"hydra/launcher=slurm submits every job to SLURM, but this machine has no SLURM"),
+    ("schedule_entry_not_a_config", r"model.schedules.foo=1: expected a schedule's config \(a mapping with _target_\), or "
+                                    r"null to leave it out"),
 ])
 def test_user_error_is_one_line_and_exit_status_2(results, name, message):
     import re
@@ -554,6 +558,64 @@ def test_an_option_the_target_does_not_take_is_one_line(make_cfg, overrides, mes
     model = "r3gan" if "arch=resnet" in overrides else "dcgan"
     with pytest.raises(ConfigError, match=message):
         train(make_cfg(tiny_overrides(model, steps=1) + overrides))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # each was dropped without a word (the grids, the CSV log, an added callback) ...
+    (["callbacks.sample_grid=5"], r"callbacks.sample_grid=5: expected a callback's config \(a mapping with _target_\), or "
+                                  r"null to leave it out"),
+    (["logger=csv", "logger.csv=5"], r"logger.csv=5: expected a logger's config \(a mapping with _target_\), or null"),
+    (["+callbacks.foo.every_n_generator_steps=5"], r"callbacks.foo=\{'every_n_generator_steps': 5\}: expected a "
+                                                  r"callback's config .*; an experiment or per-data preset written for "
+                                                  r"another model sets part of an entry this one does not have\?"),
+    (["+metrics.num_sample=500"], r"metrics.num_sample is not a metrics option \(nothing would read it\); did you mean "
+                                  r"metrics.num_samples\?; expected one of batch_size, .*, seed \(a metric is chosen with"),
+    # ... or ended in a traceback from Hydra or a check (an audit)
+    (["optimizer.generator=null"], r"optimizer.generator=null: expected an optimizer's config \(a mapping with _target_\); "
+                                   r"each network needs one"),
+    (["+optimizer.foo=1"], r"optimizer.foo=1: expected an optimizer's config"),
+    (["+model.penalties.foo=1"], r"model.penalties.foo=1: expected a penalty's config"),
+    (["+loss.foo=1"], r"loss: RelativisticLoss takes no option foo \(a TypeError when it is built\)"),
+])
+def test_an_entry_nothing_would_read_or_build_is_one_line(make_cfg, overrides, message):
+    from train import train
+
+    with pytest.raises(ConfigError, match=rf"^{message}"):
+        train(make_cfg(tiny_overrides("r3gan", "toy2d_ring", steps=1) + overrides))
+
+
+def test_the_shipped_groups_of_objects_and_metrics_options_pass_the_checks(make_cfg):
+    """The checks above refuse none of the shipped choices; a null entry leaves its object out."""
+    from gan.utils.config import check_groups_of_objects, check_metrics_options
+    from gan.utils.option_types import accepted_options
+
+    for overrides in (["callbacks=default", "logger=csv"], ["logger=wandb"], ["logger=tensorboard"], ["callbacks=none"],
+                      ["model=wgan_gp", "callbacks.sample_grid=null"], ["+metrics.compute.kid={}", "metrics=[fid,kid]"]):
+        cfg = make_cfg(overrides)
+        check_groups_of_objects(cfg)
+        check_metrics_options(cfg)
+    check_metrics_options(make_cfg(["metrics=[fid,kid]"], config_name="evaluate"))
+    # a class no __init__ of which is its own takes no option; one whose **kwargs reaches object may keep them
+    assert accepted_options("gan.losses.RelativisticLoss") == set()
+    assert accepted_options(type("KeepsAll", (), {"__init__": lambda self, a, **kwargs: None})) is None
+
+
+def test_a_top_level_key_added_that_nothing_reads_is_said(make_cfg):
+    """``+n_critic=5`` trained with model.n_critic unchanged, without a word (an audit): a warning, since a key added
+    to label runs is kept in the config and W&B's."""
+    from gan.utils.config import top_level_keys_nothing_reads
+
+    overrides = ["+n_critic=5", "+study=ablation", "+lr=0.001", "optimizer.generator.lr=${lr}", "++seed=3",
+                 "+model.foo_bar=1"]
+    cfg = make_cfg(overrides)
+    assert top_level_keys_nothing_reads(cfg, [*overrides, "+hparams_search=optuna"]) == [
+        "+n_critic=5 adds a top-level key that nothing reads (kept in the run's config; labels for runs go in tags=[...]); "
+        "did you mean model.n_critic?",
+        "+study=ablation adds a top-level key that nothing reads (kept in the run's config; labels for runs go in tags=[...])",
+    ]  # +lr is interpolated, ++ may override, a nested key is its object's to check, +hparams_search is a group
+    evaluate_cfg = make_cfg(["+num_sample=5"], config_name="evaluate")  # evaluate.py's main says it too
+    assert top_level_keys_nothing_reads(evaluate_cfg, ["+num_sample=5"], labels=None) == [
+        "+num_sample=5 adds a top-level key that nothing reads (kept in the config); did you mean num_samples?"]
 
 
 def test_r3gans_beta2_schedule_under_an_optimizer_without_betas_names_the_way_out(make_cfg):

@@ -365,11 +365,118 @@ def check_no_missing_values(cfg: DictConfig) -> None:
         raise ConfigError(f"{missing[0]}=??? has no value{more}: expected a value, e.g. {missing[0]}=<value>")
 
 
+#: nodes each entry of which is one object's config (a mapping with a ``_target_``), or null to leave it out, and what
+#: such an object is called
+GROUPS_OF_OBJECTS = {"callbacks": "a callback", "logger": "a logger", "optimizer": "an optimizer",
+                     "model.penalties": "a penalty", "model.schedules": "a schedule"}
+
+
+def check_groups_of_objects(cfg: DictConfig) -> None:
+    """An entry of ``callbacks``, ``logger``, ``optimizer``, ``model.penalties`` or ``model.schedules`` that is no
+    object's config: ``callbacks.sample_grid=5`` and ``logger.csv=5`` left the grids and the CSV out without a word,
+    ``+callbacks.foo=1`` was ignored, and ``optimizer.generator=5``, ``+optimizer.foo=1`` and ``+model.schedules.foo=1``
+    ended in a traceback from Hydra or from a check that reads the entries (an audit)."""
+    for key, what in GROUPS_OF_OBJECTS.items():
+        group = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+        if group is None:
+            continue
+        if not isinstance(group, DictConfig):
+            raise ConfigError(f"{key}={_shown(group)}: expected a mapping of names to configs, each {what}'s "
+                              f"({key}.<name>: {{_target_: ...}})")
+        for name in group.keys():
+            if OmegaConf.is_interpolation(group, name):
+                continue  # checked where it resolves
+            entry = group[name]
+            if (entry is None and key != "optimizer") or (isinstance(entry, DictConfig) and "_target_" in entry):
+                continue
+            leave_out = "; each network needs one" if key == "optimizer" else ", or null to leave it out"
+            # a mapping without _target_: what an experiment or preset sets of an entry the chosen model lacks
+            partial = ("; an experiment or per-data preset written for another model sets part of an entry this one "
+                       "does not have?" if isinstance(entry, DictConfig) else "")
+            raise ConfigError(f"{key}.{name}={_shown(entry)}: expected {what}'s config (a mapping with _target_)"
+                              f"{leave_out}{partial}")
+
+
+def _shown(value: Any) -> str:
+    plain = OmegaConf.to_container(value, resolve=False) if isinstance(value, (DictConfig, ListConfig)) else value
+    return "null" if plain is None else str(plain)
+
+
+def metrics_options_nothing_reads(cfg: DictConfig, conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
+    """The keys of ``metrics`` that are none of its options (those of ``conf/metrics/common.yaml``): added with ``+``
+    (``+metrics.num_sample=500``, a typo of num_samples) they were read by nothing, without a word."""
+    metrics = cfg.get("metrics")
+    if not isinstance(metrics, DictConfig):
+        return []
+    known = set(OmegaConf.load(conf_dir / "metrics" / "common.yaml").keys())
+    return [str(key) for key in metrics.keys() if key not in known]
+
+
+def check_metrics_options(cfg: DictConfig, conf_dir: Path = PROJECT_ROOT / "conf") -> None:
+    unknown = metrics_options_nothing_reads(cfg, conf_dir)
+    if unknown:
+        import difflib
+
+        known = sorted(OmegaConf.load(conf_dir / "metrics" / "common.yaml").keys())
+        close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.75)
+        raise ConfigError(f"metrics.{unknown[0]} is not a metrics option (nothing would read it)"
+                          f"{f'; did you mean metrics.{close[0]}?' if close else ''}; expected one of {', '.join(known)} "
+                          "(a metric is chosen with metrics=[...] or +metrics.compute.<name>={})")
+
+
+def top_level_keys_nothing_reads(cfg: DictConfig, task_overrides: Iterable[str], labels: str | None = "tags=[...]",
+                                 conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
+    """One line per top-level key added on the command line (``+n_critc=5``, ``+lr=1e-3``) that no value of the
+    config interpolates: Hydra adds any new key with ``+``, and nothing reads it. A warning, not an error: a key added
+    to label runs (``+study=ablation``) is kept in the run's config and in W&B's; ``labels`` names the option meant for
+    that (None: the script has none)."""
+    import difflib
+
+    lines = []
+    referenced = _interpolated_names(OmegaConf.to_container(cfg, resolve=False))
+    for override in task_overrides:
+        text = str(override)
+        if not text.startswith("+") or text.startswith("++"):
+            continue
+        key, _, value = text[1:].partition("=")
+        if "." in key or "@" in key or (conf_dir / key).is_dir() or key in referenced:
+            continue  # a nested option (its object checks it), or a config group (+experiment=...)
+        known = sorted(str(k) for k in cfg.keys() if k != key)
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        if not close:  # an option of a node (+n_critic=5 for model.n_critic=5)?
+            close = [f"{node}.{key}" for node in ("model", "data", "metrics", "trainer")
+                     if isinstance(cfg.get(node), DictConfig) and key in cfg[node]][:1]
+        kept = f"kept in the run's config; labels for runs go in {labels}" if labels else "kept in the config"
+        lines.append(f"+{key}={value} adds a top-level key that nothing reads ({kept})"
+                     f"{f'; did you mean {close[0]}?' if close else ''}")
+    return lines
+
+
+def _interpolated_names(node: Any) -> set[str]:
+    """The first key of every ``${...}`` interpolation in ``node``'s strings (``${lr}`` -> lr, ``${paths.data_dir}``
+    -> paths)."""
+    import re
+
+    names: set[str] = set()
+    if isinstance(node, dict):
+        for value in node.values():
+            names |= _interpolated_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            names |= _interpolated_names(value)
+    elif isinstance(node, str):
+        names |= {match.split(".")[0] for match in re.findall(r"\$\{([\w.]+)", node)}
+    return names
+
+
 def check_run_options(cfg: DictConfig) -> None:
     """train.py's ``seed``, ``generator_steps``, ``cpu_threads``, ``metrics.every_n_generator_steps`` and ``compile``,
-    ``trainer.log_every_n_steps``, a hand-set ``trainer.max_steps``, that no value is missing (``???``), and that the
-    run directory can be written."""
+    ``trainer.log_every_n_steps``, a hand-set ``trainer.max_steps``, that no value is missing (``???``), that every
+    entry of a group of objects is one (:func:`check_groups_of_objects`), that ``metrics`` holds only its options, and
+    that the run directory can be written."""
     check_no_missing_values(cfg)
+    check_groups_of_objects(cfg)
+    check_metrics_options(cfg)
     check_integer_options(cfg, RUN_OPTIONS)
     check_log_interval(cfg)
     if not isinstance(cfg.get("compile", False), bool):  # any other value was truthy: compile=maybe compiled
@@ -423,6 +530,7 @@ def check_evaluate_options(cfg: DictConfig) -> None:
     folder can be written (as train.py checks it: a file in its place failed with a FileExistsError traceback only
     after the checkpoint, the metrics and the data were loaded)."""
     check_integer_options(cfg, EVALUATE_OPTIONS)
+    check_metrics_options(cfg)
     seeds = cfg.get("seeds")
     if seeds is not None and (not OmegaConf.is_list(seeds) or not seeds or not all(is_integer(seed) for seed in seeds)):
         raise ConfigError(f"seeds={seeds} is not valid: expected a list of integers (e.g. seeds=[0,1,2]) or null")
