@@ -215,13 +215,28 @@ class IntraFID(Metric):
             raise ConfigError(f"{self.name} needs at least 2 fakes per class: {num_fake} samples for {num_classes} classes")
 
     def compute(self, fake, real, datamodule):
-        values = {}
+        values, counts = {}, []
         for label in range(datamodule.num_classes):
             fakes, reals = fake[self.layer][fake[LABELS] == label], real[self.layer][real[LABELS] == label]
             if len(reals) < 2:
                 raise ConfigError(f"{self.name}: class {label} has {len(reals)} of the real samples; raise metrics.num_real")
             values[f"{self.name}/{label}"] = frechet_distance_of_features(fakes, reals)
+            counts.append((len(reals), len(fakes)))
+        self.warn_about_few_samples(counts, fake[self.layer].shape[1])
         return {self.name: sum(values.values()) / len(values), **values}
+
+    def warn_about_few_samples(self, counts: list[tuple[int, int]], dimensions: int) -> None:
+        """Once per metric object: a class with no more samples than the features have dimensions has a singular
+        covariance, and its Frechet distance is biased upward, the more so the fewer the samples (10 reals of a class
+        against the digit classifier's 64 dimensions passed without a word; an audit). The value is still a valid
+        comparison between runs at the same counts."""
+        fewest_real, fewest_fake = min(real for real, _ in counts), min(fake for _, fake in counts)
+        if min(fewest_real, fewest_fake) <= dimensions and not getattr(self, "_warned_few", False):
+            self._warned_few = True
+            log.warning("%s: the smallest class has %d real and %d fake samples, not more than the %d feature "
+                        "dimensions: its covariance is singular and its distance biased upward; compare %s only at equal "
+                        "counts (metrics.num_real, metrics.num_samples)", self.name, fewest_real, fewest_fake, dimensions,
+                        self.name)
 
 
 class KID(Metric):

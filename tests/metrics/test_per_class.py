@@ -86,6 +86,26 @@ def test_intra_fid_is_the_frechet_distance_within_each_class(held_out, digits):
     assert ignoring["intra_fid"] > 5 * values["intra_fid"]  # a class's fakes are all digits: far from that class
 
 
+def test_intra_fid_says_once_when_a_class_has_fewer_samples_than_dimensions(held_out, digits, caplog):
+    """300 reals give ~30 per class against the digit classifier's 64 feature dimensions: singular covariances."""
+    from gan.metrics.registry import real_sample_indices
+
+    generator = HeldOutDigits(*held_out, follows_labels=True)
+    enough = MetricSuite({"intra_fid": {"extractor": "digit_classifier"}}, num_samples=NUM_SAMPLES, num_real=1000)
+    with caplog.at_level("WARNING", logger="gan"):
+        enough.evaluate_generator(generator, digits)
+    assert not [r for r in caplog.records if "feature dimensions" in r.getMessage()]
+    few = MetricSuite({"intra_fid": {"extractor": "digit_classifier"}}, num_samples=NUM_SAMPLES, num_real=300)
+    with caplog.at_level("WARNING", logger="gan"):
+        few.evaluate_generator(generator, digits)
+        few.evaluate_generator(generator, digits)  # said once per metric, not at every evaluation
+    said = [r.getMessage() for r in caplog.records if "feature dimensions" in r.getMessage()]
+    real_counts = torch.bincount(digits.train_set.tensors[1][real_sample_indices(digits, 300, 0)], minlength=10)
+    assert said == [f"intra_fid: the smallest class has {int(real_counts.min())} real and {NUM_SAMPLES // 10} fake samples, "
+                    "not more than the 64 feature dimensions: its covariance is singular and its distance biased upward; "
+                    "compare intra_fid only at equal counts (metrics.num_real, metrics.num_samples)"]
+
+
 def test_per_class_and_digit_metrics_refuse_what_they_cannot_score(digits):
     with pytest.raises(ValueError, match=r"class_accuracy scores each class of a class-conditional generator, but this one is unconditional"):
         MetricSuite(["class_accuracy"]).check_generator(None)
