@@ -505,6 +505,27 @@ def test_the_shipped_ddp_trainers_and_one_process_pass_the_strategy_check():
             check_data_parallel_strategy(compose("train", ["trainer=cpu", "trainer.devices=4"]).trainer)
 
 
+def test_several_nodes_without_a_launcher_are_refused_instead_of_waiting_for_ever(monkeypatch):
+    """``trainer.num_nodes=2`` on one machine waited for the other node's processes, which nothing starts (an audit's
+    run until its 90 s timeout)."""
+    from gan.utils.instantiate import check_other_nodes_are_started
+
+    for name in ("NODE_RANK", "MASTER_ADDR", "SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "LSB_JOBID", "JSM_NAMESPACE_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    node = trainer_node(num_nodes=2, devices=2, strategy="ddp_find_unused_parameters_true")
+    with pytest.raises(ConfigError, match=r"^trainer.num_nodes=2: no cluster launcher \(SLURM's srun, torchrun, LSF, MPI\) "
+                                          r"started this process, so nothing starts the other nodes' processes and Lightning "
+                                          r"would wait for them for ever; expected trainer.num_nodes=1 on one machine"):
+        check_other_nodes_are_started(node)
+    check_other_nodes_are_started(trainer_node(devices=2, strategy="ddp_find_unused_parameters_true"))  # one node
+    for launched in ({"SLURM_NTASKS": "4", "SLURM_JOB_NAME": "train"}, {"TORCHELASTIC_RUN_ID": "1"}, {"NODE_RANK": "0"},
+                     {"MASTER_ADDR": "10.0.0.1"}):  # srun, torchrun, a hand start on each node
+        with monkeypatch.context() as patched:
+            for name, value in launched.items():
+                patched.setenv(name, value)
+            check_other_nodes_are_started(node)
+
+
 def test_a_validation_interval_is_refused():
     """``+trainer.val_check_interval=2`` was accepted and did nothing: there is no validation loop."""
     from gan.utils.instantiate import check_no_validation_options

@@ -87,6 +87,7 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
                               f"manual optimization), where Lightning does not apply it; expected {expected} ({instead})")
     check_accelerator_present(node.get("accelerator"))
     check_data_parallel_strategy(node)
+    check_other_nodes_are_started(node)
     check_sync_batchnorm(node)
     check_no_validation_options(node)
     for switch, kind in (("enable_progress_bar", ProgressBar), ("enable_checkpointing", Checkpoint)):
@@ -149,6 +150,31 @@ def check_data_parallel_strategy(node: DictConfig) -> None:
     raise ConfigError(f"{' '.join(many)} with trainer.strategy={strategy}: Lightning would run plain DDP, which a GAN "
                       f"cannot use (G's parameters get no gradient in D's step); expected {preset} {' '.join(many)} "
                       f"(or trainer.strategy=ddp_find_unused_parameters_true)")
+
+
+#: what a process started by hand on each node sets (Lightning's own environment reads these)
+NODE_VARIABLES = ("NODE_RANK", "MASTER_ADDR")
+
+
+def check_other_nodes_are_started(node: DictConfig) -> None:
+    """``trainer.num_nodes`` > 1 in a process no cluster launcher started: Lightning waits for the other nodes'
+    processes, which nothing starts, for ever (an audit's run waited until its 90 s timeout; it was documented, not
+    refused). The launchers Lightning detects (SLURM's srun, torchrun, LSF, MPI) and a hand start with ``NODE_RANK``
+    or ``MASTER_ADDR`` set (Lightning's own environment, Kubeflow's) are let through."""
+    import os
+
+    nodes = node.get("num_nodes", 1)
+    count = process_count(nodes, None)
+    if count is None or count <= 1 or any(os.environ.get(name) for name in NODE_VARIABLES):
+        return
+    from lightning.fabric.plugins.environments import LSFEnvironment, MPIEnvironment, SLURMEnvironment, TorchElasticEnvironment
+
+    if any(environment.detect() for environment in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment, MPIEnvironment)):
+        return
+    raise ConfigError(f"trainer.num_nodes={nodes}: no cluster launcher (SLURM's srun, torchrun, LSF, MPI) started this "
+                      "process, so nothing starts the other nodes' processes and Lightning would wait for them for ever; "
+                      "expected trainer.num_nodes=1 on one machine (trainer.devices sets its processes), or srun / torchrun "
+                      "on every node (hydra/launcher=slurm submits such jobs)")
 
 
 def check_sync_batchnorm(node: DictConfig) -> None:
