@@ -115,3 +115,67 @@ def density_coverage(fake: Tensor, real: Tensor, k: int = 5) -> dict[str, float]
         inside += (distances < radii).sum()
         nearest_fake = torch.minimum(nearest_fake, distances.min(dim=0).values)
     return {"density": float(inside / (k * len(fake))), "coverage": float((nearest_fake < radii).double().mean())}
+
+
+# ------------------------------------------------------------------------------------ memorization
+def two_nearest_others(points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each point's nearest other point (distance, index) and the distance to its second nearest, in row chunks.
+    The point itself is excluded by index, not by distance, so a duplicate of it counts as a neighbour at 0."""
+    points = points.double()
+    if len(points) < 3:
+        raise ValueError(f"the two nearest other points need at least 3 points, got {len(points)}")
+    step = _chunk_rows(len(points))
+    first, index, second = [], [], []
+    for start in range(0, len(points), step):
+        distances = torch.cdist(points[start:start + step], points)
+        rows = torch.arange(len(distances))
+        distances[rows, rows + start] = float("inf")
+        nearest = distances.topk(2, dim=1, largest=False)
+        first.append(nearest.values[:, 0])
+        index.append(nearest.indices[:, 0])
+        second.append(nearest.values[:, 1])
+    return torch.cat(first), torch.cat(index), torch.cat(second)
+
+
+def nearest_in(queries: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+    """Each query's nearest point (distance, index), in row chunks."""
+    queries, points = queries.double(), points.double()
+    step = _chunk_rows(len(points))
+    found = [torch.cdist(queries[start:start + step], points).min(dim=1) for start in range(0, len(queries), step)]
+    return torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
+
+
+def rank_sum_z(sample: Tensor, reference: Tensor) -> float:
+    """The Mann-Whitney U statistic of ``sample`` against ``reference`` as a z-score (normal approximation, ties
+    counted one half, without the tie correction of the variance): negative when ``sample``'s values tend to be
+    smaller. Meehan et al. 2020 compare this way the distances of generated and of held-out samples to the training
+    set (their Z_U, computed there per cell of a partition; here over the whole set)."""
+    from scipy.stats import rankdata
+
+    n1, n2 = len(sample), len(reference)
+    ranks = rankdata(torch.cat([sample, reference]).double().numpy())
+    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2
+    return (u - n1 * n2 / 2) / float(np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12))
+
+
+def memorization(fake: Tensor, real: Tensor) -> dict[str, float]:
+    """Whether fakes sit closer to the training samples than new data would (feature distances).
+
+    ``authenticity`` (Alaa et al. 2022): the fraction of fakes farther from their nearest real sample r than r is
+    from its own nearest other real; a copy of a real is at 0 and never authentic. ``authenticity_data``: the same
+    rule for each real against the others (left out in turn: the real's nearest other r', and r''s nearest among the
+    rest), the level of a generator that draws new samples of the data's distribution. ``distance_ratio``: the
+    median distance of a fake to its nearest real over the median left-out real's: below 1 the fakes are closer to
+    the training samples than new data would be. ``copy_z``: the rank-sum z-score of the two sets of distances
+    (Meehan et al. 2020's statistic over the whole set), negative when the fakes are closer."""
+    nearest, nearest_index, second = two_nearest_others(real)
+    fake_distance, fake_nearest = nearest_in(fake, real)
+    authentic = fake_distance > nearest[fake_nearest]
+    # a real left out: its nearest other r = nearest_index; r's nearest other but the one left out
+    others = nearest_index
+    leftout_radius = torch.where(nearest_index[others] == torch.arange(len(real)), second[others], nearest[others])
+    authentic_data = nearest > leftout_radius
+    median_data = float(nearest.median())
+    return {"authenticity": float(authentic.double().mean()), "authenticity_data": float(authentic_data.double().mean()),
+            "distance_ratio": float(fake_distance.median()) / median_data if median_data > 0 else float("nan"),
+            "copy_z": rank_sum_z(fake_distance, nearest)}

@@ -21,7 +21,7 @@ from torch import Tensor
 from gan.metrics.cache import cache_key, data_content, load_cached_features, reference_split, store_features
 from gan.metrics.features import DISTANCE_EXTRACTORS, EXTRACTORS, RESIZE_MODES, check_resize
 from gan.metrics.functional import (at_infinity, density_coverage, frechet_distance, frechet_distance_of_features,
-                                    gaussian_statistics, nested_counts, psd_factor)
+                                    gaussian_statistics, memorization, nested_counts, psd_factor)
 from gan.metrics.modes import mode_coverage, stacked_modes
 from gan.metrics.sharding import Batches, batch_seed, broadcast_from_rank_zero, gather_to_rank_zero
 from gan.utils.distributed import rank_and_world_size
@@ -321,6 +321,28 @@ class DensityCoverage(NearestNeighbourMetric):
         return {f"{self.name}/{key}": value for key, value in out.items()}
 
 
+class Memorization(Metric):
+    """Do the fakes copy training samples? :func:`~gan.metrics.functional.memorization` on the extractor's features,
+    against the metrics' real samples, which are the reference the fakes could have copied: a copy of a training
+    sample outside them is not seen (said once when they are fewer than the train split)."""
+
+    name, extractor, extractor_choices = "memorization", "inception", DISTANCE_EXTRACTORS
+    directions = {"memorization/authenticity": True}
+    min_samples = 3  # each real's two nearest others
+
+    def compute(self, fake, real, datamodule):
+        fake_features, real_features = fake[self.layer], real[self.layer]
+        keys = ("authenticity", "authenticity_data", "distance_ratio", "copy_z")
+        if not bool(torch.isfinite(fake_features).all()):  # a diverged generator: no distance to compare
+            return {f"{self.name}/{key}": math.nan for key in keys}
+        split = len(datamodule.train_set) if getattr(datamodule, "train_set", None) is not None else None
+        if split is not None and len(real_features) < split and not getattr(self, "_warned_part", False):
+            self._warned_part = True
+            log.warning("%s: the fakes are compared with %d of the %d training samples; a copy of one of the others is "
+                        "not seen (metrics.num_real=%d compares them all)", self.name, len(real_features), split, split)
+        return {f"{self.name}/{key}": value for key, value in memorization(fake_features, real_features).items()}
+
+
 # ---------------------------------------------------------------------------------- classifier scores
 class InceptionScore(Metric):
     """Inception Score (Salimans et al. 2016) on torch-fidelity's unbiased logits; needs no real data."""
@@ -434,7 +456,7 @@ class StackedModes(Metric):
 
 
 METRICS: dict[str, type[Metric]] = {cls.name: cls for cls in (
-    FID, FIDDigits, FDDinoV2, FDCLIP, FIDInfinity, IntraFID, KID, PrecisionRecall, DensityCoverage,
+    FID, FIDDigits, FDDinoV2, FDCLIP, FIDInfinity, IntraFID, KID, PrecisionRecall, DensityCoverage, Memorization,
     InceptionScore, ISInfinity, ClassAccuracy, ModeCoverage, StackedModes)}
 
 
