@@ -6,8 +6,8 @@ training callback uses.
 ``python evaluate.py fake_path=my_samples/ data=cifar10 metrics=[fid,kid]``
 
 Writes ``report.json`` (values + protocol + checkpoint + config), ``samples.png`` (a grid, or a scatter over
-the real modes for 2D data) and ``interpolation.png`` (latent interpolation strips, image data) to the
-output directory. Several checkpoints (a glob or a multirun directory in ``ckpt_path``) or latent seeds
+the real modes for 2D data), ``interpolation.png`` (latent interpolation strips, image data) and ``nearest.png``
+(fakes beside their nearest real images, image data) to the output directory. Several checkpoints (a glob or a multirun directory in ``ckpt_path``) or latent seeds
 (``seeds``) give one entry per evaluation in ``runs`` and, per metric, the mean, standard deviation and
 Student-t 95 % interval in ``summary`` (also printed as a table); no pictures then.
 
@@ -43,7 +43,7 @@ from gan.utils.config import PROJECT_ROOT, check_evaluate_options, top_level_key
 from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
-from gan.visualize import class_grid, save_image_grid, save_samples
+from gan.visualize import class_grid, nearest_real_rows, save_image_grid, save_samples
 
 log = logging.getLogger("gan")
 
@@ -377,7 +377,20 @@ def draw(generator, datamodule, out: Path, cfg: DictConfig) -> dict[str, str]:
     if datamodule.kind == "image" and cfg.interpolation.rows > 0:
         strips = latent_interpolation(generator, cfg.interpolation.rows, cfg.interpolation.steps, rng)
         pictures["interpolation"] = str(save_image_grid(strips, out / "interpolation.png", nrow=cfg.interpolation.steps))
+    if datamodule.kind == "image" and cfg.nearest.rows > 0:
+        fakes = generator.sample(int(cfg.nearest.rows), generator=rng)
+        rows = nearest_real_rows(fakes, metric_reals(datamodule, cfg), int(cfg.nearest.k))
+        pictures["nearest"] = str(save_image_grid(rows, out / "nearest.png", nrow=len(rows) // int(cfg.nearest.rows)))
     return pictures
+
+
+def metric_reals(datamodule, cfg: DictConfig) -> torch.Tensor:
+    """The real images the metrics compare with: the seeded draw of ``metrics.num_real`` (capped at the train
+    split), so nearest.png searches the set the memorization metric reads."""
+    if datamodule.train_set is None:
+        datamodule.setup("fit")
+    count = min(int(cfg.metrics.num_real), len(datamodule.train_set))
+    return datamodule.real_samples(count, torch.Generator().manual_seed(int(cfg.metrics.seed)))
 
 
 @torch.no_grad()

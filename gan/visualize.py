@@ -124,3 +124,13 @@ def class_grid(count: int, num_classes: int, device=None) -> tuple[int, torch.Te
         return per_class, torch.arange(num_classes, device=device).repeat_interleave(per_class), per_class
     labels = torch.linspace(0, num_classes - 1, count, device=device).round().long()  # spaced >= 1 apart: distinct
     return 1, labels, None
+
+
+def nearest_real_rows(fakes: Tensor, reals: Tensor, k: int) -> Tensor:
+    """For each fake, the fake followed by its ``k`` nearest reals in pixel distance (nearest first): the rows of
+    the picture GAN papers show to argue that samples are not training images (BigGAN's appendix, among others)."""
+    fakes, reals = fakes.detach().float().cpu(), reals.detach().float().cpu()
+    k = min(int(k), len(reals))
+    nearest = torch.cdist(fakes.flatten(1).double(), reals.flatten(1).double()).topk(k, dim=1, largest=False).indices
+    return torch.cat([torch.cat([fake.unsqueeze(0), reals[index]]) for fake, index in zip(fakes, nearest)])
+

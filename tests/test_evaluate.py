@@ -45,6 +45,24 @@ def test_evaluate_checkpoint_writes_report_pictures_and_matches_training_score(m
     with Image.open(out / "interpolation.png") as strip:
         assert strip.size == (5 * 30 + 2, 3 * 30 + 2)  # 5 steps x 3 rows of 28x28 with 2-pixel padding
     assert (out / "samples.png").exists()
+    with Image.open(out / "nearest.png") as nearest:  # 8 fakes, each with its 7 nearest reals
+        assert nearest.size == (8 * 30 + 2, 8 * 30 + 2)
+
+
+def test_nearest_rows_put_each_fake_before_its_nearest_reals_nearest_first():
+    from gan.visualize import nearest_real_rows
+
+    generator = torch.Generator().manual_seed(0)
+    reals = torch.rand(50, 1, 4, 4, generator=generator) * 2 - 1
+    fakes = torch.cat([reals[[7, 21]], reals[[3]] + 0.01])  # two copies and a near copy
+    rows = nearest_real_rows(fakes, reals, k=4).view(3, 5, 1, 4, 4)
+    assert torch.equal(rows[:, 0], fakes)
+    assert torch.equal(rows[0, 1], reals[7]) and torch.equal(rows[1, 1], reals[21]) and torch.equal(rows[2, 1], reals[3])
+    for fake, neighbours in zip(fakes, rows[:, 1:]):
+        distances = (neighbours - fake).flatten(1).norm(dim=1)
+        assert torch.all(distances[1:] >= distances[:-1])  # nearest first
+        others = (reals - fake).flatten(1).norm(dim=1).sort().values[:4]
+        assert torch.allclose(distances, others)  # and no nearer real left out
 
 
 def test_evaluate_toy_run_reports_mode_coverage_and_scatter(make_cfg, tmp_path):
@@ -396,7 +414,7 @@ def test_metrics_none_scores_nothing_and_draws_the_pictures(make_cfg, tmp_path, 
     """`metrics=none` fell back to the checkpoint run's selection, as no `metrics=` does."""
     checkpoint = digits_run[0] / "checkpoints" / "last.ckpt"
     report = evaluate(make_cfg([f"ckpt_path={checkpoint}", "metrics=none"], config_name="evaluate", output_dir=tmp_path / "out"))
-    assert report["values"] == {} and set(report["pictures"]) == {"samples", "interpolation"}
+    assert report["values"] == {} and set(report["pictures"]) == {"samples", "interpolation", "nearest"}
     assert (tmp_path / "out" / "samples.png").is_file()
     report = evaluate(make_cfg([f"ckpt_path={checkpoint}"], config_name="evaluate", output_dir=tmp_path / "again"))
     assert "fid_digits" in report["values"]  # without metrics=: the run's own selection, as before
