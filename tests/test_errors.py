@@ -586,9 +586,9 @@ def test_an_option_the_target_does_not_take_is_one_line(make_cfg, overrides, mes
     (["callbacks.sample_grid=5"], r"callbacks.sample_grid=5: expected a callback's config \(a mapping with _target_\), or "
                                   r"null to leave it out"),
     (["logger=csv", "logger.csv=5"], r"logger.csv=5: expected a logger's config \(a mapping with _target_\), or null"),
-    (["+callbacks.foo.every_n_generator_steps=5"], r"callbacks.foo=\{'every_n_generator_steps': 5\}: expected a "
-                                                  r"callback's config .*; an experiment or per-data preset written for "
-                                                  r"another model sets part of an entry this one does not have\?"),
+    (["+model.schedules.foo.value.start=0.1"], r"model.schedules.foo=\{'value': \{'start': 0.1\}\}: expected a "
+                                              r"schedule's config .*; an experiment or per-data preset written for "
+                                              r"another model sets part of an entry this one does not have\?"),
     (["+metrics.num_sample=500"], r"metrics.num_sample is not a metrics option \(nothing would read it\); did you mean "
                                   r"metrics.num_samples\?; expected one of batch_size, .*, seed \(a metric is chosen with"),
     # ... or ended in a traceback from Hydra or a check (an audit)
@@ -610,7 +610,10 @@ def test_the_shipped_groups_of_objects_and_metrics_options_pass_the_checks(make_
     from gan.utils.config import check_groups_of_objects, check_metrics_options
     from gan.utils.option_types import accepted_options
 
+    # a toy preset sets the grid's interval, which callbacks=none leaves without its callback: not built, not refused
+    # (a review found the first version of the check refusing every toy run with callbacks=none)
     for overrides in (["callbacks=default", "logger=csv"], ["logger=wandb"], ["logger=tensorboard"], ["callbacks=none"],
+                      ["model=dcgan", "data=toy2d_ring", "callbacks=none"],
                       ["model=wgan_gp", "callbacks.sample_grid=null"], ["+metrics.compute.kid={}", "metrics=[fid,kid]"]):
         cfg = make_cfg(overrides)
         check_groups_of_objects(cfg)

@@ -104,7 +104,9 @@ class ResumeState(pl.Callback):
         # a GAN module knows the real batches its iterations read (a batch may hold several iterations, and a
         # run may end inside one); otherwise every processed batch was one. `processed`, not `completed`: a
         # checkpoint written in on_train_batch_end (intervals, signals) is saved before Lightning marks it completed
-        trained = getattr(module, "real_batches_trained", None)
+        # (the start of the batch it was inside: its first training step skips what was trained, so batch ends fall
+        # where they did, see GANModule.resume_inside_batch)
+        trained = module.resume_inside_batch() if hasattr(module, "resume_inside_batch") else None
         done = trainer.fit_loop.epoch_loop.batch_progress.total.processed
         for loader in trainer.fit_loop._combined_loader.flattened:
             sampler = getattr(loader, "sampler", None)
