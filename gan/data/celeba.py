@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError, one_line
 from gan.data.image_data import UNREADABLE_IMAGE, ImageDataModule, ImageFiles
-from gan.utils.errors import ConfigError
+from gan.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("gan")
 
@@ -36,7 +36,10 @@ DOWNLOADED_FILES = ("img_align_celeba.zip", "list_eval_partition.txt")
 
 def read_partition(path: Path) -> list[tuple[str, int]]:
     """(file name, partition code) per line of list_eval_partition.txt."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:  # a PermissionError traceback (an audit)
+        raise DataError(f"cannot read {path} ({error.strerror or one_line(error)}); expected a file this user can read") from None
     try:
         text = data.decode("utf-8")  # not the locale's encoding: the file is ASCII wherever it is read
     except UnicodeDecodeError as error:
@@ -120,7 +123,11 @@ class CelebADataModule(ImageDataModule):
         wanted = [name for name, code in entries if self.split == "all" or code == PARTITIONS[self.split]]
         if not wanted:
             raise self.empty_split(partition, entries)
-        on_disk = set(os.listdir(images))
+        try:
+            on_disk = set(os.listdir(images))
+        except OSError as error:
+            raise DataError(f"cannot list {images} ({error.strerror or one_line(error)}); expected a folder this user can "
+                            "read") from None
         missing = [name for name in wanted if name not in on_disk]
         if missing:
             problem = (f"{len(missing)} of the {len(wanted)} {self.split} images listed in list_eval_partition.txt are "
@@ -134,7 +141,7 @@ class CelebADataModule(ImageDataModule):
             raise DatasetFormatError("celeba", images, f"{problem}, which is in img_align_celeba/{nested.name}/, one "
                                      "folder too deep", fix=f"move the images of {nested} up into {images}")
         self.check_image_size(images / wanted[0])
-        return ImageFiles([images / name for name in wanted], self.transform)
+        return ImageFiles([images / name for name in wanted], self.transform, min_side=self.center_crop)
 
     def empty_split(self, partition: Path, entries: list[tuple[str, int]]) -> ConfigError:
         """The requested split lists no image: which splits the partition file has."""

