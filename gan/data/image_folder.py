@@ -26,9 +26,15 @@ log = logging.getLogger("gan")
 LAYOUT = f"image files ({', '.join(ext.lstrip('.') for ext in IMG_EXTENSIONS)}) anywhere below it"
 
 
+#: PIL modes with an alpha channel, which the conversion to RGB or L drops
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
 def find_images(folder: Path) -> list[Path]:
-    """Image files below ``folder`` by extension (any case), in a stable order, each folder read once."""
-    found, seen = [], set()
+    """Image files below ``folder`` by extension (any case), in a stable order, each folder read once. Hidden files
+    and folders (names starting with ".") are left out, with a warning: Jupyter's ``.ipynb_checkpoints/`` holds
+    copies of images, and macOS's ``._name.png`` files are not images (an audit: both were read)."""
+    found, seen, hidden = [], set(), []
     for directory, subdirectories, names in os.walk(folder, followlinks=True):
         # links are followed (a folder of links to data sets is common), so a link back up the tree would
         # be walked again and again until the OS gives up on the path: each folder counts once
@@ -37,8 +43,15 @@ def find_images(folder: Path) -> list[Path]:
             subdirectories.clear()
             continue
         seen.add(real)
-        subdirectories.sort()
-        found += [Path(directory) / name for name in sorted(names) if name.lower().endswith(IMG_EXTENSIONS)]
+        hidden += [Path(directory) / name for name in (*subdirectories, *names) if name.startswith(".")
+                   and (name in subdirectories or name.lower().endswith(IMG_EXTENSIONS))]
+        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
+        found += [Path(directory) / name for name in sorted(names)
+                  if name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")]
+    if hidden:
+        examples = ", ".join(str(path.relative_to(folder)) for path in sorted(hidden)[:3])
+        log.warning("image_folder: left out %d hidden image files and folders under %s (names starting with '.': %s%s)",
+                    len(hidden), folder, examples, ", ..." if len(hidden) > 3 else "")
     return found
 
 
@@ -93,5 +106,11 @@ class ImageFolderDataModule(ImageDataModule):
             examples = ", ".join(str(path.relative_to(self.path)) for path in skipped[:3])
             log.warning("image_folder: skipped %d of %d files under %s that cannot be decoded (%s%s)",
                         len(skipped), len(candidates), self.path, examples, ", ..." if len(skipped) > 3 else "")
+        with_alpha = [path for path, found in zip(candidates, modes) if found in ALPHA_MODES]
+        if with_alpha:  # converted to RGB or L, a transparent pixel trains as whatever colour it holds (an audit)
+            log.warning("image_folder: %d of the %d images have an alpha channel (%s%s), which is dropped: a transparent "
+                        "pixel trains as the colour it holds; composite them onto a background first to train on what "
+                        "they show", len(with_alpha), len(paths), with_alpha[0].relative_to(self.path),
+                        ", ..." if len(with_alpha) > 1 else "")
         log.info("image_folder: %d images under %s", len(paths), self.path)
         return ImageFiles(paths, self.transform)

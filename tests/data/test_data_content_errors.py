@@ -333,3 +333,34 @@ def test_a_celeba_image_smaller_than_the_crop_is_refused_when_drawn(tmp_path):
     raises_exactly(DataError, rf"^image {re.escape(str(small))} is 64x64, smaller than data.center_crop=178, which would "
                    r"pad it with black; replace it, or set data.center_crop=null for images that are already cropped$",
                    lambda: dm.train_set[3])
+
+
+def test_hidden_files_and_folders_are_left_out_of_an_image_folder_with_a_warning(tmp_path, caplog):
+    """``.ipynb_checkpoints/`` copies and macOS's ``._name.png`` were read as images (an audit)."""
+    for name in ("a.png", "sub/b.png", ".ipynb_checkpoints/a-checkpoint.png", "._a.png", "sub/.c.png", ".git/x.png"):
+        write_image(tmp_path / "images" / name)
+    (tmp_path / "images" / ".notes.txt").write_text("not an image: not counted")
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        found = find_images(tmp_path / "images")
+    assert [p.relative_to(tmp_path / "images").as_posix() for p in found] == ["a.png", "sub/b.png"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"image_folder: left out 4 hidden image files and folders under {tmp_path / 'images'} (names starting with "
+        "'.': ._a.png, .git, .ipynb_checkpoints, ...)"]
+
+
+def test_images_with_an_alpha_channel_are_said_to_lose_it(tmp_path, caplog):
+    """A fully transparent red image trained as solid red, without a word (an audit)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    clear_red = np.zeros((8, 8, 4), dtype=np.uint8)
+    clear_red[..., 0] = 255  # red, alpha 0
+    Image.fromarray(clear_red, "RGBA").save(folder / "clear_red.png")
+    write_image(folder / "plain.png")
+    dm = ImageFolderDataModule(str(folder), resolution=8)
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        dm.setup("fit")
+    assert [r.getMessage() for r in caplog.records] == [
+        "image_folder: 1 of the 2 images have an alpha channel (clear_red.png), which is dropped: a transparent pixel "
+        "trains as the colour it holds; composite them onto a background first to train on what they show"]
+    red, _ = dm.train_set[0]
+    assert red[0].min() == 1 and red[1:].max() == -1  # what the warning says: the colour under alpha 0
