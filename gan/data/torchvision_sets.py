@@ -186,7 +186,26 @@ class TorchvisionDataModule(ImageDataModule):
                 plural = "s" if len(folders) > 1 else ""
                 fix = f"put the file{plural} {names} there in place of the folder{plural}, or {root_fix}"
             reason = "; ".join(reasons)
+        packed = self.packed_files()
+        if packed:  # the generic line left the files sitting there unmentioned (a data audit)
+            reason = f"{reason}; {packed[0]}" if reason else packed[0]
+            fix = packed[1]
         return DatasetNotFoundError(self.dataset_name, self.folder, self.layout, fix, reason)
+
+    def packed_files(self) -> tuple[str, str] | None:
+        """(what is there, what to do) when the missing files are there compressed (MNIST's ``.gz``) or the archive
+        is there unextracted (CIFAR-10's ``.tar.gz``)."""
+        gzipped = [self.root / f"{name}.gz" for name in self.missing_files() if (self.root / f"{name}.gz").is_file()]
+        if gzipped:
+            return (f"{gzipped[0].name}{' and the others' if len(gzipped) > 1 else ''} are there gzipped",
+                    f"gunzip them where they are (gunzip {gzipped[0].parent}/*.gz), or data.download=true, which checks "
+                    "and extracts them")
+        archive = getattr(self.dataset_class, "filename", None)
+        if archive and self.missing_files() and (self.root / archive).is_file():
+            return (f"the archive {archive} is there, not extracted",
+                    f"extract it where it is (tar -xzf {self.root / archive} -C {self.root}), or data.download=true, "
+                    "which checks and extracts it")
+        return None
 
     def prepare_data(self) -> None:
         if not self.missing_files():

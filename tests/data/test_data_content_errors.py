@@ -364,3 +364,34 @@ def test_images_with_an_alpha_channel_are_said_to_lose_it(tmp_path, caplog):
         "trains as the colour it holds; composite them onto a background first to train on what they show"]
     red, _ = dm.train_set[0]
     assert red[0].min() == 1 and red[1:].max() == -1  # what the warning says: the colour under alpha 0
+
+
+def test_data_files_there_but_packed_are_pointed_to(tmp_path):
+    """MNIST's four .gz files or CIFAR-10's unextracted archive got the generic "missing ..." line (a data audit)."""
+    import gzip
+
+    from gan.data import DatasetNotFoundError
+    from tests.data.fake_datasets import write_cifar10
+
+    write_mnist(tmp_path, train=20, test=7)
+    raw = tmp_path / "MNIST" / "raw"
+    for path in list(raw.iterdir()):
+        (raw / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    raises_exactly(DatasetNotFoundError, rf"mnist not found in .*MNIST/raw \(missing train-images-idx3-ubyte and 3 more; "
+                   rf"train-images-idx3-ubyte.gz and the others are there gzipped\); expected .*; fix: gunzip them where "
+                   rf"they are \(gunzip {re.escape(str(raw))}/\*.gz\), or data.download=true, which checks and extracts them$",
+                   lambda: MNISTDataModule(str(tmp_path), download=False).prepare_data())
+    cifar = tmp_path / "c"
+    write_cifar10(cifar)
+    folder = cifar / "cifar-10-batches-py"
+    import shutil
+    import tarfile
+
+    with tarfile.open(cifar / "cifar-10-python.tar.gz", "w:gz") as archive:
+        archive.add(folder, arcname="cifar-10-batches-py")
+    shutil.rmtree(folder)
+    raises_exactly(DatasetNotFoundError, r"cifar10 not found in .*cifar-10-batches-py \(missing data_batch_1 and 6 more; the "
+                   r"archive cifar-10-python.tar.gz is there, not extracted\); expected .*; fix: extract it where it is "
+                   r"\(tar -xzf .*cifar-10-python.tar.gz -C .*\), or data.download=true, which checks and extracts it$",
+                   lambda: CIFAR10DataModule(str(cifar), download=False).prepare_data())
