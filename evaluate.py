@@ -36,6 +36,7 @@ import gan  # noqa: F401  (registers the config resolvers)
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
+from gan.metrics.registry import real_sample_indices
 from gan.metrics.summary import format_table, summarize_runs
 from gan.nets.base import eval_mode
 from gan.utils.checkpoint import generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config
@@ -43,7 +44,7 @@ from gan.utils.config import PROJECT_ROOT, check_evaluate_options, top_level_key
 from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
-from gan.visualize import class_grid, nearest_real_rows, save_image_grid, save_samples
+from gan.visualize import class_grid, nearest_reals, save_image_grid, save_samples
 
 log = logging.getLogger("gan")
 
@@ -378,19 +379,29 @@ def draw(generator, datamodule, out: Path, cfg: DictConfig) -> dict[str, str]:
         strips = latent_interpolation(generator, cfg.interpolation.rows, cfg.interpolation.steps, rng)
         pictures["interpolation"] = str(save_image_grid(strips, out / "interpolation.png", nrow=cfg.interpolation.steps))
     if datamodule.kind == "image" and cfg.nearest.rows > 0:
-        fakes = generator.sample(int(cfg.nearest.rows), generator=rng)
-        rows = nearest_real_rows(fakes, metric_reals(datamodule, cfg), int(cfg.nearest.k))
-        pictures["nearest"] = str(save_image_grid(rows, out / "nearest.png", nrow=len(rows) // int(cfg.nearest.rows)))
+        fakes = generator.sample(int(cfg.nearest.rows), generator=rng).cpu()
+        pictures["nearest"] = str(save_image_grid(nearest_rows(fakes, datamodule, cfg), out / "nearest.png",
+                                                  nrow=int(cfg.nearest.k) + 1))
     return pictures
 
 
-def metric_reals(datamodule, cfg: DictConfig) -> torch.Tensor:
-    """The real images the metrics compare with: the seeded draw of ``metrics.num_real`` (capped at the train
-    split), so nearest.png searches the set the memorization metric reads."""
+#: real images read at a time for nearest.png
+NEAREST_CHUNK = 256
+
+
+def nearest_rows(fakes: torch.Tensor, datamodule, cfg: DictConfig) -> torch.Tensor:
+    """Each fake followed by its ``nearest.k`` nearest real images, searched in the draw of reals the metrics
+    compare with (``metrics.num_real``, capped at the train split: the set the memorization metric reads), read a
+    chunk at a time."""
     if datamodule.train_set is None:
         datamodule.setup("fit")
-    count = min(int(cfg.metrics.num_real), len(datamodule.train_set))
-    return datamodule.real_samples(count, torch.Generator().manual_seed(int(cfg.metrics.seed)))
+    real = datamodule.train_set
+    draw = real_sample_indices(datamodule, min(int(cfg.metrics.num_real), len(real)), int(cfg.metrics.seed))
+    k = min(int(cfg.nearest.k), len(draw))
+    chunks = (torch.stack([real[int(i)][0] for i in draw[start:start + NEAREST_CHUNK]])
+              for start in range(0, len(draw), NEAREST_CHUNK))
+    nearest = nearest_reals(fakes, chunks, k)
+    return torch.cat([torch.stack([fake, *(real[int(draw[j])][0] for j in row)]) for fake, row in zip(fakes.float(), nearest)])
 
 
 @torch.no_grad()
@@ -416,7 +427,8 @@ def main(cfg: DictConfig) -> None:
     ``error: <message>``, and exit status 2; anything else keeps its traceback."""
     from hydra.core.hydra_config import HydraConfig
 
-    for line in top_level_keys_nothing_reads(cfg, HydraConfig.get().overrides.task, labels=None):
+    hydra_cfg = HydraConfig.get()
+    for line in top_level_keys_nothing_reads(cfg, hydra_cfg.overrides.task, labels=None, hydra_cfg=hydra_cfg):
         log.warning(line)
     evaluate(cfg)
 

@@ -212,7 +212,7 @@ def main(cfg: DictConfig) -> float | None:
                 log.warning(line)
             for line in options_whose_switch_is_off(cfg, hydra_cfg.overrides.task):
                 log.warning(line)
-            for line in top_level_keys_nothing_reads(cfg, hydra_cfg.overrides.task):
+            for line in top_level_keys_nothing_reads(cfg, hydra_cfg.overrides.task, hydra_cfg=hydra_cfg):
                 log.warning(line)
         if in_sweep:
             record_job(cfg, "running", None, {}, started)

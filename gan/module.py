@@ -9,7 +9,7 @@ generator updates. One training batch holds ``iterations_per_batch`` iterations 
 between the cadences that act at batch ends, see gan/batching.py): the data loader yields
 ``real_batches_per_training_step`` real batches at once (concatenated), so Lightning's per-batch machinery
 runs once for all of them, and a resumed run continues the data stream exactly, with its batches where they were
-(``resume_inside_batch``).
+(``resume_from_batch_start``).
 Callbacks that watch every iteration implement ``on_gan_iteration_end(trainer, module)``, which the module
 calls after each iteration (Lightning's ``on_train_batch_end`` comes once per batch).
 
@@ -247,7 +247,7 @@ class GANModule(pl.LightningModule):
         self.iterations_per_batch_setting = iterations_per_batch
         #: the number in use: ``auto`` is resolved when a fit is set up (it depends on the trainer's cadences)
         self.iterations_per_batch = 1 if iterations_per_batch == AUTO else iterations_per_batch
-        #: iterations of the next training batch a resumed run had trained already (:meth:`resume_inside_batch`)
+        #: iterations of the next training batch a resumed run had trained already (:meth:`resume_from_batch_start`)
         self._iterations_to_skip = 0
         self.weight_clip = weight_clip
         self.ema_start = int(ema_start)
@@ -334,15 +334,10 @@ class GANModule(pl.LightningModule):
         """Finished GAN iterations (checkpointed through ``generator_steps``)."""
         return self.generator_steps // self.n_generator
 
-    @property
-    def real_batches_trained(self) -> int:
-        """Real batches of the data stream the finished iterations have read (whatever ``iterations_per_batch``
-        either run had)."""
-        return self.iterations_trained * self.real_batches_per_iteration
-
-    def resume_inside_batch(self) -> int:
-        """Where a resumed run restarts the data stream: at the start of the training batch its last iteration was
-        in, with that batch's finished iterations skipped by the first training step. A run saved inside a batch
+    def resume_from_batch_start(self) -> int:
+        """Sets the first training step of a resumed run to skip the iterations it trained of the batch its last
+        iteration was in, and returns the real batches of the data stream before that batch, where the data stream
+        restarts (called once, by :class:`~gan.callbacks.ResumeState`). A run saved inside a batch
         (a signal, or a run that ended inside one) and restarted at its next iteration ran its batches shifted, so
         every cadence chosen to fall on batch ends (log_every_n_steps, checkpoint intervals, grids, metrics) missed
         them for the rest of the run (an audit: no loss rows, no interval checkpoints after the resume). Returns
@@ -444,7 +439,7 @@ class GANModule(pl.LightningModule):
         # delegation at every zero_grad and step
         optimizers = self.optimizers(use_pl_optimizer=self._step_hook_callbacks is None)
         per_iteration, trainer = self.real_batches_per_iteration, self._trainer
-        skip, self._iterations_to_skip = self._iterations_to_skip, 0  # trained before a resume (resume_inside_batch)
+        skip, self._iterations_to_skip = self._iterations_to_skip, 0  # trained before a resume (resume_from_batch_start)
         for i in range(skip, self.iterations_per_batch):
             if i > skip:
                 count_iteration(trainer)  # Lightning's logging counter counts iterations, not batches

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -126,11 +126,19 @@ def class_grid(count: int, num_classes: int, device=None) -> tuple[int, torch.Te
     return 1, labels, None
 
 
-def nearest_real_rows(fakes: Tensor, reals: Tensor, k: int) -> Tensor:
-    """For each fake, the fake followed by its ``k`` nearest reals in pixel distance (nearest first): the rows of
-    the picture GAN papers show to argue that samples are not training images (BigGAN's appendix, among others)."""
-    fakes, reals = fakes.detach().float().cpu(), reals.detach().float().cpu()
-    k = min(int(k), len(reals))
-    nearest = torch.cdist(fakes.flatten(1).double(), reals.flatten(1).double()).topk(k, dim=1, largest=False).indices
-    return torch.cat([torch.cat([fake.unsqueeze(0), reals[index]]) for fake, index in zip(fakes, nearest)])
-
+def nearest_reals(fakes: Tensor, real_chunks: Iterable[Tensor], k: int) -> Tensor:
+    """For each fake, the positions of its ``k`` nearest reals in pixel distance, nearest first, over reals that
+    arrive in chunks (so a large image set is never held whole: a review found 10,000 256-px images stacked, then
+    copied in float64)."""
+    flat = fakes.detach().float().cpu().flatten(1)
+    best_distance = torch.empty(len(flat), 0)
+    best_index = torch.empty(len(flat), 0, dtype=torch.long)
+    seen = 0
+    for chunk in real_chunks:
+        distances = torch.cdist(flat, chunk.detach().float().cpu().flatten(1))
+        indices = torch.arange(seen, seen + len(chunk)).expand(len(flat), -1)
+        seen += len(chunk)
+        best_distance, order = torch.cat([best_distance, distances], 1).sort(dim=1, stable=True)
+        best_index = torch.cat([best_index, indices], 1).gather(1, order)
+        best_distance, best_index = best_distance[:, :k], best_index[:, :k]
+    return best_index

@@ -90,33 +90,34 @@ def test_a_run_that_ended_inside_a_batch_continues_where_it_ended(make_cfg, tmp_
     assert_same_state(full["module"], resumed["module"])
 
 
-def test_a_run_resumed_inside_a_batch_keeps_its_cadences(make_cfg, tmp_path):
-    """Resumed at its 7th iteration in batches of 5, a run restarted its batches there (8-12, 13-15), so nothing keyed
-    on batch ends acted again where it should: no loss row, no interval checkpoint at 10, the grid of 10 drawn at 12
-    (an audit: no loss rows and no interval checkpoints for the rest of a signalled run). The resumed run now starts
-    at the batch the 7th iteration was in, skipping what was trained."""
-    cadences = ["logger=csv", "trainer.log_every_n_steps=5", "callbacks.sample_grid.every_n_generator_steps=5",
-                *every_checkpoint(10)]  # 10 optimizer steps: 5 dcgan iterations
-    first = [o for o in tiny_overrides("dcgan", "toy2d_ring", steps=7) if o != "logger=none"] + cadences + \
-        ["model.iterations_per_batch=5"]
-    train(make_cfg(first, output_dir=tmp_path / "resumed"))
-    longer = [o.replace("generator_steps=7", "generator_steps=15") for o in first]
+@pytest.mark.parametrize("first_k, resumed_k", [(5, 5), (2, 5), (5, 2)])
+def test_a_run_resumed_inside_a_batch_keeps_its_cadences(make_cfg, tmp_path, first_k, resumed_k):
+    """Resumed at its 7th iteration in batches of 5, a run restarted its batches there (8-12, 13-17, 18-20), so
+    nothing keyed on batch ends acted again where it should: no loss row, no interval checkpoint at 10, the grid of 10
+    drawn at 12 (an audit: no loss rows and no interval checkpoints for the rest of a signalled run). The resumed run
+    now starts at the batch the 7th iteration was in, skipping what was trained, whatever K the first run had."""
+    cadences = ["logger=csv", "trainer.log_every_n_steps=10", "callbacks.sample_grid.every_n_generator_steps=10",
+                *every_checkpoint(20)]  # 20 optimizer steps: 10 dcgan iterations
+    base = [o for o in tiny_overrides("dcgan", "toy2d_ring", steps=7) if o != "logger=none"] + cadences
+    train(make_cfg(base + [f"model.iterations_per_batch={first_k}"], output_dir=tmp_path / "resumed"))
+    longer = [o.replace("generator_steps=7", "generator_steps=20") for o in base] + [f"model.iterations_per_batch={resumed_k}"]
     _, resumed = train(make_cfg(longer + ["ckpt_path=last"], output_dir=tmp_path / "resumed"))
     _, full = train(make_cfg(longer, output_dir=tmp_path / "full"))
     assert_same_state(full["module"], resumed["module"])
 
     def after_the_resume(run):
         rows = csv.DictReader(io.StringIO((tmp_path / run / "csv" / "metrics.csv").read_text()))
-        logged = {float(r["train/generator_step"]): {k: v for k, v in r.items() if k.startswith("train/")}
+        logged = {float(r["train/generator_step"]): {k: v for k, v in r.items() if k.startswith("train/") or k == "step"}
                   for r in rows if r.get("train/generator_step") and float(r["train/generator_step"]) > 7}
         grids = sorted(p.name for p in (tmp_path / run / "samples").glob("gstep_*.png") if int(p.stem[6:]) > 7)
         checkpoints = sorted(p.name for p in (tmp_path / run / "checkpoints").glob("step*.ckpt"))
         return logged, grids, checkpoints
 
     logged, grids, checkpoints = after_the_resume("full")
-    assert sorted(logged) == [10.0, 15.0] and grids == ["gstep_0000010.png", "gstep_0000015.png"]
-    assert checkpoints == ["step0000010.ckpt", "step0000020.ckpt", "step0000030.ckpt"]
-    assert after_the_resume("resumed") == (logged, grids, checkpoints)  # the same rows, values, grids and files
+    assert sorted(logged) == [10.0, 20.0] and grids == ["gstep_0000010.png", "gstep_0000020.png"]
+    assert checkpoints == ["step0000020.ckpt", "step0000040.ckpt"]
+    # the same rows (values and Lightning's step included), grids and files
+    assert after_the_resume("resumed") == (logged, grids, checkpoints)
 
 
 def test_a_checkpoint_cadence_inside_a_batch_is_refused_before_training(make_cfg, tmp_path):

@@ -5,7 +5,9 @@ callback adds
 - every rank's RNG states (torch, CUDA, numpy, python), restored right before the first resumed batch
   (under DDP each rank's RNG is first seeded with seed + rank, so ranks draw different latent codes);
 - the position in the data: Lightning restarts an interrupted epoch's data iterator from its first batch,
-  so the sampler's stream (gan/data/sampler.py) is moved to the batch after the last one trained on;
+  so the sampler's stream (gan/data/sampler.py) is moved to the start of the training batch the last trained
+  iteration was in, whose trained iterations the module then skips (``GANModule.resume_from_batch_start``), so
+  batch ends fall where the uninterrupted run's did;
 - the W&B run id, which ``train.py`` reads before building the logger so a resumed run continues the same
   W&B run (see :func:`wandb_run_id`).
 """
@@ -105,8 +107,8 @@ class ResumeState(pl.Callback):
         # run may end inside one); otherwise every processed batch was one. `processed`, not `completed`: a
         # checkpoint written in on_train_batch_end (intervals, signals) is saved before Lightning marks it completed
         # (the start of the batch it was inside: its first training step skips what was trained, so batch ends fall
-        # where they did, see GANModule.resume_inside_batch)
-        trained = module.resume_inside_batch() if hasattr(module, "resume_inside_batch") else None
+        # where they did, see GANModule.resume_from_batch_start)
+        trained = module.resume_from_batch_start() if hasattr(module, "resume_from_batch_start") else None
         done = trainer.fit_loop.epoch_loop.batch_progress.total.processed
         for loader in trainer.fit_loop._combined_loader.flattened:
             sampler = getattr(loader, "sampler", None)

@@ -43,26 +43,37 @@ def find_images(folder: Path) -> list[Path]:
             subdirectories.clear()
             continue
         seen.add(real)
-        hidden += [Path(directory) / name for name in (*subdirectories, *names) if name.startswith(".")
-                   and (name in subdirectories or name.lower().endswith(IMG_EXTENSIONS))]
+        hidden += [Path(directory) / name for name in names if name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)]
+        hidden += [Path(directory) / name for name in subdirectories if name.startswith(".")
+                   and holds_images(Path(directory) / name)]  # a .git or .cache without images is not worth a word
         subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
         found += [Path(directory) / name for name in sorted(names)
                   if name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")]
     if hidden:
         examples = ", ".join(str(path.relative_to(folder)) for path in sorted(hidden)[:3])
-        log.warning("image_folder: left out %d hidden image files and folders under %s (names starting with '.': %s%s)",
+        log.warning("image_folder: left out %d hidden image files and folders of images under %s (names starting with "
+                    "'.': %s%s)",
                     len(hidden), folder, examples, ", ..." if len(hidden) > 3 else "")
     return found
 
 
+def holds_images(folder: Path) -> bool:
+    """Whether ``folder`` itself holds an image file (by extension), without walking further down."""
+    try:
+        return any(name.lower().endswith(IMG_EXTENSIONS) for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
 def decodes(path: Path, mode: str, size: int) -> str | None:
     """The PIL mode of the file when PIL can decode all of it (a truncated JPEG only fails when its last scan is
-    read), else None."""
+    read), else None; a mode without an alpha channel whose file marks a colour or palette entry transparent (PNG's
+    tRNS) is reported as ``<mode>+transparency``."""
     try:
         with Image.open(path) as image:
             image.draft(mode, (size, size))
             image.load()
-            return image.mode
+            return f"{image.mode}+transparency" if "transparency" in image.info else image.mode
     except UNREADABLE_IMAGE:
         return None
 
@@ -106,11 +117,12 @@ class ImageFolderDataModule(ImageDataModule):
             examples = ", ".join(str(path.relative_to(self.path)) for path in skipped[:3])
             log.warning("image_folder: skipped %d of %d files under %s that cannot be decoded (%s%s)",
                         len(skipped), len(candidates), self.path, examples, ", ..." if len(skipped) > 3 else "")
-        with_alpha = [path for path, found in zip(candidates, modes) if found in ALPHA_MODES]
+        with_alpha = [path for path, found in zip(candidates, modes)
+                      if found in ALPHA_MODES or (found or "").endswith("+transparency")]
         if with_alpha:  # converted to RGB or L, a transparent pixel trains as whatever colour it holds (an audit)
-            log.warning("image_folder: %d of the %d images have an alpha channel (%s%s), which is dropped: a transparent "
-                        "pixel trains as the colour it holds; composite them onto a background first to train on what "
-                        "they show", len(with_alpha), len(paths), with_alpha[0].relative_to(self.path),
-                        ", ..." if len(with_alpha) > 1 else "")
+            log.warning("image_folder: %d of the %d images have transparency (an alpha channel or a transparent colour: "
+                        "%s%s), which is dropped: a transparent pixel trains as the colour it holds; composite them onto "
+                        "a background first to train on what they show", len(with_alpha), len(paths),
+                        with_alpha[0].relative_to(self.path), ", ..." if len(with_alpha) > 1 else "")
         log.info("image_folder: %d images under %s", len(paths), self.path)
         return ImageFiles(paths, self.transform)

@@ -56,6 +56,10 @@ class Metric:
     #: compares as many reals as fakes (k-NN metrics depend on the ratio; Kynkaanniemi et al. use equal counts)
     equal_counts: ClassVar[bool] = False
 
+    #: whether its headline can be a best checkpoint's default monitor (not a diagnostic whose "better" direction
+    #: also rewards a broken generator: memorization's authenticity is highest far from the data)
+    selects_checkpoints: ClassVar[bool] = True
+
     @classmethod
     def headline(cls) -> str:
         return next(iter(cls.directions))
@@ -328,6 +332,7 @@ class Memorization(Metric):
 
     name, extractor, extractor_choices = "memorization", "inception", DISTANCE_EXTRACTORS
     directions = {"memorization/authenticity": True}
+    selects_checkpoints = False  # a diagnostic: set metrics.monitor to follow it on purpose
     min_samples = 3  # each real's two nearest others
 
     def compute(self, fake, real, datamodule):
@@ -482,12 +487,15 @@ def _build_metric(name: str, options: Mapping | None) -> Metric:
 
 
 def best_monitor(monitor: str | None, compute: Mapping | Sequence | None) -> tuple[str | None, str]:
-    """(logged key, "min"/"max") a best checkpoint follows: ``monitor`` if set, else the first metric's headline."""
+    """(logged key, "min"/"max") a best checkpoint follows: ``monitor`` if set, else the headline of the first metric
+    that selects checkpoints (``metrics=[memorization,fid]`` follows fid; a review found best.ckpt following the
+    highest authenticity, which a generator far from the data has)."""
     names = list(compute or [])
     if monitor is None:
-        if not names:
+        selecting = [name for name in names if metric_class(name).selects_checkpoints]
+        if not selecting:
             return None, "min"
-        monitor = metric_class(names[0]).headline()
+        monitor = metric_class(selecting[0]).headline()
     monitor = monitor.removeprefix("val/")
     directions = {key: higher for cls in map(metric_class, names) for key, higher in cls.directions.items()}
     if monitor not in directions:

@@ -430,23 +430,35 @@ def check_metrics_options(cfg: DictConfig, conf_dir: Path = PROJECT_ROOT / "conf
                           "(a metric is chosen with metrics=[...] or +metrics.compute.<name>={})")
 
 
+#: top-level keys train.py reads that no config sets, so a sweep adds them with + (``+failed_trial_value=-1``)
+TOP_LEVEL_KEYS_READ_UNSET = ("failed_trial_value",)
+
+
 def top_level_keys_nothing_reads(cfg: DictConfig, task_overrides: Iterable[str], labels: str | None = "tags=[...]",
-                                 conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
+                                 hydra_cfg: Any = None, conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
     """One line per top-level key added on the command line (``+n_critc=5``, ``+lr=1e-3``) that no value of the
-    config interpolates: Hydra adds any new key with ``+``, and nothing reads it. A warning, not an error: a key added
-    to label runs (``+study=ablation``) is kept in the run's config and in W&B's; ``labels`` names the option meant for
-    that (None: the script has none)."""
+    config (or of ``hydra_cfg``: ``hydra.run.dir=runs/${study}``) interpolates, in any form (``${lr}``,
+    ``${oc.select:lr,1}``, ``${..lr}``), and that the scripts do not read: Hydra adds any new key with ``+``, and
+    nothing reads it. A warning, not an error: a key added to label runs (``+study=ablation``) is kept in the run's
+    config and in W&B's; ``labels`` names the option meant for that (None: the script has none)."""
     import difflib
+    import re
 
     lines = []
-    referenced = _interpolated_names(OmegaConf.to_container(cfg, resolve=False))
+    interpolations = _interpolations(OmegaConf.to_container(cfg, resolve=False))
+    if hydra_cfg is not None:
+        interpolations += _interpolations(OmegaConf.to_container(hydra_cfg, resolve=False))
     for override in task_overrides:
         text = str(override)
         if not text.startswith("+") or text.startswith("++"):
             continue
         key, _, value = text[1:].partition("=")
-        if "." in key or "@" in key or (conf_dir / key).is_dir() or key in referenced:
-            continue  # a nested option (its object checks it), or a config group (+experiment=...)
+        if "." in key or "@" in key or (conf_dir / key).is_dir() or key in TOP_LEVEL_KEYS_READ_UNSET:
+            continue  # a nested option (its object checks it), a config group (+experiment=...), or read by train.py
+        # the key at the start of an interpolation or of a resolver's argument, absolute or relative (``${lr}``,
+        # ``${oc.select:lr,1}``, ``${..lr}``), not as a nested key's last part (``${model.n_critic}``)
+        if any(re.search(rf"\$\{{(?:[^}}]*?[:,\s])?\.*{re.escape(key)}\b", text) for text in interpolations):
+            continue
         known = sorted(str(k) for k in cfg.keys() if k != key)
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
         if not close:  # an option of a node (+n_critic=5 for model.n_critic=5)?
@@ -458,21 +470,13 @@ def top_level_keys_nothing_reads(cfg: DictConfig, task_overrides: Iterable[str],
     return lines
 
 
-def _interpolated_names(node: Any) -> set[str]:
-    """The first key of every ``${...}`` interpolation in ``node``'s strings (``${lr}`` -> lr, ``${paths.data_dir}``
-    -> paths)."""
-    import re
-
-    names: set[str] = set()
+def _interpolations(node: Any) -> list[str]:
+    """Every string of ``node`` (a container) that holds an interpolation."""
     if isinstance(node, dict):
-        for value in node.values():
-            names |= _interpolated_names(value)
-    elif isinstance(node, list):
-        for value in node:
-            names |= _interpolated_names(value)
-    elif isinstance(node, str):
-        names |= {match.split(".")[0] for match in re.findall(r"\$\{([\w.]+)", node)}
-    return names
+        return [text for value in node.values() for text in _interpolations(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in _interpolations(value)]
+    return [node] if isinstance(node, str) and "${" in node else []
 
 
 def check_run_options(cfg: DictConfig) -> None:

@@ -140,8 +140,9 @@ def accepted_options(target: Any) -> set[str] | None:
         return None  # a function (a partial's target among them): left to the call
     names: set[str] = set()
     for klass in target.__mro__:
-        if klass is object:  # no class defines __init__ (RelativisticLoss): object's takes no option; after a
-            return None if names else set()  # **kwargs, one that may keep what it is given (as documented above)
+        if klass is object:  # no class defines __init__ (RelativisticLoss): object's takes no option, unless a
+            # __new__ takes them (timedelta, Path, NamedTuples, C types); after a **kwargs, one that may keep them
+            return set() if not names and target.__new__ is object.__new__ else None
         if "__init__" not in klass.__dict__:
             continue
         try:

@@ -340,12 +340,14 @@ def test_hidden_files_and_folders_are_left_out_of_an_image_folder_with_a_warning
     for name in ("a.png", "sub/b.png", ".ipynb_checkpoints/a-checkpoint.png", "._a.png", "sub/.c.png", ".git/x.png"):
         write_image(tmp_path / "images" / name)
     (tmp_path / "images" / ".notes.txt").write_text("not an image: not counted")
+    (tmp_path / "images" / ".cache").mkdir()  # a hidden folder without images: not worth a word (a review)
+    (tmp_path / "images" / ".cache" / "index").write_text("")
     with caplog.at_level(logging.WARNING, logger="gan"):
         found = find_images(tmp_path / "images")
     assert [p.relative_to(tmp_path / "images").as_posix() for p in found] == ["a.png", "sub/b.png"]
     assert [r.getMessage() for r in caplog.records] == [
-        f"image_folder: left out 4 hidden image files and folders under {tmp_path / 'images'} (names starting with "
-        "'.': ._a.png, .git, .ipynb_checkpoints, ...)"]
+        f"image_folder: left out 4 hidden image files and folders of images under {tmp_path / 'images'} (names starting "
+        "with '.': ._a.png, .git, .ipynb_checkpoints, ...)"]
 
 
 def test_images_with_an_alpha_channel_are_said_to_lose_it(tmp_path, caplog):
@@ -356,12 +358,16 @@ def test_images_with_an_alpha_channel_are_said_to_lose_it(tmp_path, caplog):
     clear_red[..., 0] = 255  # red, alpha 0
     Image.fromarray(clear_red, "RGBA").save(folder / "clear_red.png")
     write_image(folder / "plain.png")
+    keyed = Image.fromarray(np.zeros((8, 8), dtype=np.uint8), "P")  # a palette entry marked transparent (tRNS)
+    keyed.putpalette([0, 255, 0] * 256)
+    keyed.save(folder / "z_keyed.png", transparency=0)
     dm = ImageFolderDataModule(str(folder), resolution=8)
     with caplog.at_level(logging.WARNING, logger="gan"):
         dm.setup("fit")
     assert [r.getMessage() for r in caplog.records] == [
-        "image_folder: 1 of the 2 images have an alpha channel (clear_red.png), which is dropped: a transparent pixel "
-        "trains as the colour it holds; composite them onto a background first to train on what they show"]
+        "image_folder: 2 of the 3 images have transparency (an alpha channel or a transparent colour: clear_red.png, "
+        "...), which is dropped: a transparent pixel trains as the colour it holds; composite them onto a background "
+        "first to train on what they show"]
     red, _ = dm.train_set[0]
     assert red[0].min() == 1 and red[1:].max() == -1  # what the warning says: the colour under alpha 0
 

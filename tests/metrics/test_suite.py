@@ -165,6 +165,10 @@ def test_best_monitor_follows_each_metric_direction():
     assert best_monitor("val/kid", ["fid", "kid"]) == ("val/kid", "min")
     assert best_monitor(None, ["mode_coverage"]) == ("val/mode_coverage/modes", "max")
     assert best_monitor(None, []) == (None, "min")
+    # a diagnostic is no default (its highest authenticity is a generator far from the data); set on purpose, it is
+    assert best_monitor(None, ["memorization", "fid"]) == ("val/fid", "min")
+    assert best_monitor(None, ["memorization"]) == (None, "min")
+    assert best_monitor("memorization/authenticity", ["memorization"]) == ("val/memorization/authenticity", "max")
     with pytest.raises(ValueError, match=r"metrics.monitor='is' is not computed by the selected metrics \['fid'\]"):
         best_monitor("is", ["fid"])
 
