@@ -34,8 +34,8 @@ def find_images(folder: Path) -> list[Path]:
     """Image files below ``folder`` by extension (any case), in a stable order, each folder read once. Hidden files
     and folders (names starting with ".") are left out, with a warning: Jupyter's ``.ipynb_checkpoints/`` holds
     copies of images, and macOS's ``._name.png`` files are not images (an audit: both were read)."""
-    found, seen, hidden = [], set(), []
-    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+    found, seen, hidden, unlisted = [], set(), [], []
+    for directory, subdirectories, names in os.walk(folder, followlinks=True, onerror=unlisted.append):
         # links are followed (a folder of links to data sets is common), so a link back up the tree would
         # be walked again and again until the OS gives up on the path: each folder counts once
         real = os.path.realpath(directory)
@@ -49,6 +49,10 @@ def find_images(folder: Path) -> list[Path]:
         subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
         found += [Path(directory) / name for name in sorted(names)
                   if name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")]
+    if unlisted:  # os.walk skipped them without a word (an audit: a subfolder without read permission)
+        examples = ", ".join(f"{error.filename} ({error.strerror})" for error in unlisted[:2])
+        log.warning("image_folder: cannot list %d folder%s under %s, whose images are left out: %s%s", len(unlisted),
+                    "s" if len(unlisted) > 1 else "", folder, examples, ", ..." if len(unlisted) > 2 else "")
     if hidden:
         examples = ", ".join(str(path.relative_to(folder)) for path in sorted(hidden)[:3])
         log.warning("image_folder: left out %d hidden image files and folders of images under %s (names starting with "
@@ -112,10 +116,11 @@ class ImageFolderDataModule(ImageDataModule):
         paths = [path for path, found in zip(candidates, modes) if found]
         skipped = [path for path, found in zip(candidates, modes) if not found]
         if not paths:
-            raise self.not_found(f"none of its {len(candidates)} image files can be decoded")
+            raise self.not_found(f"none of its {len(candidates)} image files can be read or decoded (e.g. "
+                                 f"{candidates[0].relative_to(self.path)})")
         if skipped:
             examples = ", ".join(str(path.relative_to(self.path)) for path in skipped[:3])
-            log.warning("image_folder: skipped %d of %d files under %s that cannot be decoded (%s%s)",
+            log.warning("image_folder: skipped %d of %d files under %s that cannot be read or decoded (%s%s)",
                         len(skipped), len(candidates), self.path, examples, ", ..." if len(skipped) > 3 else "")
         with_alpha = [path for path, found in zip(candidates, modes)
                       if found in ALPHA_MODES or (found or "").endswith("+transparency")]

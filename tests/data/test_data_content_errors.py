@@ -401,3 +401,24 @@ def test_data_files_there_but_packed_are_pointed_to(tmp_path):
                    r"archive cifar-10-python.tar.gz is there, not extracted\); expected .*; fix: extract it where it is "
                    r"\(tar -xzf .*cifar-10-python.tar.gz -C .*\), or data.download=true, which checks and extracts it$",
                    lambda: CIFAR10DataModule(str(cifar), download=False).prepare_data())
+
+
+def test_a_folder_that_cannot_be_listed_is_said(tmp_path, monkeypatch, caplog):
+    """os.walk skipped a subfolder without read permission without a word (a data audit). Root lists anything: the
+    OS's refusal is simulated where os.walk lists a folder."""
+    write_image(tmp_path / "images" / "a.png")
+    write_image(tmp_path / "images" / "locked" / "b.png")
+    real_scandir = os.scandir
+
+    def refusing_scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing_scandir)
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        found = find_images(tmp_path / "images")
+    assert [p.name for p in found] == ["a.png"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"image_folder: cannot list 1 folder under {tmp_path / 'images'}, whose images are left out: "
+        f"{tmp_path / 'images' / 'locked'} (Permission denied)"]

@@ -57,5 +57,5 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
 def test_folder_of_only_broken_files_is_an_error_not_an_empty_epoch(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.png").write_bytes(b"garbage")
-    with pytest.raises(DatasetNotFoundError, match=r"none of its 1 image files can be decoded"):
+    with pytest.raises(DatasetNotFoundError, match=r"none of its 1 image files can be read or decoded \(e.g. a.png\)"):
         ImageFolderDataModule(path=str(tmp_path / "bad"), root=str(tmp_path)).setup("fit")
