@@ -408,22 +408,17 @@ def _shown(value: Any) -> str:
     return "null" if plain is None else str(plain)
 
 
-def metrics_options_nothing_reads(cfg: DictConfig, conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
-    """The keys of ``metrics`` that are none of its options (those of ``conf/metrics/common.yaml``): added with ``+``
-    (``+metrics.num_sample=500``, a typo of num_samples) they were read by nothing, without a word."""
+def check_metrics_options(cfg: DictConfig, conf_dir: Path = PROJECT_ROOT / "conf") -> None:
+    """A key of ``metrics`` that is none of its options (those of ``conf/metrics/common.yaml``): added with ``+``
+    (``+metrics.num_sample=500``, a typo of num_samples), it was read by nothing, without a word."""
     metrics = cfg.get("metrics")
     if not isinstance(metrics, DictConfig):
-        return []
-    known = set(OmegaConf.load(conf_dir / "metrics" / "common.yaml").keys())
-    return [str(key) for key in metrics.keys() if key not in known]
-
-
-def check_metrics_options(cfg: DictConfig, conf_dir: Path = PROJECT_ROOT / "conf") -> None:
-    unknown = metrics_options_nothing_reads(cfg, conf_dir)
+        return
+    known = sorted(OmegaConf.load(conf_dir / "metrics" / "common.yaml").keys())
+    unknown = [str(key) for key in metrics.keys() if key not in known]
     if unknown:
         import difflib
 
-        known = sorted(OmegaConf.load(conf_dir / "metrics" / "common.yaml").keys())
         close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.75)
         raise ConfigError(f"metrics.{unknown[0]} is not a metrics option (nothing would read it)"
                           f"{f'; did you mean metrics.{close[0]}?' if close else ''}; expected one of {', '.join(known)} "
@@ -457,7 +452,7 @@ def top_level_keys_nothing_reads(cfg: DictConfig, task_overrides: Iterable[str],
             continue  # a nested option (its object checks it), a config group (+experiment=...), or read by train.py
         # the key at the start of an interpolation or of a resolver's argument, absolute or relative (``${lr}``,
         # ``${oc.select:lr,1}``, ``${..lr}``), not as a nested key's last part (``${model.n_critic}``)
-        if any(re.search(rf"\$\{{(?:[^}}]*?[:,\s])?\.*{re.escape(key)}\b", text) for text in interpolations):
+        if any(re.search(rf"\$\{{(?:[^}}]*?[:,\s])?\.*{re.escape(key)}\b", found) for found in interpolations):
             continue
         known = sorted(str(k) for k in cfg.keys() if k != key)
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
