@@ -163,7 +163,7 @@ def memorization(fake: Tensor, real: Tensor) -> dict[str, float]:
 
     ``authenticity`` (Alaa et al. 2022): the fraction of fakes farther from their nearest real sample r than r is
     from its own nearest other real; a copy of a real is at 0 and never authentic. ``authenticity_data``: the same
-    rule for each real against the others (left out in turn: the real's nearest other r', and r''s nearest among the
+    rule for each real against the others (left out in turn: its nearest other real r, and r's own nearest among the
     rest), the level of a generator that draws new samples of the data's distribution. ``distance_ratio``: the
     median distance of a fake to its nearest real over the median left-out real's: below 1 the fakes are closer to
     the training samples than new data would be. ``copy_z``: the rank-sum z-score of the two sets of distances
