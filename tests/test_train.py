@@ -55,6 +55,18 @@ def test_trainer_switches_leave_out_their_callbacks_instead_of_failing(make_cfg,
     assert (tmp_path / "run" / "checkpoints").exists() == (switch != "enable_checkpointing")
 
 
+def test_without_the_progress_bar_callback_lightning_puts_none_in_its_place(make_cfg, tmp_path):
+    """callbacks.progress_bar=null left Lightning's own bar, which counted training batches against max_steps'
+    optimizer steps ("600/12000" at the end of a 6,000-step run); asked for explicitly, it is there."""
+    from lightning.pytorch.callbacks import ProgressBar
+
+    _, objects = train(make_cfg(tiny_overrides("dcgan", "toy2d_ring", steps=2)))  # tiny_overrides nulls the callback
+    assert objects["trainer"].progress_bar_callback is None
+    _, objects = train(make_cfg(tiny_overrides("dcgan", "toy2d_ring", steps=2) + ["+trainer.enable_progress_bar=true"],
+                                output_dir=tmp_path / "asked"))
+    assert isinstance(objects["trainer"].progress_bar_callback, ProgressBar)
+
+
 def test_gradient_penalty_is_logged(make_cfg):
     metrics, _ = train(make_cfg(tiny_overrides("wgan_gp", "digits", steps=2)))
     assert metrics["train/d/gp"] >= 0

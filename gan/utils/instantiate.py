@@ -96,6 +96,12 @@ def build_trainer(node: DictConfig, callbacks: list, **kwargs):
             if dropped:
                 log.info("trainer.%s=false: leaving out %s", switch, ", ".join(type(c).__name__ for c in dropped))
                 callbacks = [c for c in callbacks if not isinstance(c, kind)]
+    if node.get("enable_progress_bar") is None and not any(isinstance(c, ProgressBar) for c in callbacks):
+        # callbacks.progress_bar=null (or callbacks=none): Lightning put its own bar in its place, which counts
+        # training batches against max_steps' optimizer steps ("600/12000" at the end of a 6,000-step run)
+        log.info("callbacks.progress_bar is off: no progress bar (trainer.enable_progress_bar=true for Lightning's, which "
+                 "counts batches, not generator steps)")
+        kwargs = {**kwargs, "enable_progress_bar": False}
     # TypeError: Lightning's refusal of a value's kind (devices=abc under CPUAccelerator), or an option the Trainer
     # does not have (+trainer.foo=1); the arguments built here are always accepted
     return build_refusable(node, "trainer", (ValueError, TypeError, MisconfigurationException), callbacks=callbacks, **kwargs)
