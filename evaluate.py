@@ -378,10 +378,11 @@ def draw(generator, datamodule, out: Path, cfg: DictConfig) -> dict[str, str]:
     if datamodule.kind == "image" and cfg.interpolation.rows > 0:
         strips = latent_interpolation(generator, cfg.interpolation.rows, cfg.interpolation.steps, rng)
         pictures["interpolation"] = str(save_image_grid(strips, out / "interpolation.png", nrow=cfg.interpolation.steps))
-    if datamodule.kind == "image" and cfg.nearest.rows > 0:
-        fakes = generator.sample(int(cfg.nearest.rows), generator=rng).cpu()
+    nearest = cfg.get("nearest") or {}  # absent from an evaluate config written before nearest.png: none
+    if datamodule.kind == "image" and (nearest.get("rows") or 0) > 0:
+        fakes = generator.sample(int(nearest.rows), generator=rng).cpu()
         pictures["nearest"] = str(save_image_grid(nearest_rows(fakes, datamodule, cfg), out / "nearest.png",
-                                                  nrow=int(cfg.nearest.k) + 1))
+                                                  nrow=int(nearest.get("k") or 7) + 1))
     return pictures
 
 
@@ -397,11 +398,18 @@ def nearest_rows(fakes: torch.Tensor, datamodule, cfg: DictConfig) -> torch.Tens
         datamodule.setup("fit")
     real = datamodule.train_set
     draw = real_sample_indices(datamodule, min(int(cfg.metrics.num_real), len(real)), int(cfg.metrics.seed))
-    k = min(int(cfg.nearest.k), len(draw))
-    chunks = (torch.stack([real[int(i)][0] for i in draw[start:start + NEAREST_CHUNK]])
-              for start in range(0, len(draw), NEAREST_CHUNK))
+    k = min(int(cfg.nearest.get("k") or 7), len(draw))
+
+    def images(indices) -> torch.Tensor:
+        # a generator of another resolution than the data (scored after resizing): the reals at the fakes' size
+        batch = torch.stack([real[int(i)][0] for i in indices]).float()
+        if batch.shape[-2:] != fakes.shape[-2:]:
+            batch = torch.nn.functional.interpolate(batch, size=fakes.shape[-2:], mode="bilinear", antialias=True)
+        return batch
+
+    chunks = (images(draw[start:start + NEAREST_CHUNK]) for start in range(0, len(draw), NEAREST_CHUNK))
     nearest = nearest_reals(fakes, chunks, k)
-    return torch.cat([torch.stack([fake, *(real[int(draw[j])][0] for j in row)]) for fake, row in zip(fakes.float(), nearest)])
+    return torch.cat([torch.cat([fake.unsqueeze(0), images(draw[row])]) for fake, row in zip(fakes.float(), nearest)])
 
 
 @torch.no_grad()

@@ -309,7 +309,9 @@ RUN_OPTIONS = {"seed": SEED, "generator_steps": IntegerOption(1), "cpu_threads":
 #: evaluate.py's (``interpolation.steps`` >= 2: a strip runs from one latent code to another)
 EVALUATE_OPTIONS = {"seed": SEED, "num_samples": IntegerOption(1), "num_images": IntegerOption(1),
                     "num_points": IntegerOption(1), "interpolation.rows": IntegerOption(0),
-                    "interpolation.steps": IntegerOption(2), "nearest.rows": IntegerOption(0), "nearest.k": IntegerOption(1)}
+                    "interpolation.steps": IntegerOption(2),
+                    # null (or absent, in an evaluate config written before nearest.png): no picture, 7 neighbours
+                    "nearest.rows": IntegerOption(0, nullable=True), "nearest.k": IntegerOption(1, nullable=True)}
 
 
 def check_integer_options(cfg: DictConfig, options: dict[str, IntegerOption]) -> None:
