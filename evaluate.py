@@ -7,9 +7,10 @@ training callback uses.
 
 Writes ``report.json`` (values + protocol + checkpoint + config), ``samples.png`` (a grid, or a scatter over
 the real modes for 2D data), ``interpolation.png`` (latent interpolation strips, image data) and ``nearest.png``
-(fakes beside their nearest real images, image data) to the output directory. Several checkpoints (a glob or a multirun directory in ``ckpt_path``) or latent seeds
-(``seeds``) give one entry per evaluation in ``runs`` and, per metric, the mean, standard deviation and
-Student-t 95 % interval in ``summary`` (also printed as a table); no pictures then.
+(fakes beside their nearest real images, image data) to the output directory. Several checkpoints (a glob or a
+multirun directory in ``ckpt_path``) or latent seeds (``seeds``) give one entry per evaluation in ``runs`` and, per
+metric, the mean, standard deviation and Student-t 95 % interval in ``summary`` (also printed as a table); no
+pictures then.
 
 Ctrl+C: the first stops the evaluation the usual way (KeyboardInterrupt once the running torch operation
 returns; no report is written), a second one ends the process at once with status 130.
