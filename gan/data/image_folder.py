@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import NamedTuple
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,15 +70,23 @@ def holds_images(folder: Path) -> bool:
         return False
 
 
-def decodes(path: Path, mode: str, size: int) -> str | None:
-    """The PIL mode of the file when PIL can decode all of it (a truncated JPEG only fails when its last scan is
-    read), else None; a mode without an alpha channel whose file marks a colour or palette entry transparent (PNG's
-    tRNS) is reported as ``<mode>+transparency``."""
+class Decoded(NamedTuple):
+    """What setting an image folder up learns of a file it decoded."""
+
+    mode: str  # PIL's
+    transparent: bool  # an alpha channel, or a colour or palette entry marked transparent (PNG's tRNS)
+    shorter_side: int  # in pixels, before any resize
+
+
+def decodes(path: Path, mode: str, size: int) -> Decoded | None:
+    """What the file is when PIL can decode all of it (a truncated JPEG only fails when its last scan is read), else
+    None."""
     try:
         with Image.open(path) as image:
+            shorter_side = min(image.size)  # draft() may shrink a JPEG's decoded size
             image.draft(mode, (size, size))
             image.load()
-            return f"{image.mode}+transparency" if "transparency" in image.info else image.mode
+            return Decoded(image.mode, image.mode in ALPHA_MODES or "transparency" in image.info, shorter_side)
     except UNREADABLE_IMAGE:
         return None
 
@@ -109,7 +118,7 @@ class ImageFolderDataModule(ImageDataModule):
         mode = pil_mode(self.channels)
         with ThreadPoolExecutor(workers) as pool:
             modes = list(pool.map(lambda path: decodes(path, mode, self.resolution), candidates))
-        floating = next((path for path, found in zip(candidates, modes) if found in FLOAT_MODES), None)
+        floating = next((path for path, found in zip(candidates, modes) if found and found.mode in FLOAT_MODES), None)
         if floating is not None:  # converted as they are, values in [0, 1] would all become black
             raise DataError(f"image_folder: {floating} holds floating-point pixels (PIL mode F), whose range cannot be "
                             "known; expected 8- or 16-bit images (e.g. PNG or JPEG)")
@@ -122,12 +131,19 @@ class ImageFolderDataModule(ImageDataModule):
             examples = ", ".join(str(path.relative_to(self.path)) for path in skipped[:3])
             log.warning("image_folder: skipped %d of %d files under %s that cannot be read or decoded (%s%s)",
                         len(skipped), len(candidates), self.path, examples, ", ..." if len(skipped) > 3 else "")
-        with_alpha = [path for path, found in zip(candidates, modes)
-                      if found in ALPHA_MODES or (found or "").endswith("+transparency")]
+        with_alpha = [path for path, found in zip(candidates, modes) if found and found.transparent]
         if with_alpha:  # converted to RGB or L, a transparent pixel trains as whatever colour it holds (an audit)
             log.warning("image_folder: %d of the %d images have transparency (an alpha channel or a transparent colour: "
                         "%s%s), which is dropped: a transparent pixel trains as the colour it holds; composite them onto "
                         "a background first to train on what they show", len(with_alpha), len(paths),
                         with_alpha[0].relative_to(self.path), ", ..." if len(with_alpha) > 1 else "")
+        smaller = [(path, found.shorter_side) for path, found in zip(candidates, modes)
+                   if found and found.shorter_side < self.resolution]
+        if smaller:  # upscaled by the resize, they train blurred, without a word (an audit)
+            log.warning("image_folder: %d of the %d images are smaller than data.resolution=%d on their shorter side "
+                        "(%s, %d pixels%s), so they are upscaled and train blurred; expected images of at least %d pixels, "
+                        "or a lower data.resolution", len(smaller), len(paths), self.resolution,
+                        smaller[0][0].relative_to(self.path), smaller[0][1], ", ..." if len(smaller) > 1 else "",
+                        self.resolution)
         log.info("image_folder: %d images under %s", len(paths), self.path)
         return ImageFiles(paths, self.transform)

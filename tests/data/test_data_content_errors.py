@@ -422,3 +422,21 @@ def test_a_folder_that_cannot_be_listed_is_said(tmp_path, monkeypatch, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         f"image_folder: cannot list 1 folder under {tmp_path / 'images'}, whose images are left out: "
         f"{tmp_path / 'images' / 'locked'} (Permission denied)"]
+
+
+def test_images_smaller_than_the_resolution_are_said_to_be_upscaled(tmp_path, caplog):
+    """An 8x8 image in a 16-pixel image folder trained blurred, without a word (a data audit)."""
+    folder = tmp_path / "images"
+    write_image(folder / "a_small.png")  # 8x8
+    Image.fromarray(np.full((20, 30, 3), 90, dtype=np.uint8)).save(folder / "b_large.png")  # shorter side 20
+    dm = ImageFolderDataModule(str(folder), resolution=16)
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        dm.setup("fit")
+    assert [r.getMessage() for r in caplog.records] == [
+        "image_folder: 1 of the 2 images are smaller than data.resolution=16 on their shorter side (a_small.png, 8 "
+        "pixels), so they are upscaled and train blurred; expected images of at least 16 pixels, or a lower "
+        "data.resolution"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        ImageFolderDataModule(str(folder), resolution=8).setup("fit")
+    assert not caplog.records
