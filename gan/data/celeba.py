@@ -94,12 +94,21 @@ class CelebADataModule(ImageDataModule):
         return (self.folder / "img_align_celeba").is_dir() and (self.folder / "list_eval_partition.txt").is_file()
 
     def not_found(self, reason: str = "") -> DatasetNotFoundError:
-        return DatasetNotFoundError(
-            "celeba", self.folder, LAYOUT,
-            f"put the files there or set data.root to the folder that holds celeba/ (now {self.root}); "
-            "data.download=true tries Google Drive",
-            reason,
-        )
+        fix = (f"put the files there or set data.root to the folder that holds celeba/ (now {self.root}); "
+               "data.download=true tries Google Drive")
+        if not reason:  # which of the two is missing, and the archive left packed (a data audit: one line for all)
+            images, partition = self.folder / "img_align_celeba", self.folder / "list_eval_partition.txt"
+            problems = []
+            if not images.is_dir():
+                problems.append(f"{images.name} is a file, not a folder" if images.exists() else f"missing {images.name}/")
+            if not partition.is_file():
+                problems.append(f"missing {partition.name}")
+            reason = "; ".join(problems)
+            archive = self.folder / "img_align_celeba.zip"
+            if not images.exists() and archive.is_file():
+                reason += f"; the archive {archive.name} is there, not extracted"
+                fix = f"extract it where it is (unzip {archive} -d {self.folder}); {fix}"
+        return DatasetNotFoundError("celeba", self.folder, LAYOUT, fix, reason)
 
     def prepare_data(self) -> None:
         if self.present():

@@ -39,6 +39,30 @@ def test_missing_celeba_says_where_and_what_to_put_there(tmp_path):
     assert "img_align_celeba" in message and "list_eval_partition.txt" in message and "data.root" in message
 
 
+def test_what_is_missing_of_celeba_is_named_and_an_unextracted_archive_pointed_to(tmp_path):
+    """A missing partition file, an unextracted zip and a file in the images' place all got "celeba not found in
+    .../celeba" with the same fix (a data audit)."""
+    from tests.data.fake_datasets import write_celeba
+
+    write_celeba(tmp_path)
+    folder = tmp_path / "celeba"
+    (folder / "list_eval_partition.txt").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"celeba not found in .*celeba \(missing list_eval_partition.txt\); "):
+        CelebADataModule(str(tmp_path)).prepare_data()
+    for image in (folder / "img_align_celeba").iterdir():
+        image.unlink()
+    (folder / "img_align_celeba").rmdir()
+    (folder / "img_align_celeba.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    with pytest.raises(DatasetNotFoundError, match=r"\(missing img_align_celeba/; missing list_eval_partition.txt; the archive "
+                                                   r"img_align_celeba.zip is there, not extracted\); .*; fix: extract it "
+                                                   r"where it is \(unzip .*img_align_celeba.zip -d .*celeba\); put the files"):
+        CelebADataModule(str(tmp_path)).prepare_data()
+    (folder / "img_align_celeba").write_text("a file")
+    with pytest.raises(DatasetNotFoundError, match=r"\(img_align_celeba is a file, not a folder; missing "
+                                                   r"list_eval_partition.txt\); "):
+        CelebADataModule(str(tmp_path)).prepare_data()
+
+
 def test_failed_download_is_reported_as_not_found(tmp_path, monkeypatch):
     import gan.data.celeba as celeba
 
