@@ -340,8 +340,7 @@ class GANModule(pl.LightningModule):
         restarts (called once, by :class:`~gan.callbacks.ResumeState`). A run saved inside a batch
         (a signal, or a run that ended inside one) and restarted at its next iteration ran its batches shifted, so
         every cadence chosen to fall on batch ends (log_every_n_steps, checkpoint intervals, grids, metrics) missed
-        them for the rest of the run (an audit: no loss rows, no interval checkpoints after the resume). Returns
-        the real batches of the stream before that batch."""
+        them for the rest of the run (an audit: no loss rows, no interval checkpoints after the resume)."""
         self._iterations_to_skip = self.iterations_trained % self.iterations_per_batch
         return (self.iterations_trained - self._iterations_to_skip) * self.real_batches_per_iteration
 

@@ -64,6 +64,14 @@ class Metric:
     def headline(cls) -> str:
         return next(iter(cls.directions))
 
+    def warn_once(self, message: str, *args: Any) -> None:
+        """``log.warning(message, *args)`` the first time this metric says ``message``: a metric is scored at every
+        evaluation of a run, and a caveat about its counts holds for all of them."""
+        said = self.__dict__.setdefault("_said", set())
+        if message not in said:
+            said.add(message)
+            log.warning(message, *args)
+
     def __init__(self, num_samples: int | None = None, extractor: str | None = None):
         #: fake samples this metric takes; None: the suite's ``num_samples``
         if num_samples is not None and int(num_samples) < 1:  # 0 fell back to the suite's count silently
@@ -230,17 +238,16 @@ class IntraFID(Metric):
         return {self.name: sum(values.values()) / len(values), **values}
 
     def warn_about_few_samples(self, counts: list[tuple[int, int]], dimensions: int) -> None:
-        """Once per metric object: a class with no more samples than the features have dimensions has a singular
-        covariance, and its Frechet distance is biased upward, the more so the fewer the samples (10 reals of a class
-        against the digit classifier's 64 dimensions passed without a word; an audit). The value is still a valid
-        comparison between runs at the same counts."""
+        """Once per metric object (:meth:`warn_once`): a class with no more samples than the features have dimensions
+        has a singular covariance, and its Frechet distance is biased upward, the more so the fewer the samples (10
+        reals of a class against the digit classifier's 64 dimensions passed without a word; an audit). The value is
+        still a valid comparison between runs at the same counts."""
         fewest_real, fewest_fake = min(real for real, _ in counts), min(fake for _, fake in counts)
-        if min(fewest_real, fewest_fake) <= dimensions and not getattr(self, "_warned_few", False):
-            self._warned_few = True
-            log.warning("%s: the smallest class has %d real and %d fake samples, not more than the %d feature "
-                        "dimensions: its covariance is singular and its distance biased upward; compare %s only at equal "
-                        "counts (metrics.num_real, metrics.num_samples)", self.name, fewest_real, fewest_fake, dimensions,
-                        self.name)
+        if min(fewest_real, fewest_fake) <= dimensions:
+            self.warn_once("%s: the smallest class has %d real and %d fake samples, not more than the %d feature "
+                           "dimensions: its covariance is singular and its distance biased upward; compare %s only at "
+                           "equal counts (metrics.num_real, metrics.num_samples)", self.name, fewest_real, fewest_fake,
+                           dimensions, self.name)
 
 
 class KID(Metric):
@@ -341,10 +348,10 @@ class Memorization(Metric):
         if not bool(torch.isfinite(fake_features).all()):  # a diverged generator: no distance to compare
             return {f"{self.name}/{key}": math.nan for key in keys}
         split = len(datamodule.train_set) if getattr(datamodule, "train_set", None) is not None else None
-        if split is not None and len(real_features) < split and not getattr(self, "_warned_part", False):
-            self._warned_part = True
-            log.warning("%s: the fakes are compared with %d of the %d training samples; a copy of one of the others is "
-                        "not seen (metrics.num_real=%d compares them all)", self.name, len(real_features), split, split)
+        if split is not None and len(real_features) < split:
+            self.warn_once("%s: the fakes are compared with %d of the %d training samples; a copy of one of the others "
+                           "is not seen (metrics.num_real=%d compares them all)", self.name, len(real_features), split,
+                           split)
         return {f"{self.name}/{key}": value for key, value in memorization(fake_features, real_features).items()}
 
 

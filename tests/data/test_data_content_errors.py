@@ -350,6 +350,15 @@ def test_hidden_files_and_folders_are_left_out_of_an_image_folder_with_a_warning
         "with '.': ._a.png, .git, .ipynb_checkpoints, ...)"]
 
 
+def set_up_saying(folder, resolution, caplog):
+    """An image folder set up at ``resolution``, and the warnings that said."""
+    dm = ImageFolderDataModule(str(folder), resolution=resolution)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        dm.setup("fit")
+    return dm, [r.getMessage() for r in caplog.records]
+
+
 def test_images_with_an_alpha_channel_are_said_to_lose_it(tmp_path, caplog):
     """A fully transparent red image trained as solid red, without a word (an audit)."""
     folder = tmp_path / "images"
@@ -361,10 +370,8 @@ def test_images_with_an_alpha_channel_are_said_to_lose_it(tmp_path, caplog):
     keyed = Image.fromarray(np.zeros((8, 8), dtype=np.uint8), "P")  # a palette entry marked transparent (tRNS)
     keyed.putpalette([0, 255, 0] * 256)
     keyed.save(folder / "z_keyed.png", transparency=0)
-    dm = ImageFolderDataModule(str(folder), resolution=8)
-    with caplog.at_level(logging.WARNING, logger="gan"):
-        dm.setup("fit")
-    assert [r.getMessage() for r in caplog.records] == [
+    dm, said = set_up_saying(folder, 8, caplog)
+    assert said == [
         "image_folder: 2 of the 3 images have transparency (an alpha channel or a transparent colour: clear_red.png, "
         "...), which is dropped: a transparent pixel trains as the colour it holds; composite them onto a background "
         "first to train on what they show"]
@@ -429,14 +436,8 @@ def test_images_smaller_than_the_resolution_are_said_to_be_upscaled(tmp_path, ca
     folder = tmp_path / "images"
     write_image(folder / "a_small.png")  # 8x8
     Image.fromarray(np.full((20, 30, 3), 90, dtype=np.uint8)).save(folder / "b_large.png")  # shorter side 20
-    dm = ImageFolderDataModule(str(folder), resolution=16)
-    with caplog.at_level(logging.WARNING, logger="gan"):
-        dm.setup("fit")
-    assert [r.getMessage() for r in caplog.records] == [
+    assert set_up_saying(folder, 16, caplog)[1] == [
         "image_folder: 1 of the 2 images are smaller than data.resolution=16 on their shorter side (a_small.png, 8 "
         "pixels), so they are upscaled and train blurred; expected images of at least 16 pixels, or a lower "
         "data.resolution"]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="gan"):
-        ImageFolderDataModule(str(folder), resolution=8).setup("fit")
-    assert not caplog.records
+    assert set_up_saying(folder, 8, caplog)[1] == []
