@@ -4,13 +4,16 @@ training callback uses.
 ``python evaluate.py ckpt_path=RUN/checkpoints/best.ckpt metrics=[fid,is,kid,prc] num_samples=10000``
 ``python evaluate.py ckpt_path=logs/train/multiruns/DATE_TIME seeds=[0,1,2]``   (every job, 3 latent seeds)
 ``python evaluate.py fake_path=my_samples/ data=cifar10 metrics=[fid,kid]``
+``python evaluate.py ckpt_path=logs/train/multiruns/NEW compare_with=logs/train/multiruns/BASELINE``   (better or not?)
 
 Writes ``report.json`` (values + protocol + checkpoint + config), ``samples.png`` (a grid, or a scatter over
 the real modes for 2D data), ``interpolation.png`` (latent interpolation strips, image data) and ``nearest.png``
 (fakes beside their nearest real images, image data) to the output directory. Several checkpoints (a glob or a
 multirun directory in ``ckpt_path``) or latent seeds (``seeds``) give one entry per evaluation in ``runs`` and, per
-metric, the mean, standard deviation and Student-t 95 % interval in ``summary`` (also printed as a table); no
-pictures then.
+metric, the mean, standard deviation and Student-t 95 % interval in ``summary`` (also printed as a table), over
+the checkpoints (each the mean of its latent seeds) or, with one checkpoint, over its latent seeds; no pictures
+then. ``compare_with`` (checkpoints of a baseline) adds, per metric, the difference of the means with its Welch
+interval, p-value and verdict (``comparison``).
 
 Ctrl+C: the first stops the evaluation the usual way (KeyboardInterrupt once the running torch operation
 returns; no report is written), a second one ends the process at once with status 130.
@@ -27,7 +30,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import hydra
 import torch
@@ -37,8 +40,8 @@ import gan  # noqa: F401  (registers the config resolvers)
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
-from gan.metrics.registry import real_sample_indices
-from gan.metrics.summary import format_table, summarize_runs
+from gan.metrics.registry import logged_directions, real_sample_indices
+from gan.metrics.summary import compare_evaluations, format_comparison, format_table, summarize_evaluations
 from gan.nets.base import eval_mode
 from gan.utils.checkpoint import generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config
 from gan.utils.config import PROJECT_ROOT, check_evaluate_options, top_level_keys_nothing_reads
@@ -86,6 +89,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         except ConfigError as error:  # its message speaks of a model, and a folder has none
             raise ConfigError(f"fake_path={cfg.fake_path} (images without class labels): {error}") from None
     only_generator = check_checkpoints(checkpoint_paths, checkpoint, cfg, selection, datamodule, device)
+    baseline = checked_baseline(cfg, checkpoint_paths, checkpoint, selection, datamodule, device)
     suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True)  # fails now if weights are missing
     prepare(datamodule, data_cfg, from_checkpoint=not cfg.get("data"))
     identity = data_identity(OmegaConf.to_container(data_cfg, resolve=True))
@@ -98,29 +102,31 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         suite.check_fake_count(count, f"fake_path={cfg.fake_path}")
         values, protocol = suite.evaluate(batches, datamodule, identity)
         report.update(fake_path=str(Path(cfg.fake_path).resolve()), fake_images=count, values=values)
-    elif len(checkpoint_paths) == 1 and len(seeds) == 1:
+    elif len(checkpoint_paths) == 1 and len(seeds) == 1 and baseline is None:
         generator = only_generator
         values, protocol = suite.evaluate_generator(generator, datamodule, identity, latent_seed=seeds[0])
         report.update(checkpoint=checkpoint_record(checkpoint_paths[0], checkpoint, generator), values=values,
                       pictures=draw(generator, datamodule, out, cfg))
     else:
-        runs, protocol = [], None
-        for path in checkpoint_paths:
-            checkpoint = checkpoint if path == checkpoint_paths[0] else load_checkpoint(path)
-            # checked above; built again here so that one generator at a time is held
-            if only_generator is None:
-                generator = generator_from_checkpoint(checkpoint, use_ema=cfg.use_ema, device=device, path=path)
-            else:
-                generator = only_generator
-            for seed in seeds:
-                values, run_protocol = suite.evaluate_generator(generator, datamodule, identity, latent_seed=seed)
-                protocol = protocol or run_protocol
-                runs.append({"checkpoint": checkpoint_record(path, checkpoint, generator), "latent_seed": seed, "values": values})
-                log.info("%s, latent seed %d: %s", path, seed, format_values(values))
-        summary = summarize_runs([run["values"] for run in runs])
+        runs, protocol = evaluate_checkpoints(checkpoint_paths, checkpoint, only_generator, seeds, suite, datamodule,
+                                              identity, cfg, device)
+        summary = summarize_evaluations([(run["checkpoint"]["path"], run["values"]) for run in runs])
         report.update(runs=runs, summary=summary)
-        log.info("%d evaluations (%d checkpoints x %d latent seeds):\n%s", len(runs), len(checkpoint_paths), len(seeds),
+        log.info("%d evaluations (%s):\n%s", len(runs), what_repeats(len(checkpoint_paths), len(seeds)),
                  format_table(summary))
+        if baseline is not None:
+            baseline_runs, _ = evaluate_checkpoints(baseline.paths, baseline.first, baseline.only_generator, seeds,
+                                                    suite, datamodule, identity, cfg, device)
+            baseline_summary = summarize_evaluations([(run["checkpoint"]["path"], run["values"]) for run in baseline_runs])
+            directions = {key.removeprefix("val/"): higher for key, higher in
+                          logged_directions([metric.name for metric in suite.metrics]).items()}
+            comparison = compare_evaluations([(run["checkpoint"]["path"], run["values"]) for run in runs],
+                                             [(run["checkpoint"]["path"], run["values"]) for run in baseline_runs], directions)
+            report.update(baseline={"runs": baseline_runs, "summary": baseline_summary}, comparison=comparison)
+            log.info("baseline compare_with=%s, %d evaluations (%s):\n%s", cfg.compare_with, len(baseline_runs),
+                     what_repeats(len(baseline.paths), len(seeds)), format_table(baseline_summary))
+            log.info("ckpt_path against compare_with (difference = ckpt_path - compare_with):\n%s",
+                     format_comparison(comparison))
     report.update(protocol=protocol, data=datamodule.name, config=OmegaConf.to_container(cfg, resolve=True),
                   run_config=OmegaConf.to_container(train_cfg) if train_cfg is not None else None)
     path = out / "report.json"
@@ -245,6 +251,75 @@ def check_checkpoints(paths: list[str], first: dict[str, Any], cfg: DictConfig, 
                     "repeats of one experiment", path, paths[0], "; ".join(changed),
                     f", and {len(differing) - 1} more checkpoints differ" if len(differing) > 1 else "")
     return None
+
+
+def evaluate_checkpoints(paths: list[str], first: dict[str, Any], only_generator: Any, seeds: list[int], suite: MetricSuite,
+                         datamodule, identity: Any, cfg: DictConfig, device: str) -> tuple[list[dict[str, Any]], Any]:
+    """One evaluation per checkpoint and latent seed: (runs, the protocol of the first)."""
+    runs, protocol = [], None
+    for path in paths:
+        checkpoint = first if path == paths[0] else load_checkpoint(path)
+        # checked before; built again here so that one generator at a time is held
+        generator = only_generator if only_generator is not None else \
+            generator_from_checkpoint(checkpoint, use_ema=cfg.use_ema, device=device, path=path)
+        for seed in seeds:
+            values, run_protocol = suite.evaluate_generator(generator, datamodule, identity, latent_seed=seed)
+            protocol = protocol or run_protocol
+            runs.append({"checkpoint": checkpoint_record(path, checkpoint, generator), "latent_seed": seed, "values": values})
+            log.info("%s, latent seed %d: %s", path, seed, format_values(values))
+    return runs, protocol
+
+
+def what_repeats(checkpoints: int, seeds: int) -> str:
+    """What n, std and the interval of a summary are over (:func:`gan.metrics.summary.unit_values`)."""
+    if checkpoints > 1:
+        each = ", each the mean of its latent seeds" if seeds > 1 else ""
+        return f"{checkpoints} checkpoints x {seeds} latent seeds; n, std and interval over the checkpoints{each}"
+    return (f"1 checkpoint x {seeds} latent seeds; n, std and interval over the latent seeds: sampling noise only, not "
+            "the spread between training runs")
+
+
+class Baseline(NamedTuple):
+    """``compare_with``'s checkpoints, checked as ``ckpt_path``'s are."""
+
+    paths: list[str]
+    first: dict[str, Any]
+    only_generator: Any  # the generator of a single checkpoint, built once
+
+
+def checked_baseline(cfg: DictConfig, paths: list[str], first: dict[str, Any] | None, suite: MetricSuite, datamodule,
+                     device: str) -> Baseline | None:
+    """``compare_with``'s checkpoints, refused before anything is scored when they cannot be compared with
+    ``ckpt_path``'s: the same checkpoint on both sides, one checkpoint against several (the units would differ: latent
+    seeds of one checkpoint against training runs), one against one without several latent seeds, other data."""
+    if not cfg.get("compare_with"):
+        return None
+    baseline_paths = find_checkpoints(cfg.compare_with, cfg.get("ckpt_name") or "last.ckpt")
+    shared = sorted({str(Path(p).resolve()) for p in paths} & {str(Path(p).resolve()) for p in baseline_paths})
+    if shared:
+        raise ConfigError(f"compare_with={cfg.compare_with} holds {shared[0]}, which ckpt_path={cfg.ckpt_path} holds as "
+                          "well; expected two separate sets of checkpoints")
+    seeds = len(cfg.get("seeds") or [cfg.seed])
+    if (len(paths) > 1) != (len(baseline_paths) > 1):
+        raise ConfigError(f"compare_with={cfg.compare_with}: {len(baseline_paths)} checkpoint(s) against ckpt_path's "
+                          f"{len(paths)}; expected several on both sides (training runs: a comparison of two recipes) "
+                          "or one on each side with seeds=[...] (two checkpoints, over latent seeds)")
+    if len(paths) == 1 and seeds < 2:
+        raise ConfigError(f"compare_with={cfg.compare_with}: one checkpoint against one with one latent seed has no "
+                          "spread to test a difference against; expected seeds=[0,1,2,...], or several checkpoints "
+                          "(training seeds) on each side")
+    baseline_first = load_checkpoint(baseline_paths[0])
+    if not cfg.get("data") and stored_data_identity(baseline_first, baseline_paths[0]) != stored_data_identity(first, paths[0]):
+        raise ConfigError(f"{baseline_paths[0]} (compare_with) was trained on other data than {paths[0]}; pass "
+                          "data=<name> to score both sides against one data set")
+    only_generator = check_checkpoints(baseline_paths, baseline_first, cfg, suite, datamodule, device)
+    changed = options_changed_since(first.get("run_config") or {}, baseline_first.get("run_config") or {}, limit=3)
+    log.info("comparing %d checkpoint(s) with %d of compare_with=%s%s", len(paths), len(baseline_paths), cfg.compare_with,
+             f"; their runs differ in {'; '.join(changed)}" if changed else "; their runs have the same options")
+    if len(paths) == 1:
+        log.warning("compare_with: one checkpoint on each side, so the test is of these two checkpoints over latent seeds "
+                    "(sampling noise), not of the recipes that trained them; compare several training runs of each for that")
+    return Baseline(baseline_paths, baseline_first, only_generator)
 
 
 def stored_data_identity(checkpoint: dict[str, Any], path: str) -> Any:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -143,7 +144,12 @@ def test_several_checkpoints_and_seeds_give_runs_and_a_t_interval_per_metric(mak
         [("0", 0), ("0", 1), ("1", 0), ("1", 1)]
     values = [run["values"]["fid_digits"] for run in runs]
     assert len(set(values)) == 4  # other weights, other latent codes: other values
-    assert report["summary"]["fid_digits"] == summarize(values)
+    # the training run is the unit: each checkpoint's mean over its latent seeds, n = 2 checkpoints (it was n = 4,
+    # an interval about half as wide as the two runs support)
+    within = [summarize(values[:2])["std"], summarize(values[2:])["std"]]
+    assert report["summary"]["fid_digits"] == {
+        **summarize([(values[0] + values[1]) / 2, (values[2] + values[3]) / 2]), "unit": "checkpoint",
+        "latent_std": pytest.approx(math.sqrt((within[0] ** 2 + within[1] ** 2) / 2), rel=1e-12)}
     assert "values" not in report and "pictures" not in report
     # each run is what a single evaluation of that checkpoint at that latent seed gives (same real samples)
     single = evaluate(make_cfg([f"ckpt_path={multirun / '1' / 'checkpoints' / 'last.ckpt'}", "seeds=[1]", *protocol],
@@ -165,6 +171,47 @@ def test_several_checkpoints_and_seeds_give_runs_and_a_t_interval_per_metric(mak
     assert "optimizer.generator.lr: 0.001 -> 0.003" in said and said.endswith("the summary pools them as repeats of one experiment"), said
     with pytest.raises(CheckpointError, match=r"ckpt_path=.*/nothing/\*.ckpt matches no checkpoint"):
         evaluate(make_cfg([f"ckpt_path={tmp_path}/nothing/*.ckpt"], config_name="evaluate"))
+
+
+def test_compare_with_tests_two_sets_of_runs_by_their_checkpoint_means(make_cfg, tmp_path, data_dir, caplog):
+    from gan.metrics.summary import compare, summarize_evaluations
+
+    for side, lr in (("new", "0.003"), ("baseline", "0.001")):
+        for seed in (0, 1):
+            train(make_cfg(tiny_overrides("dcgan", steps=2) + ["metrics=none", f"seed={seed}", f"optimizer.generator.lr={lr}"],
+                           output_dir=tmp_path / side / str(seed)))
+    protocol = ["num_samples=64", "metrics.num_real=256", "metrics=[fid_digits]"]
+    with caplog.at_level("INFO", logger="gan"):
+        report = evaluate(make_cfg([f"ckpt_path={tmp_path / 'new'}", f"compare_with={tmp_path / 'baseline'}", "seeds=[0,1]",
+                                    *protocol], config_name="evaluate", output_dir=tmp_path / "eval"))
+    ours = [run["values"]["fid_digits"] for run in report["runs"]]
+    theirs = [run["values"]["fid_digits"] for run in report["baseline"]["runs"]]
+    assert [Path(run["checkpoint"]["path"]).parts[-4:-2] for run in report["baseline"]["runs"]] == \
+        [("baseline", "0"), ("baseline", "0"), ("baseline", "1"), ("baseline", "1")]
+    expected = compare([(ours[0] + ours[1]) / 2, (ours[2] + ours[3]) / 2],
+                       [(theirs[0] + theirs[1]) / 2, (theirs[2] + theirs[3]) / 2], higher_is_better=False)
+    assert report["comparison"]["fid_digits"] == {**expected, "unit": "checkpoint"}
+    assert report["baseline"]["summary"] == summarize_evaluations(
+        [(run["checkpoint"]["path"], run["values"]) for run in report["baseline"]["runs"]])
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "their runs differ in optimizer.generator.lr: 0.003 -> 0.001" in said
+    assert "difference = ckpt_path - compare_with" in said and expected["verdict"] in said
+
+    # what cannot be compared is refused before anything is scored
+    one = tmp_path / "new" / "0" / "checkpoints" / "last.ckpt"
+    refusals = [
+        ([f"ckpt_path={one}", f"compare_with={tmp_path / 'baseline'}", "seeds=[0,1]"],
+         r"compare_with=.*baseline: 2 checkpoint\(s\) against ckpt_path's 1; expected several on both sides"),
+        ([f"ckpt_path={one}", f"compare_with={tmp_path / 'baseline' / '0' / 'checkpoints' / 'last.ckpt'}"],
+         r"one checkpoint against one with one latent seed has no spread to test a difference against"),
+        ([f"ckpt_path={tmp_path}/*/*/checkpoints/last.ckpt", f"compare_with={tmp_path / 'baseline'}"],
+         r"compare_with=.*baseline holds .*baseline/0/checkpoints/last.ckpt, which ckpt_path=.* holds as well"),
+        ([f"fake_path={tmp_path}", "data=digits", f"compare_with={tmp_path / 'baseline'}"],
+         r"compare_with=.* with fake_path=.*: a comparison is of checkpoints' runs"),
+    ]
+    for overrides, message in refusals:
+        with pytest.raises(ConfigError, match=message):
+            evaluate(make_cfg([*overrides, *protocol], config_name="evaluate", output_dir=tmp_path / "refused"))
 
 
 # ------------------------------------------------- checkpoints that do not fit: one line, before anything is scored

@@ -11,7 +11,8 @@ import torch
 from gan.metrics.functional import (density_coverage, extrapolate_to_infinity, frechet_distance,
                                     frechet_distance_of_features, nested_counts)
 from gan.metrics.registry import METRICS
-from gan.metrics.summary import format_table, summarize, summarize_runs
+from gan.metrics.summary import (compare, compare_evaluations, format_comparison, format_table, summarize,
+                                 summarize_evaluations, summarize_runs)
 
 
 def gaussian(n: int, mean: torch.Tensor, covariance_factor: torch.Tensor, seed: int) -> torch.Tensor:
@@ -160,3 +161,65 @@ def test_confidence_interval_arithmetic_on_fixed_inputs():
     header, fid_row, kid_row = table.splitlines()
     assert header.split()[:4] == ["metric", "n", "mean", "std"] and "95%" in header
     assert fid_row.split()[:3] == ["fid", "2", "2"] and kid_row.startswith("kid")
+
+
+def test_evaluations_of_several_checkpoints_are_summarized_over_checkpoints():
+    """Latent seeds of one checkpoint share its weights: three checkpoints x two latent seeds are three values (each
+    checkpoint's mean), not six; the spread between latent seeds is reported beside it."""
+    evaluations = [("a", {"fid": 10.0, "kid": 1.0}), ("a", {"fid": 12.0, "kid": 1.0}),
+                   ("b", {"fid": 20.0, "kid": 2.0}), ("b", {"fid": 20.0, "kid": float("nan")}),
+                   ("c", {"fid": 31.0}), ("c", {"fid": 29.0})]
+    summary = summarize_evaluations(evaluations)
+    assert summary["fid"] == {**summarize([11.0, 20.0, 30.0]), "unit": "checkpoint",
+                              "latent_std": pytest.approx(math.sqrt((2.0 + 0.0 + 2.0) / 3))}
+    wrong = summarize([10.0, 12.0, 20.0, 20.0, 31.0, 29.0])  # what pooling every evaluation gave
+    assert summary["fid"]["interval"][1] - summary["fid"]["mean"] > 2 * (wrong["interval"][1] - wrong["mean"])
+    # a NaN evaluation leaves its checkpoint the mean of the others; a checkpoint without the metric is missing
+    assert summary["kid"]["n"] == 2 and summary["kid"]["mean"] == 1.5 and summary["kid"]["missing"] == 1
+    assert summary["kid"]["latent_std"] == 0.0  # only checkpoint a has two finite kid values
+
+    one_checkpoint = summarize_evaluations([("a", {"fid": 10.0}), ("a", {"fid": 12.0}), ("a", {"fid": 14.0})])
+    assert one_checkpoint["fid"] == {**summarize([10.0, 12.0, 14.0]), "unit": "latent seed"}
+    one_seed_each = summarize_evaluations([("a", {"fid": 10.0}), ("b", {"fid": 14.0})])
+    assert one_seed_each["fid"] == {**summarize([10.0, 14.0]), "unit": "checkpoint"}  # no latent spread to report
+
+    table = format_table(summary).splitlines()
+    assert table[0].endswith("latent-seed std")
+    assert table[1].split()[:3] == ["fid", "3", "20.333"] and table[1].split()[-1] == f"{math.sqrt(4 / 3):.5g}"
+
+
+def test_welch_comparison_matches_scipy_and_reads_the_metric_direction():
+    from scipy import stats
+
+    ours, baseline = [20.1, 22.4, 19.8, 21.0], [25.3, 27.9, 24.1]
+    result = compare(ours, baseline, higher_is_better=False)
+    reference = stats.ttest_ind(ours, baseline, equal_var=False)
+    interval = reference.confidence_interval(0.95)
+    assert result["difference"] == pytest.approx(np.mean(ours) - np.mean(baseline), rel=1e-12)
+    assert result["p_value"] == pytest.approx(reference.pvalue, rel=1e-9)
+    assert result["interval"] == pytest.approx([interval.low, interval.high], rel=1e-9)
+    assert result["degrees_of_freedom"] == pytest.approx(reference.df, rel=1e-9)
+    assert (result["n"], result["baseline_n"], result["verdict"]) == (4, 3, "better")  # lower FID: better
+    assert compare(ours, baseline, higher_is_better=True)["verdict"] == "worse"
+    assert compare(ours, baseline, higher_is_better=None)["verdict"] == "lower"
+    assert compare(baseline, ours, higher_is_better=None)["verdict"] == "higher"
+    overlapping = compare([20.0, 24.0, 22.0], [21.0, 25.0, 23.5], higher_is_better=False)
+    assert overlapping["interval"][0] < 0 < overlapping["interval"][1] and overlapping["verdict"] == "no clear difference"
+    # non-finite values are left out; one value on a side: no spread, no interval, no verdict
+    assert compare([1.0, float("nan"), 3.0], [5.0, 7.0], False)["n"] == 2
+    single = compare([1.0], [5.0, 7.0], False)
+    assert single["difference"] == -5.0 and single["interval"] is None and single["verdict"] is None
+    constant = compare([0.0, 0.0], [0.0, 0.0], True)  # e.g. density 0 on both sides
+    assert constant["interval"] == [0.0, 0.0] and constant["p_value"] == 1.0 and constant["verdict"] == "no clear difference"
+
+
+def test_comparing_evaluations_uses_each_sides_checkpoint_means():
+    ours = [("a", {"fid": 10.0}), ("a", {"fid": 12.0}), ("b", {"fid": 14.0}), ("b", {"fid": 14.0})]
+    theirs = [("c", {"fid": 20.0, "kid": 1.0}), ("c", {"fid": 22.0, "kid": 1.0}), ("d", {"fid": 30.0, "kid": 2.0}),
+              ("d", {"fid": 30.0, "kid": 2.0})]
+    comparison = compare_evaluations(ours, theirs, {"fid": False})
+    assert list(comparison) == ["fid"]  # kid: only the baseline has it
+    assert comparison["fid"] == {**compare([11.0, 14.0], [21.0, 30.0], False), "unit": "checkpoint"}
+    rows = format_comparison(comparison).splitlines()
+    assert rows[0].split()[:3] == ["metric", "n", "mean"] and "interval (Welch)" in rows[0]
+    assert rows[1].split()[:6] == ["fid", "2", "12.5", "2", "25.5", "-13"]
