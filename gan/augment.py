@@ -1,7 +1,8 @@
 """Augmentation of what the discriminator sees (``model.augment``), for training on small data.
 
 An :class:`Augment` is applied by :class:`~gan.module.GANModule` to every discriminator input -- reals and
-fakes in the discriminator step, fakes in the generator step -- after instance noise. It must be
+fakes in the discriminator step, fakes in the generator step (and the reals there when the loss compares with
+them or feature matching is on) -- after instance noise. It must be
 differentiable, since the generator's gradient flows through it, and penalties that differentiate D at its
 inputs (R1, R2) take their gradients with respect to the un-augmented samples, through the augmentation,
 as R3GAN does. State that changes during training (an adaptive probability) lives in buffers, so it is

@@ -1,8 +1,9 @@
 """GANModule: one LightningModule for every GAN variant.
 
 It orchestrates the phases of a GAN iteration with manual optimization and holds no loss math: the
-adversarial loss, the discriminator penalties, the augmentation, the schedules and weight clipping are
-injected objects (picked by config).
+adversarial loss, the discriminator penalties, the augmentation and the schedules are injected objects (picked
+by config); weight clipping, label targets, instance noise, feature matching and the EMA are module options,
+each a small tested object or function built from them (gan/losses/tricks.py, gan/ema.py).
 
 One iteration is ``n_critic`` discriminator updates, each on its own real batch, then ``n_generator``
 generator updates. One training batch holds ``iterations_per_batch`` iterations (``auto``: as many as fit
@@ -47,12 +48,14 @@ def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn
     run such as ``model=dcgan loss=wasserstein`` trained on without a word until its scores overflowed."""
     from gan.losses.adversarial import WassersteinLoss
 
-    if not isinstance(loss, WassersteinLoss) or weight_clip is not None or len(penalties):
+    # a penalty on D's input gradients (gradient penalty, R1, R2) constrains it; LeCam's anchors do not (a review)
+    if not isinstance(loss, WassersteinLoss) or weight_clip is not None or \
+            any(getattr(penalty, "penalizes_input_gradients", False) for penalty in penalties.values()):
         return
     if any(nn.utils.parametrize.is_parametrized(m) or m._forward_pre_hooks for m in discriminator.modules()):
         return  # spectral norm (a parametrization, or the hook-based version)
-    log.warning("loss=wasserstein with an unconstrained critic (no model.weight_clip, no penalty in model.penalties, "
-                "no spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run "
+    log.warning("loss=wasserstein with an unconstrained critic (no model.weight_clip, no gradient penalty in "
+                "model.penalties, no spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run "
                 "tends to diverge; use model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one")
 
 
@@ -172,7 +175,7 @@ class GANModule(pl.LightningModule):
     generated for the labels of that step's real batch, so both phases see the data's class balance.
 
     ``last_terms`` holds the newest value of every term (detached tensors on the module's device, or
-    numbers, keyed as they are logged, e.g. ``train/d/loss``; a D term is the iteration's last D step's),
+    numbers, keyed as they are logged, e.g. ``train/d/loss``; a D term is the last value a D step computed),
     for callbacks that watch every iteration without forcing a device sync. They are logged on Lightning's
     logging steps only (every ``trainer.log_every_n_steps`` iterations) and at the last iteration.
     """
@@ -465,9 +468,12 @@ class GANModule(pl.LightningModule):
         terms = self.last_terms
         for name, setting in self.schedules.items():
             terms[f"train/schedule/{name}"] = setting.apply(self, self.generator_steps)
+        d_terms: dict[str, Tensor] = {}
         for i in range(self.n_critic):
-            # only the last D step's terms are kept (and logged): the others skip their diagnostics
-            d_terms = self.discriminator_step(reals[i], opt_d, labels[i], diagnostics=i == self.n_critic - 1)
+            # each term keeps the last D step's value that computed it: a lazy penalty firing on an earlier D step
+            # (interval = n_critic fires on the first) was dropped with its step's terms, so never logged or checked
+            # (a review); the others skip their diagnostics
+            d_terms.update(self.discriminator_step(reals[i], opt_d, labels[i], diagnostics=i == self.n_critic - 1))
         for j in range(self.n_generator):
             # a loss that compares with reals gets a fresh batch; otherwise G sees the last D step's reals
             # (their size and labels set the fakes'; feature matching compares with them)
@@ -534,6 +540,11 @@ class GANModule(pl.LightningModule):
                 penalty_terms = penalty(critic, real, fake, real_out.logits, fake_out.logits)
                 total = total + penalty_terms.pop("loss")
                 terms.update(penalty_terms)
+        if self.penalties or real_out.class_logits is not None:
+            # the adversarial part alone, whose lowest value the health check knows (the total's includes the class
+            # loss and penalties, so an overpowering AC-GAN or R1-penalised D could not be seen: a review); kept for
+            # every step of such a run, so a lazy penalty's step does not leave an older value in place
+            terms["adversarial"] = terms["loss"]
         terms["loss"] = total
         if diagnostics:
             terms["real_score"] = self.loss.score(real_out.logits)

@@ -297,6 +297,11 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
     # a second audit (Hydra config matrix): each trained without a word
     (["model=dcgan", "optimizer.generator.lr=0"], "optimizer.generator.lr=0: the generator is never updated"),
     (["model=r3gan", "optimizer.generator.lr=0"], None),  # its lr schedule sets the rate
+    # a schedule of the rate under another name sets it as well (only one named lr was seen: a review)
+    (["model=dcgan", "optimizer.generator.lr=0", "+model.schedules.warmup={_target_:gan.schedules.OptimizerSetting,"
+      "hyperparameter:lr,value:{_target_:gan.schedules.Linear,start:0.0,end:2.0e-4,steps:100}}"], None),
+    (["model=dcgan", "optimizer.generator.lr=0", "+model.schedules.warmup={_target_:gan.schedules.OptimizerSetting,"
+      "hyperparameter:lr,networks:[discriminator],value:1.0e-4}"], "optimizer.generator.lr=0: the generator is never updated"),
     (["model=dcgan", "callbacks=none", "metrics.every_n_generator_steps=3"], "metrics.every_n_generator_steps=3 has no "
      "effect: the metrics callback is off"),
     (["model=dcgan", "callbacks=none", "metrics=none"], None),

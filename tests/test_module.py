@@ -347,6 +347,8 @@ def test_under_autocast_every_phase_runs_the_weights_of_the_last_update(n_critic
     (["model=wgan_gp"], False),  # the gradient penalty
     (["model=sngan", "loss=wasserstein"], False),  # spectral norm
     (["model=dcgan"], False),  # not the Wasserstein loss
+    # LeCam anchors D's scores to their averages but does not bound its slope: it silenced the warning (a review)
+    (["model=dcgan", "loss=wasserstein", "+model.penalties.lecam={_target_:gan.losses.LeCamPenalty}"], True),
 ])
 def test_a_wasserstein_critic_without_a_constraint_is_warned_about(make_cfg, caplog, overrides, warned):
     from gan.utils.instantiate import build_module
@@ -355,6 +357,24 @@ def test_a_wasserstein_critic_without_a_constraint_is_warned_about(make_cfg, cap
         build_module(make_cfg(overrides + ["data=toy2d_grid", "presets=none"]))
     said = [r.getMessage() for r in caplog.records if "unconstrained critic" in r.getMessage()]
     assert said == ([
-        "loss=wasserstein with an unconstrained critic (no model.weight_clip, no penalty in model.penalties, no spectral "
-        "norm): its scores can grow without bound, so the loss is no distance estimate and the run tends to diverge; use "
+        "loss=wasserstein with an unconstrained critic (no model.weight_clip, no gradient penalty in model.penalties, no "
+        "spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run tends to diverge; use "
         "model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one"] if warned else [])
+
+
+def test_compile_leaves_the_discriminator_eager_only_for_a_penalty_on_its_input_gradients(make_cfg, caplog, monkeypatch):
+    """A double backward cannot go through a compiled graph; LeCam needs none, and left D eager with a false warning
+    (a review). nn.Module.compile is recorded, not run."""
+    from gan.utils.instantiate import build_module, compile_networks
+
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda net, *a, **k: compiled.append(type(net).__name__))
+    lecam = "+model.penalties.lecam={_target_:gan.losses.LeCamPenalty}"
+    for overrides, eager in ((["model=dcgan", lecam], False), (["model=wgan_gp"], True), (["model=dcgan"], False)):
+        compiled.clear()
+        caplog.clear()
+        module = build_module(make_cfg(overrides + ["data=toy2d_grid", "presets=none"]))
+        with caplog.at_level("WARNING", logger="gan"):
+            compile_networks(module)
+        assert compiled == [type(module.generator).__name__] + ([] if eager else [type(module.discriminator).__name__])
+        assert any("stays eager" in r.getMessage() for r in caplog.records) == eager

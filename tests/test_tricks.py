@@ -272,6 +272,20 @@ def test_lazy_r1_applies_every_interval_discriminator_steps():
     assert applied == [True, False, False, True, False, False, True]
 
 
+def test_a_lazy_penalty_on_an_earlier_discriminator_step_keeps_its_term():
+    """interval = n_critic fires on the first of an iteration's D steps, whose terms were dropped with it: the penalty
+    was never logged nor seen by the divergence check (a review)."""
+    module = make_module(penalties={"r1": R1Penalty(gamma=1.0, interval=3)}, n_critic=3)
+    attach_trainer(module)
+    opt_g, opt_d = module.optimizers()
+    real_batches = [torch.randn(4, *SHAPE) for _ in range(4)]
+    module.train_iteration(real_batches, [None] * 4, opt_g, opt_d)
+    first = module.last_terms["train/d/r1"]
+    assert first.item() > 0 and module.discriminator_steps == 3
+    module.train_iteration(real_batches, [None] * 4, opt_g, opt_d)  # fires again on the first D step, at 3
+    assert module.last_terms["train/d/r1"].item() != first.item()
+
+
 def test_penalty_interval_must_be_positive():
     with pytest.raises(ValueError, match="interval must be a positive integer.*got 0"):
         GradientPenalty(interval=0)

@@ -27,7 +27,7 @@ turns to NaN (whose arithmetic is ~40x slower on CPU) stops without running on. 
 GradScaler skipped (its scaled gradients overflowed, which it provokes on purpose) are left out.
 
 The callback only reads; its one intervention is the configured action: ``stop`` ends training after the
-current batch, ``stop_and_keep_last_healthy`` (the default for ``divergence``) also copies the newest
+current iteration, ``stop_and_keep_last_healthy`` (the default for ``divergence``) also copies the newest
 checkpoint saved before the detection to ``last_healthy.ckpt`` next to it.
 """
 from __future__ import annotations
@@ -544,8 +544,10 @@ class GANHealth(pl.Callback):
         evidence = self.detectors["divergence"].check(checked, self._raw_scores)
         if evidence:
             self._fire(trainer, pl_module, "divergence", evidence, generator_step, global_step)
-        if not self._raw_scores and "train/d/loss" in terms and "train/d/fake_score" in terms:
-            evidence = self.detectors["discriminator_overpowers"].update(terms["train/d/loss"], terms["train/d/fake_score"])
+        # the adversarial loss alone when penalties or a class loss add to D's (its floor is the loss's own)
+        d_loss = terms.get("train/d/adversarial", terms.get("train/d/loss"))
+        if not self._raw_scores and d_loss is not None and "train/d/fake_score" in terms:
+            evidence = self.detectors["discriminator_overpowers"].update(d_loss, terms["train/d/fake_score"])
             if evidence:
                 self._fire(trainer, pl_module, "discriminator_overpowers", evidence, generator_step, global_step)
         if has_grad_norm and math.isfinite(norm):

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from gan.utils.errors import ConfigError
 from gan.utils.logging import log_scalars
+from gan.utils.steps import interval_crossed
 
 NETWORKS = {"g": "generator", "d": "discriminator"}
 
@@ -110,9 +111,10 @@ class GradNorm(pl.Callback):
     - ``grad/g/layer/<group>``, ``grad/d/layer/<group>`` (``log_layers``): one norm per layer group.
 
     The generator values are those of generator step N (a multiple of the interval); the discriminator's
-    are those of the last discriminator step before it (with ``n_critic`` > 1, the last of the
-    ``n_critic``). ``group_depth``: how many leading name components form a group (``net.3``,
-    ``blocks.0``); null for one group per module.
+    are those of the last discriminator step of N's iteration (with ``n_critic`` > 1, the last of the
+    ``n_critic``, before the iteration's ``n_generator`` G steps). They are logged when the iteration ends, at
+    its last generator step (N, unless ``n_generator`` > 1 and N is not the iteration's last). ``group_depth``:
+    how many leading name components form a group (``net.3``, ``blocks.0``); null for one group per module.
     """
 
     def __init__(self, every_n_generator_steps: int = 50, norm_type: float = 2.0, log_layers: bool = True,
@@ -144,10 +146,14 @@ class GradNorm(pl.Callback):
         self._skipped_steps_possible = scaler_skips_nonfinite_steps(trainer)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        # the step about to be taken belongs to the cycle that ends with generator step generator_steps + 1
-        if (pl_module.generator_steps + 1) % self.every:
-            return
         short = self._network_of(optimizer, pl_module)
+        step = pl_module.generator_steps  # the generator steps before this update
+        if short == "d":  # an iteration's D steps come before its n_generator G steps: does it reach a multiple?
+            # ((step + 1) % every, as for G, missed every D step with n_generator = 2 and an even interval: a review)
+            if not interval_crossed(step + getattr(pl_module, "n_generator", 1), step, self.every):
+                return
+        elif (step + 1) % self.every:  # the G update that makes generator step step + 1
+            return
         self._pending[short] = self._gradients[short].norms(self.norm_type)
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:

@@ -1,6 +1,7 @@
 """The interface every data module offers the rest of the framework.
 
-Batches are ``(samples, labels)``; unlabelled data yields labels of -1. ``sample_shape`` is what the
+Batches are ``(samples, labels)``; unlabelled images yield labels of -1, the 2D toys the index of the mixture
+component each point was drawn from. ``sample_shape`` is what the
 networks are built for (configs interpolate ``${data.sample_shape}``), ``num_classes`` is None for
 unlabelled data, and ``real_samples(n)`` gives real data for plots and metrics.
 """

@@ -96,6 +96,9 @@ class Penalty(nn.Module):
     input_gradients: tuple[str, ...] = ()
     #: applied every ``interval`` discriminator steps (lazy regularization), scaled by ``interval``
     interval: int = 1
+    #: whether it differentiates D's gradient with respect to its inputs (a double backward, which compiled graphs
+    #: lack; it bounds D's slope, the constraint a Wasserstein critic needs)
+    penalizes_input_gradients: bool = False
 
     def forward(self, critic: Critic, real: Tensor, fake: Tensor, real_logits: Tensor | None = None,
                 fake_logits: Tensor | None = None) -> dict[str, Tensor]:  # pragma: no cover - abstract
@@ -108,6 +111,8 @@ class GradientPenalty(Penalty):
     ``interval``: lazy regularization (Karras et al. 2020): the module applies the penalty every ``interval``
     discriminator steps, scaled by ``interval`` so its average strength is unchanged.
     """
+
+    penalizes_input_gradients = True
 
     def __init__(self, weight: float = 10.0, center: float = 1.0, interval: int = 1):
         super().__init__()
@@ -132,6 +137,7 @@ class R1Penalty(Penalty):
     """
 
     input_gradients = ("real",)
+    penalizes_input_gradients = True
 
     def __init__(self, gamma: float = 10.0, interval: int = 1):
         super().__init__()
@@ -156,6 +162,7 @@ class R1R2Penalty(Penalty):
     """
 
     input_gradients = ("real", "fake")
+    penalizes_input_gradients = True
 
     def __init__(self, gamma: float = 1.0):
         super().__init__()

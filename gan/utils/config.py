@@ -1,6 +1,7 @@
 """OmegaConf resolvers the configs use that need nothing above ``gan.utils`` (registered on import of the
-``gan`` package, together with the metric resolvers of :mod:`gan.resolvers`), and what a per-data preset
-sets, read from its file."""
+``gan`` package, together with the metric resolvers of :mod:`gan.resolvers`), what a per-data preset sets, read
+from its file, and the checks of a composed run's options before anything is built (the one-line errors and
+warnings of train.py and evaluate.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -181,9 +182,13 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
                      "with batch norm mixes the samples of a batch, so each sample's gradient carries the others' terms "
                      "(Gulrajani et al. 2017, section 4, drop batch norm from the critic for this reason); use "
                      "model.discriminator.norm=layer or none")
+    schedules = OmegaConf.select(cfg, "model.schedules") or {}
     for network in ("generator", "discriminator"):  # torch takes 0: the network never changes (an audit)
         lr = OmegaConf.select(cfg, f"optimizer.{network}.lr")
-        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0 and OmegaConf.select(cfg, "model.schedules.lr") is None:
+        # a schedule of the learning rate sets it, whatever its name (only one named "lr" was seen: a review)
+        scheduled = any(node is not None and node.get("hyperparameter") == "lr" and network in (node.get("networks") or ("generator", "discriminator"))
+                        for node in schedules.values() if isinstance(node, DictConfig))
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0 and not scheduled:
             lines.append(f"optimizer.{network}.lr=0: the {network} is never updated")
     if OmegaConf.select(cfg, "model.generator.output") == "sigmoid":  # it trained without a word (an audit)
         toy = OmegaConf.select(cfg, "data.layout") is not None
@@ -551,6 +556,9 @@ def check_evaluate_options(cfg: DictConfig) -> None:
     if cfg.get("fake_path") and cfg.get("ckpt_path"):
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} and fake_path={cfg.fake_path}: evaluate.py scores a checkpoint's "
                           "generator or a folder of images; give one of them")
+    if cfg.get("fake_path") and cfg.get("compare_with"):
+        raise ConfigError(f"compare_with={cfg.compare_with} with fake_path={cfg.fake_path}: a comparison is of checkpoints' "
+                          "runs; expected ckpt_path= with compare_with=")
     if cfg.get("fake_path") and seeds is not None:
         raise ConfigError(f"seeds={seeds} with fake_path={cfg.fake_path}: a folder of images has no latent seeds; "
                           "expected seeds=null")

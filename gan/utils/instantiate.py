@@ -313,8 +313,10 @@ def compile_networks(module) -> None:
     """torch.compile G and D in place (``nn.Module.compile``), so state_dict keys and checkpoints keep
     their names (``torch.compile(net)`` would prefix them with ``_orig_mod.``)."""
     module.generator.compile()
-    penalties = list(getattr(module, "penalties", {}).values())
-    if not penalties:
+    # penalties on D's input gradients differentiate them, and compiled graphs have no double backward; others
+    # (LeCam) need none (a review found D left eager for any penalty)
+    differentiating = [p for p in getattr(module, "penalties", {}).values() if getattr(p, "penalizes_input_gradients", False)]
+    if not differentiating:
         module.discriminator.compile()
-    else:  # the penalties differentiate D's input gradient, and compiled graphs have no double backward
-        log.warning("compile=true: the discriminator stays eager because %s needs a double backward", penalties)
+    else:
+        log.warning("compile=true: the discriminator stays eager because %s needs a double backward", differentiating)

@@ -188,6 +188,24 @@ def test_overpowered_discriminator_fires_and_stops(make_cfg, tmp_path):
     assert logged(run, "health/discriminator_overpowers") == [(event["generator_step"], 1.0)]
 
 
+@pytest.mark.slow
+def test_overpowered_discriminator_is_seen_through_an_auxiliary_class_loss(make_cfg, tmp_path):
+    """AC-GAN's D loss includes its class loss, which stays above the margin: the check read that total and could not
+    fire (a review); it reads the adversarial part now."""
+    cfg = make_cfg(health_overrides("acgan", "digits", 300, "optimizer.generator.lr=1e-8", "optimizer.discriminator.lr=1e-2",
+                                    "callbacks.gan_health.discriminator_overpowers.window=30",
+                                    "callbacks.gan_health.discriminator_overpowers.action=stop"))
+    train(cfg)
+    run = tmp_path / "run"
+    event = events_of(run)[0]
+    assert event["kind"] == "discriminator_overpowers" and event["evidence"]["d_loss"] < 0.005
+    step = event["generator_step"]
+    totals = dict(logged(run, "train/d/loss"))
+    adversarial = dict(logged(run, "train/d/adversarial"))
+    assert adversarial[step] == pytest.approx(event["evidence"]["d_loss"], rel=1e-5)
+    assert totals[step] > 0.005  # the total, class loss included, never came near the floor
+
+
 def test_samples_that_run_away_while_the_losses_stay_finite_are_divergence(make_cfg, tmp_path, caplog):
     """A sigmoid loss has no score gap to watch: DCGAN on the grid at lr=10 spread its samples thousands of times
     wider than the data with finite losses and was reported healthy (an audit)."""
