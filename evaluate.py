@@ -68,6 +68,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint_paths = find_checkpoints(cfg.ckpt_path, cfg.get("ckpt_name") or "last.ckpt") if cfg.get("ckpt_path") else []
     checkpoint = load_checkpoint(checkpoint_paths[0]) if checkpoint_paths else None
     train_cfg = run_config(checkpoint) if checkpoint is not None else None
+    use_thread_count(cfg.get("cpu_threads"), checkpoint)
     data_cfg = data_to_score_against(cfg, train_cfg, checkpoint_paths[0] if checkpoint_paths else None)
     metrics_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
     if not metrics_cfg.get("compute") and train_cfg is not None and metrics_choice() != "none":
@@ -136,6 +137,21 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s", format_values(report["values"]))
     log.info("Wrote %s", path)
     return report
+
+
+def use_thread_count(chosen: int | None, checkpoint: dict[str, Any] | None) -> None:
+    """``cpu_threads``, else the checkpoint run's count: sums split across threads add in another order, so the
+    callback's values were reproduced only to ~1e-10 by a process with another count (an audit: every toy preset
+    trains on one thread). A count above this machine's cores is not taken (it would only be slow)."""
+    recorded = (checkpoint or {}).get("cpu_threads")
+    if chosen:
+        torch.set_num_threads(int(chosen))
+    elif recorded and int(recorded) != torch.get_num_threads():
+        if int(recorded) <= (os.cpu_count() or 1):
+            torch.set_num_threads(int(recorded))
+        else:
+            log.info("the checkpoint's run had %d CPU threads, this machine %d cores: its logged values are reproduced "
+                     "to about 1e-10, not to the last digit", int(recorded), os.cpu_count() or 1)
 
 
 def metrics_choice() -> str | None:

@@ -244,6 +244,29 @@ def test_a_resume_says_when_its_length_leaves_nothing_to_train_and_which_options
                        f"optimizer.generator.lr: {old_lr} -> 0.01"]
 
 
+def test_a_job_without_cpu_threads_runs_on_the_process_count_and_a_resume_on_another_is_said(make_cfg, tmp_path, caplog):
+    """In a multirun a job after one with cpu_threads kept that job's count (an audit); the count is in the checkpoint,
+    and a resume on another one is not bit-identical, which a warning says."""
+    import train as train_module
+
+    run = tiny_overrides("dcgan", "toy2d_ring", steps=2) + ["metrics=none", "presets=none"]
+    before = torch.get_num_threads()
+    try:
+        train(make_cfg(run + ["cpu_threads=1"], output_dir=tmp_path / "one"))
+        assert torch.get_num_threads() == 1
+        train(make_cfg(run, output_dir=tmp_path / "default"))
+        assert torch.get_num_threads() == train_module.PROCESS_THREADS
+        last = tmp_path / "one" / "checkpoints" / "last.ckpt"
+        longer = [o for o in run if not o.startswith("generator_steps=")] + ["generator_steps=3", f"ckpt_path={last}"]
+        with caplog.at_level("WARNING", logger="gan"):
+            train(make_cfg(longer + ["cpu_threads=2"], output_dir=tmp_path / "resumed"))
+        said = [r.getMessage() for r in caplog.records if "CPU threads" in r.getMessage()]
+        assert said == [f"{last} trained on 1 CPU threads, this run has 2: sums split across threads add in another "
+                        "order, so it will not be bit-identical to an uninterrupted run; cpu_threads=1 resumes it exactly"]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_resume_trains_with_the_optimizer_options_it_changes(make_cfg, tmp_path):
     """As the warning above says: Lightning restores the optimizers' param groups from the checkpoint, which kept the
     old values, so a changed lr or betas used to be dropped without a word (dcgan: no schedule sets them)."""

@@ -107,7 +107,9 @@ class MetricsCallback(pl.Callback):
         # logging step after it (the endless epoch never resets them), as if scored there (an audit)
         log_scalars(trainer, logged, step, higher_is_better=self._higher_is_better)  # W&B's summary keeps each one's best
         # where best.ckpt's monitor and train()'s returned metrics (a sweep's objective) read them
-        trainer.callback_metrics.update({name: torch.tensor(value) for name, value in logged.items()})
+        # float64: a float32 tensor rounded the value a sweep optimizes and summary.csv shows (1658.2301025 for
+        # 1658.2301556, an audit)
+        trainer.callback_metrics.update({name: torch.tensor(value, dtype=torch.float64) for name, value in logged.items()})
         return values
 
     # ------------------------------------------------------------------------------- checkpointed state

@@ -316,7 +316,8 @@ EVALUATE_OPTIONS = {"seed": SEED, "num_samples": IntegerOption(1), "num_images":
                     "num_points": IntegerOption(1), "interpolation.rows": IntegerOption(0),
                     "interpolation.steps": IntegerOption(2),
                     # null (or absent, in an evaluate config written before nearest.png): no picture, 7 neighbours
-                    "nearest.rows": IntegerOption(0, nullable=True), "nearest.k": IntegerOption(1, nullable=True)}
+                    "nearest.rows": IntegerOption(0, nullable=True), "nearest.k": IntegerOption(1, nullable=True),
+                    "cpu_threads": IntegerOption(1, nullable=True)}
 
 
 def check_integer_options(cfg: DictConfig, options: dict[str, IntegerOption]) -> None:
