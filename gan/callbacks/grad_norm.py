@@ -146,15 +146,16 @@ class GradNorm(pl.Callback):
         self._skipped_steps_possible = scaler_skips_nonfinite_steps(trainer)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        short = self._network_of(optimizer, pl_module)
         step = pl_module.generator_steps  # the generator steps before this update
-        if short == "d":  # an iteration's D steps come before its n_generator G steps: does it reach a multiple?
-            # ((step + 1) % every, as for G, missed every D step with n_generator = 2 and an even interval: a review)
-            if not interval_crossed(step + getattr(pl_module, "n_generator", 1), step, self.every):
-                return
-        elif (step + 1) % self.every:  # the G update that makes generator step step + 1
+        generator_due = not (step + 1) % self.every  # a G update that makes generator step step + 1, a multiple
+        # an iteration's D steps come before its n_generator G steps: does the iteration reach a multiple? ((step + 1)
+        # % every, as for G, missed every D step with n_generator = 2 and an even interval: a review)
+        discriminator_due = interval_crossed(step + getattr(pl_module, "n_generator", 1), step, self.every)
+        if not (generator_due or discriminator_due):  # most steps: two integer tests, no lookup
             return
-        self._pending[short] = self._gradients[short].norms(self.norm_type)
+        short = self._network_of(optimizer, pl_module)
+        if generator_due if short == "g" else discriminator_due:
+            self._pending[short] = self._gradients[short].norms(self.norm_type)
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
         """After every GAN iteration (called by the module: a training batch may hold several), so the norms
