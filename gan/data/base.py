@@ -42,6 +42,12 @@ def start_worker(worker_id: int, rank: int) -> None:
         pl_worker_init_function(worker_id, rank=rank)
 
 
+def sample_indices(size: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` indices into a set of ``size`` drawn without replacement (with replacement if the set is smaller): the
+    draw of :meth:`GANDataModule.real_samples` and of the metrics' reference samples."""
+    return torch.randperm(size, generator=generator)[:n] if n <= size else torch.randint(size, (n,), generator=generator)
+
+
 class Columns(list):
     """A batch already gathered column by column (samples, labels): nothing left to collate."""
 
@@ -266,8 +272,7 @@ class GANDataModule(pl.LightningDataModule):
         """``n`` real samples drawn without replacement (with replacement if the set is smaller)."""
         if self.train_set is None:
             self.setup("fit")
-        size = len(self.train_set)
-        index = torch.randperm(size, generator=generator)[:n] if n <= size else torch.randint(size, (n,), generator=generator)
+        index = sample_indices(len(self.train_set), n, generator)
         return torch.stack([self.train_set[int(i)][0] for i in index])
 
     def check_sample_shape(self, shape: Sequence[int]) -> None:

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from gan.data.base import sample_indices
 from gan.metrics.cache import cache_key, data_content, load_cached_features, reference_split, store_features
 from gan.metrics.features import DISTANCE_EXTRACTORS, EXTRACTORS, RESIZE_MODES, check_resize
 from gan.metrics.functional import (at_infinity, density_coverage, frechet_distance, frechet_distance_of_features,
@@ -513,9 +514,7 @@ def best_monitor(monitor: str | None, compute: Mapping | Sequence | None) -> tup
 def real_sample_indices(datamodule, n: int, seed: int) -> Tensor:
     """The reference draw: ``n`` indices into the train split without replacement (with replacement if it is
     smaller), the same draw as ``GANDataModule.real_samples(n, Generator().manual_seed(seed))``."""
-    size = len(datamodule.train_set)
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(size, generator=generator)[:n] if n <= size else torch.randint(size, (n,), generator=generator)
+    return sample_indices(len(datamodule.train_set), n, torch.Generator().manual_seed(seed))
 
 
 FeatureSet = dict[str, dict[str, Tensor]]  # extractor name -> layer (and "labels") -> (N, ...) tensor
