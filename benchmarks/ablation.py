@@ -29,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan.metrics import METRICS  # noqa: E402
+from gan.metrics.summary import compare  # noqa: E402
 
 TRICK_KEY = "+experiment/ablation"
 
@@ -127,6 +128,18 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def against_baseline(values: list[float], baseline: list[float], higher_is_better: bool) -> str:
+    """The change of the mean against the baseline's, and with two seeds or more on both sides Welch's p-value and,
+    when the 95 % interval of the change leaves out 0, whether the trick is better or worse (gan.metrics.summary,
+    as evaluate.py's compare_with): a change within the spread between seeds reads as such, not as an effect."""
+    comparison = compare(values, baseline, higher_is_better)
+    text = f"{comparison['difference']:+.3g}"
+    if comparison["p_value"] is not None:
+        verdict = comparison["verdict"]
+        text += f", p={comparison['p_value']:.2g}" + (f", {verdict}" if verdict in ("better", "worse") else "")
+    return text
+
+
 def stopped_steps(jobs: list[dict]) -> str:
     return ", ".join(map(str, sorted({job["stopped_at"] for job in jobs})))
 
@@ -157,7 +170,7 @@ def markdown(jobs: list[dict]) -> str:
             full = [job for job in cell if job["stopped_at"] is None]
             stopped = [job for job in cell if job["stopped_at"] is not None]
             base = [job for job in by_key.get((data, "baseline"), []) if job["stopped_at"] is None]
-            for name, _ in columns[data]:
+            for name, higher in columns[data]:
                 if not cell:
                     row.append("-")
                     continue
@@ -166,7 +179,7 @@ def markdown(jobs: list[dict]) -> str:
                 if not full:  # only runs that ended early: not compared with the baseline
                     text += f" (stopped at step {stopped_steps(stopped)})"
                 elif base and trick != "baseline":
-                    text += f" ({mean - mean_std([float(job['values'][name]) for job in base])[0]:+.3g})"
+                    text += f" ({against_baseline([float(job['values'][name]) for job in full], [float(job['values'][name]) for job in base], higher)})"
                 row.append(text)
             n = str(len(full)) if cell else "-"
             if stopped:
@@ -178,7 +191,9 @@ def markdown(jobs: list[dict]) -> str:
     minutes = sum(job["minutes"] for job in jobs)
     lines.append("")
     lines.append(f"Values at generator step {', '.join(map(str, steps))}: mean ± sample standard deviation over the seeds "
-                 "(ddof 1, - for one seed; n seeds); in brackets the change of the mean against the baseline's; "
+                 "(ddof 1, - for one seed; n seeds); in brackets the change of the mean against the baseline's, with two "
+                 "seeds or more on both sides Welch's p-value, and better / worse when the change's 95 % interval leaves "
+                 "out 0; "
                  f"{len(jobs)} jobs, {minutes:.1f} minutes of training in all.")
     stopped = [job for job in jobs if job["stopped_at"] is not None]
     if stopped:

@@ -9,6 +9,7 @@ import sys
 import types
 
 import pytest
+from scipy import stats as scipy_stats
 
 TOY = {"mode_coverage/modes": 20.0, "mode_coverage/high_quality": 0.5, "mode_coverage/reverse_kl": 0.4}
 
@@ -44,7 +45,7 @@ def test_ablation_keeps_every_seed_and_reports_mean_std_and_n(tmp_path):
 
     sweep, rerun = tmp_path / "sweep", tmp_path / "rerun"
     number = 0
-    for trick, modes in (("baseline", (20.0, 22.0, 24.0)), ("ttur", (23.0, 24.0, 25.0))):
+    for trick, modes in (("baseline", (20.0, 22.0, 24.0)), ("ttur", (23.0, 24.0, 25.0)), ("ema", (10.0, 11.0, 12.0))):
         for seed, value in zip((1, 2, 3), modes):
             write_job(sweep, number, "toy2d_grid", trick, seed, {**TOY, "mode_coverage/modes": value})
             number += 1
@@ -54,9 +55,10 @@ def test_ablation_keeps_every_seed_and_reports_mean_std_and_n(tmp_path):
     paths = ablation.main([str(sweep), str(rerun), "--out", str(tmp_path / "out")])
 
     rows = list(csv.DictReader(open(paths["csv"])))
-    assert len(rows) == 8  # every job, one per (data, trick, seed)
+    assert len(rows) == 11  # every job, one per (data, trick, seed)
     assert sorted((r["trick"], r["seed"]) for r in rows if r["data"] == "toy2d_grid") == \
-        [("baseline", "1"), ("baseline", "2"), ("baseline", "3"), ("ttur", "1"), ("ttur", "2"), ("ttur", "3")]
+        [("baseline", "1"), ("baseline", "2"), ("baseline", "3"), ("ema", "1"), ("ema", "2"), ("ema", "3"),
+         ("ttur", "1"), ("ttur", "2"), ("ttur", "3")]
     assert next(float(r["mode_coverage/modes"]) for r in rows if (r["trick"], r["seed"]) == ("ttur", "3")) == 19.0
 
     table = paths["md"].read_text()
@@ -66,10 +68,15 @@ def test_ablation_keeps_every_seed_and_reports_mean_std_and_n(tmp_path):
     baseline, ttur = table_cells(table, "baseline"), table_cells(table, "ttur")
     assert baseline[1] == f"22 ± {statistics.stdev([20, 22, 24]):.2g}" and baseline[4] == "3"
     ttur_mean = statistics.fmean([23, 24, 19])
-    assert ttur[1] == f"{ttur_mean:.4g} ± {statistics.stdev([23, 24, 19]):.2g} ({ttur_mean - 22:+.3g})" and ttur[4] == "3"
-    assert ttur[2] == "0.5 ± 0 (+0)"
+    p_value = scipy_stats.ttest_ind([23, 24, 19], [20, 22, 24], equal_var=False).pvalue  # within the seeds' spread
+    assert ttur[1] == f"{ttur_mean:.4g} ± {statistics.stdev([23, 24, 19]):.2g} ({ttur_mean - 22:+.3g}, p={p_value:.2g})"
+    assert ttur[4] == "3"
+    assert ttur[2] == "0.5 ± 0 (+0, p=1)"
     assert ttur[5:] == ["80 ± - (-20)", "1"]  # one seed: no std
-    assert "10 jobs" not in table and "8 jobs" in table
+    assert "13 jobs" not in table and "11 jobs" in table
+    # a change beyond the seeds' spread: Welch's interval leaves out 0, and fewer modes is worse
+    welch = scipy_stats.ttest_ind([10, 11, 12], [20, 22, 24], equal_var=False)
+    assert table_cells(table, "ema")[1] == f"11 ± 1 (-11, p={welch.pvalue:.2g}, worse)"
 
 
 def test_ablation_flags_jobs_that_stopped_before_their_generator_steps(tmp_path):
