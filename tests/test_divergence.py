@@ -114,3 +114,15 @@ def test_no_checkpoint_is_saved_after_a_divergence_whose_weights_stay_finite(mak
         assert load_checkpoint(path)["gan_counters"]["generator_steps"] < event["generator_step"], path.name
     assert torch.equal(load_checkpoint(checkpoints / "last.ckpt")["state_dict"]["generator.net.0.weight"],
                        load_checkpoint(checkpoints / "last_healthy.ckpt")["state_dict"]["generator.net.0.weight"])
+
+
+def test_weights_that_turn_non_finite_while_the_losses_stay_finite_are_divergence(make_cfg, tmp_path):
+    """WGAN at lr 1e12: a batch-norm running variance overflowed while training (on batch statistics) stayed finite;
+    the run ended "no problems detected", status 0, no checkpoint (an audit). Now a divergence, found at the end."""
+    from train import train
+
+    _, objects = train(make_cfg(tiny_overrides("wgan", steps=4) + ["optimizer.generator.lr=1e12", "metrics=none"]))
+    event = objects["stopped_by"]
+    assert event["kind"] == "divergence" and event["evidence"]["non_finite_tensor"].startswith("generator."), event
+    assert event["last_healthy_checkpoint"] is None  # none had been saved
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()

@@ -242,6 +242,9 @@ def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeyp
     ({"seed": 0, "generator_steps": 5, "cpu_threads": 0}, "cpu_threads=0 is not valid: expected an integer >= 1 or null"),
     ({"seed": 0, "generator_steps": 5, "compile": "maybe"}, "compile=maybe is not valid: expected true or false"),
     ({"seed": 0, "generator_steps": 5, "compile": True}, None),
+    # a TypeError from inside pathlib (an audit)
+    ({"seed": 0, "generator_steps": 5, "ckpt_path": -1}, "ckpt_path=-1 is not valid: expected a path (a string), or null"),
+    ({"seed": 0, "generator_steps": 5, "ckpt_path": "last"}, None),
     # Lightning's max_steps by hand (it won over generator_steps, silently): only the value derived from it passes
     ({"seed": 0, "generator_steps": 10, "model": {"n_critic": 5}, "trainer": {"max_steps": 60}}, None),
     ({"seed": 0, "generator_steps": 10, "model": {"n_critic": 5}, "trainer": {"max_steps": 10}},

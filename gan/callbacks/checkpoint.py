@@ -224,6 +224,7 @@ class GANModelCheckpoint(ModelCheckpoint):
             check_now = getattr(callback, "check_now", None)  # the health check: detect before saving
             if callable(check_now) and callback is not self:
                 check_now(trainer, module)
+                getattr(callback, "check_weights", lambda *_: None)(trainer, module)  # non-finite weights: divergence too
         bad = first_nonfinite_tensor(module)
         if bad is not None and trainer.is_global_zero:
             log.warning("Not saving a checkpoint at global step %d: %s holds NaN/Inf values; the saved checkpoints "

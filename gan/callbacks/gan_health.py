@@ -49,6 +49,7 @@ from torch import Tensor
 
 from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
 from gan.metrics.modes import effective_count, nearest_modes
+from gan.utils.checkpoint import non_finite_weights
 from gan.utils.errors import ConfigError
 from gan.utils.json_values import json_safe
 from gan.utils.logging import alert, log_scalars, update_summary
@@ -681,8 +682,21 @@ class GANHealth(pl.Callback):
             shutil.copyfile(newest, target)
         return str(target)
 
+    def check_weights(self, trainer, pl_module) -> None:
+        """Weights or buffers holding NaN/Inf are divergence even when the losses stayed finite: a batch-norm running
+        variance that overflowed leaves training (on batch statistics) finite and every sample drawn in eval mode
+        NaN; such a run ended "no problems detected" with status 0 and no checkpoint (an audit, lr=1e12). Checked
+        before every checkpoint save and at the end (one device sync each), not at every check."""
+        if "divergence" in self.fired:
+            return
+        bad = non_finite_weights(pl_module.state_dict())
+        if bad:
+            self._fire(trainer, pl_module, "divergence", {"non_finite_tensor": bad[0], "non_finite_tensors": len(bad)},
+                       pl_module.generator_steps, trainer.global_step)
+
     def on_train_end(self, trainer, pl_module) -> None:
         self.check_now(trainer, pl_module)  # the last iterations' rows (checkpoint callbacks run after this)
+        self.check_weights(trainer, pl_module)
         if not trainer.is_global_zero:
             return
         kinds = [event["kind"] for event in self.events]

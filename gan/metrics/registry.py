@@ -263,6 +263,13 @@ class KID(Metric):
                  subset_size: int = 1000, seed: int = 2020):
         super().__init__(num_samples, extractor)
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
+        # 0 gave NaN with status 0, a negative value a traceback (an audit)
+        if self.subsets < 1:
+            raise ConfigError(f"metrics.compute.kid.subsets={subsets}: expected an integer >= 1 (the random subsets KID "
+                              "averages over)")
+        if self.subset_size < 2:
+            raise ConfigError(f"metrics.compute.kid.subset_size={subset_size}: expected an integer >= 2 (the samples of a "
+                              "subset; its unbiased estimate averages over pairs)")
 
     def options(self, num_fake, num_real=None):
         # the size the subsets have, which compute shrinks to the counts (it recorded the option, not what was used)
@@ -288,7 +295,11 @@ class NearestNeighbourMetric(Metric):
 
     def __init__(self, num_samples: int | None = None, extractor: str | None = None, neighborhood: int | None = None):
         super().__init__(num_samples, extractor)
-        self.neighborhood = int(neighborhood or self.default_neighborhood)
+        # None: the metric's own k; 0 was taken for None (an audit), a negative k failed inside torch
+        self.neighborhood = self.default_neighborhood if neighborhood is None else int(neighborhood)
+        if self.neighborhood < 1:
+            raise ConfigError(f"metrics.compute.{self.name}.neighborhood={neighborhood}: expected an integer >= 1 (the k "
+                              f"of the k-nearest-neighbour balls) or null for {self.default_neighborhood}")
 
     @property
     def min_samples(self) -> int:

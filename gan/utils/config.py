@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -482,6 +482,15 @@ def _interpolations(node: Any) -> list[str]:
     return [node] if isinstance(node, str) and "${" in node else []
 
 
+def check_path_options(cfg: DictConfig, keys: Sequence[str]) -> None:
+    """Options that name a file or folder hold a string (or null): ``ckpt_path=-1`` was a TypeError traceback from
+    inside pathlib (an audit)."""
+    for key in keys:
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key}={value} is not valid: expected a path (a string), or null")
+
+
 def check_run_options(cfg: DictConfig) -> None:
     """train.py's ``seed``, ``generator_steps``, ``cpu_threads``, ``metrics.every_n_generator_steps`` and ``compile``,
     ``trainer.log_every_n_steps``, a hand-set ``trainer.max_steps``, that no value is missing (``???``), that every
@@ -491,6 +500,7 @@ def check_run_options(cfg: DictConfig) -> None:
     check_groups_of_objects(cfg)
     check_metrics_options(cfg)
     check_integer_options(cfg, RUN_OPTIONS)
+    check_path_options(cfg, ("ckpt_path",))
     check_log_interval(cfg)
     if not isinstance(cfg.get("compile", False), bool):  # any other value was truthy: compile=maybe compiled
         raise ConfigError(f"compile={cfg.get('compile')} is not valid: expected true or false")
@@ -543,6 +553,7 @@ def check_evaluate_options(cfg: DictConfig) -> None:
     folder can be written (as train.py checks it: a file in its place failed with a FileExistsError traceback only
     after the checkpoint, the metrics and the data were loaded)."""
     check_integer_options(cfg, EVALUATE_OPTIONS)
+    check_path_options(cfg, ("ckpt_path", "ckpt_name", "fake_path", "compare_with"))
     check_metrics_options(cfg)
     seeds = cfg.get("seeds")
     if seeds is not None and (not OmegaConf.is_list(seeds) or not seeds or not all(is_integer(seed) for seed in seeds)):

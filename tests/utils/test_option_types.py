@@ -53,9 +53,24 @@ TARGET = f"{__name__}.Child"
     (Sequence[float], "abc", "a list of numbers"), (Sequence[str], "abc", None),  # a string is a sequence of strings
     (list[float], [0.1, 2], None),
     (torch.nn.Module, "anything", None),  # a class: the target's business
+    # null where the parameter takes none: int(None) deep in a constructor, or torch's default in silence (an audit)
+    (int, None, "an integer, not null"), (bool, None, "true or false, not null"), (Optional[int], None, None),
+    (Union[float, torch.Tensor], None, "a number, not null"), (tuple[float, float], None, "a list of 2 numbers, not null"),
+    (Literal["a", "b"], None, "one of 'a', 'b', not null"), (Literal["a", None], None, None),
+    (torch.nn.Module, None, None),
+    (bool, 2, "true or false"), (bool, 1, "true or false"), (bool, False, None),  # 2 was taken as true (an audit)
 ])
 def test_expectation_against_the_annotation(annotation, value, expected):
     assert expectation(annotation, value) == expected
+
+
+def test_a_parameter_whose_default_is_none_takes_null():
+    class Sloppy:
+        def __init__(self, size: int = None, depth: int = 2):
+            pass
+
+    annotations = parameter_annotations(Sloppy)
+    assert expectation(annotations["size"], None) is None and expectation(annotations["depth"], None) == "an integer, not null"
 
 
 def test_annotations_are_resolved_through_kwargs_to_the_base_class():
@@ -71,6 +86,7 @@ def test_annotations_are_resolved_through_kwargs_to_the_base_class():
     ("betas", [0.5], r"^model\.net\.betas=\[0\.5\]: expected a list of 2 numbers \(Child's betas\)$"),
     ("mode", "c", r"^model\.net\.mode=c: expected one of 'a', 'b' \(Child's mode\)$"),
     ("lr", "fast", r"^model\.net\.lr=fast: expected a number \(Child's lr\)$"),
+    ("lr", None, r"^model\.net\.lr=null: expected a number, not null \(Child's lr\)$"),
 ])
 def test_a_wrong_option_is_named_with_its_full_key(option, value, message):
     cfg = OmegaConf.create({"model": {"net": {"_target_": TARGET, option: value}}})
@@ -111,6 +127,19 @@ def test_a_metric_option_of_the_wrong_type_is_named():
         MetricSuite(compute={"kid": {"subset_size": "abc"}})
     with pytest.raises(ConfigError, match=r"^metrics\.num_samples=\[1, 2\]: expected an integer \(MetricSuite's num_samples\)$"):
         MetricSuite.from_config(OmegaConf.create({"compute": ["mode_coverage"], "num_samples": [1, 2]}))
+
+
+@pytest.mark.parametrize("compute, message", [
+    # each gave NaN with status 0, or 0 was taken for the default (an audit), or a traceback inside torch
+    ({"kid": {"subsets": 0}}, r"^metrics\.compute\.kid\.subsets=0: expected an integer >= 1 \(the random subsets KID"),
+    ({"kid": {"subset_size": 1}}, r"^metrics\.compute\.kid\.subset_size=1: expected an integer >= 2 \(the samples of a"),
+    ({"prc": {"neighborhood": 0}}, r"^metrics\.compute\.prc\.neighborhood=0: expected an integer >= 1 \(the k of the "
+                                   r"k-nearest-neighbour balls\) or null for 3$"),
+    ({"density_coverage": {"neighborhood": -1}}, r"^metrics\.compute\.density_coverage\.neighborhood=-1: expected an integer >= 1"),
+])
+def test_a_metric_option_out_of_range_is_named(compute, message):
+    with pytest.raises(ConfigError, match=message):
+        MetricSuite(compute=compute)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml")))
