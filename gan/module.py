@@ -675,7 +675,7 @@ class GANModule(pl.LightningModule):
             # whether the EMA copy's batch-norm statistics and spectral norms were recomputed for its weights since
             # its last update: then a loaded copy is used as saved, the generator the run scored and drew (recomputed
             # again from the saved vectors, spectral norm's power iteration moved on: 1.2 FID off, an audit)
-            checkpoint["gan_counters"]["ema_statistics_fresh"] = not self.generator_ema.statistics_stale
+            checkpoint["ema_statistics_fresh"] = not self.generator_ema.statistics_stale
         # floating-point sums split across threads add in another order: a resume on another count is not exact
         checkpoint["cpu_threads"] = torch.get_num_threads()
         if self.run_config is not None:

@@ -373,3 +373,16 @@ def test_an_experiment_written_for_one_model_run_with_another_is_said():
                            "command line replaces it")
     assert experiment_model_replaced({"experiment": "grid10", "model": "r3gan"}) == []
     assert experiment_model_replaced({"experiment": None, "model": "dcgan"}) == []
+
+
+def test_interval_resolvers_take_a_null_interval_and_a_monitor_that_is_no_string(make_cfg):
+    """Both failed inside a config resolver, a traceback before the options were checked (an audit)."""
+    from omegaconf import OmegaConf
+
+    from gan.metrics.registry import best_monitor
+    from gan.utils.errors import ConfigError
+
+    cfg = make_cfg(["metrics.every_n_generator_steps=null"])
+    assert OmegaConf.select(cfg, "callbacks.best_checkpoint.every_n_train_steps") == 0  # off, as with 0
+    with pytest.raises(ConfigError, match=r"^metrics\.monitor='-1' is not computed by the selected metrics \['fid_digits'\]"):
+        best_monitor(-1, ["fid_digits"])

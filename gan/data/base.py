@@ -24,6 +24,9 @@ from gan.utils.errors import ConfigError, DataError
 log = logging.getLogger("gan")
 
 
+#: data.num_workers above this many per core is refused: more processes than that only compete for the cores
+MAX_WORKERS_PER_CORE = 8
+
 def start_worker(worker_id: int, rank: int) -> None:
     """A DataLoader worker leaves the run's process group: a SIGTERM or SIGINT sent to the whole group (``timeout``,
     ``kill -- -<pgid>``, Ctrl+C in a shell) killed the workers before the main process could save ``last.ckpt`` at
@@ -159,6 +162,11 @@ class GANDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size}")
         if int(num_workers) < 0:
             raise ConfigError(f"data.num_workers must be 0 (load in the training process) or more, got {num_workers}")
+        most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+        if int(num_workers) > most:  # 1e12 hung starting worker processes (an audit)
+            raise ConfigError(f"data.num_workers={num_workers}: expected at most {most} worker processes "
+                              f"({MAX_WORKERS_PER_CORE} per core of this machine's {os.cpu_count() or 1}); a few per "
+                              "core is plenty")
         self.sample_shape = tuple(int(s) for s in sample_shape)
         #: the output activation a generator needs to reach this data's value range
         self.generator_output = generator_output

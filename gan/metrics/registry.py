@@ -515,7 +515,7 @@ def best_monitor(monitor: str | None, compute: Mapping | Sequence | None) -> tup
         if not selecting:
             return None, "min"
         monitor = metric_class(selecting[0]).headline()
-    monitor = monitor.removeprefix("val/")
+    monitor = str(monitor).removeprefix("val/")  # metrics.monitor=-1 was an AttributeError in a resolver (an audit)
     directions = {key: higher for cls in map(metric_class, names) for key, higher in cls.directions.items()}
     if monitor not in directions:
         raise ConfigError(f"metrics.monitor={monitor!r} is not computed by the selected metrics {names}; expected one of {sorted(directions)}")

@@ -330,7 +330,7 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True, 
     generator.load_state_dict(state)
     generator.uses_ema_weights = is_ema
     generator.to(device)
-    if is_ema and not (checkpoint.get("gan_counters") or {}).get("ema_statistics_fresh"):
+    if is_ema and not checkpoint.get("ema_statistics_fresh"):
         # the saved batch-norm statistics and spectral norms' vectors predate the average's last update, as in
         # training before the copy is read: recomputed as training would (when fresh, as saved: recomputing them again
         # moved spectral norm's vectors on, so evaluate.py scored another generator than the run did)

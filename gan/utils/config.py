@@ -37,13 +37,20 @@ def run_dir_name(timestamp: str, overrides: Iterable[str] = ()) -> str:
     return f"slurm-{job_id}-{digest}"
 
 
+def optimizer_steps_or_off(generator_steps: Any, n_critic: Any, n_generator: Any = 1) -> int:
+    """The ``optimizer_steps`` resolver: a null count (``metrics.every_n_generator_steps=null``, no scoring) is 0
+    optimizer steps, which a checkpoint callback reads as off; it was ``int(None)`` inside the resolver, a traceback
+    before the options were checked (an audit). Other values are checked by :func:`check_run_options`."""
+    return 0 if generator_steps is None else optimizer_steps(generator_steps, n_critic, n_generator)
+
+
 def register_resolvers(extra: dict | None = None) -> None:
     from gan.utils.device import bf16_where_native
     from gan.utils.logging import run_group, run_name, run_tags, wandb_offline
 
     resolvers = {
         "project_root": lambda: str(PROJECT_ROOT),
-        "optimizer_steps": optimizer_steps,
+        "optimizer_steps": optimizer_steps_or_off,
         "run_dir_name": run_dir_name,
         "wandb_offline": wandb_offline,
         "run_name": run_name,

@@ -52,6 +52,7 @@ def test_grid_modes_and_sample_spread():
     ({"num_modes": 0}, "num_modes=0"),
     ({"batch_size": 0}, "data.batch_size must be a positive integer, got 0"),
     ({"num_workers": -1}, "data.num_workers must be 0 (load in the training process) or more, got -1"),
+    ({"num_workers": 1e12}, "data.num_workers=1000000000000.0: expected at most "),  # it hung starting them (an audit)
     # a grid's own options (its refusal named the ring's num_modes); no grid values: a RuntimeError in torch.randint
     ({"layout": "grid", "std": -1.0}, "data.std must be > 0, data.num_samples >= 1; got std=-1.0, num_samples=100000, "
                                       "grid_values=[-4, -2, 0, 2, 4]"),
