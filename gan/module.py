@@ -48,9 +48,11 @@ def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn
     run such as ``model=dcgan loss=wasserstein`` trained on without a word until its scores overflowed."""
     from gan.losses.adversarial import WassersteinLoss
 
-    # a penalty on D's input gradients (gradient penalty, R1, R2) constrains it; LeCam's anchors do not (a review)
+    # a penalty on D's input gradients (gradient penalty, R1, R2) constrains it, unless its weight is 0 (an audit: a
+    # gradient penalty of weight 0 trained an unbounded critic without a word); LeCam's anchors do not (a review)
     if not isinstance(loss, WassersteinLoss) or weight_clip is not None or \
-            any(getattr(penalty, "penalizes_input_gradients", False) for penalty in penalties.values()):
+            any(getattr(penalty, "penalizes_input_gradients", False) and getattr(penalty, "weight", getattr(penalty, "gamma", 1.0)) > 0
+                for penalty in penalties.values()):
         return
     if any(nn.utils.parametrize.is_parametrized(m) or m._forward_pre_hooks for m in discriminator.modules()):
         return  # spectral norm (a parametrization, or the hook-based version)

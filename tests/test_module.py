@@ -349,6 +349,7 @@ def test_under_autocast_every_phase_runs_the_weights_of_the_last_update(n_critic
     (["model=dcgan"], False),  # not the Wasserstein loss
     # LeCam anchors D's scores to their averages but does not bound its slope: it silenced the warning (a review)
     (["model=dcgan", "loss=wasserstein", "+model.penalties.lecam={_target_:gan.losses.LeCamPenalty}"], True),
+    (["model=wgan_gp", "model.penalties.gradient_penalty.weight=0"], True),  # no constraint left (an audit)
 ])
 def test_a_wasserstein_critic_without_a_constraint_is_warned_about(make_cfg, caplog, overrides, warned):
     from gan.utils.instantiate import build_module

@@ -249,7 +249,7 @@ def sequence_expectation(origin: Any, args: tuple, value: Any) -> str | None:
     """For ``tuple[float, float]``, ``tuple[int, ...]``, ``Sequence[int]``, ``list[float]``: a fixed-size tuple
     needs a list of that length; every element is checked against its type. A string is refused where the
     elements cannot be strings (``grid_values=abc``); another value that is not a list only for a fixed-size
-    tuple (``betas=0.5``), since other code may take a single number for a sequence."""
+    tuple (``betas=0.5``) and a number for any list of numbers (``hidden=3``)."""
     fixed = origin in (tuple, typing.Tuple) and args and args[-1] is not Ellipsis
     if isinstance(value, str) and args and expectation(args[0], value) is not None:
         return f"a list of {len(args)} {element_words(args[0])}" if fixed else f"a list of {element_words(args[0])}"
@@ -260,6 +260,10 @@ def sequence_expectation(origin: Any, args: tuple, value: Any) -> str | None:
         if len(value) != len(args) or any(expectation(t, v) is not None for t, v in zip(args, value)):
             return wanted
         return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and args:
+        # one number where a list of them goes: "'int' object is not iterable" inside the network (an audit);
+        # code that takes one value says so in its annotation (``int | Sequence[int]``, a union judged member by member)
+        return f"a list of {element_words(args[0])}"
     if not args or not isinstance(value, (list, tuple)):
         return None
     if any(expectation(args[0], element) is not None for element in value):

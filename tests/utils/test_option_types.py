@@ -49,7 +49,8 @@ TARGET = f"{__name__}.Child"
     (tuple[float, float], [0.5, "x"], "a list of 2 numbers"), (tuple[float, float], 0.5, "a list of 2 numbers"),
     (tuple[int, ...], [1, 2, 3], None), (tuple[int, ...], [1, 2.5], "a list of integers"),
     (Sequence[int], [1, 2], None), (Sequence[int], ["a"], "a list of integers"),
-    (Sequence[int], 3, None),  # some code takes one value for a sequence: not judged
+    (Sequence[int], 3, "a list of integers"),  # "'int' object is not iterable" inside a network (an audit)
+    (Union[int, Sequence[int]], 3, None),  # code that takes one value says so
     (Sequence[float], "abc", "a list of numbers"), (Sequence[str], "abc", None),  # a string is a sequence of strings
     (list[float], [0.1, 2], None),
     (torch.nn.Module, "anything", None),  # a class: the target's business
