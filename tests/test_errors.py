@@ -672,3 +672,27 @@ def test_a_preset_option_the_command_line_removed_is_not_refused(make_cfg):
     removed = make_cfg(["model=dcgan", "optimizer=rmsprop_wgan", "logger=none", "~optimizer.discriminator.betas",
                         "~optimizer.generator.betas"])
     check_preset_fits_choices(removed, "tuned/dcgan/digits", ["optimizer=rmsprop_wgan"])
+
+
+def test_an_interpolation_to_an_option_set_to_null_is_one_line():
+    """r3gan's model.penalties.r1r2.gamma reads ${model.schedules.gamma.value.start}: model.schedules.gamma=null alone
+    was OmegaConf's traceback. A resolver's own exception is a bug and keeps its traceback."""
+    from omegaconf import OmegaConf
+
+    from gan.utils.errors import user_error_behind
+
+    cfg = OmegaConf.create({"schedules": {"gamma": None}, "penalties": {"r1r2": {"gamma": "${schedules.gamma.value.start}"}},
+                            "other": "${nowhere}", "broken": "${oc.decode:'[1,'}"})
+    errors = {}
+    for key in ("penalties.r1r2.gamma", "other", "broken"):
+        try:
+            OmegaConf.select(cfg, key)
+        except Exception as error:  # noqa: BLE001 - what train.py's entry point catches
+            errors[key] = error
+    said = user_error_behind(errors["penalties.r1r2.gamma"])
+    assert isinstance(said, ConfigError) and str(said) == (
+        "penalties.r1r2.gamma cannot be resolved: Error trying to access schedules.gamma.value.start: node "
+        "`schedules.gamma` is not a container and thus cannot contain `value`; expected the option it refers to to hold "
+        "a value, or a value of its own (penalties.r1r2.gamma=<value>)")
+    assert str(user_error_behind(errors["other"])).startswith("other cannot be resolved: Interpolation key 'nowhere' not found;")
+    assert user_error_behind(errors["broken"]) is None

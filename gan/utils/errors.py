@@ -52,6 +52,7 @@ def user_error_behind(error: BaseException) -> UserError | None:
     from hydra.errors import InstantiationException
     from omegaconf.errors import OmegaConfBaseException
 
+    outermost = error
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
@@ -61,7 +62,24 @@ def user_error_behind(error: BaseException) -> UserError | None:
         seen.add(id(error))
         # OmegaConf drops __cause__ unless OC_CAUSE=1, but the original stays the implicit __context__
         error = error.__cause__ or error.__context__
-    return None
+    return dangling_interpolation(outermost)
+
+
+def dangling_interpolation(error: BaseException) -> ConfigError | None:
+    """An interpolation that refers to an option a user set to null or left out (``model.schedules.gamma=null`` on
+    r3gan, whose ``model.penalties.r1r2.gamma`` reads ``${model.schedules.gamma.value.start}``) as one line: it was
+    OmegaConf's traceback. Only a missing key or a null node read as a container; a resolver's own exception keeps its
+    traceback."""
+    from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
+
+    if not isinstance(error, (InterpolationKeyError, InterpolationResolutionError)):
+        return None
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not isinstance(error, InterpolationKeyError) and not first.startswith(("ConfigTypeError", "ConfigKeyError")):
+        return None
+    key = getattr(error, "full_key", None) or "an option"
+    return ConfigError(f"{key} cannot be resolved: {first.split(': ', 1)[-1] if ': ' in first else first}; expected the "
+                       f"option it refers to to hold a value, or a value of its own ({key}=<value>)")
 
 
 def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
