@@ -90,13 +90,13 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         except ConfigError as error:  # its message speaks of a model, and a folder has none
             raise ConfigError(f"fake_path={cfg.fake_path} (images without class labels): {error}") from None
     only_generator = check_checkpoints(checkpoint_paths, checkpoint, cfg, selection, datamodule, device)
-    baseline = checked_baseline(cfg, checkpoint_paths, checkpoint, selection, datamodule, device)
+    seeds = [int(seed) for seed in cfg.get("seeds") or [cfg.seed]]
+    baseline = checked_baseline(cfg, checkpoint_paths, checkpoint, len(seeds), selection, datamodule, device)
     suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True)  # fails now if weights are missing
     prepare(datamodule, data_cfg, from_checkpoint=not cfg.get("data"))
     identity = data_identity(OmegaConf.to_container(data_cfg, resolve=True))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = [int(seed) for seed in cfg.get("seeds") or [cfg.seed]]
     report: dict[str, Any] = {}
     if cfg.get("fake_path"):
         batches, count = image_folder_batches(cfg.fake_path, datamodule.sample_shape[0], suite.batch_size)
@@ -303,8 +303,8 @@ class Baseline(NamedTuple):
     only_generator: Any  # the generator of a single checkpoint, built once
 
 
-def checked_baseline(cfg: DictConfig, paths: list[str], first: dict[str, Any] | None, suite: MetricSuite, datamodule,
-                     device: str) -> Baseline | None:
+def checked_baseline(cfg: DictConfig, paths: list[str], first: dict[str, Any] | None, seeds: int, suite: MetricSuite,
+                     datamodule, device: str) -> Baseline | None:
     """``compare_with``'s checkpoints, refused before anything is scored when they cannot be compared with
     ``ckpt_path``'s: the same checkpoint on both sides, one checkpoint against several (the units would differ: latent
     seeds of one checkpoint against training runs), one against one without several latent seeds, other data."""
@@ -315,7 +315,6 @@ def checked_baseline(cfg: DictConfig, paths: list[str], first: dict[str, Any] | 
     if shared:
         raise ConfigError(f"compare_with={cfg.compare_with} holds {shared[0]}, which ckpt_path={cfg.ckpt_path} holds as "
                           "well; expected two separate sets of checkpoints")
-    seeds = len(cfg.get("seeds") or [cfg.seed])
     if (len(paths) > 1) != (len(baseline_paths) > 1):
         raise ConfigError(f"compare_with={cfg.compare_with}: {len(baseline_paths)} checkpoint(s) against ckpt_path's "
                           f"{len(paths)}; expected several on both sides (training runs: a comparison of two recipes) "

@@ -220,12 +220,13 @@ class GANModelCheckpoint(ModelCheckpoint):
         if self._saving_checked_at is not None and self._saving_checked_at[0] == trainer.global_step:
             return self._saving_checked_at[1]
         module = trainer.lightning_module
+        non_finite = non_finite_weights(module.state_dict())  # one scan (a device sync) for the health check and here
         for callback in trainer.callbacks:
             check_now = getattr(callback, "check_now", None)  # the health check: detect before saving
             if callable(check_now) and callback is not self:
                 check_now(trainer, module)
-                getattr(callback, "check_weights", lambda *_: None)(trainer, module)  # non-finite weights: divergence too
-        bad = first_nonfinite_tensor(module)
+                getattr(callback, "check_weights", lambda *_: None)(trainer, module, non_finite)  # divergence too
+        bad = non_finite[0] if non_finite else None
         if bad is not None and trainer.is_global_zero:
             log.warning("Not saving a checkpoint at global step %d: %s holds NaN/Inf values; the saved checkpoints "
                         "are kept as they are", trainer.global_step, bad)

@@ -682,14 +682,15 @@ class GANHealth(pl.Callback):
             shutil.copyfile(newest, target)
         return str(target)
 
-    def check_weights(self, trainer, pl_module) -> None:
+    def check_weights(self, trainer, pl_module, non_finite: list[str] | None = None) -> None:
         """Weights or buffers holding NaN/Inf are divergence even when the losses stayed finite: a batch-norm running
         variance that overflowed leaves training (on batch statistics) finite and every sample drawn in eval mode
         NaN; such a run ended "no problems detected" with status 0 and no checkpoint (an audit, lr=1e12). Checked
-        before every checkpoint save and at the end (one device sync each), not at every check."""
+        before every checkpoint save and at the end (one device sync each), not at every check. ``non_finite``: the
+        names a caller already found (:func:`non_finite_weights`), so the tensors are not scanned twice."""
         if "divergence" in self.fired:
             return
-        bad = non_finite_weights(pl_module.state_dict())
+        bad = non_finite_weights(pl_module.state_dict()) if non_finite is None else non_finite
         if bad:
             self._fire(trainer, pl_module, "divergence", {"non_finite_tensor": bad[0], "non_finite_tensors": len(bad)},
                        pl_module.generator_steps, trainer.global_step)

@@ -90,8 +90,9 @@ def summarize_evaluations(evaluations: Sequence[tuple[Hashable, Mapping[str, flo
     unit, per_unit = unit_values(evaluations)
     result = {name: {**summarize(values, confidence), "unit": unit} for name, values in per_unit.items()}
     if unit == "checkpoint":
+        groups = checkpoints_of(evaluations).values()
         for name in result:
-            within = [summarize([values.get(name) for values in runs])["std"] for runs in checkpoints_of(evaluations).values()]
+            within = [summarize([values.get(name) for values in runs])["std"] for runs in groups]
             variances = [std ** 2 for std in within if std is not None]
             if variances:
                 result[name]["latent_std"] = math.sqrt(math.fsum(variances) / len(variances))

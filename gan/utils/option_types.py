@@ -192,15 +192,11 @@ def expectation(annotation: Any, value: Any) -> str | None:
         members = [a for a in args if a is not type(None) and not is_tensor_type(a)]  # a config holds no tensors
         if not members:
             return None
-        # the values of every Literal member, named once (Lightning's precision: three Literals of ints and strings)
         choices = [choice for member in members if typing.get_origin(member) is Literal for choice in typing.get_args(member)]
         others = [member for member in members if typing.get_origin(member) is not Literal]
-        expected = [expectation(member, value) for member in others]
-        if any(e is None for e in expected) or (choices and value in choices):
+        if any(expectation(member, value) is None for member in others) or (choices and value in choices):
             return None
-        if "a number" in expected:  # int | float: "an integer or a number" says less than "a number"
-            expected = [e for e in expected if e != "an integer"]
-        return " or ".join(dict.fromkeys([*expected, *([one_of(choices)] if choices else [])]))
+        return words_for(annotation)
     if origin is Literal:
         return None if value in args else one_of(args)
     if annotation is bool:  # 2 (or 1) was taken as true: a bool's value is true or false
@@ -228,12 +224,15 @@ def words_for(annotation: Any) -> str | None:
     if origin is Literal:
         return one_of(args)
     if origin in (Union, types.UnionType):
-        members = [words_for(a) for a in args if a is not type(None) and not is_tensor_type(a)]
-        if not members or None in members:
+        members = [a for a in args if a is not type(None) and not is_tensor_type(a)]  # a config holds no tensors
+        # the values of every Literal member, named once (Lightning's precision: three Literals of ints and strings)
+        choices = [choice for member in members if typing.get_origin(member) is Literal for choice in typing.get_args(member)]
+        words = [words_for(member) for member in members if typing.get_origin(member) is not Literal]
+        if not (words or choices) or None in words:
             return None
-        if "a number" in members:
-            members = [m for m in members if m != "an integer"]
-        return " or ".join(dict.fromkeys(members))
+        if "a number" in words:  # int | float: "an integer or a number" says less than "a number"
+            words = [w for w in words if w != "an integer"]
+        return " or ".join(dict.fromkeys([*words, *([one_of(choices)] if choices else [])]))
     if origin in SEQUENCES or annotation in SEQUENCES:
         fixed = origin in (tuple, typing.Tuple) and args and args[-1] is not Ellipsis
         elements = element_words(args[0]) if args else "values"
