@@ -280,6 +280,9 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
      "model.ema_start=100 comes after the run's last generator step (generator_steps=6): the EMA is never updated, so "
      "samples, metrics and checkpoints' sampling generator are the raw generator's"),
     (["model=dcgan", "model.ema_decay=0.9", "model.ema_start=6", "generator_steps=6"], None),  # updated at the last step
+    # written as 1e12 it is a float, which the check did not read as a step (an audit)
+    (["model=dcgan", "model.ema_decay=0.9", "model.ema_start=1e12", "generator_steps=6"],
+     "model.ema_start=1000000000000.0 comes after the run's last generator step (generator_steps=6)"),
     (["model=dcgan", "model.ema_decay=null", "model.ema_start=100", "generator_steps=6"], None),  # no EMA at all
     (["model=wgan_gp", "augment=ada"], "augment=ada adjusts its probability from the mean sign of D's logits on reals, but "
      "WassersteinLoss is unchanged when every logit shifts by the same amount"),

@@ -239,6 +239,9 @@ def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeyp
     ({"seed": 0, "generator_steps": 0}, "generator_steps=0 is not valid: expected an integer >= 1"),
     ({"seed": 0, "generator_steps": True}, "generator_steps=True is not valid: expected an integer >= 1"),
     ({"seed": 0, "generator_steps": "1e3"}, "generator_steps=1e3 is not valid: expected an integer >= 1"),
+    # Hydra reads 1e12 as a float: "expected an integer >= 1" seemed to refuse the size (an audit)
+    ({"seed": 0, "generator_steps": 1e12}, "generator_steps=1000000000000.0 is not valid: expected an integer >= 1, "
+                                           "written out in digits (Hydra reads 1e+12 as a decimal number)"),
     ({"seed": 0, "generator_steps": 5, "cpu_threads": 0}, "cpu_threads=0 is not valid: expected an integer >= 1 or null"),
     ({"seed": 0, "generator_steps": 5, "compile": "maybe"}, "compile=maybe is not valid: expected true or false"),
     ({"seed": 0, "generator_steps": 5, "compile": True}, None),
@@ -275,6 +278,9 @@ def test_run_options_are_checked_before_anything_reads_them(options, message):
     ({"seed": -1}, "seed=-1 is not valid: expected an integer from 0 to 4294967295"),
     ({"seeds": [2, -1]}, "seeds=[2, -1]: -1 is outside 0 .. 4294967295; expected latent seeds in that range"),
     ({"seeds": [4294967295]}, None),
+    ({"num_samples": 10**7}, None),
+    # it was read by the metrics (metrics.num_samples) and hung counting its batches (an audit)
+    ({"num_samples": 10**12}, "num_samples=1000000000000 is not valid: expected an integer from 1 to 10000000"),
     ({"interpolation": {"rows": 2, "steps": 1}}, "interpolation.steps=1 is not valid: expected an integer >= 2"),
     ({"use_ema": "yes"}, "use_ema=yes is not valid: expected true or false"),
     ({"device": "tpu"}, "device=tpu is not valid: expected auto, cpu, cuda, cuda:<index> or another torch device"),
@@ -348,6 +354,16 @@ def test_a_callback_option_lightning_refuses_names_the_callback():
                                                                     "every_n_train_steps": -3}}})
     with pytest.raises(ConfigError, match=r"^callbacks.best_checkpoint: Invalid value for every_n_train_steps=-3. Must be >= 0$"):
         instantiate_group(callbacks.callbacks)
+
+
+def test_an_optimizer_built_whole_instead_of_as_a_factory_is_refused(make_cfg):
+    from gan.utils.instantiate import build_module
+
+    cfg = make_cfg(tiny_overrides("dcgan", "digits", steps=1) + ["optimizer.discriminator._partial_=false"])
+    # built at once, Adam was missing its params: a TypeError traceback (an audit)
+    with pytest.raises(ConfigError, match=r"^optimizer.discriminator._partial_=false: expected true \(the optimizer is "
+                                          r"built when training starts, with the discriminator's parameters\)$"):
+        build_module(cfg)
 
 
 @pytest.mark.parametrize("override,message", [
@@ -696,3 +712,36 @@ def test_an_interpolation_to_an_option_set_to_null_is_one_line():
         "a value, or a value of its own (penalties.r1r2.gamma=<value>)")
     assert str(user_error_behind(errors["other"])).startswith("other cannot be resolved: Interpolation key 'nowhere' not found;")
     assert user_error_behind(errors["broken"]) is None
+
+
+def test_an_allocation_the_machine_cannot_make_is_one_line_naming_the_sizes(capsys):
+    from hydra.errors import InstantiationException
+
+    from gan.utils.errors import OutOfMemory
+
+    try:  # torch's own refusal, as a width of 1e12 met it in the first layer (an audit: a traceback, status 1)
+        torch.empty(2**60, dtype=torch.uint8)
+    except RuntimeError as error:
+        refused = error
+    cases = [(refused, r"an allocation of 1,073,741,824.0 GiB failed"),
+             (MemoryError(), r"MemoryError"),  # Python's: the loader's list of 1e12 indices
+             (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), r"CUDA out of memory. Tried to allocate 20.00 GiB")]
+    for error, said in cases:
+        wrapped = InstantiationException("Error in call to target 'gan.nets.DCGANGenerator'")
+        wrapped.__cause__ = error
+        for raised in (error, wrapped):
+            found = user_error_behind(raised)
+            assert isinstance(found, OutOfMemory) and found.exit_status == 2
+            assert re.fullmatch(rf"out of memory \({said}\); expected sizes that fit this machine's memory: lower "
+                                r"data\.batch_size, model\.n_critic, .*metrics\.batch_size \(or a larger machine\)", str(found))
+    assert user_error_behind(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug keeps its traceback
+
+    @exit_on_user_error
+    def task():
+        torch.empty(2**60, dtype=torch.uint8)
+
+    with pytest.raises(SystemExit) as stopped:
+        task()
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: out of memory (an allocation of ")

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from gan.data.sampler import ResumableSampler
+from gan.utils.device import human_size, physical_memory_bytes
 from gan.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("gan")
@@ -140,6 +141,10 @@ def collate(batch):
 AUTO_ON_DEVICE_MAX_BYTES = 1 << 30
 
 
+#: host memory per sample of a batch's indices: the sampler's Python int and its slot in the batch's list
+INDEX_BYTES = 36
+
+
 class GANDataModule(pl.LightningDataModule):
     #: "image" (C, H, W in [-1, 1]) or "points" (unbounded vectors)
     kind = "image"
@@ -194,6 +199,7 @@ class GANDataModule(pl.LightningDataModule):
         # resumed run sees the batches it would have seen (gan/data/sampler.py); iterated directly, one
         # pass. The loader's own generator keeps it off the global RNG, which the checkpoint restores.
         sampler = ResumableSampler(self.train_set, endless=self.trainer is not None)
+        self.check_training_batch_fits()
         if sampler.endless and self.batch_size > sampler.num_samples:
             # allowed (a few-shot set may be smaller than a batch), but said: a batch then holds samples twice
             log.warning(f"data {self.name}: data.batch_size={self.batch_size} is larger than the training set this "
@@ -218,6 +224,23 @@ class GANDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers,
             worker_init_fn=functools.partial(start_worker, rank=rank) if self.num_workers > 0 else None,
         )
+
+    def check_training_batch_fits(self) -> None:
+        """A training batch (``batch_size`` x the real batches one training step takes) larger than this machine's
+        memory failed where the loader first allocated it, as a MemoryError traceback (an audit: ``data.batch_size``
+        or ``model.n_critic`` at 1e12)."""
+        memory = physical_memory_bytes()
+        samples = self.batch_size * self.batches_per_training_step
+        # float32 samples, and the loader's list of their indices (a Python int and a list slot, ~36 bytes each)
+        size = samples * (int(np.prod(self.sample_shape)) * 4 + INDEX_BYTES)
+        if memory is None or size <= memory:
+            return
+        per_step = self.batches_per_training_step
+        took = (f" x {per_step} real batches per training step (model.n_critic, model.iterations_per_batch)"
+                if per_step > 1 else "")
+        raise ConfigError(f"data.batch_size={self.batch_size}{took}: one training batch would hold {samples:,} samples "
+                          f"of shape {list(self.sample_shape)}, {human_size(size)} with their indices, more than this machine's {human_size(memory)} of "
+                          "memory; expected a smaller batch")
 
     def _tensors_to_hold(self, dataset: Dataset, training: bool) -> tuple[Tensor, ...] | None:
         """The training set's tensors on the training device, when ``on_device`` holds them there: on a GPU every

@@ -25,6 +25,7 @@ from gan.metrics.functional import (at_infinity, density_coverage, frechet_dista
                                     gaussian_statistics, memorization, nested_counts, psd_factor)
 from gan.metrics.modes import mode_coverage, stacked_modes
 from gan.metrics.sharding import Batches, batch_seed, broadcast_from_rank_zero, gather_to_rank_zero
+from gan.utils.config import MAX_METRIC_SAMPLES
 from gan.utils.distributed import rank_and_world_size
 from gan.utils.errors import ConfigError, DataError
 from gan.utils.option_types import check_options
@@ -75,9 +76,9 @@ class Metric:
 
     def __init__(self, num_samples: int | None = None, extractor: str | None = None):
         #: fake samples this metric takes; None: the suite's ``num_samples``
-        if num_samples is not None and int(num_samples) < 1:  # 0 fell back to the suite's count silently
-            raise ConfigError(f"metrics.compute.{self.name}.num_samples must be a positive integer or null (the suite's "
-                              f"metrics.num_samples), got {num_samples}")
+        if num_samples is not None and not 1 <= int(num_samples) <= MAX_METRIC_SAMPLES:  # 0 fell back to the suite's count silently
+            raise ConfigError(f"metrics.compute.{self.name}.num_samples={num_samples}: expected an integer from 1 to "
+                              f"{MAX_METRIC_SAMPLES:,}, or null (the suite's metrics.num_samples)")
         self.num_samples = None if num_samples is None else int(num_samples)
         allowed = (type(self).extractor, *self.extractor_choices)
         if extractor is not None and extractor not in allowed:
@@ -93,6 +94,20 @@ class Metric:
     def min_samples(self) -> int:
         """The fewest fakes (and reals, when it reads them) the metric is defined on."""
         return 1
+
+    @property
+    def min_samples_set_by(self) -> str | None:
+        """The option that sets :attr:`min_samples` (its key), when one does."""
+        return None
+
+    def too_few(self, option: str, count: int) -> str:
+        """Why ``option=count`` samples are too few, naming the option that asks for more where one does (a k of
+        1e12 blamed metrics.num_samples alone, an audit)."""
+        key = self.min_samples_set_by
+        if key is None:
+            return f"{option}={count}: {self.name} needs at least {self.min_samples} samples"
+        return (f"{option}={count}: {self.name} with {key}={self.min_samples_set_value} needs at least {self.min_samples} "
+                f"samples; expected more samples or a smaller {key}")
 
     def options(self, num_fake: int, num_real: int | None = None) -> dict[str, Any]:
         """The metric's settings for the protocol (``num_fake``, ``num_real``: the samples it scores; the reals
@@ -305,6 +320,14 @@ class NearestNeighbourMetric(Metric):
     def min_samples(self) -> int:
         return self.neighborhood + 1  # a k-th nearest other point
 
+    @property
+    def min_samples_set_by(self) -> str:
+        return f"metrics.compute.{self.name}.neighborhood"
+
+    @property
+    def min_samples_set_value(self) -> int:
+        return self.neighborhood
+
     def options(self, num_fake, num_real=None):
         return {"neighborhood": self.neighborhood}
 
@@ -381,6 +404,14 @@ class InceptionScore(Metric):
     @property
     def min_samples(self) -> int:
         return self.splits  # every split needs a sample
+
+    @property
+    def min_samples_set_by(self) -> str:
+        return f"metrics.compute.{self.name}.splits"
+
+    @property
+    def min_samples_set_value(self) -> int:
+        return self.splits
 
     def options(self, num_fake, num_real=None):
         return {"splits": self.splits, "shuffle_seed": self.seed}
@@ -498,6 +529,9 @@ def logged_directions(names: Sequence[str] | None) -> dict[str, bool]:
 
 def _build_metric(name: str, options: Mapping | None) -> Metric:
     cls = metric_class(name)
+    if options is not None and not isinstance(options, Mapping):  # ``metrics.compute.fid=abc``: an AttributeError
+        raise ConfigError(f"metrics.compute.{name}={options}: expected the metric's options (e.g. "
+                          f"metrics.compute.{name}.num_samples=5000) or null for its defaults")
     check_options(options, cls, f"metrics.compute.{name}")
     try:
         return cls(**dict(options or {}))
@@ -560,16 +594,18 @@ class MetricSuite:
         options = dict(compute) if isinstance(compute, Mapping) else {name: None for name in compute}
         self.metrics = [_build_metric(name, opts) for name, opts in options.items()]
         for name, value in (("num_samples", num_samples), ("num_real", num_real), ("batch_size", batch_size)):
-            if int(value) < 1:
-                raise ConfigError(f"metrics.{name} must be a positive integer, got {value}")
+            if not 1 <= int(value) <= MAX_METRIC_SAMPLES:  # 1e12 spent minutes counting its batches, then days sampling (an audit)
+                raise ConfigError(f"metrics.{name}={value}: expected an integer from 1 to {MAX_METRIC_SAMPLES:,}")
         self.num_samples, self.num_real, self.batch_size = int(num_samples), int(num_real), int(batch_size)
         for metric in self.metrics:  # now, not at the first scoring step of a training run hours later
             fake_option = f"metrics.compute.{metric.name}.num_samples" if metric.num_samples else "metrics.num_samples"
             counts = {fake_option: self.fake_count(metric), **({"metrics.num_real": self.num_real} if metric.needs_real else {})}
             for option, count in counts.items():
                 if count < metric.min_samples:
-                    raise ConfigError(f"{option}={count}: {metric.name} needs at least {metric.min_samples} samples")
+                    raise ConfigError(metric.too_few(option, count))
             metric.options(self.fake_count(metric))  # settings that do not fit the count fail now (fid_inf's counts)
+        if cache_dir is not None and not str(cache_dir).strip():  # '' wrote the caches into the working folder (an audit)
+            raise ConfigError(f"metrics.cache_dir={cache_dir!r}: expected a folder's path, or null (no cache)")
         self.cache_dir, self.seed, self.progress = cache_dir, int(seed), bool(progress)
         # the real features are stored there: a folder that cannot be written failed when they were, as a traceback
         # from each DDP rank after the whole extraction (an audit)

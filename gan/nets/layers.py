@@ -131,9 +131,12 @@ class FourierFeatures(nn.Module):
 
     def __init__(self, in_features: int, features: int, scales: tuple[float, float] = (0.5, 5.0), seed: int = 0):
         super().__init__()
+        if int(features) < 1:
+            raise ConfigError(f"fourier_features={features}: expected an integer >= 1 (sinusoids of the input), or 0 (none)")
+        if len(scales) != 2 or not 0 < float(scales[0]) <= float(scales[1]):  # [] was "not enough values to unpack"
+            raise ConfigError(f"fourier_scales={list(scales)}: expected two numbers [lowest, highest] with "
+                              "0 < lowest <= highest (cycles per unit of input)")
         low, high = (float(s) for s in scales)
-        if int(features) < 1 or not 0 < low <= high:
-            raise ConfigError(f"Fourier features need features >= 1 and scales 0 < low <= high, got {features}, {list(scales)}")
         rng = torch.Generator().manual_seed(int(seed))
         cycles = torch.logspace(math.log10(low), math.log10(high), int(features))
         directions = torch.randn(int(in_features), int(features), generator=rng)

@@ -52,7 +52,7 @@ def discriminator_mlp_blocks(in_features: int, hidden: Sequence[int], maxout_pie
     after each, input dropout and optional Fourier features of the input in the first block."""
     width, negative_slope = in_features, check_negative_slope(negative_slope)  # checked even where maxout leaves it unused
     layers: list[nn.Module] = [nn.Flatten(), *maybe_dropout(input_dropout)]
-    if fourier_features:
+    if fourier_features != 0:  # a negative count is refused there, not taken as none
         layers.append(FourierFeatures(width, fourier_features, tuple(fourier_scales)))
         width = layers[-1].out_features
     blocks = []

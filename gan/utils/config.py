@@ -171,7 +171,9 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     lines = []
     model = cfg.get("model") or {}
     steps, start = cfg.get("generator_steps"), model.get("ema_start")
-    if model.get("ema_decay") is not None and is_integer(steps) and is_integer(start) and int(start) > int(steps):
+    # a start written 1e12 is a float (it was no integer here, so the run went without the warning: an audit)
+    start_number = isinstance(start, (int, float)) and not isinstance(start, bool)
+    if model.get("ema_decay") is not None and is_integer(steps) and start_number and start > int(steps):
         lines.append(f"model.ema_start={start} comes after the run's last generator step (generator_steps={steps}): the EMA "
                      "is never updated, so samples, metrics and checkpoints' sampling generator are the raw generator's")
     if OmegaConf.select(cfg, "model.discriminator.minibatch") == "stddev":
@@ -313,13 +315,16 @@ class IntegerOption(NamedTuple):
     maximum: int | None = None
 
 
+#: the most samples a metric takes: 50,000 is the largest protocol in use (FID, IS); ten million Inception features
+#: alone take 80 GB, and more was a slip (1e12) that sat counting its batches before days of sampling (an audit)
+MAX_METRIC_SAMPLES = 10_000_000
 #: the global seed: ``seed_everything`` seeds numpy, which takes 0 .. 2**32 - 1 (and fails outside with a traceback)
 SEED = IntegerOption(0, maximum=2**32 - 1)
 #: train.py's own integer options
 RUN_OPTIONS = {"seed": SEED, "generator_steps": IntegerOption(1), "cpu_threads": IntegerOption(1, nullable=True),
                "metrics.every_n_generator_steps": IntegerOption(0, nullable=True)}  # 0: no scoring during training
 #: evaluate.py's (``interpolation.steps`` >= 2: a strip runs from one latent code to another)
-EVALUATE_OPTIONS = {"seed": SEED, "num_samples": IntegerOption(1), "num_images": IntegerOption(1),
+EVALUATE_OPTIONS = {"seed": SEED, "num_samples": IntegerOption(1, maximum=MAX_METRIC_SAMPLES), "num_images": IntegerOption(1),
                     "num_points": IntegerOption(1), "interpolation.rows": IntegerOption(0),
                     "interpolation.steps": IntegerOption(2),
                     # null (or absent, in an evaluate config written before nearest.png): no picture, 7 neighbours
@@ -341,6 +346,8 @@ def check_integer_options(cfg: DictConfig, options: dict[str, IntegerOption]) ->
                 expected = f"an integer from {minimum} to {maximum}"
             else:
                 expected = "an integer" if minimum is None else f"an integer >= {minimum}"
+            if isinstance(value, float) and value.is_integer():  # generator_steps=1e5 seemed refused for its size
+                expected += f", written out in digits (Hydra reads {value:g} as a decimal number)"
             raise ConfigError(f"{key}={value} is not valid: expected {expected}{' or null' if nullable else ''}")
 
 

@@ -55,3 +55,19 @@ def check_torch_device(device, option: str = "device", fallback: str = "auto or 
         if count == 0 or (chosen.index is not None and chosen.index >= count):
             raise ConfigError(f"{option}={device}: this machine has {count} CUDA device{'' if count == 1 else 's'}; "
                               f"expected {fallback}{f', or cuda:0 to cuda:{count - 1}' if count else ''}")
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def human_size(size: float) -> str:
+    """``size`` bytes in the largest binary unit up to TiB that leaves at least 1 (``1,936 bytes``, ``23.5 GiB``)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size:,.0f} bytes"

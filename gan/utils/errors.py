@@ -33,6 +33,10 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, truncated, not written by this framework, or that cannot be saved."""
 
 
+class OutOfMemory(UserError, MemoryError):
+    """An allocation the machine (or the GPU) cannot make: sizes chosen larger than it holds."""
+
+
 class TrainingDiverged(UserError):
     """Training stopped because a loss, score or gradient went non-finite (or the scores ran away).
 
@@ -57,12 +61,41 @@ def user_error_behind(error: BaseException) -> UserError | None:
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
             return error
+        if is_out_of_memory(error):
+            return OutOfMemory(f"out of memory ({allocation_failed(error)}); expected sizes that fit this machine's "
+                               f"memory: {SIZE_OPTIONS} (or a larger machine)")
         if not isinstance(error, (InstantiationException, OmegaConfBaseException)):
             return None  # only look through the wrappers: any other exception is a bug with its own traceback
         seen.add(id(error))
         # OmegaConf drops __cause__ unless OC_CAUSE=1, but the original stays the implicit __context__
         error = error.__cause__ or error.__context__
     return dangling_interpolation(outermost)
+
+
+#: the options whose size sets what a run allocates, named when an allocation fails
+SIZE_OPTIONS = ("lower data.batch_size, model.n_critic, the networks' widths (model.generator.width, "
+                "model.discriminator.width), metrics.num_samples or metrics.batch_size")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Python's MemoryError (a list of 1e12 indices), torch's CPU allocator refusing a tensor (a RuntimeError) and
+    CUDA's out-of-memory error: sizes beyond the machine were a traceback from wherever they were first allocated
+    (an audit: ``data.batch_size=1e12``, ``model.n_critic=1e12``, widths of 1e12)."""
+    import torch
+
+    return (isinstance(error, (MemoryError, torch.OutOfMemoryError))
+            or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)))
+
+
+def allocation_failed(error: BaseException) -> str:
+    """What could not be allocated, in GiB where the allocator says (torch's CPU message is a line of C++ context)."""
+    import re
+
+    text = str(error).strip()
+    asked = re.search(r"tried to allocate (\d+) bytes", text)
+    if asked:
+        return f"an allocation of {int(asked.group(1)) / 2**30:,.1f} GiB failed"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def dangling_interpolation(error: BaseException) -> ConfigError | None:

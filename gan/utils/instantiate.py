@@ -267,6 +267,10 @@ NETWORKS = ("generator", "discriminator")
 
 def build_module(cfg: DictConfig):
     """The GANModule of ``cfg.model`` with the loss and optimizer pair of ``cfg.loss``/``cfg.optimizer``."""
+    for name, node in cfg.optimizer.items():  # built now, Adam missed its params: a TypeError traceback (an audit)
+        if isinstance(node, DictConfig) and node.get("_partial_") is False:
+            raise ConfigError(f"optimizer.{name}._partial_=false: expected true (the optimizer is built when training "
+                              f"starts, with the {name}'s parameters)")
     optimizer = {name: build(node) for name, node in cfg.optimizer.items()}
     loss = build(cfg.loss)
     try:

@@ -40,6 +40,8 @@ def check_option_types(node: Any) -> None:
         return
     if not isinstance(node, DictConfig):
         return
+    if "_partial_" in node and not isinstance(node.get("_partial_"), bool):  # Hydra's TypeError, a traceback
+        raise ConfigError(f"{node._get_full_key('_partial_')}={node.get('_partial_')}: expected true or false")
     target = node.get("_target_") if "_target_" in node else None
     annotations = parameter_annotations(target) if target is not None else {}
     accepted = accepted_options(target) if target is not None else None

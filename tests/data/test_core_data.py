@@ -109,6 +109,26 @@ def test_a_batch_larger_than_the_training_set_is_said(batch_size, warned, caplog
     assert len(torch.unique(x, dim=0)) == min(batch_size, 100)  # what the line says: repeats only past the set's size
 
 
+def test_a_training_batch_larger_than_the_machine_s_memory_is_refused_before_it_is_allocated(monkeypatch):
+    """data.batch_size or model.n_critic at 1e12 was a MemoryError traceback from the loader (an audit)."""
+    from types import SimpleNamespace
+
+    from gan.utils.errors import ConfigError
+
+    monkeypatch.setattr("gan.data.base.physical_memory_bytes", lambda: 1000)
+    per_sample = 2 * 4 + 36  # two float32 coordinates and the loader's index of each
+    dm = Toy2DDataModule(layout="grid", num_samples=100, batch_size=1000 // per_sample)
+    dm.setup("fit")
+    x, _ = next(iter(dm.train_dataloader()))  # 22 samples: 968 bytes, which fit
+    assert len(x) == 22
+    dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(real_batches_per_training_step=2))  # n_critic 2
+    with pytest.raises(ConfigError, match=r"^data.batch_size=22 x 2 real batches per training step \(model.n_critic, "
+                                          r"model.iterations_per_batch\): one training batch would hold 44 samples of "
+                                          r"shape \[2\], 1.9 KiB with their indices, more than this machine's 1,000 bytes of "
+                                          r"memory; expected a smaller batch$"):
+        dm.train_dataloader()
+
+
 STUCK_WORKER_SCRIPT = """
 import functools, os, sys, time
 import torch

@@ -60,10 +60,17 @@ def test_an_image_folder_against_point_data_is_a_config_error(make_cfg, tmp_path
     (["fid_digits"], {"num_samples": 1}, r"^metrics\.num_samples=1: fid_digits needs at least 2 samples$"),
     (["fid"], {"num_real": 1}, r"^metrics\.num_real=1: fid needs at least 2 samples$"),
     (["kid"], {"num_samples": 1}, r"^metrics\.num_samples=1: kid needs at least 2 samples$"),
-    ({"prc": {"num_samples": 3}}, {}, r"^metrics\.compute\.prc\.num_samples=3: prc needs at least 4 samples$"),
-    (["density_coverage"], {"num_real": 5}, r"^metrics\.num_real=5: density_coverage needs at least 6 samples$"),
-    ({"density_coverage": {"neighborhood": 2}}, {"num_samples": 2}, r"^metrics\.num_samples=2: density_coverage needs at least 3"),
-    (["is"], {"num_samples": 5}, r"^metrics\.num_samples=5: is needs at least 10 samples$"),  # one per split
+    ({"prc": {"num_samples": 3}}, {}, r"^metrics\.compute\.prc\.num_samples=3: prc with metrics\.compute\.prc\.neighborhood=3 needs at least 4 "
+                                       r"samples; expected more samples or a smaller metrics\.compute\.prc\.neighborhood$"),
+    (["density_coverage"], {"num_real": 5}, r"^metrics\.num_real=5: density_coverage with metrics\.compute\.density_coverage\.neighborhood=5 needs at least 6 samples; "
+                                                r"expected more samples or a smaller metrics\.compute\.density_coverage\.neighborhood$"),
+    ({"density_coverage": {"neighborhood": 2}}, {"num_samples": 2}, r"^metrics\.num_samples=2: density_coverage with metrics\.compute\.density_coverage\.neighborhood=2 needs at least 3"),
+    # a k of 1e12 blamed metrics.num_samples alone (an audit)
+    ({"prc": {"neighborhood": 10**12}}, {}, r"^metrics\.num_samples=1000: prc with metrics\.compute\.prc\.neighborhood="
+                                           r"1000000000000 needs at least 1000000000001 samples; expected more samples or a "
+                                           r"smaller metrics\.compute\.prc\.neighborhood$"),
+    (["is"], {"num_samples": 5}, r"^metrics\.num_samples=5: is with metrics\.compute\.is\.splits=10 needs at least 10 samples; expected more "
+                                         r"samples or a smaller metrics\.compute\.is\.splits$"),  # one per split
     # fid_inf's sample counts (15 from 10 % of the fakes) that do not fit the fakes failed only when it scored
     ({"fid_inf": {"extractor": "digit_classifier"}}, {"num_samples": 2},
      r"^metrics\.compute\.fid_inf: sample counts \[2\] need at least two distinct values between 2 and the 2 fakes"),

@@ -105,13 +105,24 @@ def test_the_real_feature_cache_key_leaves_out_how_the_data_is_loaded():
 def test_unknown_metric_and_bad_counts_are_one_line_errors():
     with pytest.raises(ValueError, match=r"unknown metric 'fdi'; expected one of \[.*'fid'"):
         MetricSuite(["fdi"])
-    with pytest.raises(ValueError, match="metrics.num_samples must be a positive integer, got 0"):
-        MetricSuite(["fid_digits"], num_samples=0)
+    for count in (0, 10**12):  # 1e12 sat counting its batches before a sampling of days (an audit)
+        with pytest.raises(ValueError, match=rf"^metrics.num_samples={count}: expected an integer from 1 to 10,000,000$"):
+            MetricSuite(["fid_digits"], num_samples=count)
+    with pytest.raises(ValueError, match=r"^metrics.num_real=100000000: expected an integer from 1 to 10,000,000$"):
+        MetricSuite(["fid_digits"], num_real=10**8)
+    assert MetricSuite(["fid_digits"], num_samples=10**7, with_extractors=False).num_samples == 10**7
+    with pytest.raises(ValueError, match=r"^metrics.compute.fid_digits=abc: expected the metric's options \(e.g. "
+                                         r"metrics.compute.fid_digits.num_samples=5000\) or null for its defaults$"):
+        MetricSuite({"fid_digits": "abc"})  # it was an AttributeError: 'str' object has no attribute 'items'
+    for empty in ("", "  "):  # the caches were written into the working folder (an audit)
+        with pytest.raises(ValueError, match=rf"^metrics.cache_dir='{empty}': expected a folder's path, or null \(no cache\)$"):
+            MetricSuite(["fid_digits"], cache_dir=empty, with_extractors=False)
+
     with pytest.raises(ValueError, match=r"metrics.compute.kid: .*'subset_sze'"):
         MetricSuite({"kid": {"subset_sze": 10}})
-    for count in (0, -5):  # 0 fell back to metrics.num_samples silently
-        with pytest.raises(ValueError, match=rf"^metrics.compute.fid.num_samples must be a positive integer or null \(the "
-                                             rf"suite's metrics.num_samples\), got {count}$"):
+    for count in (0, -5, 10**8):  # 0 fell back to metrics.num_samples silently
+        with pytest.raises(ValueError, match=rf"^metrics.compute.fid.num_samples={count}: expected an integer from 1 to "
+                                             rf"10,000,000, or null \(the suite's metrics.num_samples\)$"):
             MetricSuite({"fid": {"num_samples": count}})
     assert MetricSuite({"fid_digits": {"num_samples": None}}, num_samples=7).fake_count(MetricSuite(["fid_digits"]).metrics[0]) == 7
     for multiple in (0, -1):  # no sample was ever high quality

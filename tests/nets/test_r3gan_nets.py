@@ -132,6 +132,21 @@ def test_vector_data_gets_unnormalized_mlps_with_optional_fourier_features():
     assert torch.allclose(fourier[0](points).double(), expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("options,message", [
+    # an empty list was "not enough values to unpack (expected 2, got 0)", a traceback (an audit)
+    ({"fourier_scales": []}, r"^fourier_scales=\[\]: expected two numbers \[lowest, highest\] with 0 < lowest <= highest"),
+    ({"fourier_scales": [1.0]}, r"^fourier_scales=\[1.0\]: expected two numbers"),
+    ({"fourier_scales": [5.0, 0.5]}, r"^fourier_scales=\[5.0, 0.5\]: expected two numbers"),
+    ({"fourier_scales": [0.0, 5.0]}, r"^fourier_scales=\[0.0, 5.0\]: expected two numbers"),
+    # a negative count was taken as a count of features, now it is refused instead of building none
+    ({"fourier_features": -3}, r"^fourier_features=-3: expected an integer >= 1 \(sinusoids of the input\), or 0 \(none\)$"),
+])
+def test_fourier_feature_options_out_of_range_are_refused_naming_the_option(options, message):
+    with pytest.raises(ConfigError, match=message):
+        R3GANDiscriminator((2,), width=8, **{"fourier_features": 4, **options})
+    R3GANDiscriminator((2,), width=8, fourier_features=0, fourier_scales=[])  # no features: their scales are unused
+
+
 def test_coordinates_stay_fp32_under_mixed_precision():
     """Under bf16 autocast the Fourier phases and a 2D generator's output layer are computed in fp32 (bf16
     spaces phases near 125 rad by 0.5 rad and coordinates near 4 by 0.03), the other layers in bf16; an

@@ -88,6 +88,9 @@ def test_annotations_are_resolved_through_kwargs_to_the_base_class():
     ("mode", "c", r"^model\.net\.mode=c: expected one of 'a', 'b' \(Child's mode\)$"),
     ("lr", "fast", r"^model\.net\.lr=fast: expected a number \(Child's lr\)$"),
     ("lr", None, r"^model\.net\.lr=null: expected a number, not null \(Child's lr\)$"),
+    # Hydra's own check was a TypeError traceback ("_partial_ flag must be a bool") (an audit)
+    ("_partial_", "maybe", r"^model\.net\._partial_=maybe: expected true or false$"),
+    ("_partial_", 1, r"^model\.net\._partial_=1: expected true or false$"),
 ])
 def test_a_wrong_option_is_named_with_its_full_key(option, value, message):
     cfg = OmegaConf.create({"model": {"net": {"_target_": TARGET, option: value}}})
