@@ -33,7 +33,7 @@ test-fast: install
 GPU_PYTHON ?= 3.12
 gpu-wheels: install
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
-		--implementation cp --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.2 omegaconf==2.3.0 torch-fidelity==0.3.0
+		--implementation cp --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.2 omegaconf==2.3.0 torch-fidelity==0.4.0
 	# antlr4's runtime 4.9.3 (what omegaconf 2.3 needs) is published as a source archive only
 	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
 
