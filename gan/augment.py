@@ -33,6 +33,9 @@ from gan.utils.errors import ConfigError
 class Augment(nn.Module):
     """Base class: ``forward(x)`` augments a batch; ``observe`` and ``terms`` are optional hooks."""
 
+    #: whether it adjusts itself from the sign of D's logits on reals (ADA)
+    steers_by_real_logit_sign = False
+
     def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -200,6 +203,9 @@ class AdaptiveAugment(DiffAugment):
     accumulated since the last adjustment, the discriminator steps observed, and the last r_t. ``observe``
     uses tensor ops only (no host sync).
     """
+
+    #: it steers by the sign of D's logits on reals (gan/utils/config.py warns where the loss makes that sign arbitrary)
+    steers_by_real_logit_sign = True
 
     def __init__(self, policy: str | Sequence[str] | None = "color,translation,cutout",
                  sample_shape: Sequence[int] | None = None, target: float = 0.6, interval: int = 4,

@@ -141,6 +141,10 @@ def parts_beyond_the_run(schedules: dict[str, "Setting"], run_steps: int) -> lis
 class Setting:
     """Applies ``value(generator_step)`` somewhere in the module; returns the value it applied."""
 
+    #: what it sets, read by the config checks that warn of an option a schedule overwrites (gan/utils/config.py):
+    #: "optimizer" (an optimizer's hyperparameter), "penalty" (a penalty's attribute), "ema_decay", or None
+    sets: str | None = None
+
     def __init__(self, value: Curve | float):
         self.value = as_curve(value)
         self.name: str | None = None  # its key under model.schedules, set by the module that applies it
@@ -173,6 +177,8 @@ NON_NEGATIVE_HYPERPARAMETERS = ("lr", "weight_decay", "momentum", "eps", "alpha"
 class OptimizerSetting(Setting):
     """An optimizer hyperparameter of the listed networks' optimizers: ``lr``, ``weight_decay``, ...; and
     ``beta1`` / ``beta2`` for Adam-style ``betas`` (R3GAN ramps beta2 from 0.9 to 0.99)."""
+
+    sets = "optimizer"
 
     def __init__(self, hyperparameter: str, value: Curve | float, networks: Sequence[str] = NETWORKS):
         super().__init__(value)
@@ -215,6 +221,8 @@ class OptimizerSetting(Setting):
 class PenaltySetting(Setting):
     """An attribute (``gamma``, ``weight``) of the penalty named ``penalty`` in ``model.penalties``."""
 
+    sets = "penalty"
+
     def __init__(self, penalty: str, attribute: str, value: Curve | float):
         super().__init__(value)
         self.penalty, self.attribute = str(penalty), str(attribute)
@@ -241,6 +249,8 @@ class PenaltySetting(Setting):
 class EMAHalfLife(Setting):
     """The EMA generator's half-life in generator steps: each update keeps 0.5 ** (1 / half_life) of the
     average (R3GAN ramps it from 0, a plain copy, to its final value over the burn-in)."""
+
+    sets = "ema_decay"
 
     def check(self, module, name):
         if module.generator_ema is None:

@@ -94,6 +94,9 @@ class AdversarialLoss:
     has_targets = False
     #: whether the generator objective compares against D's logits of a real batch (relativistic losses)
     generator_needs_real = False
+    #: whether both objectives are unchanged when every logit shifts by the same amount (then the sign of D's real
+    #: logits, which ADA steers by, follows an arbitrary offset; gan/utils/config.py warns of that pair)
+    shift_invariant = False
 
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, real_targets: Tensor | None = None,
                            fake_targets: Tensor | None = None) -> dict[str, Tensor]:
@@ -154,6 +157,8 @@ class NonSaturatingLoss(MinimaxLoss):
 
 
 class WassersteinLoss(AdversarialLoss):
+    shift_invariant = True
+
     def _d(self, real_logits, fake_logits):
         return wasserstein_discriminator_loss(real_logits, fake_logits)
 
@@ -202,6 +207,7 @@ class RelativisticLoss(AdversarialLoss):
     raw logits."""
 
     generator_needs_real = True
+    shift_invariant = True
 
     def _d(self, real_logits, fake_logits):
         return relativistic_discriminator_loss(real_logits, fake_logits)

@@ -155,10 +155,21 @@ def experiment_model_replaced(choices: dict, conf_dir: Path = PROJECT_ROOT / "co
     return []
 
 
-#: losses unchanged when every logit shifts by the same amount, so the sign of D's real logits means nothing there
-SHIFT_INVARIANT_LOSSES = ("WassersteinLoss", "RelativisticLoss")
-#: penalties on D's gradient with respect to each input sample (gan/losses/penalties.py)
-INPUT_GRADIENT_PENALTIES = ("GradientPenalty", "R1Penalty", "R1R2Penalty")
+def target_attribute(node: Any, attribute: str, default: Any = None) -> Any:
+    """A class attribute of the ``_target_`` of a config node, read before anything is built: what the checks here
+    need to know of a loss, penalty, augmentation or schedule is declared on its class, so a user's own subclass
+    is judged as the framework's are (they matched class names, which only the framework's own could meet: a
+    review). ``default`` for a node without a target, or one that does not import."""
+    from hydra.utils import get_class
+
+    target = node.get("_target_") if isinstance(node, (DictConfig, dict)) else None
+    if not target:
+        return default
+    try:
+        return getattr(get_class(str(target)), attribute, default)
+    except Exception:  # not a class, or not importable: its own build reports that, where it is built
+        return default
+
 
 
 def options_without_effect(cfg: DictConfig) -> list[str]:
@@ -184,8 +195,7 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
                          "minibatch stddev groups each sample alone, where it has no spread, so the layer appends a "
                          "constant; use a batch size with a small divisor (e.g. an even one)")
     penalties = OmegaConf.select(cfg, "model.penalties") or {}
-    on_inputs = sorted(name for name, node in penalties.items()
-                       if node is not None and str(node.get("_target_", "")).rsplit(".", 1)[-1] in INPUT_GRADIENT_PENALTIES)
+    on_inputs = sorted(name for name, node in penalties.items() if target_attribute(node, "penalizes_input_gradients", False))
     if on_inputs and OmegaConf.select(cfg, "model.discriminator.norm") == "batch":
         lines.append(f"model.penalties.{on_inputs[0]} penalizes D's gradient with respect to each input sample, but a D "
                      "with batch norm mixes the samples of a batch, so each sample's gradient carries the others' terms "
@@ -209,9 +219,9 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     if is_integer(every) and int(every) > 0 and OmegaConf.select(cfg, "callbacks.metrics") is None:
         lines.append(f"metrics.every_n_generator_steps={every} has no effect: the metrics callback is off "
                      "(callbacks=none or callbacks.metrics=null), so nothing is scored during training; evaluate.py scores a checkpoint")
-    augment = str(OmegaConf.select(cfg, "model.augment._target_") or "")
     loss = str(OmegaConf.select(cfg, "loss._target_") or "").rsplit(".", 1)[-1]
-    if augment.endswith("AdaptiveAugment") and loss in SHIFT_INVARIANT_LOSSES:
+    if target_attribute(OmegaConf.select(cfg, "model.augment"), "steers_by_real_logit_sign", False) and \
+            target_attribute(cfg.get("loss"), "shift_invariant", False):
         lines.append(f"augment=ada adjusts its probability from the mean sign of D's logits on reals, but {loss} is "
                      "unchanged when every logit shifts by the same amount, so that sign follows an arbitrary offset and "
                      "not overfitting; use augment=diffaugment (a fixed probability) or a loss with a decision boundary "
@@ -257,12 +267,12 @@ def model_options_under_a_schedule(schedules: DictConfig | None, key: str, choic
     generator step: a penalty's attribute (r3gan's ``gamma`` of ``r1r2``) or ``model.ema_decay`` (its half-life)."""
     lines = []
     for name, setting in (schedules or {}).items():
-        target = str((setting or {}).get("_target_", ""))
-        if target.endswith("PenaltySetting"):
+        sets = target_attribute(setting, "sets")
+        if sets == "penalty":
             penalty, attribute = str(setting.penalty), str(setting.attribute)
             hit = key in (f"model.penalties.{penalty}.{attribute}", f"model.penalties.{penalty}")
             what = f"{attribute} of the {penalty} penalty"
-        elif target.endswith("EMAHalfLife"):
+        elif sets == "ema_decay":
             hit, what = key == "model.ema_decay", "the EMA's decay (from its half-life)"
         else:
             continue
@@ -279,7 +289,7 @@ def options_under_a_schedule(schedules: DictConfig | None, task_overrides: Itera
     model option a schedule overwrites (r3gan's R1/R2 gamma and EMA decay, :func:`model_options_under_a_schedule`)."""
     scheduled = {}  # hyperparameter -> (schedule name, networks)
     for name, setting in (schedules or {}).items():
-        if setting is not None and str(setting.get("_target_", "")).endswith("OptimizerSetting"):
+        if target_attribute(setting, "sets") == "optimizer":
             networks = tuple(setting.get("networks") or ("generator", "discriminator"))
             scheduled[str(setting.hyperparameter)] = (name, networks)
     lines = []
