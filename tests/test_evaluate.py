@@ -213,6 +213,18 @@ def test_compare_with_tests_two_sets_of_runs_by_their_checkpoint_means(make_cfg,
         with pytest.raises(ConfigError, match=message):
             evaluate(make_cfg([*overrides, *protocol], config_name="evaluate", output_dir=tmp_path / "refused"))
 
+    # one against one is allowed over latent seeds, with a word that it compares two checkpoints, not two recipes
+    caplog.clear()
+    other = tmp_path / "baseline" / "0" / "checkpoints" / "last.ckpt"
+    with caplog.at_level("INFO", logger="gan"):
+        pair = evaluate(make_cfg([f"ckpt_path={one}", f"compare_with={other}", "seeds=[0,1]", *protocol],
+                                 config_name="evaluate", output_dir=tmp_path / "pair"))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.getMessage().startswith("compare_with:")]
+    assert warned == ["compare_with: one checkpoint on each side, so the test is of these two checkpoints over latent seeds "
+                      "(sampling noise), not of the recipes that trained them; compare several training runs of each for that"]
+    assert pair["comparison"]["fid_digits"] == {
+        **compare([ours[0], ours[1]], [theirs[0], theirs[1]], higher_is_better=False), "unit": "latent seed"}
+
 
 def test_an_ema_generator_with_spectral_norm_is_scored_as_training_scored_it(make_cfg, tmp_path):
     """Loading recomputed the EMA copy's batch-norm statistics again from spectral-norm vectors already iterated, so
@@ -255,6 +267,20 @@ def test_evaluate_uses_the_thread_count_the_checkpoint_s_run_had(make_cfg, tmp_p
         assert calls == [2]  # the option wins
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_checkpoint_s_thread_count_above_this_machine_s_cores_is_not_taken_but_said(monkeypatch, caplog):
+    import evaluate as entry
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    monkeypatch.setattr(entry.os, "cpu_count", lambda: 2)
+    with caplog.at_level("INFO", logger="gan"):
+        entry.use_thread_count(None, {"cpu_threads": 8})
+    assert calls == []  # more threads than cores would only be slow
+    assert [r.getMessage() for r in caplog.records] == [
+        "the checkpoint's run had 8 CPU threads, this machine 2 cores: its logged values are reproduced to about 1e-10, "
+        "not to the last digit"]
 
 
 
