@@ -274,9 +274,13 @@ def test_a_sweep_in_which_every_job_failed_exits_2_and_stopped_jobs_are_not_comp
 
 @pytest.mark.slow
 def test_a_job_cut_off_by_anothers_error_in_a_parallel_sweep_has_a_running_row(tmp_path):
-    result = train_py(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "generator_steps=3000",
-                      "model.generator.width=1,-2", f"hydra.sweep.dir={tmp_path / 's'}")
-    assert result.returncode == 2
+    # job 1 fails once job 0 is recorded as running (failing at once, it could precede job 0's start under load)
+    gate = "+callbacks.gate._target_=tests.sweep_gate.FailWhenAnotherJobRuns"
+    result = train_py(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "generator_steps=3000", gate,
+                      f"+callbacks.gate.summary={tmp_path / 's' / 'summary.csv'}", "+callbacks.gate.fail=false,true",
+                      f"hydra.sweep.dir={tmp_path / 's'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: a deliberate failure, job 0 running" in result.stderr
     assert [(r["job"], r["status"]) for r in summary(tmp_path / "s")] == [("0", "running"), ("1", "failed")]
 
 
