@@ -723,7 +723,7 @@ def test_an_allocation_the_machine_cannot_make_is_one_line_naming_the_sizes(caps
         torch.empty(2**60, dtype=torch.uint8)
     except RuntimeError as error:
         refused = error
-    cases = [(refused, r"an allocation of 1,073,741,824.0 GiB failed"),
+    cases = [(refused, r"an allocation of 1,048,576.0 TiB failed"),
              (MemoryError(), r"MemoryError"),  # Python's: the loader's list of 1e12 indices
              (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), r"CUDA out of memory. Tried to allocate 20.00 GiB")]
     for error, said in cases:

@@ -239,8 +239,8 @@ class GANDataModule(pl.LightningDataModule):
         took = (f" x {per_step} real batches per training step (model.n_critic, model.iterations_per_batch)"
                 if per_step > 1 else "")
         raise ConfigError(f"data.batch_size={self.batch_size}{took}: one training batch would hold {samples:,} samples "
-                          f"of shape {list(self.sample_shape)}, {human_size(size)} with their indices, more than this machine's {human_size(memory)} of "
-                          "memory; expected a smaller batch")
+                          f"of shape {list(self.sample_shape)}, {human_size(size)} with their indices, more than this "
+                          f"machine's {human_size(memory)} of memory; expected a smaller batch")
 
     def _tensors_to_hold(self, dataset: Dataset, training: bool) -> tuple[Tensor, ...] | None:
         """The training set's tensors on the training device, when ``on_device`` holds them there: on a GPU every

@@ -96,18 +96,18 @@ class Metric:
         return 1
 
     @property
-    def min_samples_set_by(self) -> str | None:
-        """The option that sets :attr:`min_samples` (its key), when one does."""
+    def min_samples_option(self) -> tuple[str, int] | None:
+        """The option that sets :attr:`min_samples` and its value, when one does."""
         return None
 
     def too_few(self, option: str, count: int) -> str:
         """Why ``option=count`` samples are too few, naming the option that asks for more where one does (a k of
         1e12 blamed metrics.num_samples alone, an audit)."""
-        key = self.min_samples_set_by
-        if key is None:
+        if self.min_samples_option is None:
             return f"{option}={count}: {self.name} needs at least {self.min_samples} samples"
-        return (f"{option}={count}: {self.name} with {key}={self.min_samples_set_value} needs at least {self.min_samples} "
-                f"samples; expected more samples or a smaller {key}")
+        key, value = self.min_samples_option
+        return (f"{option}={count}: {self.name} with {key}={value} needs at least {self.min_samples} samples; expected "
+                f"more samples or a smaller {key}")
 
     def options(self, num_fake: int, num_real: int | None = None) -> dict[str, Any]:
         """The metric's settings for the protocol (``num_fake``, ``num_real``: the samples it scores; the reals
@@ -321,12 +321,8 @@ class NearestNeighbourMetric(Metric):
         return self.neighborhood + 1  # a k-th nearest other point
 
     @property
-    def min_samples_set_by(self) -> str:
-        return f"metrics.compute.{self.name}.neighborhood"
-
-    @property
-    def min_samples_set_value(self) -> int:
-        return self.neighborhood
+    def min_samples_option(self) -> tuple[str, int]:
+        return f"metrics.compute.{self.name}.neighborhood", self.neighborhood
 
     def options(self, num_fake, num_real=None):
         return {"neighborhood": self.neighborhood}
@@ -406,12 +402,8 @@ class InceptionScore(Metric):
         return self.splits  # every split needs a sample
 
     @property
-    def min_samples_set_by(self) -> str:
-        return f"metrics.compute.{self.name}.splits"
-
-    @property
-    def min_samples_set_value(self) -> int:
-        return self.splits
+    def min_samples_option(self) -> tuple[str, int]:
+        return f"metrics.compute.{self.name}.splits", self.splits
 
     def options(self, num_fake, num_real=None):
         return {"splits": self.splits, "shuffle_seed": self.seed}

@@ -171,7 +171,6 @@ def target_attribute(node: Any, attribute: str, default: Any = None) -> Any:
         return default
 
 
-
 def options_without_effect(cfg: DictConfig) -> list[str]:
     """Warnings for options that cannot act, or not as meant, in this run's combination (found by audits: each
     trained like the run without it, or otherwise than meant, without a word): an EMA whose ``ema_start`` comes

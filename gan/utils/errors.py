@@ -88,13 +88,15 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def allocation_failed(error: BaseException) -> str:
-    """What could not be allocated, in GiB where the allocator says (torch's CPU message is a line of C++ context)."""
+    """What could not be allocated, where the allocator says (torch's CPU message is a line of C++ context)."""
     import re
+
+    from gan.utils.device import human_size  # it imports this module
 
     text = str(error).strip()
     asked = re.search(r"tried to allocate (\d+) bytes", text)
     if asked:
-        return f"an allocation of {int(asked.group(1)) / 2**30:,.1f} GiB failed"
+        return f"an allocation of {human_size(int(asked.group(1)))} failed"
     return text.splitlines()[0] if text else type(error).__name__
 
 
