@@ -9,6 +9,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -126,3 +127,51 @@ def test_weights_that_turn_non_finite_while_the_losses_stay_finite_are_divergenc
     assert event["kind"] == "divergence" and event["evidence"]["non_finite_tensor"].startswith("generator."), event
     assert event["last_healthy_checkpoint"] is None  # none had been saved
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+class InflateGenerator(pl.Callback):
+    """Redraws the generator's output layer with weights of std ``std`` at the end of generator step ``at``
+    (before that step's checkpoint save: Lightning runs checkpoint callbacks last): a generator whose output ran
+    away, its hidden features mapped hundreds of times wider than the data."""
+
+    def __init__(self, at: int, std: float = 1000.0):
+        self.at, self.std = at, std
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if pl_module.generator_steps == self.at:
+            last = [m for m in pl_module.generator.modules() if isinstance(m, torch.nn.Linear)][-1]
+            with torch.no_grad():
+                last.weight.normal_(0.0, self.std, generator=torch.Generator().manual_seed(0))
+
+
+def test_samples_spread_far_wider_than_the_data_are_checked_before_every_checkpoint_save(make_cfg, tmp_path):
+    """The spread was checked only at the mode-collapse cadence (every 100 generator steps), so a checkpoint saved
+    between two checks was kept as "last healthy" with samples 67-218 times wider than the data (an audit: DCGAN on
+    the grid at lr 1). Now it is checked before each save too: the inflated state is found at its save, not saved,
+    and the kept file is the save before it."""
+    from gan.callbacks.gan_health import mean_pairwise_distance
+    from gan.data import Toy2DDataModule
+    from gan.utils.checkpoint import load_generator
+    from train import train
+
+    cfg = make_cfg(["model=dcgan", "data=toy2d_grid", "generator_steps=60", "logger=none", "metrics=none",
+                    "model.ema_decay=null",  # the samples checked are the EMA's, which would take the change in slowly
+                    "callbacks.sample_grid=null", "callbacks.progress_bar=null", "model.iterations_per_batch=1",
+                    "callbacks.model_checkpoint.every_n_train_steps=10", "callbacks.model_checkpoint.save_top_k=-1",
+                    f"+callbacks.inflate._target_={__name__}.InflateGenerator", "+callbacks.inflate.at=15"])
+    _, objects = train(cfg)
+    event = objects["stopped_by"]
+    assert event["kind"] == "divergence" and event["generator_step"] == 15, event
+    assert event["evidence"]["diversity_ratio"] > 10
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.glob("*.ckpt")) == [  # named by optimizer steps: 2 per generator step
+        "last.ckpt", "last_healthy.ckpt", "step0000010.ckpt", "step0000020.ckpt"]  # not step0000030, generator step 15
+    assert load_checkpoint(checkpoints / "last_healthy.ckpt")["gan_counters"]["generator_steps"] == 10
+    real = Toy2DDataModule(layout="grid")
+    real.setup("fit")
+    draw = real.real_samples(256, generator=torch.Generator().manual_seed(0))
+    for path in checkpoints.glob("*.ckpt"):
+        noise = load_checkpoint(path)["state_dict"]["fixed_noise"][:256]
+        with torch.no_grad():
+            spread = mean_pairwise_distance(load_generator(path).eval()(noise)) / mean_pairwise_distance(draw)
+        assert spread <= 10, (path.name, spread)

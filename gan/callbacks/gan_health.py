@@ -68,15 +68,16 @@ GENERATOR_LOSS = "train/g/loss"
 
 #: what to try, each with the option that does it (an audit found remedies naming tricks without their options)
 REMEDIES = {
+    # (TTUR, which the first wording named here, gives D the larger learning rate: it strengthens D; an audit)
     "discriminator_overpowers": (
-        "weaken D or help G: lower D's learning rate or use TTUR (optimizer=ttur), fewer D steps per G step "
+        "weaken D or help G: lower D's learning rate (optimizer.discriminator.lr), fewer D steps per G step "
         "(model.n_critic), one-sided label smoothing (model.real_label=0.9), instance noise "
         "(model.instance_noise_std=0.1), spectral norm in D (model.discriminator.spectral_norm=true), or a loss "
         "that keeps gradients (loss=hinge, or model=wgan_gp)"
     ),
     "vanishing_generator_gradients": (
         "use the non-saturating generator loss (loss=non_saturating) or loss=hinge, and weaken D: lower its "
-        "learning rate or TTUR (optimizer=ttur), label smoothing (model.real_label=0.9), instance noise "
+        "learning rate (optimizer.discriminator.lr), label smoothing (model.real_label=0.9), instance noise "
         "(model.instance_noise_std=0.1), spectral norm (model.discriminator.spectral_norm=true); if the "
         "generator's tanh output saturates, lower G's learning rate"
     ),
@@ -87,7 +88,7 @@ REMEDIES = {
     ),
     "divergence": (
         "lower both learning rates, constrain D (a gradient penalty: model=wgan_gp; spectral norm: "
-        "model.discriminator.spectral_norm=true; weight clipping: model.weight_clip), check that the data is in "
+        "model.discriminator.spectral_norm=true; weight clipping: model.weight_clip=0.01), check that the data is in "
         "the generator's output range ([-1, 1] for image data's tanh output)"
     ),
 }
@@ -96,9 +97,19 @@ REMEDIES = {
 def remedy(kind: str, pl_module) -> str:
     """What to try, with this run's own levers: a run whose learning rates follow ``model.schedules.lr`` (r3gan,
     the gan toy presets) is told to change the schedule, which overwrites ``optimizer.*.lr`` and ``optimizer=ttur``
-    at every step; a run that already has penalties is told to raise them (an audit found both advised as new)."""
+    at every step; a run that already has penalties is told to raise them (an audit found both advised as new);
+    fewer D steps are advised only where there are several, and a saturating generator loss, whose gradient a
+    winning D takes away, comes first (an audit: a minimax run whose D won was told neither)."""
     text = REMEDIES[kind]
     schedules, penalties = getattr(pl_module, "schedules", {}) or {}, getattr(pl_module, "penalties", {}) or {}
+    if getattr(pl_module, "n_critic", 1) <= 1:
+        text = text.replace(", fewer D steps per G step (model.n_critic)", "").replace(", fewer D steps (model.n_critic)", "")
+    saturates = getattr(getattr(pl_module, "loss", None), "generator_saturates", False)
+    if kind == "discriminator_overpowers" and saturates:
+        text = ("the minimax generator loss gives G no gradient while D wins: use loss=non_saturating; and " + text)
+    elif kind == "vanishing_generator_gradients" and not saturates:
+        text = text.replace("use the non-saturating generator loss (loss=non_saturating) or loss=hinge, and weaken D",
+                            "weaken D")
     if kind == "divergence" and penalties:
         text = text.replace("constrain D (a gradient penalty: model=wgan_gp; ",
                             f"constrain D more (a larger weight or gamma for its {', '.join(sorted(penalties))}; ")
@@ -218,13 +229,17 @@ class ModeCollapse:
     ``min_diversity_ratio`` times the real data's, when (digit data, read by the shipped digit classifier) they
     cover fewer than ``min_class_coverage`` times as many predicted classes as the real samples, or when (data
     whose modes are known: the 2D toys' mixture components, the digits' classes) the effective number of modes
-    they fall on drops below ``min_mode_retention`` times the most it reached at an earlier check of the run.
+    they fall on drops below ``min_mode_retention`` times the most it reached at an earlier check of the run, or
+    lies below ``min_modes_of_data`` times the real draw's own.
 
     The last is a drop, not a level: a healthy run on the 25-Gaussian grid may cover half of the modes at step
     500 and all of them later (sngan's preset: 8.6 effective modes at step 600, 20 at 3,000), so a level would
     call every slow start a collapse; a generator that spread over the modes and then lost them (dcgan's ring
     preset: 8.0 of 8 at step 600, 1.8 at 1,800, with a diversity ratio far above ``min_diversity_ratio``) is
-    the failure the diversity ratio misses."""
+    the failure the diversity ratio misses. The level floor, ``min_modes_of_data``, sits far below a slow start
+    (0.15 x 25 = 3.75 on the grid, where sngan's preset had 9.0 at step 500): a generator that never spread over the
+    modes (the minimax GAN on the grid, one effective mode from step 500 on) had no earlier best to drop from and
+    was not reported (an audit)."""
 
     action: str = "warn"
     every_n_generator_steps: int = 100
@@ -233,10 +248,12 @@ class ModeCollapse:
     min_diversity_ratio: float = 0.1
     min_class_coverage: float | None = 0.5
     min_mode_retention: float | None = 0.5
+    min_modes_of_data: float | None = 0.15
     # two samples at least: the mean pairwise distance of one sample is undefined (NaN)
     BOUNDS: ClassVar[Bounds] = {
         "every_n_generator_steps": (0, None), "start_generator_step": (0, None), "num_samples": (2, None),
-        "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1), "min_mode_retention": (0, 1)}
+        "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1), "min_mode_retention": (0, 1),
+        "min_modes_of_data": (0, 1)}
 
     def __post_init__(self) -> None:
         # the most effective modes at a check so far, and the generator step of that check
@@ -255,16 +272,18 @@ class ModeCollapse:
         return generator_step >= self.start_generator_step and self.at_cadence(generator_step, previous)
 
     def check(self, diversity_ratio: float, class_coverage: float | None = None, effective_modes: float | None = None,
-              generator_step: int | None = None) -> dict[str, float] | None:
+              generator_step: int | None = None, data_effective_modes: float | None = None) -> dict[str, float] | None:
         """The evidence of a collapse at this check, or None. ``effective_modes`` (None: data without known
-        modes) also becomes the best so far when it is."""
+        modes) also becomes the best so far when it is; ``data_effective_modes``: the real draw's."""
         low_diversity = diversity_ratio < self.min_diversity_ratio
         few_classes = None not in (class_coverage, self.min_class_coverage) and class_coverage < self.min_class_coverage
         best = self.best_effective_modes
         dropped = None not in (effective_modes, best, self.min_mode_retention) and effective_modes < self.min_mode_retention * best[0]
+        too_few = (None not in (effective_modes, data_effective_modes, self.min_modes_of_data)
+                   and effective_modes < self.min_modes_of_data * data_effective_modes)
         if effective_modes is not None and (best is None or effective_modes > best[0]):
             self.best_effective_modes = (effective_modes, generator_step)
-        if not (low_diversity or few_classes or dropped):
+        if not (low_diversity or few_classes or dropped or too_few):
             return None
         evidence = {"diversity_ratio": diversity_ratio, "min_diversity_ratio": self.min_diversity_ratio}
         if class_coverage is not None:
@@ -272,6 +291,9 @@ class ModeCollapse:
         if dropped:
             evidence.update(effective_modes=effective_modes, best_effective_modes=best[0],
                             best_at_generator_step=best[1], min_mode_retention=self.min_mode_retention)
+        if too_few:
+            evidence.update(effective_modes=effective_modes, data_effective_modes=data_effective_modes,
+                            min_modes_of_data=self.min_modes_of_data)
         return evidence
 
     def state_dict(self) -> dict[str, Any]:
@@ -432,6 +454,8 @@ class GANHealth(pl.Callback):
         self._real: Tensor | None = None
         self._real_classes: tuple[Tensor, int] | None = None  # (the real draw, distinct classes read in it)
         self._real_diversity: tuple[Tensor, float] | None = None  # (the real draw, its mean pairwise distance)
+        self._real_modes: tuple[Tensor, float | None] | None = None  # (the real draw, its effective modes)
+        self._spread_checked_at: int | None = None  # the generator step of the last spread check
         self._classifier = None
         self._last_classes: tuple[Tensor, Tensor] | None = None  # (images, the classes read in them)
         self._stop_requested = False
@@ -573,16 +597,22 @@ class GANHealth(pl.Callback):
         coverage = self.class_coverage(samples, real) if collapse.min_class_coverage is not None else None
         if coverage is not None:
             signals["health/class_coverage"] = coverage
-        effective = self.effective_modes(trainer, samples) if collapse.min_mode_retention is not None else None
+        wanted = collapse.min_mode_retention is not None or collapse.min_modes_of_data is not None
+        effective = self.effective_modes(trainer, samples) if wanted else None
+        of_data = None
         if effective is not None:
             signals["health/effective_modes"] = effective
+            if self._real_modes is None or self._real_modes[0] is not real:  # the fixed draw: read it once
+                self._real_modes = (real, self.effective_modes(trainer, real))
+            of_data = self._real_modes[1]
         log_scalars(trainer, signals, step)
-        evidence = collapse.check(ratio, coverage, effective, step)
+        evidence = collapse.check(ratio, coverage, effective, step, of_data)
         if evidence:
             self._fire(trainer, pl_module, "mode_collapse", evidence, step, trainer.global_step)
         self._check_spread(trainer, pl_module, step, ratio)
 
     def _check_spread(self, trainer, pl_module, step: int, diversity_ratio: float) -> None:
+        self._spread_checked_at = step
         evidence = self.detectors["divergence"].check_spread(diversity_ratio)
         if evidence:
             self._fire(trainer, pl_module, "divergence", evidence, step, trainer.global_step)
@@ -694,6 +724,10 @@ class GANHealth(pl.Callback):
         if bad:
             self._fire(trainer, pl_module, "divergence", {"non_finite_tensor": bad[0], "non_finite_tensors": len(bad)},
                        pl_module.generator_steps, trainer.global_step)
+        elif self._spread_checked_at != pl_module.generator_steps and getattr(trainer, "datamodule", None) is not None:
+            # the samples' spread too, which the cadence checks only every 100 steps: a checkpoint saved between
+            # two checks was kept as "last healthy" with samples 67 times wider than the data (an audit)
+            self._check_spread(trainer, pl_module, pl_module.generator_steps, self._samples_and_diversity(trainer, pl_module)[2])
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.check_now(trainer, pl_module)  # the last iterations' rows (checkpoint callbacks run after this)

@@ -94,6 +94,9 @@ class AdversarialLoss:
     has_targets = False
     #: whether the generator objective compares against D's logits of a real batch (relativistic losses)
     generator_needs_real = False
+    #: whether the generator's objective flattens where D rejects its samples (the original minimax loss: a D that
+    #: wins leaves G no gradient; the health check's advice names loss=non_saturating for it)
+    generator_saturates = False
     #: whether both objectives are unchanged when every logit shifts by the same amount (then the sign of D's real
     #: logits, which ADA steers by, follows an arbitrary offset; gan/utils/config.py warns of that pair)
     shift_invariant = False
@@ -138,6 +141,7 @@ class MinimaxLoss(AdversarialLoss):
 
     logits_are_probabilities = True
     has_targets = True
+    generator_saturates = True
 
     def _d(self, real_logits, fake_logits):
         return minimax_discriminator_loss(real_logits, fake_logits)
@@ -151,6 +155,8 @@ class MinimaxLoss(AdversarialLoss):
 
 class NonSaturatingLoss(MinimaxLoss):
     """Minimax discriminator with the non-saturating generator objective used in practice."""
+
+    generator_saturates = False
 
     def _g(self, fake_logits):
         return non_saturating_generator_loss(fake_logits)

@@ -272,19 +272,19 @@ def test_generator_ignoring_its_noise_is_mode_collapse(make_cfg, tmp_path, monke
 
 class KeepTwoModesAfter(pl.Callback):
     """Test-only failure injection: from one generator step on, the generator's 2D output is moved onto two
-    opposite modes of the ring (which one by the sign of its first coordinate), keeping its offsets from its
-    own mean: modes lost while the samples stay spread (a diversity ratio far above 0.1)."""
+    opposite modes of the ring (or ``second_mode`` and the first; every other sample on each), keeping its offsets
+    from its own mean: modes lost while the samples stay spread (a diversity ratio far above 0.1)."""
 
-    def __init__(self, at_generator_step: int):
-        self.at, self.handle = at_generator_step, None
+    def __init__(self, at_generator_step: int, second_mode: int | None = None):
+        self.at, self.second, self.handle = at_generator_step, second_mode, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if pl_module.generator_steps >= self.at and self.handle is None:
             modes = trainer.datamodule.modes.float()
-            pair = torch.stack([modes[0], modes[len(modes) // 2]])
+            pair = torch.stack([modes[0], modes[len(modes) // 2 if self.second is None else self.second]])
 
             def two_modes(module, inputs, output):
-                side = (output[:, 0] < output[:, 0].mean()).long()
+                side = torch.arange(len(output), device=output.device) % 2  # half the samples on each
                 return pair.to(output)[side] + 0.01 * (output - output.mean(dim=0))
             self.handle = pl_module.sampling_generator.register_forward_hook(two_modes)  # what the checks sample (EMA)
 
@@ -308,6 +308,41 @@ def test_modes_the_generator_had_and_lost_are_mode_collapse(make_cfg, tmp_path):
     assert evidence["effective_modes"] == effective[2][1] and evidence["best_effective_modes"] == best
     assert evidence["best_at_generator_step"] in (10, 20) and evidence["min_mode_retention"] == 0.5
     assert evidence["diversity_ratio"] > 0.1  # the spread alone did not see it
+
+
+@pytest.mark.parametrize("floor", [0.15, None])
+def test_a_generator_that_never_spread_over_the_modes_is_mode_collapse(make_cfg, tmp_path, floor):
+    """Two of the grid's 25 modes from the start: no earlier best to drop from, and a diversity ratio far above 0.1,
+    so nothing fired (an audit: the minimax GAN on the grid, one effective mode from step 500 on). The level floor,
+    min_modes_of_data x the real draw's own effective modes, does."""
+    cfg = make_cfg(health_overrides("gan", "toy2d_grid", 20, "callbacks.gan_health.mode_collapse.start_generator_step=10",
+                                    "callbacks.gan_health.mode_collapse.every_n_generator_steps=10",
+                                    f"callbacks.gan_health.mode_collapse.min_modes_of_data={floor if floor else 'null'}",
+                                    "+callbacks.two_modes._target_=tests.callbacks.test_gan_health.KeepTwoModesAfter",
+                                    "+callbacks.two_modes.at_generator_step=1", "+callbacks.two_modes.second_mode=-1"))
+    train(cfg)  # the grid's opposite corners, from the first step (where the EMA copy, which the checks sample, exists)
+    run = tmp_path / "run"
+    effective = logged(run, "health/effective_modes")
+    assert [step for step, _ in effective] == [10.0, 20.0] and all(value <= 2.0 for _, value in effective)
+    events = events_of(run)
+    if floor is None:
+        assert events == []
+        return
+    assert [(e["kind"], e["generator_step"]) for e in events] == [("mode_collapse", 10)]
+    evidence = events[0]["evidence"]
+    assert evidence["effective_modes"] == effective[0][1] and evidence["min_modes_of_data"] == 0.15
+    assert 20.0 < evidence["data_effective_modes"] <= 25.0  # the real draw of 256 samples over 25 modes
+    assert evidence["diversity_ratio"] > 0.1 and "best_effective_modes" not in evidence
+
+
+def test_the_level_floor_sits_below_a_slow_start_and_catches_one_mode_of_the_ring():
+    # min_modes_of_data 0.15 (a fresh detector each: no best to drop from)
+    assert ModeCollapse().check(1.0, effective_modes=9.0, generator_step=500, data_effective_modes=24.6) is None  # sngan's start
+    assert ModeCollapse().check(1.0, effective_modes=4.0, generator_step=500, data_effective_modes=24.6) is None
+    assert ModeCollapse().check(1.0, effective_modes=1.0, generator_step=500, data_effective_modes=7.9) == {
+        "diversity_ratio": 1.0, "min_diversity_ratio": 0.1, "effective_modes": 1.0, "data_effective_modes": 7.9,
+        "min_modes_of_data": 0.15}
+    assert ModeCollapse().check(1.0, effective_modes=2.0, data_effective_modes=7.9) is None  # 2 of 8 ring modes: above
 
 
 def test_effective_modes_are_read_from_the_toys_components_and_the_digits_classes():
@@ -521,3 +556,27 @@ def test_remedies_name_this_runs_own_levers():
                          "at every step: change its values (model.schedules.lr.value.start / .end)")
     assert "constrain D more (a larger weight or gamma for its r1r2; spectral norm" in remedy("divergence", scheduled)
     assert "model.schedules" not in remedy("discriminator_overpowers", SimpleNamespace(schedules={}, penalties={}))
+
+
+def test_remedies_fit_the_run_s_loss_and_critic_steps():
+    """An audit: a minimax run whose D won was not told of loss=non_saturating, a run with one D step per G step was
+    told to take fewer, and TTUR (which gives D the larger learning rate) was advised to weaken D."""
+    from types import SimpleNamespace
+
+    from gan.callbacks.gan_health import REMEDIES, remedy
+    from gan.losses import MinimaxLoss, NonSaturatingLoss, WassersteinLoss
+
+    def run(loss, n_critic=1):
+        return SimpleNamespace(schedules={}, penalties={}, loss=loss, n_critic=n_critic)
+
+    minimax = remedy("discriminator_overpowers", run(MinimaxLoss()))
+    assert minimax.startswith("the minimax generator loss gives G no gradient while D wins: use loss=non_saturating; and "
+                              "weaken D or help G: lower D's learning rate (optimizer.discriminator.lr), one-sided")
+    assert "n_critic" not in minimax and "ttur" not in minimax
+    assert remedy("discriminator_overpowers", run(NonSaturatingLoss(), n_critic=5)) == REMEDIES["discriminator_overpowers"]
+    assert "non_saturating" not in remedy("discriminator_overpowers", run(NonSaturatingLoss()))
+    assert remedy("vanishing_generator_gradients", run(MinimaxLoss())).startswith("use the non-saturating generator loss")
+    assert remedy("vanishing_generator_gradients", run(NonSaturatingLoss())).startswith("weaken D: lower its learning rate")
+    assert "fewer D steps (model.n_critic)" in remedy("mode_collapse", run(WassersteinLoss(), n_critic=5))
+    assert "n_critic" not in remedy("mode_collapse", run(NonSaturatingLoss()))
+    assert all("ttur" not in REMEDIES[kind] for kind in ("discriminator_overpowers", "vanishing_generator_gradients"))
