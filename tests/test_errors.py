@@ -126,7 +126,7 @@ def results(tmp_path_factory):
     ("misspelt_key", r"Could not override 'model.n_critc'.* use \+model.n_critc=3 .*; did you mean n_critic\?"),
     ("unparsable_override", r"cannot parse the override 'model.n_critic=\[': .*"),
     ("misspelt_key_evaluate", r"Could not override 'ckpt_pth'.*; did you mean ckpt_path\?"),
-    ("evaluate_option_not_a_number", r"num_samples=abc is not valid: expected an integer >= 1"),
+    ("evaluate_option_not_a_number", r"num_samples=abc is not valid: expected an integer from 1 to 10000000"),
     ("augment_given_a_string", r"model.augment must be an Augment \(choose it with augment=diffaugment or augment=ada, or "
                                r"augment=null\), got str 'diffaugment'"),
     ("batch_size_not_positive", r"data.batch_size must be a positive integer, got 0"),

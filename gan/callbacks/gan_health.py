@@ -588,6 +588,8 @@ class GANHealth(pl.Callback):
         real = self._real_samples(trainer, collapse.num_samples)
         if self._real_diversity is None or self._real_diversity[0] is not real:  # the fixed draw: measure it once
             self._real_diversity = (real, mean_pairwise_distance(real))
+        if self._real_diversity[1] == 0:  # data of one repeated sample has no spread to compare with: no verdict
+            return samples, real, math.nan
         return samples, real, mean_pairwise_distance(samples) / self._real_diversity[1]
 
     def _check_mode_collapse(self, trainer, pl_module, step: int) -> None:
