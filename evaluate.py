@@ -66,6 +66,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
                           "or fake_path=<folder of images> (with data=<name>)")
     check_evaluate_options(cfg)
     checkpoint_paths = find_checkpoints(cfg.ckpt_path, cfg.get("ckpt_name") or "last.ckpt") if cfg.get("ckpt_path") else []
+    check_one_checkpoint_per_run(checkpoint_paths, "ckpt_path", cfg.get("ckpt_path"))
     checkpoint = load_checkpoint(checkpoint_paths[0]) if checkpoint_paths else None
     train_cfg = run_config(checkpoint) if checkpoint is not None else None
     use_thread_count(cfg.get("cpu_threads"), checkpoint)
@@ -79,6 +80,12 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("fake_path") and datamodule.kind != "image":  # before the folder is read
         raise ConfigError(f"fake_path={cfg.fake_path}: a folder is scored as image data, but data {datamodule.name} "
                           f"yields {datamodule.kind}; expected image data (e.g. data=digits)")
+    if cfg.get("fake_path") and not metrics_cfg.get("compute") and metrics_choice() != "none":
+        # a checkpoint lends its run's selection; a folder has none, and it scored nothing with status 0 (an audit)
+        group = PROJECT_ROOT / "conf" / "metrics" / f"{datamodule.name}.yaml"
+        example = f"metrics={datamodule.name}, the data's own selection" if group.is_file() else "metrics=[fid]"
+        raise ConfigError(f"fake_path={cfg.fake_path}: a folder has no run whose metrics to use; expected metrics=... "
+                          f"(e.g. {example})")
     # the selection against the data and every checkpoint before the metrics' feature networks are loaded (a
     # metric that cannot apply was reported as their missing weights), the data is prepared (it may download)
     # and the first checkpoint is scored
@@ -311,6 +318,7 @@ def checked_baseline(cfg: DictConfig, paths: list[str], first: dict[str, Any] | 
     if not cfg.get("compare_with"):
         return None
     baseline_paths = find_checkpoints(cfg.compare_with, cfg.get("ckpt_name") or "last.ckpt")
+    check_one_checkpoint_per_run(baseline_paths, "compare_with", cfg.compare_with)
     shared = sorted({str(Path(p).resolve()) for p in paths} & {str(Path(p).resolve()) for p in baseline_paths})
     if shared:
         raise ConfigError(f"compare_with={cfg.compare_with} holds {shared[0]}, which ckpt_path={cfg.ckpt_path} holds as "
@@ -396,8 +404,8 @@ def find_checkpoints(pattern: str, name: str = "last.ckpt") -> list[str]:
     pattern = str(pattern)
     if glob.has_magic(pattern):
         found = glob.glob(pattern, recursive=True)
-    elif Path(pattern).is_dir():
-        found = [str(path) for path in Path(pattern).glob(f"**/checkpoints/{name}")]
+    elif Path(pattern).is_dir():  # glob.glob follows job folders that are links (Path.glob did not: an audit)
+        found = glob.glob(os.path.join(glob.escape(pattern), "**", "checkpoints", name), recursive=True)
         if not found and (Path(pattern) / name).is_file():  # a run's checkpoints folder itself
             found = [str(Path(pattern) / name)]
     else:
@@ -406,6 +414,23 @@ def find_checkpoints(pattern: str, name: str = "last.ckpt") -> list[str]:
         looked_for = "" if glob.has_magic(pattern) else f" (looked for <job>/checkpoints/{name} below it)"
         raise CheckpointError(f"ckpt_path={pattern} matches no checkpoint{looked_for}")
     return sorted(found, key=natural)
+
+
+def check_one_checkpoint_per_run(paths: list[str], option: str, pattern: str) -> None:
+    """Several checkpoints are summarized (and compared) as training runs: two of one run (its best.ckpt and
+    last.ckpt, matched by ``runs/m5/checkpoints/*.ckpt``) are not two runs, and their interval and p-value were
+    presented as if they were (an audit)."""
+    if len(paths) < 2:
+        return
+    seen: dict[Path, str] = {}
+    for path in paths:
+        folder = Path(path).resolve().parent
+        run = folder.parent if folder.name == "checkpoints" else folder
+        if run in seen:
+            raise ConfigError(f"{option}={pattern}: {seen[run]} and {path} are checkpoints of one run ({run}); several "
+                              "checkpoints are summarized as training runs, so expected one checkpoint per run (e.g. "
+                              "<runs>/*/checkpoints/last.ckpt)")
+        seen[run] = path
 
 
 @contextmanager

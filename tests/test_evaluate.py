@@ -555,3 +555,26 @@ def test_a_conditional_generator_s_picture_has_a_row_per_class(make_cfg, tmp_pat
     with torch.no_grad():
         expected = generator(codes[torch.arange(20) % 2], labels)
     assert drawn["nrow"] == 2 and torch.allclose(drawn["samples"], expected)
+
+
+def test_checkpoints_of_one_run_are_not_summarized_as_runs_and_linked_job_folders_are_found(tmp_path):
+    """best.ckpt and last.ckpt of one run were counted as two training runs, their interval and p-value presented as
+    over runs; a multirun folder whose jobs were links matched no checkpoint (an audit)."""
+    from evaluate import check_one_checkpoint_per_run, find_checkpoints
+
+    for job in ("a", "b"):
+        (tmp_path / "runs" / job / "checkpoints").mkdir(parents=True)
+        for name in ("last.ckpt", "best.ckpt"):
+            (tmp_path / "runs" / job / "checkpoints" / name).write_bytes(b"")
+    pattern = str(tmp_path / "runs" / "a" / "checkpoints" / "*.ckpt")
+    both = find_checkpoints(pattern)
+    with pytest.raises(ConfigError, match=rf"^ckpt_path={re.escape(pattern)}: .*best\.ckpt and .*last\.ckpt are checkpoints "
+                                          rf"of one run \({re.escape(str(tmp_path / 'runs' / 'a'))}\); several checkpoints are "
+                                          r"summarized as training runs, so expected one checkpoint per run"):
+        check_one_checkpoint_per_run(both, "ckpt_path", pattern)
+    check_one_checkpoint_per_run(find_checkpoints(str(tmp_path / "runs")), "ckpt_path", "runs")  # one last.ckpt each
+    check_one_checkpoint_per_run(both[:1], "ckpt_path", pattern)  # one checkpoint: its latent seeds are the unit
+    (tmp_path / "linked").mkdir()
+    for job in ("a", "b"):
+        (tmp_path / "linked" / job).symlink_to(tmp_path / "runs" / job, target_is_directory=True)
+    assert [Path(path).parts[-3] for path in find_checkpoints(str(tmp_path / "linked"))] == ["a", "b"]

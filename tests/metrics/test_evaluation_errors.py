@@ -154,3 +154,12 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_is_l
     with pytest.raises(ConfigError, match=rf"^paths\.output_dir={re.escape(str(folder))}: cannot write there \({reason}\); "
                                           r"expected a folder this user can create and write$"):
         evaluate(cfg)
+
+
+def test_a_folder_scored_without_metrics_is_refused_naming_the_data_s_selection(make_cfg, tmp_path):
+    """A checkpoint lends its run's selection; a folder has none, and scored nothing with status 0 (an audit)."""
+    folder = write_folder(random_images(4, channels=1, size=28), tmp_path / "fakes")
+    cfg = make_cfg([f"fake_path={folder}", "data=digits"], config_name="evaluate", output_dir=tmp_path / "eval")
+    with pytest.raises(ConfigError, match=rf"^fake_path={re.escape(str(folder))}: a folder has no run whose metrics to "
+                                          r"use; expected metrics=\.\.\. \(e\.g\. metrics=digits, the data's own selection\)$"):
+        evaluate(cfg)
