@@ -297,8 +297,8 @@ def what_repeats(checkpoints: int, seeds: int) -> str:
     """What n, std and the interval of a summary are over (:func:`gan.metrics.summary.unit_values`)."""
     if checkpoints > 1:
         each = ", each the mean of its latent seeds" if seeds > 1 else ""
-        return f"{checkpoints} checkpoints x {seeds} latent seeds; n, std and interval over the checkpoints{each}"
-    return (f"1 checkpoint x {seeds} latent seeds; n, std and interval over the latent seeds: sampling noise only, not "
+        return f"{checkpoints} checkpoints x {seeds} latent seed{'s' if seeds > 1 else ''}; n, std and interval over the checkpoints{each}"
+    return (f"1 checkpoint x {seeds} latent seed{'s' if seeds > 1 else ''}; n, std and interval over the latent seeds: sampling noise only, not "
             "the spread between training runs")
 
 
@@ -331,7 +331,10 @@ def checked_baseline(cfg: DictConfig, paths: list[str], first: dict[str, Any] | 
         raise ConfigError(f"compare_with={cfg.compare_with}: one checkpoint against one with one latent seed has no "
                           "spread to test a difference against; expected seeds=[0,1,2,...], or several checkpoints "
                           "(training seeds) on each side")
-    baseline_first = load_checkpoint(baseline_paths[0])
+    try:
+        baseline_first = load_checkpoint(baseline_paths[0])
+    except CheckpointError as error:  # "checkpoint not found: ..." did not say it was compare_with's (an audit)
+        raise CheckpointError(f"compare_with={cfg.compare_with}: {error}") from None
     if not cfg.get("data") and stored_data_identity(baseline_first, baseline_paths[0]) != stored_data_identity(first, paths[0]):
         raise ConfigError(f"{baseline_paths[0]} (compare_with) was trained on other data than {paths[0]}; pass "
                           "data=<name> to score both sides against one data set")

@@ -213,6 +213,11 @@ def test_compare_with_tests_two_sets_of_runs_by_their_checkpoint_means(make_cfg,
         with pytest.raises(ConfigError, match=message):
             evaluate(make_cfg([*overrides, *protocol], config_name="evaluate", output_dir=tmp_path / "refused"))
 
+    missing = tmp_path / "nope.ckpt"  # the error named the file, not the option it came from (an audit)
+    with pytest.raises(CheckpointError, match=rf"^compare_with={re.escape(str(missing))}: .*{re.escape(str(missing))}"):
+        evaluate(make_cfg([f"ckpt_path={one}", f"compare_with={missing}", "seeds=[0,1]", *protocol],
+                          config_name="evaluate", output_dir=tmp_path / "refused"))
+
     # one against one is allowed over latent seeds, with a word that it compares two checkpoints, not two recipes
     caplog.clear()
     other = tmp_path / "baseline" / "0" / "checkpoints" / "last.ckpt"
