@@ -90,13 +90,15 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     # metric that cannot apply was reported as their missing weights), the data is prepared (it may download)
     # and the first checkpoint is scored
     selection = MetricSuite.from_config(metrics_cfg, device=device, with_extractors=False)
-    selection.check_data(datamodule)
     if cfg.get("fake_path"):
         try:
             selection.check_generator(None)
         except ConfigError as error:  # its message speaks of a model, and a folder has none
             raise ConfigError(f"fake_path={cfg.fake_path} (images without class labels): {error}") from None
     only_generator = check_checkpoints(checkpoint_paths, checkpoint, cfg, selection, datamodule, device)
+    # after the generators' sample shape: data of another kind (points for images) was reported as a metric that
+    # cannot score it, where the shape says what is wrong (an audit)
+    selection.check_data(datamodule)
     seeds = [int(seed) for seed in cfg.get("seeds") or [cfg.seed]]
     baseline = checked_baseline(cfg, checkpoint_paths, checkpoint, len(seeds), selection, datamodule, device)
     suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True)  # fails now if weights are missing

@@ -331,6 +331,11 @@ def test_a_generator_of_another_kind_than_the_data_is_refused_naming_the_checkpo
         # the branch of several evaluations (one checkpoint, two latent seeds)
         ([f"ckpt_path={toy_run}", "seeds=[0,1]", "data=digits", "metrics=[fid_digits]"],
          rf"^{re.escape(str(toy_run))}: its generator draws points of shape \[2\], but data=digits"),
+        # the run's own metrics, which do not fit the other data: the shape is what is wrong, and it was a metric's
+        # refusal ("mode_coverage needs a 2D Gaussian mixture", an audit)
+        ([f"ckpt_path={toy_run}", "data=digits"], rf"^{re.escape(str(toy_run))}: its generator draws points of shape \[2\]"),
+        ([f"ckpt_path={digits}", "data=toy2d_grid", "metrics=[fid_digits]"],
+         rf"^{re.escape(str(digits))}: its generator draws images of shape \[1, 28, 28\], but data=toy2d_grid"),
     ]
     for overrides, message in cases:
         with pytest.raises(ConfigError, match=message):
