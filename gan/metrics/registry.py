@@ -783,7 +783,7 @@ class MetricSuite:
         mine = batches.of_rank(rank, world_size)
         local = {}
         with tqdm(total=sum(map(batches.size, mine)), desc=what, unit="sample", leave=False,
-                  disable=not self.progress or rank != 0) as bar:
+                  disable=not self.progress or rank != 0 or total == 0) as bar:  # no metrics: no bar
             for batch in mine:
                 start, size = batches.start(batch), batches.size(batch)
                 samples, labels = make_batch(batch, start, size)

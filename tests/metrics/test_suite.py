@@ -324,3 +324,12 @@ def test_stacked_mnist_content_names_the_source_it_used(data_dir):
     data = StackedMNISTDataModule(root=str(data_dir), num_samples=50, source="auto")  # no MNIST files here
     data.setup("fit")
     assert data_content(data) == {"split": "all", "source": "digits"}
+
+
+def test_no_progress_bar_is_drawn_when_no_metric_wants_samples(capsys):
+    """evaluate.py metrics=none drew an empty "fake features: 0sample" bar (an audit)."""
+    suite = MetricSuite([], progress=True, with_extractors=False)
+    suite._extract_shared(lambda batch, start, size: (torch.zeros(size, 2), None), 0, {}, "fake features")
+    assert "fake features" not in capsys.readouterr().err
+    suite._extract_shared(lambda batch, start, size: (torch.zeros(size, 2), None), 3, {}, "fake features")
+    assert "fake features" in capsys.readouterr().err  # a bar where there are samples
