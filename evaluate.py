@@ -297,11 +297,12 @@ def evaluate_checkpoints(paths: list[str], first: dict[str, Any], only_generator
 
 def what_repeats(checkpoints: int, seeds: int) -> str:
     """What n, std and the interval of a summary are over (:func:`gan.metrics.summary.unit_values`)."""
+    latent = f"{seeds} latent seed{'s' if seeds > 1 else ''}"
     if checkpoints > 1:
         each = ", each the mean of its latent seeds" if seeds > 1 else ""
-        return f"{checkpoints} checkpoints x {seeds} latent seed{'s' if seeds > 1 else ''}; n, std and interval over the checkpoints{each}"
-    return (f"1 checkpoint x {seeds} latent seed{'s' if seeds > 1 else ''}; n, std and interval over the latent seeds: sampling noise only, not "
-            "the spread between training runs")
+        return f"{checkpoints} checkpoints x {latent}; n, std and interval over the checkpoints{each}"
+    return (f"1 checkpoint x {latent}; n, std and interval over the latent seeds: sampling noise only, not the spread "
+            "between training runs")
 
 
 class Baseline(NamedTuple):
