@@ -229,13 +229,12 @@ class GANDataModule(pl.LightningDataModule):
         """A training batch (``batch_size`` x the real batches one training step takes) larger than this machine's
         memory failed where the loader first allocated it, as a MemoryError traceback (an audit: ``data.batch_size``
         or ``model.n_critic`` at 1e12)."""
-        memory = physical_memory_bytes()
-        samples = self.batch_size * self.batches_per_training_step
+        memory, per_step = physical_memory_bytes(), self.batches_per_training_step
+        samples = self.batch_size * per_step
         # float32 samples, and the loader's list of their indices (a Python int and a list slot, ~36 bytes each)
         size = samples * (int(np.prod(self.sample_shape)) * 4 + INDEX_BYTES)
         if memory is None or size <= memory:
             return
-        per_step = self.batches_per_training_step
         took = (f" x {per_step} real batches per training step (model.n_critic, model.iterations_per_batch)"
                 if per_step > 1 else "")
         raise ConfigError(f"data.batch_size={self.batch_size}{took}: one training batch would hold {samples:,} samples "

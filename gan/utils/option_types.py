@@ -236,10 +236,15 @@ def words_for(annotation: Any) -> str | None:
             words = [w for w in words if w != "an integer"]
         return " or ".join(dict.fromkeys([*words, *([one_of(choices)] if choices else [])]))
     if origin in SEQUENCES or annotation in SEQUENCES:
-        fixed = origin in (tuple, typing.Tuple) and args and args[-1] is not Ellipsis
-        elements = element_words(args[0]) if args else "values"
-        return f"a list of {len(args)} {elements}" if fixed else f"a list of {elements}"
+        return list_words(origin, args)
     return None
+
+
+def list_words(origin: Any, args: tuple) -> str:
+    """``a list of 2 numbers`` (a fixed-size tuple), ``a list of integers``, ``a list of values``."""
+    fixed = origin in (tuple, typing.Tuple) and args and args[-1] is not Ellipsis
+    elements = element_words(args[0]) if args else "values"
+    return f"a list of {len(args)} {elements}" if fixed else f"a list of {elements}"
 
 
 def one_of(choices) -> str:
@@ -252,10 +257,10 @@ def sequence_expectation(origin: Any, args: tuple, value: Any) -> str | None:
     elements cannot be strings (``grid_values=abc``); another value that is not a list only for a fixed-size
     tuple (``betas=0.5``) and a number for any list of numbers (``hidden=3``)."""
     fixed = origin in (tuple, typing.Tuple) and args and args[-1] is not Ellipsis
+    wanted = list_words(origin, args)
     if isinstance(value, str) and args and expectation(args[0], value) is not None:
-        return f"a list of {len(args)} {element_words(args[0])}" if fixed else f"a list of {element_words(args[0])}"
+        return wanted
     if fixed:
-        wanted = f"a list of {len(args)} {element_words(args[0])}"
         if not isinstance(value, (list, tuple)):
             return wanted if isinstance(value, (int, float, str)) else None
         if len(value) != len(args) or any(expectation(t, v) is not None for t, v in zip(args, value)):
@@ -264,11 +269,11 @@ def sequence_expectation(origin: Any, args: tuple, value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and args:
         # one number where a list of them goes: "'int' object is not iterable" inside the network (an audit);
         # code that takes one value says so in its annotation (``int | Sequence[int]``, a union judged member by member)
-        return f"a list of {element_words(args[0])}"
+        return wanted
     if not args or not isinstance(value, (list, tuple)):
         return None
     if any(expectation(args[0], element) is not None for element in value):
-        return f"a list of {element_words(args[0])}"
+        return wanted
     return None
 
 
