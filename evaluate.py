@@ -13,7 +13,8 @@ multirun directory in ``ckpt_path``) or latent seeds (``seeds``) give one entry 
 metric, the mean, standard deviation and Student-t 95 % interval in ``summary`` (also printed as a table), over
 the checkpoints (each the mean of its latent seeds) or, with one checkpoint, over its latent seeds; no pictures
 then. ``compare_with`` (checkpoints of a baseline) adds, per metric, the difference of the means with its Welch
-interval, p-value and verdict (``comparison``).
+interval (training runs on each side) or paired t interval (one checkpoint on each side, seed by seed), p-value and
+verdict (``comparison``).
 
 Ctrl+C: the first stops the evaluation the usual way (KeyboardInterrupt once the running torch operation
 returns; no report is written), a second one ends the process at once with status 130.

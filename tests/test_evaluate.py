@@ -227,8 +227,11 @@ def test_compare_with_tests_two_sets_of_runs_by_their_checkpoint_means(make_cfg,
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.getMessage().startswith("compare_with:")]
     assert warned == ["compare_with: one checkpoint on each side, so the test is of these two checkpoints over latent seeds "
                       "(sampling noise), not of the recipes that trained them; compare several training runs of each for that"]
+    # the same latent seeds on both sides: compared seed by seed (a paired t test)
     assert pair["comparison"]["fid_digits"] == {
-        **compare([ours[0], ours[1]], [theirs[0], theirs[1]], higher_is_better=False), "unit": "latent seed"}
+        **compare([ours[0], ours[1]], [theirs[0], theirs[1]], higher_is_better=False, paired=True), "unit": "latent seed"}
+    assert pair["comparison"]["fid_digits"]["test"] == "paired t"
+    assert "interval (paired t)" in "\n".join(r.getMessage() for r in caplog.records)
 
 
 def test_an_ema_generator_with_spectral_norm_is_scored_as_training_scored_it(make_cfg, tmp_path):

@@ -100,31 +100,47 @@ def summarize_evaluations(evaluations: Sequence[tuple[Hashable, Mapping[str, flo
 
 
 def compare(values: Sequence[float | None], baseline: Sequence[float | None], higher_is_better: bool | None,
-            confidence: float = CONFIDENCE) -> dict[str, Any]:
+            confidence: float = CONFIDENCE, paired: bool = False) -> dict[str, Any]:
     """``values`` against ``baseline`` (one value per unit each, non-finite and missing ones left out): the difference
-    of the means, its two-sided Welch interval (Student's t with the Welch-Satterthwaite degrees of freedom, which
-    does not assume equal spreads) and p-value, and a verdict: ``better`` / ``worse`` (``higher`` / ``lower`` for a
-    value without a direction) when the interval leaves out 0, else ``no clear difference``; None when either side
-    has fewer than two values, whose spread is unknown."""
+    of the means, its two-sided interval and p-value, and a verdict: ``better`` / ``worse`` (``higher`` / ``lower`` for
+    a value without a direction) when the interval leaves out 0, else ``no clear difference``; None when either side
+    has fewer than two values, whose spread is unknown.
+
+    Unpaired (``test``: ``Welch``): Student's t with the Welch-Satterthwaite degrees of freedom, which does not assume
+    equal spreads. ``paired`` (``test``: ``paired t``): the i-th values of the two sides belong together (two
+    checkpoints scored at the same latent seed: the same latent codes), so the t interval is of the mean of the
+    differences, over the pairs both of whose values are finite: what a seed's codes do to both sides alike cancels
+    instead of widening the interval, as it does in Welch's test."""
     from scipy import stats
 
-    a = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    b = [float(v) for v in baseline if v is not None and math.isfinite(float(v))]
+    if paired:
+        if len(values) != len(baseline):
+            raise ValueError(f"a paired comparison needs as many values as baseline values, got {len(values)} and {len(baseline)}")
+        pairs = [(float(v), float(w)) for v, w in zip(values, baseline)
+                 if v is not None and w is not None and math.isfinite(float(v)) and math.isfinite(float(w))]
+        a, b = [v for v, _ in pairs], [w for _, w in pairs]
+    else:
+        a = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        b = [float(v) for v in baseline if v is not None and math.isfinite(float(v))]
     ours, theirs = summarize(a, confidence), summarize(b, confidence)
     result: dict[str, Any] = {"n": len(a), "mean": ours["mean"], "baseline_n": len(b), "baseline_mean": theirs["mean"],
                               "difference": None, "confidence": confidence, "interval": None, "p_value": None,
-                              "verdict": None}
+                              "verdict": None, "test": "paired t" if paired else "Welch"}
     if a and b:
         result["difference"] = ours["mean"] - theirs["mean"]
     if len(a) < 2 or len(b) < 2:
         return result
     difference = result["difference"]
-    a_part, b_part = ours["std"] ** 2 / len(a), theirs["std"] ** 2 / len(b)
-    error = math.sqrt(a_part + b_part)
-    if error == 0:  # no spread on either side: the difference is what it is
+    if paired:
+        differences = summarize([v - w for v, w in pairs], confidence)
+        error, freedom = differences["std"] / math.sqrt(len(pairs)), len(pairs) - 1
+    else:
+        a_part, b_part = ours["std"] ** 2 / len(a), theirs["std"] ** 2 / len(b)
+        error = math.sqrt(a_part + b_part)
+        freedom = (a_part + b_part) ** 2 / (a_part ** 2 / (len(a) - 1) + b_part ** 2 / (len(b) - 1)) if error else None
+    if error == 0:  # no spread on either side (or in the differences): the difference is what it is
         result.update(interval=[difference, difference], p_value=0.0 if difference else 1.0)
     else:
-        freedom = (a_part + b_part) ** 2 / (a_part ** 2 / (len(a) - 1) + b_part ** 2 / (len(b) - 1))
         half_width = float(stats.t.ppf((1 + confidence) / 2, freedom)) * error
         result.update(interval=[difference - half_width, difference + half_width], degrees_of_freedom=freedom,
                       p_value=float(2 * stats.t.sf(abs(difference) / error, freedom)))
@@ -143,10 +159,13 @@ def compare(values: Sequence[float | None], baseline: Sequence[float | None], hi
 def compare_evaluations(evaluations: Sequence[tuple[Hashable, Mapping[str, float]]],
                         baseline: Sequence[tuple[Hashable, Mapping[str, float]]],
                         higher_is_better: Mapping[str, bool], confidence: float = CONFIDENCE) -> dict[str, dict[str, Any]]:
-    """Per metric both sides have, :func:`compare` of their :func:`unit_values` (``unit``: what repeats)."""
+    """Per metric both sides have, :func:`compare` of their :func:`unit_values` (``unit``: what repeats). One checkpoint
+    on each side, scored at the same latent seeds in the same order, is a paired comparison (seed by seed); training
+    runs are not paired (nothing ties one side's run to one of the other's)."""
     unit, ours = unit_values(evaluations)
     _, theirs = unit_values(baseline)
-    return {name: {**compare(ours[name], theirs[name], higher_is_better.get(name), confidence), "unit": unit}
+    paired = unit == "latent seed" and len(evaluations) == len(baseline)
+    return {name: {**compare(ours[name], theirs[name], higher_is_better.get(name), confidence, paired=paired), "unit": unit}
             for name in ours if name in theirs}
 
 
@@ -155,9 +174,10 @@ def format_comparison(comparison: Mapping[str, Mapping[str, Any]]) -> str:
     def number(value) -> str:
         return "-" if value is None else f"{value:.5g}"
 
-    confidence = next(iter(comparison.values()), {}).get("confidence", CONFIDENCE)
+    first = next(iter(comparison.values()), {})
+    confidence, test = first.get("confidence", CONFIDENCE), first.get("test", "Welch")
     header = ("metric", "n", "mean", "baseline n", "baseline mean", "difference",
-              f"{100 * confidence:g}% interval (Welch)", "p", "verdict")
+              f"{100 * confidence:g}% interval ({test})", "p", "verdict")
     rows = [(name, str(c["n"]), number(c["mean"]), str(c["baseline_n"]), number(c["baseline_mean"]),
              number(c["difference"]),
              "-" if c["interval"] is None else f"[{number(c['interval'][0])}, {number(c['interval'][1])}]",

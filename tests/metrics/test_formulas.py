@@ -213,6 +213,38 @@ def test_welch_comparison_matches_scipy_and_reads_the_metric_direction():
     assert constant["interval"] == [0.0, 0.0] and constant["p_value"] == 1.0 and constant["verdict"] == "no clear difference"
 
 
+def test_paired_comparison_matches_scipy_and_cancels_what_a_seed_does_to_both_sides():
+    from scipy import stats
+
+    ours, baseline = [20.1, 22.4, 19.8, 21.0, 23.3], [21.0, 23.9, 20.1, 22.2, 23.9]
+    result = compare(ours, baseline, higher_is_better=False, paired=True)
+    reference = stats.ttest_rel(ours, baseline)
+    interval = reference.confidence_interval(0.95)
+    assert result["test"] == "paired t" and compare(ours, baseline, False)["test"] == "Welch"
+    assert result["difference"] == pytest.approx(np.mean(ours) - np.mean(baseline), rel=1e-12)
+    assert result["p_value"] == pytest.approx(reference.pvalue, rel=1e-9)
+    assert result["interval"] == pytest.approx([interval.low, interval.high], rel=1e-9)
+    assert result["degrees_of_freedom"] == reference.df == 4
+    assert result["verdict"] == "better"  # every seed lower; Welch's test, blind to the pairs, cannot tell
+    assert compare(ours, baseline, higher_is_better=False)["verdict"] == "no clear difference"
+    # a pair with a non-finite or missing value is left out whole, so both means are over the same seeds
+    holes = compare([1.0, float("nan"), 3.0, 4.0], [0.5, 2.0, None, 3.0], None, paired=True)
+    assert (holes["n"], holes["baseline_n"], holes["mean"], holes["baseline_mean"]) == (2, 2, 2.5, 1.75)
+    shifted = compare([5.0, 9.0, 2.0], [4.0, 8.0, 1.0], False, paired=True)  # the same shift at every seed
+    assert shifted["interval"] == [1.0, 1.0] and shifted["p_value"] == 0.0 and shifted["verdict"] == "worse"
+    with pytest.raises(ValueError, match="as many values as baseline values, got 2 and 3"):
+        compare([1.0, 2.0], [1.0, 2.0, 3.0], False, paired=True)
+
+
+def test_two_checkpoints_over_the_same_latent_seeds_are_compared_seed_by_seed():
+    ours = [("a", {"fid": 10.0}), ("a", {"fid": 14.0}), ("a", {"fid": 12.5})]
+    theirs = [("b", {"fid": 11.0}), ("b", {"fid": 15.2}), ("b", {"fid": 13.4})]
+    comparison = compare_evaluations(ours, theirs, {"fid": False})
+    assert comparison["fid"] == {**compare([10.0, 14.0, 12.5], [11.0, 15.2, 13.4], False, paired=True), "unit": "latent seed"}
+    assert comparison["fid"]["verdict"] == "better"
+    assert "interval (paired t)" in format_comparison(comparison).splitlines()[0]
+
+
 def test_comparing_evaluations_uses_each_sides_checkpoint_means():
     ours = [("a", {"fid": 10.0}), ("a", {"fid": 12.0}), ("b", {"fid": 14.0}), ("b", {"fid": 14.0})]
     theirs = [("c", {"fid": 20.0, "kid": 1.0}), ("c", {"fid": 22.0, "kid": 1.0}), ("d", {"fid": 30.0, "kid": 2.0}),
