@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,28 +9,25 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.checkpoint import check_checkpoint_callbacks
-from gan.callbacks.gan_health import describe, stop_event
+from gan.callbacks.gan_health import stop_event
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
+from gan.job import Job
 from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
                                   options_changed_since, trained_generator_steps)
-from gan.utils.config import (check_preset_fits_choices, check_run_options, experiment_model_replaced, groups_under_a_preset,
-                              options_under_a_schedule, options_whose_switch_is_off, options_without_effect, slurm_batch_job_id,
-                              top_level_keys_nothing_reads)
+from gan.utils.config import check_run_options, options_without_effect, slurm_batch_job_id
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
-from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error, message_of, one_line, print_error, user_error_behind)
+from gan.utils.errors import ConfigError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
-from gan.utils.sweep import fail_stopped_trial, objective, parse_overrides, write_result, write_summary
 
 log = logging.getLogger("gan")
 #: torch's thread count when this process started (one per core unless OMP_NUM_THREADS says otherwise)
@@ -192,172 +186,20 @@ def warn_of_another_thread_count(cfg: DictConfig, checkpoint: dict[str, Any], ck
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    """One job. A user error (bad option, missing data, ...) is one line, ``error: <message>``, and exit
-    status 2; a run stopped by divergence, one line and status 3 (see gan/utils/errors.py); a run stopped
-    before ``generator_steps`` by another health check (action stop) or by ``trainer.max_time``, a warning
-    line and status 0.
-
-    In a multirun every job adds its row to the sweep's summary.csv, as ``running`` when it starts (a job cut
-    off by another's error in a parallel launcher stays so), then with its outcome and the error line of a job
-    that did not complete. A diverged job is recorded as ``diverged``, a stopped one as ``stopped``, and the
-    sweep goes on; a failed one (its options refused, or training raised) stops the sweep unless
-    ``failed_trial_value`` is set, which it then returns so the sweeper goes on. An objective that is never
-    logged, or a search space no trial would use, stops the sweep at its first job whatever
-    ``failed_trial_value`` (every trial would fail alike)."""
-    hydra_cfg = HydraConfig.get()
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0
-    failed_value = cfg.get("failed_trial_value")
-    started = time.time()
-    stops_the_sweep = False  # a refusal every trial would share: no failed_trial_value lets the sweep go on
+    """One job (gan/job.py): its options checked, then ``train``. A user error (bad option, missing data, ...) is one
+    line, ``error: <message>``, and exit status 2; a run stopped by divergence, one line and status 3 (see
+    gan/utils/errors.py); a run stopped before ``generator_steps`` by another health check (action stop) or by
+    ``trainer.max_time``, a warning line and status 0. In a multirun every job adds its row to the sweep's
+    summary.csv and returns ``optimized_metric`` to the sweeper; a failed or diverged job stops the sweep unless
+    ``failed_trial_value`` is set (not for a refusal every trial would share)."""
+    job = Job(cfg, HydraConfig.get())
     try:
-        if rank_zero_only.rank == 0:  # before the checks: an experiment's options that do not fit the model may be refused
-            for line in experiment_model_replaced(hydra_cfg.runtime.choices):
-                log.warning(line)
-        check_run_options(cfg)  # before check_objective reads generator_steps (train() checks again for API callers)
-        stops_the_sweep = True
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            check_no_processes_started_in_a_sweep(cfg.trainer, OmegaConf.select(hydra_cfg, "launcher._target_"))
-        check_preset_fits_choices(cfg, hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task)
-        check_objective(cfg)
-        check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(hydra_cfg, "sweeper.params"))
-        stops_the_sweep = False
-        if rank_zero_only.rank == 0:  # said once, not by every DDP process
-            for line in groups_under_a_preset(hydra_cfg.runtime.choices.get("preset@_global_"), hydra_cfg.overrides.task):
-                log.warning(line)
-            for line in options_under_a_schedule(OmegaConf.select(cfg, "model.schedules"), hydra_cfg.overrides.task):
-                log.warning(line)
-            for line in options_whose_switch_is_off(cfg, hydra_cfg.overrides.task):
-                log.warning(line)
-            for line in top_level_keys_nothing_reads(cfg, hydra_cfg.overrides.task, hydra_cfg=hydra_cfg):
-                log.warning(line)
-        if in_sweep:
-            record_job(cfg, "running", None, {}, started)
+        job.check_options()
+        job.start()
         metrics, objects = train(cfg)
     except Exception as error:
-        user_error = user_error_behind(error)
-        goes_on = in_sweep and failed_value is not None and not stops_the_sweep
-        if in_sweep:
-            message = one_line(message_of(user_error)) if user_error else f"{type(error).__name__}: {error}".splitlines()[0]
-            record_job(cfg, "failed", float(failed_value) if goes_on else None, {}, started, error=message)
-        if not goes_on:
-            if in_sweep:
-                tell_stopped_trial(hydra_cfg.sweeper, list(hydra_cfg.overrides.task))
-            raise
-        if user_error is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
-            print_error(user_error)
-        else:
-            log.exception("Job failed")
-        log.warning("The sweep goes on with failed_trial_value=%s", failed_value)
-        return float(failed_value)
-    stopped_by = objects["stopped_by"]
-    if stopped_by is not None and stopped_by["kind"] == "divergence":
-        message = f"training diverged: {describe(stopped_by)}"
-        if not in_sweep:
-            raise TrainingDiverged(message)
-        value = None if failed_value is None else float(failed_value)
-        record_job(cfg, "diverged", value, metrics, started, error=message)
-        print_error(message)
-        return value
-    value = objective(metrics, cfg.get("optimized_metric"), failed_value if in_sweep else None)
-    trained, planned = int(objects["module"].generator_steps), int(cfg.generator_steps)
-    if stopped_by is not None or trained < planned:  # a health check's action=stop, trainer.max_time, a callback
-        if stopped_by is not None:
-            reason = f"stopped by GAN health: {describe(stopped_by)} (action={stopped_by.get('action')})"
-        else:
-            max_time = OmegaConf.select(cfg, "trainer.max_time")
-            reason = (f"stopped at generator step {trained} of generator_steps={planned}"
-                      + (f" (trainer.max_time={max_time} reached)" if max_time else ""))
-        if rank_zero_only.rank == 0:  # the log file has it; stderr gets the one line too, as for divergence
-            log.warning("%s; the run did not train to the end", reason)
-            print(f"warning: {one_line(reason)}; the run did not train to the end", file=sys.stderr, flush=True)
-        if in_sweep:
-            record_job(cfg, "stopped", value, metrics, started, error=reason)
-        return value
-    if in_sweep:
-        record_job(cfg, "completed", value, metrics, started)
-    return value
-
-
-def check_no_processes_started_in_a_sweep(trainer: DictConfig, launcher: str | None) -> None:
-    """A multirun job under a strategy that starts processes (``trainer=ddp_cpu``, ``trainer=ddp``): Lightning starts
-    the other ranks by running the command line again, which re-ran the whole sweep; an audit saw rank 1 refuse the
-    sweep folder rank 0 had just made ("already holds a sweep"), then Lightning kill every process (status 137) and
-    leave the job's row ``running``. Under Hydra's SLURM launcher the processes are SLURM's tasks and none is started."""
-    from gan.utils.instantiate import process_count
-
-    if "submitit" in str(launcher or "").lower() or "ddp" not in str(trainer.get("strategy", "")):
-        return
-    processes = (process_count(trainer.get("devices", "auto"), trainer.get("accelerator")) or 1) * \
-        (process_count(trainer.get("num_nodes", 1), None) or 1)
-    if processes > 1:
-        raise ConfigError(f"trainer.strategy={trainer.get('strategy')} with trainer.devices={trainer.get('devices')} in a "
-                          "multirun (-m): Lightning starts the other processes by running the command line again, which "
-                          "would run the sweep again in each; expected one run per command (python train.py trainer=... "
-                          "without -m), or DDP jobs swept with hydra/launcher=slurm")
-
-
-def tell_stopped_trial(sweeper, task_overrides: list[str]) -> None:
-    """The stopped job's Optuna trial marked failed in its stored study (see fail_stopped_trial); a problem doing so
-    is a warning, so that the job's own error stays the line the user reads."""
-    try:
-        number = fail_stopped_trial(sweeper, task_overrides)
-    except Exception as error:  # the storage may be what failed; the job's error matters more
-        log.warning("could not mark this job's Optuna trial failed (%s: %s)", type(error).__name__, error)
-        return
-    if number is not None:
-        log.info("Optuna trial %d marked failed in %s", number, sweeper.get("storage"))
-
-
-def check_objective(cfg: DictConfig) -> None:
-    """``optimized_metric`` must be a value the metrics callback logs during this run (``val/<name>`` of a
-    selected metric, scored at some interval). Checked before training: a name that is never logged would
-    make every sweep trial return ``failed_trial_value`` and the study "succeed" on constants. So is
-    ``failed_trial_value``: a number, on the losing side of the sweeper's direction when it has one."""
-    from gan.utils.sweep import check_failed_trial_value
-
-    name = cfg.get("optimized_metric")
-    direction = OmegaConf.select(HydraConfig.get(), "sweeper.direction") if HydraConfig.initialized() else None
-    check_failed_trial_value(cfg.get("failed_trial_value"), name, direction)
-    if not name:
-        return
-    from gan.metrics.registry import logged_directions
-
-    metrics = cfg.get("metrics") or {}
-    selected = list(metrics.get("compute") or [])
-    logged = sorted(logged_directions(selected))
-    if name not in logged:
-        raise ConfigError(f"optimized_metric={name} is not logged by this run: its metrics ({', '.join(selected) or 'none'}) "
-                          f"log {logged or 'nothing'}; pick one of those or add its metric (e.g. metrics=[fid_digits])")
-    every = int(metrics.get("every_n_generator_steps") or 0)
-    if every <= 0 or OmegaConf.select(cfg, "callbacks.metrics") is None:
-        raise ConfigError(f"optimized_metric={name} is never logged: no metric is scored during training "
-                          f"(metrics.every_n_generator_steps={every}{', callbacks.metrics=null' if every > 0 else ''}); "
-                          "set metrics.every_n_generator_steps (e.g. 1000) and keep the metrics callback")
-    if every > int(cfg.generator_steps):
-        raise ConfigError(f"optimized_metric={name} is never logged: it is first scored at generator step {every} "
-                          f"(metrics.every_n_generator_steps) and the run trains generator_steps={cfg.generator_steps}; "
-                          "lower the interval or train longer")
-
-
-def check_search_space(schedules: DictConfig | None, searched: DictConfig | None) -> None:
-    """A sweeper searching an optimizer option that a schedule sets at every step (the learning rates under
-    ``model=r3gan``) would run a study in which no trial differs from another: stopped before the first."""
-    unused = options_under_a_schedule(schedules, [f"{key}={space}" for key, space in (searched or {}).items()])
-    if unused:
-        raise ConfigError(f"hydra.sweeper.params searches an option no trial would use: {unused[0]}; with a scheduled "
-                          "learning rate (model=r3gan; model=gan on the 2D toys, which uses its recipe) search the schedules "
-                          "instead: hparams_search=optuna_r3gan")
-
-
-def record_job(cfg: DictConfig, status: str, value: float | None, metrics: dict[str, float], started: float,
-               error: str | None = None) -> None:
-    hydra_cfg = HydraConfig.get()
-    write_result(cfg.paths.output_dir, {
-        "job": hydra_cfg.job.num, "status": status, "objective": value, "seconds": round(time.time() - started, 1),
-        "overrides": parse_overrides(list(hydra_cfg.overrides.task)), "metrics": metrics, "error": error,
-    })
-    summary = write_summary(hydra_cfg.sweep.dir)
-    log.info("Sweep summary: %s", summary)
+        return job.failed(error)
+    return job.finished(metrics, objects)
 
 
 if __name__ == "__main__":

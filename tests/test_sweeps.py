@@ -132,7 +132,7 @@ def test_optuna_optimizes_the_data_headline_metric_by_default(data, objective, d
 ])
 def test_an_objective_the_run_never_logs_is_rejected_before_training(make_cfg, overrides, message):
     from gan.utils.errors import ConfigError
-    from train import check_objective
+    from gan.job import check_objective
 
     cfg = make_cfg(overrides)
     if message is None:
@@ -156,7 +156,7 @@ def test_an_objective_the_run_never_logs_is_rejected_before_training(make_cfg, o
 ])
 def test_a_search_space_no_trial_would_use_is_rejected_before_training(overrides, message):
     from gan.utils.errors import ConfigError
-    from train import check_search_space
+    from gan.job import check_search_space
 
     cfg = compose_sweep(overrides)
     schedules, searched = cfg.model.get("schedules"), cfg.hydra.sweeper.params
