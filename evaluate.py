@@ -44,7 +44,8 @@ from gan.metrics.cache import data_identity
 from gan.metrics.registry import logged_directions, real_sample_indices
 from gan.metrics.summary import compare_evaluations, format_comparison, format_table, summarize_evaluations
 from gan.nets.base import eval_mode
-from gan.utils.checkpoint import generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config
+from gan.utils.checkpoint import (generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config,
+                                  trained_generator_steps)
 from gan.utils.config import PROJECT_ROOT, check_evaluate_options, top_level_keys_nothing_reads
 from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build
@@ -117,7 +118,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         generator = only_generator
         values, protocol = suite.evaluate_generator(generator, datamodule, identity, latent_seed=seeds[0])
         report.update(checkpoint=checkpoint_record(checkpoint_paths[0], checkpoint, generator), values=values,
-                      pictures=draw(generator, datamodule, out, cfg))
+                      pictures=draw(generator, datamodule, out, cfg, picture_title(checkpoint_paths[0], checkpoint, generator)))
     else:
         runs, protocol = evaluate_checkpoints(checkpoint_paths, checkpoint, only_generator, seeds, suite, datamodule,
                                               identity, cfg, device)
@@ -481,9 +482,19 @@ def second_interrupt_aborts() -> Iterator[None]:
         os.close(write_fd)
 
 
+def picture_title(path: str, checkpoint: dict[str, Any], generator) -> str:
+    """Which weights a picture shows: the run's folder and the file (``ckpt_path`` alone titled a run directory's
+    scatter plot with the directory's name, and every run's ``last.ckpt`` alike), the generator step, EMA or not."""
+    file = Path(path).resolve()
+    run = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    weights = "EMA generator" if generator.uses_ema_weights else "generator"
+    return f"{run.name}/{file.name}: {weights} at generator step {trained_generator_steps(checkpoint)}"
+
+
 @torch.no_grad()
-def draw(generator, datamodule, out: Path, cfg: DictConfig) -> dict[str, str]:
-    """A sample picture, and for image data latent interpolation strips, from seeded latent codes."""
+def draw(generator, datamodule, out: Path, cfg: DictConfig, title: str | None = None) -> dict[str, str]:
+    """A sample picture (titled ``title`` where the picture has a title: 2D points), and for image data latent
+    interpolation strips, from seeded latent codes."""
     rng = torch.Generator().manual_seed(cfg.seed)
     modes = getattr(datamodule, "modes", None)
     count = cfg.num_points if datamodule.kind == "points" else cfg.num_images
@@ -497,7 +508,7 @@ def draw(generator, datamodule, out: Path, cfg: DictConfig) -> dict[str, str]:
             samples = generator(noise[torch.arange(len(labels)) % codes], labels.to(noise.device))
     else:
         samples = generator.sample(count, generator=rng)
-    pictures = {"samples": str(save_samples(samples, out / "samples.png", modes, title=Path(cfg.ckpt_path).name, nrow=nrow))}
+    pictures = {"samples": str(save_samples(samples, out / "samples.png", modes, title=title, nrow=nrow))}
     if datamodule.kind == "image" and cfg.interpolation.rows > 0:
         strips = latent_interpolation(generator, cfg.interpolation.rows, cfg.interpolation.steps, rng)
         pictures["interpolation"] = str(save_image_grid(strips, out / "interpolation.png", nrow=cfg.interpolation.steps))

@@ -65,10 +65,17 @@ def test_nearest_reals_are_each_fakes_nearest_first_over_chunks():
     assert torch.equal(nearest, nearest_reals(fakes, [reals], k=4))  # the same in one chunk
 
 
-def test_evaluate_toy_run_reports_mode_coverage_and_scatter(make_cfg, tmp_path):
+def test_evaluate_toy_run_reports_mode_coverage_and_scatter(make_cfg, tmp_path, monkeypatch):
+    import evaluate as evaluate_module
+
     train(make_cfg(tiny_overrides("gan", "toy2d_ring", steps=2), output_dir=tmp_path / "run"))
-    report = evaluate(make_cfg([f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}"], config_name="evaluate",
-                               output_dir=tmp_path / "eval"))
+    titles = []
+    real_save = evaluate_module.save_samples
+    monkeypatch.setattr(evaluate_module, "save_samples", lambda *a, title=None, **k: titles.append(title) or real_save(*a, title=title, **k))
+    # the run's folder, not the file (every run's last.ckpt) or the folder ckpt_path names (an audit)
+    report = evaluate(make_cfg([f"ckpt_path={tmp_path / 'run'}"], config_name="evaluate", output_dir=tmp_path / "eval"))
+    assert report["checkpoint"]["ema_weights"]  # the toy recipe keeps an EMA generator, which is what is drawn
+    assert titles == ["run/last.ckpt: EMA generator at generator step 2"]
     assert set(report["values"]) == {"mode_coverage/modes", "mode_coverage/high_quality", "mode_coverage/reverse_kl"}
     assert 0 <= report["values"]["mode_coverage/modes"] <= 8
     assert report["protocol"]["metrics"]["mode_coverage"]["num_fake"] == 2500  # PacGAN's count, whatever num_samples
