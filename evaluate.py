@@ -91,7 +91,10 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     # the selection against the data and every checkpoint before the metrics' feature networks are loaded (a
     # metric that cannot apply was reported as their missing weights), the data is prepared (it may download)
     # and the first checkpoint is scored
-    selection = MetricSuite.from_config(metrics_cfg, device=device, with_extractors=False)
+    # metrics.num_samples is ${num_samples} unless set itself: a count refused then names the option the user set
+    set_at_top = OmegaConf.to_container(cfg.metrics, resolve=False).get("num_samples") == "${num_samples}"
+    counts_named = {"num_samples_option": "num_samples" if set_at_top else "metrics.num_samples"}
+    selection = MetricSuite.from_config(metrics_cfg, device=device, with_extractors=False, **counts_named)
     if cfg.get("fake_path"):
         try:
             selection.check_generator(None)
@@ -103,7 +106,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     selection.check_data(datamodule)
     seeds = [int(seed) for seed in cfg.get("seeds") or [cfg.seed]]
     baseline = checked_baseline(cfg, checkpoint_paths, checkpoint, len(seeds), selection, datamodule, device)
-    suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True)  # fails now if weights are missing
+    suite = MetricSuite.from_config(metrics_cfg, device=device, progress=True, **counts_named)  # fails now if weights are missing
     prepare(datamodule, data_cfg, from_checkpoint=not cfg.get("data"))
     identity = data_identity(OmegaConf.to_container(data_cfg, resolve=True))
     out = Path(cfg.paths.output_dir)

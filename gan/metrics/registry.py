@@ -582,15 +582,19 @@ class MetricSuite:
                  num_real: int = 5000, batch_size: int = 100, inception_weights: str | None = None,
                  dinov2_weights: str | None = None, dinov2_model: str | None = None, clip_weights: str | None = None,
                  clip_model: str | None = None, resize: str = RESIZE_MODES[0], cache_dir: str | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu", progress: bool = False, with_extractors: bool = True):
+                 device: str | torch.device = "cpu", progress: bool = False, with_extractors: bool = True,
+                 num_samples_option: str = "metrics.num_samples"):
         options = dict(compute) if isinstance(compute, Mapping) else {name: None for name in compute}
         self.metrics = [_build_metric(name, opts) for name, opts in options.items()]
+        # the option a user sets for num_samples: evaluate.py's top-level num_samples, which metrics.num_samples
+        # interpolates, was refused under the interpolated name (an audit)
+        names = {"num_samples": num_samples_option, "num_real": "metrics.num_real", "batch_size": "metrics.batch_size"}
         for name, value in (("num_samples", num_samples), ("num_real", num_real), ("batch_size", batch_size)):
             if not 1 <= int(value) <= MAX_METRIC_SAMPLES:  # 1e12 spent minutes counting its batches, then days sampling (an audit)
-                raise ConfigError(f"metrics.{name}={value}: expected an integer from 1 to {MAX_METRIC_SAMPLES:,}")
+                raise ConfigError(f"{names[name]}={value}: expected an integer from 1 to {MAX_METRIC_SAMPLES:,}")
         self.num_samples, self.num_real, self.batch_size = int(num_samples), int(num_real), int(batch_size)
         for metric in self.metrics:  # now, not at the first scoring step of a training run hours later
-            fake_option = f"metrics.compute.{metric.name}.num_samples" if metric.num_samples else "metrics.num_samples"
+            fake_option = f"metrics.compute.{metric.name}.num_samples" if metric.num_samples else num_samples_option
             counts = {fake_option: self.fake_count(metric), **({"metrics.num_real": self.num_real} if metric.needs_real else {})}
             for option, count in counts.items():
                 if count < metric.min_samples:

@@ -80,6 +80,16 @@ def test_too_few_samples_for_a_metric_fail_when_the_suite_is_built(compute, coun
         MetricSuite(compute, **counts)
 
 
+def test_evaluate_names_the_sample_count_the_user_set(make_cfg, tmp_path):
+    """evaluate.py's metrics.num_samples interpolates its top-level num_samples: a count refused names the option
+    the user set (it said metrics.num_samples=1 to a user who wrote num_samples=1)."""
+    for option in ("num_samples", "metrics.num_samples"):
+        cfg = make_cfg(["fake_path=/nonexistent", "data=digits", "metrics=[fid_digits]", f"{option}=1"],
+                       config_name="evaluate", output_dir=tmp_path / option)
+        with pytest.raises(ConfigError, match=rf"^{re.escape(option)}=1: fid_digits needs at least 2 samples$"):
+            evaluate(cfg)
+
+
 def test_metrics_without_reals_take_any_number_of_them():
     MetricSuite(["fid_digits"], num_samples=2, num_real=2)
     MetricSuite(["mode_coverage"], num_real=1)
