@@ -198,7 +198,10 @@ def main(cfg: DictConfig) -> float | None:
         job.start()
         metrics, objects = train(cfg)
     except Exception as error:
-        return job.failed(error)
+        value = job.failed(error)
+        if value is None:  # the error ends the job (and the sweep)
+            raise
+        return value
     return job.finished(metrics, objects)
 
 

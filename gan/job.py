@@ -34,7 +34,7 @@ log = logging.getLogger("gan")
 
 class Job:
     """A ``train.py`` job: ``check_options()``, then ``start()``, then ``train.train``; then ``finished(metrics,
-    objects)`` for the value the sweeper gets, or ``failed(error)`` when anything raised."""
+    objects)`` for the value the sweeper gets, or ``failed(error)`` when anything raised (None: raise it again)."""
 
     def __init__(self, cfg: DictConfig, hydra_cfg: DictConfig):
         self.cfg, self.hydra_cfg = cfg, hydra_cfg
@@ -71,9 +71,10 @@ class Job:
         if self.in_sweep:
             self.record("running")
 
-    def failed(self, error: Exception) -> float:
-        """``error`` raised by the checks or by training: recorded, then raised again (the entry point prints a user
-        error's line and exits with 2), unless the sweep goes on with ``failed_trial_value``, which is returned."""
+    def failed(self, error: Exception) -> float | None:
+        """``error`` raised by the checks or by training, recorded: ``failed_trial_value`` when the sweep goes on with
+        it, else None, and the caller raises the error again (the entry point prints a user error's line and exits
+        with 2; any other keeps its traceback, unchanged)."""
         user_error = user_error_behind(error)
         goes_on = self.in_sweep and self.failed_value is not None and not self._stops_the_sweep
         if self.in_sweep:
@@ -82,7 +83,7 @@ class Job:
         if not goes_on:
             if self.in_sweep:
                 tell_stopped_trial(self.hydra_cfg.sweeper, list(self.hydra_cfg.overrides.task))
-            raise error
+            return None
         if user_error is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
             print_error(user_error)
         else:
