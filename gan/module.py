@@ -562,7 +562,9 @@ class GANModule(pl.LightningModule):
         if self.weight_clip is not None:
             clip_weights(self.discriminator, float(self.weight_clip))
         if self.augment is not None:
-            self.augment.observe(real_out.logits.detach())  # every step: ADA's probability follows every real batch
+            # every step: ADA's probability follows every real batch, judged from the loss's decision boundary
+            boundary = float(getattr(self.loss, "decision_boundary", 0.0) or 0.0)
+            self.augment.observe(real_out.logits.detach() - boundary if boundary else real_out.logits.detach())
             if diagnostics:
                 terms.update(self.augment.terms())
         self.discriminator_steps += 1

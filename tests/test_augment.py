@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gan.augment import AdaptiveAugment, DiffAugment, brightness, contrast, cutout, saturation, translation
-from gan.losses import R1Penalty
+from gan.losses import NonSaturatingLoss, R1Penalty
 from gan.utils.errors import ConfigError
 from gan.utils.instantiate import build
 from tests.conftest import CONF_DIR, MODELS, tiny_overrides
@@ -192,6 +192,24 @@ def test_ada_p_is_in_the_module_checkpoint_and_logged():
     terms = module.discriminator_step(torch.randn(4, *SHAPE), module.optimizers()[1])
     assert "augment.p" in module.state_dict()
     assert {"augment_p", "augment_rt"} <= set(terms) and terms["augment_p"] in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("output, direction", [(0.6, 1), (0.4, -1)])
+def test_ada_judges_a_least_squares_d_from_the_midpoint_of_its_targets(output, direction):
+    """LSGAN's D (targets 0 and 1) outputs about 0.5 where it cannot tell reals from fakes, all of it positive: ADA
+    steering by the raw sign read every such D as overfitting and drove p to 1 (an audit). The module measures D's
+    real outputs from the loss's decision boundary, 0.5: a D that outputs 0.6 on every real calls them real, 0.4 fake."""
+    from gan.losses import LeastSquaresLoss
+
+    module = make_module(loss=LeastSquaresLoss(), augment=AdaptiveAugment(interval=1, speed_kimg=0.001, initial_p=0.5))
+    with torch.no_grad():  # a D with one output whatever its input
+        module.discriminator.head.weight.zero_()
+        module.discriminator.head.bias.fill_(output)
+    attach_trainer(module)
+    module.discriminator_step(torch.randn(4, *SHAPE), module.optimizers()[1])
+    assert module.augment.rt.item() == direction
+    assert module.augment.p.item() == (1.0 if direction > 0 else 0.0)  # 4 images at speed 0.001 kimg: a full step
+    assert LeastSquaresLoss(a=-1.0, b=1.0).decision_boundary == 0.0 and NonSaturatingLoss.decision_boundary == 0.0
 
 
 def test_ada_applies_each_op_with_probability_p():
