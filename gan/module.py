@@ -428,6 +428,14 @@ class GANModule(pl.LightningModule):
                         f"(0 / 0) at its first step; torch's default is 1e-8")
         return optimizer
 
+    def optimizer_preview(self, network: str) -> torch.optim.Optimizer | None:
+        """The optimizer ``network`` will get, built on one throwaway parameter, so the schedules can check the
+        hyperparameters they set before training (None when it cannot be built: its own build says why then)."""
+        try:
+            return without_unset_options(self.optimizer_factories[network])(params=[nn.Parameter(torch.zeros(1))])
+        except Exception:  # noqa: BLE001 - any failure is reported where the real optimizer is built
+            return None
+
     def optimizer_of(self, network: str) -> torch.optim.Optimizer:
         """The optimizer of ``generator`` or ``discriminator`` (schedules set its hyperparameters)."""
         opt_g, opt_d = self.optimizers(use_pl_optimizer=False)

@@ -13,7 +13,9 @@ the schedules exactly, with no scheduler state to save.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
 
 from gan.utils.errors import ConfigError
 
@@ -169,6 +171,13 @@ class Setting:
         return f"{type(self).__name__}({self.value!r})"
 
 
+def is_number(value: Any) -> bool:
+    """A value a schedule can set: a number (not a bool, which flags like ``fused`` hold) or a one-element tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and value.is_floating_point()
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 NETWORKS = ("generator", "discriminator")
 #: optimizer hyperparameters that torch's optimizers refuse below 0 when built (but not when a schedule sets them)
 NON_NEGATIVE_HYPERPARAMETERS = ("lr", "weight_decay", "momentum", "eps", "alpha")
@@ -193,24 +202,41 @@ class OptimizerSetting(Setting):
             self.check_values(name, self.hyperparameter, 0.0, 1.0)
         elif self.hyperparameter in NON_NEGATIVE_HYPERPARAMETERS:
             self.check_values(name, self.hyperparameter, 0.0)
+        # the names against the optimizers this run builds, now: a misnamed one failed at the first step, after the
+        # loggers had started, on the progress bar's line (an audit), and betas=0.5 or fused=1 as a traceback or not at all
+        for network in self.networks:
+            optimizer = module.optimizer_preview(network)
+            if optimizer is not None:
+                self.check_fits(optimizer.defaults, network, type(optimizer).__name__, f"model.schedules.{name}")
+
+    def check_fits(self, hyperparameters: Mapping[str, Any], network: str, optimizer: str, key: str) -> None:
+        """The hyperparameter is one of ``optimizer``'s numbers (``beta1`` / ``beta2``: an element of its betas)."""
+        if self.hyperparameter in ("beta1", "beta2"):
+            if "betas" not in hyperparameters:  # it named neither the option nor the way out (an audit)
+                raise ConfigError(f"{key} sets {self.hyperparameter} of the {network} optimizer, but {optimizer} has no "
+                                  f"betas; expected an optimizer with betas (Adam), or {key}=null")
+            return
+        numbers = [k for k, v in hyperparameters.items() if is_number(v)] + \
+            (["beta1", "beta2"] if "betas" in hyperparameters else [])
+        if self.hyperparameter not in hyperparameters or not is_number(hyperparameters[self.hyperparameter]):
+            what = ("has no such hyperparameter" if self.hyperparameter not in hyperparameters else
+                    f"has it as {hyperparameters[self.hyperparameter]!r}, not a number")
+            raise ConfigError(f"{key}: hyperparameter={self.hyperparameter}: the {network} optimizer ({optimizer}) {what}; "
+                              f"expected one of {sorted(numbers)}")
 
     def apply(self, module, generator_step):
         value = self.value(generator_step)
         for network in self.networks:
-            for group in module.optimizer_of(network).param_groups:
+            optimizer = module.optimizer_of(network)
+            for group in optimizer.param_groups:
+                # checked when the module was built; raised here for an optimizer built otherwise (a subclass's)
+                if ("betas" if self.hyperparameter in ("beta1", "beta2") else self.hyperparameter) not in group:
+                    self.check_fits(group, network, type(optimizer).__name__, f"model.schedules.{self.name or self.hyperparameter}")
                 if self.hyperparameter in ("beta1", "beta2"):
-                    if "betas" not in group:  # it named neither the option nor the way out (an audit)
-                        optimizer = type(module.optimizer_of(network)).__name__
-                        key = f"model.schedules.{self.name or self.hyperparameter}"
-                        raise ConfigError(f"{key} sets {self.hyperparameter} of the {network} optimizer, but {optimizer} has no "
-                                          f"betas; expected an optimizer with betas (Adam), or {key}=null")
                     betas = [float(b) for b in group["betas"]]  # Adam refuses a mix of ints and floats
                     betas[int(self.hyperparameter[-1]) - 1] = value
                     group["betas"] = tuple(betas)
                 else:
-                    if self.hyperparameter not in group:
-                        raise ConfigError(f"schedule {self.hyperparameter!r}: the {network} optimizer has no such "
-                                          f"hyperparameter; it has {sorted(k for k in group if k != 'params')}")
                     group[self.hyperparameter] = value
         return value
 

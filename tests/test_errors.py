@@ -677,6 +677,24 @@ def test_r3gans_beta2_schedule_under_an_optimizer_without_betas_names_the_way_ou
         train(make_cfg(tiny_overrides("r3gan", "toy2d_ring", steps=1) + ["presets=none", "optimizer=rmsprop_wgan"]))
 
 
+@pytest.mark.parametrize("hyperparameter, what", [
+    ("foo", "has no such hyperparameter"),
+    ("momentum", "has no such hyperparameter"),  # SGD's, under Adam
+    ("betas", r"has it as \(0\.\d+, 0\.\d+\), not a number"),  # a float unpacked as betas was torch's TypeError
+    ("amsgrad", "has it as False, not a number"),  # a flag: it trained on, set to 0.5, without a word
+])
+def test_a_schedule_of_a_hyperparameter_the_optimizer_lacks_is_refused_when_the_module_is_built(make_cfg, hyperparameter, what):
+    """It failed at the first training step, after the loggers had started (a W&B run written), on the progress bar's
+    line and naming the hyperparameter, not the key; betas and flags failed as a traceback or not at all (an audit)."""
+    from gan.utils.instantiate import build_module
+
+    schedule = f"+model.schedules.s={{_target_:gan.schedules.OptimizerSetting,hyperparameter:{hyperparameter},value:0.5}}"
+    cfg = make_cfg(tiny_overrides("dcgan", steps=1) + [schedule])
+    with pytest.raises(ConfigError, match=rf"^model\.schedules\.s: hyperparameter={hyperparameter}: the generator optimizer "
+                                          rf"\(Adam\) {what}; expected one of \['beta1', 'beta2', 'eps', 'lr', 'weight_decay'\]$"):
+        build_module(cfg)
+
+
 def test_a_preset_option_the_command_line_removed_is_not_refused(make_cfg):
     """The preset-vs-chosen-optimizer check reads the composed config: an option removed with ~ is not there (a review)."""
     from gan.utils.config import check_preset_fits_choices
