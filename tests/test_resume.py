@@ -1,6 +1,7 @@
 """Exact resume, atomic checkpoint writes and saving on signals."""
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -359,6 +360,31 @@ def test_resumable_checkpoint_check_counts_and_names_the_mismatch():
         "1 of another shape; e.g. generator.w is [4, 2] there, [8, 2] here); the checkpoint's run had "
         "model.generator._target_=A, model.generator.width=4; resume with the options it was trained with, or start a new "
         "run without ckpt_path")
+
+
+@pytest.mark.parametrize("added", ["augment", "ema", "lecam"])
+def test_adding_or_dropping_a_stateful_part_on_resume_names_its_option(added):
+    """Resuming with augment=ada, model.ema_decay or a LeCam penalty the run did not have (or without one it had) said
+    its weights "do not fit the networks", naming no option: the networks did fit (an audit)."""
+    from gan.augment import AdaptiveAugment, DiffAugment
+    from gan.losses import LeCamPenalty
+    from gan.utils.checkpoint import check_resumable
+    from tests.test_module import make_module
+
+    part = {"augment": dict(augment=AdaptiveAugment()), "ema": dict(ema_decay=0.99),
+            "lecam": dict(penalties={"lecam": LeCamPenalty()})}[added]
+    option = {"augment": "model.augment", "ema": "model.ema_decay", "lecam": "model.penalties.lecam"}[added]
+    plain, extended = make_module().state_dict(), make_module(**part).state_dict()
+    saved = {"state_dict": plain, "optimizer_states": [], "loops": {}, "gan_counters": {}}
+    with pytest.raises(CheckpointError, match=rf"^cannot resume from x\.ckpt: its run kept no state for {re.escape(option)}, "
+                                              r"which this run does \(ADA's probability, LeCam's anchors, the EMA generator"):
+        check_resumable(saved, "x.ckpt", extended, None)
+    with pytest.raises(CheckpointError, match=rf"^cannot resume from x\.ckpt: its run kept a state for {re.escape(option)}, "
+                                              r"which this run has none of .*; resume with the options it was trained with"):
+        check_resumable({**saved, "state_dict": extended}, "x.ckpt", plain, None)
+    if added == "augment":  # ADA's state, and DiffAugment (which keeps none) now
+        with pytest.raises(CheckpointError, match=r"its run kept a state for model\.augment, which this run has none of"):
+            check_resumable({**saved, "state_dict": extended}, "x.ckpt", make_module(augment=DiffAugment()).state_dict(), None)
 
 
 @pytest.mark.slow

@@ -108,11 +108,37 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[st
     mismatch = tensors_that_do_not_fit(checkpoint["state_dict"], state)
     if mismatch is None:
         return
+    stateful = stateful_parts_that_differ(checkpoint["state_dict"], state)
+    if stateful:  # not the networks: "its weights do not fit the networks" named none of them (an audit)
+        part, had = stateful[0]
+        raise CheckpointError(f"cannot resume from {path}: its run kept {'a' if had else 'no'} state for {part}, which "
+                              f"this run {'has none of' if had else 'does'} (ADA's probability, LeCam's anchors, the EMA "
+                              "generator: a resume continues them, so they stay as the run began); resume with the options "
+                              "it was trained with, or start a new run without ckpt_path")
     differing = network_options_that_differ(checkpoint.get("run_config") or {}, config or {})
     because = f"; the checkpoint's run had {', '.join(differing)}" if differing else ""
     raise CheckpointError(f"cannot resume from {path}: its weights do not fit the networks this run builds (tensors: "
                           f"{mismatch}){because}; resume with the options it was trained with, or start a new run "
                           "without ckpt_path")
+
+
+#: the module's parts beside the networks that hold state (state-dict key prefix -> the option that adds it)
+STATEFUL_PARTS = {"augment.": "model.augment", "generator_ema.": "model.ema_decay"}
+
+
+def stateful_parts_that_differ(saved: Mapping[str, Any], built: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """(the option, whether the checkpoint has it) for each stateful part of the module (augmentation, EMA, a penalty
+    with state under ``penalties.<name>``) that one side has and the other lacks."""
+    def parts(keys) -> set[str]:
+        found = set()
+        for key in keys:
+            if key.startswith("penalties."):
+                found.add(f"model.penalties.{key.split('.')[1]}")
+            found.update(option for prefix, option in STATEFUL_PARTS.items() if key.startswith(prefix))
+        return found
+
+    then, now = parts(saved), parts(built)
+    return sorted([(part, True) for part in then - now] + [(part, False) for part in now - then])
 
 
 def check_optimizer_states_fit(checkpoint: dict[str, Any], path: str | Path,
