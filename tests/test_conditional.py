@@ -148,6 +148,26 @@ def test_conditional_model_on_unlabelled_data_is_a_clear_error(make_cfg):
         train(cfg)
 
 
+@pytest.mark.parametrize("data, value, message", [
+    ("digits", 5, "data digits has 10 classes; expected 10, or data.num_classes left out"),  # was a TypeError traceback
+    ("mnist", 20, "data mnist has 10 classes; expected 10"),  # trained a model built for 20 classes
+    ("cifar10", 5, "data cifar10 has 10 classes; expected 10"),
+    ("toy2d_ring", 8, "data toy2d_ring has no class labels; expected data.num_classes left out"),  # trained without labels
+    ("celeba", 2, "data celeba has no class labels"),
+    ("image_folder", 3, "data image_folder has no class labels"),
+])
+def test_a_class_count_the_data_does_not_have_is_refused_when_the_data_is_built(make_cfg, data, value, message):
+    from gan.utils.errors import ConfigError
+    from gan.utils.instantiate import build
+
+    extra = ["data.path=/some/folder"] if data == "image_folder" else []
+    cfg = make_cfg(tiny_overrides("cgan", data, steps=1) + extra + [f"+data.num_classes={value}"])
+    with pytest.raises(ConfigError, match=rf"^data\.num_classes={value}: {re.escape(message)}"):
+        build(cfg.data)
+    if data == "digits":  # the data's own count is accepted
+        assert build(make_cfg(tiny_overrides("cgan", data, steps=1) + ["+data.num_classes=10"]).data).num_classes == 10
+
+
 @pytest.mark.parametrize("model", ["cgan", "acgan"])
 def test_conditional_run_gives_a_row_per_class_and_a_labelled_sampler(make_cfg, tmp_path, model):
     metrics, objects = train(make_cfg(tiny_overrides(model, "digits", steps=2) + ["callbacks.sample_grid.num_images=30"]))

@@ -321,6 +321,19 @@ class GANDataModule(pl.LightningDataModule):
         return dataset
 
     @staticmethod
+    def require_classes(declared: int | None, actual: int | None, name: str) -> int | None:
+        """The data's class count (None: it has no labels), after checking that ``data.num_classes``, when set, says
+        the same. The digits took it twice (a TypeError traceback), MNIST and CIFAR-10 trained a model built for
+        another count, and unlabelled data trained a conditional model on labels it does not have (an audit)."""
+        if declared is None or (actual is not None and int(declared) == actual):
+            return actual
+        if actual is None:
+            raise ConfigError(f"data.num_classes={declared}: data {name} has no class labels; expected data.num_classes "
+                              "left out (a conditional model needs labelled data, e.g. data=digits)")
+        raise ConfigError(f"data.num_classes={declared}: data {name} has {actual} classes; expected {actual}, or "
+                          "data.num_classes left out")
+
+    @staticmethod
     def require_shape(declared: Sequence[int], actual: Sequence[int], name: str) -> tuple[int, ...]:
         """The data's real shape, after checking the config declared the same one."""
         if tuple(int(s) for s in declared) != tuple(actual):

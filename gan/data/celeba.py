@@ -81,6 +81,7 @@ class CelebADataModule(ImageDataModule):
         if center_crop is not None and int(center_crop) < 1:
             raise ConfigError(f"data.center_crop={center_crop} is not a crop; expected a positive number of pixels "
                               "(178: the face of an aligned 178x218 image), or null for images that are already cropped")
+        self.require_classes(loader_options.pop("num_classes", None), None, "celeba")  # its attributes are no classes
         super().__init__(root, resolution, channels, sample_shape, center_crop=center_crop, **loader_options)
         self.split, self.download = split, bool(download)
         #: the side of the central square cut from each image before resizing; None: the whole image

@@ -68,9 +68,10 @@ def to_unit_range(images_uint8: np.ndarray) -> torch.Tensor:
 
 
 class DigitsDataModule(GANDataModule):
-    def __init__(self, root: str, sample_shape=(1, 28, 28), limit: int | None = None, **loader_options):
+    def __init__(self, root: str, sample_shape=(1, 28, 28), limit: int | None = None, num_classes: int | None = None,
+                 **loader_options):
         shape = self.require_shape(sample_shape, (1, 28, 28), "digits")
-        super().__init__(shape, num_classes=10, **loader_options)
+        super().__init__(shape, num_classes=self.require_classes(num_classes, 10, "digits"), **loader_options)
         self.root, self.limit = root, limit
 
     @property

@@ -102,6 +102,7 @@ class ImageFolderDataModule(ImageDataModule):
         if not path or not str(path).strip():  # Path("") is the working directory: it would train on whatever is there
             raise ConfigError(f"data.path={path!r} is not a folder; expected the folder that holds the images, "
                               "e.g. data.path=/folder/with/images")
+        self.require_classes(loader_options.pop("num_classes", None), None, "image_folder")
         super().__init__(root or path, resolution, channels, sample_shape, **loader_options)
         self.path = Path(path)
 

@@ -156,7 +156,7 @@ class TorchvisionDataModule(ImageDataModule):
                  sample_shape=None, **loader_options):
         if split not in SPLITS:
             raise ConfigError(f"data.split={split!r} is not a {self.dataset_name} split; expected one of {sorted(SPLITS)}")
-        loader_options.setdefault("num_classes", 10)
+        loader_options["num_classes"] = self.require_classes(loader_options.get("num_classes"), 10, self.dataset_name)
         super().__init__(root, resolution, channels, sample_shape, **loader_options)
         self.split, self.download = split, bool(download)
 

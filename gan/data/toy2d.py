@@ -40,6 +40,7 @@ class Toy2DDataModule(GANDataModule):
                  grid_values: Sequence[float] = (-4, -2, 0, 2, 4), std: float = 0.01,
                  num_samples: int = 100_000, seed: int = 0, sample_shape=(2,), **loader_options):
         loader_options.setdefault("generator_output", "identity")
+        self.require_classes(loader_options.pop("num_classes", None), None, f"toy2d_{layout}")
         super().__init__(self.require_shape(sample_shape, (2,), f"toy2d_{layout}"), **loader_options)
         # each layout's own options named (a grid's refusal listed the ring's num_modes, an audit)
         shape_option = f"num_modes={num_modes}" if layout == "ring" else f"grid_values={list(grid_values)}"
