@@ -312,6 +312,16 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
      "data spans [-1, 1] (every image is scaled so): the generator cannot reach values below 0; expected tanh"),
     (["model=gan", "data=toy2d_ring", "model.generator.output=sigmoid"], "model.generator.output=sigmoid puts the samples in "
      "[0, 1], but the data spans the whole plane"),
+    # an audit of the tricks (2026-12-06)
+    (["model=dcgan", "model.real_label=0.9", "model.real_label_range=[0.7,1.0]"], "model.real_label=0.9 has no effect: "
+     "model.real_label_range=[0.7, 1.0] draws the real targets instead"),
+    (["model=dcgan", "model.real_label_range=[0.7,1.0]"], None),
+    (["model=dcgan", "generator_steps=20", "model.instance_noise_std=0.1", "model.instance_noise_steps=1000"],
+     "model.instance_noise_steps=1000 is longer than the run (generator_steps=20): the instance noise (std 0.1) is never "
+     "annealed to 0"),
+    (["model=dcgan", "generator_steps=20", "model.instance_noise_std=0.1"], None),  # the run's length, the default
+    (["model=r3gan", "model.schedules.ema_half_life=null"], "model.ema_decay=0.0 keeps nothing of the generator's past"),
+    (["model=dcgan", "model.ema_decay=0"], "model.ema_decay=0 keeps nothing of the generator's past"),
 ])
 def test_options_that_cannot_act_in_their_combination_are_said(make_cfg, overrides, said):
     """Found by an audit: each of these trained exactly like the run without the option, without a word."""

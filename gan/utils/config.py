@@ -186,6 +186,21 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     if model.get("ema_decay") is not None and is_integer(steps) and start_number and start > int(steps):
         lines.append(f"model.ema_start={start} comes after the run's last generator step (generator_steps={steps}): the EMA "
                      "is never updated, so samples, metrics and checkpoints' sampling generator are the raw generator's")
+    # found by an audit of the tricks, each trained on without a word
+    if model.get("real_label_range") is not None and is_number(model.get("real_label")) and float(model.get("real_label")) != 1.0:
+        drawn = model.get("real_label_range")
+        drawn = OmegaConf.to_container(drawn) if isinstance(drawn, ListConfig) else drawn
+        lines.append(f"model.real_label={model.get('real_label')} has no effect: model.real_label_range={drawn} draws the "
+                     "real targets instead")
+    noise, noise_steps = model.get("instance_noise_std"), model.get("instance_noise_steps")
+    if is_number(noise) and float(noise) > 0 and is_integer(steps) and is_number(noise_steps) and noise_steps > int(steps):
+        lines.append(f"model.instance_noise_steps={noise_steps} is longer than the run (generator_steps={steps}): the "
+                     f"instance noise (std {noise}) is never annealed to 0; leave instance_noise_steps at the run's length")
+    if is_number(model.get("ema_decay")) and float(model.get("ema_decay")) == 0 and \
+            not any(target_attribute(node, "sets", None) == "ema_decay" for node in (model.get("schedules") or {}).values()):
+        lines.append(f"model.ema_decay={model.get('ema_decay')} keeps nothing of the generator's past: the 'EMA' generator that samples, metrics and "
+                     "checkpoints use is a copy of the generator (model=r3gan sets the decay with model.schedules."
+                     "ema_half_life; model.ema_decay=null turns the EMA off)")
     if OmegaConf.select(cfg, "model.discriminator.minibatch") == "stddev":
         batch, group = OmegaConf.select(cfg, "data.batch_size"), OmegaConf.select(cfg, "model.discriminator.minibatch_group_size")
         if is_integer(batch) and is_integer(group) and int(group) >= 2 and \
@@ -368,6 +383,11 @@ def is_integer(value: object) -> bool:
         return str(int(value)) == str(value).strip()
     except ValueError:
         return False
+
+
+def is_number(value: object) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def missing_values(cfg: DictConfig | ListConfig) -> list[str]:
