@@ -42,23 +42,37 @@ log = logging.getLogger("gan")
 
 
 def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn.Module, penalties: Mapping,
-                                        weight_clip: float | None) -> None:
+                                        weight_clip: float | None, schedules: Mapping | None = None) -> None:
     """The Wasserstein loss is a distance estimate only for a Lipschitz critic (Arjovsky et al. 2017): without
     weight clipping, a penalty or spectral norm, D can raise real scores and lower fake ones without bound, and a
     run such as ``model=dcgan loss=wasserstein`` trained on without a word until its scores overflowed."""
     from gan.losses.adversarial import WassersteinLoss
 
+    def lowest_weight(name: str, penalty) -> float:
+        """The penalty's weight, or the lowest a schedule of it reaches: a schedule taking a gradient penalty's weight
+        to 0 left the critic unconstrained from there without a word (an audit)."""
+        weight = float(getattr(penalty, "weight", getattr(penalty, "gamma", 1.0)))
+        for setting in (schedules or {}).values():
+            if getattr(setting, "sets", None) == "penalty" and getattr(setting, "penalty", None) == name and \
+                    getattr(setting, "attribute", None) in ("weight", "gamma"):
+                weight = min(weight, setting.value.bounds()[0])
+        return weight
+
     # a penalty on D's input gradients (gradient penalty, R1, R2) constrains it, unless its weight is 0 (an audit: a
     # gradient penalty of weight 0 trained an unbounded critic without a word); LeCam's anchors do not (a review)
     if not isinstance(loss, WassersteinLoss) or weight_clip is not None or \
-            any(getattr(penalty, "penalizes_input_gradients", False) and getattr(penalty, "weight", getattr(penalty, "gamma", 1.0)) > 0
-                for penalty in penalties.values()):
+            any(getattr(penalty, "penalizes_input_gradients", False) and lowest_weight(name, penalty) > 0
+                for name, penalty in penalties.items()):
         return
     if any(nn.utils.parametrize.is_parametrized(m) or m._forward_pre_hooks for m in discriminator.modules()):
         return  # spectral norm (a parametrization, or the hook-based version)
+    scheduled = [name for name, penalty in penalties.items() if getattr(penalty, "penalizes_input_gradients", False)
+                 and float(getattr(penalty, "weight", getattr(penalty, "gamma", 1.0))) > 0]  # > 0 until a schedule lowers it
     log.warning("loss=wasserstein with an unconstrained critic (no model.weight_clip, no gradient penalty in "
-                "model.penalties, no spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run "
-                "tends to diverge; use model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one")
+                "model.penalties%s, no spectral norm): its scores can grow without bound, so the loss is no distance "
+                "estimate and the run tends to diverge; use model=wgan (weight clipping) or model=wgan_gp (gradient "
+                "penalty), or add one", f" whose weight stays above 0 (a schedule takes model.penalties.{scheduled[0]}'s "
+                "to 0)" if scheduled else "")
 
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -260,7 +274,8 @@ class GANModule(pl.LightningModule):
         noise = torch.randn(num_fixed_samples, generator.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
         self.register_buffer("fixed_noise", noise)
         self.label_targets = LabelTargets(real_label, real_label_range, label_flip_prob)
-        warn_if_the_critic_is_unconstrained(loss, discriminator, self.penalties, weight_clip)
+        warn_if_the_critic_is_unconstrained(loss, discriminator, self.penalties, weight_clip,
+                                            {name: s for name, s in (schedules or {}).items() if s is not None})
         if self.label_targets.active and not getattr(loss, "has_targets", False):
             raise ConfigError(f"label smoothing / noisy / flipped labels need a loss with real and fake targets, but "
                               f"{type(loss).__name__} has none; use loss=non_saturating, minimax or least_squares")

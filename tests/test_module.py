@@ -350,6 +350,11 @@ def test_under_autocast_every_phase_runs_the_weights_of_the_last_update(n_critic
     # LeCam anchors D's scores to their averages but does not bound its slope: it silenced the warning (a review)
     (["model=dcgan", "loss=wasserstein", "+model.penalties.lecam={_target_:gan.losses.LeCamPenalty}"], True),
     (["model=wgan_gp", "model.penalties.gradient_penalty.weight=0"], True),  # no constraint left (an audit)
+    # a schedule that takes the penalty's weight to 0 leaves the critic unconstrained from there (an audit)
+    (["model=wgan_gp", "+model.schedules.w={_target_:gan.schedules.PenaltySetting,penalty:gradient_penalty,attribute:weight,"
+      "value:{_target_:gan.schedules.Linear,start:10,end:0,steps:100}}"], "scheduled"),
+    (["model=wgan_gp", "+model.schedules.w={_target_:gan.schedules.PenaltySetting,penalty:gradient_penalty,attribute:weight,"
+      "value:{_target_:gan.schedules.Linear,start:10,end:1,steps:100}}"], False),
 ])
 def test_a_wasserstein_critic_without_a_constraint_is_warned_about(make_cfg, caplog, overrides, warned):
     from gan.utils.instantiate import build_module
@@ -357,10 +362,11 @@ def test_a_wasserstein_critic_without_a_constraint_is_warned_about(make_cfg, cap
     with caplog.at_level("WARNING", logger="gan"):
         build_module(make_cfg(overrides + ["data=toy2d_grid", "presets=none"]))
     said = [r.getMessage() for r in caplog.records if "unconstrained critic" in r.getMessage()]
+    which = " whose weight stays above 0 (a schedule takes model.penalties.gradient_penalty's to 0)" if warned == "scheduled" else ""
     assert said == ([
-        "loss=wasserstein with an unconstrained critic (no model.weight_clip, no gradient penalty in model.penalties, no "
-        "spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run tends to diverge; use "
-        "model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one"] if warned else [])
+        f"loss=wasserstein with an unconstrained critic (no model.weight_clip, no gradient penalty in model.penalties{which}, "
+        "no spectral norm): its scores can grow without bound, so the loss is no distance estimate and the run tends to diverge; "
+        "use model=wgan (weight clipping) or model=wgan_gp (gradient penalty), or add one"] if warned else [])
 
 
 def test_compile_leaves_the_discriminator_eager_only_for_a_penalty_on_its_input_gradients(make_cfg, caplog, monkeypatch):
