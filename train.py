@@ -190,7 +190,8 @@ def main(cfg: DictConfig) -> float | None:
     line, ``error: <message>``, and exit status 2; a run stopped by divergence, one line and status 3 (see
     gan/utils/errors.py); a run stopped before ``generator_steps`` by another health check (action stop) or by
     ``trainer.max_time``, a warning line and status 0. In a multirun every job adds its row to the sweep's
-    summary.csv and returns ``optimized_metric`` to the sweeper; a failed or diverged job stops the sweep unless
+    summary.csv and returns ``optimized_metric`` to the sweeper; a diverged job is recorded and the sweep goes on (the
+    sweeper gets ``failed_trial_value``, or None: a failed trial); a failed one stops the sweep unless
     ``failed_trial_value`` is set (not for a refusal every trial would share)."""
     job = Job(cfg, HydraConfig.get())
     try:

@@ -40,8 +40,8 @@ class Augment(nn.Module):
         raise NotImplementedError
 
     def observe(self, real_logits: Tensor) -> None:
-        """Called after every discriminator step with D's logits of the (augmented) real batch, measured from the
-        loss's decision boundary (``AdversarialLoss.decision_boundary``: positive means judged real); adaptive
+        """Called after every discriminator step with D's outputs on the (augmented) real batch, measured from the
+        loss's decision boundary (``AdversarialLoss.real_margin``: positive means judged real); adaptive
         augmentation (ADA) steers its probability with them. Default: nothing."""
 
     def terms(self) -> dict[str, Tensor]:
@@ -190,8 +190,8 @@ class AdaptiveAugment(DiffAugment):
 
     Each op of ``policy`` is applied to each sample independently with probability ``p`` (so at p = 1 this is
     :class:`DiffAugment`, at p = 0 the identity). ``p`` follows the overfitting heuristic
-    r_t = E[sign(D(x_real))], measured on the (augmented) reals of every discriminator step (D's output minus the
-    loss's decision boundary, which the module subtracts: 0.5 for least squares with targets 0 and 1): every
+    r_t = E[sign(D(x_real))], measured on the (augmented) reals of every discriminator step (D's output measured
+    from the loss's decision boundary, ``AdversarialLoss.real_margin``: 0.5 for least squares with targets 0 and 1): every
     ``interval`` discriminator steps p moves by sign(r_t - target) * (images seen) / (speed_kimg * 1000),
     clamped to [0, 1]. Paper defaults: target 0.6, an adjustment every 4 minibatches, and a speed at which p
     can go from 0 to 1 in 500k images (section 3, "adaptive discriminator augmentation").

@@ -9,7 +9,8 @@ warning a user reads) and, in a multirun, its row in the sweep's summary.csv and
 - a job's row is ``running`` when it starts (a job cut off by another's error in a parallel launcher stays so), then
   ``completed``, ``stopped`` (a health check's action=stop, ``trainer.max_time``), ``diverged`` or ``failed`` with
   its error line;
-- a diverged or failed job lets the sweep go on when ``failed_trial_value`` is set, which it then returns.
+- a diverged job is recorded and the sweep goes on (the sweeper gets ``failed_trial_value``, or None: a failed trial);
+  a failed one stops the sweep unless ``failed_trial_value`` is set, which it then returns.
 """
 from __future__ import annotations
 

@@ -51,12 +51,11 @@ def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn
     def lowest_weight(name: str, penalty) -> float:
         """The penalty's weight, or the lowest a schedule of it reaches: a schedule taking a gradient penalty's weight
         to 0 left the critic unconstrained from there without a word (an audit)."""
-        weight = float(getattr(penalty, "weight", getattr(penalty, "gamma", 1.0)))
-        for setting in (schedules or {}).values():
-            if getattr(setting, "sets", None) == "penalty" and getattr(setting, "penalty", None) == name and \
-                    getattr(setting, "attribute", None) in ("weight", "gamma"):
-                weight = min(weight, setting.value.bounds()[0])
-        return weight
+        scheduled = [setting.value.bounds()[0] for setting in (schedules or {}).values()
+                     if getattr(setting, "sets", None) == "penalty" and getattr(setting, "penalty", None) == name
+                     and getattr(setting, "attribute", None) in ("weight", "gamma")]
+        # a schedule sets the weight before the first step, so the static value never acts then
+        return min(scheduled) if scheduled else float(getattr(penalty, "weight", getattr(penalty, "gamma", 1.0)))
 
     # a penalty on D's input gradients (gradient penalty, R1, R2) constrains it, unless its weight is 0 (an audit: a
     # gradient penalty of weight 0 trained an unbounded critic without a word); LeCam's anchors do not (a review)
@@ -67,7 +66,7 @@ def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn
     if any(nn.utils.parametrize.is_parametrized(m) or m._forward_pre_hooks for m in discriminator.modules()):
         return  # spectral norm (a parametrization, or the hook-based version)
     scheduled = [name for name, penalty in penalties.items() if getattr(penalty, "penalizes_input_gradients", False)
-                 and float(getattr(penalty, "weight", getattr(penalty, "gamma", 1.0))) > 0]  # > 0 until a schedule lowers it
+                 and any(getattr(s, "penalty", None) == name for s in (schedules or {}).values())]
     log.warning("loss=wasserstein with an unconstrained critic (no model.weight_clip, no gradient penalty in "
                 "model.penalties%s, no spectral norm): its scores can grow without bound, so the loss is no distance "
                 "estimate and the run tends to diverge; use model=wgan (weight clipping) or model=wgan_gp (gradient "
@@ -445,7 +444,10 @@ class GANModule(pl.LightningModule):
 
     def optimizer_preview(self, network: str) -> torch.optim.Optimizer | None:
         """The optimizer ``network`` will get, built on one throwaway parameter, so the schedules can check the
-        hyperparameters they set before training (None when it cannot be built: its own build says why then)."""
+        hyperparameters they set before training (None when it cannot be built: its own build says why then; and for a
+        subclass that builds its optimizers otherwise)."""
+        if type(self).configure_optimizers is not GANModule.configure_optimizers:
+            return None
         try:
             return without_unset_options(self.optimizer_factories[network])(params=[nn.Parameter(torch.zeros(1))])
         except Exception:  # noqa: BLE001 - any failure is reported where the real optimizer is built
@@ -585,9 +587,10 @@ class GANModule(pl.LightningModule):
         if self.weight_clip is not None:
             clip_weights(self.discriminator, float(self.weight_clip))
         if self.augment is not None:
-            # every step: ADA's probability follows every real batch, judged from the loss's decision boundary
-            boundary = float(getattr(self.loss, "decision_boundary", 0.0) or 0.0)
-            self.augment.observe(real_out.logits.detach() - boundary if boundary else real_out.logits.detach())
+            # every step: ADA's probability follows every real batch, read from the loss's decision boundary (a user's
+            # loss without real_margin: its logits, whose boundary is 0)
+            margin = getattr(self.loss, "real_margin", None)
+            self.augment.observe(margin(real_out.logits.detach()) if margin is not None else real_out.logits.detach())
             if diagnostics:
                 terms.update(self.augment.terms())
         self.discriminator_steps += 1

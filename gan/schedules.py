@@ -204,8 +204,9 @@ class OptimizerSetting(Setting):
             self.check_values(name, self.hyperparameter, 0.0)
         # the names against the optimizers this run builds, now: a misnamed one failed at the first step, after the
         # loggers had started, on the progress bar's line (an audit), and betas=0.5 or fused=1 as a traceback or not at all
-        for network in self.networks:
-            optimizer = module.optimizer_preview(network)
+        preview = getattr(module, "optimizer_preview", None)
+        for network in self.networks if preview is not None else ():
+            optimizer = preview(network)
             if optimizer is not None:
                 self.check_fits(optimizer.defaults, network, type(optimizer).__name__, f"model.schedules.{name}")
 

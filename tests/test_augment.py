@@ -198,7 +198,8 @@ def test_ada_p_is_in_the_module_checkpoint_and_logged():
 def test_ada_judges_a_least_squares_d_from_the_midpoint_of_its_targets(output, direction):
     """LSGAN's D (targets 0 and 1) outputs about 0.5 where it cannot tell reals from fakes, all of it positive: ADA
     steering by the raw sign read every such D as overfitting and drove p to 1 (an audit). The module measures D's
-    real outputs from the loss's decision boundary, 0.5: a D that outputs 0.6 on every real calls them real, 0.4 fake."""
+    real outputs from the loss's decision boundary (real_margin), 0.5: a D that outputs 0.6 on every real calls them
+    real, 0.4 fake."""
     from gan.losses import LeastSquaresLoss
 
     module = make_module(loss=LeastSquaresLoss(), augment=AdaptiveAugment(interval=1, speed_kimg=0.001, initial_p=0.5))
@@ -209,7 +210,11 @@ def test_ada_judges_a_least_squares_d_from_the_midpoint_of_its_targets(output, d
     module.discriminator_step(torch.randn(4, *SHAPE), module.optimizers()[1])
     assert module.augment.rt.item() == direction
     assert module.augment.p.item() == (1.0 if direction > 0 else 0.0)  # 4 images at speed 0.001 kimg: a full step
-    assert LeastSquaresLoss(a=-1.0, b=1.0).decision_boundary == 0.0 and NonSaturatingLoss.decision_boundary == 0.0
+    outputs = torch.tensor([-0.3, 0.2, 0.9])
+    assert torch.equal(NonSaturatingLoss().real_margin(outputs), outputs)  # logits: the boundary is 0
+    assert torch.equal(LeastSquaresLoss(a=-1.0, b=1.0).real_margin(outputs), outputs)
+    # targets the other way round (a=1 fake, b=0 real): an output near 1 is judged fake
+    assert torch.allclose(LeastSquaresLoss(a=1.0, b=0.0).real_margin(outputs), torch.tensor([0.8, 0.3, -0.4]))
 
 
 def test_ada_applies_each_op_with_probability_p():

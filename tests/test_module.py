@@ -355,6 +355,9 @@ def test_under_autocast_every_phase_runs_the_weights_of_the_last_update(n_critic
       "value:{_target_:gan.schedules.Linear,start:10,end:0,steps:100}}"], "scheduled"),
     (["model=wgan_gp", "+model.schedules.w={_target_:gan.schedules.PenaltySetting,penalty:gradient_penalty,attribute:weight,"
       "value:{_target_:gan.schedules.Linear,start:10,end:1,steps:100}}"], False),
+    # the schedule sets the weight before the first step: a static 0 under it never acts (a review)
+    (["model=wgan_gp", "model.penalties.gradient_penalty.weight=0", "+model.schedules.w={_target_:gan.schedules.PenaltySetting,"
+      "penalty:gradient_penalty,attribute:weight,value:{_target_:gan.schedules.Linear,start:10,end:1,steps:100}}"], False),
 ])
 def test_a_wasserstein_critic_without_a_constraint_is_warned_about(make_cfg, caplog, overrides, warned):
     from gan.utils.instantiate import build_module

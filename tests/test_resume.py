@@ -385,6 +385,13 @@ def test_adding_or_dropping_a_stateful_part_on_resume_names_its_option(added):
     if added == "augment":  # ADA's state, and DiffAugment (which keeps none) now
         with pytest.raises(CheckpointError, match=r"its run kept a state for model\.augment, which this run has none of"):
             check_resumable({**saved, "state_dict": extended}, "x.ckpt", make_module(augment=DiffAugment()).state_dict(), None)
+    # other networks as well: they are what to name (the stateful part's message blamed the EMA for a whole other model)
+    from gan.nets import DCGANDiscriminator
+    from tests.test_module import SHAPE
+
+    wider = make_module(discriminator=DCGANDiscriminator(SHAPE, width=8), **part).state_dict()
+    with pytest.raises(CheckpointError, match=r"its weights do not fit the networks this run builds"):
+        check_resumable(saved, "x.ckpt", wider, None)
 
 
 @pytest.mark.slow

@@ -151,12 +151,15 @@ class TorchvisionDataModule(ImageDataModule):
     layout: str
     #: (channels, height, width) as stored: at this shape the images are held as uint8 and gathered a batch at a time
     native_shape: tuple[int, int, int]
+    #: the classes its labels index (MNIST, Fashion-MNIST, CIFAR-10: 10); data.num_classes must say the same
+    label_classes: int = 10
 
     def __init__(self, root: str, resolution: int, channels: int, split: str = "train", download: bool = True,
                  sample_shape=None, **loader_options):
         if split not in SPLITS:
             raise ConfigError(f"data.split={split!r} is not a {self.dataset_name} split; expected one of {sorted(SPLITS)}")
-        loader_options["num_classes"] = self.require_classes(loader_options.get("num_classes"), 10, self.dataset_name)
+        loader_options["num_classes"] = self.require_classes(loader_options.get("num_classes"), self.label_classes,
+                                                             self.dataset_name)
         super().__init__(root, resolution, channels, sample_shape, **loader_options)
         self.split, self.download = split, bool(download)
 

@@ -100,9 +100,11 @@ class AdversarialLoss:
     #: whether both objectives are unchanged when every logit shifts by the same amount (then the sign of D's real
     #: logits, which ADA steers by, follows an arbitrary offset; gan/utils/config.py warns of that pair)
     shift_invariant = False
-    #: D's output between its verdicts "fake" and "real" (0 for logits; the midpoint of the least-squares
-    #: targets): ADA reads whether D calls reals real by the sign of D's output minus this
-    decision_boundary = 0.0
+
+    def real_margin(self, outputs: Tensor) -> Tensor:
+        """How far D's outputs lie on the "real" side of its decision boundary (positive: judged real); ADA steers by
+        the sign of this on reals. For logits, the outputs themselves (the boundary is 0)."""
+        return outputs
 
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, real_targets: Tensor | None = None,
                            fake_targets: Tensor | None = None) -> dict[str, Tensor]:
@@ -187,12 +189,13 @@ class LeastSquaresLoss(AdversarialLoss):
             raise ConfigError(f"loss.a={a} and loss.b={b}: D's targets for fake (a) and real (b) samples must differ, "
                               "or D learns nothing (the paper's a=0, b=1 or a=-1, b=1)")
 
-    @property
-    def decision_boundary(self) -> float:
-        """Halfway between D's fake and real targets: with a=0, b=1 a D that cannot tell the two apart outputs about
-        0.5 for both, all of them positive, so ADA steering by the sign of the raw output drove its probability to
-        1 on a D that was not overfitting (an audit: p 0.96 after 60 steps of model=lsgan augment=ada)."""
-        return (self.a + self.b) / 2
+    def real_margin(self, outputs: Tensor) -> Tensor:
+        """From the midpoint of D's fake and real targets, towards the real one: with a=0, b=1 a D that cannot tell
+        the two apart outputs about 0.5 for both, all of it positive, so ADA steering by the sign of the raw output
+        drove its probability to 1 on a D that was not overfitting (an audit: p 0.96 after 60 steps of model=lsgan
+        augment=ada). With a > b the real side is below the midpoint."""
+        middle = (self.a + self.b) / 2
+        return outputs - middle if self.b > self.a else middle - outputs
 
     def _d(self, real_logits, fake_logits):
         return least_squares_discriminator_loss(real_logits, fake_logits, self.a, self.b)

@@ -163,8 +163,8 @@ def compare_evaluations(evaluations: Sequence[tuple[Hashable, Mapping[str, float
     on each side, scored at the same latent seeds in the same order, is a paired comparison (seed by seed); training
     runs are not paired (nothing ties one side's run to one of the other's)."""
     unit, ours = unit_values(evaluations)
-    _, theirs = unit_values(baseline)
-    paired = unit == "latent seed" and len(evaluations) == len(baseline)
+    baseline_unit, theirs = unit_values(baseline)
+    paired = unit == baseline_unit == "latent seed" and len(evaluations) == len(baseline)
     return {name: {**compare(ours[name], theirs[name], higher_is_better.get(name), confidence, paired=paired), "unit": unit}
             for name in ours if name in theirs}
 

@@ -109,7 +109,8 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[st
     if mismatch is None:
         return
     stateful = stateful_parts_that_differ(checkpoint["state_dict"], state)
-    if stateful:  # not the networks: "its weights do not fit the networks" named none of them (an audit)
+    networks_fit = tensors_that_do_not_fit(*(without_stateful_parts(tensors) for tensors in (checkpoint["state_dict"], state))) is None
+    if stateful and networks_fit:  # not the networks: "its weights do not fit the networks" named none of them (an audit)
         part, had = stateful[0]
         raise CheckpointError(f"cannot resume from {path}: its run kept {'a' if had else 'no'} state for {part}, which "
                               f"this run {'has none of' if had else 'does'} (ADA's probability, LeCam's anchors, the EMA "
@@ -124,6 +125,12 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[st
 
 #: the module's parts beside the networks that hold state (state-dict key prefix -> the option that adds it)
 STATEFUL_PARTS = {"augment.": "model.augment", "generator_ema.": "model.ema_decay"}
+
+
+def without_stateful_parts(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` without the keys of the module's stateful parts beside the networks (:data:`STATEFUL_PARTS`, penalties)."""
+    return {key: value for key, value in state.items()
+            if not key.startswith(("penalties.", *STATEFUL_PARTS))}
 
 
 def stateful_parts_that_differ(saved: Mapping[str, Any], built: Mapping[str, Any]) -> list[tuple[str, bool]]:

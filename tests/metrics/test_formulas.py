@@ -243,6 +243,9 @@ def test_two_checkpoints_over_the_same_latent_seeds_are_compared_seed_by_seed():
     assert comparison["fid"] == {**compare([10.0, 14.0, 12.5], [11.0, 15.2, 13.4], False, paired=True), "unit": "latent seed"}
     assert comparison["fid"]["verdict"] == "better"
     assert "interval (paired t)" in format_comparison(comparison).splitlines()[0]
+    # one checkpoint's seeds against two checkpoints (evaluate.py refuses the mix; the Python API may not): unpaired
+    runs = [("b", {"fid": 11.0}), ("b", {"fid": 15.2}), ("c", {"fid": 13.4}), ("c", {"fid": 12.0})]
+    assert compare_evaluations(ours + [("a", {"fid": 11.0})], runs, {"fid": False})["fid"]["test"] == "Welch"
 
 
 def test_comparing_evaluations_uses_each_sides_checkpoint_means():
