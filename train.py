@@ -83,7 +83,6 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
             log.warning("resuming %s with options that differ from its run (the run goes on with the new values): %s%s",
                         ckpt_path, "; ".join(changed), "; the checkpoint callbacks count their intervals in optimizer "
                         "steps, which these change, so their state (the best score behind best.ckpt) starts anew" if anew else "")
-        warn_of_another_thread_count(cfg, checkpoint, ckpt_path)
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)
@@ -169,18 +168,6 @@ def continue_wandb_run(cfg: DictConfig, checkpoint: dict[str, Any]) -> None:
     with open_dict(cfg):
         wandb.id = run_id
     log.info("Continuing W&B run %s", run_id)
-
-
-def warn_of_another_thread_count(cfg: DictConfig, checkpoint: dict[str, Any], ckpt_path: str) -> None:
-    """A run resumed on the CPU with another thread count than it trained with goes on correctly but not bit for bit
-    as it would have: sums split across threads add in another order (an audit measured 42 of r3gan's tensors
-    differing after 20 steps on 1 thread against 2)."""
-    saved, now = checkpoint.get("cpu_threads"), torch.get_num_threads()
-    on_cpu = str(OmegaConf.select(cfg, "trainer.accelerator")) == "cpu" or not torch.cuda.is_available()
-    if on_cpu and saved is not None and int(saved) != now:
-        log.warning("%s trained on %d CPU threads, this run has %d: sums split across threads add in another order, so it "
-                    "will not be bit-identical to an uninterrupted run; cpu_threads=%d resumes it exactly", ckpt_path,
-                    int(saved), now, int(saved))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -129,3 +129,23 @@ def test_a_configuration_error_met_inside_fit_is_said_once_by_a_ddp_run(tmp_path
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: trainer.log_every_n_steps=50 falls inside a training batch"), errors
+
+
+@pytest.mark.slow
+def test_a_ddp_resume_on_the_cpu_is_not_warned_of_a_thread_count_it_keeps(tmp_path):
+    """The thread-count warning compared the checkpoint's count (each DDP process's, which Lightning's launch sets to
+    cores / processes) with the launching process's count before the launch, so every CPU DDP resume was told it
+    would not be bit-identical while it was (an audit). Without OMP_NUM_THREADS, as a user runs it."""
+    run = [sys.executable, "train.py", "trainer=ddp_cpu", "model=dcgan", "data=toy2d_ring", "presets=none",
+           "model.generator.width=4", "model.discriminator.width=4", "logger=none", "metrics=none",
+           f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"]
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    env["WANDB_MODE"] = "offline"
+    first = subprocess.run(run + ["generator_steps=2"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["cpu_threads"]
+    resumed = subprocess.run(run + ["generator_steps=4", "ckpt_path=last"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = [line for line in (resumed.stdout + resumed.stderr).splitlines() if "CPU threads" in line]
+    assert said == [], (saved, said)

@@ -167,6 +167,8 @@ def test_samples_spread_far_wider_than_the_data_are_checked_before_every_checkpo
     event = objects["stopped_by"]
     assert event["kind"] == "divergence" and event["generator_step"] == 15, event
     assert event["evidence"]["diversity_ratio"] > 10
+    # and training stops there, not after one more batch (an audit: up to 10 more iterations with the default batching)
+    assert objects["module"].generator_steps == 15
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(path.name for path in checkpoints.glob("*.ckpt")) == [  # named by optimizer steps: 2 per generator step
         "last.ckpt", "last_healthy.ckpt", "step0000010.ckpt", "step0000020.ckpt"]  # not step0000030, generator step 15

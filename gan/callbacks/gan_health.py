@@ -730,6 +730,9 @@ class GANHealth(pl.Callback):
             # the samples' spread too, which the cadence checks only every 100 steps: a checkpoint saved between
             # two checks was kept as "last healthy" with samples 67 times wider than the data (an audit)
             self._check_spread(trainer, pl_module, pl_module.generator_steps, self._samples_and_diversity(trainer, pl_module)[2])
+        # now, not at the next check: a divergence found at a checkpoint save (a batch end) trained one more batch
+        # before stopping, up to 10 iterations (an audit). Every rank calls this at the same save (DDP reduces).
+        self._stop_if_requested(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.check_now(trainer, pl_module)  # the last iterations' rows (checkpoint callbacks run after this)
