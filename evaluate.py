@@ -427,6 +427,12 @@ def find_checkpoints(pattern: str, name: str = "last.ckpt") -> list[str]:
     return sorted(found, key=natural)
 
 
+def run_folder(path: str | Path) -> Path:
+    """The run a checkpoint belongs to: the folder above its ``checkpoints`` folder, or the folder it lies in."""
+    folder = Path(path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
 def check_one_checkpoint_per_run(paths: list[str], option: str, pattern: str) -> None:
     """Several checkpoints are summarized (and compared) as training runs: two of one run (its best.ckpt and
     last.ckpt, matched by ``runs/m5/checkpoints/*.ckpt``) are not two runs, and their interval and p-value were
@@ -435,8 +441,7 @@ def check_one_checkpoint_per_run(paths: list[str], option: str, pattern: str) ->
         return
     seen: dict[Path, str] = {}
     for path in paths:
-        folder = Path(path).resolve().parent
-        run = folder.parent if folder.name == "checkpoints" else folder
+        run = run_folder(path)
         if run in seen:
             raise ConfigError(f"{option}={pattern}: {seen[run]} and {path} are checkpoints of one run ({run}); several "
                               "checkpoints are summarized as training runs, so expected one checkpoint per run (e.g. "
@@ -488,10 +493,8 @@ def second_interrupt_aborts() -> Iterator[None]:
 def picture_title(path: str, checkpoint: dict[str, Any], generator) -> str:
     """Which weights a picture shows: the run's folder and the file (``ckpt_path`` alone titled a run directory's
     scatter plot with the directory's name, and every run's ``last.ckpt`` alike), the generator step, EMA or not."""
-    file = Path(path).resolve()
-    run = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     weights = "EMA generator" if generator.uses_ema_weights else "generator"
-    return f"{run.name}/{file.name}: {weights} at generator step {trained_generator_steps(checkpoint)}"
+    return f"{run_folder(path).name}/{Path(path).resolve().name}: {weights} at generator step {trained_generator_steps(checkpoint)}"
 
 
 @torch.no_grad()

@@ -48,12 +48,15 @@ def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn
     run such as ``model=dcgan loss=wasserstein`` trained on without a word until its scores overflowed."""
     from gan.losses.adversarial import WassersteinLoss
 
+    def weight_schedules(name: str) -> list:
+        return [setting for setting in (schedules or {}).values()
+                if getattr(setting, "sets", None) == "penalty" and getattr(setting, "penalty", None) == name
+                and getattr(setting, "attribute", None) in ("weight", "gamma")]
+
     def lowest_weight(name: str, penalty) -> float:
         """The penalty's weight, or the lowest a schedule of it reaches: a schedule taking a gradient penalty's weight
         to 0 left the critic unconstrained from there without a word (an audit)."""
-        scheduled = [setting.value.bounds()[0] for setting in (schedules or {}).values()
-                     if getattr(setting, "sets", None) == "penalty" and getattr(setting, "penalty", None) == name
-                     and getattr(setting, "attribute", None) in ("weight", "gamma")]
+        scheduled = [setting.value.bounds()[0] for setting in weight_schedules(name)]
         # a schedule sets the weight before the first step, so the static value never acts then
         return min(scheduled) if scheduled else float(getattr(penalty, "weight", getattr(penalty, "gamma", 1.0)))
 
@@ -65,8 +68,8 @@ def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn
         return
     if any(nn.utils.parametrize.is_parametrized(m) or m._forward_pre_hooks for m in discriminator.modules()):
         return  # spectral norm (a parametrization, or the hook-based version)
-    scheduled = [name for name, penalty in penalties.items() if getattr(penalty, "penalizes_input_gradients", False)
-                 and any(getattr(s, "penalty", None) == name for s in (schedules or {}).values())]
+    scheduled = [name for name, penalty in penalties.items()
+                 if getattr(penalty, "penalizes_input_gradients", False) and weight_schedules(name)]
     log.warning("loss=wasserstein with an unconstrained critic (no model.weight_clip, no gradient penalty in "
                 "model.penalties%s, no spectral norm): its scores can grow without bound, so the loss is no distance "
                 "estimate and the run tends to diverge; use model=wgan (weight clipping) or model=wgan_gp (gradient "
@@ -587,10 +590,8 @@ class GANModule(pl.LightningModule):
         if self.weight_clip is not None:
             clip_weights(self.discriminator, float(self.weight_clip))
         if self.augment is not None:
-            # every step: ADA's probability follows every real batch, read from the loss's decision boundary (a user's
-            # loss without real_margin: its logits, whose boundary is 0)
-            margin = getattr(self.loss, "real_margin", None)
-            self.augment.observe(margin(real_out.logits.detach()) if margin is not None else real_out.logits.detach())
+            # every step: ADA's probability follows every real batch, read from the loss's decision boundary
+            self.augment.observe(self.loss.real_margin(real_out.logits.detach()))
             if diagnostics:
                 terms.update(self.augment.terms())
         self.discriminator_steps += 1

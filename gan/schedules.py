@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
+from gan.utils.config import is_number
 from gan.utils.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,11 +172,11 @@ class Setting:
         return f"{type(self).__name__}({self.value!r})"
 
 
-def is_number(value: Any) -> bool:
+def is_settable_number(value: Any) -> bool:
     """A value a schedule can set: a number (not a bool, which flags like ``fused`` hold) or a one-element tensor."""
     if isinstance(value, torch.Tensor):
         return value.numel() == 1 and value.is_floating_point()
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_number(value)
 
 
 NETWORKS = ("generator", "discriminator")
@@ -217,9 +218,9 @@ class OptimizerSetting(Setting):
                 raise ConfigError(f"{key} sets {self.hyperparameter} of the {network} optimizer, but {optimizer} has no "
                                   f"betas; expected an optimizer with betas (Adam), or {key}=null")
             return
-        numbers = [k for k, v in hyperparameters.items() if is_number(v)] + \
-            (["beta1", "beta2"] if "betas" in hyperparameters else [])
-        if self.hyperparameter not in hyperparameters or not is_number(hyperparameters[self.hyperparameter]):
+        if self.hyperparameter not in hyperparameters or not is_settable_number(hyperparameters[self.hyperparameter]):
+            numbers = [k for k, v in hyperparameters.items() if is_settable_number(v)] + \
+                (["beta1", "beta2"] if "betas" in hyperparameters else [])
             what = ("has no such hyperparameter" if self.hyperparameter not in hyperparameters else
                     f"has it as {hyperparameters[self.hyperparameter]!r}, not a number")
             raise ConfigError(f"{key}: hyperparameter={self.hyperparameter}: the {network} optimizer ({optimizer}) {what}; "

@@ -127,24 +127,23 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path, state: dict[st
 STATEFUL_PARTS = {"augment.": "model.augment", "generator_ema.": "model.ema_decay"}
 
 
+def stateful_part(key: str) -> str | None:
+    """The option of the stateful part beside the networks a state-dict key belongs to (:data:`STATEFUL_PARTS`, a
+    penalty with state under ``penalties.<name>``), or None (the networks, the fixed noise)."""
+    if key.startswith("penalties."):
+        return f"model.penalties.{key.split('.')[1]}"
+    return next((option for prefix, option in STATEFUL_PARTS.items() if key.startswith(prefix)), None)
+
+
 def without_stateful_parts(state: Mapping[str, Any]) -> dict[str, Any]:
-    """``state`` without the keys of the module's stateful parts beside the networks (:data:`STATEFUL_PARTS`, penalties)."""
-    return {key: value for key, value in state.items()
-            if not key.startswith(("penalties.", *STATEFUL_PARTS))}
+    """``state`` without the keys of the module's stateful parts beside the networks."""
+    return {key: value for key, value in state.items() if stateful_part(key) is None}
 
 
 def stateful_parts_that_differ(saved: Mapping[str, Any], built: Mapping[str, Any]) -> list[tuple[str, bool]]:
     """(the option, whether the checkpoint has it) for each stateful part of the module (augmentation, EMA, a penalty
     with state under ``penalties.<name>``) that one side has and the other lacks."""
-    def parts(keys) -> set[str]:
-        found = set()
-        for key in keys:
-            if key.startswith("penalties."):
-                found.add(f"model.penalties.{key.split('.')[1]}")
-            found.update(option for prefix, option in STATEFUL_PARTS.items() if key.startswith(prefix))
-        return found
-
-    then, now = parts(saved), parts(built)
+    then, now = ({stateful_part(key) for key in keys} - {None} for keys in (saved, built))
     return sorted([(part, True) for part in then - now] + [(part, False) for part in now - then])
 
 

@@ -182,8 +182,7 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
     model = cfg.get("model") or {}
     steps, start = cfg.get("generator_steps"), model.get("ema_start")
     # a start written 1e12 is a float (it was no integer here, so the run went without the warning: an audit)
-    start_number = isinstance(start, (int, float)) and not isinstance(start, bool)
-    if model.get("ema_decay") is not None and is_integer(steps) and start_number and start > int(steps):
+    if model.get("ema_decay") is not None and is_integer(steps) and is_number(start) and start > int(steps):
         lines.append(f"model.ema_start={start} comes after the run's last generator step (generator_steps={steps}): the EMA "
                      "is never updated, so samples, metrics and checkpoints' sampling generator are the raw generator's")
     # found by an audit of the tricks, each trained on without a word
@@ -221,7 +220,7 @@ def options_without_effect(cfg: DictConfig) -> list[str]:
         # a schedule of the learning rate sets it, whatever its name (only one named "lr" was seen: a review)
         scheduled = any(node is not None and node.get("hyperparameter") == "lr" and network in (node.get("networks") or ("generator", "discriminator"))
                         for node in schedules.values() if isinstance(node, DictConfig))
-        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0 and not scheduled:
+        if is_number(lr) and lr == 0 and not scheduled:
             lines.append(f"optimizer.{network}.lr=0: the {network} is never updated")
     if OmegaConf.select(cfg, "model.generator.output") == "sigmoid":  # it trained without a word (an audit)
         toy = OmegaConf.select(cfg, "data.layout") is not None
