@@ -253,8 +253,12 @@ class AdaptiveAugment(DiffAugment):
         self.images.copy_(torch.where(due, torch.zeros_like(self.images), self.images))
 
     def terms(self) -> dict[str, Tensor]:
+        # before the first adjustment there is no r_t of an interval yet: report the running one of the reals seen
+        # so far (a logged 0.0 read as "D neither right nor wrong" for the first interval of every run)
+        running = self.sign_sum / self.images.clamp(min=1.0)
+        rt = torch.where(self.steps < self.interval, running, self.rt)
         # copies: the buffers change in place at the next step, a logged value must not
-        return {"augment_p": self.p.clone(), "augment_rt": self.rt.clone()}
+        return {"augment_p": self.p.clone(), "augment_rt": rt}
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, target={self.target}, interval={self.interval}, "

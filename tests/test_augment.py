@@ -172,6 +172,19 @@ def test_ada_probability_falls_when_d_is_not_overfitting(logits):
     assert ada.p.item() == 0.0
 
 
+def test_ada_logs_the_running_rt_before_its_first_adjustment():
+    """r_t is the mean sign over an interval; before the first adjustment the logged value was the buffer's
+    initial 0.0, which reads as "D neither right nor wrong" for a D that was right on every real."""
+    ada = AdaptiveAugment(interval=4, speed_kimg=2.56)
+    observe(ada, torch.full((64,), 5.0), 1)
+    assert ada.terms()["augment_rt"].item() == 1.0 and ada.p.item() == 0.0
+    observe(ada, torch.tensor([1.0, -1.0, 1.0, 1.0] * 16), 1)  # 64 + 32 - 16 of 128: 0.75
+    assert ada.terms()["augment_rt"].item() == pytest.approx(0.75)
+    observe(ada, torch.full((64,), 5.0), 2)  # the first adjustment: its r_t is logged until the next one
+    observe(ada, torch.full((64,), -5.0), 1)
+    assert ada.terms()["augment_rt"].item() == pytest.approx((64 + 32 + 64 + 64) / 256)  # not the running -1
+
+
 def test_ada_state_survives_a_checkpoint_round_trip_exactly():
     torch.manual_seed(0)
     ada = AdaptiveAugment(interval=4, speed_kimg=1.0)
