@@ -19,6 +19,7 @@ from gan.losses import HingeLoss, NonSaturatingLoss
 from gan.module import GANModule
 from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from tests.conftest import tiny_overrides
+from tests.data.fake_datasets import DigitsLabelledPastTheirClasses
 from tests.test_module import attach_trainer
 from train import train
 
@@ -137,9 +138,9 @@ def test_labels_outside_the_classes_are_named_on_the_host_before_the_transfer():
 
 
 def test_a_run_whose_data_has_more_classes_than_declared_stops_with_one_line(make_cfg):
-    # stacked_mnist's labels go to 999; declaring 10 classes makes the conditional nets too small for them
-    cfg = make_cfg(tiny_overrides("cgan", "stacked_mnist", steps=1) + ["data.num_classes=10", "data.num_samples=64"])
-    with pytest.raises(DataError, match=r"data stacked_mnist yields labels in \[\d+, \d+\]; expected class indices in \[0, 10\)"):
+    # a data module whose labels (10-19) outgrow the 10 classes it declares: the conditional nets are too small for them
+    cfg = make_cfg(tiny_overrides("cgan", "digits", steps=1) + [f"data._target_={LABELLED_PAST_THEIR_CLASSES}"])
+    with pytest.raises(DataError, match=r"data digits yields labels in \[1\d, 1\d\]; expected class indices in \[0, 10\)"):  # a batch
         train(cfg)
 
 def test_conditional_model_on_unlabelled_data_is_a_clear_error(make_cfg):
@@ -148,10 +149,15 @@ def test_conditional_model_on_unlabelled_data_is_a_clear_error(make_cfg):
         train(cfg)
 
 
+LABELLED_PAST_THEIR_CLASSES = f"{DigitsLabelledPastTheirClasses.__module__}.{DigitsLabelledPastTheirClasses.__name__}"
+
+
 @pytest.mark.parametrize("data, value, message", [
     ("digits", 5, "data digits has 10 classes; expected 10, or data.num_classes left out"),  # was a TypeError traceback
     ("mnist", 20, "data mnist has 10 classes; expected 10"),  # trained a model built for 20 classes
     ("cifar10", 5, "data cifar10 has 10 classes; expected 10"),
+    ("stacked_mnist", 1001, "data stacked_mnist has 1000 classes; expected 1000"),  # built unused classes silently
+    ("stacked_mnist", 10, "data stacked_mnist has 1000 classes; expected 1000"),  # stopped at the first batch
     ("toy2d_ring", 8, "data toy2d_ring has no class labels; expected data.num_classes left out"),  # trained without labels
     ("celeba", 2, "data celeba has no class labels"),
     ("image_folder", 3, "data image_folder has no class labels"),
@@ -161,11 +167,13 @@ def test_a_class_count_the_data_does_not_have_is_refused_when_the_data_is_built(
     from gan.utils.instantiate import build
 
     extra = ["data.path=/some/folder"] if data == "image_folder" else []
-    cfg = make_cfg(tiny_overrides("cgan", data, steps=1) + extra + [f"+data.num_classes={value}"])
+    cfg = make_cfg(tiny_overrides("cgan", data, steps=1) + extra + [f"++data.num_classes={value}"])
     with pytest.raises(ConfigError, match=rf"^data\.num_classes={value}: {re.escape(message)}"):
         build(cfg.data)
-    if data == "digits":  # the data's own count is accepted
-        assert build(make_cfg(tiny_overrides("cgan", data, steps=1) + ["+data.num_classes=10"]).data).num_classes == 10
+    if data in ("digits", "stacked_mnist"):  # the data's own count is accepted, and null means it
+        own = 10 if data == "digits" else 1000
+        for setting in (own, "null"):
+            assert build(make_cfg(tiny_overrides("cgan", data, steps=1) + [f"++data.num_classes={setting}"]).data).num_classes == own
 
 
 @pytest.mark.parametrize("model", ["cgan", "acgan"])

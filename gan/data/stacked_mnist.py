@@ -75,7 +75,9 @@ class StackedMNISTDataModule(ImageDataModule):
             raise ConfigError(f"stacked_mnist stacks 3 digits as RGB, so data.channels must be 3, got {channels}")
         if int(num_samples) < 1:
             raise ConfigError(f"data.num_samples must be positive, got {num_samples}")
-        loader_options.setdefault("num_classes", 1000)
+        # the labels are the 3-digit numbers: a smaller count stopped at the first batch, a larger one built
+        # conditional networks with classes no sample has, without a word
+        loader_options["num_classes"] = self.require_classes(loader_options.get("num_classes"), 1000, "stacked_mnist")
         super().__init__(root, resolution, channels, sample_shape, **loader_options)
         self.num_samples, self.seed, self.requested_source = int(num_samples), int(seed), source
         #: "mnist" or "digits", known after setup

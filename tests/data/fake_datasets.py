@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torch.utils.data import TensorDataset
+
+from gan.data.digits import DigitsDataModule
 
 #: an idx file's magic number: two zero bytes, the element type (0x08 = unsigned byte), the number of dims
 IDX_UBYTE = 0x08
@@ -102,3 +105,15 @@ def write_image_tree(root: Path) -> dict[str, Path]:
     files["truncated_jpg"].write_bytes(data[: len(data) // 2])
     (root / "notes.txt").write_text("not an image")
     return files
+
+
+class DigitsLabelledPastTheirClasses(DigitsDataModule):
+    """The embedded digits with their labels 0-9 read as 10-19 while it declares 10 classes: a user's data module
+    whose labels outgrow its ``num_classes``, which no shipped data can be (each checks its labels when read)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        super().setup(stage)
+        images, labels = self.train_set.tensors
+        self.train_set = TensorDataset(images, labels + 10)

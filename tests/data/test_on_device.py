@@ -15,6 +15,7 @@ from gan.data import DigitsDataModule, Toy2DDataModule
 from gan.data.base import GANDataModule, SampleIndices
 from gan.utils.errors import ConfigError, DataError
 from tests.conftest import tiny_overrides
+from tests.test_conditional import LABELLED_PAST_THEIR_CLASSES
 from tests.test_resume import assert_same_state
 from train import train
 
@@ -147,10 +148,10 @@ def test_stacked_mnist_batches_are_its_images_composed_one_by_one(data_dir, reso
     assert torch.equal(data.train_set.labels()[index], numbers)
 
 
-def test_a_held_stacked_mnist_with_too_few_classes_stops_before_training(make_cfg):
-    cfg = make_cfg(tiny_overrides("cgan", "stacked_mnist", steps=1) + ["data.num_classes=10", "data.num_samples=64",
-                                                                       "data.on_device=true"])
-    with pytest.raises(DataError, match=r"^data stacked_mnist yields labels in \[\d+, \d+\]; expected class indices in \[0, 10\)"):
+def test_held_data_with_labels_past_its_classes_stops_before_training(make_cfg):
+    cfg = make_cfg(tiny_overrides("cgan", "digits", steps=1) + [f"data._target_={LABELLED_PAST_THEIR_CLASSES}",
+                                                                "data.on_device=true"])
+    with pytest.raises(DataError, match=r"^data digits yields labels in \[10, 19\]; expected class indices in \[0, 10\)"):
         train(cfg)
 
 
