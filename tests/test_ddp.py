@@ -132,6 +132,25 @@ def test_a_configuration_error_met_inside_fit_is_said_once_by_a_ddp_run(tmp_path
 
 
 @pytest.mark.slow
+def test_a_data_error_met_by_both_ranks_inside_the_training_loop_ends_the_run_with_status_2(tmp_path):
+    """An error raised inside fit's training loop on every rank at once (labels past the declared classes, found at the
+    first batch): each rank says it in one line (data errors may be one rank's own, so every rank prints its own),
+    neither leaves a traceback, and the run ends instead of one rank waiting for the other in a collective."""
+    command = [sys.executable, "train.py", "trainer=ddp_cpu", "model=cgan", "data=digits", "data.batch_size=8",
+               "data._target_=tests.data.fake_datasets.DigitsLabelledPastTheirClasses", "model.generator.width=4",
+               "model.discriminator.width=4", "generator_steps=20", "logger=none",
+               f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and 1 <= len(lines) <= 2, lines
+    assert all(line.startswith("error: data digits yields labels in [1") and "expected class indices in [0, 10)" in line
+               for line in lines), lines
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))  # no step was taken, so none was saved
+
+
+@pytest.mark.slow
 def test_a_ddp_resume_on_the_cpu_is_not_warned_of_a_thread_count_it_keeps(tmp_path):
     """The thread-count warning compared the checkpoint's count (each DDP process's, which Lightning's launch sets to
     cores / processes) with the launching process's count before the launch, so every CPU DDP resume was told it
