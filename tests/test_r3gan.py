@@ -9,7 +9,7 @@ import torch
 from gan.ema import GeneratorEMA
 from gan.losses import R1R2Penalty, RelativisticLoss
 from gan.module import GANModule
-from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, R3GANGenerator
 from gan.schedules import Constant, Cosine, EMAHalfLife, Linear, OptimizerSetting, PenaltySetting, parts_beyond_the_run
 from gan.utils.checkpoint import load_checkpoint
 from gan.utils.errors import ConfigError
@@ -338,3 +338,18 @@ def test_r3gan_composes_with_its_schedules_and_penalty(make_cfg):
     assert module.penalties["r1r2"].gamma == cfg.model.schedules.gamma.value.start
     assert module.generator_ema is not None
     assert [o.defaults["betas"][0] for o in module.configure_optimizers()] == [0.0, 0.0]  # Adam beta1 = 0
+
+
+@pytest.mark.parametrize("data, last", [("cifar10", torch.nn.Identity), ("celeba", torch.nn.Identity), ("digits", torch.nn.Tanh),
+                                        ("stacked_mnist", torch.nn.Tanh)])
+def test_r3gan_s_own_generator_is_linear_and_the_dcgan_layout_presets_keep_tanh(make_cfg, data, last):
+    """R3GAN's G ends in a plain 1x1 convolution (R3GAN/Networks.py, as the README says); the model config gave it
+    the data's tanh (an audit). The digits and Stacked MNIST presets use the DCGAN layout, whose tanh they were
+    measured with."""
+    from gan.utils.instantiate import build
+
+    generator = build(make_cfg(["model=r3gan", f"data={data}", "logger=none"]).model.generator)
+    modules = list(generator.modules())
+    own = isinstance(generator, R3GANGenerator)
+    assert own == (data in ("cifar10", "celeba"))
+    assert isinstance(modules[-1], last), modules[-1]
