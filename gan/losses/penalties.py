@@ -189,14 +189,15 @@ def clip_weights(module: nn.Module, clip_value: float) -> None:
 class LeCamPenalty(Penalty):
     """Tseng et al. 2021 (LeCam regularization), eq. 3: weight * (E[(D(x_real) - alpha_fake)^2]
     + E[(D(G(z)) - alpha_real)^2]), with alpha_real / alpha_fake exponential moving averages of D's mean
-    output on real / fake samples (decay 0.99, section 3.1).
+    output on real / fake samples (decay 0.99, the authors' StyleGAN2 code's; their BigGAN code's is 0.9).
 
     It keeps D's predictions on reals close to its past predictions on fakes and vice versa, bounding the
     gap a memorizing discriminator can open on small data. The anchors are updated with the step's logits
     before the penalty is computed (as the authors' code does) and start at the first step's means; they are
     buffers, so checkpoints carry them. ``one_sided=True`` uses the authors' code's variant,
     relu(D(x_real) - alpha_fake)^2 + relu(alpha_real - D(G(z)))^2, which only penalizes outputs beyond the
-    opposite anchor. The paper uses weight 0.3 for BigGAN on CIFAR-10 (section 4.1). No host sync.
+    opposite anchor (their BigGAN code's form, which also starts the penalty after 1,000 iterations). Weight 0.3 is
+    their BigGAN CIFAR-10 script's. No host sync.
     """
 
     def __init__(self, weight: float = 0.3, decay: float = 0.99, one_sided: bool = False):
