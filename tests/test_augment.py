@@ -172,6 +172,18 @@ def test_ada_probability_falls_when_d_is_not_overfitting(logits):
     assert ada.p.item() == 0.0
 
 
+def test_each_adjustment_reads_only_the_reals_since_the_last_one():
+    """r_t is the mean sign over one interval: sums carried over from earlier intervals would steer p by the whole
+    run's history (a mutation that never reset them survived the sign-constant tests)."""
+    ada = AdaptiveAugment(interval=4, speed_kimg=2.56, initial_p=0.5)
+    observe(ada, torch.full((64,), 5.0), 4)
+    assert ada.rt.item() == 1.0 and ada.p.item() == pytest.approx(0.6)
+    observe(ada, torch.full((64,), -5.0), 4)
+    assert ada.rt.item() == -1.0 and ada.p.item() == pytest.approx(0.5)  # the history would read 0: below 0.6 too
+    observe(ada, torch.tensor([1.0, 1.0, 1.0, -1.0] * 16), 4)  # 0.5 this interval, 0.17 with the history
+    assert ada.rt.item() == pytest.approx(0.5)
+
+
 def test_ada_logs_the_running_rt_before_its_first_adjustment():
     """r_t is the mean sign over an interval; before the first adjustment the logged value was the buffer's
     initial 0.0, which reads as "D neither right nor wrong" for a D that was right on every real."""

@@ -71,6 +71,35 @@ def test_auxiliary_classifier_predicts_classes_and_ignores_them_in_the_logit():
     assert not d.takes_labels
 
 
+@pytest.mark.parametrize("weight", [0.0, 5.0])
+def test_the_auxiliary_weight_scales_the_class_loss_in_both_steps(weight):
+    """AC-GAN's total = adversarial + auxiliary_weight * class cross-entropy, in the D and the G step (a mutation that
+    dropped the weight from the D step survived: no test trained with a weight other than 1)."""
+    def module_with(auxiliary_weight):
+        torch.manual_seed(0)
+        return GANModule(generator=DCGANGenerator(8, SHAPE, width=4, num_classes=3),
+                         discriminator=DCGANDiscriminator(SHAPE, width=4, num_classes=3, conditioning="auxiliary"),
+                         loss=NonSaturatingLoss(), auxiliary_weight=auxiliary_weight, num_fixed_samples=3,
+                         optimizer={"generator": partial(torch.optim.SGD, lr=0.0), "discriminator": partial(torch.optim.SGD, lr=0.0)})
+
+    real, labels = torch.randn(6, *SHAPE), torch.tensor([0, 1, 2, 2, 1, 0])
+    weighted, unweighted = module_with(weight), module_with(1.0)
+    d_terms, g_terms = {}, {}
+    for name, module in (("weighted", weighted), ("unweighted", unweighted)):
+        attach_trainer(module)
+        opt_g, opt_d = module.optimizers()
+        torch.manual_seed(1)
+        d_terms[name] = module.discriminator_step(real, opt_d, labels)
+        torch.manual_seed(2)
+        g_terms[name] = module.generator_step(real, opt_g, labels)
+    d = d_terms["weighted"]
+    assert d["class_loss"].item() > 0
+    assert d["loss"].item() == pytest.approx(d["adversarial"].item() + weight * d["class_loss"].item(), rel=1e-6)
+    g, g1 = g_terms["weighted"], g_terms["unweighted"]  # the same fakes (lr 0, same seeds): only the weight differs
+    assert g["class_loss"].item() == pytest.approx(g1["class_loss"].item(), rel=1e-6) and g["class_loss"].item() > 0
+    assert g["loss"].item() - g1["loss"].item() == pytest.approx((weight - 1.0) * g["class_loss"].item(), rel=1e-5, abs=1e-6)
+
+
 def test_missing_or_bad_labels_are_clear_errors():
     g = DCGANGenerator(8, SHAPE, width=4, num_classes=3)
     with pytest.raises(ValueError, match=r"conditional on 3 classes: pass labels of shape \(2,\)"):

@@ -509,6 +509,31 @@ def test_critic_scores_may_drift_together_but_not_apart():
     assert list(divergence.check({"train/g/loss": math.nan, "train/d/loss": 0.5}, raw_scores=False)) == ["train/g/loss"]
 
 
+def test_critic_scores_apart_in_either_direction_are_a_divergence():
+    # fakes scored far above reals is as diverged as the other way round (only real > fake was tested: a mutation)
+    from gan.callbacks.gan_health import Divergence
+
+    reversed_gap = {"train/d/real_score": -1.0e3, "train/d/fake_score": 1.5e4}
+    assert Divergence(max_score_gap=1e4).check(reversed_gap, raw_scores=True) == {**reversed_gap, "max_score_gap": 1e4}
+
+
+@pytest.mark.parametrize("kind", ["discriminator_overpowers", "vanishing_generator_gradients", "mode_collapse", "divergence"])
+def test_each_detector_s_python_defaults_are_the_shipped_config_s(kind):
+    """A user of the Python API (GANHealth(...) without a config) gets the thresholds the README documents and the
+    shipped config sets; a default changed on one side only went unnoticed (a mutation of two defaults)."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from gan.callbacks.gan_health import DETECTORS
+    from gan.utils.config import PROJECT_ROOT
+
+    shipped = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf" / "callbacks" / "gan_health.yaml").gan_health[kind])
+    defaults = {f.name: f.default for f in fields(DETECTORS[kind])}
+    assert set(shipped) <= set(defaults)
+    assert {name: defaults[name] for name in shipped} == shipped
+
+
 def test_class_coverage_is_read_on_digit_data_only():
     health = GANHealth()
     digits_shaped = torch.zeros(4, 1, 28, 28)

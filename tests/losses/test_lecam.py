@@ -46,6 +46,18 @@ def test_one_sided_variant_penalizes_only_outputs_beyond_the_opposite_anchor():
     assert terms["lecam"].item() == pytest.approx(expected.item())
 
 
+def test_the_one_sided_variant_leaves_fakes_scored_above_the_real_anchor_alone():
+    """Fakes scored above the real anchor (2.0 > 0.75) and reals below the fake one (-3.0 < -0.75) are not
+    penalized one-sided; FAKE above never crosses the anchor, so it could not tell (a mutation)."""
+    real, fake = torch.tensor([2.0, 0.5, -3.0, 3.5]), torch.tensor([2.0, -1.0, -2.5, -1.5])  # means 0.75, -0.75
+    one_sided = LeCamPenalty(one_sided=True, decay=0.0)(unused_critic, None, None, real, fake)["lecam"]
+    two_sided = LeCamPenalty(decay=0.0)(unused_critic, None, None, real, fake)["lecam"]
+    real_part = torch.tensor([2.75, 1.25, 0.0, 4.25]).pow(2).mean()  # relu(real + 0.75): -3.0 gives 0
+    fake_part = torch.tensor([0.0, 1.75, 3.25, 2.25]).pow(2).mean()  # relu(0.75 - fake): 2.0 gives 0
+    assert one_sided.item() == pytest.approx((real_part + fake_part).item())
+    assert two_sided.item() == pytest.approx((real_part + fake_part).item() + (2.25 ** 2 + 1.25 ** 2) / 4)
+
+
 def test_gradient_reaches_the_logits_not_the_anchors():
     real, fake = REAL.clone().requires_grad_(True), FAKE.clone().requires_grad_(True)
     penalty = LeCamPenalty()

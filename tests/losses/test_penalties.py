@@ -56,6 +56,24 @@ def test_linear_critic_penalty_is_exact():
     assert GradientPenalty(weight=1.0)(critic, torch.randn(7, 3), torch.randn(7, 3))["gp"].item() == pytest.approx(16.0)
 
 
+@pytest.mark.parametrize("center, expected", [(0.0, 25.0), (1.0, 16.0), (2.0, 9.0)])
+def test_the_penalty_s_center_is_the_norm_it_pulls_towards(center, expected):
+    # a zero-centred GP (center=0) silently became WGAN-GP's 1-centred one when the center was ignored (a mutation)
+    critic = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[3.0, 0.0, 4.0]]))  # ||w|| = 5 everywhere: (5 - center)^2
+    terms = GradientPenalty(weight=1.0, center=center)(critic, torch.randn(7, 3), torch.randn(7, 3))
+    assert terms["gp"].item() == pytest.approx(expected)
+
+
+def test_a_lazy_gradient_penalty_is_scaled_by_its_interval():
+    """Applied every k-th D step, it is k times the per-step weight (StyleGAN2's lazy regularization), as R1's."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    terms = GradientPenalty(weight=10.0, interval=4)(critic, torch.randn(5, 4), torch.randn(5, 4))
+    assert terms["loss"].item() == pytest.approx(40.0 * terms["gp"].item(), rel=1e-9)
+
+
 def test_clip_weights_bounds_every_parameter():
     critic = DCGANDiscriminator((1, 28, 28), width=4)
     with torch.no_grad():

@@ -93,6 +93,16 @@ def split_digits(data_dir):
     return train_images, held_images
 
 
+def test_a_copy_of_a_duplicated_training_sample_is_not_authentic():
+    """A training set with an exact duplicate gives that sample a nearest-neighbour radius of 0; a fake copying it is
+    at distance 0 too, and must still count as a copy (0 > 0 is false; ">=" made it authentic: a mutation)."""
+    torch.manual_seed(0)
+    real = torch.randn(20, 4)
+    real = torch.cat([real, real[:1]])  # sample 0 twice
+    fake = torch.cat([real[:1], torch.randn(9, 4) + 100.0])  # the duplicate's copy and nine far from every real
+    assert memorization(fake, real)["authenticity"] == pytest.approx(9 / 10)
+
+
 def test_a_generator_copying_its_training_digits_is_told_from_one_drawing_new_digits(split_digits, caplog):
     """On the digit classifier's features: copies of the training digits against digits the training set lacks."""
     train_images, held_images = split_digits
