@@ -33,6 +33,9 @@ def test_rank_shares_of_latent_seeds_are_disjoint_and_make_up_the_single_process
     sizes = [sum(batches.size(b) for b in batches.of_rank(rank, world_size)) for rank in range(world_size)]
     assert sum(sizes) == 1050 and max(sizes) - min(sizes) <= 100  # balanced to within one batch
     assert batch_seed(1, 0) != batch_seed(0, 0) and batch_seed(0, 1) != batch_seed(0, 0)
+    # latent seeds are independent evaluations: no batch of one is a batch of another (seed + batch made seed 1's
+    # batches seed 0's shifted by one, an interval over them too narrow; a mutation)
+    assert len({batch_seed(seed, b) for seed in range(3) for b in range(11)}) == 33
 
 
 class TinyGenerator(nn.Module):

@@ -12,7 +12,7 @@ from gan.metrics.functional import (density_coverage, extrapolate_to_infinity, f
                                     frechet_distance_of_features, nested_counts)
 from gan.metrics.registry import METRICS
 from gan.metrics.summary import (compare, compare_evaluations, format_comparison, format_table, summarize,
-                                 summarize_evaluations, summarize_runs)
+                                 summarize_evaluations, summarize_runs, unit_values)
 
 
 def gaussian(n: int, mean: torch.Tensor, covariance_factor: torch.Tensor, seed: int) -> torch.Tensor:
@@ -188,6 +188,17 @@ def test_evaluations_of_several_checkpoints_are_summarized_over_checkpoints():
     assert table[1].split()[:3] == ["fid", "3", "20.333"] and table[1].split()[-1] == f"{math.sqrt(4 / 3):.5g}"
 
 
+def test_a_checkpoint_s_unit_value_tells_a_seed_without_the_metric_from_values_that_are_not_finite():
+    """A checkpoint that logged a metric at some seeds only contributes their mean; one whose every value is NaN is
+    non-finite, not missing (two mutations of unit_values survived)."""
+    evaluations = [("a", {"fid": 1.0}), ("a", {}), ("b", {"fid": 3.0}), ("b", {"fid": 5.0}),
+                   ("c", {"fid": float("nan")}), ("c", {"fid": float("nan")}), ("d", {})]
+    unit, values = unit_values(evaluations)
+    assert unit == "checkpoint" and values["fid"][:2] == [1.0, 4.0] and math.isnan(values["fid"][2]) and values["fid"][3] is None
+    summary = summarize_evaluations(evaluations)["fid"]
+    assert (summary["n"], summary["mean"], summary["non_finite"], summary["missing"]) == (2, 2.5, 1, 1)
+
+
 def test_welch_comparison_matches_scipy_and_reads_the_metric_direction():
     from scipy import stats
 
@@ -230,6 +241,9 @@ def test_paired_comparison_matches_scipy_and_cancels_what_a_seed_does_to_both_si
     # a pair with a non-finite or missing value is left out whole, so both means are over the same seeds
     holes = compare([1.0, float("nan"), 3.0, 4.0], [0.5, 2.0, None, 3.0], None, paired=True)
     assert (holes["n"], holes["baseline_n"], holes["mean"], holes["baseline_mean"]) == (2, 2, 2.5, 1.75)
+    baseline_hole = compare([1.0, 2.0, 3.0, 4.0], [0.5, float("nan"), 2.0, 3.0], None, paired=True)  # the other side's
+    assert (baseline_hole["n"], baseline_hole["baseline_n"], baseline_hole["mean"]) == (3, 3, pytest.approx(8 / 3))
+    assert baseline_hole["baseline_mean"] == pytest.approx(11 / 6) and math.isfinite(baseline_hole["p_value"])
     shifted = compare([5.0, 9.0, 2.0], [4.0, 8.0, 1.0], False, paired=True)  # the same shift at every seed
     assert shifted["interval"] == [1.0, 1.0] and shifted["p_value"] == 0.0 and shifted["verdict"] == "worse"
     with pytest.raises(ValueError, match="as many values as baseline values, got 2 and 3"):
@@ -246,6 +260,9 @@ def test_two_checkpoints_over_the_same_latent_seeds_are_compared_seed_by_seed():
     # one checkpoint's seeds against two checkpoints (evaluate.py refuses the mix; the Python API may not): unpaired
     runs = [("b", {"fid": 11.0}), ("b", {"fid": 15.2}), ("c", {"fid": 13.4}), ("c", {"fid": 12.0})]
     assert compare_evaluations(ours + [("a", {"fid": 11.0})], runs, {"fid": False})["fid"]["test"] == "Welch"
+    # one checkpoint each, scored at different numbers of latent seeds: nothing pairs them, so Welch
+    fewer = compare_evaluations(ours, theirs[:2], {"fid": False})["fid"]
+    assert fewer == {**compare([10.0, 14.0, 12.5], [11.0, 15.2], False), "unit": "latent seed"} and fewer["test"] == "Welch"
 
 
 def test_comparing_evaluations_uses_each_sides_checkpoint_means():

@@ -106,6 +106,15 @@ def test_intra_fid_says_once_when_a_class_has_fewer_samples_than_dimensions(held
                     "compare intra_fid only at equal counts (metrics.num_real, metrics.num_samples)"]
 
 
+@pytest.mark.parametrize("fewest, said", [(64, True), (65, False)])
+def test_a_class_with_as_many_samples_as_dimensions_is_said_to_have_a_singular_covariance(caplog, fewest, said):
+    # n samples span at most n - 1 dimensions around their mean: n = d is singular too (a mutation of "<=" to "<")
+    metric = MetricSuite({"intra_fid": {"extractor": "digit_classifier"}}, with_extractors=False).metrics[0]
+    with caplog.at_level("WARNING", logger="gan"):
+        metric.warn_about_few_samples([(500, 500), (fewest, 500)], 64)
+    assert bool([r for r in caplog.records if "covariance is singular" in r.getMessage()]) == said
+
+
 def test_per_class_and_digit_metrics_refuse_what_they_cannot_score(digits):
     with pytest.raises(ValueError, match=r"class_accuracy scores each class of a class-conditional generator, but this one is unconditional"):
         MetricSuite(["class_accuracy"]).check_generator(None)

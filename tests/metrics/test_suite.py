@@ -261,6 +261,8 @@ def test_kid_records_the_subset_size_it_used(digits):
     expected = kid_features_to_metric(extractor(fakes)["features"], real, kid_subsets=4, kid_subset_size=150, rng_seed=2020, verbose=False)
     assert values["kid"] == expected["kernel_inception_distance_mean"]
     assert MetricSuite({"kid": {"subset_size": 50}}, with_extractors=False).protocol({"kid": 150}, 400)["metrics"]["kid"]["subset_size"] == 50
+    # fewer reals than fakes: the reals bound it (the fakes' count was recorded: a mutation)
+    assert MetricSuite({"kid": {}}, with_extractors=False).protocol({"kid": 800}, 300)["metrics"]["kid"]["subset_size"] == 300
 
 
 class LinearGenerator(torch.nn.Module):
@@ -289,6 +291,12 @@ def test_a_metrics_value_does_not_depend_on_the_metrics_selected_beside_it(digit
     beside = MetricSuite({"fid_digits": {"num_samples": 550}, "kid": {"extractor": "digit_classifier", "num_samples": 1000}},
                          num_real=600).evaluate_generator(generator, digits)[0]
     assert alone["fid_digits"] == beside["fid_digits"]
+    # the extractor's sample count is the most any of its metrics asks, whatever their order (the last one's was
+    # taken by a mutation: kid scored 550 fakes)
+    first, protocol = MetricSuite({"kid": {"extractor": "digit_classifier", "num_samples": 1000},
+                                   "fid_digits": {"num_samples": 550}}, num_real=600).evaluate_generator(generator, digits)
+    assert protocol["metrics"]["kid"]["num_fake"] == 1000 and protocol["metrics"]["fid_digits"]["num_fake"] == 550
+    assert first["fid_digits"] == alone["fid_digits"] and first["kid"] == beside["kid"]
 
 
 def test_real_feature_cache_follows_the_content_of_an_image_folder(tmp_path, monkeypatch):
