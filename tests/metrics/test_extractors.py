@@ -125,6 +125,28 @@ def test_clean_resize_antialiases_where_torch_fidelity_aliases():
     assert torch.equal(clean_resize(flat, 24), torch.full((2, 1, 24, 24), 77.0))  # upsampling keeps a flat image
 
 
+def test_clean_resize_keeps_bicubic_overshoot_inside_the_pixel_range():
+    # PIL's bicubic filter rings at a black/white edge (-11.9 and 266.9 for 32 -> 17 px): pixels stay in [0, 255]
+    edge = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+    edge[..., 16:] = 255
+    resized = clean_resize(edge, 17)
+    assert resized.min() == 0 and resized.max() == 255
+
+
+def test_digit_images_larger_than_28_px_are_antialiased_and_rgb_is_read_as_gray():
+    """fid_digits at 32 or 64 px: a 1-pixel checkerboard brought to 28 px averages to mid-gray (0.73 from 0 without
+    antialiasing, a mutation that survived); three channels are read as their mean gray level (data.channels=3)."""
+    from gan.metrics.features import DigitFeatures, to_digit_size
+
+    checkerboard = ((torch.arange(64)[:, None] + torch.arange(64)[None]) % 2 * 2.0 - 1).expand(1, 1, 64, 64)
+    assert to_digit_size(checkerboard).abs().max() < 0.05
+    digits = DigitFeatures()
+    torch.manual_seed(0)
+    rgb = torch.rand(4, 3, 28, 28) * 2 - 1
+    assert torch.allclose(digits(rgb)["features"], digits(rgb.mean(1, keepdim=True))["features"], atol=1e-6)
+    assert not torch.allclose(digits(rgb)["features"], digits(rgb[:, :1])["features"], atol=1e-2)
+
+
 def test_clean_resize_reaches_the_network_without_requantisation(dinov2_weights):
     """At the network's own input size both rules leave the pixels alone, so both give the same features; at
     16 px they differ, and the protocol says which rule produced a value."""
