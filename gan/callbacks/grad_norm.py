@@ -77,6 +77,14 @@ def combined_norm(norms: Iterable[float], norm_type: float) -> float:
     return largest * math.fsum((n / largest) ** norm_type for n in norms) ** (1.0 / norm_type)
 
 
+def g_to_d_ratio(g: float | None, d: float | None) -> float | None:
+    """G's gradient norm over D's, where both were read and D's is positive (a D gradient of exactly 0, e.g. a
+    D whose every unit is dead, has no ratio rather than a division by zero)."""
+    if g is None or d is None or not d > 0 or not math.isfinite(g):
+        return None
+    return g / d
+
+
 class GroupedGradients:
     """The gradients of one network's trainable parameters, with the layer group of each, in a fixed order."""
 
@@ -177,8 +185,8 @@ class GradNorm(pl.Callback):
             values = {name: v for name, v in values.items() if name.split("/")[1] not in skipped}
             if not values:
                 return
-        g, d = values.get("grad/g/norm"), values.get("grad/d/norm")
-        if g is not None and d is not None and d > 0 and math.isfinite(g):
-            values["grad/g_to_d_ratio"] = g / d
+        ratio = g_to_d_ratio(values.get("grad/g/norm"), values.get("grad/d/norm"))
+        if ratio is not None:
+            values["grad/g_to_d_ratio"] = ratio
         self.last_logged = values
         log_scalars(trainer, values, pl_module.generator_steps)

@@ -87,6 +87,26 @@ def test_layer_groups_cover_every_parameter_once_and_merge_spectral_norm(make_cf
     assert set(layer_groups(discriminator, depth=1)) <= {name.split(".")[0] for name in groups}
 
 
+def test_layer_groups_name_a_spectral_norm_layer_by_its_own_path_and_leave_frozen_layers_out():
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    frozen = nn.Linear(2, 2)
+    frozen.requires_grad_(False)
+    network = nn.Sequential(spectral_norm(nn.Linear(2, 2)), nn.Linear(2, 2), frozen)
+    groups = layer_groups(network, depth=None)
+    assert sorted(groups) == ["0", "1"]  # not "root" for the parametrized layer; the frozen layer has no gradients
+    assert {id(p) for p in groups["0"]} == {id(network[0].bias), id(network[0].parametrizations.weight.original)}
+
+
+@pytest.mark.parametrize("g, d, ratio", [(2.0, 4.0, 0.5), (2.0, 0.0, None), (2.0, None, None), (float("nan"), 1.0, None),
+                                         (None, 1.0, None)])
+def test_the_g_to_d_ratio_needs_both_norms_and_a_d_gradient(g, d, ratio):
+    from gan.callbacks.grad_norm import g_to_d_ratio
+
+    assert g_to_d_ratio(g, d) == ratio
+
+
 @pytest.mark.parametrize("option,value,match", [("every_n_generator_steps", 0, "every_n_generator_steps must be a positive integer, got 0"),
                                                 ("norm_type", -1, "norm_type must be positive")])
 def test_bad_options_fail_with_one_line(option, value, match):
