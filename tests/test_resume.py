@@ -454,6 +454,7 @@ def test_checkpoint_is_replaced_atomically_and_a_failed_save_keeps_the_previous_
 
     callback._save_checkpoint(fake_trainer(good), str(path))
     assert path.read_bytes() == b"complete checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # moved into place, no temporary left behind
     assert callback._last_checkpoint_saved == str(path) and callback._last_global_step_saved == 7
 
     def crash_midway(error):

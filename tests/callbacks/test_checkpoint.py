@@ -83,6 +83,34 @@ def test_a_checkpoint_interval_that_is_not_a_multiple_of_an_iteration_is_refused
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_an_iteration_s_length_counts_every_generator_update(make_cfg):
+    # n_critic 1 + n_generator 2: an iteration is 3 optimizer steps, so 4 is refused and 6 is not
+    from gan.callbacks.checkpoint import check_checkpoint_callbacks
+    from gan.utils.errors import ConfigError
+
+    run = tiny_overrides("dcgan", "toy2d_ring", steps=6) + ["model.n_generator=2"]
+    with pytest.raises(ConfigError, match=r"advances by 3 per GAN iteration \(n_critic=1 \+ n_generator=2\)"):
+        check_checkpoint_callbacks(make_cfg(run + ["callbacks.model_checkpoint.every_n_train_steps=4"]))
+    check_checkpoint_callbacks(make_cfg(run + ["callbacks.model_checkpoint.every_n_train_steps=6"]))
+
+
+def test_the_kept_healthy_checkpoint_is_the_newest_one_saved(tmp_path):
+    import os
+    from types import SimpleNamespace
+
+    from gan.callbacks import GANHealth
+
+    older, newer = tmp_path / "best.ckpt", tmp_path / "last.ckpt"
+    older.write_bytes(b"saved first")
+    newer.write_bytes(b"saved last")
+    os.utime(older, (1_000_000, 1_000_000))
+    os.utime(newer, (2_000_000, 2_000_000))
+    callback = SimpleNamespace(last_model_path=str(newer), best_model_path=str(older))
+    trainer = SimpleNamespace(checkpoint_callbacks=[callback], is_global_zero=True)
+    kept = GANHealth()._keep_last_healthy(trainer)
+    assert kept == str(tmp_path / "last_healthy.ckpt") and (tmp_path / "last_healthy.ckpt").read_bytes() == b"saved last"
+
+
 def test_every_shipped_model_s_checkpoint_intervals_are_multiples_of_its_iteration(make_cfg):
     """The shipped configs derive the intervals from generator steps (``${optimizer_steps:...}``)."""
     from pathlib import Path
