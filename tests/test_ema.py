@@ -115,3 +115,21 @@ def test_an_averaged_generator_with_spectral_norm_divides_each_weight_by_its_own
     # the weights themselves are the average (only the normalisation's vectors are not averaged)
     assert not torch.equal(averaged.state_dict()["net.0.parametrizations.weight.original"],
                            generator.state_dict()["net.0.parametrizations.weight.original"])
+
+
+def test_an_average_loaded_from_a_checkpoint_goes_on_averaging_instead_of_restarting():
+    """A restored EMA has been updated before: its next update averages (decay 0.9) where a fresh one's first update
+    copies the weights; a mutation that forgot the loaded count made a resume overwrite the average with G's weights."""
+    generator = DCGANGenerator(8, (1, 28, 28), width=4)
+    ema = GeneratorEMA(generator, decay=0.9)
+    ema.update(generator)
+    trained_a_little(generator)
+    ema.update(generator)
+    restored = GeneratorEMA(DCGANGenerator(8, (1, 28, 28), width=4), decay=0.9)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 2 and restored.has_average
+    before = [p.clone() for p in restored.module.parameters()]
+    trained_a_little(generator)
+    restored.update(generator)
+    for old, new, current in zip(before, restored.module.parameters(), generator.parameters()):
+        assert torch.allclose(new, 0.9 * old + 0.1 * current.detach(), atol=1e-6)

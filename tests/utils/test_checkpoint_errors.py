@@ -64,3 +64,23 @@ def test_an_output_folder_below_a_file_is_refused_and_a_new_one_is_created(tmp_p
         check_run_options(OmegaConf.create({"seed": 0, "generator_steps": 1, "paths": {"output_dir": str(tmp_path / "a_file" / "run")}}))
     check_run_options(OmegaConf.create({"seed": 0, "generator_steps": 1, "paths": {"output_dir": str(tmp_path / "new" / "run")}}))
     assert (tmp_path / "new" / "run").is_dir()
+
+
+def test_an_optimizer_state_of_another_shape_or_parameter_count_is_refused_before_it_is_loaded():
+    """Checked against the parameters, shape by shape (a transposed moment has the same number of entries, which a
+    mutation to a size check let through) and count by count (a state for fewer parameters too)."""
+    from gan.utils.checkpoint import check_optimizer_states_fit
+
+    weight, bias = torch.zeros(2, 3), torch.zeros(3)
+
+    def checkpoint(moments, params=(0, 1)):
+        state = {"state": {i: {"step": torch.tensor(1.0), "exp_avg": m} for i, m in enumerate(moments)},
+                 "param_groups": [{"params": list(params)}]}
+        return {"optimizer_states": [state, state]}
+
+    fits = checkpoint([torch.zeros(2, 3), torch.zeros(3)])
+    check_optimizer_states_fit(fits, "run.ckpt", [[weight, bias], [weight, bias]])
+    with pytest.raises(CheckpointError, match=r"parameter 0: exp_avg is \[3, 2\] there, the parameter \[2, 3\] here"):
+        check_optimizer_states_fit(checkpoint([torch.zeros(3, 2), torch.zeros(3)]), "run.ckpt", [[weight, bias], [weight, bias]])
+    with pytest.raises(CheckpointError, match=r"its generator optimizer state is for 1 parameters, this run's generator has 2"):
+        check_optimizer_states_fit(checkpoint([torch.zeros(2, 3)], params=(0,)), "run.ckpt", [[weight, bias], [weight, bias]])
