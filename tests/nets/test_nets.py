@@ -133,3 +133,48 @@ def test_eval_mode_inside_eval_mode_switches_nothing_and_restores_the_outer_stat
     g.net[0].train()
     with eval_mode(g):
         assert not any(m.training for m in g.modules())
+
+
+# ------------------------------------------------------------- options each network must honour (mutation audit)
+def test_a_label_equal_to_the_class_count_is_refused():
+    from gan.nets.base import check_labels
+    from gan.utils.errors import ConfigError
+
+    assert check_labels("G", 3, torch.tensor([0, 2]), 2).tolist() == [0, 2]
+    with pytest.raises(ConfigError, match=r"labels in \[0, 3\), got values in \[0, 3\]"):
+        check_labels("G", 3, torch.tensor([0, 3]), 2)
+
+
+def test_conditional_generators_draw_every_class_and_embed_at_the_size_asked():
+    g = MLPGenerator(8, (2,), hidden=(16,), num_classes=10, embedding_dim=4)
+    assert g.label_embedding.embedding_dim == 4
+    assert MLPGenerator(8, (2,), hidden=(16,), num_classes=10).label_embedding.embedding_dim == 10  # the default
+    drawn = g.random_labels(1000, torch.Generator().manual_seed(0))
+    assert sorted(drawn.unique().tolist()) == list(range(10))
+
+
+def test_dcgan_generator_narrows_towards_the_image_and_ends_in_its_output_activation():
+    g = DCGANGenerator(8, (3, 32, 32), width=4, output="sigmoid")  # 4x4 -> 32x32: widths 16, 8, 4, then 3 channels
+    deconvs = [m for m in g.net if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in deconvs] == [16, 8, 4, 3]
+    assert isinstance(g.net[-1], torch.nn.Sigmoid)
+    assert isinstance(DCGANGenerator(8, (3, 32, 32), width=4).net[-1], torch.nn.Tanh)
+
+
+def test_dcgan_discriminator_leaves_its_input_layer_unnormalized():
+    # Radford et al. 2015, section 3: no batch norm on D's input layer; the later blocks have it
+    d = DCGANDiscriminator((3, 32, 32), width=4, norm="batch")
+    has_norm = [any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in block.modules()) for block in d.blocks]
+    assert has_norm[0] is False and all(has_norm[1:])
+
+
+def test_mlp_networks_keep_their_dropout_and_output_activation():
+    d = MLPDiscriminator((1, 28, 28), hidden=(16, 16), dropout=0.5, input_dropout=0.2)
+    dropouts = [m.p for m in d.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts == [0.2, 0.5, 0.5]  # on the input, then after each hidden layer (Goodfellow et al. 2014)
+    g = MLPGenerator(8, (1, 28, 28), hidden=(16,))
+    assert isinstance(g.net[-1], torch.nn.Tanh)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        g.net[-2].bias.fill_(50.0)  # far outside [-1, 1] before the activation
+    assert g.sample(4).abs().max() <= 1.0

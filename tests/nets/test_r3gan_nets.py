@@ -57,6 +57,19 @@ def test_fixup_scales_the_residual_branch_by_the_depth():
     assert first.std().item() == pytest.approx(expected, rel=0.05)
 
 
+def test_every_non_zero_layer_of_a_block_has_the_depth_scaled_gain_and_the_basis_is_standard_normal():
+    """The grouped 3x3 conv too (only the first 1x1 was checked), against the number itself, sqrt(2 / 1.04), not the
+    module's constant (a test through the constant passed a mutated slope); the learned basis is N(0, 1)."""
+    assert LEAKY_RELU_GAIN == pytest.approx(math.sqrt(2 / (1 + 0.2 ** 2))) == pytest.approx(1.386750)
+    torch.manual_seed(0)
+    g = R3GANGenerator(8, (3, 32, 32), width=64, blocks_per_stage=4, group_channels=16)
+    middle = residual_blocks(g)[0].residual[2]  # grouped 3x3: fan-in 16 channels per group x 9
+    expected = 1.386750 * 16 ** (-1 / 4) / math.sqrt(16 * 9)
+    assert middle.groups > 1 and middle.weight.std().item() == pytest.approx(expected, rel=0.05)
+    basis = g.basis if hasattr(g, "basis") else next(m.basis for m in g.modules() if hasattr(m, "basis"))
+    assert abs(basis.mean().item()) < 0.05 and basis.std().item() == pytest.approx(1.0, rel=0.05)
+
+
 def test_resamplers_are_bilinear():
     x = torch.randn(2, 3, 8, 8)
     up = Resample(up=True)(x)
