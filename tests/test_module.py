@@ -388,3 +388,20 @@ def test_compile_leaves_the_discriminator_eager_only_for_a_penalty_on_its_input_
             compile_networks(module)
         assert compiled == [type(module.generator).__name__] + ([] if eager else [type(module.discriminator).__name__])
         assert any("stays eager" in r.getMessage() for r in caplog.records) == eager
+
+
+def test_the_fixed_grid_cycles_classes_and_reuses_codes_column_by_column():
+    """sample_fixed's labels and codes (mutations of either modulo, and of the noise seed, survived)."""
+    generator = DCGANGenerator(8, SHAPE, width=4, num_classes=3)
+    module = make_module(generator=generator, discriminator=DCGANDiscriminator(SHAPE, width=4, num_classes=3),
+                         num_fixed_samples=4, fixed_noise_seed=7)
+    assert torch.equal(module.fixed_noise, torch.randn(4, 8, generator=torch.Generator().manual_seed(7)))
+    assert not torch.equal(module.fixed_noise, make_module(num_fixed_samples=4, fixed_noise_seed=0).fixed_noise)
+    seen = []
+    generator.register_forward_pre_hook(lambda net, inputs: seen.append(inputs))
+    module.sample_fixed(5)  # 4 codes: classes 0, 1, 2, 0
+    z, labels = seen[-1]
+    assert torch.equal(z, module.fixed_noise) and labels.tolist() == [0, 1, 2, 0]
+    module.sample_fixed(2, labels=torch.tensor([0, 0, 1, 1, 2, 2]))  # 2 codes x 3 classes: the codes repeat
+    z, labels = seen[-1]
+    assert torch.equal(z, module.fixed_noise[[0, 1, 0, 1, 0, 1]]) and labels.tolist() == [0, 0, 1, 1, 2, 2]
