@@ -26,6 +26,18 @@ def test_built_from_mnist_when_present(tmp_path):
         assert int(label) == 100 * labels[red] + 10 * labels[green] + labels[blue]
 
 
+@pytest.mark.parametrize("resolution", [16, 32])
+def test_every_digit_can_be_drawn_and_the_images_have_the_resolution_asked(tmp_path, resolution):
+    """Smaller resolutions are resized too (only a larger one was tested), and the triples draw from all 12 digits,
+    the last included (mutations of either survived)."""
+    write_mnist(tmp_path, train=12, test=3)
+    dm = StackedMNISTDataModule(str(tmp_path), num_samples=500, seed=1, resolution=resolution)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.train_set[0][0].shape == (3, resolution, resolution)
+    assert sorted(dm.train_set.triples.unique().tolist()) == list(range(12))
+
+
 def test_falls_back_to_the_embedded_digits_and_is_reproducible(data_dir):
     first = StackedMNISTDataModule(str(data_dir), num_samples=2000, seed=0, batch_size=50)
     first.prepare_data()
