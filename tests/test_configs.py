@@ -293,6 +293,8 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
      "data.batch_size=7 has no divisor from 2 to model.discriminator.minibatch_group_size=4: minibatch stddev groups each "
      "sample alone"),
     (["model=dcgan", "presets=none", "model.discriminator.minibatch=stddev", "data.batch_size=6"], None),  # groups of 3
+    (["model=dcgan", "presets=none", "model.discriminator.minibatch=stddev", "data.batch_size=9",
+      "model.discriminator.minibatch_group_size=3"], None),  # the group size itself divides the batch
     (["model=wgan_gp", "model.discriminator.norm=batch"], "model.penalties.gradient_penalty penalizes D's gradient with "
      "respect to each input sample, but a D with batch norm mixes the samples of a batch"),  # an audit of the tricks
     (["model=wgan_gp"], None),  # its critic has layer norm, as the paper says
@@ -320,6 +322,8 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
      "model.instance_noise_steps=1000 is longer than the run (generator_steps=20): the instance noise (std 0.1) is never "
      "annealed to 0"),
     (["model=dcgan", "generator_steps=20", "model.instance_noise_std=0.1"], None),  # the run's length, the default
+    (["model=dcgan", "generator_steps=20", "model.instance_noise_std=0.1", "model.instance_noise_steps=21"],
+     "model.instance_noise_steps=21 is longer than the run"),  # one step past it (a mutation moved the boundary)
     (["model=r3gan", "model.schedules.ema_half_life=null"], "model.ema_decay=0.0 keeps nothing of the generator's past"),
     (["model=dcgan", "model.ema_decay=0"], "model.ema_decay=0 keeps nothing of the generator's past"),
 ])

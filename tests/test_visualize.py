@@ -71,3 +71,14 @@ def test_save_samples_dispatches_on_shape(tmp_path):
     assert pixels(path).shape == (500, 500, 4)
     with pytest.raises(ValueError, match=r"\(5, 3\)"):
         save_samples(torch.randn(5, 3), tmp_path / "bad.png")
+
+
+def test_an_image_grid_is_as_square_as_its_count_allows(tmp_path):
+    # 10 images of 8 px with 2 px padding: 4 columns (ceil(sqrt(10))) and 3 rows; floor gave 3 columns and 4 rows
+    from PIL import Image
+
+    from gan.visualize import save_image_grid
+
+    path = save_image_grid(torch.zeros(10, 1, 8, 8), tmp_path / "grid.png")
+    with Image.open(path) as grid:
+        assert grid.size == (4 * 10 + 2, 3 * 10 + 2)

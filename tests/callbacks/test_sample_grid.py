@@ -100,6 +100,9 @@ def test_more_samples_than_the_fixed_noise_codes_are_refused_before_training(tmp
     with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_images=200000: expected at most 1024, as many as the "
                                           r"module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
         SampleGrid(str(tmp_path), num_images=200000).setup(images, fixed_noise_module(), "fit")
+    with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_images=1025: expected at most 1024"):  # one past
+        SampleGrid(str(tmp_path), num_images=1025).setup(images, fixed_noise_module(), "fit")
+    SampleGrid(str(tmp_path), num_images=1024).setup(images, fixed_noise_module(), "fit")
     with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_points=4096: expected at most 1024, as many as the "
                                           r"module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
         SampleGrid(str(tmp_path), num_points=4096).setup(points, fixed_noise_module(), "fit")
