@@ -66,6 +66,24 @@ def test_a_draw_of_as_many_indices_as_the_set_holds_is_a_permutation():
     assert len(sample_indices(10, 25, torch.Generator().manual_seed(0))) == 25  # more than the set: with replacement
 
 
+def test_the_data_order_follows_the_run_s_seed(monkeypatch):
+    """Lightning's seed_everything sets PL_GLOBAL_SEED; the sampler's order is drawn from it, so seed=1 and seed=2
+    runs read their data in different orders (a mutation that fixed the sampler's seed at 0 survived even the resume
+    test of an unseeded resume)."""
+    from torch.utils.data import TensorDataset
+
+    from gan.data.sampler import ResumableSampler
+
+    data = TensorDataset(torch.arange(64))
+    orders = {}
+    for seed in ("1", "2"):
+        monkeypatch.setenv("PL_GLOBAL_SEED", seed)
+        sampler = ResumableSampler(data, endless=False)
+        orders[seed] = list(sampler)
+        assert sampler.seed == int(seed)
+    assert orders["1"] != orders["2"]
+
+
 @pytest.mark.parametrize("batches_done, batch_size", [(3, 0), (-1, 4)])
 def test_a_resume_point_of_no_samples_per_batch_or_negative_batches_is_refused(batches_done, batch_size):
     from torch.utils.data import TensorDataset
