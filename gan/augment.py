@@ -227,7 +227,7 @@ class AdaptiveAugment(DiffAugment):
         self.register_buffer("sign_sum", torch.tensor(0.0))  # sum of sign(D(x_real)) since the last adjustment
         self.register_buffer("images", torch.tensor(0.0))  # real images observed since the last adjustment
         self.register_buffer("steps", torch.tensor(0, dtype=torch.long))  # discriminator steps observed
-        self.register_buffer("rt", torch.tensor(0.0))  # r_t of the last adjustment (logged)
+        self.register_buffer("rt", torch.tensor(0.0))  # r_t of the last adjustment, the running one before it (logged)
 
     def apply(self, name, op, x):
         chosen = torch.rand(x.size(0), 1, 1, 1, device=x.device) < self.p
@@ -248,17 +248,15 @@ class AdaptiveAugment(DiffAugment):
         rt = self.sign_sum / self.images.clamp(min=1.0)
         adjusted = (self.p + torch.sign(rt - self.target) * self.images / (self.speed_kimg * 1000.0)).clamp(0.0, 1.0)
         self.p.copy_(torch.where(due, adjusted, self.p))
-        self.rt.copy_(torch.where(due, rt, self.rt))
+        # before the first adjustment there is no r_t of an interval yet: the running one of the reals seen so far
+        # (a logged 0.0 read as "D neither right nor wrong" for the first interval of every run)
+        self.rt.copy_(torch.where(due | (self.steps < self.interval), rt, self.rt))
         self.sign_sum.copy_(torch.where(due, torch.zeros_like(self.sign_sum), self.sign_sum))
         self.images.copy_(torch.where(due, torch.zeros_like(self.images), self.images))
 
     def terms(self) -> dict[str, Tensor]:
-        # before the first adjustment there is no r_t of an interval yet: report the running one of the reals seen
-        # so far (a logged 0.0 read as "D neither right nor wrong" for the first interval of every run)
-        running = self.sign_sum / self.images.clamp(min=1.0)
-        rt = torch.where(self.steps < self.interval, running, self.rt)
         # copies: the buffers change in place at the next step, a logged value must not
-        return {"augment_p": self.p.clone(), "augment_rt": rt}
+        return {"augment_p": self.p.clone(), "augment_rt": self.rt.clone()}
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, target={self.target}, interval={self.interval}, "

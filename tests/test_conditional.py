@@ -19,7 +19,7 @@ from gan.losses import HingeLoss, NonSaturatingLoss
 from gan.module import GANModule
 from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from tests.conftest import tiny_overrides
-from tests.data.fake_datasets import DigitsLabelledPastTheirClasses
+from tests.data.fake_datasets import LABELLED_PAST_THEIR_CLASSES
 from tests.test_module import attach_trainer
 from train import train
 
@@ -176,9 +176,6 @@ def test_conditional_model_on_unlabelled_data_is_a_clear_error(make_cfg):
     cfg = make_cfg(tiny_overrides("cgan", "toy2d_grid", steps=1))
     with pytest.raises(ValueError, match=r"needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"):
         train(cfg)
-
-
-LABELLED_PAST_THEIR_CLASSES = f"{DigitsLabelledPastTheirClasses.__module__}.{DigitsLabelledPastTheirClasses.__name__}"
 
 
 @pytest.mark.parametrize("data, value, message", [

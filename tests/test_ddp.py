@@ -22,6 +22,7 @@ from gan.losses.penalties import GradientPenalty, gradient_norm_penalty
 from gan.nets import DCGANGenerator
 from gan.utils.config import PROJECT_ROOT
 from tests.conftest import tiny_overrides
+from tests.data.fake_datasets import LABELLED_PAST_THEIR_CLASSES
 from train import train
 
 
@@ -137,7 +138,7 @@ def test_a_data_error_met_by_both_ranks_inside_the_training_loop_ends_the_run_wi
     first batch): each rank says it in one line (data errors may be one rank's own, so every rank prints its own),
     neither leaves a traceback, and the run ends instead of one rank waiting for the other in a collective."""
     command = [sys.executable, "train.py", "trainer=ddp_cpu", "model=cgan", "data=digits", "data.batch_size=8",
-               "data._target_=tests.data.fake_datasets.DigitsLabelledPastTheirClasses", "model.generator.width=4",
+               f"data._target_={LABELLED_PAST_THEIR_CLASSES}", "model.generator.width=4",
                "model.discriminator.width=4", "generator_steps=20", "logger=none",
                f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"]
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,

@@ -117,3 +117,7 @@ class DigitsLabelledPastTheirClasses(DigitsDataModule):
         super().setup(stage)
         images, labels = self.train_set.tensors
         self.train_set = TensorDataset(images, labels + 10)
+
+
+#: its ``data._target_``
+LABELLED_PAST_THEIR_CLASSES = f"{DigitsLabelledPastTheirClasses.__module__}.{DigitsLabelledPastTheirClasses.__name__}"

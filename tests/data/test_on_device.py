@@ -15,7 +15,7 @@ from gan.data import DigitsDataModule, Toy2DDataModule
 from gan.data.base import GANDataModule, SampleIndices
 from gan.utils.errors import ConfigError, DataError
 from tests.conftest import tiny_overrides
-from tests.test_conditional import LABELLED_PAST_THEIR_CLASSES
+from tests.data.fake_datasets import LABELLED_PAST_THEIR_CLASSES
 from tests.test_resume import assert_same_state
 from train import train
 
