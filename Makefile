@@ -5,6 +5,10 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 ARGS ?=
 PYTEST_ARGS ?=
+# The suite runs on every core, up to 4 (pytest-xdist). Whole files go to one worker (--dist loadfile), so a
+# module's fixture that starts a batch of subprocesses (tests/test_errors.py) runs once, not once per worker.
+# TEST_WORKERS= (empty) runs it in one process.
+TEST_WORKERS ?= -n auto --maxprocesses=4 --dist loadfile
 
 .PHONY: install train test test-fast gpu-wheels clean-logs
 
@@ -22,11 +26,11 @@ train: install
 
 ## The whole test suite (what CI runs)
 test: install
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Skip the slow end-to-end tests
 test-fast: install
-	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not slow" $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Wheels for an offline GPU machine that has torch and Lightning but not Hydra (benchmarks/gpu_check.py):
 ## the pure-Python packages this project adds, in .whl/ (GPU_PYTHON: that machine's Python version)

@@ -1,7 +1,8 @@
 """User errors end train.py and evaluate.py with one line on stderr and exit status 2; bugs keep their traceback.
 
-The command-line cases run as subprocesses (the entry points and Hydra are what is tested), all started
-together by one fixture, since each pays ~10 s of imports."""
+The command-line cases run as entry points (the entry points and Hydra are what is tested), all started together
+by one fixture: forked from one interpreter that imported them once (a subprocess pays ~7 s of imports), two of
+them also as real subprocesses."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ from hydra.errors import InstantiationException
 from gan.utils.config import PROJECT_ROOT
 from gan.utils.errors import CheckpointError, ConfigError, exit_on_user_error, user_error_behind
 from tests.conftest import tiny_overrides
+from tests.preloaded import run_preloaded
 
 FAST = ["logger=none", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
 
@@ -88,23 +90,36 @@ def cases(tmp):
     }
 
 
+# Cases that also run as real subprocesses, so that whatever importing the entry points prints is seen too;
+# the others run in children forked from one interpreter that imported them once (tests/preloaded.py).
+REAL_PROCESSES = ("option_out_of_range", "corrupt_checkpoint")
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("errors")
 
-    def run(item):
-        name, (script, arguments, env) = item
+    def command_line(name, script, arguments):
         given = {argument.split("=", 1)[0] for argument in arguments}
         fast = [o for o in FAST if o.split("=", 1)[0] not in given] if script == "train.py" else []
-        command = [sys.executable, script, *arguments, *fast, f"paths.data_dir={tmp / 'data'}"]
-        if "-m" not in arguments:
-            command.append(f"hydra.run.dir={tmp / name}")
-        result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "OMP_NUM_THREADS": "1", **env})
-        return name, result
+        run_dir = [] if "-m" in arguments else [f"hydra.run.dir={tmp / name}"]
+        return [script, *arguments, *fast, f"paths.data_dir={tmp / 'data'}", *run_dir]
 
-    with ThreadPoolExecutor(4) as pool:
-        return dict(pool.map(run, cases(tmp).items())) | {"tmp": tmp}
+    def environment(extra):
+        return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+    def real_process(name):
+        script, arguments, env = cases(tmp)[name]
+        return subprocess.run([sys.executable, *command_line(f"{name}_real", script, arguments)], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=300, env=environment(env))
+
+    forked = {name: (command_line(name, script, arguments), environment(env))
+              for name, (script, arguments, env) in cases(tmp).items()}
+    with ThreadPoolExecutor(len(REAL_PROCESSES)) as pool:
+        real = pool.map(real_process, REAL_PROCESSES)
+        results = run_preloaded(forked, PROJECT_ROOT, tmp / "outputs")
+        results |= {f"{name}_real": result for name, result in zip(REAL_PROCESSES, real)}
+    return results | {"tmp": tmp}
 
 
 @pytest.mark.slow
@@ -113,10 +128,12 @@ def results(tmp_path_factory):
     ("conditional_on_unlabelled", r"a conditional model needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"),
     ("conditional_on_unlabelled_wandb", r"a conditional model needs labelled data with 10 classes, but data toy2d_grid has num_classes=None"),
     ("option_out_of_range", r"model.n_critic must be a positive integer, got 0"),
+    ("option_out_of_range_real", r"model.n_critic must be a positive integer, got 0"),
     # Lightning's own refusals (a MisconfigurationException, a ValueError) behind Hydra's wrapper
     ("trainer_refuses_option", r"trainer: `Trainer\(devices=0\)` value is not a valid input"),
     ("unknown_precision", r"trainer.precision=fp12: expected one of 64, 32, 16, .*'32-true'.* \(Trainer's precision\)"),
     ("corrupt_checkpoint", r"cannot read checkpoint .*corrupt.ckpt: "),
+    ("corrupt_checkpoint_real", r"cannot read checkpoint .*corrupt.ckpt: "),
     ("foreign_checkpoint", r"foreign.ckpt is not a checkpoint of this framework"),
     ("objective_never_logged", r"optimized_metric=val/fid is not logged by this run: its metrics \(mode_coverage\) log "
                                r"\['val/mode_coverage/high_quality', 'val/mode_coverage/modes', 'val/mode_coverage/reverse_kl'\]"),
