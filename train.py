@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 import hydra
@@ -17,7 +16,7 @@ from gan.callbacks.checkpoint import check_checkpoint_callbacks
 from gan.callbacks.gan_health import stop_event
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
-from gan.job import Job
+from gan.job import Job, check_checkpoints_are_this_runs, checkpoint_dir, checkpoint_to_resume
 from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
                                   options_changed_since, trained_generator_steps)
@@ -125,38 +124,13 @@ def continue_with_the_checkpoints_seed(cfg: DictConfig, checkpoint: dict[str, An
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """``ckpt_path``; ``last`` means this run directory's last.ckpt if there is one (a requeued job). In a SLURM
-    batch job no ``ckpt_path`` means ``last``: its run directory is named after the job id and command line,
-    so a last.ckpt there was written by an earlier start of this very job, which SLURM requeued."""
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is None and slurm_batch_job_id() is not None:
-        ckpt_path = "last"
-    if ckpt_path != "last":
-        return ckpt_path
-    last = checkpoint_dir(cfg) / "last.ckpt"
-    if last.is_file():
-        log.info("Resuming from %s", last)
-        return str(last)
-    log.info("ckpt_path=last: no %s yet, starting from scratch", last)
-    return None
-
-
-def checkpoint_dir(cfg: DictConfig) -> Path:
-    return Path(OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") or f"{cfg.paths.output_dir}/checkpoints")
-
-
-def check_checkpoints_are_this_runs(cfg: DictConfig, ckpt_path: str | None) -> None:
-    """A run's checkpoint folder holds no other run's checkpoints: Lightning would write this run's beside them
-    (``last-v1.ckpt``), and ``last.ckpt``, which ``ckpt_path=last``, evaluate.py and the end-of-run hint read,
-    would stay the other run's. Resuming from a checkpoint in that folder continues the run that wrote it."""
-    folder = checkpoint_dir(cfg)
-    if ckpt_path is not None and Path(ckpt_path).resolve().parent == folder.resolve():
-        return
-    others = sorted(path.name for path in folder.glob("*.ckpt")) if folder.is_dir() else []
-    if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise ConfigError(f"paths.output_dir={cfg.paths.output_dir} already holds another run's checkpoints ({shown} in "
-                          f"{folder}); expected a new run directory, or ckpt_path=last to continue that run")
+    """The checkpoint this run continues from (``gan.job.checkpoint_to_resume``), said in the run log."""
+    ckpt_path = checkpoint_to_resume(cfg)
+    if ckpt_path is not None and cfg.get("ckpt_path") != ckpt_path:
+        log.info("Resuming from %s", ckpt_path)
+    elif ckpt_path is None and (cfg.get("ckpt_path") == "last" or slurm_batch_job_id() is not None):
+        log.info("ckpt_path=last: no %s yet, starting from scratch", checkpoint_dir(cfg) / "last.ckpt")
+    return ckpt_path
 
 
 def continue_wandb_run(cfg: DictConfig, checkpoint: dict[str, Any]) -> None:

@@ -14,21 +14,28 @@ warning a user reads) and, in a multirun, its row in the sweep's summary.csv and
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
 import time
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from gan.callbacks.gan_health import describe
-from gan.utils.config import (check_preset_fits_choices, check_run_options, experiment_model_replaced, groups_under_a_preset,
+from gan.utils.config import (check_preset_fits_choices, slurm_batch_job_id, check_run_options, experiment_model_replaced, groups_under_a_preset,
                               options_under_a_schedule, options_whose_switch_is_off, top_level_keys_nothing_reads)
 from gan.utils.errors import ConfigError, TrainingDiverged, message_of, one_line, print_error, user_error_behind
-from gan.utils.sweep import check_failed_trial_value, fail_stopped_trial, objective, parse_overrides, write_result, write_summary
+from gan.utils.distributed import local_rank
+from gan.utils.sweep import (check_failed_trial_value, fail_stopped_trial, objective, parse_overrides, stop_on_user_error,
+                             write_result, write_summary)
 
 log = logging.getLogger("gan")
 
@@ -204,3 +211,70 @@ def check_search_space(schedules: DictConfig | None, searched: DictConfig | None
         raise ConfigError(f"hydra.sweeper.params searches an option no trial would use: {unused[0]}; with a scheduled "
                           "learning rate (model=r3gan; model=gan on the 2D toys, which uses its recipe) search the schedules "
                           "instead: hparams_search=optuna_r3gan")
+
+
+# ------------------------------------------------------------------------------------------------ the run folder
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    return Path(OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") or f"{cfg.paths.output_dir}/checkpoints")
+
+
+def checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """``ckpt_path``; ``last`` means this run directory's last.ckpt if there is one (None: start from scratch). In a
+    SLURM batch job no ``ckpt_path`` means ``last``: its run directory is named after the job id and command line,
+    so a last.ckpt there was written by an earlier start of this very job, which SLURM requeued."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None and slurm_batch_job_id() is not None:
+        ckpt_path = "last"
+    if ckpt_path != "last":
+        return ckpt_path
+    last = checkpoint_dir(cfg) / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def check_checkpoints_are_this_runs(cfg: DictConfig, ckpt_path: str | None) -> None:
+    """A run's checkpoint folder holds no other run's checkpoints: Lightning would write this run's beside them
+    (``last-v1.ckpt``), and ``last.ckpt``, which ``ckpt_path=last``, evaluate.py and the end-of-run hint read,
+    would stay the other run's. Resuming from a checkpoint in that folder continues the run that wrote it."""
+    folder = checkpoint_dir(cfg)
+    if ckpt_path is not None and Path(ckpt_path).resolve().parent == folder.resolve():
+        return
+    others = sorted(path.name for path in folder.glob("*.ckpt")) if folder.is_dir() else []
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ConfigError(f"paths.output_dir={cfg.paths.output_dir} already holds another run's checkpoints ({shown} in "
+                          f"{folder}); expected a new run directory, or ckpt_path=last to continue that run")
+
+
+@contextmanager
+def as_its_job_sees_it(config: DictConfig) -> Iterator[DictConfig]:
+    """A single run's config before Hydra starts its job, with ``${hydra:runtime.output_dir}`` (``paths.output_dir``)
+    resolving to the folder the job will get, as Hydra's run_job sets it."""
+    run_dir = os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir")))  # caches ${now:...} for the job too
+    job = copy.deepcopy(config)
+    with open_dict(job.hydra.runtime), read_write(job.hydra.runtime):
+        job.hydra.runtime.output_dir = run_dir
+    hydra_config = HydraConfig.instance()
+    before = hydra_config.cfg
+    hydra_config.set_config(job)
+    try:
+        yield job
+    finally:
+        hydra_config.cfg = before
+
+
+class RunFolderCheck(Callback):  # Hydra calls every hook of every callback: the base class's do nothing
+    """A Hydra callback (``hydra.callbacks`` in conf/train.yaml). Before a single run's job starts, so before Hydra
+    writes its .hydra/ files and train.log into the run folder: a folder of another run's checkpoints is refused, and
+    that run's config, overrides and log stay as they were (train.py checked it only once Hydra had overwritten them:
+    a walk-through of the README). train.py checks again for the Python API and multirun jobs, whose sweep folder
+    is checked to be new when the sweep starts."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if local_rank() != 0:  # the node's other ranks start into the folder rank 0 checked
+            return
+
+        def check() -> None:
+            with as_its_job_sees_it(config) as job:
+                check_checkpoints_are_this_runs(job, checkpoint_to_resume(job))
+
+        stop_on_user_error(check)

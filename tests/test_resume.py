@@ -327,6 +327,61 @@ def test_a_new_run_refuses_a_folder_that_holds_another_runs_checkpoints(make_cfg
     assert objects["module"].generator_steps == 3 and not list(folder.glob("*-v1.ckpt"))
 
 
+def test_the_command_line_refuses_the_folder_before_hydra_writes_into_it(make_cfg, tmp_path, capsys):
+    """Hydra writes a run's .hydra/ files and opens train.log before the task starts: train.py's own check came after
+    the other run's config, overrides and log were overwritten (a walk-through of the README). The Hydra callback
+    checks the job's folder first."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from gan.job import RunFolderCheck
+
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "run"))
+
+    def on_run_start(*overrides: str) -> None:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            config = compose("train", overrides=[*run, *overrides], return_hydra_config=True)
+        GlobalHydra.instance().clear()
+        assert "run_folder" in config.hydra.callbacks  # what Hydra would call
+        RunFolderCheck().on_run_start(config=config)
+
+    with pytest.raises(SystemExit) as exited:
+        on_run_start(f"hydra.run.dir={tmp_path / 'run'}")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"error: paths.output_dir={tmp_path / 'run'} already holds another run's "
+                                       f"checkpoints (last.ckpt in {tmp_path / 'run' / 'checkpoints'}); expected a new "
+                                       "run directory, or ckpt_path=last to continue that run\n")
+    with pytest.raises(SystemExit):  # paths.output_dir given instead of Hydra's folder
+        on_run_start(f"hydra.run.dir={tmp_path / 'elsewhere'}", f"paths.output_dir={tmp_path / 'run'}")
+    on_run_start(f"hydra.run.dir={tmp_path / 'run'}", "ckpt_path=last", "generator_steps=3")  # continuing it: passes
+    before = HydraConfig.instance().cfg
+    on_run_start(f"hydra.run.dir={tmp_path / 'new'}")
+    assert not (tmp_path / "new").exists() and HydraConfig.instance().cfg is before  # nothing made, nothing left set
+    with pytest.MonkeyPatch.context() as patch:  # a DDP rank past 0 starts into the folder rank 0 checked
+        patch.setenv("LOCAL_RANK", "1")
+        on_run_start(f"hydra.run.dir={tmp_path / 'run'}")
+
+
+@pytest.mark.slow
+def test_a_refused_command_line_leaves_the_other_runs_config_and_log_as_they_were(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "train.py", *tiny_overrides("gan", "toy2d_ring", steps=2), "metrics=none",
+               f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    written = {path: path.read_bytes() for path in [run_dir / "train.log", *(run_dir / ".hydra").iterdir()]}
+    assert len(written) == 4
+    again = subprocess.run([*command, "generator_steps=4", "model.ema_decay=0.9"], cwd=PROJECT_ROOT, capture_output=True,
+                           text=True, timeout=300, env=env)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+    assert "already holds another run's checkpoints" in again.stderr
+    assert {path: path.read_bytes() for path in written} == written
+
+
 def test_options_changed_since_leaves_out_what_a_resume_changes_anyway():
     from gan.utils.checkpoint import options_changed_since
 
