@@ -104,6 +104,24 @@ def test_a_resumed_run_continues_its_csv_log_as_the_uninterrupted_run_wrote_it(m
 
 
 @pytest.mark.slow
+def test_a_resume_in_place_is_not_warned_that_its_checkpoint_folder_holds_files(make_cfg, tmp_path):
+    """Lightning's "Checkpoint directory ... exists and is not empty" came on stderr at every ckpt_path=last resume,
+    of the folder the run itself wrote (another run's folder is refused before it starts)."""
+    import warnings
+
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["metrics=none"]
+    train(make_cfg(run, output_dir=tmp_path / "run"))
+    longer = [o for o in run if not o.startswith("generator_steps=")] + ["generator_steps=3", "ckpt_path=last"]
+    from gan.utils.console import quiet_third_party_notices
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # every warning recorded, whichever were shown before in this session ...
+        quiet_third_party_notices()  # ... but those a run's process silences (at `import gan`)
+        _, objects = train(make_cfg(longer, output_dir=tmp_path / "run"))
+    assert objects["module"].generator_steps == 3
+    assert not [str(w.message) for w in seen if "exists and is not empty" in str(w.message)]
+
+
 def test_ckpt_path_last_in_a_copied_run_directory_continues_from_its_newest_checkpoint(make_cfg, tmp_path):
     """Lightning's version counter wrote last-v1.ckpt beside the copied last.ckpt, which stayed at the copy's step,
     and the next resume trained from it again (an audit)."""
@@ -653,6 +671,10 @@ def test_a_checkpoints_folder_given_as_ckpt_path_names_a_file_in_it(tmp_path):
     (folder / "last.ckpt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=rf"e.g. ckpt_path={folder / 'last.ckpt'}$"):
         load_checkpoint(folder)
+    # the run's folder: the file is in its checkpoints/ (the hint named {run}/last.ckpt, which is not there)
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {tmp_path} is a folder; expected a checkpoint file in it, "
+                                              rf"e.g. ckpt_path={folder / 'last.ckpt'}$"):
+        load_checkpoint(tmp_path)
 
 
 def test_a_resume_that_changes_n_critic_says_the_checkpoint_callbacks_start_anew(make_cfg, tmp_path, caplog):

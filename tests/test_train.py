@@ -287,3 +287,18 @@ def test_the_plain_optimizer_step_matches_lightnings_wrapper(make_cfg, tmp_path,
     assert losses_a == losses_b and norms_a == norms_b
     assert counts_a == counts_b == [4 * 6, 4, 4 * 5]  # max_steps counts both optimizers' steps
     assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b))
+
+
+def test_trainer_max_time_is_a_plain_override_and_off_by_default(make_cfg):
+    """`trainer.max_time=...` as the README writes it was refused (the key was not in the config: `+trainer.max_time`)."""
+    from lightning.pytorch.callbacks import Timer
+
+    from gan.utils.instantiate import build_trainer
+
+    def timers(*overrides: str) -> list[Timer]:
+        trainer = build_trainer(make_cfg([*tiny_overrides("gan", "toy2d_ring"), *overrides]).trainer, [])
+        return [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+
+    [timer] = timers("trainer.max_time=00:01:02:05")
+    assert timer._duration == 3600 + 2 * 60 + 5
+    assert timers() == []

@@ -21,10 +21,9 @@ ZIP_SIGNATURE, PICKLE_SIGNATURE = b"PK\x03\x04", b"\x80"
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
-    if path.is_dir():  # a run's checkpoints folder: train.py takes one file (evaluate.py takes folders)
-        files = sorted(path.glob("*.ckpt"))
-        example = path / "last.ckpt" if (path / "last.ckpt").is_file() else (files[0] if files else path / "last.ckpt")
-        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file in it, e.g. ckpt_path={example}")
+    if path.is_dir():  # a run's folder or its checkpoints folder: train.py takes one file (evaluate.py takes folders)
+        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file in it, e.g. "
+                              f"ckpt_path={example_checkpoint(path)}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     problem = torch_file_problem(path, "checkpoint")
@@ -37,6 +36,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "run_config" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint of this framework (no state_dict/run_config)")
     return checkpoint
+
+
+def example_checkpoint(folder: Path) -> Path:
+    """A checkpoint file a user who gave ``folder`` likely meant: its last.ckpt, else its first .ckpt, looked for in
+    the folder and, for a run's folder, in its checkpoints/ (the hint named a run folder's last.ckpt, which is not
+    there: a README walk-through)."""
+    for place in (folder, folder / "checkpoints"):
+        files = sorted(place.glob("*.ckpt"))
+        if files:
+            return place / "last.ckpt" if (place / "last.ckpt").is_file() else files[0]
+    return folder / "checkpoints" / "last.ckpt" if (folder / "checkpoints").is_dir() else folder / "last.ckpt"
 
 
 def torch_file_problem(path: Path, kind: str = "file") -> str | None:

@@ -21,7 +21,8 @@ def quiet_third_party_notices() -> None:
     - Lightning's advertisement for its hosted logger (``💡 Tip: ... litlogger``), dropped at the logger
       that emits it;
     - torch's deprecation of ``LeafSpec``, which Lightning's pytree helper instantiates for every batch
-      (nothing a user of Lightning 2.6 can change).
+      (nothing a user of Lightning 2.6 can change);
+    - Lightning's checkpoint warnings that a GAN run's checkpoints make meaningless (below).
 
     W&B's "anonymous setting" warning comes from an argument Lightning passes; see
     :func:`gan.utils.logging.prepare_loggers`."""
@@ -34,6 +35,9 @@ def quiet_third_party_notices() -> None:
     # every resume into a new run directory (the README's way; ckpt_path=last resumes in place): the checkpoint
     # callbacks' best scores start anew there, as the README says; the warning came on stderr at each resume
     warnings.filterwarnings("ignore", message="The dirpath has changed from")
+    # every ckpt_path=last resume in place: a checkpoint folder that holds files is one this run wrote, since a folder
+    # of another run's is refused before the run starts (gan/job.py), so the warning said nothing (a README walk-through)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def lightning_logs_through_root() -> None:
