@@ -58,6 +58,9 @@ def cases(tmp):
         "misspelt_key": ("train.py", ["model.n_critc=3"], {}),
         "unparsable_override": ("train.py", ["model.n_critic=["], {}),
         "misspelt_key_evaluate": ("evaluate.py", ["ckpt_pth=x.ckpt"], {}),
+        # argparse's style: Hydra's 8-line usage and "unrecognized arguments" (a README walk-through)
+        "dashed_override": ("train.py", ["--generator_steps=4"], {}),
+        "dashed_override_evaluate": ("evaluate.py", ["--ckpt_path", "x.ckpt"], {}),
         "evaluate_option_not_a_number": ("evaluate.py", ["ckpt_path=x.ckpt", "num_samples=abc"], {}),
         # options that used to fail later, as a TypeError, ValueError or RuntimeError with a traceback
         "augment_given_a_string": ("train.py", ["data=toy2d_ring", "model.augment=diffaugment"], {}),
@@ -143,6 +146,9 @@ def results(tmp_path_factory):
     ("misspelt_key", r"Could not override 'model.n_critc'.* use \+model.n_critc=3 .*; did you mean n_critic\?"),
     ("unparsable_override", r"cannot parse the override 'model.n_critic=\[': .*"),
     ("misspelt_key_evaluate", r"Could not override 'ckpt_pth'.*; did you mean ckpt_path\?"),
+    ("dashed_override", r"--generator_steps=4: options are Hydra overrides, written key=value without dashes; expected "
+                        r"generator_steps=4"),
+    ("dashed_override_evaluate", r"--ckpt_path: options are Hydra overrides, .*; expected ckpt_path=x.ckpt"),
     ("evaluate_option_not_a_number", r"num_samples=abc is not valid: expected an integer from 1 to 10000000"),
     ("augment_given_a_string", r"model.augment must be an Augment \(choose it with augment=diffaugment or augment=ada, or "
                                r"augment=null\), got str 'diffaugment'"),
@@ -780,3 +786,24 @@ def test_an_allocation_the_machine_cannot_make_is_one_line_naming_the_sizes(caps
     assert stopped.value.code == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: out of memory (an allocation of ")
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["-m", "model=gan,dcgan", "seed=-1"], None),  # Hydra's own flags, a negative value
+    (["--cfg", "job", "--resolve"], None),
+    (["--multirun", "+x=1", "~y"], None),
+    (["model=gan", "--seed=3"], "--seed=3: options are Hydra overrides, written key=value without dashes; expected seed=3"),
+    (["--data-dir", "/d", "model=gan"], "--data-dir: options are Hydra overrides, written key=value without dashes; "
+                                        "expected data_dir=/d"),
+    (["--fast", "model=gan"], "--fast: options are Hydra overrides, written key=value without dashes; expected fast=<value>"),
+])
+def test_dashed_overrides_are_one_line_naming_the_hydra_form(arguments, message, capsys):
+    from gan.utils.errors import refuse_dashed_overrides
+
+    if message is None:
+        refuse_dashed_overrides(arguments)
+        assert capsys.readouterr().err == ""
+        return
+    with pytest.raises(SystemExit) as exited:
+        refuse_dashed_overrides(arguments)
+    assert exited.value.code == 2 and capsys.readouterr().err == f"error: {message}\n"

@@ -230,6 +230,24 @@ def group_options(group: str) -> list[str]:
     return list(GlobalHydra.instance().config_loader().get_group_options(group))
 
 
+def refuse_dashed_overrides(arguments: list[str]) -> None:
+    """``--generator_steps=4`` (argparse's style) got argparse's 8-line usage and "unrecognized arguments" from Hydra,
+    with no word of how to write it (a README walk-through): one line naming the override as Hydra takes it."""
+    from hydra._internal.utils import get_args_parser
+
+    _, unknown = get_args_parser().parse_known_args(arguments)
+    dashed = next((argument for argument in unknown if argument.startswith("-")), None)
+    if dashed is None:
+        return
+    key, equals, value = dashed.lstrip("-").partition("=")
+    if not equals:  # ``--key value``: the value is the next argument, if there is one that is not an option
+        following = arguments[arguments.index(dashed) + 1:arguments.index(dashed) + 2]
+        value = following[0] if following and "=" not in following[0] and not following[0].startswith("-") else "<value>"
+    print_error(UserError(f"{dashed}: options are Hydra overrides, written key=value without dashes; expected "
+                          f"{key.replace('-', '_') if key.replace('-', '_').isidentifier() else key}={value}"))
+    raise SystemExit(UserError.exit_status)
+
+
 def composition_errors_in_one_line() -> None:
     """Make Hydra report a composition error (an unknown group option such as ``model=wgn``, an override of
     a key that does not exist, an override it cannot parse) like every other user error: one line on
@@ -243,6 +261,7 @@ def composition_errors_in_one_line() -> None:
     import hydra._internal.utils as hydra_utils
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
+    refuse_dashed_overrides(sys.argv[1:])
     report = hydra_utils.run_and_report
     if getattr(report, "reports_composition_errors", False):
         return
