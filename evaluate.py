@@ -47,7 +47,8 @@ from gan.nets.base import eval_mode
 from gan.utils.checkpoint import (generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config,
                                   trained_generator_steps)
 from gan.utils.config import PROJECT_ROOT, check_evaluate_options, top_level_keys_nothing_reads
-from gan.utils.errors import CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error
+from gan.utils.errors import (CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error,
+                              refuse_training_options)
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
 from gan.visualize import class_grid, nearest_reals, save_image_grid, save_samples
@@ -583,4 +584,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     composition_errors_in_one_line()
+    refuse_training_options(sys.argv[1:])
     main()

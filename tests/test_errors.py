@@ -61,6 +61,8 @@ def cases(tmp):
         # argparse's style: Hydra's 8-line usage and "unrecognized arguments" (a README walk-through)
         "dashed_override": ("train.py", ["--generator_steps=4"], {}),
         "dashed_override_evaluate": ("evaluate.py", ["--ckpt_path", "x.ckpt"], {}),
+        # Hydra: "No match in the defaults list ... use +model=dcgan", which then failed inside model/dcgan.yaml
+        "training_group_in_evaluate": ("evaluate.py", ["ckpt_path=x.ckpt", "+model=dcgan"], {}),
         "evaluate_option_not_a_number": ("evaluate.py", ["ckpt_path=x.ckpt", "num_samples=abc"], {}),
         # options that used to fail later, as a TypeError, ValueError or RuntimeError with a traceback
         "augment_given_a_string": ("train.py", ["data=toy2d_ring", "model.augment=diffaugment"], {}),
@@ -149,6 +151,9 @@ def results(tmp_path_factory):
     ("dashed_override", r"--generator_steps=4: options are Hydra overrides, written key=value without dashes; expected "
                         r"generator_steps=4"),
     ("dashed_override_evaluate", r"--ckpt_path: options are Hydra overrides, .*; expected ckpt_path=x.ckpt"),
+    ("training_group_in_evaluate", r"\+model=dcgan: evaluate.py scores the generator its checkpoint holds, with the "
+                                   r"run's own model, loss and optimizer \(its run_config\); expected evaluate.py's "
+                                   r"options \(ckpt_path, .*\), or train.py for model"),
     ("evaluate_option_not_a_number", r"num_samples=abc is not valid: expected an integer from 1 to 10000000"),
     ("augment_given_a_string", r"model.augment must be an Augment \(choose it with augment=diffaugment or augment=ada, or "
                                r"augment=null\), got str 'diffaugment'"),
@@ -807,3 +812,19 @@ def test_dashed_overrides_are_one_line_naming_the_hydra_form(arguments, message,
     with pytest.raises(SystemExit) as exited:
         refuse_dashed_overrides(arguments)
     assert exited.value.code == 2 and capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_every_training_only_group_is_absent_from_evaluate_s_config_and_present_in_train_s():
+    """The groups evaluate.py refuses are those a checkpoint fixes: none may be an option evaluate.py reads."""
+    from omegaconf import OmegaConf
+
+    from gan.utils.errors import TRAINING_ONLY_GROUPS, refuse_training_options
+
+    evaluate_keys = set(OmegaConf.load(PROJECT_ROOT / "conf" / "evaluate.yaml")) | {"paths", "hydra", "data", "metrics"}
+    assert not evaluate_keys & set(TRAINING_ONLY_GROUPS)
+    conf = PROJECT_ROOT / "conf"
+    assert all((conf / group).is_dir() for group in TRAINING_ONLY_GROUPS)
+    refuse_training_options(["ckpt_path=x.ckpt", "data=digits", "metrics=[fid]", "metrics.num_real=10", "seeds=[0,1]"])
+    for argument in ["loss=hinge", "trainer.devices=2", "++callbacks.x=1", "~logger"]:
+        with pytest.raises(SystemExit):
+            refuse_training_options([argument if "=" in argument else argument + "=null"])

@@ -248,6 +248,27 @@ def refuse_dashed_overrides(arguments: list[str]) -> None:
     raise SystemExit(UserError.exit_status)
 
 
+#: what a checkpoint fixes for evaluate.py: train.py's config groups and the keys under them that evaluate.yaml lacks
+TRAINING_ONLY_GROUPS = ("model", "loss", "optimizer", "arch", "augment", "presets", "preset", "callbacks", "logger",
+                        "trainer", "experiment", "hparams_search", "debug")
+
+
+def refuse_training_options(arguments: list[str]) -> None:
+    """evaluate.py given a training option (``model=dcgan``, ``model.generator.width=8``): Hydra said "Could not
+    override 'model'. No match in the defaults list. ... use +model=dcgan", and ``+model=dcgan`` then failed inside
+    model/dcgan.yaml (a README walk-through). One line saying where the model comes from."""
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        key = argument.partition("=")[0].lstrip("+~")
+        if key.split(".")[0].split("@")[0] in TRAINING_ONLY_GROUPS:
+            print_error(UserError(f"{argument}: evaluate.py scores the generator its checkpoint holds, with the run's own "
+                                  f"model, loss and optimizer (its run_config); expected evaluate.py's options (ckpt_path, "
+                                  f"fake_path, data, metrics, num_samples, seed, seeds, use_ema, compare_with, ...), or "
+                                  f"train.py for {key}"))
+            raise SystemExit(UserError.exit_status)
+
+
 def composition_errors_in_one_line() -> None:
     """Make Hydra report a composition error (an unknown group option such as ``model=wgn``, an override of
     a key that does not exist, an override it cannot parse) like every other user error: one line on
