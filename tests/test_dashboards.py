@@ -1,6 +1,7 @@
 """Dashboards: what W&B, TensorBoard and CSV receive, read back from their own files."""
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -147,8 +148,10 @@ def test_logger_options_that_would_fail_after_the_model_is_built_are_one_line(tm
     a_file.write_text("")
     with pytest.raises(ConfigError, match=rf"^logger.tensorboard.save_dir={a_file}: cannot write there"):
         check_logger_options({"tensorboard": {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "save_dir": str(a_file)}})
-    with pytest.raises(ConfigError, match=r"^logger.wandb.project=a/b: W&B project names cannot contain any of "):
-        check_logger_options({"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "a/b"}})
+    for forbidden in "/\\#?%:":  # wandb.init refuses each (a UsageError after the model was built)
+        with pytest.raises(ConfigError, match=rf"^logger.wandb.project=a{re.escape(forbidden)}b: W&B project names cannot "
+                                              "contain any of "):
+            check_logger_options({"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": f"a{forbidden}b"}})
     check_logger_options({"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path / "csv")},
                           "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "gan-framework"}, "off": None})
 
@@ -175,3 +178,14 @@ def test_wandb_is_quiet_by_default_and_its_settings_reach_wandb_init(make_cfg, t
     wandb.finish()
     stderr = capfd.readouterr().err
     assert ("Run summary:" in stderr) is not quiet and ("Tracking run with wandb version" in stderr) is not quiet
+
+
+def test_the_upload_hint_of_an_offline_run_names_its_pieces_oldest_first_and_no_other_run(tmp_path):
+    from gan.utils.logging import offline_pieces
+
+    first, second, other = (tmp_path / name for name in ("offline-run-20240101_000000-abc", "offline-run-20240102_000000-abc",
+                                                         "offline-run-20240103_000000-xyz"))
+    for folder in (second, first, other):
+        folder.mkdir()
+    assert offline_pieces(second, "abc") == [first, second]
+    assert offline_pieces(tmp_path / "offline-run-20240104_000000-new", "new") == [tmp_path / "offline-run-20240104_000000-new"]

@@ -265,6 +265,9 @@ def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeyp
     ({"seed": -1, "generator_steps": 10}, "seed=-1 is not valid: expected an integer from 0 to 4294967295"),
     ({"seed": 2**32, "generator_steps": 10}, "seed=4294967296 is not valid: expected an integer from 0 to 4294967295"),
     ({"seed": 0, "generator_steps": 0}, "generator_steps=0 is not valid: expected an integer >= 1"),
+    # null where an option is not nullable (a mutation audit: it passed the check and failed later with a traceback)
+    ({"seed": 0, "generator_steps": None}, "generator_steps=None is not valid: expected an integer >= 1"),
+    ({"seed": None, "generator_steps": 5}, "seed=None is not valid: expected an integer from 0 to 4294967295"),
     ({"seed": 0, "generator_steps": True}, "generator_steps=True is not valid: expected an integer >= 1"),
     ({"seed": 0, "generator_steps": "1e3"}, "generator_steps=1e3 is not valid: expected an integer >= 1"),
     # Hydra reads 1e12 as a float: "expected an integer >= 1" seemed to refuse the size (an audit)

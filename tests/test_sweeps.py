@@ -380,3 +380,38 @@ def test_a_local_sweep_of_ddp_jobs_is_refused_before_any_process_starts(tmp_path
         "starts the other processes by running the command line again, which would run the sweep again in each; "
         "expected one run per command (python train.py trainer=... without -m), or DDP jobs swept with hydra/launcher=slurm")
     assert [row["status"] for row in summary(sweep_dir)] == ["failed"] and not (sweep_dir / "0" / "checkpoints").exists()
+
+
+def test_summary_rows_are_in_job_order_past_job_9(tmp_path):
+    """The result files are found in path order, where job 10 comes before job 2 (a mutation audit)."""
+    import json
+
+    from gan.utils.sweep import RESULT_FILE, summary_rows
+
+    for job in (2, 10, 1):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / RESULT_FILE).write_text(json.dumps({"job": job, "status": "completed"}))
+    assert [row["job"] for row in summary_rows(tmp_path)] == [1, 2, 10]
+
+
+def test_the_stopped_trial_failed_in_the_study_is_the_one_whose_every_value_the_job_had(tmp_path):
+    """A trial sharing one searched value with the job (the newer one here) is not the job's trial (a mutation audit)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from gan.utils.sweep import OPTUNA_SWEEPER, fail_stopped_trial
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    space = {"a": CategoricalDistribution([1, 2]), "b": CategoricalDistribution([2, 3])}
+    older = study.ask({name: distribution for name, distribution in space.items()})
+    while older.params != {"a": 1, "b": 2}:  # the values a job ran with, asked for by fixing them
+        study.tell(older, state=optuna.trial.TrialState.FAIL)
+        older = study.ask(space)
+    newer = study.enqueue_trial({"a": 1, "b": 3}) or study.ask(space)
+    assert newer.params == {"a": 1, "b": 3}
+    sweeper = {"_target_": OPTUNA_SWEEPER, "storage": storage, "study_name": "s"}
+    assert fail_stopped_trial(sweeper, ["a=1", "b=2", "seed=0"]) == older.number
+    states = {trial.number: trial.state for trial in optuna.load_study(study_name="s", storage=storage).trials}
+    assert states[older.number] == optuna.trial.TrialState.FAIL and states[newer.number] == optuna.trial.TrialState.RUNNING
+    assert fail_stopped_trial(sweeper, ["a=2", "b=2"]) is None  # no running trial has those values

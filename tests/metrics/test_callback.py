@@ -156,3 +156,25 @@ def test_an_unscored_final_generator_is_said_with_how_to_score_it(make_cfg, tmp_
     with caplog.at_level(logging.INFO, logger="gan"):
         train(make_cfg(tiny_overrides("dcgan", steps=2) + FAST, output_dir=tmp_path / "two"))
     assert not [r for r in caplog.records if "was not scored" in r.getMessage()]
+
+
+def test_the_fit_check_before_the_feature_networks_load_runs_at_every_scoring_interval(make_cfg):
+    """Scoring every generator step (interval 1) skipped the check, so an unfit metric's feature network loaded (or
+    downloaded) before the refusal (a mutation audit); interval 0 scores nothing in training: nothing to refuse."""
+    from gan.callbacks.metrics import MetricsCallback, check_metrics_fit
+    from gan.utils.instantiate import build
+
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg(tiny_overrides("dcgan") + ["metrics=[mode_coverage]"])
+    selection = OmegaConf.to_container(cfg.metrics, resolve=True)
+    datamodule = build(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    for every in (1, 2, 250):
+        with pytest.raises(ValueError, match="mode_coverage needs a 2D Gaussian mixture"):
+            check_metrics_fit(selection | {"every_n_generator_steps": every}, datamodule, None)
+    check_metrics_fit(selection | {"every_n_generator_steps": 0}, datamodule, None)
+    # no metric selected: its interval does not constrain how many iterations a training batch holds
+    assert MetricsCallback({"compute": {}, "every_n_generator_steps": 7}).batch_end_every_n_generator_steps == 0
+    assert MetricsCallback(selection | {"every_n_generator_steps": 7}).batch_end_every_n_generator_steps == 7

@@ -123,6 +123,9 @@ def options(**changes):
     ({"ckpt_path": "run/last.ckpt", "seeds": [2, 1, 2, 3, 1]}, r"^seeds=\[2, 1, 2, 3, 1\] repeats \[1, 2\]"),
     ({"ckpt_path": "run/last.ckpt", "fake_path": "samples"}, r"^ckpt_path=run/last\.ckpt and fake_path=samples: .*give one of them$"),
     ({"fake_path": "samples", "seeds": [0, 1, 2]}, r"^seeds=\[0, 1, 2\] with fake_path=samples: a folder of images has no latent seeds"),
+    # a traceback from inside the comparison before (a mutation audit)
+    ({"fake_path": "samples", "compare_with": "base/last.ckpt"}, r"^compare_with=base/last\.ckpt with fake_path=samples: a "
+                                                                r"comparison is of checkpoints' runs; expected ckpt_path= with compare_with=$"),
     ({"ckpt_path": "run/last.ckpt", "ckpt_name": -1}, r"^ckpt_name=-1 is not valid: expected a path \(a string\), or null$"),
     ({"fake_path": 3}, r"^fake_path=3 is not valid: expected a path"),  # a TypeError inside pathlib (an audit)
 ])
