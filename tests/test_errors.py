@@ -831,3 +831,25 @@ def test_every_training_only_group_is_absent_from_evaluate_s_config_and_present_
     for argument in ["loss=hinge", "trainer.devices=2", "++callbacks.x=1", "~logger"]:
         with pytest.raises(SystemExit):
             refuse_training_options([argument if "=" in argument else argument + "=null"])
+
+
+def test_a_ddp_rank_past_0_says_its_data_and_checkpoint_errors_but_not_the_shared_ones(capsys, monkeypatch):
+    """Rank 0 alone says a configuration error or a divergence (every rank has the same); a data or checkpoint
+    error may be one rank's own, so that rank says it (a mutation audit: it exited 2 without a word)."""
+    from gan.utils import distributed
+    from gan.utils.errors import DataError, TrainingDiverged
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(distributed, "is_rank_zero", lambda: False)
+
+    @exit_on_user_error
+    def task(error):
+        raise error
+
+    for error, said in [(DataError("shard 3 is truncated"), "error: shard 3 is truncated\n"),
+                        (CheckpointError("cannot read x.ckpt"), "error: cannot read x.ckpt\n"),
+                        (ConfigError("model.n_critic must be a positive integer, got 0"), ""),
+                        (TrainingDiverged("training diverged: at step 3"), "")]:
+        with pytest.raises(SystemExit) as exited:
+            task(error)
+        assert exited.value.code == error.exit_status and capsys.readouterr().err == said

@@ -129,6 +129,10 @@ def test_optuna_optimizes_the_data_headline_metric_by_default(data, objective, d
     (["data=digits", "generator_steps=100", "metrics.every_n_generator_steps=250", "optimized_metric=val/fid_digits"],
      r"^optimized_metric=val/fid_digits is never logged: it is first scored at generator step 250 \(metrics.every_n_generator_steps\) "
      r"and the run trains generator_steps=100; lower the interval or train longer$"),
+    # scored at the run's last generator step: logged (a mutation audit refused it)
+    (["data=digits", "generator_steps=250", "metrics.every_n_generator_steps=250", "optimized_metric=val/fid_digits"], None),
+    (["data=digits", "generator_steps=249", "metrics.every_n_generator_steps=250", "optimized_metric=val/fid_digits"],
+     r"first scored at generator step 250 .* generator_steps=249"),
 ])
 def test_an_objective_the_run_never_logs_is_rejected_before_training(make_cfg, overrides, message):
     from gan.utils.errors import ConfigError
