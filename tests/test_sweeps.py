@@ -419,3 +419,75 @@ def test_the_stopped_trial_failed_in_the_study_is_the_one_whose_every_value_the_
     states = {trial.number: trial.state for trial in optuna.load_study(study_name="s", storage=storage).trials}
     assert states[older.number] == optuna.trial.TrialState.FAIL and states[newer.number] == optuna.trial.TrialState.RUNNING
     assert fail_stopped_trial(sweeper, ["a=2", "b=2"]) is None  # no running trial has those values
+
+
+def job_of(tmp_path, multirun: bool, **options):
+    from hydra.types import RunMode
+
+    from gan.job import Job
+
+    cfg = OmegaConf.create({"generator_steps": 10, "optimized_metric": None, "failed_trial_value": None,
+                            "paths": {"output_dir": str(tmp_path / "0")}, **options})
+    hydra_cfg = OmegaConf.create({"mode": RunMode.MULTIRUN if multirun else RunMode.RUN, "job": {"num": 0},
+                                  "overrides": {"task": ["seed=1"]}, "sweep": {"dir": str(tmp_path)}})
+    return Job(cfg, hydra_cfg)
+
+
+def test_a_run_one_generator_step_short_of_its_length_is_said_and_recorded_as_stopped(tmp_path, capsys):
+    """A mutation audit: a run cut off (trainer.max_time, a callback) one step before its end passed as completed."""
+    from types import SimpleNamespace
+
+    from gan.utils.sweep import summary_rows
+
+    ended = {"stopped_by": None, "module": SimpleNamespace(generator_steps=9)}
+    job_of(tmp_path, multirun=False).finished({}, ended)
+    assert capsys.readouterr().err == ("warning: stopped at generator step 9 of generator_steps=10; the run did not "
+                                       "train to the end\n")
+    job_of(tmp_path, multirun=True).finished({}, ended)
+    assert [row["status"] for row in summary_rows(tmp_path)] == ["stopped"] and "generator step 9" in capsys.readouterr().err
+    job_of(tmp_path, multirun=True).finished({}, {"stopped_by": None, "module": SimpleNamespace(generator_steps=10)})
+    assert [row["status"] for row in summary_rows(tmp_path)] == ["completed"] and capsys.readouterr().err == ""
+
+
+def test_a_diverged_trial_returns_and_records_the_sweep_s_failed_trial_value(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from gan.utils.sweep import summary_rows
+
+    diverged = {"stopped_by": {"kind": "divergence", "generator_step": 4, "evidence": {"train/d/loss": float("nan")}},
+                "module": SimpleNamespace(generator_steps=4)}
+    assert job_of(tmp_path, multirun=True, failed_trial_value=-1).finished({}, diverged) == -1.0
+    [row] = summary_rows(tmp_path)
+    assert row["status"] == "diverged" and row["objective"] == -1.0
+    assert capsys.readouterr().err.startswith("error: training diverged: divergence at generator step 4")
+    assert job_of(tmp_path, multirun=True).finished({}, diverged) is None  # no failed_trial_value: a failed trial
+
+
+def test_a_requeued_slurm_batch_job_s_grid_sweep_resumes_in_its_folder(tmp_path, monkeypatch, capsys):
+    """A SLURM batch job requeued starts again with no ckpt_path, which means last there: its grid sweep's folder,
+    which holds the first start's results, is resumed, not refused (an interactive allocation is not a batch job)."""
+    import json
+
+    from gan.utils.sweep import RESULT_FILE, SweepOptionsCheck
+
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / RESULT_FILE).write_text(json.dumps({"job": 0, "status": "completed"}))
+
+    def start(ckpt_path=None):
+        SweepOptionsCheck().on_multirun_start(config=OmegaConf.create({
+            "hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"},
+                      "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"},
+                      "overrides": {"task": ["seed=1,2"]}, "sweep": {"dir": str(tmp_path)}},
+            "failed_trial_value": None, "optimized_metric": None, "ckpt_path": ckpt_path}))
+
+    for variable in ("SLURM_JOB_ID", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(SystemExit) as refused:  # a second sweep in the folder
+        start()
+    assert refused.value.code == 2 and "already holds a sweep" in capsys.readouterr().err
+    start(ckpt_path="last")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    start()
+    monkeypatch.setenv("SLURM_JOB_NAME", "bash")
+    with pytest.raises(SystemExit):
+        start()
