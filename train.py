@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers the config resolvers)
-from gan.callbacks.checkpoint import check_checkpoint_callbacks
+from gan.callbacks.checkpoint import callback_states_left_behind, check_checkpoint_callbacks
 from gan.callbacks.gan_health import stop_event
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
@@ -76,12 +76,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         check_optimizer_states_fit(checkpoint, ckpt_path, module.optimized_parameters())  # no second set of optimizers
         changed = options_changed_since(checkpoint.get("run_config") or {}, module.run_config)
         if changed:  # allowed (a resumed run may change a learning rate on purpose), but the run is then not exact
-            # Lightning keys a checkpoint callback's saved state by its interval in optimizer steps, which the
-            # number of updates per iteration changes: that state (the best score behind best.ckpt) is then not restored
-            anew = any(line.startswith(("model.n_critic:", "model.n_generator:")) for line in changed)
-            log.warning("resuming %s with options that differ from its run (the run goes on with the new values): %s%s",
-                        ckpt_path, "; ".join(changed), "; the checkpoint callbacks count their intervals in optimizer "
-                        "steps, which these change, so their state (the best score behind best.ckpt) starts anew" if anew else "")
+            log.warning("resuming %s with options that differ from its run (the run goes on with the new values): %s",
+                        ckpt_path, "; ".join(changed))
+        saved_callback_states = list(checkpoint.get("callbacks") or {})
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:
         datamodule.check_sample_shape(module.generator.sample_shape)
@@ -95,6 +92,13 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     prepare_loggers(loggers)
     if resumed_at is not None:
         continue_csv_logs(loggers, resumed_at)
+    if resumed_at is not None and rank_zero_only.rank == 0:
+        left = callback_states_left_behind(saved_callback_states, callbacks)
+        if left:
+            log.warning("resuming %s: the saved state of %s is not restored: Lightning keys a callback's state by its "
+                        "settings (a checkpoint callback's monitor and interval in optimizer steps), which the options "
+                        "changed, so the best score behind best.ckpt and the interval counts start anew", ckpt_path,
+                        ", ".join(left))
     trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(module.run_config)

@@ -185,6 +185,28 @@ def final_checkpoint(trainer, pl_module) -> Path | None:
     return path if path.is_file() else None
 
 
+def callback_states_left_behind(saved_keys: list[str], callbacks: list) -> list[str]:
+    """The callbacks' states a checkpoint holds that no callback of the resumed run takes, each as ``Class`` or
+    ``Class (monitor x)``. Lightning keys a state by its callback's class and settings (a checkpoint callback's
+    monitor and interval in optimizer steps), so a resume that changes them (n_critic, the metrics' or the
+    checkpoints' interval, the monitored metric) restores none of it; Lightning's own warning asked to "add the
+    following callbacks" (a README walk-through)."""
+    import ast
+
+    current = {getattr(callback, "state_key", None) for callback in callbacks}
+    left = []
+    for key in saved_keys:
+        if key in current:
+            continue
+        name, brace, settings = key.partition("{")
+        try:
+            monitor = ast.literal_eval(brace + settings).get("monitor") if brace else None
+        except (ValueError, SyntaxError):
+            monitor = None
+        left.append(f"{name} (monitor {monitor})" if monitor else name)
+    return left
+
+
 class GANModelCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint with atomic writes, no non-finite weights, a save when training ends
     between two intervals, and a save before exiting on SIGTERM / SIGINT / SIGUSR1 (then a SLURM requeue).

@@ -38,6 +38,9 @@ def quiet_third_party_notices() -> None:
     # every ckpt_path=last resume in place: a checkpoint folder that holds files is one this run wrote, since a folder
     # of another run's is refused before the run starts (gan/job.py), so the warning said nothing (a README walk-through)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # a resume whose options changed a callback's settings: train.py says which saved states are not restored and
+    # what that means; Lightning asked to "add the following callbacks", which the run has, with other settings
+    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
 
 
 def lightning_logs_through_root() -> None:
