@@ -30,10 +30,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from gan.callbacks.gan_health import describe
-from gan.utils.config import (check_preset_fits_choices, slurm_batch_job_id, check_run_options, experiment_model_replaced, groups_under_a_preset,
-                              options_under_a_schedule, options_whose_switch_is_off, top_level_keys_nothing_reads)
-from gan.utils.errors import ConfigError, TrainingDiverged, message_of, one_line, print_error, user_error_behind
+from gan.utils.config import (check_preset_fits_choices, check_run_options, experiment_model_replaced, groups_under_a_preset,
+                              options_under_a_schedule, options_whose_switch_is_off, slurm_batch_job_id,
+                              top_level_keys_nothing_reads)
 from gan.utils.distributed import local_rank
+from gan.utils.errors import ConfigError, TrainingDiverged, message_of, one_line, print_error, user_error_behind
 from gan.utils.sweep import (check_failed_trial_value, fail_stopped_trial, objective, parse_overrides, stop_on_user_error,
                              write_result, write_summary)
 

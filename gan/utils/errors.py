@@ -243,8 +243,8 @@ def refuse_dashed_overrides(arguments: list[str]) -> None:
     if not equals:  # ``--key value``: the value is the next argument, if there is one that is not an option
         following = arguments[arguments.index(dashed) + 1:arguments.index(dashed) + 2]
         value = following[0] if following and "=" not in following[0] and not following[0].startswith("-") else "<value>"
-    print_error(UserError(f"{dashed}: options are Hydra overrides, written key=value without dashes; expected "
-                          f"{key.replace('-', '_') if key.replace('-', '_').isidentifier() else key}={value}"))
+    name = key.replace("-", "_") if key.replace("-", "_").isidentifier() else key  # --data-dir: data_dir
+    print_error(UserError(f"{dashed}: options are Hydra overrides, written key=value without dashes; expected {name}={value}"))
     raise SystemExit(UserError.exit_status)
 
 
