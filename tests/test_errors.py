@@ -272,7 +272,11 @@ def test_wrapper_prints_one_line_and_exits_with_the_error_status(capsys, monkeyp
     ({"seed": 0, "generator_steps": "1e3"}, "generator_steps=1e3 is not valid: expected an integer >= 1"),
     # Hydra reads 1e12 as a float: "expected an integer >= 1" seemed to refuse the size (an audit)
     ({"seed": 0, "generator_steps": 1e12}, "generator_steps=1000000000000.0 is not valid: expected an integer >= 1, "
-                                           "written out in digits (Hydra reads 1e+12 as a decimal number)"),
+                                           "written out in digits, e.g. generator_steps=1000000000000 (Hydra reads a number "
+                                           "with an exponent or a decimal point, such as 1e3, as a decimal number)"),
+    ({"seed": 0, "generator_steps": 1e3}, "generator_steps=1000.0 is not valid: expected an integer >= 1, written out in "
+                                          "digits, e.g. generator_steps=1000 (Hydra reads a number with an exponent or a "
+                                          "decimal point, such as 1e3, as a decimal number)"),
     ({"seed": 0, "generator_steps": 5, "cpu_threads": 0}, "cpu_threads=0 is not valid: expected an integer >= 1 or null"),
     ({"seed": 0, "generator_steps": 5, "compile": "maybe"}, "compile=maybe is not valid: expected true or false"),
     ({"seed": 0, "generator_steps": 5, "compile": True}, None),

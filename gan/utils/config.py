@@ -370,7 +370,9 @@ def check_integer_options(cfg: DictConfig, options: dict[str, IntegerOption]) ->
             else:
                 expected = "an integer" if minimum is None else f"an integer >= {minimum}"
             if isinstance(value, float) and value.is_integer():  # generator_steps=1e5 seemed refused for its size
-                expected += f", written out in digits (Hydra reads {value:g} as a decimal number)"
+                # the value as Hydra parsed it, not as typed: "reads 1000 as a decimal number" of 1e3 (a walk-through)
+                expected += (f", written out in digits, e.g. {key}={int(value)} (Hydra reads a number with an exponent "
+                             "or a decimal point, such as 1e3, as a decimal number)")
             raise ConfigError(f"{key}={value} is not valid: expected {expected}{' or null' if nullable else ''}")
 
 
