@@ -54,15 +54,10 @@ NETWORKS = {
 
 
 def build(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
+    from benchmarks.reproduce import compose_run
     from gan.utils.instantiate import build_module
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*DIGITS, *overrides, "paths.output_dir=unset"])
-    GlobalHydra.instance().clear()
+    cfg = compose_run([*DIGITS, *overrides])
     torch.manual_seed(0)
     return build_module(cfg)
 
