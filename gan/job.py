@@ -34,9 +34,9 @@ from gan.utils.config import (check_preset_fits_choices, check_run_options, expe
                               options_under_a_schedule, options_whose_switch_is_off, slurm_batch_job_id,
                               top_level_keys_nothing_reads)
 from gan.utils.distributed import local_rank
-from gan.utils.errors import ConfigError, TrainingDiverged, message_of, one_line, print_error, user_error_behind
-from gan.utils.sweep import (check_failed_trial_value, fail_stopped_trial, objective, parse_overrides, stop_on_user_error,
-                             write_result, write_summary)
+from gan.utils.errors import (ConfigError, TrainingDiverged, message_of, one_line, print_error, stop_on_user_error,
+                              user_error_behind)
+from gan.utils.sweep import check_failed_trial_value, fail_stopped_trial, objective, parse_overrides, write_result, write_summary
 
 log = logging.getLogger("gan")
 

@@ -144,6 +144,20 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def stop_on_user_error(check: Callable[[], Any]) -> None:
+    """For a Hydra callback's checks (a multirun's options, a run's folder): Hydra turns an exception of a callback
+    into a warning and goes on, so the run or multirun stops here instead, with the one line of a user error (one
+    raised inside a config resolver, e.g. the study's folder, included)."""
+    try:
+        check()
+    except Exception as error:
+        user_error = user_error_behind(error)
+        if user_error is None:
+            raise
+        print_error(user_error)
+        raise SystemExit(user_error.exit_status) from None
+
+
 def print_error(error: BaseException | str) -> None:
     print(f"error: {one_line(message_of(error))}", file=sys.stderr, flush=True)
 

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from gan.utils.errors import ConfigError, print_error
+from gan.utils.errors import ConfigError, stop_on_user_error
 from gan.utils.files import atomic_write, folder_write_problem
 
 log = logging.getLogger("gan")
@@ -338,18 +338,3 @@ def check_slurm_reachable(launcher: str | None) -> None:
     if launcher and "SlurmLauncher" in str(launcher) and shutil.which("sbatch") is None:
         raise ConfigError("hydra/launcher=slurm submits every job to SLURM, but this machine has no SLURM (no sbatch on "
                           "PATH); expected a SLURM login node, or the default launcher (leave hydra/launcher out)")
-
-
-def stop_on_user_error(check) -> None:
-    """Hydra turns an exception of a callback into a warning and goes on: the multirun stops here instead, with
-    the one line of a user error (one raised inside a config resolver, e.g. the study's folder, included)."""
-    from gan.utils.errors import user_error_behind
-
-    try:
-        check()
-    except Exception as error:
-        user_error = user_error_behind(error)
-        if user_error is None:
-            raise
-        print_error(user_error)
-        raise SystemExit(user_error.exit_status) from None
