@@ -56,6 +56,7 @@ def cases(tmp):
         "unknown_group_option": ("train.py", ["model=wgn"], {}),
         "unknown_option_in_a_list": ("train.py", ["metrics=[fid,nope]"], {}),
         "misspelt_key": ("train.py", ["model.n_critc=3"], {}),
+        "unknown_top_level_key": ("train.py", ["y=1"], {}),
         "unparsable_override": ("train.py", ["model.n_critic=["], {}),
         "misspelt_key_evaluate": ("evaluate.py", ["ckpt_pth=x.ckpt"], {}),
         # argparse's style: Hydra's 8-line usage and "unrecognized arguments" (a README walk-through)
@@ -145,9 +146,13 @@ def results(tmp_path_factory):
     ("unknown_group_option", r"model=wgn: there is no such model config \(expected one of acgan, cgan, dcgan, gan, lsgan, "
                              r"r3gan, sngan, wgan, wgan_gp\)"),
     ("unknown_option_in_a_list", r"metrics=nope: there is no such metrics config \(expected one of .*, fid, .*mode_coverage, .*\)"),
-    ("misspelt_key", r"Could not override 'model.n_critc'.* use \+model.n_critc=3 .*; did you mean n_critic\?"),
+    ("misspelt_key", r"model.n_critc=3: model has no key n_critc; did you mean n_critic\? \(\+model.n_critc=3 would add "
+                     r"it as a new key\)"),
+    # Hydra's "Key 'y' is not in struct" named no key that exists
+    ("unknown_top_level_key", r"y=1: the config has no key y; expected one of burn_in, callbacks, .*, trainer \(\+y=1 "
+                              r"would add it as a new key\)"),
     ("unparsable_override", r"cannot parse the override 'model.n_critic=\[': .*"),
-    ("misspelt_key_evaluate", r"Could not override 'ckpt_pth'.*; did you mean ckpt_path\?"),
+    ("misspelt_key_evaluate", r"ckpt_pth=x.ckpt: the config has no key ckpt_pth; did you mean ckpt_path\?"),
     ("dashed_override", r"--generator_steps=4: options are Hydra overrides, written key=value without dashes; expected "
                         r"generator_steps=4"),
     ("dashed_override_evaluate", r"--ckpt_path: options are Hydra overrides, .*; expected ckpt_path=x.ckpt"),
@@ -482,11 +487,24 @@ def test_composition_errors_are_described_in_one_line():
     except Exception as key_error:
         cause = key_error
     try:
-        raise ConfigCompositionException("Could not override 'model.n_critc'.") from cause
+        raise ConfigCompositionException("Could not override 'model.n_critc'.\nTo append to your config use "
+                                         "+model.n_critc=3") from cause
     except ConfigCompositionException as composed:
         described = describe_composition_error(composed)
-    assert described.startswith("Could not override 'model.n_critc'. Key 'n_critc' is not in struct")
-    assert described.endswith("; did you mean n_critic?") and "\n" not in described
+    assert described == "model.n_critc=3: model has no key n_critc; did you mean n_critic? (+model.n_critc=3 would add it " \
+                        "as a new key)"
+    # nothing close: the node's keys, without OmegaConf's own (_target_); without Hydra's text, the key's full name
+    cfg = OmegaConf.create({"_target_": "x", "width": 8, "depth": 2})
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg.zzz = 1
+    except Exception as key_error:
+        cause = key_error
+    try:
+        raise ConfigCompositionException("Could not override 'zzz'.") from cause
+    except ConfigCompositionException as composed:
+        assert describe_composition_error(composed) == "zzz: the config has no key zzz; expected one of depth, width " \
+                                                       "(+zzz would add it as a new key)"
 
 
 def test_a_gpu_trainer_without_a_gpu_names_the_option_and_what_to_use(monkeypatch):

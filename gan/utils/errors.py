@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from typing import Any, Callable
 
@@ -189,8 +190,35 @@ def describe_composition_error(error: BaseException) -> str:
         expected = f"one of {', '.join(sorted(options))}" if options else "a config under conf/" + group
         return f"{group}={name}: there is no such {group} config (expected {expected})"
     cause = error.__cause__
+    unknown = describe_unknown_key(error, cause)
+    if unknown is not None:
+        return unknown
     message = one_line(f"{error} {cause}" if cause is not None and str(cause) not in str(error) else error)
     return message + did_you_mean(cause)
+
+
+def describe_unknown_key(error: BaseException, cause: BaseException | None) -> str | None:
+    """One line for an override of a key the config does not have (``y=1``, ``model.n_critc=3``), which Hydra put as
+    "Could not override 'y'. To append to your config use +y=1 Key 'y' is not in struct full_key: y object_type=dict",
+    naming no key that exists: the override, the node that lacks the key, a close key or the node's keys, and how a
+    new key is added. None for any other error."""
+    key, parent = getattr(cause, "key", None), getattr(cause, "parent_node", None)
+    if not isinstance(key, str) or parent is None or not hasattr(parent, "keys") or "not in struct" not in str(cause):
+        return None
+    keys = [str(k) for k in parent.keys()]
+    if key in keys:
+        return None
+    full_key = str(getattr(cause, "full_key", None) or key)
+    appended = re.search(r"use \+(\S+)", str(error))  # Hydra's own text holds the override as written
+    override = appended.group(1) if appended else full_key
+    node = full_key.rpartition(".")[0] if "." in full_key else "the config"
+    close = did_you_mean(cause)
+    if close:
+        expected = close.removeprefix("; ").rstrip("?") + "?"
+    else:
+        options = sorted(k for k in keys if not k.startswith("_"))
+        expected = f"expected one of {', '.join(options)}" if options else f"{node} has no keys to override"
+    return f"{override}: {node} has no key {key}; {expected} (+{override} would add it as a new key)"
 
 
 #: how Hydra's defaults list (hydra/_internal/defaults_list.py, hydra-core 1.3) refuses a config group override whose
