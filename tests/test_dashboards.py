@@ -9,6 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
 from gan.nets import MLPGenerator
 from gan.utils.logging import GENERATOR_STEP, run_group, run_name, run_tags
@@ -28,6 +29,10 @@ def test_run_name_and_tags_say_variant_data_and_key_overrides(make_cfg):
     assert cfg.logger.wandb.name == "wgan_gp-digits seed=3 optimizer.generator.lr=0.001"  # where/how-to-log overrides left out
     assert list(cfg.logger.wandb.tags) == ["dev", "wgan_gp", "digits", "wasserstein"]
     assert cfg.logger.wandb.group is None  # a single run has no group
+    # resolved in place, as Hydra's `train.py --cfg job --resolve` does: a plain list from the tags resolver was
+    # OmegaConf's traceback "Value 'list' is not a supported primitive type" (a README walk-through)
+    OmegaConf.resolve(cfg)
+    assert OmegaConf.to_container(cfg.logger.wandb.tags) == ["dev", "wgan_gp", "digits", "wasserstein"]
     # a resume keeps the name (ckpt_path left out), and a long name ends at a whole override (it cut one, an audit)
     resumed = make_cfg(["model=wgan_gp", "data=digits", "seed=3", "ckpt_path=last", "cpu_threads=1", "logger=wandb"])
     assert resumed.logger.wandb.name == "wgan_gp-digits seed=3"

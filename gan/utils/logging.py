@@ -8,6 +8,8 @@ import weakref
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from omegaconf import ListConfig
+
 log = logging.getLogger("gan")
 
 
@@ -251,8 +253,10 @@ def run_group(task_name: str = "train") -> str | None:
     return f"{task_name}-{Path(hydra.sweep.dir).name}"
 
 
-def run_tags(tags: Iterable[str] | None) -> list[str]:
-    """The configured tags plus the variant, data and loss choices, so runs filter by them."""
+def run_tags(tags: Iterable[str] | None) -> ListConfig:
+    """The configured tags plus the variant, data and loss choices, so runs filter by them. A ListConfig, not a
+    list: ``OmegaConf.resolve`` (Hydra's ``--cfg job --resolve``) refuses a plain list from a resolver with a traceback
+    ("Value 'list' is not a supported primitive type")."""
     hydra = _hydra_config()
     chosen = [] if hydra is None else [str(hydra.runtime.choices[g]) for g in ("model", "data", "loss") if hydra.runtime.choices.get(g)]
-    return list(dict.fromkeys([*(str(t) for t in tags or []), *chosen]))
+    return ListConfig(list(dict.fromkeys([*(str(t) for t in tags or []), *chosen])))
