@@ -289,3 +289,19 @@ def test_ada_with_lecam_on_resnets_trains_and_logs_p(make_cfg):
     metrics, objects = train(make_cfg(overrides))
     assert 0.0 <= metrics["train/d/augment_p"] <= 1.0 and math.isfinite(metrics["train/d/lecam"])
     assert objects["module"].augment.steps.item() == 3
+
+
+def test_translation_and_cutout_spans_round_half_up_as_diffaugment_does():
+    """DiffAugment's int(size * ratio + 0.5): 28 px at ratio 1/8 shifts by up to 4 px, not 3, and a 10-px cut-out at
+    ratio 1/4 is 3 px wide, not 2 (truncation shrank both; a mutation audit)."""
+    torch.manual_seed(0)
+    x = torch.zeros(600, 1, 28, 28)
+    x[:, :, 14, 14] = 1.0
+    out = translation(x)
+    where = out[:, 0].flatten(1).argmax(dim=1)
+    rows, cols = where // 28 - 14, where % 28 - 14
+    assert (out.flatten(1).sum(dim=1) == 1).all()
+    assert set(rows.tolist()) == set(cols.tolist()) == set(range(-4, 5))  # every shift in [-4, 4] is drawn
+    out = cutout(torch.ones(400, 1, 10, 10), ratio=0.25)
+    zeroed = (out[:, 0] == 0).flatten(1).sum(dim=1)
+    assert zeroed.max() == 9 and (zeroed > 0).all()  # a 3x3 square, clipped at edges

@@ -133,3 +133,18 @@ def test_an_average_loaded_from_a_checkpoint_goes_on_averaging_instead_of_restar
     restored.update(generator)
     for old, new, current in zip(before, restored.module.parameters(), generator.parameters()):
         assert torch.allclose(new, 0.9 * old + 0.1 * current.detach(), atol=1e-6)
+
+
+def test_an_ema_decay_outside_zero_to_one_is_refused():
+    """decay=1.0 freezes the average at its first copy (each update keeps all of the old weights); a negative decay
+    overshoots the weights. Both are config errors (1.0 was accepted; a mutation audit); 0 and 0.999 are fine."""
+    import pytest
+
+    from gan.utils.errors import ConfigError
+
+    generator = DCGANGenerator(8, (1, 28, 28), width=4)
+    for decay in (1.0, -0.1):
+        with pytest.raises(ConfigError, match=rf"^model\.ema_decay must be in \[0, 1\), got {decay}$"):
+            GeneratorEMA(generator, decay=decay)
+    for decay in (0.0, 0.999):
+        assert GeneratorEMA(generator, decay=decay).decay == decay

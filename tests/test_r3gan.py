@@ -353,3 +353,12 @@ def test_r3gan_s_own_generator_is_linear_and_the_dcgan_layout_presets_keep_tanh(
     own = isinstance(generator, R3GANGenerator)
     assert own == (data in ("cifar10", "celeba"))
     assert isinstance(modules[-1], last), modules[-1]
+
+
+def test_a_next_curve_starting_at_the_run_s_last_step_count_is_reported_as_never_acting():
+    """Steps run 0 .. run_steps - 1: a next curve from then_from == run_steps never acts, and is said so (only
+    then_from > run_steps was; a mutation audit). One step earlier it acts for one step, and is not reported."""
+    curve = Linear(1.0, 0.5, 10, then=0.25, then_from=100)
+    assert curve.beyond(100) == ["its next curve (then_from=100) starts after the run's last step and never acts"]
+    assert curve.beyond(101) == []
+    assert curve(99) == 0.5 and curve(100) == 0.25

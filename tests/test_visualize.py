@@ -82,3 +82,21 @@ def test_an_image_grid_is_as_square_as_its_count_allows(tmp_path):
     path = save_image_grid(torch.zeros(10, 1, 8, 8), tmp_path / "grid.png")
     with Image.open(path) as grid:
         assert grid.size == (4 * 10 + 2, 3 * 10 + 2)
+
+
+def test_an_image_grid_maps_the_fixed_range_minus_one_to_one_onto_0_to_255(tmp_path):
+    """[-1, 1] maps to [0, 255] whatever the grid holds: normalised by each grid's own min and max, an all-zero grid
+    came out black and a low-contrast one stretched to full contrast (a mutation audit). A grid of one image is that
+    image, without padding."""
+    from gan.visualize import save_image_grid
+
+    def saved(images, name):
+        with Image.open(save_image_grid(images, tmp_path / name)) as grid:
+            assert grid.size == (8, 8)
+            return np.asarray(grid.convert("L")).astype(int)
+
+    assert (saved(torch.zeros(1, 1, 8, 8), "zeros.png") == 128).all()  # 0.5 * 255 + 0.5, rounded down
+    ramp = torch.linspace(-0.5, 0.5, 64).reshape(1, 1, 8, 8)
+    expected = np.floor((ramp[0, 0].numpy() + 1) / 2 * 255 + 0.5).astype(int)
+    got = saved(ramp, "ramp.png")
+    assert np.abs(got - expected).max() <= 1 and got.min() in (63, 64) and got.max() in (191, 192)

@@ -151,3 +151,31 @@ def test_an_empty_split_says_which_splits_there_are(tmp_path):
     raises_exactly(DatasetFormatError, rf"celeba files in {re.escape(str(partition))} cannot be parsed \(it lists no "
                    r"image, expected lines '<image file> <0\|1\|2>'\); replace them, or delete them and set "
                    r"data\.download=true$", lambda: CelebADataModule(str(tmp_path)).setup("fit"))
+
+
+def test_the_178_px_center_crop_is_taken_before_the_resize_as_pil_crops_and_resizes(tmp_path):
+    """The face box is the central 178x178 of the 178x218 image, resized to the resolution: a crop of the resolution's
+    size (the central 64 px) passed the all-white test above (a mutation audit). The loaded image equals PIL's own
+    crop((0, 20, 178, 198)) resized bilinearly, and a dark frame just inside the box reaches the edges."""
+    import numpy as np
+    from PIL import Image
+
+    names = write_celeba(tmp_path)
+    path = tmp_path / "celeba" / "img_align_celeba" / names[0]
+    rows, cols = np.mgrid[0:218, 0:178]
+    face = np.stack([cols * 255 // 177, (rows - 20).clip(0, 177) * 255 // 177, np.full_like(rows, 200)], -1)
+    face = face.astype(np.uint8)
+    face[20:198, 0:4] = face[20:198, 174:178] = 0  # a dark frame just inside the box
+    face[20:24, :] = face[194:198, :] = 0
+    face[:20] = face[198:] = 255  # white bands outside it
+    Image.fromarray(face).save(path, quality=100)
+    dm = CelebADataModule(str(tmp_path), resolution=64)
+    dm.setup("fit")
+    image = dm.train_set[0][0]
+    with Image.open(path) as original:
+        expected = original.convert("RGB").crop((0, 20, 178, 198)).resize((64, 64), Image.BILINEAR)
+    expected = torch.from_numpy(np.asarray(expected).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    assert image.shape == (3, 64, 64)
+    assert (image - expected).abs().max() <= 1.5 / 127.5
+    for edge in (image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]):  # the frame, not the white bands
+        assert edge.mean() < -0.5

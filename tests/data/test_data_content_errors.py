@@ -495,3 +495,33 @@ def test_images_smaller_than_the_resolution_are_said_to_be_upscaled(tmp_path, ca
         "pixels), so they are upscaled and train blurred; expected images of at least 16 pixels, or a lower "
         "data.resolution"]
     assert set_up_saying(folder, 8, caplog)[1] == []
+
+
+def test_a_thirty_two_bit_image_whose_brightest_pixel_is_65535_loads_at_the_top_of_the_range(tmp_path):
+    """65535 is the top of the 16-bit range, not beyond it: an image reaching it exactly was refused as wider than
+    16 bits (a mutation audit). Its brightest pixel loads as exactly 1, its darkest as exactly -1."""
+    folder = tmp_path / "top"
+    folder.mkdir()
+    values = (np.arange(64, dtype=np.int32) * 1000).reshape(8, 8)
+    values[7, 7] = 65535
+    Image.fromarray(values).save(folder / "a.tiff")
+    assert Image.open(folder / "a.tiff").mode == "I"
+    dm = ImageFolderDataModule(path=str(folder), root=str(tmp_path), resolution=8, channels=1)
+    dm.setup("fit")
+    image = dm.train_set[0][0][0]
+    assert image[7, 7].item() == 1.0 and image[0, 0].item() == -1.0
+    np.testing.assert_allclose(image.numpy(), (values >> 8).astype(np.float32) / 127.5 - 1.0, atol=1e-6)
+
+
+def test_a_celeba_image_with_only_one_side_smaller_than_the_crop_is_refused_when_drawn(tmp_path):
+    """A 160x400 image is taller than the 178-px crop but narrower: the crop pads its sides with black, as it does a
+    fully small one, so it is refused the same way (a check of the longer side let it through; a mutation audit)."""
+    names = write_celeba(tmp_path)
+    narrow = tmp_path / "celeba" / "img_align_celeba" / names[3]
+    Image.fromarray(np.full((400, 160, 3), 255, dtype=np.uint8)).save(narrow)
+    dm = CelebADataModule(str(tmp_path), resolution=16)
+    dm.setup("fit")
+    dm.train_set[0]
+    raises_exactly(DataError, rf"^image {re.escape(str(narrow))} is 160x400, smaller than data.center_crop=178, which "
+                   r"would pad it with black; replace it, or set data.center_crop=null for images that are already cropped$",
+                   lambda: dm.train_set[3])

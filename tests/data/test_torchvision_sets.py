@@ -154,3 +154,38 @@ def test_at_their_own_shape_the_images_are_gathered_from_uint8_as_pil_reads_them
     resized = module(str(tmp_path), split=split, resolution=20, sample_shape=[dm.sample_shape[0], 20, 20])
     resized.setup("fit")  # another shape: PIL resizes each image, as before
     assert not isinstance(resized.train_set, GathersBatches) and resized.train_set[0][0].shape[-1] == 20
+
+
+def raises_one_line(pattern, call):
+    with pytest.raises(DatasetFormatError, match=pattern) as error:
+        call()
+    assert type(error.value) is DatasetFormatError and "\n" not in str(error.value)
+
+
+def test_an_mnist_label_of_ten_is_refused_naming_it_and_its_index(tmp_path):
+    """10 is one past the last class (0-9): only labels above 10 were refused (a mutation audit)."""
+    write_mnist(tmp_path, train=20, test=7)
+    labels = (np.arange(20) % 10).astype(np.uint8)
+    labels[13] = 10
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    raises_one_line(r"mnist files in .*MNIST/raw cannot be parsed \(train-labels-idx1-ubyte holds label 10 at index 13, "
+                    r"expected labels 0 to 9\)", lambda: MNISTDataModule(str(tmp_path)).setup("fit"))
+
+
+def test_an_idx_file_with_bytes_after_its_data_is_refused(tmp_path):
+    """More bytes than the header's shape declares is a file of another layout, as fewer is (only fewer was refused;
+    a mutation audit)."""
+    write_mnist(tmp_path, train=20, test=7)
+    labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes() + bytes(3))
+    raises_one_line(r"mnist files in .*MNIST/raw cannot be parsed \(train-labels-idx1-ubyte declares shape \[20\] but "
+                    r"holds 23 bytes of data\)", lambda: MNISTDataModule(str(tmp_path)).setup("fit"))
+
+
+def test_an_mnist_labels_file_longer_than_its_images_file_is_refused(tmp_path):
+    """One label per image: more labels than images is refused as fewer is (only fewer was; a mutation audit)."""
+    write_mnist(tmp_path, train=20, test=7)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", (np.arange(25) % 10).astype(np.uint8))
+    raises_one_line(r"mnist files in .*MNIST/raw cannot be parsed \(train-images-idx3-ubyte holds 20 images but "
+                    r"train-labels-idx1-ubyte 25 labels, expected one label per image\)",
+                    lambda: MNISTDataModule(str(tmp_path)).setup("fit"))

@@ -341,3 +341,15 @@ def test_no_progress_bar_is_drawn_when_no_metric_wants_samples(capsys):
     assert "fake features" not in capsys.readouterr().err
     suite._extract_shared(lambda batch, start, size: (torch.zeros(size, 2), None), 3, {}, "fake features")
     assert "fake features" in capsys.readouterr().err  # a bar where there are samples
+
+
+def test_a_higher_is_better_monitor_keeps_the_checkpoint_with_the_highest_value(make_cfg):
+    """toy2d's mode coverage counts modes: more is better, so the best checkpoint's mode is "max" (a resolver that
+    always said "min" kept the worst checkpoint; a mutation audit). The config's mode follows the metric's direction."""
+    from tests.conftest import tiny_overrides
+
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_grid"))
+    assert cfg.callbacks.best_checkpoint.monitor == "val/mode_coverage/modes"
+    assert cfg.callbacks.best_checkpoint.mode == "max"
+    recall = make_cfg(tiny_overrides("dcgan") + ["metrics=[fid,prc]", "metrics.monitor=prc/recall"])
+    assert recall.callbacks.best_checkpoint.mode == "max" and recall.callbacks.best_checkpoint.monitor == "val/prc/recall"
