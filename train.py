@@ -80,8 +80,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                         ckpt_path, "; ".join(changed))
         saved_callback_states = list(checkpoint.get("callbacks") or {})
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
-    if first_on_node:
-        datamodule.check_sample_shape(module.generator.sample_shape)
+    if first_on_node:  # both networks: a discriminator built for another shape failed only at its first batch
+        for name, network in (("generator", module.generator), ("discriminator", module.discriminator)):
+            datamodule.check_sample_shape(network.sample_shape, f"the {name} ({type(network).__name__})")
     module.check_batch_size(int(datamodule.batch_size))
     module.check_data_classes(datamodule)  # before the loggers start (W&B prints its start-up lines and opens a run)
     if OmegaConf.select(cfg, "callbacks.metrics") is not None:  # before the callback loads its feature networks

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -675,6 +676,19 @@ def test_an_entry_nothing_would_read_or_build_is_one_line(make_cfg, overrides, m
 
     with pytest.raises(ConfigError, match=rf"^{message}"):
         train(make_cfg(tiny_overrides("r3gan", "toy2d_ring", steps=1) + overrides))
+
+
+@pytest.mark.parametrize("network, cls", [("generator", "DCGANGenerator"), ("discriminator", "DCGANDiscriminator")])
+def test_a_network_built_for_another_data_shape_is_refused_before_training(make_cfg, tmp_path, network, cls):
+    """The discriminator's shape was checked only at its first batch, after training had started (a README
+    walk-through); both networks are now checked against the data before fit."""
+    from train import train
+
+    cfg = make_cfg(tiny_overrides("dcgan", "digits", steps=1) + [f"model.{network}.sample_shape=[1,32,32]"])
+    with pytest.raises(ConfigError, match=rf"^data digits yields samples of shape \[1, 28, 28\] but the {network} "
+                                          rf"\({cls}\) was built for \[1, 32, 32\]$"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
 
 
 def test_the_shipped_groups_of_objects_and_metrics_options_pass_the_checks(make_cfg):

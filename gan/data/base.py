@@ -305,11 +305,11 @@ class GANDataModule(pl.LightningDataModule):
         index = sample_indices(len(self.train_set), n, generator)
         return torch.stack([self.train_set[int(i)][0] for i in index])
 
-    def check_sample_shape(self, shape: Sequence[int]) -> None:
-        """Fail before training when the data does not have the shape the model was configured for."""
+    def check_sample_shape(self, shape: Sequence[int], network: str = "the model") -> None:
+        """Fail before training when the data does not have the shape ``network`` was configured for."""
         if tuple(int(s) for s in shape) != self.sample_shape:
             raise ConfigError(
-                f"data {self.name} yields samples of shape {list(self.sample_shape)} but the model was built "
+                f"data {self.name} yields samples of shape {list(self.sample_shape)} but {network} was built "
                 f"for {list(shape)}"
             )
 
