@@ -259,7 +259,8 @@ class PenaltySetting(Setting):
         penalties = module.penalties
         if self.penalty not in penalties:
             raise ConfigError(f"model.schedules.{name} targets penalty {self.penalty!r}, but model.penalties has "
-                              f"{sorted(penalties) or 'none'}")
+                              f"{sorted(penalties) or 'none'}; expected model.schedules.{name}=null beside a penalty "
+                              f"left out (model.penalties.{self.penalty}=null), or that penalty")
         if not hasattr(penalties[self.penalty], self.attribute):
             raise ConfigError(f"model.schedules.{name}: penalty {self.penalty!r} has no attribute {self.attribute!r}")
         if self.attribute in ("gamma", "weight"):  # the penalties refuse a negative one when built

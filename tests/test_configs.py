@@ -271,6 +271,11 @@ def test_a_model_option_a_schedule_overwrites_is_named(make_cfg):
     assert decay.startswith("model.schedules.ema_half_life sets the EMA's decay (from its half-life) at every generator "
                             "step, so model.ema_decay=0.999 does not set it;")
     assert options_under_a_schedule(schedules, ["model.penalties.r1r2.other=1", "model.ema_start=3"]) == []
+    # a whole penalty replaced is still overwritten; left out (null) it is not, and the schedule's own check says what to
+    # do (it was warned as "does not set it", then refused naming no way out: a README walk-through)
+    whole, = options_under_a_schedule(schedules, ["model.penalties.r1r2={_target_:gan.losses.R1R2Penalty,gamma:5}"])
+    assert whole.startswith("model.schedules.gamma sets gamma of the r1r2 penalty")
+    assert options_under_a_schedule(schedules, ["model.penalties.r1r2=null"]) == []
     unscheduled = make_cfg(["logger=none", "model.schedules.gamma=null", "model.schedules.ema_half_life=null"]).model.schedules
     assert options_under_a_schedule(unscheduled, ["model.penalties.r1r2.gamma=5", "model.ema_decay=0.999"]) == []
 

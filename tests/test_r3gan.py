@@ -257,7 +257,9 @@ def test_a_half_life_of_zero_makes_the_ema_a_copy_and_longer_ones_average():
 
 
 def test_schedule_targets_are_checked_when_the_module_is_built():
-    with pytest.raises(ConfigError, match="targets penalty 'r1'.*r1r2"):
+    with pytest.raises(ConfigError, match=r"^model.schedules.gamma targets penalty 'r1', but model.penalties has \['r1r2'\]; "
+                                          r"expected model.schedules.gamma=null beside a penalty left out "
+                                          r"\(model.penalties.r1=null\), or that penalty$"):
         r3gan_module(schedules={"gamma": PenaltySetting("r1", "gamma", 1.0)})
     with pytest.raises(ConfigError, match="no EMA generator"):
         r3gan_module(ema_decay=None)

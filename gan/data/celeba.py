@@ -164,14 +164,23 @@ class CelebADataModule(ImageDataModule):
 
     def check_image_size(self, path: Path) -> None:
         """The first image must hold the center crop: torchvision's CenterCrop pads a smaller image with black
-        (a 64x64 copy cropped at 178 was 86% black), silently. Only the header is read."""
-        if self.center_crop is None:
-            return
+        (a 64x64 copy cropped at 178 was 86% black), silently. What the resize gets (the crop, or without one the
+        image) smaller than ``resolution`` is upscaled and trains blurred: said, as image_folder says it (a README
+        walk-through found CelebA silent). Only the header is read."""
         try:
             with Image.open(path) as image:
                 width, height = image.size
         except UNREADABLE_IMAGE:
             return  # named in one line when it is drawn (ImageFiles)
+        resized = min(width, height) if self.center_crop is None else min(self.center_crop, width, height)
+        if resized < self.resolution:
+            what = (f"{path.name} is {width}x{height}" if self.center_crop is None or min(width, height) < self.center_crop
+                    else f"data.center_crop={self.center_crop}")
+            log.warning("celeba: %s, smaller than data.resolution=%d on its shorter side, so the images are upscaled and "
+                        "train blurred; expected images (or a crop) of at least %d pixels, or a lower data.resolution",
+                        what, self.resolution, self.resolution)
+        if self.center_crop is None:
+            return
         if min(width, height) < self.center_crop:
             aligned = "x".join(map(str, ALIGNED_SIZE))
             raise ConfigError(f"celeba: {path} is {width}x{height}, smaller than data.center_crop={self.center_crop} "

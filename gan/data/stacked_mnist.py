@@ -127,5 +127,6 @@ class StackedMNISTDataModule(ImageDataModule):
         self.source = "mnist" if use_mnist else "digits"
         triples = torch.randint(len(digits), (self.num_samples, 3), generator=torch.Generator().manual_seed(self.seed))
         resize = v2.Resize(self.resolution, antialias=True) if self.resolution != digits.shape[-1] else None
-        log.info("stacked_mnist: %d images stacked from the %d %s digits (seed %d)", self.num_samples, len(digits), self.source, self.seed)
+        log.info("stacked_mnist: %d images stacked from the %d %s (seed %d)", self.num_samples, len(digits),
+                 "MNIST training digits" if use_mnist else "embedded digits", self.seed)
         return StackedDigits(digits, labels.long(), triples, resize)

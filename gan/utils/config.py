@@ -283,7 +283,8 @@ def model_options_under_a_schedule(schedules: DictConfig | None, key: str, choic
         sets = target_attribute(setting, "sets")
         if sets == "penalty":
             penalty, attribute = str(setting.penalty), str(setting.attribute)
-            hit = key in (f"model.penalties.{penalty}.{attribute}", f"model.penalties.{penalty}")
+            # a penalty left out (null) is not a value the schedule overwrites: the schedule's check names that case
+            hit = key == f"model.penalties.{penalty}.{attribute}" or (key == f"model.penalties.{penalty}" and choice != "null")
             what = f"{attribute} of the {penalty} penalty"
         elif sets == "ema_decay":
             hit, what = key == "model.ema_decay", "the EMA's decay (from its half-life)"

@@ -179,3 +179,25 @@ def test_the_178_px_center_crop_is_taken_before_the_resize_as_pil_crops_and_resi
     assert (image - expected).abs().max() <= 1.5 / 127.5
     for edge in (image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]):  # the frame, not the white bands
         assert edge.mean() < -0.5
+
+
+def test_images_or_a_crop_smaller_than_the_resolution_are_said_to_be_upscaled(tmp_path, caplog):
+    """A 64x64 copy read whole at data.resolution=128 was upscaled without a word, while image_folder says so (a README
+    walk-through); the same for a crop smaller than the resolution. At or above it: no warning."""
+    write_celeba(tmp_path, size=(64, 64))
+    first = tmp_path / "celeba" / "img_align_celeba" / "000001.jpg"
+
+    def warnings_of(**options):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="gan"):
+            CelebADataModule(str(options.pop("root", tmp_path)), **options).setup("fit")
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert warnings_of(center_crop=None, resolution=128) == [
+        f"celeba: {first.name} is 64x64, smaller than data.resolution=128 on its shorter side, so the images are upscaled "
+        "and train blurred; expected images (or a crop) of at least 128 pixels, or a lower data.resolution"]
+    assert warnings_of(center_crop=None, resolution=64) == []
+    write_celeba(tmp_path / "aligned")  # 178x218
+    said, = warnings_of(root=tmp_path / "aligned", resolution=256)
+    assert said.startswith("celeba: data.center_crop=178, smaller than data.resolution=256 on its shorter side")
+    assert warnings_of(root=tmp_path / "aligned", resolution=128) == []

@@ -10,11 +10,14 @@ from gan.data.digits import load_digits_array
 from tests.data.fake_datasets import write_idx, write_mnist
 
 
-def test_built_from_mnist_when_present(tmp_path):
+def test_built_from_mnist_when_present(tmp_path, caplog):
     arrays = write_mnist(tmp_path, train=30, test=3)
     dm = StackedMNISTDataModule(str(tmp_path), num_samples=64, seed=5)
     dm.prepare_data()
-    dm.setup("fit")
+    with caplog.at_level("INFO", logger="gan"):
+        dm.setup("fit")
+    # the log said "from the 5000 digits digits" for the embedded ones (a README walk-through)
+    assert "stacked_mnist: 64 images stacked from the 30 MNIST training digits (seed 5)" in caplog.messages
     assert dm.source == "mnist" and len(dm.train_set) == 64 and dm.num_classes == 1000
     digits, labels = torch.from_numpy(arrays["train_images"]), torch.from_numpy(arrays["train_labels"]).long()
     for index in range(64):
