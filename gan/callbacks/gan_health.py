@@ -82,7 +82,8 @@ REMEDIES = {
         "generator's tanh output saturates, lower G's learning rate"
     ),
     "mode_collapse": (
-        "lower the learning rates or use TTUR (optimizer=ttur), a Wasserstein loss with gradient penalty "
+        "lower the learning rates (optimizer.generator.lr, optimizer.discriminator.lr) or use TTUR (optimizer=ttur), "
+        "a Wasserstein loss with gradient penalty "
         "(model=wgan_gp), spectral norm (model.discriminator.spectral_norm=true), minibatch stddev or "
         "discrimination in D (model.discriminator.minibatch=stddev or =discrimination), fewer D steps (model.n_critic)"
     ),
@@ -114,6 +115,8 @@ def remedy(kind: str, pl_module) -> str:
         text = text.replace("constrain D (a gradient penalty: model=wgan_gp; ",
                             f"constrain D more (a larger weight or gamma for its {', '.join(sorted(penalties))}; ")
     lr_schedules = [name for name, setting in schedules.items() if getattr(setting, "hyperparameter", None) == "lr"]
+    if lr_schedules:  # TTUR, advised and then said to be overwritten in one line (a README walk-through): not advised
+        text = text.replace(" or use TTUR (optimizer=ttur)", "")
     if lr_schedules and "learning rate" in text:
         text += (f"; this run's learning rates follow model.schedules.{lr_schedules[0]}, which overwrites optimizer.*.lr and "
                  f"optimizer=ttur at every step: change its values (model.schedules.{lr_schedules[0]}.value.start / .end)")

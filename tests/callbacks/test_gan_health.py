@@ -581,6 +581,10 @@ def test_remedies_name_this_runs_own_levers():
                          "at every step: change its values (model.schedules.lr.value.start / .end)")
     assert "constrain D more (a larger weight or gamma for its r1r2; spectral norm" in remedy("divergence", scheduled)
     assert "model.schedules" not in remedy("discriminator_overpowers", SimpleNamespace(schedules={}, penalties={}))
+    # TTUR is not advised where a schedule overwrites it (it was, in the line that then said so: a README walk-through)
+    collapse = remedy("mode_collapse", scheduled)
+    assert collapse.startswith("lower the learning rates (optimizer.generator.lr, optimizer.discriminator.lr), a Wasserstein")
+    assert "use TTUR" not in collapse and "use TTUR (optimizer=ttur)" in remedy("mode_collapse", plain)
 
 
 def test_remedies_fit_the_run_s_loss_and_critic_steps():
