@@ -205,6 +205,26 @@ def test_resume_continues_the_sample_grid_schedule_and_the_health_windows(make_c
     assert len(windows(full)["vanishing_generator_gradients"]["recent"]) == 3  # the windows were filled
 
 
+
+def test_a_resumed_run_s_progress_bar_counts_only_the_iterations_left(make_cfg, tmp_path):
+    """2 of 5 generator steps trained, then resumed: the bar's total and count are the 3 iterations this fit trains,
+    not the 5 of the whole run (a total from max_steps rather than the steps left, or a count from the run's start
+    rather than this fit's: a mutation audit)."""
+    from gan.callbacks import GANProgressBar
+
+    # a redraw at every iteration: the count is what this fit trained after each of them, not only at the end
+    with_bar = ["metrics=none", "callbacks.progress_bar.refresh_rate=1", "+callbacks.progress_bar.min_seconds_between_refreshes=0"]
+    first = [o for o in tiny_overrides("gan", "toy2d_ring", steps=2) if o != "callbacks.progress_bar=null"] + with_bar
+    train(make_cfg(first, output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["gan_counters"]["generator_steps"] == 2
+    longer = [o for o in tiny_overrides("gan", "toy2d_ring", steps=5) if o != "callbacks.progress_bar=null"] + with_bar
+    _, resumed = train(make_cfg(longer + [f"ckpt_path={last}"], output_dir=tmp_path / "first"))
+    assert resumed["module"].generator_steps == 5
+    bar = next(c for c in resumed["trainer"].callbacks if isinstance(c, GANProgressBar))
+    assert bar.train_progress_bar.total == 5 - 2 and bar.train_progress_bar.n == 5 - 2
+    assert resumed["module"].iterations_trained - bar._iterations_before_fit == 5 - 2
+
 def test_ckpt_path_last_resumes_only_when_a_checkpoint_exists(make_cfg, tmp_path):
     from train import resume_checkpoint
 
@@ -552,6 +572,32 @@ def test_checkpoint_is_replaced_atomically_and_a_failed_save_keeps_the_previous_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
+
+def test_an_error_raised_while_handling_a_full_disk_is_still_said_as_a_full_disk(tmp_path):
+    """torch's writer raises its own error while handling the OS's ENOSPC (an implicit ``__context__``, no
+    ``raise ... from``): the full disk is found down the context chain too, not only the causes (a mutation audit)."""
+    from gan.callbacks.checkpoint import is_out_of_space
+
+    def write(filepath, weights_only=False):
+        with open(filepath, "wb") as handle:
+            handle.write(b"half a chec")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0")  # its context: the OSError
+
+    try:
+        write(str(tmp_path / "probe"))
+    except RuntimeError as error:
+        assert error.__cause__ is None and is_out_of_space(error)
+    assert not is_out_of_space(RuntimeError("no OSError behind it"))
+    callback = GANModelCheckpoint(dirpath=tmp_path)
+    path = tmp_path / "last.ckpt"
+    with pytest.raises(CheckpointError, match=rf"^no space left to save checkpoint {re.escape(str(path))} \(") as error:
+        callback._save_checkpoint(fake_trainer(write), str(path))
+    assert error.value.__cause__ is None and "\n" not in str(error.value)
+    assert not path.exists() and not (tmp_path / "last.ckpt.tmp").exists()
+
 # ---------------------------------------------------------------------------------------------- signals
 @pytest.mark.slow
 def test_signals_save_a_checkpoint_before_exit(tmp_path):
@@ -676,6 +722,37 @@ def test_a_checkpoints_folder_given_as_ckpt_path_names_a_file_in_it(tmp_path):
                                               rf"e.g. ckpt_path={folder / 'last.ckpt'}$"):
         load_checkpoint(tmp_path)
 
+
+
+def test_a_folder_s_example_checkpoint_is_its_last_ckpt_even_when_another_sorts_first(tmp_path):
+    """best.ckpt sorts before last.ckpt: the hint still names last.ckpt, the run's newest state (a mutation audit: it
+    named the first file by name)."""
+    from gan.utils.checkpoint import example_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("best.ckpt", "step0000004.ckpt"):
+        (folder / name).write_bytes(b"")
+    assert example_checkpoint(folder) == folder / "best.ckpt"  # no last.ckpt: the first by name
+    (folder / "last.ckpt").write_bytes(b"")
+    assert example_checkpoint(folder) == folder / "last.ckpt"
+    assert example_checkpoint(tmp_path) == folder / "last.ckpt"  # the run's folder: in its checkpoints/
+
+
+def test_a_checkpoint_missing_any_part_a_resume_restores_is_refused_naming_it(make_cfg, tmp_path):
+    """Each of optimizer_states, loops and gan_counters (a checkpoint without the GAN counters resumed at generator
+    step 0 with trained weights: a mutation audit dropped it from the keys checked)."""
+    from gan.utils.checkpoint import check_resumable
+
+    train(make_cfg(tiny_overrides("gan", "toy2d_ring", steps=1) + ["metrics=none"]))
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(path)
+    state, config = dict(saved["state_dict"]), saved["run_config"]
+    check_resumable(saved, path, state, config)  # the full checkpoint: nothing to say
+    for key in ("optimizer_states", "loops", "gan_counters"):
+        partial = {k: v for k, v in saved.items() if k != key}
+        with pytest.raises(CheckpointError, match=rf"^cannot resume from {re.escape(str(path))}: it has no {key}[;,]"):
+            check_resumable(partial, path, state, config)
 
 def test_a_resume_that_changes_n_critic_says_the_checkpoint_callbacks_start_anew(make_cfg, tmp_path, caplog):
     """Lightning keys a checkpoint callback's state by its interval in optimizer steps, which n_critic changes."""

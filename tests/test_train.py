@@ -200,6 +200,49 @@ def test_progress_bar_counts_gan_iterations(make_cfg, n_critic, n_generator, ite
     assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == math.ceil(iterations / iterations_per_batch)
 
 
+
+def test_progress_bar_total_is_an_epoch_s_iterations_when_a_batch_holds_several(make_cfg, monkeypatch):
+    """An epoch of 5 training batches of 2 GAN iterations each holds 10 iterations: the bar's total is 10 in the first
+    epoch and the 7 left in the second; capping it at the 5 batches showed 5 of 10 (a mutation audit)."""
+    from gan.callbacks import GANProgressBar
+
+    totals = []
+    start = GANProgressBar.on_train_epoch_start
+
+    def recording_start(self, trainer, *args):
+        start(self, trainer, *args)
+        totals.append(self.train_progress_bar.total)
+
+    monkeypatch.setattr(GANProgressBar, "on_train_epoch_start", recording_start)
+    overrides = [o for o in tiny_overrides("dcgan", "toy2d_ring", steps=17) if o != "callbacks.progress_bar=null"]
+    cfg = make_cfg(overrides + ["metrics=none", "+trainer.limit_train_batches=5", "model.iterations_per_batch=2",
+                                "callbacks.progress_bar.refresh_rate=1"])
+    _, objects = train(cfg)
+    trainer = objects["trainer"]
+    bar = next(c for c in trainer.callbacks if isinstance(c, GANProgressBar))
+    assert trainer.num_training_batches == 5 and objects["module"].generator_steps == 17
+    assert totals == [min(5 * 2, 17), 17 - 5 * 2]  # per epoch: min(batches x iterations per batch, iterations left)
+    assert bar.train_progress_bar.n == 7
+
+
+def test_a_checkpoint_s_run_config_holds_resolved_values(make_cfg, tmp_path):
+    """The run config saved in checkpoints is the one the run used, every interpolation resolved: a resume or
+    evaluate.py compares and rebuilds from it without the Hydra config it came from (a mutation audit: it held
+    ``${optimizer_steps:...}`` for trainer.max_steps)."""
+    train(make_cfg(tiny_overrides("wgan", "toy2d_ring", steps=2) + ["metrics=none"]))
+    config = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["run_config"]
+
+    def strings(node):
+        if isinstance(node, dict):
+            return [s for value in node.values() for s in strings(value)]
+        if isinstance(node, list):
+            return [s for value in node for s in strings(value)]
+        return [node] if isinstance(node, str) else []
+
+    assert not [s for s in strings(config) if "${" in s]
+    assert config["trainer"]["max_steps"] == 2 * (5 + 1) and type(config["trainer"]["max_steps"]) is int  # wgan: n_critic=5
+    assert config["paths"]["output_dir"] == str(tmp_path / "run")
+
 def test_only_local_rank_zero_prepares_data(make_cfg, monkeypatch):
     """train() prepares and reads the data before building the model (to fail fast) on local rank 0 only.
     Other ranks of the node (started by Lightning after it, or together with it by torchrun or srun) leave

@@ -196,3 +196,104 @@ def test_the_end_of_run_hint_names_last_ckpt_only_when_it_holds_the_final_genera
     assert final_checkpoint(trainer, module) == tmp_path / "last.ckpt"
     assert final_checkpoint(SimpleNamespace(callbacks=[GANModelCheckpoint(dirpath=str(tmp_path), save_last=False)],
                                             global_step=8), module) is None
+
+
+def test_a_run_saved_at_an_interval_writes_its_final_weights_to_last_ckpt(make_cfg, tmp_path):
+    """last.ckpt saved at global step 4 (the interval) must be written again when training ends at step 6: with no
+    save at the end, it held the weights of generator step 2 (a mutation audit)."""
+    cfg = make_cfg(tiny_overrides("dcgan", "toy2d_ring", steps=3) + [
+        "metrics=none", "callbacks.model_checkpoint.every_n_train_steps=4"])  # optimizer steps: 2 per iteration
+    _, objects = train(cfg)
+    module = objects["module"]
+    folder = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["last.ckpt", "step0000004.ckpt"]
+    last = load_checkpoint(folder / "last.ckpt")
+    assert last["global_step"] == 6 and last["gan_counters"]["generator_steps"] == 3
+    assert load_checkpoint(folder / "step0000004.ckpt")["gan_counters"]["generator_steps"] == 2
+    final = {k: v.cpu() for k, v in module.state_dict().items()}
+    assert final.keys() == last["state_dict"].keys()
+    assert all(torch.equal(final[k], last["state_dict"][k]) for k in final)
+
+
+def test_a_run_that_keeps_no_checkpoint_is_said_once_by_the_callback_with_an_interval(tmp_path, caplog):
+    """Two checkpoint callbacks without save_last or a monitor: the one with a step interval says nothing was saved
+    (naming its interval), the other says nothing. The first callback said it, naming no interval (a mutation audit)."""
+    from types import SimpleNamespace
+
+    from gan.callbacks import GANModelCheckpoint
+
+    no_interval = GANModelCheckpoint(dirpath=str(tmp_path), save_last=False)
+    with_interval = GANModelCheckpoint(dirpath=str(tmp_path), save_last=False, every_n_train_steps=1000)
+    no_interval.config_key, with_interval.config_key = "callbacks.first_checkpoint", "callbacks.model_checkpoint"
+    assert no_interval._every_n_train_steps == 0
+    trainer = SimpleNamespace(callbacks=[no_interval, with_interval], global_step=8, is_global_zero=True)
+    with caplog.at_level("WARNING", logger="gan"):
+        for callback in trainer.callbacks:
+            callback.on_train_end(trainer, None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "callbacks.model_checkpoint: no checkpoint was saved (callbacks.model_checkpoint.save_last=false and "
+        "every_n_train_steps=1000 was not reached in 8 optimizer steps): the trained weights are not kept; "
+        "set callbacks.model_checkpoint.save_last=true to keep them in last.ckpt"]
+
+
+@pytest.mark.parametrize("before, ours", [(signal.SIG_IGN, True), (signal.SIG_DFL, True), ("submitit", False)])
+def test_sigusr1_is_taken_over_unless_a_handler_was_installed_before_training(tmp_path, before, ours):
+    """A SIGUSR1 handler installed before training (submitit's) requeues the job itself and is left alone; an ignored
+    SIGUSR1 (SIG_IGN, inherited from a parent that ignored it) is no such handler: the time-limit warning
+    must still save last.ckpt. Counting SIG_IGN as a handler left the signal ignored (a mutation audit)."""
+    from gan.callbacks import GANModelCheckpoint
+    from gan.callbacks.checkpoint import SAVE_ON_SIGNALS
+
+    def submitit(signum, frame):  # stands for submitit's requeue handler
+        pass
+
+    previous = {signum: signal.getsignal(signum) for signum in SAVE_ON_SIGNALS}
+    try:
+        signal.signal(signal.SIGUSR1, submitit if before == "submitit" else before)
+        callback = GANModelCheckpoint(dirpath=str(tmp_path), save_last=True)
+        callback._handlers_before_fit = {signum: signal.getsignal(signum) for signum in SAVE_ON_SIGNALS}  # as setup does
+        callback.on_train_start(None, None)
+        assert signal.getsignal(signal.SIGTERM) == callback._on_signal  # always ours
+        expected = callback._on_signal if ours else submitit
+        assert signal.getsignal(signal.SIGUSR1) == expected
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("free, shown", [(999, "999 B"), (1_500, "1.5 kB"), (1_500_000, "1.5 MB"), (2_340_000_000, "2.34 GB"),
+                                         (7_000_000_000_000, "7 TB")])
+def test_free_space_is_said_in_decimal_units(tmp_path, monkeypatch, free, shown):
+    """kB, MB, GB are powers of 1000, as ``df -H`` says them; dividing by 1024 said 1.43 MB for 1.5 MB (a mutation audit)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from gan.callbacks.checkpoint import free_space
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10 * free, used=9 * free, free=free))
+    assert free_space(tmp_path) == shown
+
+
+@pytest.mark.parametrize("variables, job_id", [
+    ({"SLURM_JOB_ID": "999"}, "999"),
+    # an array task's own SLURM_JOB_ID (999) is not what scontrol requeues for the task: <array job>_<task>
+    ({"SLURM_ARRAY_JOB_ID": "123", "SLURM_ARRAY_TASK_ID": "4", "SLURM_JOB_ID": "999"}, "123_4"),
+])
+def test_a_slurm_array_task_is_requeued_by_its_array_id(monkeypatch, variables, job_id):
+    """(a mutation audit: the array task's requeue named the plain job id)"""
+    from types import SimpleNamespace
+
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    from gan.callbacks.checkpoint import slurm_requeue_job_id
+
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    def trainer(environment):
+        return SimpleNamespace(_accelerator_connector=SimpleNamespace(cluster_environment=environment))
+
+    assert slurm_requeue_job_id(trainer(SLURMEnvironment(auto_requeue=True))) == job_id
+    assert slurm_requeue_job_id(trainer(SLURMEnvironment(auto_requeue=False))) is None  # Lightning's requeue off

@@ -128,3 +128,32 @@ def test_composed_norm_of_no_parts_nan_inf_and_huge_parts():
     assert math.isnan(combined_norm([1.0, math.nan, math.inf], 2.0))  # NaN wins, as in torch's norms
     assert combined_norm([1.0, math.inf], 2.0) == math.inf
     assert combined_norm([1e300, 1e300], 2.0) == pytest.approx(math.sqrt(2.0) * 1e300)  # the squares would overflow
+
+
+@pytest.mark.parametrize("g_norm, d_norm, logged", [
+    (3.0, math.inf, {"grad/g/norm": 3.0, "grad/g/layer/net.0": 3.0}),  # D's step skipped: only G's norms
+    (math.nan, 4.0, {"grad/d/norm": 4.0, "grad/d/layer/net.0": 4.0}),  # G's step skipped: only D's
+    (3.0, 4.0, {"grad/g/norm": 3.0, "grad/g/layer/net.0": 3.0, "grad/d/norm": 4.0, "grad/d/layer/net.0": 4.0,
+                "grad/g_to_d_ratio": 0.75}),
+    (math.inf, math.inf, None),  # both skipped: nothing logged
+])
+def test_a_step_the_amp_scaler_skipped_logs_none_of_its_network_s_norms(monkeypatch, g_norm, d_norm, logged):
+    """Under 16-mixed a GradScaler skips a step whose gradients overflowed: they were never applied, so none of that
+    network's norms (its total and its layers) are logged; the other network's are (a mutation audit: the skipped
+    network's inf/NaN norms were logged)."""
+    from types import SimpleNamespace
+
+    from gan.callbacks import grad_norm as grad_norm_module
+
+    written = []
+    monkeypatch.setattr(grad_norm_module, "log_scalars", lambda trainer, values, step: written.append((dict(values), step)))
+    callback = GradNorm(every_n_generator_steps=1)
+    callback._groups = {"g": {"net.0": []}, "d": {"net.0": []}}  # what setup reads from the networks
+    callback._skipped_steps_possible = True  # what on_train_start reads from a trainer with a GradScaler
+    callback._pending = {"g": (["net.0"], torch.tensor([g_norm])), "d": (["net.0"], torch.tensor([d_norm]))}
+    callback.on_gan_iteration_end(None, SimpleNamespace(generator_steps=5))
+    assert callback._pending == {}
+    if logged is None:
+        assert written == [] and callback.last_logged == {}
+    else:
+        assert written == [(logged, 5)] and callback.last_logged == pytest.approx(logged)

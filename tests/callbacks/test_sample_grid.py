@@ -138,3 +138,29 @@ def test_fewer_images_than_classes_draws_that_many_distinct_classes_spread_over_
             assert codes == 1 and nrow is None and len(labels) == count == len(set(labels.tolist()))
             assert labels[0] == 0 and (count == 1 or labels[-1] == num_classes - 1)
             assert labels.min() >= 0 and labels.max() < num_classes and bool((labels.diff() > 0).all())
+
+
+def test_samples_with_a_single_nan_give_no_grid_and_a_warning(tmp_path, caplog):
+    """One NaN among finite samples is a diverged generator: no picture, one warning. A check that all samples
+    were NaN (``any`` finite passed) drew the picture (a mutation audit)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    grid = SampleGrid(str(tmp_path), num_points=4)
+    submitted = []
+    grid._writer.submit = lambda write, path, then=None: submitted.append(path)
+    trainer = SimpleNamespace(is_global_zero=True, datamodule=SimpleNamespace(kind="points", modes=None))
+    samples = torch.tensor([[0.0, 1.0], [1.0, 0.0], [float("nan"), 0.5], [-1.0, 0.0]])
+    module = SimpleNamespace(generator_steps=6, num_classes=None, device=torch.device("cpu"),
+                             sample_fixed=lambda count: samples[:count])
+    with caplog.at_level("WARNING", logger="gan"):
+        grid.render(trainer, module, shown_at=0)
+    assert submitted == [] and grid.last_path is None
+    assert [r.getMessage() for r in caplog.records] == ["No sample grid at generator step 6: the samples hold NaN/Inf"]
+    caplog.clear()
+    samples[2, 0] = 0.0  # all finite: the picture is drawn
+    with caplog.at_level("WARNING", logger="gan"):
+        grid.render(trainer, module, shown_at=0)
+    assert submitted == [tmp_path / "gstep_0000006.png"] and not caplog.records
+    grid._writer.close(collect=False)

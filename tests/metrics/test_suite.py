@@ -325,6 +325,30 @@ def test_real_feature_cache_follows_the_content_of_an_image_folder(tmp_path, mon
     assert score()[1]["reference"]["num_real"] == 13 and len(calls) == 3
 
 
+
+def test_an_image_replaced_by_one_of_the_same_size_changes_the_data_s_fingerprint(tmp_path):
+    """A file rewritten with other bytes of the same length (an image re-encoded, a fixed-size format) is only told
+    by its modification time: the cached real features of the old images were reused (a mutation audit: the
+    fingerprint held the sizes alone)."""
+    import os
+    from types import SimpleNamespace
+
+    from gan.metrics.cache import data_content
+
+    paths = [tmp_path / f"{k:04d}.png" for k in range(3)]
+    for k, path in enumerate(paths):
+        path.write_bytes(bytes([k]) * 64)
+    data = SimpleNamespace(train_set=SimpleNamespace(paths=[str(p) for p in paths]))  # what an image folder's set holds
+    before = data_content(data)
+    assert before["split"] == "all" and before["files"]["count"] == 3
+    assert data_content(data) == before  # nothing changed: the same fingerprint
+    then = paths[1].stat().st_mtime_ns
+    paths[1].write_bytes(bytes([9]) * 64)  # other content, the same size
+    os.utime(paths[1], ns=(then + 10**9, then + 10**9))  # a second later (a coarse file-system clock may not tick)
+    after = data_content(data)
+    assert paths[1].stat().st_size == 64 and after["files"]["count"] == 3
+    assert after["files"]["sha256"] != before["files"]["sha256"]
+
 def test_stacked_mnist_content_names_the_source_it_used(data_dir):
     from gan.data import StackedMNISTDataModule
     from gan.metrics.cache import data_content

@@ -40,3 +40,17 @@ def test_close_without_collecting_waits_and_drops_the_follow_ups():
     writer.submit(lambda: 2, then=followed.append)
     writer.close(collect=False)  # an error elsewhere is on its way: neither raised nor followed
     assert followed == [] and writer._executor is None
+
+
+def test_a_collect_after_close_without_collecting_follows_none_of_the_closed_work():
+    """The writer is used again after an interrupted fit (a later fit's sample grids): the dropped follow-ups
+    must not run then, nor the first write's error be raised there (a mutation audit: close kept them pending)."""
+    writer, followed = BackgroundWriter("test"), []
+    writer.submit(lambda: 1 / 0, then=followed.append)
+    writer.submit(lambda: 2, then=followed.append)
+    writer.close(collect=False)
+    writer.collect(wait=True)
+    assert followed == []
+    writer.submit(lambda: 3, then=followed.append)  # new work after the close: a fresh thread, followed as usual
+    writer.close()
+    assert followed == [3] and writer._executor is None

@@ -36,3 +36,22 @@ def test_the_r3gan_grid_preset_takes_bf16_where_native_and_the_ring_stays_fp32(m
         forced = compose("train", overrides=["model=r3gan", "data=toy2d_grid", "trainer.precision=32-true"])
     assert grid.trainer.precision == ("bf16-mixed" if native else "32-true")
     assert ring.trainer.precision == forced.trainer.precision == "32-true"
+
+
+def test_a_cuda_index_past_the_last_device_is_refused_naming_the_count(monkeypatch):
+    """With one GPU, cuda:1 is one past the last (cuda:0): refused before training, not at the first tensor moved
+    there (a mutation audit: only indices above the count were refused)."""
+    from gan.utils.device import check_torch_device
+    from gan.utils.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for fine in ("cuda", "cuda:0", "cpu"):
+        check_torch_device(fine)
+    with pytest.raises(ConfigError, match=r"^device=cuda:1: this machine has 1 CUDA device; expected auto or cpu, or "
+                                          r"cuda:0 to cuda:0$"):
+        check_torch_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_torch_device("cuda:1")
+    with pytest.raises(ConfigError, match=r"^device=cuda:2: this machine has 2 CUDA devices; "):
+        check_torch_device("cuda:2")
