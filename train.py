@@ -12,7 +12,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import gan  # noqa: F401  (registers the config resolvers)
-from gan.callbacks.checkpoint import callback_states_left_behind, check_checkpoint_callbacks
+from gan.callbacks.checkpoint import (callback_states_left_behind, check_checkpoint_callbacks,
+                                     leave_out_a_best_checkpoint_that_ranks_nothing)
 from gan.callbacks.gan_health import stop_event
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
@@ -41,6 +42,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     console_once_per_run()
     check_run_options(cfg)
     check_checkpoint_callbacks(cfg)  # intervals and monitors the checkpoint callbacks could not act on
+    leave_out_a_best_checkpoint_that_ranks_nothing(cfg)
     check_logger_options(cfg.get("logger"))
     for line in options_without_effect(cfg):
         log.warning(line)

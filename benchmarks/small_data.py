@@ -130,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["dcgan", "sngan"], help="model= names")
     parser.add_argument("--tricks", nargs="+", default=["none", "diffaugment", "ada", "lecam"],
-                        help="none, diffaugment, ada, lecam, or '+' combinations such as diffaugment+lecam")
+                        help="none, diffaugment, ada, lecam, ema, or '+' combinations such as diffaugment+lecam")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1500, help="generator steps per run")
     parser.add_argument("--arch", default=None, help="network family for every variant (arch=...), e.g. resnet")

@@ -639,19 +639,26 @@ def test_a_group_choice_that_is_not_a_name_is_described_in_one_line():
     # r3gan's digits preset sets the DCGAN networks over arch=resnet's, whose ResNet-only options stayed: Hydra's
     # multi-line TypeError, status 1 (found by an audit)
     (["arch=resnet"], r"^model.discriminator: DCGANDiscriminator takes no option extra_blocks, feature_size, "
-                                     r"pooling \(a TypeError when it is built\); options of another network family come "
-                                     r"from arch=\.\.\., whose networks a per-data preset replaces \(add presets=none\)$"),
+                                     r"pooling \(a TypeError when it is built\); options of another network family stay "
+                                     r"when a later config swaps the class: model=\.\.\., arch=\.\.\. and the per-data "
+                                     r"preset set the networks in that order \(presets=none leaves the preset's out\)$"),
+    # model=gan's MLP option under arch=resnet, with presets=none given: it was told to add presets=none (a README
+    # walk-through)
+    (["model=gan", "arch=resnet", "presets=none"], r"^model.generator: ResNetGenerator takes no option hidden \(a "
+                                                   r"TypeError when it is built\); options of another network family stay "
+                                                   r"when a later config swaps the class: model=\.\.\., arch"),
     (["presets=none", "+model.discriminator.pooling=mean"], r"^model.discriminator: DCGANDiscriminator takes no option pooling"),
     # a typo: it got the hint about network families (a second audit)
     (["+model.generator.widht=8"], r"^model.generator: DCGANGenerator takes no option widht \(a TypeError when it is "
-                                   r"built\); did you mean width\?; options of another network family come from arch="),
+                                   r"built\); did you mean width\?; options of another network family stay when"),
 ])
 def test_an_option_the_target_does_not_take_is_one_line(make_cfg, overrides, message):
     from train import train
 
-    model = "r3gan" if "arch=resnet" in overrides else "dcgan"
+    chosen = [o.partition("=")[2] for o in overrides if o.startswith("model=")]
+    model = chosen[0] if chosen else "r3gan" if "arch=resnet" in overrides else "dcgan"
     with pytest.raises(ConfigError, match=message):
-        train(make_cfg(tiny_overrides(model, steps=1) + overrides))
+        train(make_cfg(tiny_overrides(model, steps=1) + [o for o in overrides if not o.startswith("model=")]))
 
 
 @pytest.mark.parametrize("overrides, message", [

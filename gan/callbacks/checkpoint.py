@@ -104,6 +104,31 @@ def check_checkpoint_callbacks(cfg) -> None:
     check_checkpoint_monitors(cfg)
 
 
+def leave_out_a_best_checkpoint_that_ranks_nothing(cfg) -> None:
+    """``callbacks.best_checkpoint`` whose monitor resolved to null while metrics are scored: none of the selected
+    metrics ranks checkpoints (``metrics=[memorization]``: its authenticity is highest for a generator far from the
+    data), and Lightning's ModelCheckpoint without a monitor keeps the newest save, so ``best.ckpt`` held the last
+    scored step under the name "best" (a README walk-through). It is left out (said once); ``metrics.monitor`` names
+    a value to rank by. Call it before anything is built from ``cfg``."""
+    from lightning.pytorch.utilities import rank_zero_only
+    from omegaconf import OmegaConf
+
+    from gan.metrics.registry import logged_directions
+
+    node = OmegaConf.select(cfg, "callbacks.best_checkpoint")
+    metrics = cfg.get("metrics") or {}
+    selected = list(metrics.get("compute") or [])
+    if (node is None or node.get("monitor") is not None or OmegaConf.select(cfg, "callbacks.metrics") is None
+            or not selected or not metrics.get("every_n_generator_steps")):
+        return
+    if rank_zero_only.rank == 0:
+        logged = ", ".join(key.removeprefix("val/") for key in sorted(logged_directions(selected)))
+        log.warning("callbacks.best_checkpoint is left out: none of the selected metrics (%s) ranks checkpoints, so "
+                    "best.ckpt would hold the last scored step; set metrics.monitor to one of %s to keep the best step "
+                    "by it", ", ".join(selected), logged or "their values")
+    cfg.callbacks.best_checkpoint = None
+
+
 def checkpoint_nodes(cfg):
     """(key, node) of every node of ``cfg.callbacks`` whose target is a ModelCheckpoint."""
     from hydra.utils import get_class

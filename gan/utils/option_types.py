@@ -58,8 +58,12 @@ def check_option_types(node: Any) -> None:
             # look like one of this family's (negative_slope, r3gan's vector_negative_slope), so a network keeps both
             hint = f"; did you mean {close[0]}?" if close else ""
             if where in ("model.generator", "model.discriminator"):
-                hint += ("; options of another network family come from arch=..., whose networks a per-data preset "
-                         "replaces (add presets=none)")
+                # the option may come from the model's own networks (model=gan's MLP under arch=resnet) or from a
+                # preset's (arch=resnet under r3gan's digits preset): "add presets=none" alone was advised even with
+                # presets=none given (a README walk-through)
+                hint += ("; options of another network family stay when a later config swaps the class: model=..., "
+                         "arch=... and the per-data preset set the networks in that order (presets=none leaves the "
+                         "preset's out)")
             raise ConfigError(f"{where}: {str(target).rsplit('.', 1)[-1]} takes no option {', '.join(unknown)} (a "
                               f"TypeError when it is built){hint}")
     for key in node.keys():

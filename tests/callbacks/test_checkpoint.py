@@ -297,3 +297,35 @@ def test_a_slurm_array_task_is_requeued_by_its_array_id(monkeypatch, variables, 
 
     assert slurm_requeue_job_id(trainer(SLURMEnvironment(auto_requeue=True))) == job_id
     assert slurm_requeue_job_id(trainer(SLURMEnvironment(auto_requeue=False))) is None  # Lightning's requeue off
+
+
+def test_a_best_checkpoint_that_no_selected_metric_ranks_is_left_out(make_cfg, caplog):
+    """metrics=[memorization] alone selects no checkpoints (its authenticity is highest far from the data): the best
+    checkpoint's monitor resolved to null and Lightning then kept the newest save as best.ckpt (a README walk-through).
+    Left out with a warning; a monitor named, another metric, or no scoring at all keep it as it was."""
+    from gan.callbacks.checkpoint import leave_out_a_best_checkpoint_that_ranks_nothing
+
+    memorization = ["model=dcgan", "metrics=[memorization]", "metrics.compute.memorization.extractor=digit_classifier"]
+    cfg = make_cfg(memorization)
+    assert cfg.callbacks.best_checkpoint.monitor is None
+    with caplog.at_level("WARNING", logger="gan"):
+        leave_out_a_best_checkpoint_that_ranks_nothing(cfg)
+    assert cfg.callbacks.best_checkpoint is None
+    assert caplog.messages == [
+        "callbacks.best_checkpoint is left out: none of the selected metrics (memorization) ranks checkpoints, so best.ckpt "
+        "would hold the last scored step; set metrics.monitor to one of memorization/authenticity to keep the best step by it"]
+    for kept in (memorization + ["metrics.monitor=memorization/authenticity"], ["model=dcgan"],
+                 ["model=dcgan", "metrics=[memorization,fid_digits]", "metrics.compute.memorization.extractor=digit_classifier"],
+                 ["model=dcgan", "metrics=none"], memorization + ["callbacks.metrics=null"]):
+        cfg = make_cfg(kept)
+        before = cfg.callbacks.best_checkpoint
+        leave_out_a_best_checkpoint_that_ranks_nothing(cfg)
+        assert cfg.callbacks.best_checkpoint == before and before is not None, kept
+
+
+def test_a_run_scoring_only_memorization_writes_no_best_checkpoint(make_cfg, tmp_path):
+    cfg = make_cfg(tiny_overrides("dcgan", "digits", steps=2) + [
+        "metrics=[memorization]", "metrics.compute.memorization.extractor=digit_classifier",
+        "metrics.every_n_generator_steps=1", "metrics.num_samples=20", "metrics.num_real=20"])
+    train(cfg)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")) == ["last.ckpt"]

@@ -39,3 +39,18 @@ def test_training_script_reproduces_the_shipped_accuracy(tmp_path, data_dir):
     # bit-identical on the machine that trained them; other CPUs may round differently, hence the tolerance
     assert abs(accuracy - shipped) <= 0.005
     assert dc.held_out_accuracy(dc.load_classifier(out), data_dir) == accuracy
+
+
+def test_the_script_does_not_overwrite_the_shipped_weights_unless_asked(capsys):
+    """Its default --out was the shipped file: a rebuild on another torch build replaced the reference weights (and
+    every fid_digits value) without a word (a README walk-through). Refused before any training, the file unchanged."""
+    before = dc.WEIGHTS_PATH.read_bytes()
+    with pytest.raises(SystemExit) as refused:
+        dc.main(["--out", str(dc.WEIGHTS_PATH)])
+    assert refused.value.code == 2 and dc.WEIGHTS_PATH.read_bytes() == before
+    assert capsys.readouterr().err == (f"error: --out={dc.WEIGHTS_PATH} is the shipped digit classifier, the reference of "
+                                       "every fid_digits value; expected another file, or --replace-shipped to replace it "
+                                       "on purpose\n")
+    with pytest.raises(SystemExit) as no_out:
+        dc.main([])
+    assert no_out.value.code == 2
