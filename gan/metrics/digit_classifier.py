@@ -114,8 +114,9 @@ def load_classifier(path: str | os.PathLike = WEIGHTS_PATH) -> DigitClassifier:
 
 
 def save_classifier(model: DigitClassifier, path: str | os.PathLike, test_accuracy: float) -> None:
-    with atomic_write(path) as temporary:  # the torch build too: the weights are reproducible on the same one
-        torch.save({"state_dict": model.state_dict(), "held_out_accuracy": test_accuracy, "torch": torch.__version__},
+    # the torch build too (a plain str: torch.__version__ is a TorchVersion, which a weights-only load refuses)
+    with atomic_write(path) as temporary:
+        torch.save({"state_dict": model.state_dict(), "held_out_accuracy": test_accuracy, "torch": str(torch.__version__)},
                    temporary)
 
 

@@ -54,3 +54,14 @@ def test_the_script_does_not_overwrite_the_shipped_weights_unless_asked(capsys):
     with pytest.raises(SystemExit) as no_out:
         dc.main([])
     assert no_out.value.code == 2
+
+
+def test_saved_weights_load_weights_only_and_record_the_torch_build(tmp_path):
+    """The torch version is saved as a plain str: torch.__version__ itself (a TorchVersion) made the file unreadable
+    by the weights-only load (caught by the slow rebuild test)."""
+    model = dc.DigitClassifier()
+    dc.save_classifier(model, tmp_path / "classifier.pt", 0.5)
+    saved = torch.load(tmp_path / "classifier.pt", weights_only=True)
+    assert saved["torch"] == str(torch.__version__) and type(saved["torch"]) is str and saved["held_out_accuracy"] == 0.5
+    loaded = dc.load_classifier(tmp_path / "classifier.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
