@@ -148,3 +148,30 @@ def test_an_ema_decay_outside_zero_to_one_is_refused():
             GeneratorEMA(generator, decay=decay)
     for decay in (0.0, 0.999):
         assert GeneratorEMA(generator, decay=decay).decay == decay
+
+
+def test_recomputed_statistics_do_not_depend_on_the_previous_buffers():
+    """(a mutation audit) the statistics were not reset first, so the old running averages leaked in."""
+    generator = DCGANGenerator(8, (1, 16, 16), width=4)
+    twin = copy.deepcopy(generator)
+    for m in generator.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(9.0)
+            m.num_batches_tracked.fill_(1000)
+    generator.recompute_batch_norm_statistics(samples=64, batch_size=32)
+    twin.recompute_batch_norm_statistics(samples=64, batch_size=32)
+    assert all(torch.equal(a, b) for a, b in zip(generator.buffers(), twin.buffers()))
+
+
+def test_spectral_norms_are_recomputed_from_far_off_vectors():
+    """(a mutation audit) one power iteration (max_iterations 1) left the estimate far from the largest singular value."""
+    torch.manual_seed(0)
+    generator = DCGANGenerator(8, (1, 16, 16), width=8, norm="none", spectral_norm=True)
+    with torch.no_grad():
+        for layer in generator.modules():
+            if hasattr(layer, "parametrizations"):
+                layer.parametrizations.weight.original.normal_()  # the stored vectors were iterated for other weights
+    generator.recompute_spectral_norms()
+    values = largest_singular_values(generator.eval())
+    assert len(values) == 3 and all(abs(value - 1.0) < 1e-4 for value in values), values

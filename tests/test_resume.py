@@ -794,3 +794,28 @@ def test_a_resume_that_changes_the_metrics_interval_names_the_best_checkpoint_s_
     [anew] = [r.getMessage() for r in caplog.records if "is not restored" in r.getMessage()]
     assert "the saved state of GANModelCheckpoint (monitor val/mode_coverage/modes) is not restored" in anew
     assert not [w for w in seen if "callbacks used to create the checkpoint" in str(w.message)]
+
+
+def test_a_wandb_id_given_on_resume_is_kept(make_cfg):
+    """(a mutation audit) the checkpoint's W&B run id overwrote an explicit logger.wandb.id."""
+    from train import continue_wandb_run
+
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_ring") + ["logger=wandb", "logger.wandb.id=mine"])
+    continue_wandb_run(cfg, {"wandb_run_id": "theirs"})
+    assert cfg.logger.wandb.id == "mine"
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_ring") + ["logger=wandb"])
+    continue_wandb_run(cfg, {"wandb_run_id": "theirs"})
+    assert cfg.logger.wandb.id == "theirs"
+
+
+def test_ckpt_path_last_says_which_checkpoint_it_resumes(make_cfg, tmp_path, caplog):
+    """(a mutation audit) the "Resuming from" line was left out for ckpt_path=last (the resolved path differs)."""
+    from train import resume_checkpoint
+
+    cfg = make_cfg(tiny_overrides("gan", "toy2d_ring") + ["ckpt_path=last"])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    with caplog.at_level("INFO", logger="gan"):
+        assert resume_checkpoint(cfg) == str(last)
+    assert f"Resuming from {last}" in [r.getMessage() for r in caplog.records]

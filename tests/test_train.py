@@ -345,3 +345,30 @@ def test_trainer_max_time_is_a_plain_override_and_off_by_default(make_cfg):
     [timer] = timers("trainer.max_time=00:01:02:05")
     assert timer._duration == 3600 + 2 * 60 + 5
     assert timers() == []
+
+
+def test_the_loggers_are_finished_when_fit_raises(make_cfg, monkeypatch):
+    """(a mutation audit) without the try/finally a failed fit left the loggers (W&B's run) open."""
+    import train as train_module
+
+    def failing_fit(self, *args, **kwargs):
+        raise RuntimeError("fit failed")
+
+    finished = []
+    monkeypatch.setattr(pl.Trainer, "fit", failing_fit)
+    monkeypatch.setattr(train_module, "finish_loggers", lambda loggers: finished.append(loggers))
+    with pytest.raises(RuntimeError, match="fit failed"):
+        train(make_cfg(tiny_overrides("gan", "toy2d_ring", steps=1)))
+    assert len(finished) == 1
+
+
+def test_train_logs_the_options_without_effect(make_cfg, monkeypatch, caplog):
+    """(a mutation audit) train() stopped warning about options that cannot act."""
+    def failing_fit(self, *args, **kwargs):
+        raise RuntimeError("fit skipped")
+
+    monkeypatch.setattr(pl.Trainer, "fit", failing_fit)
+    cfg = make_cfg(tiny_overrides("dcgan", steps=1) + ["model.real_label=0.9", "model.real_label_range=[0.7,1.0]"])
+    with caplog.at_level("WARNING", logger="gan"), pytest.raises(RuntimeError, match="fit skipped"):
+        train(cfg)
+    assert "model.real_label=0.9 has no effect: model.real_label_range=[0.7, 1.0] draws the real targets instead" in caplog.text

@@ -246,3 +246,9 @@ def test_the_embedded_digits_are_mlxtends_rows_read_row_major(tmp_path, monkeypa
     expected = torch.from_numpy(features.reshape(-1, 28, 28).astype(np.uint8)).float() / 127.5 - 1
     assert torch.equal(images[:, 0], expected)
     assert torch.equal(got_labels, torch.from_numpy(labels.astype(np.int64)))
+
+
+def test_toy2d_generators_default_to_an_identity_output():
+    """(a mutation audit) the toys' default generator output became tanh, which cannot reach points beyond +-1."""
+    assert Toy2DDataModule().generator_output == "identity"
+    assert Toy2DDataModule(generator_output="tanh").generator_output == "tanh"

@@ -525,3 +525,13 @@ def test_a_celeba_image_with_only_one_side_smaller_than_the_crop_is_refused_when
     raises_exactly(DataError, rf"^image {re.escape(str(narrow))} is 160x400, smaller than data.center_crop=178, which "
                    r"would pad it with black; replace it, or set data.center_crop=null for images that are already cropped$",
                    lambda: dm.train_set[3])
+
+
+def test_a_long_cause_is_cut_to_the_limit():
+    """(a mutation audit) the cause was no longer cut, so a torchvision error listing every mirror stayed whole."""
+    from gan.data.errors import one_line
+
+    assert one_line(ValueError("x" * 1000)) == "ValueError: " + "x" * 300
+    assert one_line("y" * 50, limit=20) == "y" * 20
+    error = DatasetFormatError("MNIST", "/data", OSError("z" * 1000))
+    assert error.problem == "OSError: " + "z" * 300

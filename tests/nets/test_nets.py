@@ -178,3 +178,79 @@ def test_mlp_networks_keep_their_dropout_and_output_activation():
     with torch.no_grad():
         g.net[-2].bias.fill_(50.0)  # far outside [-1, 1] before the activation
     assert g.sample(4).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_conditional_batch_norm_is_batch_norm_then_the_labels_scale_and_shift(vector):
+    """(a mutation audit) the scale's ones-init dropped, and the shift read from the scale embedding."""
+    from gan.nets.layers import ConditionalBatchNorm
+
+    torch.manual_seed(0)
+    cbn = ConditionalBatchNorm(4, 3, vector=vector)
+    assert torch.equal(cbn.scale.weight, torch.ones(3, 4)) and torch.equal(cbn.shift.weight, torch.zeros(3, 4))
+    with torch.no_grad():
+        cbn.scale.weight.normal_()
+        cbn.shift.weight.normal_()
+    x = torch.randn(6, 4) if vector else torch.randn(6, 4, 3, 3)
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    normed = torch.nn.functional.batch_norm(x, None, None, training=True, eps=cbn.norm.eps)
+    shape = (6, 4) if vector else (6, 4, 1, 1)
+    expected = normed * cbn.scale.weight[labels].view(shape) + cbn.shift.weight[labels].view(shape)
+    torch.testing.assert_close(cbn(x, labels), expected)
+
+
+def test_maxout_is_the_max_over_its_pieces():
+    """(a mutation audit) the max over the pieces replaced by their mean."""
+    from gan.nets.mlp import Maxout
+
+    torch.manual_seed(0)
+    layer = Maxout(3, 4, 5)
+    x = torch.randn(6, 3)
+    pieces = layer.linear(x).view(6, 4, 5)
+    torch.testing.assert_close(layer(x), pieces.max(dim=2).values)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (2,)])
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
+def test_dcgan_generator_hidden_layers_have_biases_only_without_norm(shape, norm):
+    """(a mutation audit) the bias rule inverted, and the output layer's bias following it."""
+    g = DCGANGenerator(8, shape, width=4, norm=norm)
+    layers = [m for m in g.modules() if isinstance(m, (torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    assert len(layers) >= 3
+    assert all((m.bias is not None) == (norm == "none") for m in layers[:-1])
+    assert layers[-1].bias is not None
+
+
+@pytest.mark.parametrize("norm", ["none", "layer"])
+def test_dcgan_init_zeroes_biases_and_draws_norm_scales_around_one(norm):
+    """(a mutation audit) the zero-init of biases dropped, and GroupNorm left out of the N(1, 0.02) scales."""
+    torch.manual_seed(0)
+    for net in (DCGANGenerator(8, (1, 32, 32), width=32, norm=norm), DCGANDiscriminator((1, 32, 32), width=32, norm=norm)):
+        biases = [m.bias for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+                  and m.bias is not None]
+        assert biases and all(torch.equal(b, torch.zeros_like(b)) for b in biases)
+        if norm == "layer":
+            groups = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+            assert groups
+            weight = torch.cat([m.weight.detach() for m in groups])
+            assert abs(weight.mean().item() - 1.0) < 0.01 and 0.01 < weight.std().item() < 0.03
+            assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in groups)
+
+
+def test_projection_embedding_is_xavier_uniform():
+    """(a mutation audit) the projection embedding kept nn.Embedding's N(0, 1) init."""
+    import math
+
+    torch.manual_seed(0)
+    d = DCGANDiscriminator((1, 16, 16), width=4, num_classes=10, conditioning="projection")
+    weight = d.projection.weight
+    bound = math.sqrt(6 / (weight.size(0) + weight.size(1)))
+    assert weight.abs().max() <= bound and weight.abs().max() > 0.9 * bound
+
+
+def test_a_hook_based_spectral_norm_makes_samples_dependent():
+    """(a mutation audit) the forward-pre-hook check (torch.nn.utils.spectral_norm) disabled."""
+    d = DCGANDiscriminator((1, 16, 16), width=4, norm="none")
+    assert d.samples_independent
+    torch.nn.utils.spectral_norm(d.head)
+    assert not d.samples_independent

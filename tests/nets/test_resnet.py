@@ -137,3 +137,57 @@ def test_every_image_variant_trains_finite_steps_under_arch_resnet(make_cfg, mod
     assert type(objects["module"].generator).__name__ == "ResNetGenerator"
     losses = {k: v for k, v in metrics.items() if k.endswith("/loss")}
     assert {"train/d/loss", "train/g/loss"} <= set(losses) and all(math.isfinite(v) for v in losses.values())
+
+
+def test_generator_block_adds_the_upsampled_shortcut_to_the_residual_path():
+    """(a mutation audit) the block returned only its residual path, dropping the shortcut sum."""
+    import torch.nn.functional as F
+    from gan.nets.resnet import GeneratorBlock
+
+    torch.manual_seed(0)
+    block = GeneratorBlock(4, 6, torch.nn.BatchNorm2d, False)
+    with torch.no_grad():
+        block.conv2.weight.zero_()
+        block.conv2.bias.zero_()
+    x = torch.randn(3, 4, 5, 5)
+    expected = block.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(block(x), expected)
+
+
+@pytest.mark.parametrize("pooling", ["sum", "mean"])
+def test_global_pool_sums_or_averages_the_activated_map(pooling):
+    """(a mutation audit) sum and mean pooling swapped."""
+    from gan.nets.resnet import GlobalPool
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 5)
+    h = torch.nn.functional.leaky_relu(x, 0.1)
+    expected = h.sum(dim=(2, 3)) if pooling == "sum" else h.mean(dim=(2, 3))
+    torch.testing.assert_close(GlobalPool(0.1, pooling)(x), expected)
+
+
+def test_conditional_batch_norm_generator_gives_each_sample_its_own_label():
+    """(a mutation audit) the second norm of each block got the labels of other samples (flipped batch)."""
+    torch.manual_seed(0)
+    g = ResNetGenerator(8, (1, 28, 28), width=4, num_classes=10, conditioning="batchnorm")
+    with torch.no_grad():
+        for m in g.modules():
+            if hasattr(m, "scale") and isinstance(m.scale, torch.nn.Embedding):
+                m.scale.weight.normal_(1.0, 0.5)
+                m.shift.weight.normal_(0.0, 0.5)
+    g.eval()
+    z, labels = torch.randn(4, 8), torch.tensor([1, 4, 7, 9])
+    with torch.no_grad():
+        batch = g(z, labels)
+        for i in range(4):
+            torch.testing.assert_close(batch[i], g(z[i:i + 1], labels[i:i + 1])[0])
+
+
+@pytest.mark.parametrize("norm,layer", [("batch", torch.nn.BatchNorm2d), ("layer", torch.nn.GroupNorm),
+                                        ("none", torch.nn.Identity)])
+def test_generator_output_starts_with_the_norm(norm, layer):
+    """(a mutation audit) the output stage lost its normalization (norm -> ReLU -> conv3x3)."""
+    g = ResNetGenerator(8, (1, 28, 28), width=4, norm=norm)
+    assert isinstance(g.output[0], layer) and isinstance(g.output[1], torch.nn.ReLU)
+    assert isinstance(g.output[2], torch.nn.Conv2d)
