@@ -37,13 +37,22 @@ def test_conditional_networks(conditioning):
     assert (out.class_logits is not None) == (d_cond == "auxiliary")
 
 
-def test_conditional_batch_norm_makes_the_class_matter():
+def conditional_resnet_generator(shifts: bool = False) -> ResNetGenerator:
+    """A small class-conditional ResNet G whose conditional batch norms scale (and, with ``shifts``, shift) each class
+    differently: their initial identity would make every label alike."""
     torch.manual_seed(0)
     g = ResNetGenerator(8, (1, 28, 28), width=4, num_classes=10, conditioning="batchnorm")
     with torch.no_grad():
         for m in g.modules():
             if hasattr(m, "scale") and isinstance(m.scale, torch.nn.Embedding):
                 m.scale.weight.normal_(1.0, 0.5)
+                if shifts:
+                    m.shift.weight.normal_(0.0, 0.5)
+    return g
+
+
+def test_conditional_batch_norm_makes_the_class_matter():
+    g = conditional_resnet_generator()
     z = torch.randn(4, 8)
     assert not torch.allclose(g(z, torch.zeros(4, dtype=torch.long)), g(z, torch.ones(4, dtype=torch.long)))
 
@@ -169,13 +178,7 @@ def test_global_pool_sums_or_averages_the_activated_map(pooling):
 
 def test_conditional_batch_norm_generator_gives_each_sample_its_own_label():
     """(a mutation audit) the second norm of each block got the labels of other samples (flipped batch)."""
-    torch.manual_seed(0)
-    g = ResNetGenerator(8, (1, 28, 28), width=4, num_classes=10, conditioning="batchnorm")
-    with torch.no_grad():
-        for m in g.modules():
-            if hasattr(m, "scale") and isinstance(m.scale, torch.nn.Embedding):
-                m.scale.weight.normal_(1.0, 0.5)
-                m.shift.weight.normal_(0.0, 0.5)
+    g = conditional_resnet_generator(shifts=True)
     g.eval()
     z, labels = torch.randn(4, 8), torch.tensor([1, 4, 7, 9])
     with torch.no_grad():
