@@ -405,3 +405,184 @@ def test_the_fixed_grid_cycles_classes_and_reuses_codes_column_by_column():
     module.sample_fixed(2, labels=torch.tensor([0, 0, 1, 1, 2, 2]))  # 2 codes x 3 classes: the codes repeat
     z, labels = seen[-1]
     assert torch.equal(z, module.fixed_noise[[0, 1, 0, 1, 0, 1]]) and labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("relativistic", [False, True])
+def test_each_generator_step_trains_on_the_real_batch_the_docstring_names(relativistic):
+    # (a mutation audit) the G step took the iteration's first real batch instead of the last D step's: its size,
+    # labels and feature-matching reals came from a batch the critic had already moved on from
+    from gan.losses.adversarial import RelativisticLoss
+    module = make_module(n_critic=3, n_generator=2, **({"loss": RelativisticLoss()} if relativistic else {}))
+    attach_trainer(module)
+    seen = []
+    original = module.generator_step
+    module.generator_step = lambda real, *a, **k: seen.append(real.clone()) or original(real, *a, **k)
+    real = torch.randn(4 * module.real_batches_per_iteration, *SHAPE)
+    chunks = real.chunk(module.real_batches_per_iteration)
+    module.training_step((real, torch.zeros(len(real))), 0)
+    # a loss that compares with reals: a fresh batch per G step (chunks 3 and 4); otherwise the last D step's (chunk 2)
+    expected = [chunks[3], chunks[4]] if relativistic else [chunks[2], chunks[2]]
+    assert len(seen) == 2 and all(torch.equal(a, b) for a, b in zip(seen, expected))
+
+
+def test_schedules_set_every_iteration_from_the_generator_step_it_starts_at():
+    # (a mutation audit) the schedules read generator_steps + 1: every update ran one step ahead of its curve
+    from gan.schedules import Linear, OptimizerSetting
+    module = make_module(n_generator=2, schedules={"lr": OptimizerSetting("lr", Linear(1e-2, 0.0, 8))})
+    attach_trainer(module)
+    opt_g, opt_d = module.optimizers()
+    used = []
+    for opt, name in ((opt_g, "G"), (opt_d, "D")):
+        original = opt.step
+        opt.step = lambda *a, _o=original, _n=name, _opt=opt, **k: used.append((_n, _opt.param_groups[0]["lr"])) or _o(*a, **k)
+    for i in range(3):
+        module.training_step((torch.randn(4, *SHAPE), torch.zeros(4)), i)
+        # the value set before the iteration, at generator step 2 i: 1e-2 * (1 - 2 i / 8)
+        expected = 1e-2 * (1 - 2 * i / 8)
+        assert module.last_terms["train/schedule/lr"] == pytest.approx(expected)
+    assert [n for n, _ in used] == ["D", "G", "G"] * 3
+    assert [lr for _, lr in used] == pytest.approx([1e-2 * (1 - 2 * i / 8) for i in range(3) for _ in range(3)])
+
+
+def test_weight_clipping_follows_every_critic_step_of_an_iteration():
+    # (a mutation audit) clipping only after the diagnostics step (the last of n_critic) let the earlier critic
+    # updates run on unclipped weights
+    module = make_module(weight_clip=0.01, loss=WassersteinLoss(), n_critic=3)
+    attach_trainer(module)
+    largest = []
+    original = module.discriminator_step
+
+    def spy(*a, **k):
+        terms = original(*a, **k)
+        largest.append(max(p.abs().max().item() for p in module.discriminator.parameters()))
+        return terms
+
+    module.discriminator_step = spy
+    module.training_step((torch.randn(12, *SHAPE), torch.zeros(12)), 0)
+    assert len(largest) == 3 and all(value <= 0.01 for value in largest)
+
+
+@pytest.mark.parametrize("ema_start", [0, 1])
+def test_the_ema_is_updated_after_every_generator_step_of_an_iteration(ema_start):
+    # (a mutation audit) one EMA update per iteration (after the n_generator loop), or one before each G step,
+    # averaged other weights than the formula's: ema_k = decay ema_{k-1} + (1 - decay) weights after G step k
+    decay = 0.5
+    module = make_module(n_generator=3, ema_decay=decay, ema_start=ema_start)
+    attach_trainer(module)
+    after = []
+    original = module.generator_step
+    module.generator_step = lambda *a, **k: (original(*a, **k), after.append(params(module.generator)))[0]
+    module.training_step((torch.randn(4, *SHAPE), torch.zeros(4)), 0)
+    assert len(after) == 3
+    # generator_steps is 1, 2, 3 after the steps: the first one at or past ema_start copies the weights
+    first = ema_start - 1 if ema_start > 0 else 0
+    expected = after[first]
+    for current in after[first + 1:]:
+        expected = [decay * e + (1 - decay) * c for e, c in zip(expected, current)]
+    for e, p in zip(expected, module.generator_ema.module.parameters()):
+        assert torch.allclose(e, p, atol=1e-6)
+
+
+def test_ada_observes_the_reals_of_every_critic_step():
+    # (a mutation audit) ADA observing only the diagnostics step (the last of n_critic) steered p from a third of
+    # the reals, and its interval (in D steps) stretched n_critic-fold
+    from gan.augment import AdaptiveAugment
+    module = make_module(augment=AdaptiveAugment(interval=100), n_critic=3)
+    attach_trainer(module)
+    module.training_step((torch.randn(12, *SHAPE), torch.zeros(12)), 0)
+    assert module.augment.steps.item() == 3 and module.augment.images.item() == 12
+
+
+def test_the_auxiliary_classifier_loss_of_the_critic_step_covers_reals_and_fakes():
+    # (a mutation audit) AC-GAN's D class loss without the fakes' cross-entropy (Odena et al. 2017: L_C on both)
+    import torch.nn.functional as F
+    module = make_module(generator=DCGANGenerator(8, SHAPE, width=4, num_classes=3),
+                         discriminator=DCGANDiscriminator(SHAPE, width=4, num_classes=3, conditioning="auxiliary"),
+                         optimizer={"generator": partial(torch.optim.SGD, lr=0.0), "discriminator": partial(torch.optim.SGD, lr=0.0)},
+                         auxiliary_weight=2.0)
+    attach_trainer(module)
+    generated = []
+    module.generator.register_forward_hook(lambda net, args, out: generated.append(out.detach().clone()))
+    real, labels = torch.randn(6, *SHAPE), torch.tensor([0, 1, 2, 2, 1, 0])
+    terms = module.discriminator_step(real, module.optimizers()[1], labels)
+    with torch.no_grad():  # lr 0: D is as it was; train mode normalises with each batch's own statistics
+        real_cls, fake_cls = (module.discriminator.evaluate(x, None).class_logits for x in (real, generated[0]))
+    expected = F.cross_entropy(real_cls, labels) + F.cross_entropy(fake_cls, labels)
+    assert terms["class_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(terms["adversarial"].item() + 2.0 * expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("log_every, logged_at", [(2, [2, 4, 5]), (0, [5])])
+def test_terms_are_logged_on_logging_steps_and_at_the_last_iteration(log_every, logged_at):
+    # (a mutation audit) logging only where Lightning's logger connector says so lost the last iteration's values with
+    # log_every_n_steps=0 (they never reached trainer.callback_metrics); logging every step paid self.log each iteration
+    from torch.utils.data import DataLoader, TensorDataset
+    module = make_module(iterations_per_batch=1)
+    data = DataLoader(TensorDataset(torch.randn(40, *SHAPE), torch.zeros(40)), batch_size=4)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, max_steps=10, log_every_n_steps=log_every)  # 5 iterations (D + G each)
+    calls = []
+    original = module.log_dict
+    module.log_dict = lambda values, *a, **k: calls.append(module.generator_steps) or original(values, *a, **k)
+    trainer.fit(module, data)
+    assert module.generator_steps == 5 and calls == logged_at
+    for name in ("train/d/loss", "train/g/loss"):
+        assert torch.equal(trainer.callback_metrics[name], module.last_terms[name])
+
+
+def test_the_discriminator_takes_no_gradient_in_the_generator_phase_of_a_fit():
+    # (a mutation audit) the freezing built when training starts froze nothing: every G backward also accumulated
+    # d loss_G / d theta_D into D's .grad, work for nothing and a wrong gradient for anything reading D's grads
+    from torch.utils.data import DataLoader, TensorDataset
+    module = make_module(iterations_per_batch=1)
+    data = DataLoader(TensorDataset(torch.randn(16, *SHAPE), torch.zeros(16)), batch_size=4)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, max_steps=6)
+    unchanged = []
+    original = module.generator_step
+
+    def spy(*a, **k):
+        before = [None if p.grad is None else p.grad.clone() for p in module.discriminator.parameters()]
+        frozen_inside = []
+        hook = module.discriminator.register_forward_pre_hook(
+            lambda net, args: frozen_inside.append(not any(p.requires_grad for p in net.parameters())))
+        try:
+            terms = original(*a, **k)
+        finally:
+            hook.remove()
+        after = [p.grad for p in module.discriminator.parameters()]
+        same = [(b is None and g is None) or (b is not None and g is not None and torch.equal(b, g)) for b, g in zip(before, after)]
+        unchanged.append(all(frozen_inside) and all(same))
+        return terms
+
+    module.generator_step = spy
+    trainer.fit(module, data)
+    assert unchanged == [True] * 3
+    assert all(p.requires_grad for p in module.discriminator.parameters())  # restored after each G phase
+
+
+def test_the_last_iteration_s_terms_reach_the_loggers_off_the_logging_cadence():
+    # (a mutation audit) without asking training to stop at max_steps, Lightning wrote the last batch's values only to
+    # trainer.callback_metrics, never to the loggers: a run's final losses were missing from its CSV and W&B
+    from lightning.pytorch.loggers.logger import Logger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Recording(Logger):
+        name, version = "recording", 0
+        def __init__(self):
+            super().__init__()
+            self.rows = []
+        def log_metrics(self, metrics, step=None):
+            self.rows.append(dict(metrics))
+        def log_hyperparams(self, *args, **kwargs):
+            pass
+
+    logger = Recording()
+    module = make_module(iterations_per_batch=1)
+    data = DataLoader(TensorDataset(torch.randn(40, *SHAPE), torch.zeros(40)), batch_size=4)
+    trainer = Trainer(accelerator="cpu", logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, max_steps=6, log_every_n_steps=50)  # 3 iterations, none on the cadence
+    trainer.fit(module, data)
+    rows = [row for row in logger.rows if "train/g/loss" in row]
+    assert len(rows) == 1 and rows[0]["train/generator_step"] == 3
+    assert rows[0]["train/g/loss"] == pytest.approx(module.last_terms["train/g/loss"].item())

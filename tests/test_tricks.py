@@ -380,3 +380,76 @@ def test_ablation_collects_the_last_scores_into_table_and_chart(tmp_path):
     assert "| ttur | 24 ± - (+4) | 0.5 ± - (+0) | 0.4 ± - (+0) | 1 | 80 ± - (-20) | 1 |" in table
     assert "digits fid_digits (↓)" in table and "toy2d_grid mode_coverage/modes (↑)" in table
     assert paths["png"].stat().st_size > 1000
+
+
+def test_label_flips_of_reals_and_fakes_are_independent():
+    # (a mutation audit) one draw for both flips swapped the real and fake targets of the same samples together
+    torch.manual_seed(0)
+    targets = LabelTargets(flip_prob=0.2)(20000)
+    both = ((targets["real_targets"] == 0) & (targets["fake_targets"] > 0)).float().mean().item()
+    assert both == pytest.approx(0.2 * 0.2, abs=0.008)
+
+
+def test_label_flips_alone_reach_the_discriminator_loss():
+    # (a mutation audit) LabelTargets.active ignored flip_prob: model.label_flip_prob alone left the targets untouched
+    assert LabelTargets(flip_prob=0.1).active and not LabelTargets().active
+    module = make_module(label_flip_prob=0.3)
+    attach_trainer(module)
+    seen = capture_discriminator_loss(module)
+    torch.manual_seed(3)
+    module.discriminator_step(torch.randn(64, *SHAPE), module.optimizers()[1])
+    real, fake = seen[0]["real_targets"], seen[0]["fake_targets"]
+    assert set(real.unique().tolist()) == {0.0, 1.0} and set(fake.unique().tolist()) == {0.0, 1.0}
+    with pytest.raises(ValueError, match="has none"):
+        make_module(loss=WassersteinLoss(), label_flip_prob=0.1)
+
+
+def test_instance_noise_on_the_fakes_has_the_scheduled_std_once():
+    # (a mutation audit) noise added to the fakes before discriminate() noised them twice (std sqrt(2) too large)
+    module = make_module(instance_noise_std=0.5, instance_noise_steps=100)
+    attach_trainer(module)
+    module.generator_steps = 60  # std 0.5 * 0.4 = 0.2
+    generated, inputs = [], []
+    module.generator.register_forward_hook(lambda net, args, out: generated.append(out.detach().clone()))
+    original = module.discriminator.evaluate
+    module.discriminator.evaluate = lambda x, labels=None: inputs.append(x.detach().clone()) or original(x, labels)
+    module.discriminator_step(torch.zeros(256, *SHAPE), module.optimizers()[1])
+    module.generator_step(torch.zeros(256, *SHAPE), module.optimizers()[0])
+    assert len(generated) == 2 and len(inputs) == 3
+    for fake, seen in ((generated[0], inputs[1]), (generated[1], inputs[2])):
+        assert (seen - fake).std().item() == pytest.approx(0.2, rel=0.03)
+
+
+@pytest.mark.parametrize("layer", [0, -2])
+def test_feature_matching_compares_the_configured_layer(layer):
+    # (a mutation audit) the configured feature_matching_layer was ignored (always the last block)
+    module = make_module(feature_matching_weight=1.0, adversarial_generator_loss=False, feature_matching_layer=layer)
+    attach_trainer(module)
+    generated = []
+    module.generator.register_forward_hook(lambda net, args, out: generated.append(out.detach().clone()))
+    real = torch.randn(8, *SHAPE)
+    d_before = {k: v.clone() for k, v in module.discriminator.state_dict().items()}
+    terms = module.generator_step(real, module.optimizers()[0])
+    # reference: D as it was (batch-norm buffers restored; train mode normalises with the batch's statistics)
+    module.discriminator.load_state_dict(d_before)
+    with torch.no_grad():
+        features = [module.discriminator.evaluate(x, None).features for x in (real, generated[0])]
+    expected = feature_matching_loss(features[0][layer], features[1][layer])
+    other = feature_matching_loss(features[0][-1], features[1][-1])
+    assert not torch.isclose(expected, other)
+    assert terms["feature_matching"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_instance_noise_comes_before_the_augmentation():
+    # (a mutation audit) noise added after the augmentation filled cutout's zeroed square, which D then never saw
+    from gan.augment import DiffAugment
+    module = make_module(instance_noise_std=0.5, instance_noise_steps=100, augment=DiffAugment("cutout"))
+    attach_trainer(module)
+    inputs = []
+    original = module.discriminator.evaluate
+    module.discriminator.evaluate = lambda x, labels=None: inputs.append(x.detach().clone()) or original(x, labels)
+    module.discriminator_step(torch.ones(8, *SHAPE), module.optimizers()[1])
+    real = inputs[0]
+    # every sample: a square of exact zeros (cutout, last), the rest noised around 1
+    zeros = (real == 0).flatten(1).float().sum(1)
+    assert torch.all(zeros >= 4) and (real[real != 0] - 1).std().item() == pytest.approx(0.5, rel=0.1)
