@@ -117,9 +117,9 @@ def remedy(kind: str, pl_module) -> str:
     lr_schedules = [name for name, setting in schedules.items() if getattr(setting, "hyperparameter", None) == "lr"]
     if lr_schedules:  # TTUR, advised and then said to be overwritten in one line (a README walk-through): not advised
         text = text.replace(" or use TTUR (optimizer=ttur)", "")
-    if lr_schedules and "learning rate" in text:
-        text += (f"; this run's learning rates follow model.schedules.{lr_schedules[0]}, which overwrites optimizer.*.lr and "
-                 f"optimizer=ttur at every step: change its values (model.schedules.{lr_schedules[0]}.value.start / .end)")
+        if "learning rate" in text:
+            text += (f"; this run's learning rates follow model.schedules.{lr_schedules[0]}, which overwrites optimizer.*.lr "
+                     f"and optimizer=ttur at every step: change its values (model.schedules.{lr_schedules[0]}.value.start / .end)")
     return text
 
 

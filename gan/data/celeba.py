@@ -172,17 +172,14 @@ class CelebADataModule(ImageDataModule):
                 width, height = image.size
         except UNREADABLE_IMAGE:
             return  # named in one line when it is drawn (ImageFiles)
-        resized = min(width, height) if self.center_crop is None else min(self.center_crop, width, height)
-        if resized < self.resolution:
-            what = (f"{path.name} is {width}x{height}" if self.center_crop is None or min(width, height) < self.center_crop
-                    else f"data.center_crop={self.center_crop}")
-            log.warning("celeba: %s, smaller than data.resolution=%d on its shorter side, so the images are upscaled and "
-                        "train blurred; expected images (or a crop) of at least %d pixels, or a lower data.resolution",
-                        what, self.resolution, self.resolution)
-        if self.center_crop is None:
-            return
-        if min(width, height) < self.center_crop:
+        if self.center_crop is not None and min(width, height) < self.center_crop:
             aligned = "x".join(map(str, ALIGNED_SIZE))
             raise ConfigError(f"celeba: {path} is {width}x{height}, smaller than data.center_crop={self.center_crop} "
                               f"(CelebA's aligned faces are {aligned}); set data.center_crop=null for images that are "
                               "already cropped")
+        resized = min(width, height) if self.center_crop is None else self.center_crop  # the image holds the crop
+        if resized < self.resolution:
+            what = f"{path.name} is {width}x{height}" if self.center_crop is None else f"data.center_crop={self.center_crop}"
+            log.warning("celeba: %s, smaller than data.resolution=%d on its shorter side, so the images are upscaled and "
+                        "train blurred; expected images (or a crop) of at least %d pixels, or a lower data.resolution",
+                        what, self.resolution, self.resolution)

@@ -214,7 +214,7 @@ def describe_unknown_key(error: BaseException, cause: BaseException | None) -> s
     node = full_key.rpartition(".")[0] if "." in full_key else "the config"
     close = did_you_mean(cause)
     if close:
-        expected = close.removeprefix("; ").rstrip("?") + "?"
+        expected = close.removeprefix("; ")
     else:
         options = sorted(k for k in keys if not k.startswith("_"))
         expected = f"expected one of {', '.join(options)}" if options else f"{node} has no keys to override"
