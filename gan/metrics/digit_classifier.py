@@ -106,7 +106,8 @@ def held_out_accuracy(model: DigitClassifier, root: str | os.PathLike) -> float:
 def load_classifier(path: str | os.PathLike = WEIGHTS_PATH) -> DigitClassifier:
     path = Path(path)
     if not path.is_file():
-        rebuild = f"python -m gan.metrics.digit_classifier --out {path}" + (" --replace-shipped" if path.resolve() == WEIGHTS_PATH.resolve() else "")
+        shipped = path.resolve() == WEIGHTS_PATH.resolve()
+        rebuild = f"python -m gan.metrics.digit_classifier --out {path}" + (" --replace-shipped" if shipped else "")
         raise FileNotFoundError(f"digit classifier weights not found: {path}; rebuild them with {rebuild}")
     model = DigitClassifier()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
