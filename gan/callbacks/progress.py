@@ -60,7 +60,9 @@ class GANProgressBar(TQDMProgressBar):
         if done != bar.total and now - self._last_refresh < self.min_seconds_between_refreshes:
             return
         self._last_refresh = now
+        # one redraw with the new count and metrics: tqdm's set_postfix redraws by itself, and a refresh before it
+        # drew every line twice (twice the cost, and every line twice in a log file or a SLURM job's output)
+        bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
         if not bar.disable:
             bar.n = done
             bar.refresh()
-        bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -9,8 +9,10 @@ class RecordingBar(SimpleNamespace):
     def refresh(self):
         self.drawn.append(self.n)
 
-    def set_postfix(self, metrics):
+    def set_postfix(self, metrics, refresh=True):
         self.postfixes += 1
+        if refresh:
+            self.refresh()
 
 
 def test_redraws_every_refresh_rate_iterations_at_most_once_per_spacing_and_always_at_the_end(monkeypatch):
@@ -49,3 +51,21 @@ def test_a_negative_refresh_rate_is_refused_and_zero_turns_the_bar_off():
     with pytest.raises(ConfigError, match=r"^callbacks.progress_bar.refresh_rate=-1: expected an integer >= 0 \(0: no bar\)$"):
         GANProgressBar(refresh_rate=-1)
     assert GANProgressBar(refresh_rate=0).refresh_rate == 0
+
+
+def test_each_redraw_writes_the_bar_once():
+    """A redraw wrote its line twice (a refresh, then tqdm's set_postfix redrawing by itself): twice the cost, and
+    every line twice in a log file. A real tqdm bar writing to a file: one line per redraw, the last with the metrics."""
+    import io
+
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+    out = io.StringIO()
+    bar = GANProgressBar(refresh_rate=1, min_seconds_between_refreshes=0)
+    bar._train_progress_bar = Tqdm(total=3, file=out, desc="Epoch 0", mininterval=0, bar_format="{desc} {n_fmt}/{total_fmt}{postfix}")
+    bar.get_metrics = lambda trainer, module: {"d_loss": 0.5}
+    for iterations in (1, 2, 3):
+        bar.on_gan_iteration_end(None, SimpleNamespace(iterations_trained=iterations))
+    lines = [line.strip() for line in out.getvalue().split("\r") if line.strip()]
+    assert lines == ["Epoch 0 0/3", "Epoch 0 1/3, d_loss=0.500", "Epoch 0 2/3, d_loss=0.500",
+                     "Epoch 0 3/3, d_loss=0.500"]
