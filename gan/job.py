@@ -64,7 +64,8 @@ class Job:
         check_run_options(cfg)  # before check_objective reads generator_steps (train() checks again for API callers)
         self._stops_the_sweep = True
         if self.multirun:
-            check_no_processes_started_in_a_sweep(cfg.trainer, OmegaConf.select(self.hydra_cfg, "launcher._target_"))
+            check_no_processes_started_in_a_sweep(cfg.trainer, OmegaConf.select(self.hydra_cfg, "launcher._target_"),
+                                                  choices.get("trainer"))
         check_preset_fits_choices(cfg, choices.get("preset@_global_"), task)
         check_objective(cfg)
         check_search_space(OmegaConf.select(cfg, "model.schedules"), OmegaConf.select(self.hydra_cfg, "sweeper.params"))
@@ -143,11 +144,12 @@ class Job:
         log.info("Sweep summary: %s", write_summary(self.hydra_cfg.sweep.dir))
 
 
-def check_no_processes_started_in_a_sweep(trainer: DictConfig, launcher: str | None) -> None:
+def check_no_processes_started_in_a_sweep(trainer: DictConfig, launcher: str | None, choice: str | None = None) -> None:
     """A multirun job under a strategy that starts processes (``trainer=ddp_cpu``, ``trainer=ddp``): Lightning starts
     the other ranks by running the command line again, which re-ran the whole sweep; an audit saw rank 1 refuse the
     sweep folder rank 0 had just made ("already holds a sweep"), then Lightning kill every process (status 137) and
-    leave the job's row ``running``. Under Hydra's SLURM launcher the processes are SLURM's tasks and none is started."""
+    leave the job's row ``running``. Under Hydra's SLURM launcher the processes are SLURM's tasks and none is started.
+    ``choice``: the trainer config chosen (``ddp_cpu``), named first as the user wrote it."""
     from gan.utils.instantiate import process_count
 
     if "submitit" in str(launcher or "").lower() or "ddp" not in str(trainer.get("strategy", "")):
@@ -155,9 +157,10 @@ def check_no_processes_started_in_a_sweep(trainer: DictConfig, launcher: str | N
     processes = (process_count(trainer.get("devices", "auto"), trainer.get("accelerator")) or 1) * \
         (process_count(trainer.get("num_nodes", 1), None) or 1)
     if processes > 1:
-        raise ConfigError(f"trainer.strategy={trainer.get('strategy')} with trainer.devices={trainer.get('devices')} in a "
-                          "multirun (-m): Lightning starts the other processes by running the command line again, which "
-                          "would run the sweep again in each; expected one run per command (python train.py trainer=... "
+        resolved = f"trainer.strategy={trainer.get('strategy')}, trainer.devices={trainer.get('devices')}"
+        chosen = f"trainer={choice} ({resolved})" if choice else resolved
+        raise ConfigError(f"{chosen} in a multirun (-m): Lightning starts the other processes by running the command "
+                          "line again, which would run the sweep again in each; expected one run per command (python train.py trainer=... "
                           "without -m), or DDP jobs swept with hydra/launcher=slurm")
 
 

@@ -380,7 +380,8 @@ def test_a_local_sweep_of_ddp_jobs_is_refused_before_any_process_starts(tmp_path
     result = train_py(tmp_path, "-m", "trainer=ddp_cpu", "seed=1,2", f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: trainer.strategy=ddp_find_unused_parameters_true with trainer.devices=2 in a multirun (-m): Lightning "
+        "error: trainer=ddp_cpu (trainer.strategy=ddp_find_unused_parameters_true, trainer.devices=2) in a multirun (-m): "
+        "Lightning "
         "starts the other processes by running the command line again, which would run the sweep again in each; "
         "expected one run per command (python train.py trainer=... without -m), or DDP jobs swept with hydra/launcher=slurm")
     assert [row["status"] for row in summary(sweep_dir)] == ["failed"] and not (sweep_dir / "0" / "checkpoints").exists()
