@@ -50,6 +50,7 @@ from torch import Tensor
 from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
 from gan.metrics.modes import effective_count, nearest_modes
 from gan.utils.checkpoint import non_finite_weights
+from gan.utils.config import running_preset_setting
 from gan.utils.errors import ConfigError
 from gan.utils.json_values import json_safe
 from gan.utils.logging import alert, log_scalars, update_summary
@@ -95,12 +96,15 @@ REMEDIES = {
 }
 
 
-def remedy(kind: str, pl_module) -> str:
+def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     """What to try, with this run's own levers: a run whose learning rates follow ``model.schedules.lr`` (r3gan,
     the gan toy presets) is told to change the schedule, which overwrites ``optimizer.*.lr`` and ``optimizer=ttur``
     at every step; a run that already has penalties is told to raise them (an audit found both advised as new);
     fewer D steps are advised only where there are several, and a saturating generator loss, whose gradient a
-    winning D takes away, comes first (an audit: a minimax run whose D won was told neither)."""
+    winning D takes away, comes first (an audit: a minimax run whose D won was told neither). ``optimizer_preset``:
+    the run's per-data preset when it sets optimizer values, which it writes over ``optimizer=ttur`` (the default
+    digits run was advised TTUR, and following that got the preset's warning): TTUR is then advised with
+    ``presets=none``."""
     text = REMEDIES[kind]
     schedules, penalties = getattr(pl_module, "schedules", {}) or {}, getattr(pl_module, "penalties", {}) or {}
     if getattr(pl_module, "n_critic", 1) <= 1:
@@ -120,6 +124,9 @@ def remedy(kind: str, pl_module) -> str:
         if "learning rate" in text:
             text += (f"; this run's learning rates follow model.schedules.{lr_schedules[0]}, which overwrites optimizer.*.lr "
                      f"and optimizer=ttur at every step: change its values (model.schedules.{lr_schedules[0]}.value.start / .end)")
+    elif optimizer_preset:  # command-line values (optimizer.generator.lr=...) still go over the preset's; a group does not
+        text = text.replace(" or use TTUR (optimizer=ttur)", f" or use TTUR (optimizer=ttur presets=none: the per-data "
+                                                             f"preset {optimizer_preset} sets the optimizers' values over it)")
     return text
 
 
@@ -462,6 +469,8 @@ class GANHealth(pl.Callback):
         self._classifier = None
         self._last_classes: tuple[Tensor, Tensor] | None = None  # (images, the classes read in them)
         self._stop_requested = False
+        #: the run's per-data preset when it sets optimizer values (see remedy), read when training starts
+        self._optimizer_preset: str | None = None
 
     @property
     def fired(self) -> set[str]:
@@ -494,6 +503,7 @@ class GANHealth(pl.Callback):
 
         # the shipped classifier reads digits; on other 1x28x28 data (Fashion-MNIST) its classes mean nothing
         self._reads_digits = trainer.datamodule is not None and holds_digits(trainer.datamodule)
+        self._optimizer_preset = running_preset_setting("optimizer")
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if self._network_of(optimizer, pl_module) != "g":
@@ -680,7 +690,7 @@ class GANHealth(pl.Callback):
             return
         action = self.detectors[kind].action
         event = {"kind": kind, "generator_step": generator_step, "global_step": global_step,
-                 "evidence": evidence, "action": action, "remedy": remedy(kind, pl_module)}
+                 "evidence": evidence, "action": action, "remedy": remedy(kind, pl_module, self._optimizer_preset)}
         if action == "stop_and_keep_last_healthy":
             event["last_healthy_checkpoint"] = self._keep_last_healthy(trainer)
         self.events.append(event)

@@ -85,6 +85,20 @@ def preset_values(choice: str, conf_dir: Path = PROJECT_ROOT / "conf") -> DictCo
 _HYPERPARAMETER_GROUPS = ("optimizer", "loss")
 
 
+def running_preset_setting(group: str) -> str | None:
+    """The per-data preset of the running Hydra job (``tuned/dcgan/digits``) when it sets values of ``group``, which
+    a ``group=<choice>`` on the command line would then not get as written; None without a Hydra job (the Python
+    API), without a preset, or when the preset leaves the group alone."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choice = HydraConfig.get().runtime.choices.get("preset@_global_")
+    if not choice or not preset_file(choice).is_file():
+        return None
+    return choice if preset_values(choice).get(group) else None
+
+
 def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[str],
                           conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
     """One line per group chosen on the command line (``optimizer=ttur``) some of whose values the run's

@@ -268,6 +268,8 @@ def test_generator_ignoring_its_noise_is_mode_collapse(make_cfg, tmp_path, monke
     if data == "digits":  # identical images: one class read, out of the (up to) 10 read in real digits
         assert events[0]["evidence"]["class_coverage"] <= 1 / 9
         assert [step for step, _ in logged(run, "health/class_coverage")] == [10.0, 20.0]
+        # the run's own preset, read from its Hydra job as in train.py, sets the optimizers: TTUR needs presets=none
+        assert "use TTUR (optimizer=ttur presets=none: the per-data preset tuned/dcgan/digits sets" in events[0]["remedy"]
 
 
 class KeepTwoModesAfter(pl.Callback):
@@ -585,6 +587,30 @@ def test_remedies_name_this_runs_own_levers():
     collapse = remedy("mode_collapse", scheduled)
     assert collapse.startswith("lower the learning rates (optimizer.generator.lr, optimizer.discriminator.lr), a Wasserstein")
     assert "use TTUR" not in collapse and "use TTUR (optimizer=ttur)" in remedy("mode_collapse", plain)
+
+
+def test_ttur_is_advised_with_presets_none_where_the_per_data_preset_sets_the_optimizers(make_cfg):
+    """The default digits run (dcgan's preset sets both learning rates) was advised optimizer=ttur, which the preset
+    then wrote over (its warning said to add presets=none): the remedy says so itself, and what it names trains with
+    TTUR's learning rates."""
+    from types import SimpleNamespace
+
+    from gan.callbacks.gan_health import remedy
+    from gan.utils.config import running_preset_setting
+
+    make_cfg(["model=dcgan", "data=digits"])  # a job's Hydra config, as train.py's
+    assert running_preset_setting("optimizer") == "tuned/dcgan/digits" and running_preset_setting("loss") is None
+    plain = SimpleNamespace(schedules={}, penalties={})
+    collapse = remedy("mode_collapse", plain, running_preset_setting("optimizer"))
+    assert "or use TTUR (optimizer=ttur presets=none: the per-data preset tuned/dcgan/digits sets the optimizers' values " \
+           "over it), a Wasserstein loss" in collapse
+    followed = make_cfg(["model=dcgan", "data=digits", "optimizer=ttur", "presets=none"])
+    assert (followed.optimizer.generator.lr, followed.optimizer.discriminator.lr) == (1e-4, 4e-4)
+    assert make_cfg(["model=dcgan", "data=digits", "optimizer=ttur"]).optimizer.generator.lr != 1e-4  # the preset's
+    for no_preset in (["model=dcgan", "data=digits", "presets=none"], ["model=wgan_gp", "data=digits"]):
+        make_cfg(no_preset)  # no preset, in both ways
+        assert running_preset_setting("optimizer") is None
+    assert "use TTUR (optimizer=ttur), " in remedy("mode_collapse", plain, None)
 
 
 def test_remedies_fit_the_run_s_loss_and_critic_steps():
