@@ -213,7 +213,7 @@ def test_a_resumed_run_s_progress_bar_counts_only_the_iterations_left(make_cfg, 
     from gan.callbacks import GANProgressBar
 
     # a redraw at every iteration: the count is what this fit trained after each of them, not only at the end
-    with_bar = ["metrics=none", "callbacks.progress_bar.refresh_rate=1", "+callbacks.progress_bar.min_seconds_between_refreshes=0"]
+    with_bar = ["metrics=none", "callbacks.progress_bar.refresh_rate=1", "callbacks.progress_bar.min_seconds_between_refreshes=0"]
     first = [o for o in tiny_overrides("gan", "toy2d_ring", steps=2) if o != "callbacks.progress_bar=null"] + with_bar
     train(make_cfg(first, output_dir=tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"

@@ -69,3 +69,38 @@ def test_each_redraw_writes_the_bar_once():
     lines = [line.strip() for line in out.getvalue().split("\r") if line.strip()]
     assert lines == ["Epoch 0 0/3", "Epoch 0 1/3, d_loss=0.500", "Epoch 0 2/3, d_loss=0.500",
                      "Epoch 0 3/3, d_loss=0.500"]
+
+
+def test_redraws_are_spaced_by_10_s_when_the_output_goes_to_a_file_and_by_0_1_s_on_a_terminal(monkeypatch):
+    """Every redraw stays in a file (a SLURM job's log): at tqdm's 0.1 s the bar filled a tiny run's log at ~45 kB a
+    minute. The spacing is decided by where the standard output goes, unless it is set."""
+    import io
+
+    import pytest
+
+    from gan.utils.errors import ConfigError
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["now"])
+
+    def drawn_at(stdout, **options):
+        monkeypatch.setattr(progress.sys, "stdout", stdout)
+        bar = GANProgressBar(refresh_rate=1, **options)
+        shown = RecordingBar(n=0, total=400, disable=False, drawn=[], postfixes=0)
+        bar._train_progress_bar = shown
+        bar.get_metrics = lambda trainer, module: {}
+        for iteration in range(1, 401):
+            clock["now"] = iteration / 16  # an iteration every 62.5 ms (exact in binary): 25 s in all
+            bar.on_gan_iteration_end(None, SimpleNamespace(iterations_trained=iteration))
+        return shown.drawn
+
+    assert drawn_at(io.StringIO()) == [1, 161, 321, 400]  # 10 s apart, and the end
+    assert drawn_at(Terminal()) == list(range(1, 401, 2)) + [400]  # 0.1 s apart
+    assert drawn_at(io.StringIO(), min_seconds_between_refreshes=5) == [1, 81, 161, 241, 321, 400]
+    assert drawn_at(Terminal(), min_seconds_between_refreshes=0) == list(range(1, 401))
+    with pytest.raises(ConfigError, match=r"^callbacks.progress_bar.min_seconds_between_refreshes=-1: expected a number >= 0"):
+        GANProgressBar(min_seconds_between_refreshes=-1)
