@@ -526,8 +526,9 @@ class GANModule(pl.LightningModule):
 
     @property
     def is_logging_step(self) -> bool:
-        """Whether Lightning writes this training batch's logged values (every ``trainer.log_every_n_steps``
-        batches); False outside a running fit loop. Lightning has no public accessor for its decision."""
+        """Whether Lightning writes this iteration's logged values (every ``trainer.log_every_n_steps`` GAN
+        iterations: :func:`~gan.batching.count_iteration` makes Lightning's counter count iterations); False outside a
+        running fit loop. Lightning has no public accessor for its decision."""
         trainer = self._trainer
         return trainer is not None and trainer._active_loop is not None and trainer._logger_connector.should_update_logs
 

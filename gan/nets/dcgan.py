@@ -54,7 +54,8 @@ def image_geometry(sample_shape: Sequence[int], who: str) -> tuple[int, int, int
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """Radford et al. 2015, section 4: weights from N(0, 0.02); BatchNorm scales from N(1, 0.02)."""
+    """Radford et al. 2015, section 4: weights from N(0, 0.02); the scales of BatchNorm2d and GroupNorm (``norm:
+    layer``) from N(1, 0.02). The vector (2D-toy) networks' BatchNorm1d keep torch's init (scale 1, shift 0)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight

@@ -102,8 +102,8 @@ def running_preset_setting(group: str) -> str | None:
 def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[str],
                           conf_dir: Path = PROJECT_ROOT / "conf") -> list[str]:
     """One line per group chosen on the command line (``optimizer=ttur``) some of whose values the run's
-    per-data preset replaces: the preset is composed after the groups, so ``optimizer=ttur`` on the default
-    digits would silently train with the DCGAN preset's learning rates. Empty without a preset (the choice
+    per-data preset replaces: the preset is composed after the groups, so ``optimizer=ttur`` with ``model=dcgan
+    data=digits`` would silently train with dcgan's digits preset's learning rates. Empty without a preset (the choice
     names a file even where the optional preset does not exist)."""
     if not preset_choice or not preset_file(preset_choice, conf_dir).is_file():
         return []
@@ -121,7 +121,7 @@ def groups_under_a_preset(preset_choice: str | None, task_overrides: Iterable[st
 def check_preset_fits_choices(cfg: DictConfig, preset_choice: str | None, task_overrides: Iterable[str],
                               conf_dir: Path = PROJECT_ROOT / "conf") -> None:
     """A group chosen on the command line whose target does not take an option the per-data preset sets over it:
-    ``optimizer=rmsprop_wgan`` on the default digits (dcgan's preset sets Adam's betas) was refused as "RMSprop
+    ``optimizer=rmsprop_wgan`` with ``model=dcgan data=digits`` (its preset sets Adam's betas) was refused as "RMSprop
     takes no option betas", which names neither the preset nor ``presets=none`` (an audit)."""
     from gan.utils.option_types import accepted_options
 
