@@ -359,7 +359,7 @@ class GANModule(pl.LightningModule):
     def resume_from_batch_start(self) -> int:
         """Sets the first training step of a resumed run to skip the iterations it trained of the batch its last
         iteration was in, and returns the real batches of the data stream before that batch, where the data stream
-        restarts (called once, by :class:`~gan.callbacks.ResumeState`). A run saved inside a batch
+        restarts (called once, by :class:`~gan.callbacks.resume.ResumeState`). A run saved inside a batch
         (a signal, or a run that ended inside one) and restarted at its next iteration ran its batches shifted, so
         every cadence chosen to fall on batch ends (log_every_n_steps, checkpoint intervals, grids, metrics) missed
         them for the rest of the run (an audit: no loss rows, no interval checkpoints after the resume)."""

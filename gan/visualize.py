@@ -28,7 +28,7 @@ class ScatterPlot:
     drawing time) are drawn once and kept as a background. Each ``save`` restores it and draws the dots, the
     crosses, the frame (it covers dots cut at the edge), the legend and the title on top, in the order a full
     draw uses: the picture is the full draw's pixel for pixel (``tests/test_visualize.py``). A toy run's
-    sample grid (every 250 generator steps) keeps one plot: ~43 -> ~16 ms a picture on the 2-core CPU.
+    sample grid (every 1,000 generator steps under the toy presets, 250 with presets=none) keeps one plot: ~43 -> ~16 ms a picture on the 2-core CPU.
     Without modes the axes follow the points, and every save is a full draw.
     """
 

@@ -98,8 +98,8 @@ def nothing_saved_message(callback: ModelCheckpoint, global_step: int) -> str:
 def check_checkpoint_callbacks(cfg) -> None:
     """The checkpoint callbacks' options that cannot take effect, from the config, before anything is built or
     written (and before Lightning starts other DDP processes, each of which would say it again): the intervals
-    (:func:`check_checkpoint_intervals`) and the monitors (:func:`check_checkpoint_monitors`). Call it in train.py
-    next to ``check_metrics_fit``."""
+    (:func:`check_checkpoint_intervals`) and the monitors (:func:`check_checkpoint_monitors`). Call it at the start of
+    ``train()``, before anything is built."""
     check_checkpoint_intervals(cfg)
     check_checkpoint_monitors(cfg)
 

@@ -484,7 +484,7 @@ class GANHealth(pl.Callback):
         collapse, codes = self.detectors["mode_collapse"], fixed_noise_codes(pl_module)
         if stage == "fit" and codes is not None and collapse.every_n_generator_steps and collapse.num_samples > codes:
             raise ConfigError(f"callbacks.gan_health.mode_collapse.num_samples={collapse.num_samples}: expected at most "
-                              f"{codes}, as many as the module's fixed noise codes (model.num_fixed_samples={codes})")
+                              f"{codes}, as many as the module's fixed noise codes (+model.num_fixed_samples={codes} sets their number)")
 
     # ----------------------------------------------------------------------------------- observations
     def on_train_start(self, trainer, pl_module) -> None:

@@ -18,7 +18,7 @@ log = logging.getLogger("gan")
 
 
 def fixed_noise_codes(module) -> int | None:
-    """How many fixed latent codes ``module`` holds (``GANModule.fixed_noise``: ``model.num_fixed_samples``), the
+    """How many fixed latent codes ``module`` holds (``GANModule.fixed_noise``: ``+model.num_fixed_samples``), the
     most samples ``sample_fixed`` draws; None for a module without them."""
     noise = getattr(module, "fixed_noise", None)
     return int(noise.shape[0]) if noise is not None else None
@@ -69,7 +69,7 @@ class SampleGrid(pl.Callback):
         if needed > codes:
             most = codes if points or not num_classes else codes * num_classes
             raise ConfigError(f"callbacks.sample_grid.{name}={count}: expected at most {most}, as many as the module's fixed "
-                              f"noise codes (model.num_fixed_samples={codes}){' per class' if most != codes else ''}")
+                              f"noise codes{' per class' if most != codes else ''} (+model.num_fixed_samples={codes} sets their number)")
 
     @property
     def batch_end_every_n_generator_steps(self) -> int:

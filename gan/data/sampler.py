@@ -6,7 +6,7 @@ a resume does not match the data's (a checkpoint written when ``max_steps`` ends
 epoch as finished). So the sampler yields one endless stream -- the shuffled order of pass 0, then of pass
 1, ... -- Lightning sees a single epoch of unknown length, and a resumed run starts the stream at the
 position the checkpoint reached (:meth:`ResumableSampler.resume_at`, called by
-:class:`gan.callbacks.ResumeState`).
+:class:`gan.callbacks.resume.ResumeState`).
 
 Being a ``DistributedSampler``, Lightning keeps it under DDP instead of injecting its own; each rank gets
 the interleaved share ``permutation[rank::world_size]`` of every pass, as with Lightning's sampler. The seed

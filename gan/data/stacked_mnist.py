@@ -1,6 +1,7 @@
 """Stacked MNIST (Metz et al. 2017, Srivastava et al. 2017): three digits drawn independently and
 stacked as the R, G, B channels, so there are 10^3 = 1,000 modes. The label is the 3-digit number
-``100 * red + 10 * green + blue``, which the mode-coverage metric compares with a classifier's reading.
+``100 * red + 10 * green + blue``, the class a conditional model is given; the ``stacked_modes`` metric counts
+the 3-digit numbers the digit classifier reads in generated images.
 
 The digits come from MNIST's 60,000 training images when they are under ``root`` (torchvision's layout,
 ``MNIST/raw/``), else from the 5,000 embedded ones. The ``num_samples`` triples are drawn once from a

@@ -153,7 +153,8 @@ class Extractor:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "Extractor":
-        """From the metric suite's settings (``<name>_weights``, ``<name>_model``, ``resize``, ``device``)."""
+        """From the metric suite's settings (``resize``, ``device``; :class:`FidelityFeatures` also reads
+        ``<name>_weights`` and ``<name>_model``)."""
         return cls(device=settings.get("device", "cpu"), resize=settings.get("resize", RESIZE_MODES[0]))
 
     def to(self, device: str | torch.device) -> "Extractor":

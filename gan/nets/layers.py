@@ -155,7 +155,7 @@ class FourierFeatures(nn.Module):
 class FullPrecisionLinear(nn.Linear):
     """A linear layer that autocast leaves in fp32 (same parameters and state-dict keys as ``nn.Linear``). For
     the output of a generator of low-dimensional coordinates (the 2D toys): bf16's 8 significant bits space
-    values near 4 by 0.03, coarser than a mode's std of 0.05, while this layer's cost is negligible."""
+    values near 4 by 0.03, over half of a grid mode's std of 0.05, while this layer's cost is negligible."""
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):

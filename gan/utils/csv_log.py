@@ -31,7 +31,8 @@ def continue_csv_logs(loggers: Iterable, generator_steps: int) -> None:
 
 
 def flush_csv_logs(loggers: Iterable) -> None:
-    """Write the rows Lightning's CSV loggers hold in memory (they write every 100 logged rows): called when a
+    """Write the rows Lightning's CSV loggers hold in memory (they write when a row's step + 1 is a
+    multiple of ``flush_logs_every_n_steps``, 100): called when a
     checkpoint is saved, so that a run killed hard after it (SIGKILL, out of memory) has its rows up to the
     checkpoint on disk for the resumed run to continue (a review)."""
     for logger in loggers:

@@ -85,8 +85,9 @@ def prepare_loggers(loggers: Iterable) -> None:
 
 
 def logger_step(trainer) -> int:
-    """The x-position Lightning gives the module's own ``self.log`` values in TensorBoard and CSV (training
-    batches that stepped, not ``global_step``); everything written outside ``self.log`` uses it too, so
+    """The x-position Lightning gives the module's own ``self.log`` values in TensorBoard and CSV (GAN iterations:
+    Lightning's count of batches that stepped, which :func:`gan.batching.count_iteration` advances once per
+    iteration; not ``global_step``); everything written outside ``self.log`` uses it too, so
     images and scalars of one generator step line up."""
     return trainer.fit_loop.epoch_loop._batches_that_stepped  # what Lightning's logger connector uses; no public accessor
 
@@ -150,7 +151,7 @@ def offline_pieces(run_dir: Path, run_id: str) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------ dashboards
 #: logged with every scalar row so dashboards can plot against generator updates (the unit of
-#: ``generator_steps``) instead of Lightning's step, which counts batches
+#: ``generator_steps``) instead of Lightning's logging step, which counts GAN iterations
 GENERATOR_STEP = "train/generator_step"
 
 _axis_names: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -187,8 +188,8 @@ def plot_against_generator_steps(loggers: Iterable, names: Iterable[str], higher
 def log_scalars(trainer, metrics: Mapping[str, float], generator_step: int, higher_is_better: Mapping[str, bool] | None = None) -> None:
     """Write scalars to every active logger now, outside Lightning's ``log_every_n_steps`` cadence.
 
-    The x-position is the one Lightning gives the module's own ``self.log`` values (batches, not
-    ``global_step``) so TensorBoard/CSV curves line up; the generator step rides along for W&B, and the
+    The x-position is the one Lightning gives the module's own ``self.log`` values (GAN iterations, not
+    ``global_step``: :func:`logger_step`) so TensorBoard/CSV curves line up; the generator step rides along for W&B, and the
     directions in ``higher_is_better`` make W&B keep each such value's best (:func:`plot_against_generator_steps`).
     """
     if not trainer.loggers or not metrics:

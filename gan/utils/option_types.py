@@ -6,9 +6,10 @@ from the option (``int('abc')`` inside a layer, Adam's ``betas[1]`` in ``configu
 traceback that names neither. :func:`check_option_types` compares every option of a ``_target_`` node with
 the type annotation of the parameter it is passed to and names the option and what was expected.
 
-It only refuses what the annotation rules out for certain: a string or a list where a number is expected, a
-fractional number for an integer, a list of the wrong length for a fixed-size tuple, a value outside a
-``Literal``. Whatever it cannot judge (classes, callables, mappings, a union with ``str``, annotations it
+It only refuses what the annotation rules out for certain: an option the target does not take, null where the
+annotation has no None, anything but true/false for a bool, a string or a list where a number is expected, a
+fractional number for an integer, one number where a list goes, a list of the wrong length for a fixed-size
+tuple, a value outside a ``Literal``, a list or mapping for a union with ``str``. Whatever it cannot judge (classes, callables, mappings, a union with ``str``, annotations it
 cannot resolve) is left to the target, which checks ranges and meanings itself.
 """
 from __future__ import annotations

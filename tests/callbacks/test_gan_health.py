@@ -550,7 +550,7 @@ def test_more_mode_collapse_samples_than_the_fixed_noise_codes_are_refused():
 
     module = SimpleNamespace(fixed_noise=torch.zeros(1024, 2))
     with pytest.raises(ValueError, match=r"^callbacks.gan_health.mode_collapse.num_samples=2000: expected at most 1024, as many "
-                                         r"as the module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
+                                         r"as the module's fixed noise codes \(\+model.num_fixed_samples=1024 sets their number\)$"):
         GANHealth(mode_collapse={"num_samples": 2000}).setup(None, module, "fit")
     GANHealth(mode_collapse={"num_samples": 1024}).setup(None, module, "fit")
     GANHealth(mode_collapse={"num_samples": 2000, "every_n_generator_steps": 0}).setup(None, module, "fit")  # no checks

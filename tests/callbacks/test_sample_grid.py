@@ -98,17 +98,17 @@ def test_more_samples_than_the_fixed_noise_codes_are_refused_before_training(tmp
 
     images, points = SimpleNamespace(datamodule=SimpleNamespace(kind="image")), SimpleNamespace(datamodule=SimpleNamespace(kind="points"))
     with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_images=200000: expected at most 1024, as many as the "
-                                          r"module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
+                                          r"module's fixed noise codes \(\+model.num_fixed_samples=1024 sets their number\)$"):
         SampleGrid(str(tmp_path), num_images=200000).setup(images, fixed_noise_module(), "fit")
     with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_images=1025: expected at most 1024"):  # one past
         SampleGrid(str(tmp_path), num_images=1025).setup(images, fixed_noise_module(), "fit")
     SampleGrid(str(tmp_path), num_images=1024).setup(images, fixed_noise_module(), "fit")
     with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_points=4096: expected at most 1024, as many as the "
-                                          r"module's fixed noise codes \(model.num_fixed_samples=1024\)$"):
+                                          r"module's fixed noise codes \(\+model.num_fixed_samples=1024 sets their number\)$"):
         SampleGrid(str(tmp_path), num_points=4096).setup(points, fixed_noise_module(), "fit")
     # a conditional grid takes a row of codes per class: 2000 images of 10 classes are 200 codes
     with pytest.raises(ConfigError, match=r"^callbacks.sample_grid.num_images=20480: expected at most 10240, as many as the "
-                                          r"module's fixed noise codes \(model.num_fixed_samples=1024\) per class$"):
+                                          r"module's fixed noise codes per class \(\+model.num_fixed_samples=1024 sets their number\)$"):
         SampleGrid(str(tmp_path), num_images=20480).setup(images, fixed_noise_module(num_classes=10), "fit")
     SampleGrid(str(tmp_path), num_images=2000).setup(images, fixed_noise_module(num_classes=10), "fit")
     SampleGrid(str(tmp_path), num_images=1024, num_points=200000).setup(images, fixed_noise_module(), "fit")  # points unused
