@@ -270,6 +270,8 @@ class GANModule(pl.LightningModule):
         self.iterations_per_batch = 1 if iterations_per_batch == AUTO else iterations_per_batch
         #: iterations of the next training batch a resumed run had trained already (:meth:`resume_from_batch_start`)
         self._iterations_to_skip = 0
+        #: whether the last training batch logged its own terms (see on_train_batch_end)
+        self._logged_this_batch = False
         self.weight_clip = weight_clip
         self.ema_start = int(ema_start)
         self.generator_ema = GeneratorEMA(generator, ema_decay) if ema_decay is not None else None
@@ -486,9 +488,21 @@ class GANModule(pl.LightningModule):
             # asked to stop, not when max_steps is reached: the last iteration's values reached only
             # trainer.callback_metrics. Training ends after this batch either way.
             trainer.should_stop = True
-        if self.is_logging_step or self.is_last_iteration:
+        self._logged_this_batch = self.is_logging_step or self.is_last_iteration
+        if self._logged_this_batch:
             # only on logging steps (each self.log call costs about as much as a tiny network's update), and
             # at the end, so the final values are in trainer.callback_metrics and the loggers
+            self.log_dict(self.last_terms, on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """A callback's batch-end hook asked training to stop (``trainer.max_time``'s Timer; a health check's stop
+        found at a checkpoint save): Lightning then writes the batch's logged values to the loggers, which were the
+        last logging step's unless the batch logged its own (an audit: a max_time run's last CSV row repeated step
+        50's losses as step 60's, and a run stopped before step 50 wrote no metrics.csv). Called after every
+        callback's hook, before Lightning writes."""
+        trainer = self._trainer
+        if trainer is not None and trainer.should_stop and not self._logged_this_batch:
+            self._logged_this_batch = True
             self.log_dict(self.last_terms, on_step=True, on_epoch=False)
 
     def train_iteration(self, reals: Sequence[Tensor], labels: Sequence[Tensor | None], opt_g, opt_d) -> None:

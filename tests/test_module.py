@@ -586,3 +586,47 @@ def test_the_last_iteration_s_terms_reach_the_loggers_off_the_logging_cadence():
     rows = [row for row in logger.rows if "train/g/loss" in row]
     assert len(rows) == 1 and rows[0]["train/generator_step"] == 3
     assert rows[0]["train/g/loss"] == pytest.approx(module.last_terms["train/g/loss"].item())
+
+
+@pytest.mark.parametrize("iterations_per_batch, log_every, stop_after, logged_steps", [
+    (1, 2, 5, [2, 4, 5]),  # stopped off the cadence: its own row, after the cadence's
+    (1, 2, 4, [2, 4]),  # stopped on it: the row logged there, once
+    (1, 50, 3, [3]),  # stopped before the first logging step: still a row (there was none)
+    (2, 4, 6, [4, 6]),  # two iterations a batch, logging every 4: stopped at the batch end of step 6
+])
+def test_a_stop_asked_at_a_batch_end_logs_the_terms_of_that_batch(iterations_per_batch, log_every, stop_after, logged_steps):
+    """trainer.max_time's Timer asks to stop in its on_train_batch_end, after training_step: Lightning then wrote the
+    values of the last logging step as the last row (an audit: a max_time run's CSV repeated step 50's losses as step
+    60's, and one stopped before step 50 wrote none). A callback stopping as the Timer does, at a chosen step."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers.logger import Logger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Recording(Logger):
+        name, version = "recording", 0
+
+        def __init__(self):
+            super().__init__()
+            self.rows = []
+
+        def log_metrics(self, metrics, step=None):
+            self.rows.append(dict(metrics))
+
+        def log_hyperparams(self, *args, **kwargs):
+            pass
+
+    class StopAt(pl.Callback):  # what lightning.pytorch.callbacks.Timer does when the time is up
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if pl_module.generator_steps >= stop_after:
+                trainer.should_stop = True
+
+    logger = Recording()
+    module = make_module(iterations_per_batch=iterations_per_batch)
+    data = DataLoader(TensorDataset(torch.randn(80, *SHAPE), torch.zeros(80)), batch_size=4 * iterations_per_batch)
+    trainer = Trainer(accelerator="cpu", logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, max_steps=40, log_every_n_steps=log_every, callbacks=[StopAt()])
+    trainer.fit(module, data)
+    rows = [row for row in logger.rows if "train/g/loss" in row]
+    assert module.generator_steps == stop_after and [row["train/generator_step"] for row in rows] == logged_steps
+    assert rows[-1]["train/g/loss"] == pytest.approx(module.last_terms["train/g/loss"].item())
+    assert rows[-1]["train/d/loss"] == pytest.approx(module.last_terms["train/d/loss"].item())
