@@ -184,6 +184,42 @@ def test_the_upload_hint_of_an_offline_run_resumed_in_its_folder_names_every_pie
     assert re.search(r"\(2 pieces, .*\): wandb sync (\S+) (\S+)$", hint).groups() == tuple(map(str, pieces))
 
 
+@pytest.mark.slow
+def test_the_wandb_summary_of_a_resumed_run_keeps_the_best_of_every_piece(make_cfg, tmp_path, monkeypatch):
+    """W&B keeps each value's best per start of the process, so the summary a resumed offline run's last piece
+    uploads held that piece's best only (an audit: max 0.624 where the first piece had reached 0.9284). The first
+    piece's best is made unbeatable in its checkpoint's metric history (a high-quality share of 2, above any real
+    one), and the second piece's summary keeps it beside its own last value."""
+    import json
+
+    from tests.wandb_offline import read_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tiny_overrides("gan", "toy2d_ring", steps=2) + ["logger=wandb", "metrics.every_n_generator_steps=1"]
+    train(make_cfg(run, output_dir=tmp_path / "run"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    (key,) = [key for key in checkpoint["callbacks"] if key.startswith("MetricsCallback")]
+    history = checkpoint["callbacks"][key]["history"]
+    assert [record["generator_step"] for record in history] == [1, 2]
+    history[0]["values"]["mode_coverage/high_quality"], history[1]["values"]["mode_coverage/reverse_kl"] = 2.0, -1.0
+    torch.save(checkpoint, last)
+    time.sleep(1.1)  # W&B names the folders by the second they start in
+    train(make_cfg(run + ["generator_steps=4", "ckpt_path=last"], output_dir=tmp_path / "run"))
+    second = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))[-1]
+    records = read_records(next(second.glob("run-*.wandb")))
+    summary = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "summary":
+            summary.update({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.summary.update})
+    scored = [json.loads(line) for line in (tmp_path / "run" / "metrics" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["generator_step"] for record in scored] == [1, 2, 3, 4]
+    final = scored[-1]["values"]
+    assert summary["val/mode_coverage/high_quality"] == {"max": 2.0, "last": pytest.approx(final["mode_coverage/high_quality"])}
+    assert summary["val/mode_coverage/reverse_kl"]["min"] == -1.0  # (its last is NaN here: modes without samples)
+
+
 def test_resume_continues_the_sample_grid_schedule_and_the_health_windows(make_cfg, tmp_path):
     """Grids every 4 generator steps, a checkpoint at step 5: the resumed run draws no grid before step 8 (the
     run's end, 7), and every health detector ends with the windows of the uninterrupted run."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +16,7 @@ from gan.metrics.registry import logged_directions
 from gan.metrics.cache import data_identity
 from gan.nets.base import eval_mode
 from gan.utils.json_values import json_safe
-from gan.utils.logging import log_scalars
+from gan.utils.logging import log_scalars, update_summary
 from gan.utils.steps import interval_crossed
 
 log = logging.getLogger("gan")
@@ -53,6 +54,8 @@ class MetricsCallback(pl.Callback):
         self._higher_is_better = logged_directions([m.name for m in self.suite.metrics]) if self.suite is not None else {}
         self._last_scored: int | None = None
         self.history: list[dict[str, Any]] = []
+        #: records of the history scored before this fit (a resumed run's: restored from its checkpoint)
+        self._records_before_fit = 0
 
     @property
     def batch_end_every_n_generator_steps(self) -> int:
@@ -67,6 +70,7 @@ class MetricsCallback(pl.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if self.suite is not None:
             self.suite.to(pl_module.device)
+        self._records_before_fit = len(self.history)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.generator_steps
@@ -106,11 +110,30 @@ class MetricsCallback(pl.Callback):
         # step (a score between two was written at the wrong step or not at all) and were written again at every
         # logging step after it (the endless epoch never resets them), as if scored there (an audit)
         log_scalars(trainer, logged, step, higher_is_better=self._higher_is_better)  # W&B's summary keeps each one's best
+        if self._records_before_fit:
+            update_summary(trainer.loggers, self.best_of_the_run(logged))
         # where best.ckpt's monitor and train()'s returned metrics (a sweep's objective) read them
         # float64: a float32 tensor rounded the value a sweep optimizes and summary.csv shows (1658.2301025 for
         # 1658.2301556, an audit)
         trainer.callback_metrics.update({name: torch.tensor(value, dtype=torch.float64) for name, value in logged.items()})
         return values
+
+    def best_of_the_run(self, logged: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        """The W&B summary of the values just ``logged`` that have a direction: the best over the whole run's history
+        (earlier starts included) beside the last, as W&B keeps them (``{"min": ..., "last": ...}``). W&B computes the
+        best of each start of the process alone, so a resumed run's summary, which its last offline piece uploads,
+        held the last piece's best (an audit: max 0.624 where the first piece had reached 0.9284)."""
+        summary = {}
+        for name, last in logged.items():
+            if name not in self._higher_is_better:
+                continue
+            higher = self._higher_is_better[name]
+            scored = [float(record["values"][name[len("val/"):]]) for record in self.history
+                      if name[len("val/"):] in record.get("values", {})]
+            finite = [value for value in scored if math.isfinite(value)]
+            if finite:
+                summary[name] = {"max" if higher else "min": max(finite) if higher else min(finite), "last": last}
+        return summary
 
     # ------------------------------------------------------------------------------- checkpointed state
     def state_dict(self) -> dict[str, Any]:

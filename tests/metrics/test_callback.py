@@ -178,3 +178,18 @@ def test_the_fit_check_before_the_feature_networks_load_runs_at_every_scoring_in
     # no metric selected: its interval does not constrain how many iterations a training batch holds
     assert MetricsCallback({"compute": {}, "every_n_generator_steps": 7}).batch_end_every_n_generator_steps == 0
     assert MetricsCallback(selection | {"every_n_generator_steps": 7}).batch_end_every_n_generator_steps == 7
+
+
+def test_the_best_of_a_resumed_run_covers_its_whole_history_by_direction_and_skips_non_finite_scores():
+    from gan.callbacks import MetricsCallback
+
+    callback = MetricsCallback({"compute": {"mode_coverage": {"num_samples": 100}}, "every_n_generator_steps": 1})
+    callback.history = [{"generator_step": step, "values": values} for step, values in [
+        (1, {"mode_coverage/high_quality": 0.9, "mode_coverage/reverse_kl": float("nan")}),
+        (2, {"mode_coverage/high_quality": float("nan"), "mode_coverage/reverse_kl": 0.5}),
+        (3, {"mode_coverage/high_quality": 0.4, "mode_coverage/reverse_kl": 0.2}),
+        (4, {"mode_coverage/high_quality": 0.6, "mode_coverage/reverse_kl": 0.3})]]
+    logged = {"val/mode_coverage/high_quality": 0.6, "val/mode_coverage/reverse_kl": 0.3, "val/mode_coverage/modes": 7.0}
+    # modes, logged but in no record of this history, has no best to keep (W&B's own summary keeps it)
+    assert callback.best_of_the_run(logged) == {"val/mode_coverage/high_quality": {"max": 0.9, "last": 0.6},
+                                                "val/mode_coverage/reverse_kl": {"min": 0.2, "last": 0.3}}
