@@ -51,6 +51,15 @@ class GANProgressBar(TQDMProgressBar):
         iterations = math.ceil(remaining_steps / (module.n_critic + module.n_generator))
         return min(trainer.num_training_batches * module.iterations_per_batch, iterations)
 
+    def on_train_start(self, trainer, *args) -> None:
+        super().on_train_start(trainer, *args)
+        # Lightning does not call on_train_epoch_start for a run resumed inside its epoch (a checkpoint saved mid-run:
+        # a signal, a periodic save; this framework's data is one endless epoch): the bar kept Lightning's start-up
+        # "Training" with no total, and counted the iterations of the earlier pieces (an audit). Done here for it.
+        loop = trainer.fit_loop
+        if loop.restarted_mid_epoch or loop.restarted_on_epoch_end:  # Lightning's own test for leaving the hook out
+            self.on_train_epoch_start(trainer)
+
     def on_train_epoch_start(self, trainer, *args) -> None:
         super().on_train_epoch_start(trainer, *args)
         module = trainer.lightning_module
