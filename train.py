@@ -112,6 +112,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     stopped_by = stop_event(trainer)
     if trainer.is_global_zero:  # once, not once per DDP process
+        # in the run's unit: Lightning's own line above says "max_steps=<n> reached", in G's and D's optimizer steps
+        log.info("Trained to generator step %d (Lightning's global step %d: both networks' optimizer steps)",
+                 module.generator_steps, trainer.global_step)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer, "stopped_by": stopped_by}
 

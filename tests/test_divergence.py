@@ -170,8 +170,8 @@ def test_samples_spread_far_wider_than_the_data_are_checked_before_every_checkpo
     # and training stops there, not after one more batch (an audit: up to 10 more iterations with the default batching)
     assert objects["module"].generator_steps == 15
     checkpoints = tmp_path / "run" / "checkpoints"
-    assert sorted(path.name for path in checkpoints.glob("*.ckpt")) == [  # named by optimizer steps: 2 per generator step
-        "last.ckpt", "last_healthy.ckpt", "step0000010.ckpt", "step0000020.ckpt"]  # not step0000030, generator step 15
+    assert sorted(path.name for path in checkpoints.glob("*.ckpt")) == [  # an interval of 10 optimizer steps: 5 generator steps
+        "gstep_0000005.ckpt", "gstep_0000010.ckpt", "last.ckpt", "last_healthy.ckpt"]  # not gstep_0000015, which diverged
     assert load_checkpoint(checkpoints / "last_healthy.ckpt")["gan_counters"]["generator_steps"] == 10
     real = Toy2DDataModule(layout="grid")
     real.setup("fit")

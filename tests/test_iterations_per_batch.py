@@ -68,7 +68,7 @@ def test_resume_with_another_number_of_iterations_per_batch_equals_the_uninterru
     # wgan_gp: a batch of 2 iterations is 12 optimizer steps, so checkpoints every 12 fall between batches
     base = tiny_overrides("wgan_gp", "digits", steps=6) + every_checkpoint(12)
     _, full = train(make_cfg(base + ["model.iterations_per_batch=2"], output_dir=tmp_path / "full"))
-    middle = tmp_path / "full" / "checkpoints" / "step0000024.ckpt"
+    middle = tmp_path / "full" / "checkpoints" / "gstep_0000004.ckpt"
     assert load_checkpoint(middle)["gan_counters"] == {"generator_steps": 4, "discriminator_steps": 20}
     # the data stream continues after the real batches the saved iterations read, whatever either run's batches held
     for iterations in ("1", "2", "auto"):
@@ -110,12 +110,12 @@ def test_a_run_resumed_inside_a_batch_keeps_its_cadences(make_cfg, tmp_path, fir
         logged = {float(r["train/generator_step"]): {k: v for k, v in r.items() if k.startswith("train/") or k == "step"}
                   for r in rows if r.get("train/generator_step") and float(r["train/generator_step"]) > 7}
         grids = sorted(p.name for p in (tmp_path / run / "samples").glob("gstep_*.png") if int(p.stem[6:]) > 7)
-        checkpoints = sorted(p.name for p in (tmp_path / run / "checkpoints").glob("step*.ckpt"))
+        checkpoints = sorted(p.name for p in (tmp_path / run / "checkpoints").glob("gstep_*.ckpt"))
         return logged, grids, checkpoints
 
     logged, grids, checkpoints = after_the_resume("full")
     assert sorted(logged) == [10.0, 20.0] and grids == ["gstep_0000010.png", "gstep_0000020.png"]
-    assert checkpoints == ["step0000020.ckpt", "step0000040.ckpt"]
+    assert checkpoints == ["gstep_0000010.ckpt", "gstep_0000020.ckpt"]
     # the same rows (values and Lightning's step included), grids and files
     assert after_the_resume("resumed") == (logged, grids, checkpoints)
 

@@ -317,7 +317,7 @@ def test_schedules_continue_exactly_after_a_resume(make_cfg, tmp_path):
         "burn_in=8", "metrics=none", "callbacks.model_checkpoint.every_n_train_steps=6",
         "callbacks.model_checkpoint.save_top_k=-1"]
     _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
-    middle = tmp_path / "full" / "checkpoints" / "step0000006.ckpt"
+    middle = tmp_path / "full" / "checkpoints" / "gstep_0000003.ckpt"
     assert load_checkpoint(middle)["gan_counters"]["generator_steps"] == 3
     _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
     a, b = full["module"], resumed["module"]

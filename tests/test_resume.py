@@ -46,8 +46,10 @@ def test_resume_from_mid_run_checkpoint_equals_uninterrupted_run(make_cfg, tmp_p
     steps = 13 if model == "gan" else 4
     run = tiny_overrides(model, data, steps=steps) + overrides + every_checkpoint(interval)
     _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
-    middle = tmp_path / "full" / "checkpoints" / f"step{interval:07d}.ckpt"
+    (middle,) = [path for path in (tmp_path / "full" / "checkpoints").glob("gstep_*.ckpt")
+                 if load_checkpoint(path)["global_step"] == interval]  # named by its generator step
     counters = load_checkpoint(middle)["gan_counters"]
+    assert middle.name == f"gstep_{counters['generator_steps']:07d}.ckpt"
     assert counters["generator_steps"] < steps
     _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
     assert resumed["trainer"].global_step == full["trainer"].global_step
@@ -63,7 +65,7 @@ def test_a_resume_without_the_runs_seed_continues_with_it(make_cfg, tmp_path, ca
     batches, with other weights and no word (an audit)."""
     run = tiny_overrides("gan", "toy2d_ring", steps=13) + ["data.num_samples=80"] + every_checkpoint(10)
     _, full = train(make_cfg(run + ["seed=7"], output_dir=tmp_path / "full"))
-    middle = tmp_path / "full" / "checkpoints" / "step0000010.ckpt"
+    middle = tmp_path / "full" / "checkpoints" / "gstep_0000005.ckpt"
     with caplog.at_level("WARNING", logger="gan"):
         _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))  # the default seed
     assert_same_state(full["module"], resumed["module"])
@@ -90,7 +92,7 @@ def test_a_resumed_run_continues_its_csv_log_as_the_uninterrupted_run_wrote_it(m
                                                           *every_checkpoint(4)]
     train(make_cfg(run, output_dir=tmp_path / "full"))
     shutil.copytree(tmp_path / "full", tmp_path / "died")  # a run that died after step 6: its last checkpoint is step 4's
-    middle = tmp_path / "died" / "checkpoints" / "step0000004.ckpt"
+    middle = tmp_path / "died" / "checkpoints" / "gstep_0000002.ckpt"
     assert load_checkpoint(middle)["gan_counters"]["generator_steps"] == 2
     train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "died"))
     full, resumed = csv_rows(tmp_path / "full"), csv_rows(tmp_path / "died")
@@ -142,7 +144,7 @@ def test_resume_with_data_order_or_rng_lost_differs(make_cfg, tmp_path):
     """The equality above is not vacuous: resuming without the saved RNG state gives other parameters."""
     run = tiny_overrides("gan", "toy2d_ring", steps=8) + ["data.num_samples=80"] + every_checkpoint(8)
     _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
-    middle = tmp_path / "full" / "checkpoints" / "step0000008.ckpt"
+    middle = tmp_path / "full" / "checkpoints" / "gstep_0000004.ckpt"
     checkpoint = torch.load(middle, weights_only=True)
     del checkpoint["callbacks"]["ResumeState"]
     torch.save(checkpoint, tmp_path / "no_rng.ckpt")
@@ -228,7 +230,7 @@ def test_resume_continues_the_sample_grid_schedule_and_the_health_windows(make_c
         "callbacks.gan_health.vanishing_generator_gradients.reference_steps=2",
         "callbacks.gan_health.vanishing_generator_gradients.window=3"]
     _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
-    middle = tmp_path / "full" / "checkpoints" / "step0000010.ckpt"
+    middle = tmp_path / "full" / "checkpoints" / "gstep_0000005.ckpt"
     _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
     assert sorted(p.name for p in (tmp_path / "full" / "samples").glob("*.png")) == ["gstep_0000004.png", "gstep_0000007.png"]
     assert sorted(p.name for p in (tmp_path / "resumed" / "samples").glob("*.png")) == ["gstep_0000007.png"]
@@ -271,7 +273,7 @@ def test_the_progress_bar_of_a_run_resumed_from_inside_its_epoch_counts_this_fit
     with_bar = ["callbacks.progress_bar.refresh_rate=1", "callbacks.progress_bar.min_seconds_between_refreshes=0"]
     run = [o for o in tiny_overrides("gan", "toy2d_ring", steps=5) if o != "callbacks.progress_bar=null"] + with_bar
     train(make_cfg(run + every_checkpoint(4), output_dir=tmp_path / "first"))  # a save every 2 generator steps
-    middle = tmp_path / "first" / "checkpoints" / "step0000004.ckpt"
+    middle = tmp_path / "first" / "checkpoints" / "gstep_0000002.ckpt"
     assert load_checkpoint(middle)["gan_counters"]["generator_steps"] == 2
     _, resumed = train(make_cfg(run + ["metrics=none", f"ckpt_path={middle}"], output_dir=tmp_path / "second"))
     bar = next(c for c in resumed["trainer"].callbacks if isinstance(c, GANProgressBar))
@@ -764,9 +766,9 @@ def test_a_checkpoints_folder_given_as_ckpt_path_names_a_file_in_it(tmp_path):
     """It said `checkpoint not found: .../checkpoints`, of a folder that exists."""
     folder = tmp_path / "checkpoints"
     folder.mkdir()
-    (folder / "step0000010.ckpt").write_bytes(b"")
+    (folder / "gstep_0000005.ckpt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=rf"^checkpoint {folder} is a folder; expected a checkpoint file in it, e.g. "
-                                              rf"ckpt_path={folder / 'step0000010.ckpt'}$"):
+                                              rf"ckpt_path={folder / 'gstep_0000005.ckpt'}$"):
         load_checkpoint(folder)
     (folder / "last.ckpt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=rf"e.g. ckpt_path={folder / 'last.ckpt'}$"):
@@ -785,7 +787,7 @@ def test_a_folder_s_example_checkpoint_is_its_last_ckpt_even_when_another_sorts_
 
     folder = tmp_path / "checkpoints"
     folder.mkdir()
-    for name in ("best.ckpt", "step0000004.ckpt"):
+    for name in ("best.ckpt", "gstep_0000002.ckpt"):
         (folder / name).write_bytes(b"")
     assert example_checkpoint(folder) == folder / "best.ckpt"  # no last.ckpt: the first by name
     (folder / "last.ckpt").write_bytes(b"")

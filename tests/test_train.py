@@ -372,3 +372,16 @@ def test_train_logs_the_options_without_effect(make_cfg, monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="gan"), pytest.raises(RuntimeError, match="fit skipped"):
         train(cfg)
     assert "model.real_label=0.9 has no effect: model.real_label_range=[0.7, 1.0] draws the real targets instead" in caplog.text
+
+
+def test_a_run_speaks_of_generator_steps_in_its_last_lines_and_checkpoint_names(make_cfg, tmp_path, caplog):
+    """A WGAN-GP run (5 D steps per G step) of 3 generator steps: Lightning's line says max_steps=18, its checkpoint
+    names said step0000012 for generator step 2 (an audit: the same run's files and lines in three units)."""
+    cfg = make_cfg(tiny_overrides("wgan_gp", "toy2d_ring", steps=3) + [
+        "metrics=none", "callbacks.model_checkpoint.every_n_train_steps=12", "callbacks.model_checkpoint.save_top_k=-1"])
+    with caplog.at_level("INFO", logger="gan"):
+        _, objects = train(cfg)
+    assert "Trained to generator step 3 (Lightning's global step 18: both networks' optimizer steps)" in caplog.text
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.glob("*.ckpt")) == ["gstep_0000002.ckpt", "last.ckpt"]
+    assert load_checkpoint(checkpoints / "gstep_0000002.ckpt")["gan_counters"]["generator_steps"] == 2

@@ -6,7 +6,7 @@ disk is reported as one line naming the checkpoint and the free space.
 
 Weights that are not finite are never saved: before each save the health check looks at the iterations
 it has not checked yet (it may stop the run and keep ``last_healthy.ckpt``), then every floating-point
-tensor of the module is checked, so ``last.ckpt``, ``best.ckpt`` and ``step*.ckpt`` always hold finite weights.
+tensor of the module is checked, so ``last.ckpt``, ``best.ckpt`` and ``gstep_*.ckpt`` always hold finite weights.
 
 SIGTERM (schedulers, ``kill``), SIGINT (Ctrl+C) and SIGUSR1 only set a flag; the next training batch
 boundary saves ``last.ckpt`` and the process exits with status ``128 + signal``. Saving at a batch boundary
@@ -253,6 +253,17 @@ class GANModelCheckpoint(ModelCheckpoint):
         self._saving_checked_at: tuple[int, bool] | None = None
         self.saved_in_fit = False  # whether this fit wrote a file (said at the end when no checkpoint was)
 
+    def _monitor_candidates(self, trainer) -> dict[str, torch.Tensor]:
+        """Lightning's values for the file name and the monitor, with ``generator_step``: the shipped name
+        ``gstep_{generator_step:07d}`` matches the sample grids' (``samples/gstep_0000300.png``); named by
+        Lightning's ``step`` (G's and D's optimizer steps together), a WGAN-GP run's ``step0001800.ckpt`` held
+        generator step 300 (an audit)."""
+        candidates = super()._monitor_candidates(trainer)
+        generator_steps = getattr(trainer.lightning_module, "generator_steps", None)
+        if generator_steps is not None:
+            candidates["generator_step"] = torch.tensor(int(generator_steps))
+        return candidates
+
     # ---------------------------------------------------------------------------------- finite weights
     def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:
         if self._weights_are_healthy(trainer):
@@ -275,18 +286,18 @@ class GANModelCheckpoint(ModelCheckpoint):
                 getattr(callback, "check_weights", lambda *_: None)(trainer, module, non_finite)  # divergence too
         bad = non_finite[0] if non_finite else None
         if bad is not None and trainer.is_global_zero:
-            log.warning("Not saving a checkpoint at global step %d: %s holds NaN/Inf values; the saved checkpoints "
-                        "are kept as they are", trainer.global_step, bad)
+            log.warning("Not saving a checkpoint at generator step %d: %s holds NaN/Inf values; the saved checkpoints "
+                        "are kept as they are", module.generator_steps, bad)
         # after a divergence the weights may still be finite (a runaway), but they are what diverged: last.ckpt and
-        # step*.ckpt held them, so ckpt_path=last resumed the diverged run (an audit). All DDP ranks decide alike.
+        # gstep_*.ckpt held them, so ckpt_path=last resumed the diverged run (an audit). All DDP ranks decide alike.
         from gan.callbacks.gan_health import stop_event
 
         diverged = (stop_event(trainer) or {}).get("kind") == "divergence"
         if trainer.strategy.reduce_boolean_decision(diverged, all=False) and bad is None:
             bad = "diverged"
         if bad == "diverged" and trainer.is_global_zero:
-            log.warning("Not saving a checkpoint at global step %d: training diverged before it; the saved checkpoints "
-                        "are kept as they are", trainer.global_step)
+            log.warning("Not saving a checkpoint at generator step %d: training diverged before it; the saved "
+                        "checkpoints are kept as they are", module.generator_steps)
         self._saving_checked_at = (trainer.global_step, bad is None)
         return bad is None
 

@@ -24,7 +24,7 @@ def test_non_finite_weights_are_never_saved_even_when_training_goes_on(make_cfg,
     assert not all(torch.isfinite(p).all() for p in objects["module"].parameters())
     saved = {p.name: load_checkpoint(p) for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")}
     # saves every 2 generator steps: 2, 4, 6 hold finite weights; 8 ... 16 and the final last.ckpt were refused
-    assert sorted(saved) == ["last.ckpt", "step0000004.ckpt", "step0000008.ckpt", "step0000012.ckpt"]
+    assert sorted(saved) == ["gstep_0000002.ckpt", "gstep_0000004.ckpt", "gstep_0000006.ckpt", "last.ckpt"]
     assert saved["last.ckpt"]["gan_counters"]["generator_steps"] == 6
     assert all(torch.isfinite(v).all() for c in saved.values() for v in c["state_dict"].values() if v.is_floating_point())
 
@@ -206,10 +206,10 @@ def test_a_run_saved_at_an_interval_writes_its_final_weights_to_last_ckpt(make_c
     _, objects = train(cfg)
     module = objects["module"]
     folder = tmp_path / "run" / "checkpoints"
-    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["last.ckpt", "step0000004.ckpt"]
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["gstep_0000002.ckpt", "last.ckpt"]
     last = load_checkpoint(folder / "last.ckpt")
     assert last["global_step"] == 6 and last["gan_counters"]["generator_steps"] == 3
-    assert load_checkpoint(folder / "step0000004.ckpt")["gan_counters"]["generator_steps"] == 2
+    assert load_checkpoint(folder / "gstep_0000002.ckpt")["gan_counters"]["generator_steps"] == 2
     final = {k: v.cpu() for k, v in module.state_dict().items()}
     assert final.keys() == last["state_dict"].keys()
     assert all(torch.equal(final[k], last["state_dict"][k]) for k in final)
