@@ -9,7 +9,8 @@ generator steps per second with one generator update per iteration), updated fro
 not within ``min_seconds_between_refreshes`` of the last redraw, since a redraw with its metrics costs ~0.2 ms, a
 tenth of a tiny DCGAN iteration. Its default (null) is tqdm's own spacing, 0.1 s, on a terminal, and 10 s when the
 output goes to a file (a SLURM job's log, ``> out.txt``), where every redraw stays: at 0.1 s the bar filled a tiny
-run's log at ~45 kB a minute (~65 MB a day), at 10 s under 1 MB a day."""
+run's log at ~45 kB a minute (~65 MB a day), at 10 s under 1 MB a day. In a file each redraw also ends its line, so
+the log lines between them start lines of their own."""
 from __future__ import annotations
 
 import math
@@ -38,6 +39,7 @@ class GANProgressBar(TQDMProgressBar):
                               "expected a number >= 0, or null (0.1 s on a terminal, 10 s into a file)")
         self.min_seconds_between_refreshes = None if min_seconds_between_refreshes is None else float(min_seconds_between_refreshes)
         self._spacing: float | None = None  # the spacing in use, decided at the first redraw
+        self._on_terminal = True  # whether the standard output is a terminal, also decided then
         self._iterations_before_fit = 0
         self._last_refresh = -math.inf
 
@@ -85,12 +87,22 @@ class GANProgressBar(TQDMProgressBar):
         if not bar.disable:
             bar.n = done
             bar.refresh()
+            self._end_line_in_a_file(bar)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # Lightning's redraw with the final metrics
+        self._end_line_in_a_file(self.train_progress_bar)
+
+    def _end_line_in_a_file(self, bar) -> None:
+        """In a file each redraw ends its line: a log line written next began on the bar's line, where
+        a grep for lines that start with ``[`` missed it (an audit)."""
+        if bar is not None and not bar.disable and not self._on_terminal:
+            bar.fp.write("\n")
 
     def _redraw_spacing(self) -> float:
         if self._spacing is None:
-            if self.min_seconds_between_refreshes is not None:
-                self._spacing = self.min_seconds_between_refreshes
-            else:  # Lightning's bar writes to the standard output
-                on_terminal = getattr(sys.stdout, "isatty", lambda: False)()
-                self._spacing = self.TERMINAL_SPACING if on_terminal else self.FILE_SPACING
+            # Lightning's bar writes to the standard output
+            self._on_terminal = bool(getattr(sys.stdout, "isatty", lambda: False)())
+            self._spacing = self.min_seconds_between_refreshes if self.min_seconds_between_refreshes is not None else \
+                self.TERMINAL_SPACING if self._on_terminal else self.FILE_SPACING
         return self._spacing

@@ -1,5 +1,8 @@
 """GANProgressBar: counts GAN iterations, redraws every refresh_rate iterations but not more often than its spacing."""
+import io
 from types import SimpleNamespace
+
+import pytest
 
 from gan.callbacks import GANProgressBar
 from gan.callbacks import progress
@@ -19,7 +22,7 @@ def test_redraws_every_refresh_rate_iterations_at_most_once_per_spacing_and_alwa
     clock = {"now": 0.0}
     monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["now"])
     bar = GANProgressBar(refresh_rate=2, min_seconds_between_refreshes=0.1)
-    shown = RecordingBar(n=0, total=9, disable=False, drawn=[], postfixes=0)
+    shown = RecordingBar(n=0, total=9, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
     bar._train_progress_bar = shown
     bar.get_metrics = lambda trainer, module: {}
     module = SimpleNamespace(iterations_trained=0)
@@ -33,7 +36,7 @@ def test_redraws_every_refresh_rate_iterations_at_most_once_per_spacing_and_alwa
 
 def test_counts_the_iterations_of_this_fit_after_a_resume():
     bar = GANProgressBar(refresh_rate=1, min_seconds_between_refreshes=0)
-    shown = RecordingBar(n=0, total=3, disable=False, drawn=[], postfixes=0)
+    shown = RecordingBar(n=0, total=3, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
     bar._train_progress_bar = shown
     bar.get_metrics = lambda trainer, module: {}
     bar._iterations_before_fit = 4  # what on_train_epoch_start reads from a resumed module: 4 iterations trained
@@ -43,8 +46,6 @@ def test_counts_the_iterations_of_this_fit_after_a_resume():
 
 
 def test_a_negative_refresh_rate_is_refused_and_zero_turns_the_bar_off():
-    import pytest
-
     from gan.utils.errors import ConfigError
 
     # Lightning took any rate <= 0 as "no bar": -1 turned it off without a word
@@ -53,19 +54,25 @@ def test_a_negative_refresh_rate_is_refused_and_zero_turns_the_bar_off():
     assert GANProgressBar(refresh_rate=0).refresh_rate == 0
 
 
-def test_each_redraw_writes_the_bar_once():
+@pytest.mark.parametrize("on_terminal", [False, True])
+def test_each_redraw_writes_the_bar_once_and_ends_its_line_in_a_file(monkeypatch, on_terminal):
     """A redraw wrote its line twice (a refresh, then tqdm's set_postfix redrawing by itself): twice the cost, and
-    every line twice in a log file. A real tqdm bar writing to a file: one line per redraw, the last with the metrics."""
-    import io
-
+    every line twice in a log file; and in a file a log line written next began on the bar's line, where
+    `grep '^\\['` missed it. A real tqdm bar: one line per redraw, the last with the metrics, each ended in a file."""
     from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
+    class Output(io.StringIO):
+        def isatty(self):
+            return on_terminal
+
+    monkeypatch.setattr(progress.sys, "stdout", Output())
     out = io.StringIO()
     bar = GANProgressBar(refresh_rate=1, min_seconds_between_refreshes=0)
     bar._train_progress_bar = Tqdm(total=3, file=out, desc="Epoch 0", mininterval=0, bar_format="{desc} {n_fmt}/{total_fmt}{postfix}")
     bar.get_metrics = lambda trainer, module: {"d_loss": 0.5}
     for iterations in (1, 2, 3):
         bar.on_gan_iteration_end(None, SimpleNamespace(iterations_trained=iterations))
+    assert out.getvalue().count("\n") == (0 if on_terminal else 3)
     lines = [line.strip() for line in out.getvalue().split("\r") if line.strip()]
     assert lines == ["Epoch 0 0/3", "Epoch 0 1/3, d_loss=0.500", "Epoch 0 2/3, d_loss=0.500",
                      "Epoch 0 3/3, d_loss=0.500"]
@@ -74,9 +81,6 @@ def test_each_redraw_writes_the_bar_once():
 def test_redraws_are_spaced_by_10_s_when_the_output_goes_to_a_file_and_by_0_1_s_on_a_terminal(monkeypatch):
     """Every redraw stays in a file (a SLURM job's log): at tqdm's 0.1 s the bar filled a tiny run's log at ~45 kB a
     minute. The spacing is decided by where the standard output goes, unless it is set."""
-    import io
-
-    import pytest
 
     from gan.utils.errors import ConfigError
 
@@ -90,7 +94,7 @@ def test_redraws_are_spaced_by_10_s_when_the_output_goes_to_a_file_and_by_0_1_s_
     def drawn_at(stdout, **options):
         monkeypatch.setattr(progress.sys, "stdout", stdout)
         bar = GANProgressBar(refresh_rate=1, **options)
-        shown = RecordingBar(n=0, total=400, disable=False, drawn=[], postfixes=0)
+        shown = RecordingBar(n=0, total=400, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
         bar._train_progress_bar = shown
         bar.get_metrics = lambda trainer, module: {}
         for iteration in range(1, 401):
