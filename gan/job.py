@@ -141,7 +141,9 @@ class Job:
             "seconds": round(time.time() - self.started, 1), "overrides": parse_overrides(list(self.hydra_cfg.overrides.task)),
             "metrics": metrics or {}, "error": error,
         })
-        log.info("Sweep summary: %s", write_summary(self.hydra_cfg.sweep.dir))
+        summary = write_summary(self.hydra_cfg.sweep.dir)
+        if status != "running":  # once per job, with its result (a 2-job sweep said it four times: an audit)
+            log.info("Sweep summary: %s", summary)
 
 
 def check_no_processes_started_in_a_sweep(trainer: DictConfig, launcher: str | None, choice: str | None = None) -> None:

@@ -244,6 +244,8 @@ def test_a_refused_job_is_recorded_and_a_second_sweep_does_not_overwrite_the_fir
     assert [(r["job"], r["status"], r["objective"]) for r in rows] == [("0", "completed", ""), ("1", "failed", "-1.0"),
                                                                        ("2", "completed", "")]
     assert rows[1]["error"] == "seed=-1 is not valid: expected an integer from 0 to 4294967295"
+    # said once per job, with its result (also at each job's start until an audit: five times here)
+    assert (first.stdout + first.stderr).count("Sweep summary: ") == 3
     before = {path: path.read_bytes() for path in sweep_dir.rglob("*") if path.is_file()}
 
     again = train_py(tmp_path, "-m", "seed=3,4", f"hydra.sweep.dir={sweep_dir}")
