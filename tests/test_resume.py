@@ -672,7 +672,7 @@ def test_signals_save_a_checkpoint_before_exit(tmp_path):
                                                          env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True))
     for name, (signum, out, log, process) in runs.items():
         deadline = time.time() + 120
-        while not list((out / "checkpoints").glob("step*.ckpt")) and time.time() < deadline and process.poll() is None:
+        while not list((out / "checkpoints").glob("gstep_*.ckpt")) and time.time() < deadline and process.poll() is None:
             time.sleep(0.2)
         assert process.poll() is None, open(log.name).read()[-2000:]
         if name.endswith("_group"):
@@ -688,6 +688,9 @@ def test_signals_save_a_checkpoint_before_exit(tmp_path):
         assert 10 <= generator_steps < 100_000
         assert checkpoint["global_step"] == 2 * generator_steps  # saved between steps, never inside one
         assert "ResumeState" in checkpoint["callbacks"]
+        said = open(log.name).read()  # the signal by name, the unit the save waits for, and how to continue
+        assert f"Received {signal.Signals(signum).name} ({signum}): saving a checkpoint at the end of this GAN iteration" in said
+        assert f"after {signal.Signals(signum).name} ({signum}); exiting (continue the run with ckpt_path=" in said
 
 
 # ---------------------------------------------------------------------------------------------- sampler

@@ -232,6 +232,14 @@ def callback_states_left_behind(saved_keys: list[str], callbacks: list) -> list[
     return left
 
 
+def signal_name(signum: int) -> str:
+    """``SIGINT (2)``; the number alone for one this platform does not name."""
+    try:
+        return f"{signal.Signals(signum).name} ({int(signum)})"
+    except ValueError:
+        return f"signal {int(signum)}"
+
+
 class GANModelCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint with atomic writes, no non-finite weights, a save when training ends
     between two intervals, and a save before exiting on SIGTERM / SIGINT / SIGUSR1 (then a SLURM requeue).
@@ -354,7 +362,9 @@ class GANModelCheckpoint(ModelCheckpoint):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame) -> None:
-        log.warning("Received signal %d: saving a checkpoint at the end of this training step, then exiting", signum)
+        # the signal's name and the unit the save waits for (it said "signal 2" and "this training step": an audit)
+        log.warning("Received %s: saving a checkpoint at the end of this GAN iteration (of this training batch under "
+                    "DDP), then exiting", signal_name(signum))
         self.received_signal = signum
 
     def on_gan_iteration_end(self, trainer, pl_module) -> None:
@@ -378,7 +388,8 @@ class GANModelCheckpoint(ModelCheckpoint):
         received = torch.tensor(int(self.received_signal or 0), device=trainer.strategy.root_device)
         signum = int(trainer.strategy.reduce(received, reduce_op="max")) or signal.SIGTERM
         if trainer.is_global_zero:
-            log.warning("Saved %s after signal %d; exiting", self.last_model_path, signum)
+            log.warning("Saved %s after %s; exiting (continue the run with ckpt_path=%s)", self.last_model_path,
+                        signal_name(signum), self.last_model_path)
         if signum == signal.SIGUSR1 and trainer.is_global_zero:
             self._requeue(trainer)
         raise SystemExit(128 + int(signum))

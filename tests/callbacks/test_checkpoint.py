@@ -329,3 +329,12 @@ def test_a_run_scoring_only_memorization_writes_no_best_checkpoint(make_cfg, tmp
         "metrics.every_n_generator_steps=1", "metrics.num_samples=20", "metrics.num_real=20"])
     train(cfg)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")) == ["last.ckpt"]
+
+
+def test_signals_are_named_in_the_run_s_lines():
+    import signal
+
+    from gan.callbacks.checkpoint import signal_name
+
+    assert signal_name(signal.SIGINT) == "SIGINT (2)" and signal_name(int(signal.SIGTERM)) == "SIGTERM (15)"
+    assert signal_name(999) == "signal 999"  # a number the platform does not name

@@ -105,7 +105,7 @@ def test_resume_at_an_interval_boundary_writes_the_rows_of_the_uninterrupted_run
                  "callbacks.model_checkpoint.save_top_k=-1"]
     run = tiny_overrides("dcgan", steps=4) + FAST + every_two
     _, full = train(make_cfg(run, output_dir=tmp_path / "full"))
-    middle = next(path for path in sorted((tmp_path / "full" / "checkpoints").glob("step*.ckpt"))
+    middle = next(path for path in sorted((tmp_path / "full" / "checkpoints").glob("gstep_*.ckpt"))
                   if load_checkpoint(path)["gan_counters"]["generator_steps"] == 2)
     _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
 
