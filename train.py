@@ -24,7 +24,7 @@ from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, c
 from gan.utils.config import check_run_options, options_without_effect, slurm_batch_job_id
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
-from gan.utils.errors import ConfigError, composition_errors_in_one_line, exit_on_user_error
+from gan.utils.errors import ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
@@ -105,10 +105,19 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(module.run_config)
+    exit_code = 1  # W&B's record of how the run ended: anything but a return from fit is a failure ...
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # ... a run stopped by divergence ends with its status (3) ...
+        exit_code = TrainingDiverged.exit_status if (stop_event(trainer) or {}).get("kind") == "divergence" else 0
+    except SystemExit as stop:  # ... and a signal's save with 128 + its number
+        exit_code = stop.code if isinstance(stop.code, int) else 1
+        raise
+    except Exception as error:  # a user error with its status (2)
+        exit_code = int(getattr(error, "exit_status", 1))
+        raise
     finally:
-        finish_loggers(loggers)
+        finish_loggers(loggers, exit_code)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     stopped_by = stop_event(trainer)
     if trainer.is_global_zero:  # once, not once per DDP process

@@ -194,3 +194,37 @@ def test_the_upload_hint_of_an_offline_run_names_its_pieces_oldest_first_and_no_
         folder.mkdir()
     assert offline_pieces(second, "abc") == [first, second]
     assert offline_pieces(tmp_path / "offline-run-20240104_000000-new", "new") == [tmp_path / "offline-run-20240104_000000-new"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop, exit_code", [(None, 0), (130, 130), ("diverge", 3)])
+def test_the_wandb_record_says_how_the_run_ended(make_cfg, tmp_path, monkeypatch, stop, exit_code):
+    """A run stopped by a signal (its save ends in SystemExit(128 + signal)) or by divergence was recorded with no exit
+    code, as a clean finish (an audit); a finished run ends with 0."""
+    import lightning.pytorch as pl
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+    class Stop(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            if pl_module.generator_steps >= 2:
+                if stop == "diverge":
+                    with torch.no_grad():
+                        next(pl_module.generator.parameters()).fill_(float("nan"))
+                else:
+                    raise SystemExit(stop)
+
+    overrides = dashboard_overrides("wandb", "metrics=none", "model.iterations_per_batch=1")
+    if stop is None:
+        train(make_cfg(overrides))
+    elif stop == "diverge":
+        _, objects = train(make_cfg(overrides), callbacks=[Stop()])
+        assert objects["stopped_by"]["kind"] == "divergence"
+    else:
+        with pytest.raises(SystemExit):
+            train(make_cfg(overrides), callbacks=[Stop()])
+    offline_run(tmp_path / "run" / "wandb")  # waits for the exit record
+    records = read_records(next((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")))
+    (ended,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert ended.exit_code == exit_code

@@ -118,8 +118,10 @@ def log_image(trainer, key: str, path: str | Path, step: int | None = None, gene
             logger.experiment.add_image(key, pixels, global_step=step, dataformats="HWC")
 
 
-def finish_loggers(loggers: Iterable) -> None:
-    """Close the W&B run (so the next multirun job starts its own) and say how to upload an offline run."""
+def finish_loggers(loggers: Iterable, exit_code: int = 0) -> None:
+    """Close the W&B run (so the next multirun job starts its own) with the process's ``exit_code`` and say how to
+    upload an offline run. A run ended by a signal (130, 143, 138) or an error is recorded as such: its record held no
+    exit code and read as a clean finish (an audit)."""
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in loggers:
@@ -127,7 +129,7 @@ def finish_loggers(loggers: Iterable) -> None:
             run = logger.experiment
             run_dir = Path(run.dir).parent
             offline = bool(getattr(run.settings, "_offline", False)) or run.settings.mode == "offline"
-            run.finish()
+            run.finish(exit_code=int(exit_code))
             if offline:
                 # finish() can return before wandb-core has written the offline .wandb file (seen under CPU
                 # load: a 7-byte file); teardown waits for it, so `wandb sync` or a reader finds it complete
