@@ -65,7 +65,7 @@ def test_requeued_job_resumes_at_the_step_the_signal_stopped(tmp_path):
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 180
-        while not list(logs.glob("train/runs/*/checkpoints/step*.ckpt")) and time.time() < deadline and first.poll() is None:
+        while not list(logs.glob("train/runs/*/checkpoints/gstep_*.ckpt")) and time.time() < deadline and first.poll() is None:
             time.sleep(0.1)
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         first.send_signal(signal.SIGUSR1)

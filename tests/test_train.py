@@ -356,10 +356,10 @@ def test_the_loggers_are_finished_when_fit_raises(make_cfg, monkeypatch):
 
     finished = []
     monkeypatch.setattr(pl.Trainer, "fit", failing_fit)
-    monkeypatch.setattr(train_module, "finish_loggers", lambda loggers: finished.append(loggers))
+    monkeypatch.setattr(train_module, "finish_loggers", lambda loggers, exit_code: finished.append(exit_code))
     with pytest.raises(RuntimeError, match="fit failed"):
         train(make_cfg(tiny_overrides("gan", "toy2d_ring", steps=1)))
-    assert len(finished) == 1
+    assert finished == [1]  # with the failure's exit code (W&B's record said a clean finish: an audit)
 
 
 def test_train_logs_the_options_without_effect(make_cfg, monkeypatch, caplog):

@@ -55,6 +55,8 @@ class GANProgressBar(TQDMProgressBar):
 
     def on_train_start(self, trainer, *args) -> None:
         super().on_train_start(trainer, *args)
+        self._redraw_spacing()  # decides whether the output is a terminal
+        self._end_line_in_a_file(self._train_progress_bar)  # Lightning's start-up bar
         # Lightning does not call on_train_epoch_start for a run resumed inside its epoch (a checkpoint saved mid-run:
         # a signal, a periodic save; this framework's data is one endless epoch): the bar kept Lightning's start-up
         # "Training" with no total, and counted the iterations of the earlier pieces (an audit). Done here for it.
@@ -64,6 +66,7 @@ class GANProgressBar(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer, *args) -> None:
         super().on_train_epoch_start(trainer, *args)
+        self._end_line_in_a_file(self._train_progress_bar)  # its reset redraws
         module = trainer.lightning_module
         if _counts_iterations(module):
             self._iterations_before_fit = module.iterations_trained
@@ -90,8 +93,25 @@ class GANProgressBar(TQDMProgressBar):
             self._end_line_in_a_file(bar)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._set_count(pl_module)
         super().on_train_epoch_end(trainer, pl_module)  # Lightning's redraw with the final metrics
         self._end_line_in_a_file(self.train_progress_bar)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        """A run ended by a signal's save (SystemExit) or an error: one redraw with the iterations it trained."""
+        bar = self._train_progress_bar
+        if bar is not None and not bar.disable and self._set_count(pl_module):
+            bar.refresh()
+            self._end_line_in_a_file(bar)
+
+    def _set_count(self, pl_module) -> bool:
+        """The bar's count made this fit's iterations: a run that stopped early between two redraws (10 s apart into
+        a file) ended on the last one, e.g. ``10/3000`` for 730 iterations trained (an audit)."""
+        bar = self._train_progress_bar
+        if bar is None or not _counts_iterations(pl_module):
+            return False
+        bar.n = pl_module.iterations_trained - self._iterations_before_fit
+        return True
 
     def _end_line_in_a_file(self, bar) -> None:
         """In a file each redraw ends its line: a log line written next began on the bar's line, where

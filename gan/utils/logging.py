@@ -160,9 +160,14 @@ _axis_names: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def wandb_runs(loggers: Iterable) -> list:
-    """The W&B runs behind the active loggers (empty when W&B is not among them)."""
+    """The W&B runs behind the active loggers (empty when W&B is not among them, and on a DDP process other than rank
+    0, whose experiment is Lightning's stand-in: its ``summary`` is a function, so a resumed DDP run's summary update
+    ended the run with an AttributeError on rank 1 at its first evaluation, an audit)."""
     from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.utilities import rank_zero_only
 
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return []
     return [logger.experiment for logger in loggers if isinstance(logger, WandbLogger)]
 
 

@@ -108,3 +108,26 @@ def test_redraws_are_spaced_by_10_s_when_the_output_goes_to_a_file_and_by_0_1_s_
     assert drawn_at(Terminal(), min_seconds_between_refreshes=0) == list(range(1, 401))
     with pytest.raises(ConfigError, match=r"^callbacks.progress_bar.min_seconds_between_refreshes=-1: expected a number >= 0"):
         GANProgressBar(min_seconds_between_refreshes=-1)
+
+
+@pytest.mark.parametrize("ending", ["epoch_end", "exception"])
+def test_a_run_stopped_between_two_redraws_ends_its_bar_on_the_iterations_it_trained(monkeypatch, ending):
+    """Into a file redraws are 10 s apart: a run stopped early (a health stop, max_time; a signal's save) ended its bar
+    on the last redraw, 10/3000 for 730 iterations trained (an audit)."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["now"])
+    bar = GANProgressBar(refresh_rate=1, min_seconds_between_refreshes=10)
+    shown = RecordingBar(n=0, total=3000, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
+    bar._train_progress_bar = shown
+    bar.get_metrics = lambda trainer, module: {}
+    module = SimpleNamespace(iterations_trained=0)
+    for iteration in range(1, 731):
+        clock["now"] = iteration / 100  # 7.3 s in all: one redraw, at the first iteration
+        module.iterations_trained = iteration
+        bar.on_gan_iteration_end(None, module)
+    assert shown.drawn == [1]
+    if ending == "epoch_end":
+        bar.on_train_epoch_end(None, module)
+    else:
+        bar.on_exception(None, module, SystemExit(130))
+    assert shown.drawn[-1] == 730
