@@ -24,7 +24,8 @@ from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, c
 from gan.utils.config import check_run_options, options_without_effect, slurm_batch_job_id
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
-from gan.utils.errors import ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error
+from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error,
+                              user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
@@ -110,11 +111,11 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         # ... a run stopped by divergence ends with its status (3) ...
         exit_code = TrainingDiverged.exit_status if (stop_event(trainer) or {}).get("kind") == "divergence" else 0
-    except SystemExit as stop:  # ... and a signal's save with 128 + its number
-        exit_code = stop.code if isinstance(stop.code, int) else 1
+    except SystemExit as stop:  # ... and a signal's save with 128 + its number (None: 0, as Python exits)
+        exit_code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
         raise
-    except Exception as error:  # a user error with its status (2)
-        exit_code = int(getattr(error, "exit_status", 1))
+    except Exception as error:  # a user error with its status (2), also one raised inside another exception
+        exit_code = int(getattr(user_error_behind(error), "exit_status", 1))
         raise
     finally:
         finish_loggers(loggers, exit_code)

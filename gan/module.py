@@ -499,9 +499,11 @@ class GANModule(pl.LightningModule):
         found at a checkpoint save): Lightning then writes the batch's logged values to the loggers, which were the
         last logging step's unless the batch logged its own (an audit: a max_time run's last CSV row repeated step
         50's losses as step 60's, and a run stopped before step 50 wrote no metrics.csv). Called after every
-        callback's hook, before Lightning writes."""
+        callback's hook, before Lightning writes. Only where the loop does stop (not below ``trainer.min_steps``): a
+        value logged from this hook outlives its batch in Lightning's results and is written over the training step's
+        own at every later logging step (a review)."""
         trainer = self._trainer
-        if trainer is not None and trainer.should_stop and not self._logged_this_batch:
+        if trainer is not None and trainer.should_stop and trainer.fit_loop._can_stop_early and not self._logged_this_batch:
             self._logged_this_batch = True
             self.log_dict(self.last_terms, on_step=True, on_epoch=False)
 

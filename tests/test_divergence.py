@@ -65,7 +65,7 @@ def test_diverged_run_stops_keeps_finite_checkpoints_and_names_the_step(runs):
     assert step <= 5 and re.match(r"(train|grad)/[a-z/_]+=(nan|-?inf)", evidence), evidence  # names the term
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     assert [p.name for p in checkpoints if p.name.startswith("last")] == ["last.ckpt", "last_healthy.ckpt"]
-    for path in checkpoints:  # step*.ckpt, last.ckpt and last_healthy.ckpt: only finite weights were ever written
+    for path in checkpoints:  # gstep_*.ckpt, last.ckpt and last_healthy.ckpt: only finite weights were ever written
         assert finite(load_checkpoint(path)), path
     kept = load_checkpoint(healthy)
     assert kept["gan_counters"]["generator_steps"] < step
@@ -102,7 +102,7 @@ def test_a_diverged_ddp_run_says_so_once_and_points_at_its_last_healthy_checkpoi
 
 @pytest.mark.slow
 def test_no_checkpoint_is_saved_after_a_divergence_whose_weights_stay_finite(make_cfg, tmp_path):
-    """WGAN-GP at lr 5: the critic's score gap runs away with finite weights, which last.ckpt and step*.ckpt then
+    """WGAN-GP at lr 5: the critic's score gap runs away with finite weights, which last.ckpt and gstep_*.ckpt then
     held, so ckpt_path=last resumed the diverged run (an audit)."""
     from train import train
 

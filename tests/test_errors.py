@@ -607,6 +607,11 @@ def test_a_validation_interval_is_refused():
                                           r"scored every metrics.every_n_generator_steps generator steps \(set that instead\)$"):
         check_no_validation_options(trainer_node(val_check_interval=2))
     check_no_validation_options(trainer_node())
+    # nor a minimum length: Lightning honoured no stop before an epoch ended, and the data is one endless epoch
+    for option, value in (("min_steps", 16), ("min_epochs", 1)):
+        with pytest.raises(ConfigError, match=rf"^trainer.{option}={value}: Lightning would honour no early stop \(a health "
+                                              r"check's action=stop, trainer.max_time\) before the first epoch ends"):
+            check_no_validation_options(trainer_node(**{option: value}))
 
 
 @pytest.mark.parametrize("value", [0, -1, "abc", 1.5])

@@ -295,7 +295,7 @@ class GANModelCheckpoint(ModelCheckpoint):
         bad = non_finite[0] if non_finite else None
         if bad is not None and trainer.is_global_zero:
             log.warning("Not saving a checkpoint at generator step %d: %s holds NaN/Inf values; the saved checkpoints "
-                        "are kept as they are", module.generator_steps, bad)
+                        "are kept as they are", getattr(module, "generator_steps", trainer.global_step), bad)
         # after a divergence the weights may still be finite (a runaway), but they are what diverged: last.ckpt and
         # gstep_*.ckpt held them, so ckpt_path=last resumed the diverged run (an audit). All DDP ranks decide alike.
         from gan.callbacks.gan_health import stop_event
@@ -305,7 +305,7 @@ class GANModelCheckpoint(ModelCheckpoint):
             bad = "diverged"
         if bad == "diverged" and trainer.is_global_zero:
             log.warning("Not saving a checkpoint at generator step %d: training diverged before it; the saved "
-                        "checkpoints are kept as they are", module.generator_steps)
+                        "checkpoints are kept as they are", getattr(module, "generator_steps", trainer.global_step))
         self._saving_checked_at = (trainer.global_step, bad is None)
         return bad is None
 
@@ -388,8 +388,14 @@ class GANModelCheckpoint(ModelCheckpoint):
         received = torch.tensor(int(self.received_signal or 0), device=trainer.strategy.root_device)
         signum = int(trainer.strategy.reduce(received, reduce_op="max")) or signal.SIGTERM
         if trainer.is_global_zero:
-            log.warning("Saved %s after %s; exiting (continue the run with ckpt_path=%s)", self.last_model_path,
-                        signal_name(signum), self.last_model_path)
+            if self._last_global_step_saved == trainer.global_step:
+                log.warning("Saved %s after %s; exiting (continue the run with ckpt_path=%s)", self.last_model_path,
+                            signal_name(signum), self.last_model_path)
+            else:  # the save was refused (weights not finite, or a divergence before it)
+                kept = f"the last checkpoint saved is {self.last_model_path}" if self.last_model_path else \
+                    "no checkpoint was saved in this run"
+                log.warning("Exiting after %s without a save at this step (see the warning above); %s",
+                            signal_name(signum), kept)
         if signum == signal.SIGUSR1 and trainer.is_global_zero:
             self._requeue(trainer)
         raise SystemExit(128 + int(signum))

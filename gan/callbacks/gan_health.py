@@ -50,7 +50,7 @@ from torch import Tensor
 from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
 from gan.metrics.modes import effective_count, nearest_modes
 from gan.utils.checkpoint import non_finite_weights
-from gan.utils.config import running_preset_setting
+from gan.utils.config import running_preset_setting, ttur_learning_rates
 from gan.utils.errors import ConfigError
 from gan.utils.json_values import json_safe
 from gan.utils.logging import alert, log_scalars, update_summary
@@ -103,8 +103,8 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     fewer D steps are advised only where there are several, and a saturating generator loss, whose gradient a
     winning D takes away, comes first (an audit: a minimax run whose D won was told neither). ``optimizer_preset``:
     the run's per-data preset when it sets optimizer values, which it writes over ``optimizer=ttur`` (the default
-    digits run was advised TTUR, and following that got the preset's warning): TTUR is then advised with
-    ``presets=none``."""
+    digits run was advised TTUR, and following that got the preset's warning): TTUR's learning rates are then advised
+    as command-line values, which go over the preset's (``presets=none`` would also drop its steps, batch and EMA)."""
     text = REMEDIES[kind]
     schedules, penalties = getattr(pl_module, "schedules", {}) or {}, getattr(pl_module, "penalties", {}) or {}
     if getattr(pl_module, "n_critic", 1) <= 1:
@@ -125,8 +125,11 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
             text += (f"; this run's learning rates follow model.schedules.{lr_schedules[0]}, which overwrites optimizer.*.lr "
                      f"and optimizer=ttur at every step: change its values (model.schedules.{lr_schedules[0]}.value.start / .end)")
     elif optimizer_preset:  # command-line values (optimizer.generator.lr=...) still go over the preset's; a group does not
-        text = text.replace(" or use TTUR (optimizer=ttur)", f" or use TTUR (optimizer=ttur presets=none: the per-data "
-                                                             f"preset {optimizer_preset} sets the optimizers' values over it)")
+        # (and presets=none, which would let the group act, drops the preset's every value: its steps, batch, EMA)
+        g_lr, d_lr = ttur_learning_rates()
+        text = text.replace(" or use TTUR (optimizer=ttur)", f" or use TTUR's learning rates (optimizer.generator.lr={g_lr:g} "
+                                                             f"optimizer.discriminator.lr={d_lr:g}; the per-data preset "
+                                                             f"{optimizer_preset} sets its values over optimizer=ttur)")
     return text
 
 

@@ -118,6 +118,7 @@ class GANProgressBar(TQDMProgressBar):
         a grep for lines that start with ``[`` missed it (an audit)."""
         if bar is not None and not bar.disable and not self._on_terminal:
             bar.fp.write("\n")
+            bar.fp.flush()  # a block-buffered file (no PYTHONUNBUFFERED): stderr's next line came before the line end
 
     def _redraw_spacing(self) -> float:
         if self._spacing is None:

@@ -85,6 +85,12 @@ def preset_values(choice: str, conf_dir: Path = PROJECT_ROOT / "conf") -> DictCo
 _HYPERPARAMETER_GROUPS = ("optimizer", "loss")
 
 
+def ttur_learning_rates(conf_dir: Path = PROJECT_ROOT / "conf") -> tuple[float, float]:
+    """(G's, D's) learning rate of ``optimizer=ttur``, from its file."""
+    ttur = OmegaConf.load(conf_dir / "optimizer" / "ttur.yaml")
+    return float(ttur.generator.lr), float(ttur.discriminator.lr)
+
+
 def running_preset_setting(group: str) -> str | None:
     """The per-data preset of the running Hydra job (``tuned/dcgan/digits``) when it sets values of ``group``, which
     a ``group=<choice>`` on the command line would then not get as written; None without a Hydra job (the Python

@@ -198,12 +198,24 @@ def check_sync_batchnorm(node: DictConfig) -> None:
 VALIDATION_OPTIONS = ("val_check_interval",)
 
 
+#: Trainer options of a minimum length: Lightning then counts a stop asked before one epoch has ended as unmet, and
+#: this framework's data is one endless epoch
+MINIMUM_OPTIONS = ("min_steps", "min_epochs")
+
+
 def check_no_validation_options(node: DictConfig) -> None:
-    """``+trainer.val_check_interval=2`` was accepted and did nothing: there is no validation loop."""
+    """``+trainer.val_check_interval=2`` was accepted and did nothing: there is no validation loop. Nor can a minimum
+    length act: with ``+trainer.min_steps`` Lightning trained on to ``max_steps`` past every stop asked (a health
+    check's ``action=stop``, ``trainer.max_time``), which waited for an epoch that never ends (a review)."""
     for option in VALIDATION_OPTIONS:
         if node.get(option) is not None:
             raise ConfigError(f"trainer.{option}={node.get(option)}: this framework runs no validation loop; metrics are "
                               "scored every metrics.every_n_generator_steps generator steps (set that instead)")
+    for option in MINIMUM_OPTIONS:
+        if node.get(option) is not None:
+            raise ConfigError(f"trainer.{option}={node.get(option)}: Lightning would honour no early stop (a health "
+                              "check's action=stop, trainer.max_time) before the first epoch ends, and this framework's "
+                              "data is one endless epoch; expected no minimum (the run's length is generator_steps)")
 
 
 def check_accelerator_present(accelerator) -> None:

@@ -9,8 +9,9 @@ the type annotation of the parameter it is passed to and names the option and wh
 It only refuses what the annotation rules out for certain: an option the target does not take, null where the
 annotation has no None, anything but true/false for a bool, a string or a list where a number is expected, a
 fractional number for an integer, one number where a list goes, a list of the wrong length for a fixed-size
-tuple, a value outside a ``Literal``, a list or mapping for a union with ``str``. Whatever it cannot judge (classes, callables, mappings, a union with ``str``, annotations it
-cannot resolve) is left to the target, which checks ranges and meanings itself.
+tuple, a value outside a ``Literal``, a list or mapping for a union with ``str``. Whatever it cannot judge (classes,
+callables, mappings, a number or string for a union with ``str``, annotations it cannot resolve) is left to the
+target, which checks ranges and meanings itself.
 """
 from __future__ import annotations
 

@@ -269,7 +269,8 @@ def test_generator_ignoring_its_noise_is_mode_collapse(make_cfg, tmp_path, monke
         assert events[0]["evidence"]["class_coverage"] <= 1 / 9
         assert [step for step, _ in logged(run, "health/class_coverage")] == [10.0, 20.0]
         # the run's own preset, read from its Hydra job as in train.py, sets the optimizers: TTUR needs presets=none
-        assert "use TTUR (optimizer=ttur presets=none: the per-data preset tuned/dcgan/digits sets" in events[0]["remedy"]
+        assert "use TTUR's learning rates (optimizer.generator.lr=0.0001 optimizer.discriminator.lr=0.0004; the per-data " \
+               "preset tuned/dcgan/digits sets" in events[0]["remedy"]
 
 
 class KeepTwoModesAfter(pl.Callback):
@@ -589,24 +590,32 @@ def test_remedies_name_this_runs_own_levers():
     assert "use TTUR" not in collapse and "use TTUR (optimizer=ttur)" in remedy("mode_collapse", plain)
 
 
-def test_ttur_is_advised_with_presets_none_where_the_per_data_preset_sets_the_optimizers(make_cfg):
+def test_ttur_is_advised_as_learning_rates_where_the_per_data_preset_sets_the_optimizers(make_cfg):
     """The default digits run (dcgan's preset sets both learning rates) was advised optimizer=ttur, which the preset
-    then wrote over (its warning said to add presets=none): the remedy says so itself, and what it names trains with
-    TTUR's learning rates."""
+    then wrote over (its warning said to add presets=none, which drops the preset's every value: a review): the remedy
+    names TTUR's rates as command-line values, and what it names trains with them and the preset's other values."""
+    import shlex
     from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
 
     from gan.callbacks.gan_health import remedy
     from gan.utils.config import running_preset_setting
 
-    make_cfg(["model=dcgan", "data=digits"])  # a job's Hydra config, as train.py's
-    assert running_preset_setting("optimizer") == "tuned/dcgan/digits" and running_preset_setting("loss") is None
+    make_cfg(["model=dcgan", "data=toy2d_grid"])  # a job's Hydra config, as train.py's
+    assert running_preset_setting("optimizer") == "tuned/dcgan/toy2d_grid" and running_preset_setting("loss") is None
     plain = SimpleNamespace(schedules={}, penalties={})
     collapse = remedy("mode_collapse", plain, running_preset_setting("optimizer"))
-    assert "or use TTUR (optimizer=ttur presets=none: the per-data preset tuned/dcgan/digits sets the optimizers' values " \
-           "over it), a Wasserstein loss" in collapse
-    followed = make_cfg(["model=dcgan", "data=digits", "optimizer=ttur", "presets=none"])
+    advice = "or use TTUR's learning rates (optimizer.generator.lr=0.0001 optimizer.discriminator.lr=0.0004; the " \
+             "per-data preset tuned/dcgan/toy2d_grid sets its values over optimizer=ttur), a Wasserstein loss"
+    assert advice in collapse
+    overrides = shlex.split(advice.split("(")[1].split(";")[0])
+    preset = make_cfg(["model=dcgan", "data=toy2d_grid"])
+    followed = make_cfg(["model=dcgan", "data=toy2d_grid", *overrides])
     assert (followed.optimizer.generator.lr, followed.optimizer.discriminator.lr) == (1e-4, 4e-4)
-    assert make_cfg(["model=dcgan", "data=digits", "optimizer=ttur"]).optimizer.generator.lr != 1e-4  # the preset's
+    for key in ("generator_steps", "data.batch_size", "model.ema_decay", "model.generator.latent_dim"):  # the preset's
+        assert OmegaConf.select(followed, key) == OmegaConf.select(preset, key), key
+    assert make_cfg(["model=dcgan", "data=toy2d_grid", "optimizer=ttur"]).optimizer.discriminator.lr != 4e-4  # the preset's
     for no_preset in (["model=dcgan", "data=digits", "presets=none"], ["model=wgan_gp", "data=digits"]):
         make_cfg(no_preset)  # no preset, in both ways
         assert running_preset_setting("optimizer") is None
