@@ -94,7 +94,8 @@ def ttur_learning_rates(conf_dir: Path = PROJECT_ROOT / "conf") -> tuple[float, 
 def running_preset_setting(group: str) -> str | None:
     """The per-data preset of the running Hydra job (``tuned/dcgan/digits``) when it sets values of ``group``, which
     a ``group=<choice>`` on the command line would then not get as written; None without a Hydra job (the Python
-    API), without a preset, or when the preset leaves the group alone."""
+    API), without a preset, or when the preset leaves the group alone. It reads Hydra's global record of the job: a
+    process that set it for another composed config (``HydraConfig().set_config``, as the tests do) gets that one's."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
