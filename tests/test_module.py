@@ -5,6 +5,7 @@ from functools import partial
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers.logger import Logger
 
 from gan.losses import GradientPenalty, NonSaturatingLoss, WassersteinLoss
 from gan.module import GANModule, frozen
@@ -512,6 +513,22 @@ def test_the_auxiliary_classifier_loss_of_the_critic_step_covers_reals_and_fakes
     assert terms["loss"].item() == pytest.approx(terms["adversarial"].item() + 2.0 * expected.item(), rel=1e-5)
 
 
+class RecordingLogger(Logger):
+    """A Lightning logger keeping every row it is given."""
+
+    name, version = "recording", 0
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append(dict(metrics))
+
+    def log_hyperparams(self, *args, **kwargs):
+        pass
+
+
 @pytest.mark.parametrize("log_every, logged_at", [(2, [2, 4, 5]), (0, [5])])
 def test_terms_are_logged_on_logging_steps_and_at_the_last_iteration(log_every, logged_at):
     # (a mutation audit) logging only where Lightning's logger connector says so lost the last iteration's values with
@@ -564,20 +581,9 @@ def test_the_discriminator_takes_no_gradient_in_the_generator_phase_of_a_fit():
 def test_the_last_iteration_s_terms_reach_the_loggers_off_the_logging_cadence():
     # (a mutation audit) without asking training to stop at max_steps, Lightning wrote the last batch's values only to
     # trainer.callback_metrics, never to the loggers: a run's final losses were missing from its CSV and W&B
-    from lightning.pytorch.loggers.logger import Logger
     from torch.utils.data import DataLoader, TensorDataset
 
-    class Recording(Logger):
-        name, version = "recording", 0
-        def __init__(self):
-            super().__init__()
-            self.rows = []
-        def log_metrics(self, metrics, step=None):
-            self.rows.append(dict(metrics))
-        def log_hyperparams(self, *args, **kwargs):
-            pass
-
-    logger = Recording()
+    logger = RecordingLogger()
     module = make_module(iterations_per_batch=1)
     data = DataLoader(TensorDataset(torch.randn(40, *SHAPE), torch.zeros(40)), batch_size=4)
     trainer = Trainer(accelerator="cpu", logger=logger, enable_checkpointing=False, enable_progress_bar=False,
@@ -599,28 +605,14 @@ def test_a_stop_asked_at_a_batch_end_logs_the_terms_of_that_batch(iterations_per
     values of the last logging step as the last row (an audit: a max_time run's CSV repeated step 50's losses as step
     60's, and one stopped before step 50 wrote none). A callback stopping as the Timer does, at a chosen step."""
     import lightning.pytorch as pl
-    from lightning.pytorch.loggers.logger import Logger
     from torch.utils.data import DataLoader, TensorDataset
-
-    class Recording(Logger):
-        name, version = "recording", 0
-
-        def __init__(self):
-            super().__init__()
-            self.rows = []
-
-        def log_metrics(self, metrics, step=None):
-            self.rows.append(dict(metrics))
-
-        def log_hyperparams(self, *args, **kwargs):
-            pass
 
     class StopAt(pl.Callback):  # what lightning.pytorch.callbacks.Timer does when the time is up
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if pl_module.generator_steps >= stop_after:
                 trainer.should_stop = True
 
-    logger = Recording()
+    logger = RecordingLogger()
     module = make_module(iterations_per_batch=iterations_per_batch)
     data = DataLoader(TensorDataset(torch.randn(80, *SHAPE), torch.zeros(80)), batch_size=4 * iterations_per_batch)
     trainer = Trainer(accelerator="cpu", logger=logger, enable_checkpointing=False, enable_progress_bar=False,
@@ -636,28 +628,14 @@ def test_a_stop_lightning_does_not_honour_yet_leaves_the_later_rows_their_own_va
     """Below trainer.min_steps Lightning trains on after a stop was asked: a value logged from the batch-end hook outlived
     its batch in Lightning's results and was written over every later row's own (a review)."""
     import lightning.pytorch as pl
-    from lightning.pytorch.loggers.logger import Logger
     from torch.utils.data import DataLoader, TensorDataset
-
-    class Recording(Logger):
-        name, version = "recording", 0
-
-        def __init__(self):
-            super().__init__()
-            self.rows = []
-
-        def log_metrics(self, metrics, step=None):
-            self.rows.append(dict(metrics))
-
-        def log_hyperparams(self, *args, **kwargs):
-            pass
 
     class StopAt3(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if pl_module.generator_steps >= 3:
                 trainer.should_stop = True
 
-    logger, losses = Recording(), {}
+    logger, losses = RecordingLogger(), {}
     module = make_module(iterations_per_batch=1)
     original = module.train_iteration
 

@@ -18,18 +18,24 @@ class RecordingBar(SimpleNamespace):
             self.refresh()
 
 
-def test_redraws_every_refresh_rate_iterations_at_most_once_per_spacing_and_always_at_the_end(monkeypatch):
+def drive(monkeypatch, bar, total, iterations, seconds_per_iteration):
+    """``bar`` shown as a RecordingBar of ``total``, through ``iterations`` GAN iterations on a clock that advances
+    ``seconds_per_iteration`` each; returns (the recording bar, the module)."""
     clock = {"now": 0.0}
     monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["now"])
-    bar = GANProgressBar(refresh_rate=2, min_seconds_between_refreshes=0.1)
-    shown = RecordingBar(n=0, total=9, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
+    shown = RecordingBar(n=0, total=total, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
     bar._train_progress_bar = shown
     bar.get_metrics = lambda trainer, module: {}
     module = SimpleNamespace(iterations_trained=0)
-    for iteration in range(1, 10):
-        clock["now"] = 0.03 * iteration  # an iteration every 30 ms
+    for iteration in range(1, iterations + 1):
+        clock["now"] = seconds_per_iteration * iteration
         module.iterations_trained = iteration
         bar.on_gan_iteration_end(None, module)
+    return shown, module
+
+
+def test_redraws_every_refresh_rate_iterations_at_most_once_per_spacing_and_always_at_the_end(monkeypatch):
+    shown, _ = drive(monkeypatch, GANProgressBar(refresh_rate=2, min_seconds_between_refreshes=0.1), 9, 9, 0.03)
     # due at 2, 4, 6, 8 (refresh_rate) and 9 (the total); 4 is 60 ms after 2 and 8 is 60 ms after 6: skipped
     assert shown.drawn == [2, 6, 9] and shown.postfixes == 3
 
@@ -88,19 +94,10 @@ def test_redraws_are_spaced_by_10_s_when_the_output_goes_to_a_file_and_by_0_1_s_
         def isatty(self):
             return True
 
-    clock = {"now": 0.0}
-    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["now"])
-
     def drawn_at(stdout, **options):
         monkeypatch.setattr(progress.sys, "stdout", stdout)
-        bar = GANProgressBar(refresh_rate=1, **options)
-        shown = RecordingBar(n=0, total=400, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
-        bar._train_progress_bar = shown
-        bar.get_metrics = lambda trainer, module: {}
-        for iteration in range(1, 401):
-            clock["now"] = iteration / 16  # an iteration every 62.5 ms (exact in binary): 25 s in all
-            bar.on_gan_iteration_end(None, SimpleNamespace(iterations_trained=iteration))
-        return shown.drawn
+        # an iteration every 62.5 ms (exact in binary): 25 s in all
+        return drive(monkeypatch, GANProgressBar(refresh_rate=1, **options), 400, 400, 1 / 16)[0].drawn
 
     assert drawn_at(io.StringIO()) == [1, 161, 321, 400]  # 10 s apart, and the end
     assert drawn_at(Terminal()) == list(range(1, 401, 2)) + [400]  # 0.1 s apart
@@ -114,17 +111,8 @@ def test_redraws_are_spaced_by_10_s_when_the_output_goes_to_a_file_and_by_0_1_s_
 def test_a_run_stopped_between_two_redraws_ends_its_bar_on_the_iterations_it_trained(monkeypatch, ending):
     """Into a file redraws are 10 s apart: a run stopped early (a health stop, max_time; a signal's save) ended its bar
     on the last redraw, 10/3000 for 730 iterations trained (an audit)."""
-    clock = {"now": 0.0}
-    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["now"])
     bar = GANProgressBar(refresh_rate=1, min_seconds_between_refreshes=10)
-    shown = RecordingBar(n=0, total=3000, disable=False, drawn=[], postfixes=0, fp=io.StringIO())
-    bar._train_progress_bar = shown
-    bar.get_metrics = lambda trainer, module: {}
-    module = SimpleNamespace(iterations_trained=0)
-    for iteration in range(1, 731):
-        clock["now"] = iteration / 100  # 7.3 s in all: one redraw, at the first iteration
-        module.iterations_trained = iteration
-        bar.on_gan_iteration_end(None, module)
+    shown, module = drive(monkeypatch, bar, 3000, 730, 0.01)  # 7.3 s in all: one redraw, at the first iteration
     assert shown.drawn == [1]
     if ending == "epoch_end":
         bar.on_train_epoch_end(None, module)
