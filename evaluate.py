@@ -157,7 +157,8 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
 def use_thread_count(chosen: int | None, checkpoint: dict[str, Any] | None) -> None:
     """``cpu_threads``, else the checkpoint run's count: sums split across threads add in another order, so the
     callback's values were reproduced only to ~1e-10 by a process with another count (an audit: every toy preset
-    but r3gan's grid, which takes 2, trains on one thread). A count above this machine's cores is not taken (it would only be slow)."""
+    but r3gan's grid, which takes 2, trains on one thread). A count above this machine's cores is not taken (it would
+    only be slow)."""
     recorded = (checkpoint or {}).get("cpu_threads")
     if chosen:
         torch.set_num_threads(int(chosen))

@@ -93,7 +93,8 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         # the shipped callbacks include the progress bar, which Lightning refuses beside enable_progress_bar=false;
         # its redraws spaced as on a terminal (0.1 s; 10 s into a file or pipe, where a benchmark's output often goes)
-        framework = ["logger=csv", "callbacks.progress_bar.min_seconds_between_refreshes=0.1"] if shipped_callbacks else ["logger=none", "callbacks=none", "metrics=none",
+        shipped = ["logger=csv", "callbacks.progress_bar.min_seconds_between_refreshes=0.1"]
+        framework = shipped if shipped_callbacks else ["logger=none", "callbacks=none", "metrics=none",
                                                               "+trainer.enable_progress_bar=false"]
         cfg = compose("train", overrides=[
             *overrides, *framework, f"generator_steps={steps}", f"trainer.precision={precision}",

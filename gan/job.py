@@ -162,8 +162,8 @@ def check_no_processes_started_in_a_sweep(trainer: DictConfig, launcher: str | N
         resolved = f"trainer.strategy={trainer.get('strategy')}, trainer.devices={trainer.get('devices')}"
         chosen = f"trainer={choice} ({resolved})" if choice else resolved
         raise ConfigError(f"{chosen} in a multirun (-m): Lightning starts the other processes by running the command "
-                          "line again, which would run the sweep again in each; expected one run per command (python train.py trainer=... "
-                          "without -m), or DDP jobs swept with hydra/launcher=slurm")
+                          "line again, which would run the sweep again in each; expected one run per command (python "
+                          "train.py trainer=... without -m), or DDP jobs swept with hydra/launcher=slurm")
 
 
 def tell_stopped_trial(sweeper, task_overrides: list[str]) -> None:

@@ -503,7 +503,8 @@ class GANModule(pl.LightningModule):
         value logged from this hook outlives its batch in Lightning's results and is written over the training step's
         own at every later logging step (a review)."""
         trainer = self._trainer
-        if trainer is not None and trainer.should_stop and trainer.fit_loop._can_stop_early and not self._logged_this_batch:
+        stops = trainer is not None and trainer.should_stop and trainer.fit_loop._can_stop_early
+        if stops and not self._logged_this_batch:
             self._logged_this_batch = True
             self.log_dict(self.last_terms, on_step=True, on_epoch=False)
 

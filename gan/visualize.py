@@ -28,8 +28,8 @@ class ScatterPlot:
     drawing time) are drawn once and kept as a background. Each ``save`` restores it and draws the dots, the
     crosses, the frame (it covers dots cut at the edge), the legend and the title on top, in the order a full
     draw uses: the picture is the full draw's pixel for pixel (``tests/test_visualize.py``). A toy run's
-    sample grid (every 1,000 generator steps under the toy presets, 250 with presets=none) keeps one plot: ~43 -> ~16 ms a picture on the 2-core CPU.
-    Without modes the axes follow the points, and every save is a full draw.
+    sample grid (every 1,000 generator steps under the toy presets, 250 with presets=none) keeps one plot: ~43 -> ~16
+    ms a picture on the 2-core CPU. Without modes the axes follow the points, and every save is a full draw.
     """
 
     def __init__(self, modes: Tensor | None = None):

@@ -102,7 +102,7 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     at every step; a run that already has penalties is told to raise them (an audit found both advised as new);
     fewer D steps are advised only where there are several, and a saturating generator loss, whose gradient a
     winning D takes away, comes first (an audit: a minimax run whose D won was told neither). ``optimizer_preset``:
-    the run's per-data preset when it sets optimizer values, which it writes over ``optimizer=ttur`` (the default
+    the run's per-data preset when it sets optimizer values, which it writes over ``optimizer=ttur`` (a dcgan
     digits run was advised TTUR, and following that got the preset's warning): TTUR's learning rates are then advised
     as command-line values, which go over the preset's (``presets=none`` would also drop its steps, batch and EMA)."""
     text = REMEDIES[kind]
@@ -127,9 +127,9 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     elif optimizer_preset:  # command-line values (optimizer.generator.lr=...) still go over the preset's; a group does not
         # (and presets=none, which would let the group act, drops the preset's every value: its steps, batch, EMA)
         g_lr, d_lr = ttur_learning_rates()
-        text = text.replace(" or use TTUR (optimizer=ttur)", f" or use TTUR's learning rates (optimizer.generator.lr={g_lr:g} "
-                                                             f"optimizer.discriminator.lr={d_lr:g}; the per-data preset "
-                                                             f"{optimizer_preset} sets its values over optimizer=ttur)")
+        ttur = (f" or use TTUR's learning rates (optimizer.generator.lr={g_lr:g} optimizer.discriminator.lr={d_lr:g}; "
+                f"the per-data preset {optimizer_preset} sets its values over optimizer=ttur)")
+        text = text.replace(" or use TTUR (optimizer=ttur)", ttur)
     return text
 
 
@@ -487,7 +487,8 @@ class GANHealth(pl.Callback):
         collapse, codes = self.detectors["mode_collapse"], fixed_noise_codes(pl_module)
         if stage == "fit" and codes is not None and collapse.every_n_generator_steps and collapse.num_samples > codes:
             raise ConfigError(f"callbacks.gan_health.mode_collapse.num_samples={collapse.num_samples}: expected at most "
-                              f"{codes}, as many as the module's fixed noise codes (+model.num_fixed_samples={codes} sets their number)")
+                              f"{codes}, as many as the module's fixed noise codes (+model.num_fixed_samples={codes} sets "
+                              "their number)")
 
     # ----------------------------------------------------------------------------------- observations
     def on_train_start(self, trainer, pl_module) -> None:

@@ -37,7 +37,8 @@ class GANProgressBar(TQDMProgressBar):
         if min_seconds_between_refreshes is not None and not float(min_seconds_between_refreshes) >= 0:
             raise ConfigError(f"callbacks.progress_bar.min_seconds_between_refreshes={min_seconds_between_refreshes}: "
                               "expected a number >= 0, or null (0.1 s on a terminal, 10 s into a file)")
-        self.min_seconds_between_refreshes = None if min_seconds_between_refreshes is None else float(min_seconds_between_refreshes)
+        self.min_seconds_between_refreshes = None if min_seconds_between_refreshes is None else \
+            float(min_seconds_between_refreshes)
         self._spacing: float | None = None  # the spacing in use, decided at the first redraw
         self._on_terminal = True  # whether the standard output is a terminal, also decided then
         self._iterations_before_fit = 0

@@ -68,8 +68,9 @@ class SampleGrid(pl.Callback):
         needed = count if points or not num_classes else class_grid(count, num_classes)[0]  # the codes of a row per class
         if needed > codes:
             most = codes if points or not num_classes else codes * num_classes
+            per_class = " per class" if most != codes else ""
             raise ConfigError(f"callbacks.sample_grid.{name}={count}: expected at most {most}, as many as the module's fixed "
-                              f"noise codes{' per class' if most != codes else ''} (+model.num_fixed_samples={codes} sets their number)")
+                              f"noise codes{per_class} (+model.num_fixed_samples={codes} sets their number)")
 
     @property
     def batch_end_every_n_generator_steps(self) -> int:

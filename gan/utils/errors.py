@@ -3,8 +3,8 @@
 Entry points (``train.py``, ``evaluate.py``) print a :class:`UserError` as one line, ``error: <message>``, and
 exit with its ``exit_status`` (2); every other exception keeps its traceback, since it is a bug to report.
 Each subclass but :class:`TrainingDiverged` also derives from the built-in type code and tests already expect
-(``ValueError``, ``FileNotFoundError``, ``RuntimeError``, ``MemoryError``), so raising the specific type changes nothing for callers that
-catch the built-in one.
+(``ValueError``, ``FileNotFoundError``, ``RuntimeError``, ``MemoryError``), so raising the specific type changes
+nothing for callers that catch the built-in one.
 """
 from __future__ import annotations
 
