@@ -797,6 +797,8 @@ def main(argv: list[str] | None = None) -> None:
                              "(ATen operators, views left out) each path launches per iteration")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file to append to")
     args = parser.parse_args(argv)
+    if args.out.is_dir():  # said before the runs: a folder here ended a 5-minute benchmark with a traceback, unwritten
+        parser.error(f"--out {args.out} is a folder; expected a JSON lines file to append to, e.g. {args.out / RESULTS.name}")
     args.device = args.device or ("cuda" if args.mode == "gpu" else "cpu")
     args.steps = args.steps or (500 if args.mode == "tiny" else 40)
     args.warmup = args.warmup if args.warmup is not None else (510 if args.mode == "tiny" else 10)

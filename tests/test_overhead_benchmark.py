@@ -136,6 +136,16 @@ def test_bad_options_are_refused_before_any_run(option, tmp_path, capsys):
     assert not (tmp_path / "rows.jsonl").exists()
 
 
+def test_a_folder_as_the_output_file_is_refused_before_any_run(tmp_path, capsys):
+    """A folder as --out ended a 5-minute benchmark with a traceback when it came to write, the rows lost."""
+    with pytest.raises(SystemExit) as stopped:
+        overhead.main(["--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"overhead.py: error: --out {tmp_path} is a folder; expected a JSON lines file to append to, e.g. "
+        f"{tmp_path / 'overhead.jsonl'}")
+
+
 def test_hook_timer_attributes_the_time_of_each_callback_s_hooks_inside_the_window(tmp_path):
     """A callback that busy-waits 2 ms in its per-iteration hook gets ~2 ms per generator step; one that does
     nothing gets almost none; hooks before the window opens are not counted."""
