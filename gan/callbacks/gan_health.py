@@ -722,9 +722,8 @@ class GANHealth(pl.Callback):
         saved = [Path(path) for callback in trainer.checkpoint_callbacks
                  for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", ""))
                  if path and Path(path).name != HEALTHY_CHECKPOINT_NAME and Path(path).is_file()]
-        if not saved:
-            log.warning("GAN health: no checkpoint was saved before the failure, so there is no healthy one to keep")
-            return None
+        if not saved:  # the detection's own line says so ("no checkpoint had been saved before it"); a line here came
+            return None  # before the one it explained (a DDP audit)
         newest = max(saved, key=lambda path: path.stat().st_mtime)
         target = newest.with_name(HEALTHY_CHECKPOINT_NAME)
         if trainer.is_global_zero:

@@ -221,6 +221,8 @@ def test_samples_that_run_away_while_the_losses_stay_finite_are_divergence(make_
     assert all(math.isfinite(value) for _, value in logged(tmp_path / "run", "train/d/loss"))  # no NaN to catch
     warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("GAN health: divergence"))
     assert "stopping training; no checkpoint had been saved before it. Try:" in warning  # it said "checkpoint: None"
+    # said there once, not also in a line of its own printed before it (a DDP audit)
+    assert [r.getMessage() for r in caplog.records if "no checkpoint" in r.getMessage()] == [warning]
     detector = make_detector("divergence", {})
     assert detector.check_spread(2.78) is None and detector.check_spread(10.5) == {"diversity_ratio": 10.5, "max_diversity_ratio": 10.0}
 
