@@ -218,6 +218,12 @@ def test_a_bug_keeps_its_traceback(results):
     assert result.returncode == 1
     assert "Error executing job" in result.stderr and "RuntimeError: boom: a bug, not a user error" in result.stderr
     assert "error: boom" not in result.stderr
+    # the run's own log says what ended it, traceback included (it ended as if the run went on: a DDP audit); so does a
+    # user error's, with its one line
+    logged = (results["tmp"] / "bug" / "train.log").read_text()
+    assert "the run ended with an exception (a bug to report):" in logged and "RuntimeError: boom: a bug" in logged
+    missing = (results["tmp"] / "missing_data" / "train.log").read_text().strip().splitlines()[-1]
+    assert re.search(r"error: mnist not found in /nowhere/MNIST/raw .*fix: set data.root", missing), missing
 
 
 # ------------------------------------------------------------------------------------ the wrapper itself

@@ -132,6 +132,11 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
             return task(*args, **kwargs)
         except Exception as error:
             user_error = user_error_behind(error)
+            # the run's log files get what ended it: Hydra prints a traceback to stderr only, and the one line of a user
+            # error went to stderr only, so train.log of a crashed run ended as if it ran on (a DDP audit)
+            write_to_log_files(f"error: {one_line(message_of(user_error))}" if user_error is not None
+                               else "the run ended with an exception (a bug to report):",
+                               None if user_error is not None else (type(error), error, error.__traceback__))
             if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             # a divergence is decided for all DDP processes at once, and a configuration is every process's own copy
@@ -143,6 +148,17 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(user_error.exit_status) from None
 
     return wrapper
+
+
+def write_to_log_files(message: str, exc_info=None) -> None:
+    """``message`` (with a traceback when ``exc_info`` is given) in the files the root logger writes (Hydra's
+    ``train.log``, a DDP process's own log), not on the console, where the entry point or Hydra says it."""
+    import logging
+
+    record = logging.LogRecord("gan", logging.ERROR, __file__, 0, message, None, exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def stop_on_user_error(check: Callable[[], Any]) -> None:
