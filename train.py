@@ -109,8 +109,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     exit_code = 1  # W&B's record of how the run ended: anything but a return from fit is a failure ...
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        stopped_by = stop_event(trainer)
         # ... a run stopped by divergence ends with its status (3) ...
-        exit_code = TrainingDiverged.exit_status if (stop_event(trainer) or {}).get("kind") == "divergence" else 0
+        exit_code = TrainingDiverged.exit_status if (stopped_by or {}).get("kind") == "divergence" else 0
     except SystemExit as stop:  # ... and a signal's save with 128 + its number (None: 0, as Python exits)
         exit_code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
         raise
@@ -120,7 +121,6 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     finally:
         finish_loggers(loggers, exit_code)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    stopped_by = stop_event(trainer)
     if trainer.is_global_zero:  # once, not once per DDP process
         # in the run's unit: Lightning's own line above says "max_steps=<n> reached", in G's and D's optimizer steps
         log.info("Trained to generator step %d (Lightning's global step %d: both networks' optimizer steps)",

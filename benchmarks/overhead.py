@@ -97,6 +97,7 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan.batching import AUTO  # noqa: E402
+from gan.callbacks.progress import GANProgressBar  # noqa: E402
 from gan.utils.config import PROJECT_ROOT  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "overhead.jsonl"
@@ -119,7 +120,7 @@ CORE = ["callbacks=none", "logger=none", "metrics=none", "+trainer.enable_progre
 # the progress bar's redraw spacing pinned to the terminal's (0.1 s): by default it is 10 s when the output goes to a
 # file or a pipe (since 2026-12-06), which a benchmark's output often does, and the variant would then time fewer
 # redraws than a user at a terminal pays
-DEFAULTS = ["logger=csv", "callbacks.progress_bar.min_seconds_between_refreshes=0.1"]
+DEFAULTS = ["logger=csv", f"callbacks.progress_bar.min_seconds_between_refreshes={GANProgressBar.TERMINAL_SPACING}"]
 # the losses the bare loop implements, by the config's loss target (anything else fails instead of
 # comparing different work)
 BARE_LOSSES = ("gan.losses.WassersteinLoss", "gan.losses.NonSaturatingLoss")

@@ -87,13 +87,14 @@ def measure(overrides: list[str], precision: str, compile_networks: bool, steps:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from gan.callbacks.progress import GANProgressBar
     from train import train
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         # the shipped callbacks include the progress bar, which Lightning refuses beside enable_progress_bar=false;
         # its redraws spaced as on a terminal (0.1 s; 10 s into a file or pipe, where a benchmark's output often goes)
-        shipped = ["logger=csv", "callbacks.progress_bar.min_seconds_between_refreshes=0.1"]
+        shipped = ["logger=csv", f"callbacks.progress_bar.min_seconds_between_refreshes={GANProgressBar.TERMINAL_SPACING}"]
         framework = shipped if shipped_callbacks else ["logger=none", "callbacks=none", "metrics=none",
                                                               "+trainer.enable_progress_bar=false"]
         cfg = compose("train", overrides=[

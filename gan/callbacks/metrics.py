@@ -127,9 +127,8 @@ class MetricsCallback(pl.Callback):
         for name, last in logged.items():
             if name not in self._higher_is_better:
                 continue
-            higher = self._higher_is_better[name]
-            scored = [float(record["values"][name[len("val/"):]]) for record in self.history
-                      if name[len("val/"):] in record.get("values", {})]
+            higher, key = self._higher_is_better[name], name.removeprefix("val/")
+            scored = [float(record["values"][key]) for record in self.history if key in record.get("values", {})]
             finite = [value for value in scored if math.isfinite(value)]
             if finite:
                 summary[name] = {"max" if higher else "min": max(finite) if higher else min(finite), "last": last}

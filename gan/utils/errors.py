@@ -134,7 +134,7 @@ def exit_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
             user_error = user_error_behind(error)
             # the run's log files get what ended it: Hydra prints a traceback to stderr only, and the one line of a user
             # error went to stderr only, so train.log of a crashed run ended as if it ran on (a DDP audit)
-            write_to_log_files(f"error: {one_line(message_of(user_error))}" if user_error is not None
+            write_to_log_files(error_line(user_error) if user_error is not None
                                else "the run ended with an exception (a bug to report):",
                                None if user_error is not None else (type(error), error, error.__traceback__))
             if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -175,8 +175,13 @@ def stop_on_user_error(check: Callable[[], Any]) -> None:
         raise SystemExit(user_error.exit_status) from None
 
 
+def error_line(error: BaseException | str) -> str:
+    """The one line a user error is said in: ``error: <message>``."""
+    return f"error: {one_line(message_of(error))}"
+
+
 def print_error(error: BaseException | str) -> None:
-    print(f"error: {one_line(message_of(error))}", file=sys.stderr, flush=True)
+    print(error_line(error), file=sys.stderr, flush=True)
 
 
 def message_of(error: BaseException | str) -> str:
