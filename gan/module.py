@@ -492,7 +492,7 @@ class GANModule(pl.LightningModule):
         if self._logged_this_batch:
             # only on logging steps (each self.log call costs about as much as a tiny network's update), and
             # at the end, so the final values are in trainer.callback_metrics and the loggers
-            self.log_dict(self.last_terms, on_step=True, on_epoch=False)
+            self.log_terms()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """A callback's batch-end hook asked training to stop (``trainer.max_time``'s Timer; a health check's stop
@@ -504,9 +504,25 @@ class GANModule(pl.LightningModule):
         own at every later logging step (a review)."""
         trainer = self._trainer
         stops = trainer is not None and trainer.should_stop and trainer.fit_loop._can_stop_early
-        if stops and not self._logged_this_batch:
+        if stops and not self._logged_this_batch:  # every rank stops at the same batch (the stops are agreed)
             self._logged_this_batch = True
-            self.log_dict(self.last_terms, on_step=True, on_epoch=False)
+            self.log_terms()
+
+    def log_terms(self) -> None:
+        """Log ``last_terms``. Under DDP each rank computed its terms on its share of the global batch; the logged
+        value is their mean over the ranks (one all-reduce of every term together, on logging steps only), which for
+        a per-sample mean (the losses, penalties, scores) equals the value on the global batch. Rank 0's own values
+        were logged before (2026-12-06): a noisier estimate, and a monitored training term could differ between
+        the ranks."""
+        terms = self.last_terms
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            # sorted: the one collective must stack the same terms in the same order on every rank
+            names = sorted(name for name, value in terms.items() if isinstance(value, Tensor))
+            if names:
+                means = trainer.strategy.reduce(torch.stack([terms[name].float() for name in names]), reduce_op="mean")
+                terms = {**terms, **dict(zip(names, means.unbind()))}
+        self.log_dict(terms, on_step=True, on_epoch=False)
 
     def train_iteration(self, reals: Sequence[Tensor], labels: Sequence[Tensor | None], opt_g, opt_d) -> None:
         """One iteration on its real batches: the schedules' values, ``n_critic`` D steps, then ``n_generator`` G

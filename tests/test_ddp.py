@@ -54,6 +54,16 @@ class GlobalBatchGradientPenalty(GradientPenalty):
         return {"gp": penalty, "loss": self.weight * self.interval * penalty}
 
 
+def logged_terms(trainer) -> dict[str, float]:
+    """The losses and scores the run logged last (Lightning's record of them)."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/d/", "train/g/"))}
+
+
+def own_terms(pl_module) -> dict[str, float]:
+    """This rank's own newest terms, computed on its share of the batch."""
+    return {k: float(v) for k, v in pl_module.last_terms.items() if k.startswith(("train/d/", "train/g/"))}
+
+
 class SaveParameters(pl.Callback):
     def __init__(self, dirpath: str):
         self.dirpath = dirpath
@@ -68,7 +78,8 @@ class SaveParameters(pl.Callback):
     def on_train_end(self, trainer, pl_module):
         os.makedirs(self.dirpath, exist_ok=True)
         torch.save({"initial": self.initial, "state": self.state(pl_module),
-                    "counters": (pl_module.generator_steps, pl_module.discriminator_steps)},
+                    "counters": (pl_module.generator_steps, pl_module.discriminator_steps),
+                    "logged": logged_terms(trainer), "own": own_terms(pl_module)},
                    os.path.join(self.dirpath, f"rank{trainer.global_rank}.pt"))
 
 
@@ -105,6 +116,16 @@ def test_two_ranks_with_gradient_penalty_equal_one_process_on_the_global_batch(m
     initial = ranks[0]["initial"]
     for network in ("generator.", "discriminator."):  # the runs trained: equal, not merely untouched
         assert any(not torch.equal(initial[k], reference[k]) for k in reference if k.startswith(network))
+
+    # the logged losses and scores are the ranks' mean: the same on both ranks, the global batch's value (every term
+    # is a per-sample mean over equal shares), not rank 0's own estimate
+    logged, expected = ranks[0]["logged"], logged_terms(single["trainer"])
+    assert logged.keys() == expected.keys() and "train/d/loss" in logged and "train/g/loss" in logged
+    assert ranks[1]["logged"] == logged
+    for key, value in expected.items():
+        assert logged[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        assert logged[key] == pytest.approx((ranks[0]["own"][key] + ranks[1]["own"][key]) / 2, rel=1e-6, abs=1e-7), key
+    assert any(ranks[0]["own"][k] != pytest.approx(logged[k], rel=1e-3) for k in logged)  # the ranks' own values differ
 
 def test_each_rank_draws_its_own_random_numbers():
     callback = ResumeState()
