@@ -8,6 +8,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -691,6 +692,43 @@ def test_signals_save_a_checkpoint_before_exit(tmp_path):
         said = open(log.name).read()  # the signal by name, the unit the save waits for, and how to continue
         assert f"Received {signal.Signals(signum).name} ({signum}): saving a checkpoint at the end of this GAN iteration" in said
         assert f"after {signal.Signals(signum).name} ({signum}); exiting (continue the run with ckpt_path=" in said
+
+
+class NonFiniteWeightsAndSignalAt(pl.Callback):
+    """At generator step ``step``: a generator weight turns NaN and SIGINT arrives (its handler called as the signal
+    would, so the test stays in one process)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if pl_module.generator_steps == self.step:
+            with torch.no_grad():
+                next(pl_module.generator.parameters()).fill_(float("nan"))
+            trainer.checkpoint_callback._on_signal(signal.SIGINT, None)
+
+
+def test_a_signal_whose_save_is_refused_says_so_and_keeps_the_last_checkpoint(make_cfg, tmp_path, caplog):
+    """Weights that are not finite when a signal's save comes are not saved: the run exits with the signal's status,
+    says which checkpoint it keeps, and that checkpoint is the last healthy one."""
+    cfg = make_cfg(tiny_overrides("dcgan", "toy2d_ring", steps=100) + [
+        "metrics=none", "callbacks.sample_grid=null", "callbacks.gan_health=null", "model.iterations_per_batch=1",
+        "callbacks.model_checkpoint.every_n_train_steps=20",
+        "+callbacks.nan_and_signal._target_=tests.test_resume.NonFiniteWeightsAndSignalAt",
+        "+callbacks.nan_and_signal.step=15"])
+    with caplog.at_level("WARNING", logger="gan"), pytest.raises(SystemExit) as stopped:
+        train(cfg)
+    assert stopped.value.code == 128 + signal.SIGINT
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    said = [r.getMessage() for r in caplog.records]
+    assert "Not saving a checkpoint at generator step 16: generator.net.0.weight holds NaN/Inf values; " \
+           "the saved checkpoints are kept as they are" in said, said
+    assert f"Exiting after SIGINT (2) without a save at this step (see the warning above); the last checkpoint " \
+           f"saved is {last}" in said, said
+    assert not any(m.startswith("Saved ") for m in said)
+    checkpoint = load_checkpoint(last)  # the save at Lightning's step 20 (generator step 10), finite
+    assert checkpoint["gan_counters"]["generator_steps"] == 10
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
 
 
 # ---------------------------------------------------------------------------------------------- sampler
