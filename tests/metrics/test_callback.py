@@ -115,6 +115,12 @@ def test_resume_at_an_interval_boundary_writes_the_rows_of_the_uninterrupted_run
     assert [row["generator_step"] for row in rows("full")] == [2, 4]
     assert rows("resumed") == rows("full")[1:]  # same steps, global steps, values and protocol
     assert metrics_callback(resumed["trainer"]).history == metrics_callback(full["trainer"]).history
+    # one protocol object for the records that share it, in memory and through a checkpoint (stored once)
+    history = metrics_callback(resumed["trainer"]).history
+    assert history[1]["protocol"] is history[0]["protocol"]
+    saved = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["callbacks"]
+    saved_history = next(state["history"] for name, state in saved.items() if name.startswith("MetricsCallback"))
+    assert saved_history == history and saved_history[1]["protocol"] is saved_history[0]["protocol"]
 
 
 def test_one_switch_to_eval_mode_per_evaluation_not_one_per_batch(make_cfg, tmp_path, monkeypatch):
