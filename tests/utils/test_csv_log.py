@@ -28,3 +28,23 @@ def test_rows_held_in_memory_are_written_when_a_checkpoint_is_saved(tmp_path):
     assert not (tmp_path / "csv" / "metrics.csv").exists()  # held in memory
     flush_csv_logs([logger])
     assert "1.0" in (tmp_path / "csv" / "metrics.csv").read_text()
+
+
+def test_a_crash_while_the_kept_rows_are_written_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """The kept rows go to a temporary file moved over metrics.csv: rewritten in place, a crash during the rewrite
+    lost every row not yet written back."""
+    import csv
+
+    import pytest
+
+    text = HEADER + "\n".join(f"0,{i},{1 - i / 10},{i + 1}.0," for i in range(5))
+    (tmp_path / "metrics.csv").write_text(text)
+
+    def crash(self, rows):
+        next(iter(rows))
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        ContinuedCSVWriter(str(tmp_path), through=3)
+    assert (tmp_path / "metrics.csv").read_text() == text
