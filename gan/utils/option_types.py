@@ -150,7 +150,8 @@ def accepted_options(target: Any) -> set[str] | None:
     names: set[str] = set()
     for klass in target.__mro__:
         if klass is object:  # no class defines __init__ (RelativisticLoss): object's takes no option, unless a
-            # __new__ takes them (timedelta, Path, NamedTuples, C types); after a **kwargs, one that may keep them
+            # __new__ takes them (timedelta, Fraction, NamedTuples, C types; Path before Python 3.12); after a
+            # **kwargs, one that may keep them
             return set() if not names and target.__new__ is object.__new__ else None
         if "__init__" not in klass.__dict__:
             continue
