@@ -127,6 +127,7 @@ def test_two_ranks_with_gradient_penalty_equal_one_process_on_the_global_batch(m
         assert logged[key] == pytest.approx((ranks[0]["own"][key] + ranks[1]["own"][key]) / 2, rel=1e-6, abs=1e-7), key
     assert any(ranks[0]["own"][k] != pytest.approx(logged[k], rel=1e-3) for k in logged)  # the ranks' own values differ
 
+
 def test_each_rank_draws_its_own_random_numbers():
     callback = ResumeState()
     draws = []

@@ -1,4 +1,7 @@
 """A resumed run's CSV log: the rows up to the checkpoint kept, the rest dropped, nothing lost to Lightning's buffer."""
+import csv
+
+import pytest
 from lightning.pytorch.loggers import CSVLogger
 
 from gan.utils.csv_log import ContinuedCSVWriter, flush_csv_logs
@@ -33,10 +36,6 @@ def test_rows_held_in_memory_are_written_when_a_checkpoint_is_saved(tmp_path):
 def test_a_crash_while_the_kept_rows_are_written_leaves_the_file_as_it_was(tmp_path, monkeypatch):
     """The kept rows go to a temporary file moved over metrics.csv: rewritten in place, a crash during the rewrite
     lost every row not yet written back."""
-    import csv
-
-    import pytest
-
     text = HEADER + "\n".join(f"0,{i},{1 - i / 10},{i + 1}.0," for i in range(5))
     (tmp_path / "metrics.csv").write_text(text)
 
