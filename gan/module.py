@@ -520,8 +520,10 @@ class GANModule(pl.LightningModule):
             # sorted: the one collective must stack the same terms in the same order on every rank
             names = sorted(name for name, value in terms.items() if isinstance(value, Tensor))
             if names:
-                means = trainer.strategy.reduce(torch.stack([terms[name].float() for name in names]), reduce_op="mean")
-                terms = {**terms, **dict(zip(names, means.unbind()))}
+                # torch's own all-reduce: the strategy's reduce adds a barrier before it (two collectives)
+                sums = torch.stack([terms[name].float() for name in names])
+                torch.distributed.all_reduce(sums)
+                terms = {**terms, **dict(zip(names, (sums / trainer.world_size).unbind()))}
         self.log_dict(terms, on_step=True, on_epoch=False)
 
     def train_iteration(self, reals: Sequence[Tensor], labels: Sequence[Tensor | None], opt_g, opt_d) -> None:

@@ -61,11 +61,16 @@ class ContinuedCSVWriter(ExperimentWriter):
                        default=-math.inf)
             header = sorted(reader.fieldnames or [])  # sorted, as Lightning's writer keeps its keys and appends rows
         temporary = f"{path}.tmp"
-        with self._fs.open(path, "r", newline="") as source, self._fs.open(temporary, "w", newline="") as target:
-            writer = csv.DictWriter(target, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(row for row in csv.DictReader(source) if self._checkpointed(row) or (
-                not row.get(GENERATOR_STEP) and _number(row.get("step")) and float(row["step"]) <= last))
+        try:
+            with self._fs.open(path, "r", newline="") as source, self._fs.open(temporary, "w", newline="") as target:
+                writer = csv.DictWriter(target, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(row for row in csv.DictReader(source) if self._checkpointed(row) or (
+                    not row.get(GENERATOR_STEP) and _number(row.get("step")) and float(row["step"]) <= last))
+        except BaseException:
+            if self._fs.exists(temporary):
+                self._fs.rm(temporary)
+            raise
         # then moved over the file: rewritten in place, a crash while writing lost the rows it had not yet written
         self._fs.mv(temporary, path)
         self.metrics_keys = header
