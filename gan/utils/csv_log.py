@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from gan.utils.distributed import is_rank_zero
+from gan.utils.files import atomic_write
 from gan.utils.logging import GENERATOR_STEP
 
 
@@ -60,19 +61,14 @@ class ContinuedCSVWriter(ExperimentWriter):
             last = max((float(row["step"]) for row in reader if self._checkpointed(row) and _number(row.get("step"))),
                        default=-math.inf)
             header = sorted(reader.fieldnames or [])  # sorted, as Lightning's writer keeps its keys and appends rows
-        temporary = f"{path}.tmp"
-        try:
-            with self._fs.open(path, "r", newline="") as source, self._fs.open(temporary, "w", newline="") as target:
-                writer = csv.DictWriter(target, fieldnames=header)
-                writer.writeheader()
-                writer.writerows(row for row in csv.DictReader(source) if self._checkpointed(row) or (
-                    not row.get(GENERATOR_STEP) and _number(row.get("step")) and float(row["step"]) <= last))
-        except BaseException:
-            if self._fs.exists(temporary):
-                self._fs.rm(temporary)
-            raise
-        # then moved over the file: rewritten in place, a crash while writing lost the rows it had not yet written
-        self._fs.mv(temporary, path)
+        # into a temporary file moved over this one (local, as the folder continue_csv_logs makes): rewritten in place,
+        # a crash while writing lost the rows it had not yet written
+        with atomic_write(path) as temporary, self._fs.open(path, "r", newline="") as source, \
+                open(temporary, "w", newline="") as target:
+            writer = csv.DictWriter(target, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(row for row in csv.DictReader(source) if self._checkpointed(row) or (
+                not row.get(GENERATOR_STEP) and _number(row.get("step")) and float(row["step"]) <= last))
         self.metrics_keys = header
 
     def _checkpointed(self, row: dict) -> bool:  # a row cut short by a crash has no number there: dropped
