@@ -1,4 +1,4 @@
-from gan.data.base import GANDataModule
+from gan.data.base import GANDataModule, check_data_module_class
 from gan.data.digits import DigitsDataModule
 from gan.data.toy2d import Toy2DDataModule
 from gan.data.celeba import CelebADataModule
@@ -9,7 +9,7 @@ from gan.data.stacked_mnist import StackedMNISTDataModule
 from gan.data.torchvision_sets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [
-    "GANDataModule", "DigitsDataModule", "Toy2DDataModule",
+    "GANDataModule", "check_data_module_class", "DigitsDataModule", "Toy2DDataModule",
     "ImageDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule", "CelebADataModule",
     "ImageFolderDataModule", "StackedMNISTDataModule", "DatasetNotFoundError", "DatasetFormatError",
 ]

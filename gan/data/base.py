@@ -145,9 +145,93 @@ AUTO_ON_DEVICE_MAX_BYTES = 1 << 30
 INDEX_BYTES = 36
 
 
+#: the values each ``generator_output`` (the generator's output activation) can reach; None: any value
+OUTPUT_RANGES: dict[str, tuple[float, float] | None] = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "identity": None}
+
+#: training samples of a set in memory read once after setup to check their kind, shape and values (spread over the
+#: set: the digits are stored class by class); a set read from files has its first sample read
+SAMPLES_CHECKED = 8
+
+#: how far beyond the output's range a value may lie, as a fraction of the range, before it is out of reach: rounding
+#: of a scaling, or a ring of radius 1 with std 0.01 beside tanh (nearly reached: tanh saturates there anyway); the
+#: audit's [0, 255] beside tanh, a set normalized with ImageNet's mean and std ([-2.1, 2.6]) or [-1, 1] beside sigmoid
+#: lie far beyond
+RANGE_TOLERANCE = 0.05
+
+
+def spread_indices(size: int, count: int) -> list[int]:
+    """``count`` indices (at most ``size``) spread evenly from the first to the last of a set of ``size``."""
+    count = min(size, count)
+    return sorted({round(i * (size - 1) / max(count - 1, 1)) for i in range(count)})
+
+
+def checks_the_training_set(setup):
+    """``setup`` followed, once it has returned for stage "fit" (or None), by :meth:`GANDataModule.check_training_set`:
+    every data module's ``train_set`` is checked where it is made, whoever wrote the module (an audit's module of its
+    own failed mid-training with a ZeroDivisionError for an empty set, a TypeError for a ``setup`` that set none, and
+    a tensor-size RuntimeError for samples of another shape than declared). A ``setup`` that calls ``super().setup``
+    is checked once, when the outermost returns."""
+    if getattr(setup, "checks_the_training_set", False):
+        return setup
+
+    @functools.wraps(setup)
+    def setup_then_check(self, *args, **kwargs):
+        depth = self.__dict__.get("_setup_depth", 0)
+        self.__dict__["_setup_depth"] = depth + 1
+        try:
+            result = setup(self, *args, **kwargs)
+        finally:
+            self.__dict__["_setup_depth"] = depth
+        stage = args[0] if args else kwargs.get("stage")
+        if depth == 0 and stage in (None, "fit"):
+            self.check_training_set()
+        return result
+
+    setup_then_check.checks_the_training_set = True
+    return setup_then_check
+
+
+def check_data_module_class(target: object, key: str = "data._target_") -> None:
+    """A ConfigError unless ``target`` (a class, a dotted path to one, or a built object) is a :class:`GANDataModule`.
+    A plain ``LightningDataModule`` was refused for the options every data config carries (``PlainSpiral takes no
+    option generator_output, sample_shape``) and, given them, failed in train.py with an AttributeError traceback
+    (no ``check_sample_shape``): neither said why (an audit). A path that cannot be imported is left to Hydra, which
+    names it."""
+    if target is None:  # no _target_: Hydra builds no data module, and says so where it is used
+        return
+    klass = target
+    if isinstance(target, str):
+        from hydra._internal.utils import _locate
+
+        try:
+            klass = _locate(target)
+        except Exception:
+            return
+    if not isinstance(klass, type):
+        if callable(klass) and not isinstance(klass, pl.LightningDataModule):
+            return  # a function that builds the data module: what it returns is checked once built
+        klass = type(klass)
+    if issubclass(klass, GANDataModule):
+        return
+    path = f"{klass.__module__}.{klass.__qualname__}"
+    what = "a LightningDataModule but not" if issubclass(klass, pl.LightningDataModule) else "not"
+    raise ConfigError(f"{key}={path}: {klass.__name__} is {what} a gan.data.GANDataModule; expected a data module of "
+                      "one's own to subclass gan.data.GANDataModule (it takes sample_shape and generator_output, which "
+                      "the model configs read, sets self.train_set in setup, and has the checks training runs)")
+
+
 class GANDataModule(pl.LightningDataModule):
     #: "image" (C, H, W in [-1, 1]) or "points" (unbounded vectors)
     kind = "image"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "setup" in cls.__dict__:  # a module's own setup: its training set is checked once it returns
+            cls.setup = checks_the_training_set(cls.__dict__["setup"])
+
+    def setup(self, stage: str | None = None) -> None:
+        """Nothing to read: a module of one's own sets ``self.train_set`` here (or in ``__init__``), a Dataset of
+        ``(sample, label)`` pairs (label -1 for unlabelled data), every sample a float tensor of ``sample_shape``."""
 
     def __init__(
         self,
@@ -320,6 +404,92 @@ class GANDataModule(pl.LightningDataModule):
             raise DataError(f"data {self.name}: the training set read from {where} holds 0 samples; expected at least one")
         return dataset
 
+    def check_training_set(self) -> None:
+        """What every batch will hold, checked once after ``setup`` on a few samples (:data:`SAMPLES_CHECKED` spread
+        over a set in memory, the first of one read from files) rather than found mid-training: a ``train_set`` that is
+        set, not empty and indexable, whose items are ``(sample, label)`` pairs of float tensors of ``sample_shape``,
+        with finite values the generator's output (``generator_output``) can reach. Runs again only for another
+        ``train_set``."""
+        dataset = self.train_set
+        if dataset is not None and dataset is self.__dict__.get("_checked_training_set"):
+            return
+        module = type(self).__name__
+        if dataset is None:
+            raise ConfigError(f"data {self.name}: {module}.setup('fit') left self.train_set None; expected setup to set "
+                              "self.train_set to the training set, a Dataset of (sample, label) pairs (label -1 for "
+                              "unlabelled data)")
+        try:
+            size = len(dataset)
+        except TypeError:
+            raise ConfigError(f"data {self.name}: {module}.train_set ({type(dataset).__name__}) has no length; "
+                              "expected a map-style Dataset (__len__ and __getitem__) of (sample, label) pairs: the "
+                              "sampler draws indices into it") from None
+        if size == 0:
+            raise DataError(f"data {self.name}: the training set of {module} ({type(dataset).__name__}) is empty; "
+                            "expected at least one sample")
+        low = high = None
+        # a set in memory: a few samples spread over it; one read from files: its first sample, as the shipped sets
+        # check theirs (each read decodes a file, and one that cannot be decoded is named when it is drawn)
+        in_memory = isinstance(dataset, (GathersBatches, TensorDataset))
+        indices = spread_indices(size, SAMPLES_CHECKED) if in_memory else [0]
+        for index in indices:
+            sample = self._checked_sample(dataset[index], index)
+            finite = torch.isfinite(sample)
+            if not bool(finite.all()):
+                bad = sample[~finite].flatten()[0].item()
+                raise DataError(f"data {self.name}: training sample {index} holds {bad}; expected finite values")
+            if sample.numel():
+                least, most = (value.item() for value in torch.aminmax(sample))
+                low, high = least if low is None else min(low, least), most if high is None else max(high, most)
+        if low is not None:
+            self._check_value_range(low, high, len(indices))
+        self.__dict__["_checked_training_set"] = dataset
+
+    def _checked_sample(self, item: object, index: int) -> Tensor:
+        """The sample of the training set's item ``index``, after checking its kind, dtype and shape."""
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            got = f"a {type(item).__name__} of {len(item)}" if isinstance(item, (tuple, list)) else f"of type {type(item).__name__}"
+            raise ConfigError(f"data {self.name}: item {index} of the training set is {got}; expected (sample, label) "
+                              "pairs (label -1 for unlabelled data): batches are (samples, labels)")
+        sample = item[0]
+        if not isinstance(sample, Tensor):
+            raise ConfigError(f"data {self.name}: training sample {index} is of type {type(sample).__name__}; expected a "
+                              "torch tensor (torch.as_tensor(x, dtype=torch.float32))")
+        if not sample.is_floating_point():
+            scaled = " scaled to [-1, 1] (uint8 images: x / 127.5 - 1)" if self.kind == "image" else ""
+            raise ConfigError(f"data {self.name}: training sample {index} is a tensor of {sample.dtype}; expected "
+                              f"floating-point samples (torch.float32){scaled}")
+        if tuple(sample.shape) != self.sample_shape:
+            raise ConfigError(f"data {self.name} yields samples of shape {list(sample.shape)} (training sample {index}), "
+                              f"but its config declares sample_shape={list(self.sample_shape)}, the shape the networks "
+                              "are built for; expected every sample of that shape")
+        return sample
+
+    def _check_value_range(self, low: float, high: float, count: int) -> None:
+        """Values the generator cannot reach are refused (an audit's images in [0, 255] beside a tanh generator diverged
+        at step 8 without a word about the range). (Images in [0, 1] beside tanh are within reach and not said: one
+        bright image read from a folder looks the same.)"""
+        output = self.generator_output
+        reach = OUTPUT_RANGES.get(output) if isinstance(output, str) else None
+        if reach is None:  # identity (any value), or an activation the networks name as unknown when built
+            return
+        least, most = reach
+        seen = f"[{low:.4g}, {high:.4g}] ({count} training samples read)"
+        slack = RANGE_TOLERANCE * (most - least)
+        if low < least - slack or high > most + slack:
+            how = {"tanh": " (uint8 images: x / 127.5 - 1; torchvision: ToTensor() then Normalize(0.5, 0.5))",
+                   "sigmoid": " (uint8 images: x / 255)"}[output] if self.kind == "image" else ""
+            # the bounded output that reaches these values, when one does (a shipped data set under
+            # data.generator_output=sigmoid needs its own tanh back, not to be scaled)
+            fits = [name for name, bounds in OUTPUT_RANGES.items() if bounds is not None
+                    and bounds[0] - RANGE_TOLERANCE * (bounds[1] - bounds[0]) <= low
+                    and high <= bounds[1] + RANGE_TOLERANCE * (bounds[1] - bounds[0])]
+            instead = (f"data.generator_output={fits[0]}, whose output reaches them, or samples scaled to "
+                       f"[{least:g}, {most:g}]{how}" if fits else
+                       f"samples scaled to [{least:g}, {most:g}]{how}, or data.generator_output=identity for unbounded values")
+            raise DataError(f"data {self.name} yields values in {seen}, outside the [{least:g}, {most:g}] its "
+                            f"generator's output reaches (data.generator_output={output}); expected {instead}")
+
     @staticmethod
     def require_classes(declared: int | None, actual: int | None, name: str) -> int | None:
         """The data's class count (None: it has no labels), after checking that ``data.num_classes``, when set, says
@@ -339,3 +509,6 @@ class GANDataModule(pl.LightningDataModule):
         if tuple(int(s) for s in declared) != tuple(actual):
             raise ConfigError(f"data {name} yields samples of shape {list(actual)}, but its config declares sample_shape={list(declared)}")
         return tuple(actual)
+
+
+GANDataModule.setup = checks_the_training_set(GANDataModule.setup)  # a module without a setup of its own

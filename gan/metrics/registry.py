@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import numbers
+import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
@@ -506,11 +508,96 @@ METRICS: dict[str, type[Metric]] = {cls.name: cls for cls in (
     FID, FIDDigits, FDDinoV2, FDCLIP, FIDInfinity, IntraFID, KID, PrecisionRecall, DensityCoverage, Memorization,
     InceptionScore, ISInfinity, ClassAccuracy, ModeCoverage, StackedModes)}
 
+#: what a metric's name must look like: it is an option's key (``metrics.compute.<name>``) and a logged name
+METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def metric_class_problem(cls: Any) -> str | None:
+    """Why ``cls`` cannot be a metric of the registry (what its users read: ``name``, ``directions``, ``extractor``,
+    ``compute``), or None."""
+    if not (isinstance(cls, type) and issubclass(cls, Metric)):
+        return f"it is {'the class' if isinstance(cls, type) else 'a'} {getattr(cls, '__name__', type(cls).__name__)}, " \
+               "not a subclass of gan.metrics.Metric"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
+        return f"its name is {name!r}; expected a class attribute name, letters, digits and _ (metrics=[<name>] selects it)"
+    directions = getattr(cls, "directions", None)
+    if not isinstance(directions, dict) or not directions or not all(
+            isinstance(key, str) and key and isinstance(higher, bool) for key, higher in directions.items()):
+        return (f"its directions are {directions!r}; expected a class attribute mapping each value compute returns that "
+                f"a checkpoint can monitor to whether larger is better, the headline first (e.g. {{{name!r}: False}})")
+    extractors = [getattr(cls, "extractor", None), *getattr(cls, "extractor_choices", ())]
+    unknown = [extractor for extractor in extractors if extractor not in EXTRACTORS]
+    if unknown:
+        return f"its extractor {unknown[0]!r} is not a feature extractor; expected one of {sorted(EXTRACTORS)} ('raw': the samples themselves)"
+    if cls.compute is Metric.compute:
+        return "it defines no compute(fake, real, datamodule); expected one returning a dict of numbers keyed by its directions"
+    return None
+
+
+#: the classes :func:`metric_class` has checked (a class of one's own may be put in METRICS directly)
+_CHECKED_CLASSES: set[type] = set()
+
+
+def register_metric(cls: type[Metric]) -> type[Metric]:
+    """Add a metric of one's own to :data:`METRICS` under its ``name`` (``metrics=[<name>]`` then selects it, in
+    training and in evaluate.py), after checking what the registry reads from it; usable as a class decorator::
+
+        @register_metric
+        class SlicedWasserstein(Metric):
+            name, extractor = "sliced_w1", "raw"
+            directions = {"sliced_w1": False}
+            def compute(self, fake, real, datamodule): return {"sliced_w1": ...}
+
+    The module that defines it must be imported before the options are checked. Registering the same class again
+    (its module imported twice) changes nothing; another class under a name already taken is refused."""
+    problem = metric_class_problem(cls)
+    if problem is not None:
+        raise ConfigError(f"register_metric({getattr(cls, '__name__', cls)!r}): {problem}")
+    taken = METRICS.get(cls.name)
+    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ConfigError(f"register_metric({cls.__name__}): the metric name {cls.name!r} is taken by "
+                          f"{taken.__module__}.{taken.__qualname__}; expected a name of its own")
+    METRICS[cls.name] = cls
+    _CHECKED_CLASSES.add(cls)
+    return cls
+
 
 def metric_class(name: str) -> type[Metric]:
     if name not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}; expected one of {sorted(METRICS)}")
-    return METRICS[name]
+        raise ConfigError(f"unknown metric {name!r}; expected one of {sorted(METRICS)} (a metric of one's own is "
+                          "registered with gan.metrics.register_metric in a module the run imports: imports=[mypkg.metrics])")
+    cls = METRICS[name]
+    if cls not in _CHECKED_CLASSES:  # put in METRICS by hand (METRICS["x"] = cls) rather than by register_metric
+        problem = metric_class_problem(cls)
+        if problem is None and cls.name != name:
+            problem = f"its name is {cls.name!r}; expected {name!r}, the name METRICS holds it under (register_metric(cls) files it under its own)"
+        if problem is not None:
+            raise ConfigError(f"metric {name} ({getattr(cls, '__name__', cls)}): {problem}")
+        _CHECKED_CLASSES.add(cls)
+    return cls
+
+
+def checked_values(metric: Metric, values: Any) -> dict[str, float]:
+    """What ``metric.compute`` returned, as ``{name: float}``, after checking it holds every value its ``directions``
+    declare: an audit's metric of its own returned another key, which was logged as ``val/<key>`` while the best
+    checkpoint, which monitors ``val/<first key of directions>``, was never written, without a word. Run where the
+    registry scores, so training and evaluate.py both say it."""
+    cls, declared = type(metric).__name__, list(metric.directions)
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"metric {metric.name} ({cls}): compute returned a {type(values).__name__}; expected a dict "
+                          f"of numbers with the keys its directions declare, {declared}")
+    for key, value in values.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            kind = f"a tensor of shape {list(value.shape)}" if isinstance(value, Tensor) else f"a {type(value).__name__}"
+            raise ConfigError(f"metric {metric.name} ({cls}): compute returned {key!r}: {kind}; expected a dict of "
+                              "numbers keyed by name (a tensor's value: float(x))")
+    missing = [key for key in declared if key not in values]
+    if missing:
+        raise ConfigError(f"metric {metric.name} ({cls}): compute returned the keys {list(values)}, but its directions "
+                          f"declare {declared}; expected every declared key among them (the best checkpoint monitors "
+                          f"val/{declared[0]}), missing {missing}")
+    return {key: float(value) for key, value in values.items()}
 
 
 def logged_directions(names: Sequence[str] | None) -> dict[str, bool]:
@@ -761,7 +848,7 @@ class MetricSuite:
             real_features = None
             if metric.needs_real:
                 real_features = {layer: value[:entry["num_real"]] for layer, value in real[metric.extractor_name].items()}
-            values.update(metric.compute(fake_features, real_features, datamodule))
+            values.update(checked_values(metric, metric.compute(fake_features, real_features, datamodule)))
         return values, protocol
 
     def _features_of(self, samples: Tensor, labels: Tensor | None, start: int, wanted: Mapping[str, int]) -> FeatureSet:
