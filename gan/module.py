@@ -31,10 +31,12 @@ from torch import Tensor, nn
 from gan.augment import Augment
 from gan.batching import AUTO, count_iteration, resolve_iterations_per_batch
 from gan.ema import GeneratorEMA
-from gan.losses.adversarial import AdversarialLoss
-from gan.losses.penalties import Penalty, clip_weights
+from gan.losses.adversarial import (AdversarialLoss, check_loss_class, check_loss_takes_targets, check_terms,
+                                    discriminator_method, generator_method, qualified_name)
+from gan.losses.penalties import Penalty, check_penalty_class, clip_weights, penalty_without_gradient
 from gan.losses.tricks import InstanceNoise, LabelTargets, auxiliary_classification_loss, feature_matching_loss
-from gan.nets.base import Discriminator, DiscriminatorOutput, Generator, RowsOf, eval_mode
+from gan.nets.base import (Discriminator, DiscriminatorOutput, Generator, RowsOf, check_discriminator_class,
+                           check_discriminator_output, check_generated, check_generator_class, eval_mode)
 from gan.schedules import Setting
 from gan.utils.errors import ConfigError
 
@@ -227,12 +229,23 @@ class GANModule(pl.LightningModule):
         iterations_per_batch: int | str = AUTO,
     ):
         super().__init__()
-        require_instance("model.generator", generator, Generator, "a generator config with a _target_, e.g. arch=resnet")
-        require_instance("model.discriminator", discriminator, Discriminator, "a discriminator config with a _target_")
-        require_instance("loss", loss, AdversarialLoss, "choose it with loss=<name>, e.g. loss=hinge")
+        require_instance("model.generator", generator, Generator, "a generator config with a _target_, e.g. arch=resnet; "
+                         "a class of one's own subclasses gan.nets.Generator")
+        require_instance("model.discriminator", discriminator, Discriminator, "a discriminator config with a _target_; a "
+                         "class of one's own subclasses gan.nets.Discriminator")
+        if not isinstance(loss, AdversarialLoss):
+            # led by its key (``loss._target_``): a message starting with a bare ``loss`` was led by "model: " (an audit)
+            raise ConfigError(f"loss._target_={qualified_name(loss)} is no gan.losses.AdversarialLoss: a loss of one's own "
+                              f"must subclass it (and define _d and _g), or choose one with loss=<name>, e.g. loss=hinge; "
+                              f"got {type(loss).__name__} {loss!r:.80}")
+        check_loss_class(loss)
+        check_generator_class(generator)
+        check_discriminator_class(discriminator, float(feature_matching_weight) > 0)
         for name, penalty in (penalties or {}).items():
             if penalty is not None:
-                require_instance(f"model.penalties.{name}", penalty, Penalty, "a config with a _target_, e.g. gan.losses.R1Penalty, or null")
+                require_instance(f"model.penalties.{name}", penalty, Penalty, "a config with a _target_, e.g. "
+                                 "gan.losses.R1Penalty, or null; a class of one's own subclasses gan.losses.Penalty")
+                check_penalty_class(penalty, f"model.penalties.{name}")
         for name, setting in (schedules or {}).items():
             if setting is not None:
                 require_instance(f"model.schedules.{name}", setting, Setting, "a config with a _target_, e.g. gan.schedules.OptimizerSetting, or null")
@@ -283,9 +296,12 @@ class GANModule(pl.LightningModule):
         if self.label_targets.active and not getattr(loss, "has_targets", False):
             raise ConfigError(f"label smoothing / noisy / flipped labels need a loss with real and fake targets, but "
                               f"{type(loss).__name__} has none; use loss=non_saturating, minimax or least_squares")
+        if self.label_targets.active:
+            check_loss_takes_targets(loss, self.label_targets.options)
         self.instance_noise = InstanceNoise(instance_noise_std, instance_noise_steps, instance_noise_schedule)
-        blocks = len(discriminator.blocks)
-        if not -blocks <= int(feature_matching_layer) < blocks:
+        # a discriminator of one's own with its own evaluate may have no blocks; it then has no feature matching either
+        blocks = len(discriminator.blocks) if hasattr(discriminator, "blocks") else None
+        if blocks is not None and not -blocks <= int(feature_matching_layer) < blocks:
             raise ConfigError(f"model.feature_matching_layer={feature_matching_layer} is out of range for a discriminator "
                               f"with {blocks} blocks (expected -{blocks} .. {blocks - 1})")
         if not adversarial_generator_loss and float(feature_matching_weight) <= 0:
@@ -317,6 +333,13 @@ class GANModule(pl.LightningModule):
         self._frozen_discriminator: frozen | None = None
         #: the resolved run configuration, stored in every checkpoint so a generator can be rebuilt from it
         self.run_config: dict[str, Any] | None = None
+        #: whether the next D / G step checks what the pieces of one's own return (the generator's samples, D's logits,
+        #: the loss's and penalties' terms): on the first step of each in this process only, so the training loop pays
+        #: one attribute read a step for it; the checks read shapes and types, draw no random number and run nothing
+        self._check_next_discriminator_step = True
+        self._check_next_generator_step = True
+        #: the penalties whose terms have not been checked yet (a lazy penalty's first step may come later)
+        self._unchecked_penalties: set[str] = set(self.penalties)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # The step counters (at every update) and Lightning's ``_current_fx_name`` (at every hook call) are plain
@@ -583,6 +606,9 @@ class GANModule(pl.LightningModule):
         values nobody reads; the update itself is the same."""
         with torch.no_grad():
             fake = self.generator(self.generator.noise(real.size(0), device=real.device), labels)
+        check = self._check_next_discriminator_step
+        if check:  # before the fakes meet the reals (torch.cat, D's own shape check)
+            check_generated(self.generator, fake, real)
         penalties = [(name, p) for name, p in self.penalties.items() if self.discriminator_steps % p.interval == 0]
         # penalties that differentiate D at its inputs reuse the loss's forward pass (see gan/losses/penalties.py)
         wanted = {side for _, penalty in penalties for side in penalty.input_gradients}
@@ -593,6 +619,9 @@ class GANModule(pl.LightningModule):
         real_out, fake_out = self.discriminate_real_and_fake(real, fake, labels)
         targets = self.label_targets(real.size(0), real.device) if self.label_targets.active else {}
         terms = self.loss.discriminator_loss(real_out.logits, fake_out.logits, **targets)
+        if check:
+            check_terms(terms, f"loss._target_={qualified_name(self.loss)}", discriminator_method(self.loss, bool(targets)),
+                        needs_gradient=True)
         total = terms["loss"]
         if real_out.class_logits is not None:
             terms["class_loss"] = (auxiliary_classification_loss(real_out.class_logits, labels)
@@ -602,8 +631,11 @@ class GANModule(pl.LightningModule):
             total = total + self.auxiliary_weight * terms["class_loss"]
         if penalties:
             critic = lambda x: self.discriminate(x, labels).logits  # noqa: E731 - the loss's view of D
+            unchecked = self._unchecked_penalties
             for name, penalty in penalties:
                 penalty_terms = penalty(critic, real, fake, real_out.logits, fake_out.logits)
+                if unchecked and name in unchecked:
+                    self._check_penalty_terms(name, penalty, penalty_terms)
                 total = total + penalty_terms.pop("loss")
                 terms.update(penalty_terms)
         if self.penalties or real_out.class_logits is not None:
@@ -631,7 +663,21 @@ class GANModule(pl.LightningModule):
             if diagnostics:
                 terms.update(self.augment.terms())
         self.discriminator_steps += 1
+        if check:
+            self._check_next_discriminator_step = False
         return terms
+
+    def _check_penalty_terms(self, name: str, penalty: Penalty, terms: object) -> None:
+        """What a penalty returned the first time it was applied in this process (see ``check_terms``); a loss that is
+        not 0 but has no gradient is said once: the penalty then does nothing (a lazy penalty's skipped steps are never
+        called, so a detached 0 is no alarm)."""
+        who = f"model.penalties.{name}._target_={qualified_name(penalty)}"
+        check_terms(terms, who, "forward(critic, real, fake, real_logits, fake_logits)")
+        if penalty_without_gradient(terms["loss"]):
+            log.warning("%s: its 'loss' (%.4g) has no gradient (detached, read with .item() or computed under no_grad), so "
+                        "adding it to D's loss changes nothing and the penalty has no effect; return a tensor computed from "
+                        "critic(x) or the logits it is given", who, float(terms["loss"].detach().float().sum()))
+        self._unchecked_penalties.discard(name)
 
     def discriminate_real_and_fake(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[DiscriminatorOutput, DiscriminatorOutput]:
         """D's outputs for a real and a fake batch of the same size. A discriminator that treats every sample on
@@ -640,9 +686,15 @@ class GANModule(pl.LightningModule):
         the penalty's one backward pass took r3gan's 2D iteration from ~36 to ~23-27 ms on 2 CPU cores
         (README, "Speed"). Instance noise and augmentation draw per sample either way."""
         if not self.joint_discriminator_pass:
-            return self.discriminate(real, labels), self.discriminate(fake, labels)
+            real_out, fake_out = self.discriminate(real, labels), self.discriminate(fake, labels)
+            if self._check_next_discriminator_step:
+                check_discriminator_output(self.discriminator, real_out, real.size(0))
+                check_discriminator_output(self.discriminator, fake_out, fake.size(0))
+            return real_out, fake_out
         both = self.discriminate(torch.cat([real, fake]), None if labels is None else torch.cat([labels, labels]))
         n = real.size(0)
+        if self._check_next_discriminator_step:
+            check_discriminator_output(self.discriminator, both, 2 * n)
         logits, class_logits = both.logits, both.class_logits
         # the blocks' features are split when read: the D step reads none of them (only feature matching does, in
         # the G step), and slicing every block's output for both halves cost ~5 us per D step (3 blocks, timed alone)
@@ -661,6 +713,10 @@ class GANModule(pl.LightningModule):
                     real_out = self.discriminate(real, labels)
             compared_with = {"real_logits": real_out.logits} if self.loss.generator_needs_real else {}
             terms = self.loss.generator_loss(fake_out.logits, **compared_with)
+            if self._check_next_generator_step:
+                check_terms(terms, f"loss._target_={qualified_name(self.loss)}", generator_method(self.loss),
+                            needs_gradient=self.adversarial_generator_loss)
+                self._check_next_generator_step = False
             if not self.adversarial_generator_loss:
                 terms = {"adversarial": terms["loss"].detach(), "loss": torch.zeros_like(terms["loss"])}
             if self.feature_matching_weight > 0:

@@ -82,11 +82,104 @@ def relativistic_generator_loss(fake_logits: Tensor, real_logits: Tensor) -> Ten
     return F.softplus(real_logits - fake_logits).mean()
 
 
+def qualified_name(obj: object) -> str:
+    """The dotted path of ``obj``'s class (or of ``obj``, a class), as a ``_target_`` names it
+    (``mygan.losses.SoftHinge``)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def methods_beyond(cls: type, base: type) -> list[str]:
+    """The methods ``cls`` and its classes up to ``base`` define that ``base`` lacks (dunders left out): what a class of
+    one's own named its methods, told when the ones the framework calls are missing (``d_loss`` for ``_d``)."""
+    return sorted({name for klass in cls.__mro__ if not issubclass(base, klass) for name, value in vars(klass).items()
+                   if callable(value) and not (name.startswith("__") and name.endswith("__")) and not hasattr(base, name)})
+
+
+def _overrides(cls: type, *hooks: str) -> bool:
+    return any(getattr(cls, hook) is not getattr(AdversarialLoss, hook) for hook in hooks)
+
+
+def check_loss_class(loss: "AdversarialLoss", key: str = "loss") -> None:
+    """A loss of one's own (``loss._target_=mygan.losses.X``) that defines neither objective the module calls (an
+    audit: ``d_loss``/``g_loss`` for ``_d``/``_g`` failed at the first step with a bare NotImplementedError). Static:
+    it reads the class, calls nothing."""
+    cls = type(loss)
+    missing = [f"{hook} nor {method}" for hook, method in (("_d", "discriminator_loss"), ("_g", "generator_loss"))
+               if not _overrides(cls, hook, method)]
+    if not missing:
+        return
+    found = methods_beyond(cls, AdversarialLoss)
+    raise ConfigError(f"{key}._target_={qualified_name(cls)} defines neither {' and neither '.join(missing)}"
+                      f"{' (it defines ' + ', '.join(found) + ')' if found else ''}: a loss of one's own subclasses "
+                      "gan.losses.AdversarialLoss and defines _d(real_logits, fake_logits) and _g(fake_logits), each "
+                      "returning a scalar tensor (or overrides discriminator_loss / generator_loss, returning a dict of "
+                      "terms with the optimized one under 'loss')")
+
+
+def check_loss_takes_targets(loss: "AdversarialLoss", options: str, key: str = "loss") -> None:
+    """``options`` (``model.real_label=0.9``) hand the discriminator loss per-sample targets; a loss of one's own that
+    says ``has_targets = True`` must then define the objective that takes them (an audit: NotImplementedError at the
+    first step). Static."""
+    cls = type(loss)
+    if getattr(loss, "has_targets", False) and not _overrides(cls, "_d_targets", "discriminator_loss"):
+        raise ConfigError(f"{options} gives the discriminator loss per-sample targets, but {key}._target_="
+                          f"{qualified_name(cls)} (has_targets = True) defines no _d_targets(real_logits, fake_logits, "
+                          "real_targets, fake_targets) to take them: define it (targets in [0, 1], 1 = real), or leave "
+                          "has_targets False (then label tricks are refused)")
+
+
+def check_terms(terms: object, who: str, method: str, needs_gradient: bool = False) -> None:
+    """What a loss or penalty returned: a dict of named terms, the optimized one a scalar tensor under ``loss``, every
+    term a number or a one-element tensor (each is logged). Called on a run's first step only (see GANModule): a
+    tensor returned instead failed as ``IndexError: too many indices``, a dict without ``loss`` as ``KeyError`` and a
+    per-sample loss at the backward pass (an audit). ``who`` names the piece (``loss._target_=mygan.X``), ``method``
+    the method whose return it is; ``needs_gradient``: a ``loss`` without one (detached) is refused too (an adversarial
+    loss always has one: a detached one trained nothing, or failed in backward)."""
+    expected = "expected a dict of named terms with the optimized one, a scalar tensor, under 'loss' (e.g. {'loss': loss})"
+    if not isinstance(terms, dict):
+        got = f"a tensor of shape {tuple(terms.shape)}" if isinstance(terms, Tensor) else f"a {type(terms).__name__}"
+        raise ConfigError(f"{who}: {method} returned {got}; {expected}")
+    if "loss" not in terms:
+        raise ConfigError(f"{who}: {method} returned a dict without 'loss' (keys {sorted(map(str, terms))}); {expected}")
+    for name, value in terms.items():
+        if name == "loss" and not isinstance(value, Tensor):
+            raise ConfigError(f"{who}: {method} returned 'loss' as a {type(value).__name__}; expected a scalar tensor "
+                              "computed from D's logits (so it has a gradient)")
+        if name == "loss" and needs_gradient and not value.requires_grad:
+            raise ConfigError(f"{who}: {method} returned 'loss' without a gradient (detached, read with .item() or "
+                              "computed under no_grad); expected a scalar tensor computed from the logits it is given")
+        if isinstance(value, Tensor) and value.numel() != 1:
+            raise ConfigError(f"{who}: {method} returned {name!r} of shape {tuple(value.shape)}; expected a scalar (reduce "
+                              "the per-sample values, e.g. with .mean())")
+        if not isinstance(value, (Tensor, int, float)):
+            raise ConfigError(f"{who}: {method} returned {name!r} as a {type(value).__name__}; expected a scalar tensor or "
+                              "a number (every term is logged)")
+
+
+def discriminator_method(loss: "AdversarialLoss", with_targets: bool) -> str:
+    """The method of ``loss`` whose return the module's discriminator step sees, for messages."""
+    if _overrides(type(loss), "discriminator_loss"):
+        return "discriminator_loss(real_logits, fake_logits, ...)"
+    if with_targets:
+        return "_d_targets(real_logits, fake_logits, real_targets, fake_targets)"
+    return "_d(real_logits, fake_logits)"
+
+
+def generator_method(loss: "AdversarialLoss") -> str:
+    return "generator_loss(fake_logits, ...)" if _overrides(type(loss), "generator_loss") else "_g(fake_logits)"
+
+
 class AdversarialLoss:
     """A pair of objectives on logits. Subclasses define the two ``_d``/``_g`` terms.
 
     ``logits_are_probabilities``: whether sigmoid(logit) is a probability of "real" (so the logged
     D(x) / D(G(z)) scores are probabilities); critics (Wasserstein, hinge, least squares) report raw scores.
+
+    A loss of one's own (``loss._target_=mygan.losses.MyLoss``) subclasses this and defines ``_d`` and ``_g`` (each a
+    scalar tensor), or overrides ``discriminator_loss`` / ``generator_loss`` (a dict of terms with ``loss``); the module
+    checks the class when it is built (:func:`check_loss_class`) and what it returns on its first steps
+    (:func:`check_terms`).
     """
 
     logits_are_probabilities = False

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from gan.losses.adversarial import methods_beyond, qualified_name
 from gan.utils.errors import ConfigError
 
 Critic = Callable[[Tensor], Tensor]
@@ -90,7 +91,9 @@ def check_interval(interval: int) -> int:
 
 
 class Penalty(nn.Module):
-    """A discriminator regularizer (see the module docstring for the call)."""
+    """A discriminator regularizer (see the module docstring for the call). One of one's own
+    (``+model.penalties.mine._target_=...``) calls ``super().__init__()`` and defines ``forward``; the module checks
+    that when it is built (:func:`check_penalty_class`) and its terms the first time it applies it."""
 
     #: which of the step's inputs ("real", "fake") must require grad before the loss's forward pass
     input_gradients: tuple[str, ...] = ()
@@ -103,6 +106,30 @@ class Penalty(nn.Module):
     def forward(self, critic: Critic, real: Tensor, fake: Tensor, real_logits: Tensor | None = None,
                 fake_logits: Tensor | None = None) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def check_penalty_class(penalty: Penalty, key: str) -> None:
+    """A penalty of one's own (``+model.penalties.mine._target_=mygan.MyPenalty``, ``key`` its config key) that the
+    module could not call: its ``__init__`` skipped ``super().__init__()`` (an AttributeError about ``_modules`` from deep
+    inside torch, an audit), or it defines no ``forward`` (a bare NotImplementedError at the first step). Static."""
+    name = f"{key}._target_={qualified_name(penalty)}"
+    if "_modules" not in vars(penalty):
+        raise ConfigError(f"{name}: its __init__ does not call super().__init__(); a penalty is a torch nn.Module, whose "
+                          "__init__ must call super().__init__() before it sets any attribute")
+    if type(penalty).forward is Penalty.forward:
+        found = methods_beyond(type(penalty), Penalty)
+        raise ConfigError(f"{name} defines no forward{' (it defines ' + ', '.join(found) + ')' if found else ''}: a "
+                          "penalty of one's own subclasses gan.losses.Penalty and defines forward(critic, real, fake, "
+                          "real_logits=None, fake_logits=None), returning a dict of terms with its weighted value, a "
+                          "scalar tensor, under 'loss'")
+
+
+def penalty_without_gradient(loss: Tensor) -> bool:
+    """Whether a penalty's ``loss`` has no gradient while it is not 0: a value detached (``.detach()``, ``.item()``,
+    computed under no_grad) that adding to D's loss changes nothing, so the penalty silently does nothing. A detached
+    0 is no alarm: a penalty of one's own may return it on the steps it skips. Reads the value (a device sync), so the
+    module asks once per penalty."""
+    return not loss.requires_grad and bool(loss.detach().float().ne(0).any())
 
 
 class GradientPenalty(Penalty):

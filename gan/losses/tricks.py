@@ -44,6 +44,16 @@ class LabelTargets:
     def active(self) -> bool:
         return self.real != 1.0 or self.real_range is not None or self.flip_prob > 0.0
 
+    @property
+    def options(self) -> str:
+        """The options that make the targets differ from 1 and 0, as overrides (``model.real_label=0.9``), for messages."""
+        options = [f"model.real_label={self.real:g}"] if self.real != 1.0 and self.real_range is None else []
+        if self.real_range is not None:
+            options.append(f"model.real_label_range=[{self.real_range[0]:g}, {self.real_range[1]:g}]")
+        if self.flip_prob > 0.0:
+            options.append(f"model.label_flip_prob={self.flip_prob:g}")
+        return " and ".join(options)
+
     def __call__(self, n: int, device=None) -> dict[str, Tensor]:
         """``{"real_targets": (n,), "fake_targets": (n,)}``, the keyword arguments of a discriminator loss."""
         if self.real_range is None:

@@ -303,7 +303,13 @@ class Discriminator(nn.Module):
             features.append(h)
         if self.minibatch is not None:
             h = self.minibatch(h)
-        logits = self.head(h).reshape(x.size(0))
+        outputs = self.head(h)
+        try:
+            logits = outputs.reshape(x.size(0))
+        except RuntimeError:  # a head of two outputs: "shape '[200]' is invalid for input of size 400" (an audit)
+            raise ConfigError(f"model.discriminator._target_={class_path(self)}: its head gave outputs of shape "
+                              f"{tuple(outputs.shape)} for {x.size(0)} samples; expected one logit per sample, shape "
+                              f"({x.size(0)},) or ({x.size(0)}, 1) (e.g. a head nn.Linear(features, 1))") from None
         if self.projection is not None:
             logits = logits + (self.projection(labels) * h.flatten(1)).sum(dim=1)
         class_logits = self.classifier(h.flatten(1)) if self.classifier is not None else None
@@ -311,6 +317,73 @@ class Discriminator(nn.Module):
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.evaluate(x, labels).logits
+
+
+def class_path(obj: object) -> str:
+    """The dotted path of ``obj``'s class, as a ``_target_`` names it (``mygan.nets.MyGenerator``)."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _defines(obj: object, base: type, method: str) -> bool:
+    return getattr(type(obj), method) is not getattr(base, method)
+
+
+def check_generator_class(generator: Generator) -> None:
+    """A generator of one's own that defines neither ``generate`` (what ``Generator.forward`` calls) nor ``forward``.
+    Static."""
+    if not (_defines(generator, Generator, "generate") or _defines(generator, Generator, "forward")):
+        raise ConfigError(f"model.generator._target_={class_path(generator)} defines no generate(z, labels): a generator "
+                          "of one's own subclasses gan.nets.Generator and defines generate(z, labels), returning samples "
+                          "of shape (N, *self.sample_shape)")
+
+
+def check_discriminator_class(discriminator: Discriminator, feature_matching: bool) -> None:
+    """A discriminator of one's own that ``Discriminator.evaluate`` (what the module calls) cannot run: no ``blocks`` or
+    no ``head`` (an audit: ``AttributeError: 'NoBlocksD' object has no attribute 'blocks'`` from inside Hydra). One that
+    defines its own ``evaluate`` needs ``blocks`` only for feature matching. Static."""
+    name = f"model.discriminator._target_={class_path(discriminator)}"
+    missing = [attribute for attribute in ("blocks", "head") if not hasattr(discriminator, attribute)]
+    if _defines(discriminator, Discriminator, "evaluate"):
+        if feature_matching and "blocks" in missing:
+            raise ConfigError(f"{name} has no self.blocks, whose outputs feature matching compares "
+                              "(model.feature_matching_weight > 0): set self.blocks, an nn.ModuleList, or "
+                              "model.feature_matching_weight=0")
+        return
+    if missing:
+        forward = (" (it defines forward, which the module does not call: it calls evaluate)"
+                   if _defines(discriminator, Discriminator, "forward") else "")
+        raise ConfigError(f"{name} has no self.{' nor self.'.join(missing)}{forward}: a discriminator of one's own "
+                          "subclasses gan.nets.Discriminator and sets self.blocks (an nn.ModuleList; its outputs are the "
+                          "features) and self.head (the last block's output to one logit per sample), or defines "
+                          "evaluate(x, labels) returning a DiscriminatorOutput")
+
+
+def check_generated(generator: nn.Module, fake: object, real: Tensor) -> None:
+    """The generator's output against the real batch it is to be judged with, before the two meet (the module calls it
+    on its first discriminator step): a generator of one's own returning (N, 1) for 2-D points failed in torch.cat, or
+    with a batch-norm discriminator as the discriminator's shape error (an audit). Reads shapes only."""
+    if isinstance(fake, Tensor) and fake.shape == real.shape:
+        return
+    n, shape = real.size(0), tuple(real.shape[1:])
+    got = f"samples of shape {tuple(fake.shape)}" if isinstance(fake, Tensor) else f"a {type(fake).__name__}"
+    expected = f"({n}, {', '.join(map(str, shape))})"
+    raise ConfigError(f"model.generator._target_={class_path(generator)} generated {got} for a batch of {n} real samples "
+                      f"of shape {shape}; expected {expected}, N samples of the data's shape (e.g. reshape with "
+                      f"x.view(-1, *self.sample_shape); its sample_shape is {getattr(generator, 'sample_shape', None)})")
+
+
+def check_discriminator_output(discriminator: nn.Module, output: object, n: int) -> None:
+    """D's output for ``n`` samples: a :class:`DiscriminatorOutput` whose logits are (n,), one per sample (the module
+    calls it on its first discriminator step; ``evaluate`` of one's own may return anything). Reads shapes only."""
+    name = f"model.discriminator._target_={class_path(discriminator)}"
+    if not isinstance(output, DiscriminatorOutput):
+        raise ConfigError(f"{name}: evaluate(x, labels) returned a {type(output).__name__}; expected a "
+                          "gan.nets.DiscriminatorOutput(logits, class_logits, features)")
+    logits = output.logits
+    if not isinstance(logits, Tensor) or logits.shape != (n,):
+        got = f"of shape {tuple(logits.shape)}" if isinstance(logits, Tensor) else f"as a {type(logits).__name__}"
+        raise ConfigError(f"{name}: evaluate(x, labels) returned logits {got} for {n} samples; expected one logit per "
+                          f"sample, shape ({n},)")
 
 
 def output_activation(name: str) -> nn.Module:
