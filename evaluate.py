@@ -38,6 +38,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import gan  # noqa: F401  (registers the config resolvers)
+from gan.data import check_data_module_class
 from gan.data.errors import DatasetFormatError, DatasetNotFoundError
 from gan.metrics import MetricSuite, image_folder_batches
 from gan.metrics.cache import data_identity
@@ -51,6 +52,7 @@ from gan.utils.errors import (CheckpointError, ConfigError, DataError, compositi
                               refuse_training_options)
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
+from gan.utils.targets import import_modules
 from gan.visualize import class_grid, nearest_reals, save_image_grid, save_samples
 
 log = logging.getLogger("gan")
@@ -67,11 +69,14 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.get("ckpt_path") and not cfg.get("fake_path"):
         raise ConfigError("evaluate.py needs ckpt_path=RUN/checkpoints/<name>.ckpt (or a glob, or a multirun directory) "
                           "or fake_path=<folder of images> (with data=<name>)")
+    import_modules(cfg.get("imports"))
     check_evaluate_options(cfg)
     checkpoint_paths = find_checkpoints(cfg.ckpt_path, cfg.get("ckpt_name") or "last.ckpt") if cfg.get("ckpt_path") else []
     check_one_checkpoint_per_run(checkpoint_paths, "ckpt_path", cfg.get("ckpt_path"))
     checkpoint = load_checkpoint(checkpoint_paths[0]) if checkpoint_paths else None
     train_cfg = run_config(checkpoint) if checkpoint is not None else None
+    if train_cfg is not None:  # the run's own metrics, registered by its modules, before its selection is checked
+        import_modules(train_cfg.get("imports"), option=f"{checkpoint_paths[0]}: its run's imports")
     use_thread_count(cfg.get("cpu_threads"), checkpoint)
     data_cfg = data_to_score_against(cfg, train_cfg, checkpoint_paths[0] if checkpoint_paths else None)
     metrics_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
@@ -79,6 +84,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
         # no metrics= given: the run's own selection (metrics=none: none, only the pictures)
         metrics_cfg["compute"] = OmegaConf.to_container(train_cfg.get("metrics", {}).get("compute", {}))
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    check_data_module_class(data_cfg.get("_target_"))
     datamodule = build(data_cfg)
     if cfg.get("fake_path") and datamodule.kind != "image":  # before the folder is read
         raise ConfigError(f"fake_path={cfg.fake_path}: a folder is scored as image data, but data {datamodule.name} "

@@ -8,6 +8,7 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -17,6 +18,7 @@ from gan.callbacks.checkpoint import (callback_states_left_behind, check_checkpo
 from gan.callbacks.gan_health import stop_event
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
+from gan.data import check_data_module_class
 from gan.job import Job, check_checkpoints_are_this_runs, checkpoint_dir, checkpoint_to_resume
 from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
@@ -28,6 +30,7 @@ from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_
                               user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs
+from gan.utils.targets import import_modules
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
 
 log = logging.getLogger("gan")
@@ -41,6 +44,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     it ran to the end)."""
     lightning_logs_through_root()
     console_once_per_run()
+    import_modules(cfg.get("imports"))
     check_run_options(cfg)
     check_checkpoint_callbacks(cfg)  # intervals and monitors the checkpoint callbacks could not act on
     leave_out_a_best_checkpoint_that_ranks_nothing(cfg)
@@ -59,6 +63,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         check_resume_length(checkpoint, ckpt_path, int(cfg.generator_steps))
         continue_with_the_checkpoints_seed(cfg, checkpoint, ckpt_path)
         continue_wandb_run(cfg, checkpoint)
+    check_data_module_class(cfg.data.get("_target_"))  # before build's option check blames its options
     datamodule = build(cfg.data)
     # Local rank 0 prepares (downloads) and reads the data now, to fail before anything is built. The other
     # ranks of a node wait for it inside trainer.fit, where Lightning runs prepare_data on local rank 0 behind
@@ -91,8 +96,8 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     if OmegaConf.select(cfg, "callbacks.metrics") is not None:  # before the callback loads its feature networks
         check_metrics_fit(cfg.metrics, datamodule, getattr(module.sampling_generator, "num_classes", None))
     # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint
-    callbacks = instantiate_group(cfg.get("callbacks")) + [ResumeState(), *callbacks]
-    loggers = instantiate_group(cfg.get("logger"))
+    callbacks = instantiate_group(cfg.get("callbacks"), kind=pl.Callback) + [ResumeState(), *callbacks]
+    loggers = instantiate_group(cfg.get("logger"), kind=Logger)
     prepare_loggers(loggers)
     if resumed_at is not None:
         continue_csv_logs(loggers, resumed_at)

@@ -37,6 +37,7 @@ from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, message_of, one_line, print_error, stop_on_user_error,
                               user_error_behind)
 from gan.utils.sweep import check_failed_trial_value, fail_stopped_trial, objective, parse_overrides, write_result, write_summary
+from gan.utils.targets import import_modules
 
 log = logging.getLogger("gan")
 
@@ -58,6 +59,7 @@ class Job:
         """The run's options, and those a sweep needs, before anything is built; then the warnings of options that
         will not act as written (once, not once per DDP process)."""
         cfg, choices, task = self.cfg, self.hydra_cfg.runtime.choices, self.hydra_cfg.overrides.task
+        import_modules(cfg.get("imports"))  # a user's own metrics register themselves before their names are checked
         if rank_zero_only.rank == 0:  # before the checks: an experiment's options that do not fit the model may be refused
             for line in experiment_model_replaced(choices):
                 log.warning(line)

@@ -91,6 +91,18 @@ def cases(tmp):
                                                       "data=toy2d_ring", "generator_steps=2"], {}),
         # a key added to a group of objects: a traceback from the schedules' check in train.py's main (an audit)
         "schedule_entry_not_a_config": ("train.py", ["data=toy2d_ring", "+model.schedules.foo=1"], {}),
+        # pieces of one's own (an audit): Hydra's "Error locating target" hid the cause behind HYDRA_FULL_ERROR=1
+        "target_misspelt": ("train.py", ["data=toy2d_ring", "loss._target_=gan.losses.HingeLos"], {}),
+        "own_target_not_on_the_path": ("train.py", ["data=toy2d_ring", "model.generator._target_=mypkg_not_here.nets.G"], {}),
+        "own_module_raises_on_import": ("train.py", ["data=toy2d_ring",
+                                                     "loss._target_=tests.own_parts.raises_on_import.Loss"], {}),
+        "imports_not_a_module": ("train.py", ["data=toy2d_ring", "imports=[mypkg_not_here.metrics]"], {}),
+        "imports_not_a_module_evaluate": ("evaluate.py", ["ckpt_path=x.ckpt", "imports=[mypkg_not_here.metrics]"], {}),
+        "callback_not_a_callback": ("train.py", ["data=toy2d_ring", "+callbacks.mine._target_=tests.own_parts.parts.NotACallback"], {}),
+        "callback_without_its_option": ("train.py", ["data=toy2d_ring",
+                                                     "+callbacks.mine._target_=tests.own_parts.parts.EveryNCallback"], {}),
+        "data_module_not_a_gan_data_module": ("train.py", ["data=toy2d_ring",
+                                                           "data._target_=tests.test_own_parts_data.PlainSpiral"], {}),
         "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
         "full_error_asked_for_composing": ("train.py", ["model=wgn"], {"HYDRA_FULL_ERROR": "1"}),
         "bug": ("train.py", [*tiny_overrides("gan", "toy2d_ring", steps=2), "+callbacks.boom._target_=tests.test_errors.Boom"], {}),
@@ -185,6 +197,24 @@ def results(tmp_path_factory):
     ("slurm_launcher_without_slurm", r"hydra/launcher=slurm submits every job to SLURM, but this machine has no SLURM"),
     ("schedule_entry_not_a_config", r"model.schedules.foo=1: expected a schedule's config \(a mapping with _target_\), or "
                                     r"null to leave it out"),
+    ("target_misspelt", r"loss._target_=gan.losses.HingeLos: it does not import: gan.losses has no HingeLos; did you mean "
+                        r"HingeLoss\?"),
+    ("own_target_not_on_the_path", r"model.generator._target_=mypkg_not_here.nets.G: it does not import: there is no module "
+                                   r"mypkg_not_here here \(a module of one's own must be next to train.py, installed, or in a "
+                                   r"folder on PYTHONPATH\)"),
+    ("own_module_raises_on_import", r"loss._target_=tests.own_parts.raises_on_import.Loss: it does not import: importing "
+                                    r"tests.own_parts.raises_on_import raised ZeroDivisionError: division by zero "
+                                    r"\(\S+/tests/own_parts/raises_on_import.py, line 2\)"),
+    ("imports_not_a_module", r"imports: module mypkg_not_here.metrics does not import: there is no module mypkg_not_here "
+                             r"here; expected modules next to train.py, installed, or in a folder on PYTHONPATH"),
+    ("imports_not_a_module_evaluate", r"imports: module mypkg_not_here.metrics does not import: there is no module "
+                                      r"mypkg_not_here here; .*"),
+    ("callback_not_a_callback", r"callbacks.mine._target_=tests.own_parts.parts.NotACallback: NotACallback is not a "
+                                r"lightning.pytorch.Callback; expected a subclass of it"),
+    ("callback_without_its_option", r"callbacks.mine: EveryNCallback needs the option every; expected callbacks.mine.every=<value>"),
+    ("data_module_not_a_gan_data_module", r"data._target_=tests.test_own_parts_data.PlainSpiral: PlainSpiral is a "
+                                          r"LightningDataModule but not a gan.data.GANDataModule; expected a data module of "
+                                          r"one's own to subclass gan.data.GANDataModule \(.*\)"),
 ])
 def test_user_error_is_one_line_and_exit_status_2(results, name, message):
     import re

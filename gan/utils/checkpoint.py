@@ -347,7 +347,13 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True, 
     target = str(node._target_)
     try:
         generator_class = _locate(target)
-    except ImportError:
+    except Exception:  # Hydra's locate raises ImportError for whatever stopped the import
+        from gan.utils.targets import IMPORTABLE_FROM, why_not_importable
+
+        if target.split(".")[0] != "gan":  # a class of one's own: its module is not importable here (an audit)
+            raise CheckpointError(f"{where}: its generator, model.generator._target_={target}, does not import here: "
+                                  f"{why_not_importable(target)}; expected that module {IMPORTABLE_FROM}, as where it "
+                                  "trained") from None
         raise CheckpointError(f"{where}: its generator, model.generator._target_={target}, does not exist in this "
                               "version of the framework (renamed or removed); evaluate it with the version that "
                               "trained it") from None

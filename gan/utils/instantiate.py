@@ -26,7 +26,51 @@ def build(node, **kwargs):
         cause = innermost_cause(error)
         if isinstance(cause, (ValueError, FileNotFoundError, RuntimeError)):
             raise with_config_key(cause, failing_key(error)) from None
+        refusal = unlocatable_target(error) or missing_arguments(cause, node, failing_key(error))
+        if refusal is not None:
+            raise refusal from None
         raise
+
+
+#: Hydra's message for a ``_target_`` it cannot import, whatever the cause
+UNLOCATABLE = re.compile(r"Error locating target '([^']+)'")
+
+
+def unlocatable_target(error: InstantiationException) -> ConfigError | None:
+    """``loss._target_=mypkg.losses.SoftHnge: it does not import: mypkg.losses has no SoftHnge; did you mean
+    SoftHinge?``: Hydra's message read the same for a typo, a module not on the path and a module that raises while it
+    is imported (an audit: the cause was shown only with HYDRA_FULL_ERROR=1, exit status 1)."""
+    from gan.utils.targets import IMPORTABLE_FROM, why_not_importable
+
+    found = UNLOCATABLE.search(str(error))
+    if found is None:
+        return None
+    target = found.group(1)
+    reason = why_not_importable(target) or "Hydra could not locate it"
+    if reason.startswith("there is no module"):
+        reason += f" (a module of one's own must be {IMPORTABLE_FROM})"
+    key = failing_key(error)
+    return ConfigError(f"{key + '._target_' if key else '_target_'}={target}: it does not import: {reason}")
+
+
+#: Python's refusal of a call without a required argument: ``MyGenerator.__init__() missing 1 required positional
+#: argument: 'sample_shape'`` (two or more: ``'a' and 'b'``, ``'a', 'b', and 'c'``)
+MISSING_ARGUMENTS = re.compile(r"^(\w+)\.__init__\(\) missing \d+ required (?:positional|keyword-only) arguments?: (.+)$")
+
+
+def missing_arguments(cause: BaseException, node: DictConfig, key: str | None) -> ConfigError | None:
+    """A target's constructor called without an option it requires (Hydra's four-line TypeError): one line naming the
+    options to set. Only Python's refusal of the call of the class at ``key`` (a node of ``node``'s config), not a
+    call inside its constructor that lacks an argument (a bug, which keeps its traceback)."""
+    found = MISSING_ARGUMENTS.match(str(cause)) if isinstance(cause, TypeError) else None
+    if found is None or key is None:
+        return None
+    failed = OmegaConf.select(node._get_root(), key)
+    if not isinstance(failed, DictConfig) or str(failed.get("_target_", "")).rsplit(".", 1)[-1] != found.group(1):
+        return None
+    names = re.findall(r"'(\w+)'", found.group(2))
+    return ConfigError(f"{key}: {found.group(1)} needs the option{'s' if len(names) > 1 else ''} "
+                       f"{', '.join(names)}; expected {' '.join(f'{key}.{name}=<value>' for name in names)}")
 
 
 def failing_key(error: InstantiationException) -> str | None:
@@ -245,8 +289,9 @@ def build_refusable(node: DictConfig, name: str, refusals: tuple[type[BaseExcept
         raise ConfigError(f"{name}: {one_line(refused)}") from error
 
 
-def instantiate_group(group: DictConfig | None) -> list:
-    """Every ``_target_`` node of a group (callbacks, loggers), in config order; null entries are skipped."""
+def instantiate_group(group: DictConfig | None, kind: type | None = None) -> list:
+    """Every ``_target_`` node of a group (callbacks, loggers), in config order; null entries are skipped. ``kind``:
+    the class each must be an instance of (Lightning's ``Callback`` for the callbacks group)."""
     if not group:
         return []
     if not isinstance(group, DictConfig):
@@ -259,7 +304,20 @@ def instantiate_group(group: DictConfig | None) -> list:
         if isinstance(node, DictConfig) and "_target_" in node:
             key = node._get_full_key(None)
             built.append(with_config_key_attribute(build_refusable(node, key, (MisconfigurationException,)), key))
+            if kind is not None and not isinstance(built[-1], kind):  # Lightning failed on its first hook, a traceback
+                raise ConfigError(f"{key}._target_={node._target_}: {type(built[-1]).__name__} is not a "
+                                  f"{public_name(kind)}; expected a subclass of it")
     return built
+
+
+def public_name(kind: type) -> str:
+    """``lightning.pytorch.Callback`` rather than where the class is defined (``lightning.pytorch.callbacks.callback``)."""
+    import importlib
+
+    for module in ("lightning.pytorch", "lightning.pytorch.loggers"):
+        if getattr(importlib.import_module(module), kind.__name__, None) is kind:
+            return f"{module}.{kind.__name__}"
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def with_config_key_attribute(obj, key: str):
