@@ -30,6 +30,25 @@ class RecordFirstStep(pl.Callback):
             handle.write(f"{pl_module.generator_steps}\n")
 
 
+class HoldUntilSignalled(pl.Callback):
+    """From the generator step in ``$HOLD_FROM`` on (unset: never), ends no training batch before the run has received
+    a signal (up to ``longest`` seconds): the test signals once the first interval checkpoint exists, and a loaded
+    machine could let the run finish every step before the signal came (a flakiness audit). An environment variable,
+    not an option: the requeued job must have the first one's options (its run folder is named by them). The signal
+    handler runs in this thread, during the sleep."""
+
+    def __init__(self, longest: float = 120.0):
+        self.hold_from = int(os.environ.get("HOLD_FROM", 0)) or None
+        self.longest = longest
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.hold_from is None or pl_module.generator_steps < self.hold_from:
+            return
+        deadline = time.monotonic() + self.longest
+        while time.monotonic() < deadline and not any(getattr(c, "received_signal", None) for c in trainer.callbacks):
+            time.sleep(0.05)
+
+
 def slurm_environment(tmp_path, job_id="4242"):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -61,9 +80,11 @@ def test_requeued_job_resumes_at_the_step_the_signal_stopped(tmp_path):
                "callbacks.sample_grid=null", f"paths.log_dir={logs}", f"paths.data_dir={tmp_path / 'data'}",
                "callbacks.model_checkpoint.every_n_train_steps=20",
                "+callbacks.first_step._target_=tests.test_slurm.RecordFirstStep",
-               "+callbacks.first_step.path=${paths.output_dir}/first_steps.txt"]
+               "+callbacks.first_step.path=${paths.output_dir}/first_steps.txt",
+               "+callbacks.hold._target_=tests.test_slurm.HoldUntilSignalled"]
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # the first job waits for the signal after its first interval checkpoint (generator step 10); the requeued one not
+        first = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**env, "HOLD_FROM": "11"}, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 180
         while not list(logs.glob("train/runs/*/checkpoints/gstep_*.ckpt")) and time.time() < deadline and first.poll() is None:
             time.sleep(0.1)

@@ -12,7 +12,7 @@ def test_writes_run_in_order_on_another_thread_and_follow_ups_on_the_collector()
 
     def write(n):
         if n == 0:
-            release.wait(5)  # the first write blocks: nothing after it may be collected before it
+            release.wait(60)  # the first write blocks: nothing after it may be collected before it
         written.append((n, threading.current_thread().name))
         return n * 10
 
