@@ -32,13 +32,14 @@ from gan.augment import Augment
 from gan.batching import AUTO, count_iteration, resolve_iterations_per_batch
 from gan.ema import GeneratorEMA
 from gan.losses.adversarial import (AdversarialLoss, check_loss_class, check_loss_takes_targets, check_terms,
-                                    discriminator_method, generator_method, qualified_name)
+                                    discriminator_method, generator_method)
 from gan.losses.penalties import Penalty, check_penalty_class, clip_weights, penalty_without_gradient
 from gan.losses.tricks import InstanceNoise, LabelTargets, auxiliary_classification_loss, feature_matching_loss
 from gan.nets.base import (Discriminator, DiscriminatorOutput, Generator, RowsOf, check_discriminator_class,
                            check_discriminator_output, check_generated, check_generator_class, eval_mode)
 from gan.schedules import Setting
 from gan.utils.errors import ConfigError
+from gan.utils.targets import class_path
 
 log = logging.getLogger("gan")
 
@@ -235,7 +236,7 @@ class GANModule(pl.LightningModule):
                          "class of one's own subclasses gan.nets.Discriminator")
         if not isinstance(loss, AdversarialLoss):
             # led by its key (``loss._target_``): a message starting with a bare ``loss`` was led by "model: " (an audit)
-            raise ConfigError(f"loss._target_={qualified_name(loss)} is no gan.losses.AdversarialLoss: a loss of one's own "
+            raise ConfigError(f"loss._target_={class_path(loss)} is no gan.losses.AdversarialLoss: a loss of one's own "
                               f"must subclass it (and define _d and _g), or choose one with loss=<name>, e.g. loss=hinge; "
                               f"got {type(loss).__name__} {loss!r:.80}")
         check_loss_class(loss)
@@ -620,7 +621,7 @@ class GANModule(pl.LightningModule):
         targets = self.label_targets(real.size(0), real.device) if self.label_targets.active else {}
         terms = self.loss.discriminator_loss(real_out.logits, fake_out.logits, **targets)
         if check:
-            check_terms(terms, f"loss._target_={qualified_name(self.loss)}", discriminator_method(self.loss, bool(targets)),
+            check_terms(terms, f"loss._target_={class_path(self.loss)}", discriminator_method(self.loss, bool(targets)),
                         needs_gradient=True)
         total = terms["loss"]
         if real_out.class_logits is not None:
@@ -671,7 +672,7 @@ class GANModule(pl.LightningModule):
         """What a penalty returned the first time it was applied in this process (see ``check_terms``); a loss that is
         not 0 but has no gradient is said once: the penalty then does nothing (a lazy penalty's skipped steps are never
         called, so a detached 0 is no alarm)."""
-        who = f"model.penalties.{name}._target_={qualified_name(penalty)}"
+        who = f"model.penalties.{name}._target_={class_path(penalty)}"
         check_terms(terms, who, "forward(critic, real, fake, real_logits, fake_logits)")
         if penalty_without_gradient(terms["loss"]):
             log.warning("%s: its 'loss' (%.4g) has no gradient (detached, read with .item() or computed under no_grad), so "
@@ -714,7 +715,7 @@ class GANModule(pl.LightningModule):
             compared_with = {"real_logits": real_out.logits} if self.loss.generator_needs_real else {}
             terms = self.loss.generator_loss(fake_out.logits, **compared_with)
             if self._check_next_generator_step:
-                check_terms(terms, f"loss._target_={qualified_name(self.loss)}", generator_method(self.loss),
+                check_terms(terms, f"loss._target_={class_path(self.loss)}", generator_method(self.loss),
                             needs_gradient=self.adversarial_generator_loss)
                 self._check_next_generator_step = False
             if not self.adversarial_generator_loss:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gan.utils.errors import ConfigError
+from gan.utils.targets import class_path
 
 
 def minimax_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, real_targets: Tensor | float = 1.0,
@@ -82,13 +83,6 @@ def relativistic_generator_loss(fake_logits: Tensor, real_logits: Tensor) -> Ten
     return F.softplus(real_logits - fake_logits).mean()
 
 
-def qualified_name(obj: object) -> str:
-    """The dotted path of ``obj``'s class (or of ``obj``, a class), as a ``_target_`` names it
-    (``mygan.losses.SoftHinge``)."""
-    cls = obj if isinstance(obj, type) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def methods_beyond(cls: type, base: type) -> list[str]:
     """The methods ``cls`` and its classes up to ``base`` define that ``base`` lacks (dunders left out): what a class of
     one's own named its methods, told when the ones the framework calls are missing (``d_loss`` for ``_d``)."""
@@ -110,7 +104,7 @@ def check_loss_class(loss: "AdversarialLoss", key: str = "loss") -> None:
     if not missing:
         return
     found = methods_beyond(cls, AdversarialLoss)
-    raise ConfigError(f"{key}._target_={qualified_name(cls)} defines neither {' and neither '.join(missing)}"
+    raise ConfigError(f"{key}._target_={class_path(cls)} defines neither {' and neither '.join(missing)}"
                       f"{' (it defines ' + ', '.join(found) + ')' if found else ''}: a loss of one's own subclasses "
                       "gan.losses.AdversarialLoss and defines _d(real_logits, fake_logits) and _g(fake_logits), each "
                       "returning a scalar tensor (or overrides discriminator_loss / generator_loss, returning a dict of "
@@ -124,7 +118,7 @@ def check_loss_takes_targets(loss: "AdversarialLoss", options: str, key: str = "
     cls = type(loss)
     if getattr(loss, "has_targets", False) and not _overrides(cls, "_d_targets", "discriminator_loss"):
         raise ConfigError(f"{options} gives the discriminator loss per-sample targets, but {key}._target_="
-                          f"{qualified_name(cls)} (has_targets = True) defines no _d_targets(real_logits, fake_logits, "
+                          f"{class_path(cls)} (has_targets = True) defines no _d_targets(real_logits, fake_logits, "
                           "real_targets, fake_targets) to take them: define it (targets in [0, 1], 1 = real), or leave "
                           "has_targets False (then label tricks are refused)")
 

@@ -22,8 +22,9 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from gan.losses.adversarial import methods_beyond, qualified_name
+from gan.losses.adversarial import methods_beyond
 from gan.utils.errors import ConfigError
+from gan.utils.targets import class_path
 
 Critic = Callable[[Tensor], Tensor]
 
@@ -112,7 +113,7 @@ def check_penalty_class(penalty: Penalty, key: str) -> None:
     """A penalty of one's own (``+model.penalties.mine._target_=mygan.MyPenalty``, ``key`` its config key) that the
     module could not call: its ``__init__`` skipped ``super().__init__()`` (an AttributeError about ``_modules`` from deep
     inside torch, an audit), or it defines no ``forward`` (a bare NotImplementedError at the first step). Static."""
-    name = f"{key}._target_={qualified_name(penalty)}"
+    name = f"{key}._target_={class_path(penalty)}"
     if "_modules" not in vars(penalty):
         raise ConfigError(f"{name}: its __init__ does not call super().__init__(); a penalty is a torch nn.Module, whose "
                           "__init__ must call super().__init__() before it sets any attribute")

@@ -15,6 +15,7 @@ from torch.nn.utils.parametrizations import _SpectralNorm
 
 from gan.nets.layers import MinibatchDiscrimination, MinibatchStdDev, append_features, minibatch_layer, one_hot
 from gan.utils.errors import ConfigError
+from gan.utils.targets import class_path
 
 GENERATOR_CONDITIONING = ("embedding", "batchnorm")
 #: layers whose output for one sample depends on the other samples of the batch
@@ -317,11 +318,6 @@ class Discriminator(nn.Module):
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.evaluate(x, labels).logits
-
-
-def class_path(obj: object) -> str:
-    """The dotted path of ``obj``'s class, as a ``_target_`` names it (``mygan.nets.MyGenerator``)."""
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _defines(obj: object, base: type, method: str) -> bool:

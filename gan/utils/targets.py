@@ -58,6 +58,12 @@ def why_not_importable(target: str, names_a_module: bool = False) -> str | None:
     return None
 
 
+def class_path(obj: object) -> str:
+    """The dotted path of ``obj``'s class (or of ``obj``, a class), as a ``_target_`` names it (``mygan.losses.SoftHinge``)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def raised_while_importing(name: str, error: BaseException) -> str:
     """``importing <name> raised <type>: <message> (<file>, line <n>)``: the innermost frame, which is where to look."""
     where = ""
