@@ -145,6 +145,35 @@ def test_a_type_error_raised_inside_a_constructor_keeps_its_traceback(package):
         build(node.callbacks.other)
 
 
+def test_a_module_that_sets_a_layer_before_its_base_init_is_one_line(package):
+    """torch's refusal of an ``nn.Module`` attribute before ``super().__init__()``, in the target's own ``__init__``;
+    the same bug in a module the target builds keeps its traceback (the message would blame the wrong class)."""
+    from hydra.errors import InstantiationException
+
+    module = package("early", """
+        import torch
+
+        class Early(torch.nn.Module):
+            def __init__(self, width: int = 2):
+                self.layer = torch.nn.Linear(width, 1)
+                super().__init__()
+
+        class BuildsEarly(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = Early()
+        """)
+    node = OmegaConf.create({"model": {"generator": {"_target_": f"{module}.Early"},
+                                       "discriminator": {"_target_": f"{module}.BuildsEarly"}}})
+    with pytest.raises(ConfigError, match=rf"^model.generator._target_={module}.Early: its __init__ sets a layer or "
+                                          r"parameter before it calls super\(\).__init__\(\); expected "
+                                          r"super\(\).__init__\(...\) first, as every torch nn.Module's __init__ "
+                                          r"\(torch: cannot assign module before Module.__init__\(\) call\)$"):
+        build(node.model.generator)
+    with pytest.raises(InstantiationException, match="cannot assign module before Module.__init__"):
+        build(node.model.discriminator)
+
+
 MEAN_X = """
     from gan.metrics import Metric, register_metric
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 import warnings
+from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -26,7 +28,8 @@ def build(node, **kwargs):
         cause = innermost_cause(error)
         if isinstance(cause, (ValueError, FileNotFoundError, RuntimeError)):
             raise with_config_key(cause, failing_key(error)) from None
-        refusal = unlocatable_target(error) or missing_arguments(cause, node, failing_key(error))
+        refusal = (unlocatable_target(error) or missing_arguments(cause, node, failing_key(error))
+                   or module_set_up_before_its_base(cause, node, failing_key(error)))
         if refusal is not None:
             raise refusal from None
         raise
@@ -51,6 +54,27 @@ def unlocatable_target(error: InstantiationException) -> ConfigError | None:
         reason += f" (a module of one's own must be {IMPORTABLE_FROM})"
     key = failing_key(error)
     return ConfigError(f"{key + '._target_' if key else '_target_'}={target}: it does not import: {reason}")
+
+
+def module_set_up_before_its_base(cause: BaseException, node: DictConfig, key: str | None) -> ConfigError | None:
+    """A network (or other ``nn.Module``) of one's own whose ``__init__`` assigns a layer or parameter before calling
+    ``super().__init__()``: torch's ``cannot assign module before Module.__init__() call`` behind Hydra's wrapper (an
+    audit). Only when the assignment is in the ``__init__`` of the class at ``key`` itself: a module it builds that has
+    the same bug keeps its traceback, which names that module."""
+    if not (isinstance(cause, AttributeError) and "before Module.__init__() call" in str(cause)) or key is None:
+        return None
+    failed = OmegaConf.select(node._get_root(), key)
+    target = str(failed.get("_target_", "")) if isinstance(failed, DictConfig) else ""
+    import torch
+
+    torch_dir = str(Path(torch.__file__).parent)
+    own = [frame for frame, _ in traceback.walk_tb(cause.__traceback__) if not frame.f_code.co_filename.startswith(torch_dir)]
+    last = own[-1] if own else None  # the frame that assigned: the one before torch's Module.__setattr__
+    if last is None or last.f_code.co_name != "__init__" or type(last.f_locals.get("self")).__name__ != target.rsplit(".", 1)[-1]:
+        return None
+    return ConfigError(f"{key}._target_={target}: its __init__ sets a layer or parameter before it calls "
+                       f"super().__init__(); expected super().__init__(...) first, as every torch nn.Module's __init__ "
+                       f"(torch: {one_line(cause)})")
 
 
 #: Python's refusal of a call without a required argument: ``MyGenerator.__init__() missing 1 required positional
