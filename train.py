@@ -19,6 +19,7 @@ from gan.callbacks.gan_health import stop_event
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.data import check_data_module_class
+from gan.module import GAN_CALLBACK_HOOKS
 from gan.job import Job, check_checkpoints_are_this_runs, checkpoint_dir, checkpoint_to_resume
 from gan.schedules import parts_beyond_the_run
 from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
@@ -96,7 +97,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     if OmegaConf.select(cfg, "callbacks.metrics") is not None:  # before the callback loads its feature networks
         check_metrics_fit(cfg.metrics, datamodule, getattr(module.sampling_generator, "num_classes", None))
     # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint
-    callbacks = instantiate_group(cfg.get("callbacks"), kind=pl.Callback) + [ResumeState(), *callbacks]
+    callbacks = instantiate_group(cfg.get("callbacks"), kind=pl.Callback, hooks=GAN_CALLBACK_HOOKS) + [ResumeState(), *callbacks]
     loggers = instantiate_group(cfg.get("logger"), kind=Logger)
     prepare_loggers(loggers)
     if resumed_at is not None:

@@ -42,6 +42,9 @@ from gan.utils.errors import ConfigError
 from gan.utils.targets import class_path
 
 log = logging.getLogger("gan")
+#: the hooks this module calls on callbacks beyond Lightning's: after every GAN iteration (a training batch may hold
+#: several), as ``callback.on_gan_iteration_end(trainer, module)``
+GAN_CALLBACK_HOOKS = ("on_gan_iteration_end",)
 
 
 def warn_if_the_critic_is_unconstrained(loss: AdversarialLoss, discriminator: nn.Module, penalties: Mapping,
@@ -740,7 +743,7 @@ class GANModule(pl.LightningModule):
         return cached if cached is not None else list(self.discriminator.parameters())
 
     def on_train_start(self) -> None:
-        self._iteration_observers = [c for c in self.trainer.callbacks if callable(getattr(c, "on_gan_iteration_end", None))]
+        self._iteration_observers = [c for c in self.trainer.callbacks if callable(getattr(c, GAN_CALLBACK_HOOKS[0], None))]
         self._discriminator_parameters = list(self.discriminator.parameters())
         self._frozen_discriminator = frozen(self._discriminator_parameters)
         self._plain_backward = lightning_backward_is_plain(self.trainer, self)

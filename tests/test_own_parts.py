@@ -174,6 +174,55 @@ def test_a_module_that_sets_a_layer_before_its_base_init_is_one_line(package):
         build(node.model.discriminator)
 
 
+def test_a_callback_method_named_like_a_hook_that_nothing_calls_is_said(package, caplog):
+    """Lightning calls the hooks it knows: a misspelt one never ran, without a word."""
+    import lightning.pytorch as pl
+
+    from gan.module import GAN_CALLBACK_HOOKS
+    from gan.utils.instantiate import instantiate_group
+
+    module = package("hooks", """
+        import lightning.pytorch as pl
+
+        class Mine(pl.Callback):
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                pass
+
+            def on_gan_iteration_end(self, trainer, module):
+                pass
+
+            def on_train_batch_ends(self, trainer, module, outputs, batch, batch_idx):
+                pass
+
+            def on_gan_iteration(self, trainer, module):
+                pass
+
+            def on_my_own(self):
+                pass
+        """)
+    group = OmegaConf.create({"callbacks": {"mine": {"_target_": f"{module}.Mine"}}}).callbacks
+    with caplog.at_level("WARNING", logger="gan"):
+        (built,) = instantiate_group(group, kind=pl.Callback, hooks=GAN_CALLBACK_HOOKS)
+    assert type(built).__name__ == "Mine"
+    assert [record.getMessage() for record in caplog.records] == [
+        "callbacks.mine: Mine.on_gan_iteration is no hook, so nothing calls it; did you mean on_gan_iteration_end?",
+        "callbacks.mine: Mine.on_my_own is no hook, so nothing calls it (the hooks: lightning.pytorch.Callback's and "
+        "on_gan_iteration_end)",
+        "callbacks.mine: Mine.on_train_batch_ends is no hook, so nothing calls it; did you mean on_train_batch_end?"]
+
+
+def test_the_shipped_callbacks_define_no_method_named_like_a_hook_that_nothing_calls(make_cfg, caplog):
+    import lightning.pytorch as pl
+
+    from gan.module import GAN_CALLBACK_HOOKS
+    from gan.utils.instantiate import instantiate_group
+
+    cfg = make_cfg(tiny_overrides("dcgan", "digits"))
+    with caplog.at_level("WARNING", logger="gan"):
+        built = instantiate_group(cfg.callbacks, kind=pl.Callback, hooks=GAN_CALLBACK_HOOKS)
+    assert len(built) >= 5 and not [r for r in caplog.records if "is no hook" in r.getMessage()]
+
+
 MEAN_X = """
     from gan.metrics import Metric, register_metric
 

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from hydra.errors import InstantiationException
+from lightning.pytorch.utilities import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -313,9 +314,11 @@ def build_refusable(node: DictConfig, name: str, refusals: tuple[type[BaseExcept
         raise ConfigError(f"{name}: {one_line(refused)}") from error
 
 
-def instantiate_group(group: DictConfig | None, kind: type | None = None) -> list:
+def instantiate_group(group: DictConfig | None, kind: type | None = None, hooks: tuple[str, ...] = ()) -> list:
     """Every ``_target_`` node of a group (callbacks, loggers), in config order; null entries are skipped. ``kind``:
-    the class each must be an instance of (Lightning's ``Callback`` for the callbacks group)."""
+    the class each must be an instance of (Lightning's ``Callback`` for the callbacks group); ``hooks``: the hooks
+    beyond ``kind``'s own that something calls (the GAN module's ``on_gan_iteration_end``), so that a method named
+    like a hook that nothing calls is said."""
     if not group:
         return []
     if not isinstance(group, DictConfig):
@@ -331,7 +334,27 @@ def instantiate_group(group: DictConfig | None, kind: type | None = None) -> lis
             if kind is not None and not isinstance(built[-1], kind):  # Lightning failed on its first hook, a traceback
                 raise ConfigError(f"{key}._target_={node._target_}: {type(built[-1]).__name__} is not a "
                                   f"{public_name(kind)}; expected a subclass of it")
+            if kind is not None and rank_zero_only.rank == 0:  # once, not once per DDP process
+                for line in hooks_nothing_calls(built[-1], kind, hooks, key):
+                    log.warning(line)
     return built
+
+
+def hooks_nothing_calls(obj: object, kind: type, hooks: tuple[str, ...], key: str) -> list[str]:
+    """A line for each public method of ``obj`` named like a hook (``on_...``) that neither ``kind`` nor ``hooks`` has:
+    Lightning calls only the hooks it knows, so a misspelt one (``on_train_batch_ends``) never ran, without a word (an
+    audit of a callback of one's own)."""
+    import difflib
+
+    known = sorted({name for name in dir(kind) if name.startswith("on_")} | set(hooks))
+    lines = []
+    for name in sorted(n for n in dir(type(obj)) if n.startswith("on_") and callable(getattr(type(obj), n, None))):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            lines.append(f"{key}: {type(obj).__name__}.{name} is no hook, so nothing calls it"
+                         + (f"; did you mean {close[0]}?" if close else f" (the hooks: {public_name(kind)}'s and "
+                            f"{', '.join(hooks) or 'none other'})"))
+    return lines
 
 
 def public_name(kind: type) -> str:
