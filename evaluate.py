@@ -86,6 +86,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     check_data_module_class(data_cfg.get("_target_"))
     datamodule = build(data_cfg)
+    check_data_module_class(datamodule)  # what a factory function (a _target_ that is no class) returned
     if cfg.get("fake_path") and datamodule.kind != "image":  # before the folder is read
         raise ConfigError(f"fake_path={cfg.fake_path}: a folder is scored as image data, but data {datamodule.name} "
                           f"yields {datamodule.kind}; expected image data (e.g. data=digits)")

@@ -66,6 +66,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         continue_wandb_run(cfg, checkpoint)
     check_data_module_class(cfg.data.get("_target_"))  # before build's option check blames its options
     datamodule = build(cfg.data)
+    check_data_module_class(datamodule)  # what a factory function (a _target_ that is no class) returned
     # Local rank 0 prepares (downloads) and reads the data now, to fail before anything is built. The other
     # ranks of a node wait for it inside trainer.fit, where Lightning runs prepare_data on local rank 0 behind
     # a barrier and then sets up every rank: processes started together (torchrun, srun) must not race the

@@ -677,10 +677,12 @@ class GANModule(pl.LightningModule):
         called, so a detached 0 is no alarm)."""
         who = f"model.penalties.{name}._target_={class_path(penalty)}"
         check_terms(terms, who, "forward(critic, real, fake, real_logits, fake_logits)")
-        if penalty_without_gradient(terms["loss"]):
+        loss = terms["loss"]
+        if penalty_without_gradient(loss):
+            value = float(loss.detach().float().sum()) if isinstance(loss, Tensor) else float(loss)
             log.warning("%s: its 'loss' (%.4g) has no gradient (detached, read with .item() or computed under no_grad), so "
                         "adding it to D's loss changes nothing and the penalty has no effect; return a tensor computed from "
-                        "critic(x) or the logits it is given", who, float(terms["loss"].detach().float().sum()))
+                        "critic(x) or the logits it is given", who, value)
         self._unchecked_penalties.discard(name)
 
     def discriminate_real_and_fake(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[DiscriminatorOutput, DiscriminatorOutput]:

@@ -103,6 +103,7 @@ def cases(tmp):
                                                      "+callbacks.mine._target_=tests.own_parts.parts.EveryNCallback"], {}),
         "data_module_not_a_gan_data_module": ("train.py", ["data=toy2d_ring",
                                                            "data._target_=tests.test_own_parts_data.PlainSpiral"], {}),
+        "data_module_from_a_factory": ("train.py", ["data=toy2d_ring", "data._target_=tests.test_own_parts_data.make_plain_spiral"], {}),
         "full_error_asked_for": ("train.py", ["model.n_critic=0"], {"HYDRA_FULL_ERROR": "1"}),
         "full_error_asked_for_composing": ("train.py", ["model=wgn"], {"HYDRA_FULL_ERROR": "1"}),
         "bug": ("train.py", [*tiny_overrides("gan", "toy2d_ring", steps=2), "+callbacks.boom._target_=tests.test_errors.Boom"], {}),
@@ -215,6 +216,8 @@ def results(tmp_path_factory):
     ("data_module_not_a_gan_data_module", r"data._target_=tests.test_own_parts_data.PlainSpiral: PlainSpiral is a "
                                           r"LightningDataModule but not a gan.data.GANDataModule; expected a data module of "
                                           r"one's own to subclass gan.data.GANDataModule \(.*\)"),
+    ("data_module_from_a_factory", r"data._target_=tests.test_own_parts_data.PlainSpiral: PlainSpiral is a "
+                                   r"LightningDataModule but not a gan.data.GANDataModule"),
 ])
 def test_user_error_is_one_line_and_exit_status_2(results, name, message):
     import re

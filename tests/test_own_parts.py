@@ -137,12 +137,37 @@ def test_a_type_error_raised_inside_a_constructor_keeps_its_traceback(package):
         class AlsoBuggy:
             def __init__(self):
                 Helper()
+
+        class BuildsATypo:
+            def __init__(self):
+                from hydra.utils import instantiate
+                instantiate({"_target_": "torch.nn.Sofplus"})  # a target of its own code, misspelt
         """)
-    node = OmegaConf.create({"callbacks": {"mine": {"_target_": f"{module}.Buggy"}, "other": {"_target_": f"{module}.AlsoBuggy"}}})
+    package("bases", """
+        class Base:
+            def __init__(self, sample_shape):
+                pass
+        """)
+    # named as its base class, whose __init__ it calls without the option the config sets (a review)
+    same = package("same_name", f"""
+        from {package.name} import bases
+
+        class Base(bases.Base):
+            def __init__(self, sample_shape):
+                bases.Base.__init__(self)
+        """)
+    node = OmegaConf.create({"callbacks": {"mine": {"_target_": f"{module}.Buggy"}, "other": {"_target_": f"{module}.AlsoBuggy"},
+                                           "same": {"_target_": f"{same}.Base", "sample_shape": [2]},
+                                           "typo": {"_target_": f"{module}.BuildsATypo"}}})
     with pytest.raises(InstantiationException, match="helper\\(\\) missing 1 required positional argument: 'y'"):
         build(node.callbacks.mine)
     with pytest.raises(InstantiationException, match="Helper.__init__\\(\\) missing 1 required positional argument: 'x'"):
         build(node.callbacks.other)
+    with pytest.raises(InstantiationException, match="Base.__init__\\(\\) missing 1 required positional argument: "
+                                                     "'sample_shape'"):
+        build(node.callbacks.same)
+    with pytest.raises(InstantiationException, match="Error locating target 'torch.nn.Sofplus'"):  # not said as the node's
+        build(node.callbacks.typo)
 
 
 def test_a_module_that_sets_a_layer_before_its_base_init_is_one_line(package):

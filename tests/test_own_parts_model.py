@@ -120,13 +120,14 @@ class NoSuperInit(Penalty):
 
 
 class DetachedPenalty(Penalty):
-    def __init__(self, value: float | None = None):
+    def __init__(self, value: float | None = None, as_number: bool = False):
         super().__init__()
         self.value = value  # None: the real penalty, detached; a number: that constant
+        self.as_number = as_number  # the constant as a Python float (a warm-up's 0.0), not a tensor
 
     def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
         if self.value is not None:
-            return {"loss": torch.tensor(self.value)}
+            return {"loss": self.value if self.as_number else torch.tensor(self.value)}
         return {"loss": real_logits.pow(2).mean().detach()}
 
 
@@ -308,7 +309,10 @@ def test_a_penalty_that_skips_super_init_is_refused_in_one_line_from_the_config(
 
 
 def test_a_detached_penalty_is_warned_of_once_and_a_detached_zero_is_not(caplog):
-    module = make_module(penalties={"mine": DetachedPenalty(), "skipping": DetachedPenalty(0.0)})
+    """A warm-up penalty may return 0 (a tensor or a Python number, which trained before these checks) on steps it
+    skips; a number that is not 0 has no gradient either."""
+    module = make_module(penalties={"mine": DetachedPenalty(), "skipping": DetachedPenalty(0.0),
+                                    "warm_up": DetachedPenalty(0.0, as_number=True)})
     _, opt_d = optimizers(module)
     with caplog.at_level(logging.WARNING, logger="gan"):
         for _ in range(3):
@@ -317,6 +321,14 @@ def test_a_detached_penalty_is_warned_of_once_and_a_detached_zero_is_not(caplog)
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith(f"model.penalties.mine._target_={HERE}.DetachedPenalty: its 'loss' (")
     assert "has no gradient" in warnings[0] and "the penalty has no effect" in warnings[0]
+    caplog.clear()
+    module = make_module(penalties={"number": DetachedPenalty(0.5, as_number=True)})
+    with caplog.at_level(logging.WARNING, logger="gan"):
+        module.discriminator_step(torch.randn(8, *POINTS), optimizers(module)[1])
+    assert [r.getMessage() for r in caplog.records if "no gradient" in r.getMessage()] == [
+        f"model.penalties.number._target_={HERE}.DetachedPenalty: its 'loss' (0.5) has no gradient (detached, read with "
+        ".item() or computed under no_grad), so adding it to D's loss changes nothing and the penalty has no effect; "
+        "return a tensor computed from critic(x) or the logits it is given"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="gan"):  # the built-in penalties: no word
         module = make_module(penalties={"r1": R1Penalty()})

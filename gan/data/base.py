@@ -7,9 +7,11 @@ unlabelled data, and ``real_samples(n)`` gives real data for plots and metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import random
 from typing import Sequence
 
 import lightning.pytorch as pl
@@ -165,6 +167,21 @@ def spread_indices(size: int, count: int) -> list[int]:
     return sorted({round(i * (size - 1) / max(count - 1, 1)) for i in range(count)})
 
 
+@contextlib.contextmanager
+def random_states_kept():
+    """torch's (CPU and every CUDA device's), NumPy's and Python's random states as they were, whatever the block
+    draws: a check that reads samples must not change the numbers a run draws after it (a review: a data set whose
+    __getitem__ adds noise shifted the networks' initial weights)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 def checks_the_training_set(setup):
     """``setup`` followed, once it has returned for stage "fit" (or None), by :meth:`GANDataModule.check_training_set`:
     every data module's ``train_set`` is checked where it is made, whoever wrote the module (an audit's module of its
@@ -226,8 +243,10 @@ class GANDataModule(pl.LightningDataModule):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "setup" in cls.__dict__:  # a module's own setup: its training set is checked once it returns
-            cls.setup = checks_the_training_set(cls.__dict__["setup"])
+        # a module's own setup, or one a mixin before this class brings (a review): its training set is checked once
+        # it returns
+        if not getattr(cls.setup, "checks_the_training_set", False):
+            cls.setup = checks_the_training_set(cls.setup)
 
     def setup(self, stage: str | None = None) -> None:
         """Nothing to read: a module of one's own sets ``self.train_set`` here (or in ``__init__``), a Dataset of
@@ -432,8 +451,10 @@ class GANDataModule(pl.LightningDataModule):
         # check theirs (each read decodes a file, and one that cannot be decoded is named when it is drawn)
         in_memory = isinstance(dataset, (GathersBatches, TensorDataset))
         indices = spread_indices(size, SAMPLES_CHECKED) if in_memory else [0]
-        for index in indices:
-            sample = self._checked_sample(dataset[index], index)
+        with random_states_kept():  # a __getitem__ that draws (noise, flips) must not shift the run's random numbers
+            items = [(index, dataset[index]) for index in indices]
+        for index, item in items:
+            sample = self._checked_sample(item, index)
             finite = torch.isfinite(sample)
             if not bool(finite.all()):
                 bad = sample[~finite].flatten()[0].item()

@@ -137,7 +137,7 @@ def check_terms(terms: object, who: str, method: str, needs_gradient: bool = Fal
     if "loss" not in terms:
         raise ConfigError(f"{who}: {method} returned a dict without 'loss' (keys {sorted(map(str, terms))}); {expected}")
     for name, value in terms.items():
-        if name == "loss" and not isinstance(value, Tensor):
+        if name == "loss" and needs_gradient and not isinstance(value, Tensor):
             raise ConfigError(f"{who}: {method} returned 'loss' as a {type(value).__name__}; expected a scalar tensor "
                               "computed from D's logits (so it has a gradient)")
         if name == "loss" and needs_gradient and not value.requires_grad:

@@ -125,11 +125,13 @@ def check_penalty_class(penalty: Penalty, key: str) -> None:
                           "scalar tensor, under 'loss'")
 
 
-def penalty_without_gradient(loss: Tensor) -> bool:
+def penalty_without_gradient(loss: Tensor | float) -> bool:
     """Whether a penalty's ``loss`` has no gradient while it is not 0: a value detached (``.detach()``, ``.item()``,
     computed under no_grad) that adding to D's loss changes nothing, so the penalty silently does nothing. A detached
     0 is no alarm: a penalty of one's own may return it on the steps it skips. Reads the value (a device sync), so the
     module asks once per penalty."""
+    if not isinstance(loss, Tensor):  # a number: 0 on a step it skips (a warm-up), else a value without a gradient
+        return float(loss) != 0
     return not loss.requires_grad and bool(loss.detach().float().ne(0).any())
 
 

@@ -29,31 +29,39 @@ def build(node, **kwargs):
         cause = innermost_cause(error)
         if isinstance(cause, (ValueError, FileNotFoundError, RuntimeError)):
             raise with_config_key(cause, failing_key(error)) from None
-        refusal = (unlocatable_target(error) or missing_arguments(cause, node, failing_key(error))
-                   or module_set_up_before_its_base(cause, node, failing_key(error)))
+        key = failing_key(error)
+        refusal = (unlocatable_target(error, node, key) or missing_arguments(cause, node, key)
+                   or module_set_up_before_its_base(cause, node, key))
         if refusal is not None:
-            raise refusal from None
+            raise refusal from error  # one line at the entry points; the whole chain with HYDRA_FULL_ERROR=1
         raise
+
+
+def target_at(node: DictConfig, key: str | None) -> str:
+    """The ``_target_`` of the config node at ``key`` (a full key, as Hydra names the node that failed) in ``node``'s
+    config; ``node``'s own when there is no key; '' when there is none."""
+    failed = OmegaConf.select(node._get_root(), key) if key else node
+    return str(failed.get("_target_", "")) if isinstance(failed, DictConfig) else ""
 
 
 #: Hydra's message for a ``_target_`` it cannot import, whatever the cause
 UNLOCATABLE = re.compile(r"Error locating target '([^']+)'")
 
 
-def unlocatable_target(error: InstantiationException) -> ConfigError | None:
+def unlocatable_target(error: InstantiationException, node: DictConfig, key: str | None) -> ConfigError | None:
     """``loss._target_=mypkg.losses.SoftHnge: it does not import: mypkg.losses has no SoftHnge; did you mean
     SoftHinge?``: Hydra's message read the same for a typo, a module not on the path and a module that raises while it
-    is imported (an audit: the cause was shown only with HYDRA_FULL_ERROR=1, exit status 1)."""
+    is imported (an audit: the cause was shown only with HYDRA_FULL_ERROR=1, exit status 1). Only for the target of the
+    node at ``key`` itself: a target a constructor instantiates on its own is its code's bug, and keeps its traceback."""
     from gan.utils.targets import IMPORTABLE_FROM, why_not_importable
 
     found = UNLOCATABLE.search(str(error))
-    if found is None:
+    if found is None or found.group(1) != target_at(node, key):
         return None
     target = found.group(1)
     reason = why_not_importable(target) or "Hydra could not locate it"
     if reason.startswith("there is no module"):
         reason += f" (a module of one's own must be {IMPORTABLE_FROM})"
-    key = failing_key(error)
     return ConfigError(f"{key + '._target_' if key else '_target_'}={target}: it does not import: {reason}")
 
 
@@ -64,8 +72,7 @@ def module_set_up_before_its_base(cause: BaseException, node: DictConfig, key: s
     the same bug keeps its traceback, which names that module."""
     if not (isinstance(cause, AttributeError) and "before Module.__init__() call" in str(cause)) or key is None:
         return None
-    failed = OmegaConf.select(node._get_root(), key)
-    target = str(failed.get("_target_", "")) if isinstance(failed, DictConfig) else ""
+    target = target_at(node, key)
     import torch
 
     torch_dir = str(Path(torch.__file__).parent)
@@ -88,12 +95,11 @@ def missing_arguments(cause: BaseException, node: DictConfig, key: str | None) -
     options to set. Only Python's refusal of the call of the class at ``key`` (a node of ``node``'s config), not a
     call inside its constructor that lacks an argument (a bug, which keeps its traceback)."""
     found = MISSING_ARGUMENTS.match(str(cause)) if isinstance(cause, TypeError) else None
-    if found is None or key is None:
-        return None
-    failed = OmegaConf.select(node._get_root(), key)
-    if not isinstance(failed, DictConfig) or str(failed.get("_target_", "")).rsplit(".", 1)[-1] != found.group(1):
+    if found is None or key is None or target_at(node, key).rsplit(".", 1)[-1] != found.group(1):
         return None
     names = re.findall(r"'(\w+)'", found.group(2))
+    if any(name in OmegaConf.select(node._get_root(), key) for name in names):  # set: not the target's own call (a
+        return None  # base class of the same name called without it, a bug)
     return ConfigError(f"{key}: {found.group(1)} needs the option{'s' if len(names) > 1 else ''} "
                        f"{', '.join(names)}; expected {' '.join(f'{key}.{name}=<value>' for name in names)}")
 
