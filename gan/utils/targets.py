@@ -23,8 +23,8 @@ IMPORTABLE_FROM = "next to train.py, installed, or in a folder on PYTHONPATH"
 def why_not_importable(target: str, names_a_module: bool = False) -> str | None:
     """Why ``target`` (``mypkg.losses.SoftHinge``) does not import, in a few words; None when it does.
 
-    The longest prefix that is a module is imported, and the rest looked up as attributes, as Hydra's locate does: a
-    module that is missing (``no module named mypkg``), one that raises while it is imported (``importing
+    The modules of the path are imported from the top down and the rest looked up as attributes, as Hydra's locate
+    does: a module that is missing (``there is no module mypkg here``), one that raises while it is imported (``importing
     mypkg.losses raised ZeroDivisionError: division by zero (mypkg/losses.py, line 3)``) and a name a module does not
     define (``mypkg.losses has no SoftHnge; did you mean SoftHinge?``) are told apart. ``names_a_module``: ``target`` is a
     module, not a class in one."""
