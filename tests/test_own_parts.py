@@ -236,6 +236,18 @@ def test_a_callback_method_named_like_a_hook_that_nothing_calls_is_said(package,
         "callbacks.mine: Mine.on_train_batch_ends is no hook, so nothing calls it; did you mean on_train_batch_end?"]
 
 
+def test_a_logger_of_ones_own_must_be_a_lightning_logger():
+    from lightning.pytorch.loggers import Logger
+
+    from gan.utils.instantiate import instantiate_group
+
+    group = OmegaConf.create({"logger": {"mine": {"_target_": "tests.own_parts.parts.NotACallback"}}}).logger
+    with pytest.raises(ConfigError, match=r"^logger.mine._target_=tests.own_parts.parts.NotACallback: NotACallback is not "
+                                          r"a lightning.pytorch.loggers.Logger; expected a subclass of it$"):
+        instantiate_group(group, kind=Logger)
+    assert len(instantiate_group(group)) == 1  # no kind: anything is taken
+
+
 def test_the_shipped_callbacks_define_no_method_named_like_a_hook_that_nothing_calls(make_cfg, caplog):
     import lightning.pytorch as pl
 

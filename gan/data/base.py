@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 from gan.data.sampler import ResumableSampler
 from gan.utils.device import human_size, physical_memory_bytes
 from gan.utils.errors import ConfigError, DataError
+from gan.utils.targets import class_path
 
 log = logging.getLogger("gan")
 
@@ -161,6 +162,12 @@ SAMPLES_CHECKED = 8
 RANGE_TOLERANCE = 0.05
 
 
+def reaches(bounds: tuple[float, float], low: float, high: float) -> bool:
+    """Whether an output bounded to ``bounds`` reaches every value in [low, high], within :data:`RANGE_TOLERANCE`."""
+    slack = RANGE_TOLERANCE * (bounds[1] - bounds[0])
+    return bounds[0] - slack <= low and high <= bounds[1] + slack
+
+
 def spread_indices(size: int, count: int) -> list[int]:
     """``count`` indices (at most ``size``) spread evenly from the first to the last of a set of ``size``."""
     count = min(size, count)
@@ -230,9 +237,8 @@ def check_data_module_class(target: object, key: str = "data._target_") -> None:
         klass = type(klass)
     if issubclass(klass, GANDataModule):
         return
-    path = f"{klass.__module__}.{klass.__qualname__}"
     what = "a LightningDataModule but not" if issubclass(klass, pl.LightningDataModule) else "not"
-    raise ConfigError(f"{key}={path}: {klass.__name__} is {what} a gan.data.GANDataModule; expected a data module of "
+    raise ConfigError(f"{key}={class_path(klass)}: {klass.__name__} is {what} a gan.data.GANDataModule; expected a data module of "
                       "one's own to subclass gan.data.GANDataModule (it takes sample_shape and generator_output, which "
                       "the model configs read, sets self.train_set in setup, and has the checks training runs)")
 
@@ -244,9 +250,8 @@ class GANDataModule(pl.LightningDataModule):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # a module's own setup, or one a mixin before this class brings (a review): its training set is checked once
-        # it returns
-        if not getattr(cls.setup, "checks_the_training_set", False):
-            cls.setup = checks_the_training_set(cls.setup)
+        # it returns (a setup already wrapped, inherited, is left as it is)
+        cls.setup = checks_the_training_set(cls.setup)
 
     def setup(self, stage: str | None = None) -> None:
         """Nothing to read: a module of one's own sets ``self.train_set`` here (or in ``__init__``), a Dataset of
@@ -492,24 +497,20 @@ class GANDataModule(pl.LightningDataModule):
         bright image read from a folder looks the same.)"""
         output = self.generator_output
         reach = OUTPUT_RANGES.get(output) if isinstance(output, str) else None
-        if reach is None:  # identity (any value), or an activation the networks name as unknown when built
-            return
+        if reach is None or reaches(reach, low, high):  # identity reaches any value (an activation the networks do
+            return  # not know is named when they are built)
         least, most = reach
         seen = f"[{low:.4g}, {high:.4g}] ({count} training samples read)"
-        slack = RANGE_TOLERANCE * (most - least)
-        if low < least - slack or high > most + slack:
-            how = {"tanh": " (uint8 images: x / 127.5 - 1; torchvision: ToTensor() then Normalize(0.5, 0.5))",
-                   "sigmoid": " (uint8 images: x / 255)"}[output] if self.kind == "image" else ""
-            # the bounded output that reaches these values, when one does (a shipped data set under
-            # data.generator_output=sigmoid needs its own tanh back, not to be scaled)
-            fits = [name for name, bounds in OUTPUT_RANGES.items() if bounds is not None
-                    and bounds[0] - RANGE_TOLERANCE * (bounds[1] - bounds[0]) <= low
-                    and high <= bounds[1] + RANGE_TOLERANCE * (bounds[1] - bounds[0])]
-            instead = (f"data.generator_output={fits[0]}, whose output reaches them, or samples scaled to "
-                       f"[{least:g}, {most:g}]{how}" if fits else
-                       f"samples scaled to [{least:g}, {most:g}]{how}, or data.generator_output=identity for unbounded values")
-            raise DataError(f"data {self.name} yields values in {seen}, outside the [{least:g}, {most:g}] its "
-                            f"generator's output reaches (data.generator_output={output}); expected {instead}")
+        how = {"tanh": " (uint8 images: x / 127.5 - 1; torchvision: ToTensor() then Normalize(0.5, 0.5))",
+               "sigmoid": " (uint8 images: x / 255)"}[output] if self.kind == "image" else ""
+        # the bounded output that reaches these values, when one does (a shipped data set under
+        # data.generator_output=sigmoid needs its own tanh back, not to be scaled)
+        fits = [name for name, bounds in OUTPUT_RANGES.items() if bounds is not None and reaches(bounds, low, high)]
+        instead = (f"data.generator_output={fits[0]}, whose output reaches them, or samples scaled to "
+                   f"[{least:g}, {most:g}]{how}" if fits else
+                   f"samples scaled to [{least:g}, {most:g}]{how}, or data.generator_output=identity for unbounded values")
+        raise DataError(f"data {self.name} yields values in {seen}, outside the [{least:g}, {most:g}] its "
+                        f"generator's output reaches (data.generator_output={output}); expected {instead}")
 
     @staticmethod
     def require_classes(declared: int | None, actual: int | None, name: str) -> int | None:

@@ -31,6 +31,7 @@ from gan.utils.config import MAX_METRIC_SAMPLES
 from gan.utils.distributed import rank_and_world_size
 from gan.utils.errors import ConfigError, DataError
 from gan.utils.option_types import check_options
+from gan.utils.targets import class_path
 
 log = logging.getLogger("gan")
 
@@ -555,9 +556,9 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
     if problem is not None:
         raise ConfigError(f"register_metric({getattr(cls, '__name__', cls)!r}): {problem}")
     taken = METRICS.get(cls.name)
-    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+    if taken is not None and class_path(taken) != class_path(cls):
         raise ConfigError(f"register_metric({cls.__name__}): the metric name {cls.name!r} is taken by "
-                          f"{taken.__module__}.{taken.__qualname__}; expected a name of its own")
+                          f"{class_path(taken)}; expected a name of its own")
     METRICS[cls.name] = cls
     _CHECKED_CLASSES.add(cls)
     return cls

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan.utils.errors import ConfigError, UserError, one_line
 from gan.utils.option_types import check_option_types
+from gan.utils.targets import class_path
 
 log = logging.getLogger("gan")
 
@@ -37,11 +38,16 @@ def build(node, **kwargs):
         raise
 
 
-def target_at(node: DictConfig, key: str | None) -> str:
-    """The ``_target_`` of the config node at ``key`` (a full key, as Hydra names the node that failed) in ``node``'s
-    config; ``node``'s own when there is no key; '' when there is none."""
+def node_at(node: DictConfig, key: str | None) -> DictConfig:
+    """The config node at ``key`` (a full key, as Hydra names the node that failed) in ``node``'s config; ``node``
+    itself when there is no key; an empty one when there is no such node."""
     failed = OmegaConf.select(node._get_root(), key) if key else node
-    return str(failed.get("_target_", "")) if isinstance(failed, DictConfig) else ""
+    return failed if isinstance(failed, DictConfig) else OmegaConf.create({})
+
+
+def target_at(node: DictConfig, key: str | None) -> str:
+    """The ``_target_`` of the config node at ``key`` ('' when there is none)."""
+    return str(node_at(node, key).get("_target_", ""))
 
 
 #: Hydra's message for a ``_target_`` it cannot import, whatever the cause
@@ -98,8 +104,8 @@ def missing_arguments(cause: BaseException, node: DictConfig, key: str | None) -
     if found is None or key is None or target_at(node, key).rsplit(".", 1)[-1] != found.group(1):
         return None
     names = re.findall(r"'(\w+)'", found.group(2))
-    if any(name in OmegaConf.select(node._get_root(), key) for name in names):  # set: not the target's own call (a
-        return None  # base class of the same name called without it, a bug)
+    if any(name in node_at(node, key) for name in names):  # set: not the target's own call (a base class of the same
+        return None  # name called without it, a bug)
     return ConfigError(f"{key}: {found.group(1)} needs the option{'s' if len(names) > 1 else ''} "
                        f"{', '.join(names)}; expected {' '.join(f'{key}.{name}=<value>' for name in names)}")
 
@@ -370,7 +376,7 @@ def public_name(kind: type) -> str:
     for module in ("lightning.pytorch", "lightning.pytorch.loggers"):
         if getattr(importlib.import_module(module), kind.__name__, None) is kind:
             return f"{module}.{kind.__name__}"
-    return f"{kind.__module__}.{kind.__qualname__}"
+    return class_path(kind)
 
 
 def with_config_key_attribute(obj, key: str):
