@@ -52,6 +52,7 @@ from gan.utils.errors import (CheckpointError, ConfigError, DataError, compositi
                               refuse_training_options)
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
+from gan.utils.provenance import collect, write_diffs
 from gan.utils.targets import import_modules
 from gan.visualize import class_grid, nearest_reals, save_image_grid, save_samples
 
@@ -150,8 +151,13 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
                      what_repeats(len(baseline.paths), len(seeds)), format_table(baseline_summary))
             log.info("ckpt_path against compare_with (difference = ckpt_path - compare_with):\n%s",
                      format_comparison(comparison))
+    # the code that computed these values (the metrics' code: a checkpoint's own record says what trained it)
+    evaluation = collect({"imports": [*(cfg.get("imports") or []), *((train_cfg or {}).get("imports") or [])],
+                          "run": OmegaConf.to_container(train_cfg) if train_cfg is not None else None})
+    write_diffs(out, evaluation, label="evaluation")
     report.update(protocol=protocol, data=datamodule.name, config=OmegaConf.to_container(cfg, resolve=True),
-                  run_config=OmegaConf.to_container(train_cfg) if train_cfg is not None else None)
+                  run_config=OmegaConf.to_container(train_cfg) if train_cfg is not None else None,
+                  provenance=evaluation.record)
     path = out / "report.json"
     # strict JSON: a metric without a value (NaN) was written as a bare NaN, which strict parsers refuse (an audit)
     path.write_text(json.dumps(json_safe(report), indent=2, default=str, allow_nan=False))
@@ -411,7 +417,10 @@ def format_values(values: dict[str, float]) -> str:
 
 
 def checkpoint_record(path: str | Path, checkpoint: dict[str, Any], generator) -> dict[str, Any]:
-    return {"path": str(Path(path).resolve()), "ema_weights": generator.uses_ema_weights, **checkpoint.get("gan_counters", {})}
+    """The checkpoint's path, counters and which weights were scored, and the code, libraries and machine that
+    trained each piece of its run (``provenance``: None for a checkpoint written before they were recorded)."""
+    return {"path": str(Path(path).resolve()), "ema_weights": generator.uses_ema_weights, **checkpoint.get("gan_counters", {}),
+            "provenance": checkpoint.get("provenance")}
 
 
 def find_checkpoints(pattern: str, name: str = "last.ckpt") -> list[str]:

@@ -31,6 +31,8 @@ from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_
                               user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs
+from gan.utils.provenance import code_change, collect, run_history, write_diffs, write_history
+from gan.utils.provenance import summary as provenance_summary
 from gan.utils.targets import import_modules
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
 
@@ -80,6 +82,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
         for line in parts_beyond_the_run(module.schedules, int(cfg.generator_steps)):
             log.warning(line)
     resumed_at = None  # the generator step a resumed run starts after
+    saved_provenance = None  # the starts of the run a checkpoint continues
     if checkpoint is not None:
         resumed_at = trained_generator_steps(checkpoint)
         check_resumable(checkpoint, ckpt_path, module.state_dict(), module.run_config)
@@ -89,6 +92,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
             log.warning("resuming %s with options that differ from its run (the run goes on with the new values): %s",
                         ckpt_path, "; ".join(changed))
         saved_callback_states = list(checkpoint.get("callbacks") or {})
+        saved_provenance = checkpoint.get("provenance")
         del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:  # both networks: a discriminator built for another shape failed only at its first batch
         for name, network in (("generator", module.generator), ("discriminator", module.discriminator)):
@@ -110,9 +114,11 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                         "settings (a checkpoint callback's monitor and interval in optimizer steps), which the options "
                         "changed, so the best score behind best.ckpt and the interval counts start anew", ckpt_path,
                         ", ".join(left))
+    if rank_zero_only.rank == 0:
+        module.provenance = record_provenance(cfg, module.run_config, saved_provenance, resumed_at, ckpt_path)
     trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
     for logger in loggers:
-        logger.log_hyperparams(module.run_config)
+        logger.log_hyperparams(logged_hyperparameters(module))
     exit_code = 1  # W&B's record of how the run ended: anything but a return from fit is a failure ...
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -134,6 +140,32 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                  module.generator_steps, trainer.global_step)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer, "stopped_by": stopped_by}
+
+
+def record_provenance(cfg: DictConfig, run_config: dict[str, Any], saved: list[dict[str, Any]] | None,
+                      resumed_at: int | None, ckpt_path: str | None) -> list[dict[str, Any]]:
+    """The run's starts with this one added (``gan.utils.provenance``), written to ``provenance.json`` with the
+    uncommitted diffs beside it; a resume whose code differs from the checkpoint's is said."""
+    now = collect(run_config, from_generator_step=resumed_at or 0)
+    write_diffs(cfg.paths.output_dir, now, label=f"gstep_{resumed_at or 0:07d}")
+    if resumed_at is not None:
+        changed = code_change(saved, now.record)
+        if changed:  # allowed (a fix, a new feature), but the run's later steps are not what its earlier code computes
+            log.warning("resuming %s: %s, so the steps after generator step %d come from other code (provenance.json "
+                        "in the run folder records both)", ckpt_path, changed, resumed_at)
+    history = run_history(saved, resumed_at, now.record)
+    write_history(cfg.paths.output_dir, history)
+    return history
+
+
+def logged_hyperparameters(module) -> dict[str, Any]:
+    """What the loggers get as the run's config (W&B's config, the CSV logger's hparams.yaml): the resolved run config,
+    the networks' parameter counts and, where this process records it, the code, libraries and device."""
+    logged = {**module.run_config, "parameters": {name: sum(p.numel() for p in getattr(module, name).parameters())
+                                                  for name in ("generator", "discriminator")}}
+    if module.provenance:
+        logged["provenance"] = provenance_summary(module.provenance[-1])
+    return logged
 
 
 def continue_with_the_checkpoints_seed(cfg: DictConfig, checkpoint: dict[str, Any], path: str) -> None:

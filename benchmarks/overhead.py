@@ -66,7 +66,7 @@ the profiler's own cost inflates them).
 
 Output: a markdown table (medians over repeats, min-max in brackets, ratios taken per alternation round
 then their median) and JSON lines appended to ``benchmarks/results/overhead.jsonl`` (one row per run and one
-summary row per model, with the load average and the git commit).
+summary row per model, with the load average and the code: the git commit, with a hash of uncommitted changes).
 """
 from __future__ import annotations
 
@@ -80,7 +80,6 @@ import os
 import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -99,6 +98,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gan.batching import AUTO  # noqa: E402
 from gan.callbacks.progress import GANProgressBar  # noqa: E402
 from gan.utils.config import PROJECT_ROOT  # noqa: E402
+from gan.utils.provenance import code_label  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "overhead.jsonl"
 VARIANTS = ("bare", "lightning", "core", "defaults")
@@ -749,14 +749,6 @@ def iterations_setting(text: str) -> int | str:
     return int(text)
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every variant (the bare loop included)")
@@ -815,7 +807,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows: list[dict] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    context = {"commit": git_commit(), "started": started, "steps": args.steps, "warmup": args.warmup,
+    context = {"commit": code_label(), "started": started, "steps": args.steps, "warmup": args.warmup,
                "overrides": args.overrides, "torch_threads": torch.get_num_threads(), "host": platform.node(),
                "iterations_per_batch_setting": args.iterations_per_batch}
     if args.iteration_ab:

@@ -299,6 +299,9 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
         "train_seconds": round(train_seconds, 1), "score_seconds": None if score_seconds is None else round(score_seconds, 2),
         "precision": str(objects["trainer"].precision), "threads": threads, "overrides": overrides,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        # the code (commit, uncommitted changes' hash), libraries and machine of the run: rows compare seeds run by
+        # different code only knowingly (records before 2026-12-07 have none)
+        "provenance": module.provenance[-1] if module.provenance else None,
     }
 
 
@@ -508,7 +511,25 @@ def section(data: str, title: str, modes: int, metric: str, rows: list[Row], pub
         values = [p.values[n].replace("±", " ± ") if n in p.values else "-" for n in names]
         lines.append("| " + " | ".join([f"[published]({p.source})", p.method, p.trials or "-", "-", *values,
                                          p.budget or "not stated", "-", "-"]) + " |")
+    mixed = [(row, versions) for row in rows if len(versions := code_versions(row.runs)) > 1]
+    if mixed:
+        lines.append("")
+        lines.extend(f"Code of {row.label} ({row.steps:,} steps): " + "; ".join(
+            f"{code} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})" for code, seeds in versions.items())
+            for row, versions in mixed)
     return "\n".join(lines)
+
+
+def code_versions(runs: Iterable[dict]) -> dict[str, list[int]]:
+    """The seeds of a row by the code that ran them (``gan.utils.provenance.describe_code``; records before
+    2026-12-07 hold none): a row whose seeds ran on different code says so under its table."""
+    from gan.utils.provenance import describe_code
+
+    versions: dict[str, list[int]] = {}
+    for record in runs:
+        code = describe_code(record["provenance"]) if record.get("provenance") else "code not recorded"
+        versions.setdefault(code, []).append(record["seed"])
+    return versions
 
 
 # ----------------------------------------------------------------------------------------------- CLI

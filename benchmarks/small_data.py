@@ -81,7 +81,7 @@ def run_once(variant: str, trick: str, seed: int, steps: int, arch: str | None, 
     # the data's metric suite, scored once: at the last generator step
     scorer = MetricsCallback(OmegaConf.merge(cfg.metrics, {"every_n_generator_steps": steps}), dirpath=str(out_dir / "metrics"))
     started = time.time()
-    train(cfg, callbacks=[scorer])
+    _, objects = train(cfg, callbacks=[scorer])
     seconds = time.time() - started
     if not scorer.history:
         raise RuntimeError(f"{variant}/{trick}/seed {seed}: the generator was never scored")
@@ -90,6 +90,7 @@ def run_once(variant: str, trick: str, seed: int, steps: int, arch: str | None, 
         "variant": variant, "trick": trick, "seed": seed, "steps": steps, "arch": arch, "extra": extra,
         METRIC: float(last["values"][METRIC]), "values": last["values"], "generator_step": last["generator_step"],
         "seconds": round(seconds, 1), "overrides": overrides, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "provenance": objects["module"].provenance[-1],  # the code, libraries and machine (gan.utils.provenance)
     }
 
 

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan.utils.config import PROJECT_ROOT  # noqa: E402
+from gan.utils.provenance import code_label  # noqa: E402
 
 DIGITS = ["data=digits", "presets=none", "logger=none", "trainer.accelerator=cpu"]
 DCGAN_SNGAN = ["model=sngan", "++model.generator.width=64", "++model.discriminator.width=64"]
@@ -140,9 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(chosen) - {"discriminator", *NETWORKS})
     if unknown:
         parser.error(f"--only {' '.join(unknown)}: expected discriminator or one of {', '.join(NETWORKS)}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    context = {"commit": commit, "torch": torch.__version__, "threads": 1, "batch": args.batch,
+    context = {"commit": code_label(), "torch": torch.__version__, "threads": 1, "batch": args.batch,
                "repeats": args.repeats, "machine": platform.processor() or platform.machine(),
                "date": time.strftime("%Y-%m-%d")}
     rows = {}

@@ -337,6 +337,8 @@ class GANModule(pl.LightningModule):
         self._frozen_discriminator: frozen | None = None
         #: the resolved run configuration, stored in every checkpoint so a generator can be rebuilt from it
         self.run_config: dict[str, Any] | None = None
+        #: the run's starts as gan.utils.provenance records them (set by train.py on the process that saves)
+        self.provenance: list[dict[str, Any]] | None = None
         #: whether the next D / G step checks what the pieces of one's own return (the generator's samples, D's logits,
         #: the loss's and penalties' terms): on the first step of each in this process only, so the training loop pays
         #: one attribute read a step for it; the checks read shapes and types, draw no random number and run nothing
@@ -809,6 +811,8 @@ class GANModule(pl.LightningModule):
         checkpoint["cpu_threads"] = torch.get_num_threads()
         if self.run_config is not None:
             checkpoint["run_config"] = self.run_config
+        if self.provenance is not None:  # which code, libraries and machine trained each piece of the run
+            checkpoint["provenance"] = self.provenance
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         counters = checkpoint.get("gan_counters", {})

@@ -271,7 +271,8 @@ def test_each_cell_restores_the_thread_count_and_records_its_own(tmp_path, monke
     def fake_train(cfg):  # what train.train does with the threads
         if cfg.get("cpu_threads"):
             torch.set_num_threads(int(cfg.cpu_threads))
-        module = types.SimpleNamespace(generator_steps=int(cfg.generator_steps), generator=None, sampling_generator=None)
+        module = types.SimpleNamespace(generator_steps=int(cfg.generator_steps), generator=None, sampling_generator=None,
+                                       provenance=None)
         return {}, {"module": module, "stopped_by": None, "datamodule": None, "trainer": types.SimpleNamespace(precision="32-true")}
 
     monkeypatch.setitem(sys.modules, "train", types.SimpleNamespace(train=fake_train))

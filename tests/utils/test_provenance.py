@@ -1,0 +1,202 @@
+"""gan.utils.provenance: which code, libraries and machine a run records, checked against git itself."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan.utils import provenance
+from gan.utils.provenance import (Provenance, code_change, code_identity, collect, describe_code, module_names_in,
+                                  own_module_checkouts, read_checkout, run_history)
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def run_git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True).stdout
+
+
+def repository(folder: Path, files: dict[str, str]) -> Path:
+    """A git repository in ``folder`` with ``files`` committed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run_git(folder, "init", "-q")
+    run_git(folder, "config", "user.email", "test@example.com")
+    run_git(folder, "config", "user.name", "test")
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    run_git(folder, "add", ".")
+    run_git(folder, "commit", "-q", "-m", "start")
+    return folder
+
+
+def test_a_clean_checkout_is_its_commit(tmp_path):
+    repo = repository(tmp_path / "repo", {"model.py": "x = 1\n"})
+    checkout = read_checkout(repo / ".")
+    assert checkout.record["commit"] == run_git(repo, "rev-parse", "HEAD").strip()
+    assert checkout.record["root"] == run_git(repo, "rev-parse", "--show-toplevel").strip()
+    assert (checkout.record["dirty"], checkout.record["diff_sha256"], checkout.diff) == (False, None, "")
+    assert checkout.record["untracked_files"] == 0
+
+
+def test_the_recorded_diff_on_the_commit_rebuilds_the_code_and_its_hash_names_it(tmp_path):
+    """The property a record promises: its commit plus its diff is the code that ran, so the diff applied to a clone
+    of that commit gives the same Python and config files; untracked code files travel in it, other files do not."""
+    repo = repository(tmp_path / "repo", {"model.py": "x = 1\n", "conf/a.yaml": "lr: 1\n", "gone.py": "y = 2\n"})
+    (repo / "model.py").write_text("x = 2\n")
+    (repo / "gone.py").unlink()
+    (repo / "conf" / "mine.yaml").write_text("lr: 3\n")  # a config of one's own, not committed
+    (repo / "helper.py").write_text("z = 3\n")
+    (repo / "notes.txt").write_text("not code\n")
+    checkout = read_checkout(repo)
+    record = checkout.record
+    assert record["dirty"] is True
+    assert record["diff_sha256"] == hashlib.sha256(checkout.diff.encode()).hexdigest()
+    assert sorted(record["untracked"]) == ["conf/mine.yaml", "helper.py", "notes.txt"] and record["untracked_files"] == 3
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    run_git(clone, "checkout", "-q", record["commit"])
+    patch = tmp_path / "changes.diff"
+    patch.write_text(checkout.diff)
+    run_git(clone, "apply", str(patch))
+    code = lambda root: {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*")  # noqa: E731
+                         if p.suffix in (".py", ".yaml") and ".git" not in p.parts}
+    assert code(clone) == code(repo)
+    assert not (clone / "notes.txt").exists()
+    # the same changes, the same hash; one more character, another
+    assert read_checkout(repo).record["diff_sha256"] == record["diff_sha256"]
+    (repo / "helper.py").write_text("z = 4\n")
+    assert read_checkout(repo).record["diff_sha256"] != record["diff_sha256"]
+
+
+def test_without_a_checkout_or_without_git_the_commit_is_none_and_why_is_said(tmp_path, monkeypatch):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above tmp_path is found either
+    record = read_checkout(plain).record
+    assert record["commit"] is None and "not a git repository" in record["why"]
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    record = read_checkout(plain).record
+    assert record == {"root": str(plain), "commit": None, "why": "git is not installed"}
+
+
+def test_an_installed_framework_is_its_distribution_not_the_checkout_around_it(tmp_path, monkeypatch):
+    """A virtual environment inside a project's repository: the framework's folder is in a git checkout, the
+    project's, whose commit says nothing of the framework."""
+    repo = repository(tmp_path / "project", {"main.py": ""})
+    installed = repo / ".venv" / "lib" / "python3.11" / "site-packages"
+    installed.mkdir(parents=True)
+    assert read_checkout(installed).record["commit"] is not None  # what would be recorded without the check
+    monkeypatch.setattr(provenance, "FRAMEWORK_ROOT", installed)
+    record = provenance.framework_checkout().record
+    assert record["commit"] is None and record["why"] == "an installed package"
+    assert record["version"] == provenance.distribution_version(provenance.FRAMEWORK_DISTRIBUTION)
+
+
+def test_own_modules_are_recorded_by_their_checkout_or_the_hash_of_their_files(tmp_path, monkeypatch):
+    repo = repository(tmp_path / "work", {"mine_in_git/__init__.py": "A = 1\n", "mine_too/__init__.py": ""})
+    loose = tmp_path / "loose"
+    (loose / "mine_loose").mkdir(parents=True)
+    (loose / "mine_loose" / "__init__.py").write_text("B = 1\n")
+    (loose / "mine_loose" / "part.py").write_text("C = 1\n")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for folder in (repo, loose):
+        monkeypatch.syspath_prepend(str(folder))
+    for name in ("mine_in_git", "mine_too", "mine_loose"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        importlib.import_module(name)
+    names = ["mine_in_git", "mine_too", "mine_loose", "torch", "gan", "json", "not_imported"]
+    records = [checkout.record for checkout in own_module_checkouts(names, framework_root=None)]
+    by_modules = {tuple(r["modules"]): r for r in records}
+    assert set(by_modules) == {("mine_in_git", "mine_too"), ("mine_loose",)}  # libraries, stdlib, not imported: left out
+    assert by_modules[("mine_in_git", "mine_too")]["commit"] == run_git(repo, "rev-parse", "HEAD").strip()
+    loose_record = by_modules[("mine_loose",)]
+    assert loose_record["commit"] is None and "not a git repository" in loose_record["why"]
+    expected = hashlib.sha256()
+    for name in ("__init__.py", "part.py"):
+        expected.update(name.encode() + b"\0" + (loose / "mine_loose" / name).read_bytes() + b"\0")
+    assert loose_record["files_sha256"] == expected.hexdigest()
+    # the framework's own checkout (examples/own_parts lives in it) is not recorded twice
+    root = run_git(repo, "rev-parse", "--show-toplevel").strip()
+    assert [c.record["modules"] for c in own_module_checkouts(names, framework_root=root)] == [["mine_loose"]]
+
+
+def test_the_modules_a_config_names():
+    config = {"imports": ["mypkg.metrics"], "model": {"_target_": "gan.module.GANModule",
+                                                    "generator": {"_target_": "mynets.G", "layers": [{"_target_": "x.y.Z"}]}},
+              "loss": {"_target_": "torch.nn.BCELoss"}, "note": "_target_"}
+    assert sorted(set(module_names_in(config))) == ["gan", "mynets", "mypkg", "torch", "x"]
+
+
+def record_with(commit: str | None, diff: str | None = None, own=()) -> dict:
+    framework = {"commit": commit, "dirty": diff is not None, "diff_sha256": diff} if commit else {"commit": None, "why": "x"}
+    return {"code": {"framework": framework, "own": list(own)}}
+
+
+def test_a_resume_on_other_code_is_described_and_the_same_code_is_not():
+    a, b = "a" * 40, "b" * 40
+    assert code_change([record_with(a)], record_with(a)) is None
+    assert code_change([record_with(a)], record_with(b)) == \
+        f"it trained with commit {a[:12]}; this process runs commit {b[:12]}"
+    assert code_change([record_with(a)], record_with(a, "f" * 64)) == \
+        f"it trained with commit {a[:12]}; this process runs commit {a[:12]} with uncommitted changes (diff sha256 ffffffff)"
+    own = {"modules": ["mypkg"], "commit": None, "why": "not a git repository", "files_sha256": "1" * 64}
+    changed_own = {**own, "files_sha256": "2" * 64}
+    assert code_change([record_with(a, own=[own])], record_with(a, own=[changed_own])) == \
+        (f"it trained with commit {a[:12]} + mypkg at files sha256 11111111 (not a git repository); this process runs "
+         f"commit {a[:12]} + mypkg at files sha256 22222222 (not a git repository)")
+    # nothing known on one side: nothing to compare, nothing said
+    assert code_change(None, record_with(a)) is None
+    assert code_change([record_with(None)], record_with(a)) is None
+    assert code_identity(record_with(None)) is None and describe_code(record_with(None)) == "unknown code (x)"
+
+
+def test_a_runs_history_adds_each_start_to_those_its_checkpoint_holds():
+    first, second = {"from_generator_step": 0}, {"from_generator_step": 7}
+    assert run_history(None, None, first) == [first]
+    assert run_history([first], 7, second) == [first, second]
+    placeholder, now = run_history(None, 7, second)
+    assert now == second and placeholder["code"] is None and placeholder["from_generator_step"] == 0
+
+
+def test_a_record_holds_the_libraries_versions_and_survives_a_weights_only_checkpoint():
+    record = collect({"imports": []}, from_generator_step=3).record
+    assert record["from_generator_step"] == 3 and record["command"] == sys.argv
+    for name in ("torch", "lightning", "torchmetrics", "torch-fidelity", "hydra-core", "numpy"):
+        assert record["software"][name] == metadata.version(name)
+    assert record["software"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert record["hardware"]["cpu_count"] > 0 and record["hardware"]["gpus"] == (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else [])
+    assert json.loads(json.dumps(record)) == record  # JSON values only
+    buffer = io.BytesIO()
+    torch.save({"provenance": [record]}, buffer)
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True)["provenance"] == [record]
+
+
+def test_collect_copies_the_cached_records_so_a_runs_diff_file_name_stays_its_own(tmp_path):
+    first = collect()
+    first.record["code"]["framework"]["diff_file"] = "mine.diff"
+    assert "diff_file" not in collect().record["code"]["framework"]
+
+
+def test_each_dirty_checkouts_diff_is_written_and_named_in_its_record(tmp_path):
+    record = {"code": {"framework": {"root": "/fw", "commit": "a" * 40, "dirty": True},
+                       "own": [{"root": "/mine", "commit": "b" * 40, "dirty": False},
+                               {"root": "/other", "commit": "c" * 40, "dirty": True}]}}
+    provenance.write_diffs(tmp_path, Provenance(record, {"/fw": "framework diff\n", "/other": "other diff\n"}), "gstep_0000005")
+    framework, clean, other = record["code"]["framework"], *record["code"]["own"]
+    assert (tmp_path / framework["diff_file"]).read_text() == "framework diff\n"
+    assert (tmp_path / other["diff_file"]).read_text() == "other diff\n"
+    assert framework["diff_file"] == "code_diffs/gstep_0000005_framework.diff" and "diff_file" not in clean
+    assert sorted(p.name for p in (tmp_path / "code_diffs").iterdir()) == ["gstep_0000005_framework.diff",
+                                                                          "gstep_0000005_own2.diff"]
