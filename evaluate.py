@@ -52,7 +52,7 @@ from gan.utils.errors import (CheckpointError, ConfigError, DataError, compositi
                               refuse_training_options)
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
-from gan.utils.provenance import collect, write_diffs
+from gan.utils.provenance import collect, describe_history, history_identity, write_diffs
 from gan.utils.targets import import_modules
 from gan.visualize import class_grid, nearest_reals, save_image_grid, save_samples
 
@@ -149,8 +149,8 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
             report.update(baseline={"runs": baseline_runs, "summary": baseline_summary}, comparison=comparison)
             log.info("baseline compare_with=%s, %d evaluations (%s):\n%s", cfg.compare_with, len(baseline_runs),
                      what_repeats(len(baseline.paths), len(seeds)), format_table(baseline_summary))
-            log.info("ckpt_path against compare_with (difference = ckpt_path - compare_with):\n%s",
-                     format_comparison(comparison))
+            log.info("ckpt_path against compare_with (difference = ckpt_path - compare_with):\n%s\ntrained by: ckpt_path %s; "
+                     "compare_with %s", format_comparison(comparison), code_of(runs), code_of(baseline_runs))
     # the code that computed these values (the metrics' code: a checkpoint's own record says what trained it)
     evaluation = collect({"imports": [*(cfg.get("imports") or []), *((train_cfg or {}).get("imports") or [])],
                           "run": OmegaConf.to_container(train_cfg) if train_cfg is not None else None})
@@ -280,7 +280,7 @@ def check_checkpoints(paths: list[str], first: dict[str, Any], cfg: DictConfig, 
     generator at a time is held, and built again when it is scored (None then, and without checkpoints)."""
     if len(paths) == 1:
         return checked_generator(paths[0], first, cfg, suite, datamodule, device)
-    differing = []
+    differing, other_code = [], []
     for path in paths:
         checkpoint = first if path == paths[0] else load_checkpoint(path)
         if not cfg.get("data") and stored_data_identity(checkpoint, path) != stored_data_identity(first, paths[0]):
@@ -290,6 +290,15 @@ def check_checkpoints(paths: list[str], first: dict[str, Any], cfg: DictConfig, 
         changed = options_changed_since(first.get("run_config") or {}, checkpoint.get("run_config") or {}, limit=3)
         if changed:
             differing.append((path, changed))
+        trained_by, first_trained_by = history_identity(checkpoint.get("provenance")), history_identity(first.get("provenance"))
+        if trained_by is not None and first_trained_by is not None and trained_by != first_trained_by:
+            other_code.append((path, checkpoint.get("provenance")))
+    if other_code:  # said, as differing options are: a code change between seeds of one experiment goes unseen otherwise
+        path, history = other_code[0]
+        log.warning("the checkpoints' runs were trained by different code (%s: %s; %s: %s)%s; the summary pools them as "
+                    "repeats of one experiment", path, describe_history(history), paths[0],
+                    describe_history(first.get("provenance")),
+                    f", and {len(other_code) - 1} more checkpoints differ" if len(other_code) > 1 else "")
     if differing:  # a glob over a cgan and an acgan run was summarised as one experiment without a word (an audit)
         path, changed = differing[0]
         log.warning("the checkpoints' runs differ in their options (%s against %s: %s)%s; the summary pools them as "
@@ -313,6 +322,14 @@ def evaluate_checkpoints(paths: list[str], first: dict[str, Any], only_generator
             runs.append({"checkpoint": checkpoint_record(path, checkpoint, generator), "latent_seed": seed, "values": values})
             log.info("%s, latent seed %d: %s", path, seed, format_values(values))
     return runs, protocol
+
+
+def code_of(runs: list[dict[str, Any]]) -> str:
+    """The code that trained a set of evaluated runs, each once (``describe_history``), with how many checkpoints."""
+    counts: dict[str, set[str]] = {}
+    for run in runs:
+        counts.setdefault(describe_history(run["checkpoint"]["provenance"]), set()).add(run["checkpoint"]["path"])
+    return "; ".join(f"{code} ({len(paths)} checkpoint{'s' if len(paths) > 1 else ''})" for code, paths in counts.items())
 
 
 def what_repeats(checkpoints: int, seeds: int) -> str:

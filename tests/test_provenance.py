@@ -103,3 +103,32 @@ def test_a_reproduce_row_whose_seeds_ran_on_different_code_says_so():
     assert "Code of r3gan (100 steps): commit aaaaaaaaaaaa (seeds 0, 1); code not recorded (seed 2)" in text
     records[2]["provenance"] = code("a" * 40)
     assert "Code of" not in reproduce.table(records, ["grid"])  # one code: nothing to say
+
+
+def test_evaluate_says_when_pooled_runs_were_trained_by_different_code_and_which_code_each_side_of_a_comparison_ran(
+        make_cfg, tmp_path, caplog):
+    for side in ("new", "baseline"):
+        for seed in (0, 1):
+            train(make_cfg(RUN + [f"seed={seed}"], output_dir=tmp_path / side / str(seed)))
+    edited = tmp_path / "new" / "1" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(edited, weights_only=True)
+    checkpoint["provenance"][0]["code"]["framework"].update(commit="0" * 40, dirty=False, diff_sha256=None)
+    torch.save(checkpoint, edited)
+    protocol = ["metrics=[mode_coverage]", "num_samples=200"]
+    with caplog.at_level("INFO", logger="gan"):
+        report = evaluate(make_cfg([f"ckpt_path={tmp_path / 'new'}", f"compare_with={tmp_path / 'baseline'}", *protocol],
+                                   config_name="evaluate", output_dir=tmp_path / "eval"))
+    said = [r.getMessage() for r in caplog.records]
+    ours = describe_code(json.loads((tmp_path / "new" / "0" / "provenance.json").read_text())[0])
+    if head_of(PROJECT_ROOT) is None:  # no commit here: nothing known to differ
+        assert not [line for line in said if "different code" in line]
+        return
+    warned, = [line for line in said if "different code" in line]
+    assert warned == (f"the checkpoints' runs were trained by different code ({edited}: commit 000000000000; "
+                      f"{tmp_path / 'new' / '0' / 'checkpoints' / 'last.ckpt'}: {ours}); the summary pools them as repeats "
+                      "of one experiment")
+    compared, = [line for line in said if "trained by: ckpt_path" in line]
+    assert compared.endswith(f"trained by: ckpt_path {ours} (1 checkpoint); commit 000000000000 (1 checkpoint); "
+                             f"compare_with {ours} (2 checkpoints)")
+    assert [run["checkpoint"]["provenance"][0]["code"]["framework"]["commit"] for run in report["runs"]] == \
+        [head_of(PROJECT_ROOT), "0" * 40]

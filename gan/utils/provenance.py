@@ -298,12 +298,31 @@ def write_history(folder: str | os.PathLike, history: list[dict[str, Any]]) -> P
 def code_identity(record: dict[str, Any] | None) -> tuple | None:
     """What says two records ran the same code: each checkout's root-independent commit and diff hash (or file hash);
     None when the record says nothing (no provenance, or no commit anywhere)."""
-    if not record or "code" not in record:
+    if not record or not record.get("code"):  # no provenance, or a start recorded before it was (``run_history``)
         return None
     checkouts = [record["code"].get("framework") or {}, *(record["code"].get("own") or [])]
     identity = tuple((tuple(c.get("modules") or ()), c.get("commit"), c.get("diff_sha256"), c.get("files_sha256"))
                      for c in checkouts)
     return identity if any(commit or files for _, commit, _, files in identity) else None
+
+
+def history_identity(history: list[dict[str, Any]] | None) -> tuple | None:
+    """What says two runs were trained by the same code, piece for piece: each start's ``code_identity`` (None when a
+    start did not record it)."""
+    identities = tuple(code_identity(start) for start in history or ())
+    return None if not identities or None in identities else identities
+
+
+def describe_history(history: list[dict[str, Any]] | None) -> str:
+    """``commit 1a2b... until generator step 2000, then commit 3c4d...`` (consecutive starts on one code once)."""
+    pieces: list[tuple[str, int]] = []
+    for start in history or ():
+        code = describe_code(start) if start.get("code") else "code not recorded"
+        if not pieces or pieces[-1][0] != code:
+            pieces.append((code, int(start.get("from_generator_step") or 0)))
+    if not pieces:
+        return "code not recorded"
+    return ", then ".join(code + (f" from generator step {step}" if i else "") for i, (code, step) in enumerate(pieces))
 
 
 def describe_code(record: dict[str, Any]) -> str:

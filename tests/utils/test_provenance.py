@@ -200,3 +200,19 @@ def test_each_dirty_checkouts_diff_is_written_and_named_in_its_record(tmp_path):
     assert framework["diff_file"] == "code_diffs/gstep_0000005_framework.diff" and "diff_file" not in clean
     assert sorted(p.name for p in (tmp_path / "code_diffs").iterdir()) == ["gstep_0000005_framework.diff",
                                                                           "gstep_0000005_own2.diff"]
+
+
+def test_a_runs_code_is_told_piece_by_piece_and_compared_only_when_every_piece_is_known():
+    from gan.utils.provenance import describe_history, history_identity
+
+    a, b = "a" * 40, "b" * 40
+    history = [{**record_with(a), "from_generator_step": 0}, {**record_with(a), "from_generator_step": 50},
+               {**record_with(b, "e" * 64), "from_generator_step": 90}]
+    assert describe_history(history) == (f"commit {a[:12]}, then commit {b[:12]} with uncommitted changes (diff sha256 "
+                                         "eeeeeeee) from generator step 90")
+    assert history_identity(history) == tuple(code_identity(start) for start in history)
+    assert history_identity(history[:2]) != history_identity(history)
+    placeholder = {"from_generator_step": 0, "code": None, "note": "not recorded"}
+    assert history_identity([placeholder, history[2]]) is None and history_identity(None) is None
+    assert describe_history([placeholder, history[2]]) == f"code not recorded, then {describe_code(history[2])} from generator step 90"
+    assert describe_history(None) == "code not recorded"
