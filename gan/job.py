@@ -36,6 +36,7 @@ from gan.utils.config import (check_preset_fits_choices, check_run_options, expe
 from gan.utils.distributed import local_rank
 from gan.utils.errors import (ConfigError, TrainingDiverged, message_of, one_line, print_error, stop_on_user_error,
                               user_error_behind)
+from gan.utils.provenance import code_label
 from gan.utils.sweep import check_failed_trial_value, fail_stopped_trial, objective, parse_overrides, write_result, write_summary
 from gan.utils.targets import import_modules
 
@@ -140,7 +141,8 @@ class Job:
         """This job's row: its ``result.json``, then the sweep's summary.csv rewritten from every job's."""
         write_result(self.cfg.paths.output_dir, {
             "job": self.hydra_cfg.job.num, "status": status, "objective": value,
-            "seconds": round(time.time() - self.started, 1), "overrides": parse_overrides(list(self.hydra_cfg.overrides.task)),
+            "seconds": round(time.time() - self.started, 1), "code": code_label(),
+            "overrides": parse_overrides(list(self.hydra_cfg.overrides.task)),
             "metrics": metrics or {}, "error": error,
         })
         summary = write_summary(self.hydra_cfg.sweep.dir)

@@ -58,6 +58,9 @@ def test_optuna_study_in_sqlite_resumes_and_failed_trials_return_the_penalty(tmp
     assert first.returncode == 0, first.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "first" / "summary.csv")))
     assert [row["status"] for row in rows] == ["completed", "completed"]
+    from gan.utils.provenance import code_label  # the code each job ran, as this process reads the same checkout
+
+    assert [row["code"] for row in rows] == [code_label() or ""] * 2
     for row in rows:  # the trial's value is its final val/mode_coverage/modes, a whole number of modes
         assert float(row["objective"]) == float(row["val/mode_coverage/modes"]) and float(row["objective"]).is_integer()
         assert (tmp_path / "first" / row["job"] / "checkpoints" / "last.ckpt").exists()

@@ -73,12 +73,14 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def summary_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per job result under ``sweep_dir``: job number, status, objective, overrides, final metrics."""
+    """One row per job result under ``sweep_dir``: job number, status, objective, seconds, the framework code it ran
+    (``gan.utils.provenance.code_label``: jobs of one sweep started at different times may run different code), its
+    folder, overrides, final metrics."""
     rows = []
     for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}")):
         result = json.loads(path.read_text())
         row = {"job": result.get("job"), "status": result.get("status"), "objective": result.get("objective"),
-               "seconds": result.get("seconds"), "output_dir": str(path.parent)}
+               "seconds": result.get("seconds"), "code": result.get("code"), "output_dir": str(path.parent)}
         row.update(result.get("overrides", {}))
         row.update(result.get("metrics", {}))
         if result.get("error"):
