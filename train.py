@@ -31,7 +31,7 @@ from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_
                               user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs
-from gan.utils.provenance import code_change, collect, run_history, write_diffs, write_history
+from gan.utils.provenance import code_change, collect, describe_code, run_history, write_diffs, write_history
 from gan.utils.provenance import summary as provenance_summary
 from gan.utils.targets import import_modules
 from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
@@ -154,7 +154,11 @@ def record_provenance(cfg: DictConfig, run_config: dict[str, Any], saved: list[d
             log.warning("resuming %s: %s, so the steps after generator step %d come from other code (provenance.json "
                         "in the run folder records both)", ckpt_path, changed, resumed_at)
     history = run_history(saved, resumed_at, now.record)
-    write_history(cfg.paths.output_dir, history)
+    path = write_history(cfg.paths.output_dir, history)
+    software, hardware = now.record["software"], now.record["hardware"]
+    device = ", ".join(hardware["gpus"]) or f"{hardware['cpu']} ({hardware['cpu_count']} cores)"
+    log.info("Code: %s; torch %s, Lightning %s on %s (%s)", describe_code(now.record), software["torch"],
+             software["lightning"], device, path)
     return history
 
 

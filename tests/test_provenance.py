@@ -27,9 +27,15 @@ def head_of(folder) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def test_a_run_records_its_code_in_its_folder_its_checkpoints_and_its_loggers_config(make_cfg, tmp_path):
-    _, objects = train(make_cfg(RUN + ["logger=csv"], output_dir=tmp_path / "run"))
+def test_a_run_records_its_code_in_its_folder_its_checkpoints_and_its_loggers_config(make_cfg, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="gan"):
+        _, objects = train(make_cfg(RUN + ["logger=csv"], output_dir=tmp_path / "run"))
     history = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    said, = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Code: ")]
+    software, hardware = history[0]["software"], history[0]["hardware"]
+    assert said == (f"Code: {describe_code(history[0])}; torch {software['torch']}, Lightning {software['lightning']} on "
+                    f"{', '.join(hardware['gpus']) or hardware['cpu'] + ' (' + str(hardware['cpu_count']) + ' cores)'} "
+                    f"({tmp_path / 'run' / 'provenance.json'})")
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["provenance"] == history
     (start,) = history
     framework = start["code"]["framework"]
