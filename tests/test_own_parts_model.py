@@ -142,6 +142,18 @@ class FlatGenerator(Generator):
         return torch.tanh(self.net(z))
 
 
+class CastingGenerator(FlatGenerator):
+    """2-D points as ``dtype`` or on ``device``: a .double() left in, an integer tensor, a tensor created without
+    device= (the meta device stands in for a GPU here)."""
+
+    def __init__(self, latent_dim, sample_shape, dtype=None, device=None):
+        super().__init__(latent_dim, sample_shape)
+        self.dtype, self.device = dtype, device
+
+    def generate(self, z, labels):
+        return super().generate(z, labels).to(dtype=self.dtype, device=self.device)
+
+
 class NoBlocksD(Discriminator):
     def __init__(self, sample_shape):
         super().__init__(sample_shape)
@@ -347,6 +359,25 @@ def test_a_generator_output_of_the_wrong_shape_is_refused_before_it_meets_the_re
     refused_at_first_d_step(module, rf"^model.generator._target_={HERE}.FlatGenerator generated samples of shape {got} "
                                     rf"for a batch of 8 real samples of shape .*; expected {expected}, N samples of the "
                                     r"data's shape", shape)
+
+
+@pytest.mark.parametrize("dtype,device,message", [
+    (torch.float64, None, r"generated float64 samples, but the real batch is float32; expected samples of the real "
+                          r"batch's dtype \(no .double\(\) or integer tensors in generate\)"),
+    (torch.int64, None, r"generated int64 samples, but the real batch is float32"),
+    (None, "meta", r"generated samples on meta, but the real batch is on cpu; expected samples on the generator's device"),
+])
+def test_generator_samples_of_another_dtype_or_device_are_refused_before_they_meet_the_reals(dtype, device, message):
+    module = make_module(generator=CastingGenerator(8, POINTS, dtype=dtype, device=device))
+    refused_at_first_d_step(module, rf"^model.generator._target_={HERE}.CastingGenerator {message}")
+
+
+def test_bfloat16_samples_beside_float32_reals_are_mixed_precision_not_a_mistake():
+    from gan.nets.base import check_generated
+
+    real = torch.randn(4, 2)
+    check_generated(FlatGenerator(8, POINTS), real.to(torch.bfloat16), real)  # what autocast's layers return
+    check_generated(FlatGenerator(8, POINTS), real.double(), real.double())  # a run in float64 (trainer.precision=64)
 
 
 def test_a_discriminator_without_blocks_is_refused_when_the_module_is_built():

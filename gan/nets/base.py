@@ -357,8 +357,18 @@ def check_discriminator_class(discriminator: Discriminator, feature_matching: bo
 def check_generated(generator: nn.Module, fake: object, real: Tensor) -> None:
     """The generator's output against the real batch it is to be judged with, before the two meet (the module calls it
     on its first discriminator step): a generator of one's own returning (N, 1) for 2-D points failed in torch.cat, or
-    with a batch-norm discriminator as the discriminator's shape error (an audit). Reads shapes only."""
+    with a batch-norm discriminator as the discriminator's shape error (an audit); samples on another device, or in
+    float64 or an integer type, failed inside the discriminator's first layer. Reads shapes, devices and dtypes only
+    (bf16 samples beside float32 reals are mixed precision's autocast, not a mistake)."""
     if isinstance(fake, Tensor) and fake.shape == real.shape:
+        name = f"model.generator._target_={class_path(generator)}"
+        if fake.device != real.device:
+            raise ConfigError(f"{name} generated samples on {fake.device}, but the real batch is on {real.device}; "
+                              "expected samples on the generator's device (tensors it creates need device=z.device)")
+        if not fake.is_floating_point() or (fake.dtype == torch.float64 and real.dtype != torch.float64):
+            raise ConfigError(f"{name} generated {str(fake.dtype).removeprefix('torch.')} samples, but the real batch "
+                              f"is {str(real.dtype).removeprefix('torch.')}; expected samples of the real batch's dtype "
+                              "(no .double() or integer tensors in generate)")
         return
     n, shape = real.size(0), tuple(real.shape[1:])
     got = f"samples of shape {tuple(fake.shape)}" if isinstance(fake, Tensor) else f"a {type(fake).__name__}"
