@@ -7,6 +7,7 @@ and penalty weights from their own stream and keep this rank's interleaved share
 sampler gives each rank (gan/data/sampler.py). Networks without batch-coupled layers (the WGAN-GP critic's
 layer norm, no BatchNorm in G): per-rank BatchNorm statistics differ from the global batch's by design.
 """
+import json
 import os
 import subprocess
 import sys
@@ -191,3 +192,9 @@ def test_a_ddp_resume_on_the_cpu_is_not_warned_of_a_thread_count_it_keeps(tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     said = [line for line in (resumed.stdout + resumed.stderr).splitlines() if "CPU threads" in line]
     assert said == [], (saved, said)
+    # rank 0 records the run's starts (the other rank writes nothing, says nothing), and the resume is on the same code
+    history = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert [start["from_generator_step"] for start in history] == [0, 2]
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["provenance"] == history
+    output = resumed.stdout + resumed.stderr
+    assert output.count("] - Code: ") == 1 and "other code" not in output
