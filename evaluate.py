@@ -52,7 +52,7 @@ from gan.utils.errors import (CheckpointError, ConfigError, DataError, compositi
                               refuse_training_options)
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
-from gan.utils.provenance import collect, describe_history, history_identity, write_diffs
+from gan.utils.provenance import collect, describe_history, environment_differences, history_identity, write_diffs
 from gan.utils.targets import import_modules
 from gan.visualize import class_grid, nearest_reals, save_image_grid, save_samples
 
@@ -149,8 +149,12 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
             report.update(baseline={"runs": baseline_runs, "summary": baseline_summary}, comparison=comparison)
             log.info("baseline compare_with=%s, %d evaluations (%s):\n%s", cfg.compare_with, len(baseline_runs),
                      what_repeats(len(baseline.paths), len(seeds)), format_table(baseline_summary))
+            environment = environment_differences([run["checkpoint"]["provenance"] for run in runs],
+                                                  [run["checkpoint"]["provenance"] for run in baseline_runs])
             log.info("ckpt_path against compare_with (difference = ckpt_path - compare_with):\n%s\ntrained by: ckpt_path %s; "
-                     "compare_with %s", format_comparison(comparison), code_of(runs), code_of(baseline_runs))
+                     "compare_with %s%s", format_comparison(comparison), code_of(runs), code_of(baseline_runs),
+                     f"\ntrained on other libraries or machines (ckpt_path -> compare_with): {', '.join(environment)}"
+                     if environment else "")
     # the code that computed these values (the metrics' code: a checkpoint's own record says what trained it)
     evaluation = collect({"imports": [*(cfg.get("imports") or []), *((train_cfg or {}).get("imports") or [])],
                           "run": OmegaConf.to_container(train_cfg) if train_cfg is not None else None})

@@ -135,6 +135,6 @@ def test_evaluate_says_when_pooled_runs_were_trained_by_different_code_and_which
                       "of one experiment")
     compared, = [line for line in said if "trained by: ckpt_path" in line]
     assert compared.endswith(f"trained by: ckpt_path {ours} (1 checkpoint); commit 000000000000 (1 checkpoint); "
-                             f"compare_with {ours} (2 checkpoints)")
+                             f"compare_with {ours} (2 checkpoints)")  # one process, one machine: no other libraries
     assert [run["checkpoint"]["provenance"][0]["code"]["framework"]["commit"] for run in report["runs"]] == \
         [head_of(PROJECT_ROOT), "0" * 40]

@@ -325,6 +325,24 @@ def describe_history(history: list[dict[str, Any]] | None) -> str:
     return ", then ".join(code + (f" from generator step {step}" if i else "") for i, (code, step) in enumerate(pieces))
 
 
+def environment_differences(histories: Iterable[list[dict[str, Any]] | None],
+                            others: Iterable[list[dict[str, Any]] | None]) -> list[str]:
+    """The libraries and machines two sets of runs were trained on, where they differ: ``torch 2.14.1 -> 2.13.0``,
+    ``gpus NVIDIA H100 -> NVIDIA A100`` (each side's values over all its runs' starts, joined by ``/``)."""
+    def values(sets, section: str, key: str) -> str:
+        seen = {str(start.get(section, {}).get(key)) for history in sets for start in history or () if start.get(section)}
+        return "/".join(sorted(seen))
+
+    histories, others = list(histories), list(others)
+    differences = []
+    for section, keys in (("software", ("python", *DISTRIBUTIONS, "cuda")), ("hardware", ("cpu", "gpus"))):
+        for key in keys:
+            ours, theirs = values(histories, section, key), values(others, section, key)
+            if ours and theirs and ours != theirs:
+                differences.append(f"{key} {ours} -> {theirs}")
+    return differences
+
+
 def describe_code(record: dict[str, Any]) -> str:
     """``commit 1a2b3c4d5e6f with uncommitted changes (diff sha256 9f8e7d6c)``, then each checkout of one's own
     (``+ mypkg at commit ...``, or its files' hash), for a console line or a table's note."""

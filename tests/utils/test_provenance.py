@@ -216,3 +216,18 @@ def test_a_runs_code_is_told_piece_by_piece_and_compared_only_when_every_piece_i
     assert history_identity([placeholder, history[2]]) is None and history_identity(None) is None
     assert describe_history([placeholder, history[2]]) == f"code not recorded, then {describe_code(history[2])} from generator step 90"
     assert describe_history(None) == "code not recorded"
+
+
+def test_two_sets_of_runs_libraries_and_machines_are_compared_key_by_key():
+    from gan.utils.provenance import environment_differences
+
+    def start(torch_version, cpu, gpus=()):
+        return {"software": {"python": "3.11.7", "torch": torch_version, "numpy": "2.4.6"},
+                "hardware": {"cpu": cpu, "gpus": list(gpus), "host": "a"}}
+
+    ours = [[start("2.14.1", "AMD EPYC")], [start("2.14.1", "AMD EPYC")]]
+    assert environment_differences(ours, ours) == []
+    theirs = [[start("2.13.0", "AMD EPYC", ["NVIDIA H100"])], [start("2.14.1", "AMD EPYC", ["NVIDIA H100"])]]
+    assert environment_differences(ours, theirs) == ["torch 2.14.1 -> 2.13.0/2.14.1", "gpus [] -> ['NVIDIA H100']"]
+    # a side that recorded nothing (checkpoints before provenance) has nothing to differ in
+    assert environment_differences(ours, [None, [{"from_generator_step": 0, "code": None}]]) == []
