@@ -52,7 +52,8 @@ from gan.utils.errors import (CheckpointError, ConfigError, DataError, compositi
                               refuse_training_options)
 from gan.utils.instantiate import build
 from gan.utils.json_values import json_safe
-from gan.utils.provenance import collect, describe_history, environment_differences, history_identity, write_diffs
+from gan.utils.provenance import (collect, describe_history, environment_differences, group_by_code, history_identity,
+                                  write_diffs)
 from gan.utils.targets import import_modules
 from gan.visualize import class_grid, nearest_reals, save_image_grid, save_samples
 
@@ -156,7 +157,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
                      f"\ntrained on other libraries or machines (ckpt_path -> compare_with): {', '.join(environment)}"
                      if environment else "")
     # the code that computed these values (the metrics' code: a checkpoint's own record says what trained it)
-    evaluation = collect({"imports": [*(cfg.get("imports") or []), *((train_cfg or {}).get("imports") or [])],
+    evaluation = collect({"imports": OmegaConf.to_container(cfg, resolve=True).get("imports"),
                           "run": OmegaConf.to_container(train_cfg) if train_cfg is not None else None})
     write_diffs(out, evaluation, label="evaluation")
     report.update(protocol=protocol, data=datamodule.name, config=OmegaConf.to_container(cfg, resolve=True),
@@ -329,11 +330,12 @@ def evaluate_checkpoints(paths: list[str], first: dict[str, Any], only_generator
 
 
 def code_of(runs: list[dict[str, Any]]) -> str:
-    """The code that trained a set of evaluated runs, each once (``describe_history``), with how many checkpoints."""
-    counts: dict[str, set[str]] = {}
-    for run in runs:
-        counts.setdefault(describe_history(run["checkpoint"]["provenance"]), set()).add(run["checkpoint"]["path"])
-    return "; ".join(f"{code} ({len(paths)} checkpoint{'s' if len(paths) > 1 else ''})" for code, paths in counts.items())
+    """The code that trained a set of evaluated runs, each checkpoint once, with how many: ``commit ... (3
+    checkpoints)``, several such pieces in brackets when the checkpoints ran on different code."""
+    checkpoints = {run["checkpoint"]["path"]: run["checkpoint"]["provenance"] for run in runs}
+    groups = group_by_code(checkpoints.items())
+    text = "; ".join(f"{code} ({len(paths)} checkpoint{'s' if len(paths) > 1 else ''})" for code, paths in groups.items())
+    return text if len(groups) == 1 else f"[{text}]"
 
 
 def what_repeats(checkpoints: int, seeds: int) -> str:

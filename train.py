@@ -31,10 +31,9 @@ from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_
                               user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs
-from gan.utils.provenance import code_change, collect, describe_code, run_history, write_diffs, write_history
-from gan.utils.provenance import summary as provenance_summary
+from gan.utils.provenance import record_start
 from gan.utils.targets import import_modules
-from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers
+from gan.utils.logging import check_logger_options, finish_loggers, prepare_loggers, run_hyperparameters
 
 log = logging.getLogger("gan")
 #: torch's thread count when this process started (one per core unless OMP_NUM_THREADS says otherwise)
@@ -114,11 +113,11 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                         "settings (a checkpoint callback's monitor and interval in optimizer steps), which the options "
                         "changed, so the best score behind best.ckpt and the interval counts start anew", ckpt_path,
                         ", ".join(left))
-    if rank_zero_only.rank == 0:
-        module.provenance = record_provenance(cfg, module.run_config, saved_provenance, resumed_at, ckpt_path)
+    if rank_zero_only.rank == 0:  # which code, libraries and machine (gan/utils/provenance.py)
+        module.provenance = record_start(cfg.paths.output_dir, module.run_config, saved_provenance, resumed_at, ckpt_path)
     trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
     for logger in loggers:
-        logger.log_hyperparams(logged_hyperparameters(module))
+        logger.log_hyperparams(run_hyperparameters(module))
     exit_code = 1  # W&B's record of how the run ended: anything but a return from fit is a failure ...
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -140,36 +139,6 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                  module.generator_steps, trainer.global_step)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "module": module, "trainer": trainer, "stopped_by": stopped_by}
-
-
-def record_provenance(cfg: DictConfig, run_config: dict[str, Any], saved: list[dict[str, Any]] | None,
-                      resumed_at: int | None, ckpt_path: str | None) -> list[dict[str, Any]]:
-    """The run's starts with this one added (``gan.utils.provenance``), written to ``provenance.json`` with the
-    uncommitted diffs beside it; a resume whose code differs from the checkpoint's is said."""
-    now = collect(run_config, from_generator_step=resumed_at or 0)
-    write_diffs(cfg.paths.output_dir, now, label=f"gstep_{resumed_at or 0:07d}")
-    if resumed_at is not None:
-        changed = code_change(saved, now.record)
-        if changed:  # allowed (a fix, a new feature), but the run's later steps are not what its earlier code computes
-            log.warning("resuming %s: %s, so the steps after generator step %d come from other code (provenance.json "
-                        "in the run folder records both)", ckpt_path, changed, resumed_at)
-    history = run_history(saved, resumed_at, now.record)
-    path = write_history(cfg.paths.output_dir, history)
-    software, hardware = now.record["software"], now.record["hardware"]
-    device = ", ".join(hardware["gpus"]) or f"{hardware['cpu']} ({hardware['cpu_count']} cores)"
-    log.info("Code: %s; torch %s, Lightning %s on %s (%s)", describe_code(now.record), software["torch"],
-             software["lightning"], device, path)
-    return history
-
-
-def logged_hyperparameters(module) -> dict[str, Any]:
-    """What the loggers get as the run's config (W&B's config, the CSV logger's hparams.yaml): the resolved run config,
-    the networks' parameter counts and, where this process records it, the code, libraries and device."""
-    logged = {**module.run_config, "parameters": {name: sum(p.numel() for p in getattr(module, name).parameters())
-                                                  for name in ("generator", "discriminator")}}
-    if module.provenance:
-        logged["provenance"] = provenance_summary(module.provenance[-1])
-    return logged
 
 
 def continue_with_the_checkpoints_seed(cfg: DictConfig, checkpoint: dict[str, Any], path: str) -> None:

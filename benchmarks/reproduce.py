@@ -301,7 +301,7 @@ def run_cell(cell: Cell, cfg, overrides: list[str], extra: Sequence[str]) -> dic
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         # the code (commit, uncommitted changes' hash), libraries and machine of the run: rows compare seeds run by
         # different code only knowingly (records before 2026-12-07 have none)
-        "provenance": module.provenance[-1] if module.provenance else None,
+        "provenance": module.provenance,
     }
 
 
@@ -521,15 +521,11 @@ def section(data: str, title: str, modes: int, metric: str, rows: list[Row], pub
 
 
 def code_versions(runs: Iterable[dict]) -> dict[str, list[int]]:
-    """The seeds of a row by the code that ran them (``gan.utils.provenance.describe_code``; records before
+    """The seeds of a row by the code that ran them (``gan.utils.provenance.group_by_code``; records before
     2026-12-07 hold none): a row whose seeds ran on different code says so under its table."""
-    from gan.utils.provenance import describe_code
+    from gan.utils.provenance import group_by_code
 
-    versions: dict[str, list[int]] = {}
-    for record in runs:
-        code = describe_code(record["provenance"]) if record.get("provenance") else "code not recorded"
-        versions.setdefault(code, []).append(record["seed"])
-    return versions
+    return group_by_code((record["seed"], record.get("provenance")) for record in runs)
 
 
 # ----------------------------------------------------------------------------------------------- CLI

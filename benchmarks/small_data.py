@@ -90,7 +90,7 @@ def run_once(variant: str, trick: str, seed: int, steps: int, arch: str | None, 
         "variant": variant, "trick": trick, "seed": seed, "steps": steps, "arch": arch, "extra": extra,
         METRIC: float(last["values"][METRIC]), "values": last["values"], "generator_step": last["generator_step"],
         "seconds": round(seconds, 1), "overrides": overrides, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "provenance": objects["module"].provenance[-1],  # the code, libraries and machine (gan.utils.provenance)
+        "provenance": objects["module"].provenance,  # the code, libraries and machine of each start (gan.utils.provenance)
     }
 
 

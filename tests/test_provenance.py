@@ -104,10 +104,10 @@ def test_a_reproduce_row_whose_seeds_ran_on_different_code_says_so():
 
     code = lambda commit: {"code": {"framework": {"commit": commit, "dirty": False}, "own": []}}  # noqa: E731
     records = [toy_record("r3gan", seed, values) for seed, values in enumerate(SEEDS)]
-    records[0]["provenance"], records[1]["provenance"] = code("a" * 40), code("a" * 40)
+    records[0]["provenance"], records[1]["provenance"] = [code("a" * 40)], [code("a" * 40)]
     text = reproduce.table(records, ["grid"])
     assert "Code of r3gan (100 steps): commit aaaaaaaaaaaa (seeds 0, 1); code not recorded (seed 2)" in text
-    records[2]["provenance"] = code("a" * 40)
+    records[2]["provenance"] = [code("a" * 40)]
     assert "Code of" not in reproduce.table(records, ["grid"])  # one code: nothing to say
 
 
@@ -134,7 +134,32 @@ def test_evaluate_says_when_pooled_runs_were_trained_by_different_code_and_which
                       f"{tmp_path / 'new' / '0' / 'checkpoints' / 'last.ckpt'}: {ours}); the summary pools them as repeats "
                       "of one experiment")
     compared, = [line for line in said if "trained by: ckpt_path" in line]
-    assert compared.endswith(f"trained by: ckpt_path {ours} (1 checkpoint); commit 000000000000 (1 checkpoint); "
+    assert compared.endswith(f"trained by: ckpt_path [{ours} (1 checkpoint); commit 000000000000 (1 checkpoint)]; "
                              f"compare_with {ours} (2 checkpoints)")  # one process, one machine: no other libraries
     assert [run["checkpoint"]["provenance"][0]["code"]["framework"]["commit"] for run in report["runs"]] == \
         [head_of(PROJECT_ROOT), "0" * 40]
+
+
+def test_a_dirty_checkouts_diff_lands_in_the_run_folder_and_a_resume_elsewhere_brings_the_earlier_ones(
+        make_cfg, tmp_path, monkeypatch, caplog):
+    """End to end with the framework's checkout taken to have uncommitted changes (a clean clone has none)."""
+    from gan.utils import provenance
+    from gan.utils.provenance import Checkout
+
+    diff = b"diff --git a/gan/x.py b/gan/x.py\n+changed \xe9\n"
+    dirty = Checkout({"root": str(PROJECT_ROOT), "commit": "a" * 40, "dirty": True,
+                      "diff_sha256": hashlib.sha256(diff).hexdigest(), "untracked_files": 0, "untracked": []}, diff)
+    monkeypatch.setattr(provenance, "_framework_at_start", lambda: dirty)
+    train(make_cfg(RUN, output_dir=tmp_path / "first"))
+    (start,) = json.loads((tmp_path / "first" / "provenance.json").read_text())
+    assert start["code"]["framework"]["diff_file"] == "code_diffs/gstep_0000000_framework.diff"
+    assert (tmp_path / "first" / "code_diffs" / "gstep_0000000_framework.diff").read_bytes() == diff
+    longer = [o for o in RUN if not o.startswith("generator_steps=")] + [
+        "generator_steps=3", f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}"]
+    with caplog.at_level("WARNING", logger="gan"):
+        train(make_cfg(longer, output_dir=tmp_path / "second"))
+    history = json.loads((tmp_path / "second" / "provenance.json").read_text())
+    names = [start["code"]["framework"]["diff_file"] for start in history]
+    assert names == ["code_diffs/gstep_0000000_framework.diff", "code_diffs/gstep_0000002_framework.diff"]
+    assert all((tmp_path / "second" / name).read_bytes() == diff for name in names)  # the first copied over
+    assert not [r for r in caplog.records if "other code" in r.getMessage()]  # the same code, resumed

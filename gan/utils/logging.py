@@ -84,6 +84,19 @@ def prepare_loggers(loggers: Iterable) -> None:
             logger._wandb_init["settings"] = OmegaConf.to_container(settings, resolve=True)
 
 
+def run_hyperparameters(module) -> dict:
+    """What the loggers get as the run's config (W&B's config, TensorBoard's hparams, the CSV logger's hparams.yaml):
+    the resolved run config, the networks' parameter counts and, where this process records it, the code, libraries
+    and device (``gan.utils.provenance.summary``: columns to filter and group runs by)."""
+    from gan.utils.provenance import summary
+
+    logged = {**module.run_config, "parameters": {name: sum(p.numel() for p in getattr(module, name).parameters())
+                                                  for name in ("generator", "discriminator")}}
+    if module.provenance:
+        logged["provenance"] = summary(module.provenance[-1])
+    return logged
+
+
 def logger_step(trainer) -> int:
     """The x-position Lightning gives the module's own ``self.log`` values in TensorBoard and CSV (GAN iterations:
     Lightning's count of batches that stepped, which :func:`gan.batching.count_iteration` advances once per
