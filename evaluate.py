@@ -80,6 +80,10 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if train_cfg is not None:  # the run's own metrics, registered by its modules, before its selection is checked
         import_modules(train_cfg.get("imports"), option=f"{checkpoint_paths[0]}: its run's imports")
     use_thread_count(cfg.get("cpu_threads"), checkpoint)
+    # the code that computes the values (the metrics' code; a checkpoint's own record says what trained it), read now:
+    # files edited while a long evaluation runs are not what it runs
+    evaluation = collect({"imports": OmegaConf.to_container(cfg, resolve=True).get("imports"),
+                          "run": OmegaConf.to_container(train_cfg) if train_cfg is not None else None})
     data_cfg = data_to_score_against(cfg, train_cfg, checkpoint_paths[0] if checkpoint_paths else None)
     metrics_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
     if not metrics_cfg.get("compute") and train_cfg is not None and metrics_choice() != "none":
@@ -156,9 +160,6 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
                      "compare_with %s%s", format_comparison(comparison), code_of(runs), code_of(baseline_runs),
                      f"\ntrained on other libraries or machines (ckpt_path -> compare_with): {', '.join(environment)}"
                      if environment else "")
-    # the code that computed these values (the metrics' code: a checkpoint's own record says what trained it)
-    evaluation = collect({"imports": OmegaConf.to_container(cfg, resolve=True).get("imports"),
-                          "run": OmegaConf.to_container(train_cfg) if train_cfg is not None else None})
     write_diffs(out, evaluation, label="evaluation")
     report.update(protocol=protocol, data=datamodule.name, config=OmegaConf.to_container(cfg, resolve=True),
                   run_config=OmegaConf.to_container(train_cfg) if train_cfg is not None else None,

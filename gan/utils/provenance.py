@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -168,7 +169,7 @@ def own_module_checkouts(module_names: Iterable[str], framework_root: str | None
     for name in sorted(set(module_names)):
         if name in LIBRARY_MODULES or name in sys.stdlib_module_names:
             continue
-        file = getattr(sys.modules.get(name), "__file__", None)
+        file = getattr(sys.modules.get(name), "__file__", None) or module_origin(name)
         if not file:
             continue
         path = Path(file).resolve()
@@ -192,6 +193,16 @@ def own_module_checkouts(module_names: Iterable[str], framework_root: str | None
             record["files_sha256"] = files_sha256(sources)
         checkouts.append(Checkout(record, checkout.diff))
     return checkouts
+
+
+def module_origin(name: str) -> str | None:
+    """The file of top-level module ``name``, found without importing it (evaluate.py reads its provenance before it
+    builds a generator of one's own); None when it is not found or not a file."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
 
 
 def files_sha256(sources: list[Path]) -> str | None:

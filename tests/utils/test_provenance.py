@@ -117,10 +117,12 @@ def test_own_modules_are_recorded_by_their_checkout_or_the_hash_of_their_files(t
     for name in ("mine_in_git", "mine_too", "mine_loose"):
         monkeypatch.delitem(sys.modules, name, raising=False)
         importlib.import_module(name)
-    names = ["mine_in_git", "mine_too", "mine_loose", "torch", "gan", "json", "not_imported"]
+    monkeypatch.delitem(sys.modules, "mine_too")  # not imported yet (a generator's module, before evaluate.py builds it)
+    names = ["mine_in_git", "mine_too", "mine_loose", "torch", "gan", "json", "not_a_module"]
     records = [checkout.record for checkout in own_module_checkouts(names, framework_root=None)]
     by_modules = {tuple(r["modules"]): r for r in records}
-    assert set(by_modules) == {("mine_in_git", "mine_too"), ("mine_loose",)}  # libraries, stdlib, not imported: left out
+    assert set(by_modules) == {("mine_in_git", "mine_too"), ("mine_loose",)}  # libraries, stdlib, none such: left out
+    assert "mine_too" not in sys.modules  # found, not imported
     assert by_modules[("mine_in_git", "mine_too")]["commit"] == run_git(repo, "rev-parse", "HEAD").strip()
     loose_record = by_modules[("mine_loose",)]
     assert loose_record["commit"] is None and "not a git repository" in loose_record["why"]
