@@ -113,9 +113,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                         "settings (a checkpoint callback's monitor and interval in optimizer steps), which the options "
                         "changed, so the best score behind best.ckpt and the interval counts start anew", ckpt_path,
                         ", ".join(left))
-    if rank_zero_only.rank == 0:  # which code, libraries and machine (gan/utils/provenance.py)
-        module.provenance = record_start(cfg.paths.output_dir, module.run_config, saved_provenance, resumed_at, ckpt_path)
     trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
+    if rank_zero_only.rank == 0:  # which code, libraries and machine (gan/utils/provenance.py), once nothing is refused
+        module.provenance = record_start(cfg.paths.output_dir, module.run_config, saved_provenance, resumed_at, ckpt_path)
     for logger in loggers:
         logger.log_hyperparams(run_hyperparameters(module))
     exit_code = 1  # W&B's record of how the run ended: anything but a return from fit is a failure ...
