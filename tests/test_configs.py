@@ -166,6 +166,17 @@ def test_an_optimizer_option_a_schedule_overwrites_is_named(make_cfg):
     assert options_under_a_schedule(no_lr_schedule, ["optimizer.generator.lr=1e-3"]) == []
     assert options_under_a_schedule(make_cfg(["model=dcgan", "logger=none"]).model.get("schedules"),
                                     ["optimizer.generator.lr=1e-3"]) == []
+    # one schedule per network for one hyperparameter (sngan's toy preset): the second hid the first
+    from omegaconf import OmegaConf
+
+    setting = lambda network: {"_target_": "gan.schedules.OptimizerSetting", "hyperparameter": "lr",  # noqa: E731
+                               "networks": [network], "value": {"_target_": "gan.schedules.Cosine", "start": 1e-3,
+                                                                "end": 1e-4, "steps": 10}}
+    apart = OmegaConf.create({"lr_d": setting("discriminator"), "lr_g": setting("generator")})
+    d_line, = options_under_a_schedule(apart, ["optimizer.discriminator.lr=1e-3"])
+    g_line, = options_under_a_schedule(apart, ["optimizer.generator.lr=1e-3"])
+    assert d_line.startswith("model.schedules.lr_d sets lr of the discriminator optimizer at every generator step")
+    assert g_line.startswith("model.schedules.lr_g sets lr of the generator optimizer at every generator step")
 
 
 @pytest.mark.parametrize("data", ["toy2d_grid", "toy2d_ring"])

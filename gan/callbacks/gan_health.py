@@ -121,9 +121,12 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     lr_schedules = [name for name, setting in schedules.items() if getattr(setting, "hyperparameter", None) == "lr"]
     if lr_schedules:  # TTUR, advised and then said to be overwritten in one line (a README walk-through): not advised
         text = text.replace(" or use TTUR (optimizer=ttur)", "")
-        if "learning rate" in text:
-            text += (f"; this run's learning rates follow model.schedules.{lr_schedules[0]}, which overwrites optimizer.*.lr "
-                     f"and optimizer=ttur at every step: change its values (model.schedules.{lr_schedules[0]}.value.start / .end)")
+        if "learning rate" in text:  # every one of them: sngan's toy preset schedules G's and D's apart
+            names = " and ".join(f"model.schedules.{name}" for name in lr_schedules)
+            values = " and ".join(f"model.schedules.{name}.value.start / .end" for name in lr_schedules)
+            one = len(lr_schedules) == 1
+            text += (f"; this run's learning rates follow {names}, which overwrite{'s' if one else ''} optimizer.*.lr "
+                     f"and optimizer=ttur at every step: change {'its' if one else 'their'} values ({values})")
     elif optimizer_preset:  # command-line values (optimizer.generator.lr=...) still go over the preset's; a group does not
         # (and presets=none, which would let the group act, drops the preset's every value: its steps, batch, EMA)
         g_lr, d_lr = ttur_learning_rates()

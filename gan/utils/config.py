@@ -322,11 +322,11 @@ def options_under_a_schedule(schedules: DictConfig | None, task_overrides: Itera
     group, ``optimizer=ttur``) that a schedule of ``model.schedules`` overwrites at every generator step
     (r3gan schedules lr and Adam's beta2 on both optimizers), so the option would silently have no effect; and per
     model option a schedule overwrites (r3gan's R1/R2 gamma and EMA decay, :func:`model_options_under_a_schedule`)."""
-    scheduled = {}  # hyperparameter -> (schedule name, networks)
+    scheduled = []  # (hyperparameter, schedule name, networks): one hyperparameter may have a schedule per network
     for name, setting in (schedules or {}).items():
         if target_attribute(setting, "sets") == "optimizer":
             networks = tuple(setting.get("networks") or ("generator", "discriminator"))
-            scheduled[str(setting.hyperparameter)] = (name, networks)
+            scheduled.append((str(setting.hyperparameter), name, networks))
     lines = []
     for override in task_overrides:
         key, _, choice = str(override).lstrip("+~").partition("=")
@@ -334,7 +334,7 @@ def options_under_a_schedule(schedules: DictConfig | None, task_overrides: Itera
             lines += model_options_under_a_schedule(schedules, key, choice)
         if not choice or not (key == "optimizer" or key.startswith("optimizer.")):
             continue
-        for hyperparameter, (name, networks) in scheduled.items():
+        for hyperparameter, name, networks in scheduled:
             option = "betas" if hyperparameter in ("beta1", "beta2") else hyperparameter
             hit = key == "optimizer" or any(key in (f"optimizer.{network}.{option}", f"optimizer.{network}")
                                             for network in networks)

@@ -585,6 +585,14 @@ def test_remedies_name_this_runs_own_levers():
     assert text.endswith("; this run's learning rates follow model.schedules.lr, which overwrites optimizer.*.lr and optimizer=ttur "
                          "at every step: change its values (model.schedules.lr.value.start / .end)")
     assert "constrain D more (a larger weight or gamma for its r1r2; spectral norm" in remedy("divergence", scheduled)
+    # a schedule per network (sngan's toy preset): both named, as each overwrites its own optimizer's rate
+    apart = SimpleNamespace(schedules={"lr_d": OptimizerSetting("lr", Cosine(1e-3, 1e-4, 10), networks=("discriminator",)),
+                                       "lr_g": OptimizerSetting("lr", Cosine(2e-4, 2e-5, 10), networks=("generator",))},
+                            penalties={})
+    assert remedy("discriminator_overpowers", apart).endswith(
+        "; this run's learning rates follow model.schedules.lr_d and model.schedules.lr_g, which overwrite optimizer.*.lr "
+        "and optimizer=ttur at every step: change their values (model.schedules.lr_d.value.start / .end and "
+        "model.schedules.lr_g.value.start / .end)")
     assert "model.schedules" not in remedy("discriminator_overpowers", SimpleNamespace(schedules={}, penalties={}))
     # TTUR is not advised where a schedule overwrites it (it was, in the line that then said so: a README walk-through)
     collapse = remedy("mode_collapse", scheduled)
