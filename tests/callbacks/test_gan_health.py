@@ -211,7 +211,8 @@ def test_samples_that_run_away_while_the_losses_stay_finite_are_divergence(make_
     wider than the data with finite losses and was reported healthy (an audit)."""
     cfg = make_cfg(["model=dcgan", "data=toy2d_grid", "generator_steps=100", "logger=csv", "metrics=none", "callbacks.progress_bar=null",
                     "callbacks.sample_grid=null", "optimizer.generator.lr=10", "optimizer.discriminator.lr=10",
-                    "callbacks.gan_health.mode_collapse.every_n_generator_steps=20"])  # from step 20; collapse from 500
+                    "callbacks.gan_health.mode_collapse.every_n_generator_steps=20",  # from step 20; collapse from 500
+                    "model.discriminator.norm=batch"])  # D as the toy preset had it until 2026-12-07: it runs away at lr=10
     with caplog.at_level("WARNING", logger="gan"):
         _, objects = train(cfg)
     event = objects["stopped_by"]
