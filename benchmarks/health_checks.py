@@ -16,8 +16,8 @@ The plan: presets that end healthy (r3gan and gan on both toys, lsgan on the rin
 grid: no detection wanted) and presets that collapse or oscillate (dcgan on both toys, lsgan on the grid,
 ``experiment=pacgan`` on the grid under the name ``pacgan``). The plan's records were run at the presets of their date:
 since 2026-12-07 the dcgan and lsgan toy presets have no batch norm in D and no longer collapse on the ring, so
-``--runs dcgan:ring dcgan:grid lsgan:grid --name <name> -- model.discriminator.norm=batch`` reproduces the collapsing
-runs (runs of the current presets are new cells of the plan). Every run appends one JSON line to ``--out``
+``--runs dcgan:ring dcgan:grid --name dcgan_bn -- model.discriminator.norm=batch`` (and ``--runs lsgan:grid --name
+lsgan_bn`` with the same override) runs the collapsing cases again (runs of the current presets are new cells of the plan). Every run appends one JSON line to ``--out``
 (default benchmarks/results/health_checks.jsonl); a run already there (same name, data, seed, steps, overrides)
 is skipped unless ``--rerun``.
 """
