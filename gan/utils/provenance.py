@@ -1,10 +1,10 @@
 """Which code, libraries and machine produced a run: its provenance.
 
 Two numbers can only be compared when they came from the same code, or when what differs is known. A run records,
-at each start (the first and every resume), which code it runs (the framework's git commit and whether the checkout
-had uncommitted changes, with a hash of them; the same for the user's own modules), the versions of the libraries
-that compute its numbers, and the machine. ``train.py`` keeps the list in every checkpoint and in the run folder's
-``provenance.json``; ``evaluate.py`` and ``benchmarks/reproduce.py`` copy it into what they write.
+at each start (the first and every resume), which code it runs (the framework's git commit and whether its code
+differs from it, with a hash of the difference and the difference itself; the same for the user's own modules), the
+versions of the libraries that compute its numbers, and the machine. ``train.py`` keeps the list in every checkpoint
+and in the run folder's ``provenance.json``; ``evaluate.py`` and the benchmarks copy it into what they write.
 
 The code is read once per process, when a run first asks: that is the code the process imported, while files
 edited later (during a long multirun, say) are not what it runs. Nothing here fails a run: without git, or outside
@@ -41,7 +41,7 @@ DISTRIBUTIONS = ("torch", "torchvision", "lightning", "torchmetrics", "torch-fid
 #: library's are known to Python: ``sys.stdlib_module_names``)
 LIBRARY_MODULES = frozenset({"gan", "torch", "torchvision", "lightning", "pytorch_lightning", "torchmetrics",
                              "torch_fidelity", "hydra", "hydra_plugins", "omegaconf", "numpy", "scipy", "wandb"})
-GIT_TIMEOUT_S = 10
+COMMAND_TIMEOUT_S = 10
 PROVENANCE_FILE = "provenance.json"
 #: what counts as code in a checkout: changes to tracked files of these kinds (the shipped digit classifier's weights
 #: change fid_digits; README edits and benchmark results change nothing a run computes) ...
@@ -78,7 +78,7 @@ def git(directory: Path, *args: str, ok: tuple[int, ...] = (0,)) -> bytes:
     environment = {key: value for key, value in os.environ.items() if key not in GIT_LOCATION_VARIABLES}
     environment.update(GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
     settings = [part for setting in DIFF_SETTINGS for part in ("-c", setting)]
-    done = subprocess.run(["git", *settings, "-C", str(directory), *args], capture_output=True, timeout=GIT_TIMEOUT_S,
+    done = subprocess.run(["git", *settings, "-C", str(directory), *args], capture_output=True, timeout=COMMAND_TIMEOUT_S,
                           env=environment, check=False)
     if done.returncode not in ok:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
@@ -118,7 +118,7 @@ def read_checkout(directory: str | os.PathLike) -> Checkout:
 
 
 def git_failure(error: BaseException) -> str:
-    return f"git timed out after {GIT_TIMEOUT_S} s" if isinstance(error, subprocess.TimeoutExpired) else str(error)
+    return f"git timed out after {COMMAND_TIMEOUT_S} s" if isinstance(error, subprocess.TimeoutExpired) else str(error)
 
 
 def is_code(root: Path, name: str) -> bool:
@@ -273,7 +273,7 @@ def gpu_names() -> list[str]:
         return [torch.cuda.get_device_name(i) for i in range(count)]
     try:
         done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, check=True)
+                              timeout=COMMAND_TIMEOUT_S, check=True)
         names = [line.strip() for line in done.stdout.splitlines() if line.strip()]
         if names:
             return names
