@@ -27,7 +27,7 @@ from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, c
 from gan.utils.config import check_run_options, options_without_effect, slurm_batch_job_id
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
-from gan.utils.errors import (ConfigError, TrainingDiverged, composition_errors_in_one_line, exit_on_user_error,
+from gan.utils.errors import (TrainingDiverged, composition_errors_in_one_line, exit_on_user_error,
                               user_error_behind)
 from gan.utils.instantiate import build, build_module, build_trainer, instantiate_group
 from gan.utils.csv_log import continue_csv_logs

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan.utils.config import PROJECT_ROOT  # noqa: E402
 from gan.utils.provenance import code_label  # noqa: E402
 
 DIGITS = ["data=digits", "presets=none", "logger=none", "trainer.accelerator=cpu"]

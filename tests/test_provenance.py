@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from importlib import metadata
 import subprocess
+from importlib import metadata
 
 import torch
 import yaml
