@@ -46,7 +46,7 @@ from gan.metrics.registry import logged_directions, real_sample_indices
 from gan.metrics.summary import compare_evaluations, format_comparison, format_table, summarize_evaluations
 from gan.nets.base import eval_mode
 from gan.utils.checkpoint import (generator_from_checkpoint, leaves, load_checkpoint, options_changed_since, run_config,
-                                  trained_generator_steps)
+                                  run_folder, trained_generator_steps)
 from gan.utils.config import PROJECT_ROOT, check_evaluate_options, top_level_keys_nothing_reads
 from gan.utils.errors import (CheckpointError, ConfigError, DataError, composition_errors_in_one_line, exit_on_user_error,
                               refuse_training_options)
@@ -287,6 +287,7 @@ def check_checkpoints(paths: list[str], first: dict[str, Any], cfg: DictConfig, 
     if len(paths) == 1:
         return checked_generator(paths[0], first, cfg, suite, datamodule, device)
     differing, other_code = [], []
+    first_trained_by = history_identity((first or {}).get("provenance"))  # first: None for a folder of images
     for path in paths:
         checkpoint = first if path == paths[0] else load_checkpoint(path)
         if not cfg.get("data") and stored_data_identity(checkpoint, path) != stored_data_identity(first, paths[0]):
@@ -296,7 +297,7 @@ def check_checkpoints(paths: list[str], first: dict[str, Any], cfg: DictConfig, 
         changed = options_changed_since(first.get("run_config") or {}, checkpoint.get("run_config") or {}, limit=3)
         if changed:
             differing.append((path, changed))
-        trained_by, first_trained_by = history_identity(checkpoint.get("provenance")), history_identity(first.get("provenance"))
+        trained_by = history_identity(checkpoint.get("provenance"))
         if trained_by is not None and first_trained_by is not None and trained_by != first_trained_by:
             other_code.append((path, checkpoint.get("provenance")))
     if other_code:  # said, as differing options are: a code change between seeds of one experiment goes unseen otherwise
@@ -467,12 +468,6 @@ def find_checkpoints(pattern: str, name: str = "last.ckpt") -> list[str]:
         looked_for = "" if glob.has_magic(pattern) else f" (looked for <job>/checkpoints/{name} below it)"
         raise CheckpointError(f"ckpt_path={pattern} matches no checkpoint{looked_for}")
     return sorted(found, key=natural)
-
-
-def run_folder(path: str | Path) -> Path:
-    """The run a checkpoint belongs to: the folder above its ``checkpoints`` folder, or the folder it lies in."""
-    folder = Path(path).resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder
 
 
 def check_one_checkpoint_per_run(paths: list[str], option: str, pattern: str) -> None:

@@ -38,6 +38,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
+def run_folder(path: str | Path) -> Path:
+    """The run a checkpoint belongs to: the folder above its ``checkpoints`` folder, or the folder it lies in."""
+    folder = Path(path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
 def example_checkpoint(folder: Path) -> Path:
     """A checkpoint file a user who gave ``folder`` likely meant: its last.ckpt, else its first .ckpt, looked for in
     the folder and, for a run's folder, in its checkpoints/ (the hint named a run folder's last.ckpt, which is not

@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from gan.utils.checkpoint import run_folder
 from gan.utils.files import atomic_write
 
 log = logging.getLogger("gan")
@@ -353,7 +354,7 @@ def record_start(folder: str | os.PathLike, run_config: dict[str, Any], saved: l
         if changed:  # allowed (a fix, a new feature), but the run's later steps are not what its earlier code computes
             log.warning("resuming %s: %s, so the steps after generator step %d come from other code (provenance.json "
                         "in the run folder records both)", checkpoint_path, changed, resumed_at)
-        copy_earlier_diffs(saved, Path(checkpoint_path).resolve().parent.parent, Path(folder))
+        copy_earlier_diffs(saved, run_folder(checkpoint_path), Path(folder))
     history = run_history(saved, resumed_at, now.record)
     path = write_history(folder, history)
     hardware_ = now.record["hardware"]
