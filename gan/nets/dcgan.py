@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from gan.nets.base import (Discriminator, Generator, as_shape, check_negative_slope, maybe_dropout, maybe_spectral_norm,
                            output_activation)
-from gan.nets.layers import ConditionalBatchNorm, minibatch_layer
+from gan.nets.layers import ConditionalBatchNorm, FourierFeatures, minibatch_layer, refuse_fourier_features_on_images
 from gan.utils.errors import ConfigError
 
 
@@ -142,7 +142,9 @@ class DCGANDiscriminator(Discriminator):
     """Options: ``dropout`` after every block; ``minibatch`` = ``none`` | ``stddev`` (Karras et al. 2018,
     ``minibatch_group_size``) | ``discrimination`` (Salimans et al. 2016, ``minibatch_kernels`` x
     ``minibatch_kernel_dim``) before the output layer; ``num_classes``/``conditioning``: see
-    :class:`Discriminator`."""
+    :class:`Discriminator`. On vector data ``fourier_features`` > 0 feeds the first layer
+    :class:`~gan.nets.layers.FourierFeatures` of the input (``fourier_scales``: cycles per unit), since the MLP
+    learns the sharp modes of the 2D toys late (spectral bias); images refuse it."""
 
     def __init__(
         self,
@@ -157,6 +159,8 @@ class DCGANDiscriminator(Discriminator):
         minibatch_group_size: int = 4,
         minibatch_kernels: int = 32,
         minibatch_kernel_dim: int = 8,
+        fourier_features: int = 0,
+        fourier_scales: Sequence[float] = (0.5, 5.0),
         num_classes: int | None = None,
         conditioning: str = "projection",
     ):
@@ -175,11 +179,15 @@ class DCGANDiscriminator(Discriminator):
             def linear(f_in, f_out, bias=True):
                 return maybe_spectral_norm(nn.Linear(f_in, f_out, bias=bias), spectral_norm)
 
-            blocks = [nn.Sequential(linear(self.sample_shape[0] + self.input_extra, hidden), *activation())]
+            inputs = self.sample_shape[0] + self.input_extra
+            fourier = [FourierFeatures(inputs, fourier_features, tuple(fourier_scales))] if fourier_features != 0 else []
+            inputs = fourier[0].out_features if fourier else inputs
+            blocks = [nn.Sequential(*fourier, linear(inputs, hidden), *activation())]
             blocks += [nn.Sequential(linear(hidden, hidden, bias), vector_norm(norm, hidden), *activation()) for _ in range(VECTOR_DEPTH - 1)]
             feature_shape: tuple[int, ...] = (hidden,)
             head = linear
         else:
+            refuse_fourier_features_on_images(fourier_features, self.sample_shape)
             channels, base, stages = image_geometry(sample_shape, type(self).__name__)
             widths = [width * min(2**i, max_width_multiplier) for i in range(stages)]
 

@@ -8,6 +8,7 @@ needs ``extra_features`` more inputs.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -150,6 +151,13 @@ class FourierFeatures(nn.Module):
             x = at_least_fp32(x)
             phase = x @ self.frequencies.to(x.dtype)
             return _ConcatColumns.apply(x, phase.sin(), phase.cos())
+
+
+def refuse_fourier_features_on_images(fourier_features: int, sample_shape: Sequence[int]) -> None:
+    """A convolutional discriminator has no place for sinusoids of its input: the option would be ignored."""
+    if fourier_features != 0:
+        raise ConfigError(f"fourier_features={fourier_features}: Fourier features of the input are for vector data "
+                          f"(the 2D toys), not images of shape {list(sample_shape)}; expected 0")
 
 
 class FullPrecisionLinear(nn.Linear):

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, check_negative_slope, maybe_dropout, output_activation
 from gan.nets.dcgan import is_vector
+from gan.nets.layers import refuse_fourier_features_on_images
 from gan.nets.mlp import discriminator_mlp_blocks, generator_mlp
 from gan.nets.resnet import reject_options, residual_geometry, stage_widths
 from gan.utils.errors import ConfigError
@@ -252,6 +253,7 @@ class R3GANDiscriminator(Discriminator):
             self.build_vector_head(features, lambda inputs: nn.Linear(inputs, 1), minibatch, minibatch_group_size,
                                    minibatch_kernels, minibatch_kernel_dim)
             return
+        refuse_fourier_features_on_images(fourier_features, self.sample_shape)  # they were ignored there
         channels, base, doublings = residual_geometry(sample_shape, who)
         widths = stage_widths(width, max_width_multiplier, doublings + 1)  # from the image to the base map
         total = int(blocks_per_stage) * len(widths)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from gan.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gan.nets.r3gan import R3GANDiscriminator
 from gan.nets.resnet import ResNetDiscriminator
 
 
@@ -47,6 +48,51 @@ def test_dcgan_family_becomes_the_wgan_gp_toy_mlp_on_vectors():
     assert sum(isinstance(m, torch.nn.LayerNorm) for m in d.modules()) == 2  # none on the input layer
     assert all(hasattr(m, "parametrizations") for m in d.modules() if isinstance(m, torch.nn.Linear))
     assert d(g(torch.randn(5, 16))).shape == (5,)
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_dcgan_toy_discriminator_reads_fourier_features_of_its_input(spectral_norm):
+    """``fourier_features`` puts sinusoids of the input before the first layer of the toy MLP (the remedy for a
+    plain MLP's late resolution of sharp 2D modes): the first block is that layer, then the linear map of its
+    [x, sin, cos] output, and spectral norm still normalizes every linear map (the frequencies are a buffer)."""
+    from gan.nets.layers import FourierFeatures
+
+    torch.manual_seed(0)
+    d = DCGANDiscriminator((2,), width=8, norm="none", spectral_norm=spectral_norm, fourier_features=16,
+                           fourier_scales=[1.0, 20.0])
+    features, first_linear = d.blocks[0][0], d.blocks[0][1]
+    assert isinstance(features, FourierFeatures) and features.out_features == 2 + 2 * 16
+    assert first_linear.in_features == 34 and "blocks.0.0.frequencies" in d.state_dict()  # saved with checkpoints
+    cycles = features.frequencies.norm(dim=0) / (2 * torch.pi)
+    assert cycles.min() == pytest.approx(1.0, rel=1e-5) and cycles.max() == pytest.approx(20.0, rel=1e-5)
+    assert all(hasattr(m, "parametrizations") == spectral_norm for m in d.modules() if isinstance(m, torch.nn.Linear))
+    d.eval()  # spectral norm's power iteration does not advance, so the two passes see the same weights
+    x = torch.randn(5, 2)
+    phase = x @ features.frequencies
+    h = torch.nn.functional.leaky_relu(first_linear(torch.cat([x, phase.sin(), phase.cos()], dim=1)), 0.2)
+    for block in d.blocks[1:]:
+        h = block(h)
+    torch.testing.assert_close(d(x), d.head(h).flatten())
+    plain = DCGANDiscriminator((2,), width=8, norm="none")
+    assert not any(isinstance(m, FourierFeatures) for m in plain.modules()) and plain.blocks[0][0].in_features == 2
+
+
+def test_dcgan_toy_discriminator_feeds_the_labels_of_concat_conditioning_through_the_fourier_features():
+    d = DCGANDiscriminator((2,), width=8, norm="none", fourier_features=4, num_classes=3, conditioning="concat")
+    assert d.blocks[0][0].out_features == (2 + 3) + 2 * 4
+    assert d(torch.randn(6, 2), torch.arange(6) % 3).shape == (6,)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: DCGANDiscriminator((1, 16, 16), width=4, fourier_features=8),
+    lambda: R3GANDiscriminator((1, 16, 16), width=8, fourier_features=8),
+])
+def test_fourier_features_on_images_are_refused_not_ignored(build):
+    from gan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^fourier_features=8: Fourier features of the input are for vector data "
+                                          r"\(the 2D toys\), not images of shape \[1, 16, 16\]; expected 0$"):
+        build()
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 48), (1, 2, 3, 4), (3, 6, 6)])
