@@ -346,6 +346,7 @@ class GANModule(pl.LightningModule):
         self._check_next_generator_step = True
         #: the penalties whose terms have not been checked yet (a lazy penalty's first step may come later)
         self._unchecked_penalties: set[str] = set(self.penalties)
+        self._penalties_with_checked_terms: set[str] = set()
 
     def __setattr__(self, name: str, value: Any) -> None:
         # The step counters (at every update) and Lightning's ``_current_fx_name`` (at every hook call) are plain
@@ -674,17 +675,28 @@ class GANModule(pl.LightningModule):
         return terms
 
     def _check_penalty_terms(self, name: str, penalty: Penalty, terms: object) -> None:
-        """What a penalty returned the first time it was applied in this process (see ``check_terms``); a loss that is
-        not 0 but has no gradient is said once: the penalty then does nothing (a lazy penalty's skipped steps are never
-        called, so a detached 0 is no alarm)."""
+        """What a penalty returned at its applications until its loss is known to have a gradient (see ``check_terms``
+        for the types, read at its first application in this process); a loss that is not 0 but has no gradient is said
+        once: the penalty then does nothing. A detached 0 is no alarm yet (a penalty of one's own may return it on the
+        steps it skips, or over a warm-up), so the question stays open: a Python number is asked again at every
+        application (no device read), a tensor at the applications on logging steps, whose values are read anyway, so
+        a penalty that returns a detached 0 first and a detached value later adds no host synchronization to the
+        other steps and is still said (it was taken for a warm-up and never asked again)."""
         who = f"model.penalties.{name}._target_={class_path(penalty)}"
-        check_terms(terms, who, "forward(critic, real, fake, real_logits, fake_logits)")
+        first_application = name not in self._penalties_with_checked_terms
+        if first_application:
+            check_terms(terms, who, "forward(critic, real, fake, real_logits, fake_logits)")
+            self._penalties_with_checked_terms.add(name)
         loss = terms["loss"]
+        if isinstance(loss, Tensor) and not loss.requires_grad and not (first_application or self.is_logging_step):
+            return
         if penalty_without_gradient(loss):
             value = float(loss.detach().float().sum()) if isinstance(loss, Tensor) else float(loss)
             log.warning("%s: its 'loss' (%.4g) has no gradient (detached, read with .item() or computed under no_grad), so "
                         "adding it to D's loss changes nothing and the penalty has no effect; return a tensor computed from "
                         "critic(x) or the logits it is given", who, value)
+        elif not (isinstance(loss, Tensor) and loss.requires_grad):
+            return  # a detached 0: asked again at a later application
         self._unchecked_penalties.discard(name)
 
     def discriminate_real_and_fake(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[DiscriminatorOutput, DiscriminatorOutput]:

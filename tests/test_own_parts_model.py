@@ -320,6 +320,52 @@ def test_a_penalty_that_skips_super_init_is_refused_in_one_line_from_the_config(
         build_module(cfg)
 
 
+class ZeroFirstPenalty(Penalty):
+    """0 (detached) for ``zero_steps`` applications, then ``later``: the real penalty, or it detached, or a number."""
+
+    def __init__(self, zero_steps: int, later: str, as_number: bool = False):
+        super().__init__()
+        self.zero_steps, self.later, self.as_number, self.calls = zero_steps, later, as_number, 0
+
+    def forward(self, critic, real, fake, real_logits=None, fake_logits=None):
+        self.calls += 1
+        if self.calls <= self.zero_steps:
+            return {"loss": 0.0 if self.as_number else torch.zeros(())}
+        value = real_logits.pow(2).mean() + 0.5
+        if self.later == "number":
+            return {"loss": float(value.detach())}
+        return {"loss": value.detach() if self.later == "detached" else value}
+
+
+@pytest.mark.parametrize("as_number", [False, True])
+def test_a_penalty_returning_a_detached_zero_first_is_asked_again_until_its_loss_has_a_gradient(caplog, monkeypatch,
+                                                                                                 as_number):
+    """The check of a detached loss once stopped at a first detached 0 (taken for a warm-up's skipped step), so a
+    penalty that later returned detached values trained silently without effect. A tensor 0 is asked again on
+    logging steps only (values are read there anyway: no host synchronization on the others), a number at once."""
+    logging_step = {"now": False}
+    monkeypatch.setattr(GANModule, "is_logging_step", property(lambda self: logging_step["now"]))
+    module = make_module(penalties={"late": ZeroFirstPenalty(2, "number" if as_number else "detached", as_number),
+                                    "real": ZeroFirstPenalty(2, "gradient", as_number)})
+    _, opt_d = optimizers(module)
+
+    def said_after_a_step() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="gan"):
+            module.discriminator_step(torch.randn(8, *POINTS), opt_d)
+        return [r.getMessage() for r in caplog.records if "no gradient" in r.getMessage()]
+
+    assert said_after_a_step() == [] and said_after_a_step() == []  # detached zeros: a warm-up, no word
+    assert module._unchecked_penalties == {"late", "real"}  # still asked
+    if not as_number:  # a detached tensor on a step that logs nothing is not read
+        assert said_after_a_step() == [] and module._unchecked_penalties == {"late"}  # "real" has a gradient now
+        logging_step["now"] = True
+    said = said_after_a_step()  # a number: at its first value that is not 0; a tensor: on the logging step
+    assert len(said) == 1 and said[0].startswith(f"model.penalties.late._target_={HERE}.ZeroFirstPenalty: its 'loss' (")
+    assert module._unchecked_penalties == set()
+    assert said_after_a_step() == []  # said once
+
+
 def test_a_detached_penalty_is_warned_of_once_and_a_detached_zero_is_not(caplog):
     """A warm-up penalty may return 0 (a tensor or a Python number, which trained before these checks) on steps it
     skips; a number that is not 0 has no gradient either."""
