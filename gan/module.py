@@ -346,6 +346,8 @@ class GANModule(pl.LightningModule):
         self._check_next_generator_step = True
         #: the penalties whose terms have not been checked yet (a lazy penalty's first step may come later)
         self._unchecked_penalties: set[str] = set(self.penalties)
+        #: the penalties whose returned types were checked; one stays in ``_unchecked_penalties`` while its loss is a
+        #: detached 0 (a warm-up's skipped step, or a loss detached by mistake: asked again, see _check_penalty_terms)
         self._penalties_with_checked_terms: set[str] = set()
 
     def __setattr__(self, name: str, value: Any) -> None:
