@@ -690,16 +690,17 @@ class GANModule(pl.LightningModule):
             check_terms(terms, who, "forward(critic, real, fake, real_logits, fake_logits)")
             self._penalties_with_checked_terms.add(name)
         loss = terms["loss"]
-        if isinstance(loss, Tensor) and not loss.requires_grad and not (first_application or self.is_logging_step):
-            return
-        if penalty_without_gradient(loss):
+        if isinstance(loss, Tensor) and loss.requires_grad:  # answered: the penalty trains D
+            self._unchecked_penalties.discard(name)
+        elif isinstance(loss, Tensor) and not (first_application or self.is_logging_step):
+            return  # a detached tensor is read where values are read anyway
+        elif penalty_without_gradient(loss):
             value = float(loss.detach().float().sum()) if isinstance(loss, Tensor) else float(loss)
             log.warning("%s: its 'loss' (%.4g) has no gradient (detached, read with .item() or computed under no_grad), so "
                         "adding it to D's loss changes nothing and the penalty has no effect; return a tensor computed from "
                         "critic(x) or the logits it is given", who, value)
-        elif not (isinstance(loss, Tensor) and loss.requires_grad):
-            return  # a detached 0: asked again at a later application
-        self._unchecked_penalties.discard(name)
+            self._unchecked_penalties.discard(name)
+        # else a detached 0: asked again at a later application
 
     def discriminate_real_and_fake(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[DiscriminatorOutput, DiscriminatorOutput]:
         """D's outputs for a real and a fake batch of the same size. A discriminator that treats every sample on

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from gan.nets.base import (Discriminator, Generator, as_shape, check_negative_slope, maybe_dropout, maybe_spectral_norm,
                            output_activation)
-from gan.nets.layers import ConditionalBatchNorm, FourierFeatures, minibatch_layer, refuse_fourier_features_on_images
+from gan.nets.layers import ConditionalBatchNorm, fourier_input, minibatch_layer, refuse_fourier_features_on_images
 from gan.utils.errors import ConfigError
 
 
@@ -179,9 +179,7 @@ class DCGANDiscriminator(Discriminator):
             def linear(f_in, f_out, bias=True):
                 return maybe_spectral_norm(nn.Linear(f_in, f_out, bias=bias), spectral_norm)
 
-            inputs = self.sample_shape[0] + self.input_extra
-            fourier = [FourierFeatures(inputs, fourier_features, tuple(fourier_scales))] if fourier_features != 0 else []
-            inputs = fourier[0].out_features if fourier else inputs
+            fourier, inputs = fourier_input(self.sample_shape[0] + self.input_extra, fourier_features, fourier_scales)
             blocks = [nn.Sequential(*fourier, linear(inputs, hidden), *activation())]
             blocks += [nn.Sequential(linear(hidden, hidden, bias), vector_norm(norm, hidden), *activation()) for _ in range(VECTOR_DEPTH - 1)]
             feature_shape: tuple[int, ...] = (hidden,)

@@ -153,6 +153,16 @@ class FourierFeatures(nn.Module):
             return _ConcatColumns.apply(x, phase.sin(), phase.cos())
 
 
+def fourier_input(in_features: int, features: int, scales: Sequence[float]) -> tuple[list[nn.Module], int]:
+    """The layers that put :class:`FourierFeatures` of a vector input before a discriminator's first layer, and the
+    width that layer then takes: none and ``in_features`` for ``features`` = 0 (a negative count is refused by the
+    layer, not taken as none)."""
+    if features == 0:
+        return [], in_features
+    layer = FourierFeatures(in_features, features, tuple(scales))
+    return [layer], layer.out_features
+
+
 def refuse_fourier_features_on_images(fourier_features: int, sample_shape: Sequence[int]) -> None:
     """A convolutional discriminator has no place for sinusoids of its input: the option would be ignored."""
     if fourier_features != 0:

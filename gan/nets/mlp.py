@@ -8,7 +8,7 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from gan.nets.base import Discriminator, Generator, check_negative_slope, maybe_dropout, maybe_spectral_norm, output_activation
-from gan.nets.layers import FourierFeatures, FullPrecisionLinear
+from gan.nets.layers import FullPrecisionLinear, fourier_input
 from gan.utils.errors import ConfigError
 
 
@@ -50,11 +50,10 @@ def discriminator_mlp_blocks(in_features: int, hidden: Sequence[int], maxout_pie
     """The hidden blocks of an MLP discriminator (a block per hidden layer, its output a feature for
     feature matching) and the width of the last: maxout (``maxout_pieces`` > 1) or LeakyReLU layers, dropout
     after each, input dropout and optional Fourier features of the input in the first block."""
-    width, negative_slope = in_features, check_negative_slope(negative_slope)  # checked even where maxout leaves it unused
+    negative_slope = check_negative_slope(negative_slope)  # checked even where maxout leaves it unused
     layers: list[nn.Module] = [nn.Flatten(), *maybe_dropout(input_dropout)]
-    if fourier_features != 0:  # a negative count is refused there, not taken as none
-        layers.append(FourierFeatures(width, fourier_features, tuple(fourier_scales)))
-        width = layers[-1].out_features
+    fourier, width = fourier_input(in_features, fourier_features, fourier_scales)
+    layers += fourier
     blocks = []
     for h in hidden:
         if maxout_pieces > 1:
