@@ -119,6 +119,8 @@ def test_mean_pairwise_distance_matches_scipy():
     ("discriminator_overpowers", {"window": True}, r"discriminator_overpowers.window=True: expected an integer >= 1$"),
     ("discriminator_overpowers", {"max_fake_score": 2}, r"max_fake_score=2: expected a number from 0 to 1$"),
     ("divergence", {"max_score_gap": -1.0}, r"divergence.max_score_gap=-1.0: expected a number >= 0$"),
+    ("ignored_labels", {"min_label_effect": -0.1}, r"^callbacks.gan_health.ignored_labels.min_label_effect=-0.1: expected a number >= 0$"),
+    ("ignored_labels", {"start_generator_step": 1.5}, r"ignored_labels.start_generator_step=1.5: expected an integer >= 0$"),
 ])
 def test_bad_options_fail_with_one_line(kind, options, match):
     with pytest.raises(ValueError, match=match):
@@ -191,19 +193,24 @@ def test_overpowered_discriminator_fires_and_stops(make_cfg, tmp_path):
 @pytest.mark.slow
 def test_overpowered_discriminator_is_seen_through_an_auxiliary_class_loss(make_cfg, tmp_path):
     """AC-GAN's D loss includes its class loss, which stays above the margin: the check read that total and could not
-    fire (a review); it reads the adversarial part now."""
+    fire (a review); it reads the adversarial part now. Margins of 0.05: this D's adversarial loss hovers around the
+    default 0.005 (0.001-0.02 over steps 100-300), so with 0.005 whether half of a window fell below it depended on
+    the host's arithmetic (it fired on one host and not on another, 2026-12-07); the total stays above 0.6."""
+    margin = 0.05
     cfg = make_cfg(health_overrides("acgan", "digits", 300, "optimizer.generator.lr=1e-8", "optimizer.discriminator.lr=1e-2",
                                     "callbacks.gan_health.discriminator_overpowers.window=30",
+                                    f"callbacks.gan_health.discriminator_overpowers.max_d_loss={margin}",
+                                    f"callbacks.gan_health.discriminator_overpowers.max_fake_score={margin}",
                                     "callbacks.gan_health.discriminator_overpowers.action=stop"))
     train(cfg)
     run = tmp_path / "run"
     event = events_of(run)[0]
-    assert event["kind"] == "discriminator_overpowers" and event["evidence"]["d_loss"] < 0.005
+    assert event["kind"] == "discriminator_overpowers" and event["evidence"]["d_loss"] < margin
     step = event["generator_step"]
     totals = dict(logged(run, "train/d/loss"))
     adversarial = dict(logged(run, "train/d/adversarial"))
     assert adversarial[step] == pytest.approx(event["evidence"]["d_loss"], rel=1e-5)
-    assert totals[step] > 0.005  # the total, class loss included, never came near the floor
+    assert min(totals.values()) > margin  # the total, class loss included, never came near the floor
 
 
 def test_samples_that_run_away_while_the_losses_stay_finite_are_divergence(make_cfg, tmp_path, caplog):
@@ -523,7 +530,8 @@ def test_critic_scores_apart_in_either_direction_are_a_divergence():
     assert Divergence(max_score_gap=1e4).check(reversed_gap, raw_scores=True) == {**reversed_gap, "max_score_gap": 1e4}
 
 
-@pytest.mark.parametrize("kind", ["discriminator_overpowers", "vanishing_generator_gradients", "mode_collapse", "divergence"])
+@pytest.mark.parametrize("kind", ["discriminator_overpowers", "vanishing_generator_gradients", "mode_collapse", "divergence",
+                                  "ignored_labels"])
 def test_each_detector_s_python_defaults_are_the_shipped_config_s(kind):
     """A user of the Python API (GANHealth(...) without a config) gets the thresholds the README documents and the
     shipped config sets; a default changed on one side only went unnoticed (a mutation of two defaults)."""
@@ -569,8 +577,9 @@ def test_every_option_a_remedy_names_is_one_a_run_takes(make_cfg):
 
     named = sorted({token for text in REMEDIES.values() for token in re.findall(r"\b((?:model|loss|optimizer)[\w.]*=[\w.]+)", text)})
     assert {"model.discriminator.spectral_norm=true", "model.discriminator.minibatch=stddev", "optimizer=ttur", "model=wgan_gp"} <= set(named)
-    for override in named:
-        build_module(make_cfg([*tiny_overrides("dcgan", "digits"), override]))
+    assert "model.generator.conditioning=embedding" in named
+    for override in named:  # a conditioning option on a conditional model
+        build_module(make_cfg([*tiny_overrides("cgan" if ".conditioning=" in override else "dcgan", "digits"), override]))
 
 
 def test_remedies_name_this_runs_own_levers():
@@ -655,3 +664,90 @@ def test_remedies_fit_the_run_s_loss_and_critic_steps():
     assert "fewer D steps (model.n_critic)" in remedy("mode_collapse", run(WassersteinLoss(), n_critic=5))
     assert "n_critic" not in remedy("mode_collapse", run(NonSaturatingLoss()))
     assert all("ttur" not in REMEDIES[kind] for kind in ("discriminator_overpowers", "vanishing_generator_gradients"))
+
+
+# ------------------------------------------------------------------------------------------ ignored labels
+class ConcatLabel(torch.nn.Module):
+    """A conditional generator whose sample is its code followed by ``scale`` x the one-hot label."""
+
+    def __init__(self, classes: int, scale: float):
+        super().__init__()
+        self.classes, self.scale = classes, scale
+
+    def forward(self, z, labels):
+        return torch.cat([z, self.scale * torch.nn.functional.one_hot(labels, self.classes).float()], dim=1)
+
+
+def conditional_stub(generator, codes=64, classes=10):
+    """The module's sample_fixed, the real method, over a stub holding its fixed codes and generator."""
+    from types import SimpleNamespace
+
+    from gan.module import GANModule
+
+    stub = SimpleNamespace(fixed_noise=torch.randn(codes, 3, generator=torch.Generator().manual_seed(0)),
+                           num_classes=classes, sampling_generator=generator)
+    stub.sample_fixed = lambda n=None, labels=None: GANModule.sample_fixed(stub, n, labels)
+    return stub
+
+
+@pytest.mark.parametrize("classes,scale", [(10, 1.0), (2, 0.3), (1000, 2.0)])
+def test_label_effect_is_the_relabelled_over_the_recoded_distance(classes, scale):
+    """Code j with labels y and y + 1 differs by scale x sqrt(2) (two one-hot entries); code j + 1 with label y + 1
+    against code j with it differs by |z_j - z_(j+1)| (the label part is equal): the ratio of their means. 1,000
+    classes against 64 codes (Stacked MNIST's count) need no two codes of one class."""
+    from gan.callbacks.gan_health import label_effect
+
+    stub = conditional_stub(ConcatLabel(classes, scale), classes=classes)
+    z = stub.fixed_noise[:50]
+    expected = scale * math.sqrt(2) / (z[1:] - z[:-1]).norm(dim=1).mean().item()
+    assert label_effect(stub, 50) == pytest.approx(expected, rel=1e-5)
+    ignoring = conditional_stub(ConcatLabel(classes, 0.0), classes=classes)
+    assert label_effect(ignoring, 50) == 0.0
+    constant = conditional_stub(ConcatLabel(classes, 0.0), classes=classes)
+    constant.fixed_noise.zero_()  # every code alike too: nothing to compare with (mode collapse's case), no verdict
+    assert math.isnan(label_effect(constant, 50))
+
+
+def test_ignored_labels_rule():
+    from gan.callbacks.gan_health import IgnoredLabels
+
+    detector = IgnoredLabels(start_generator_step=100, min_label_effect=0.1)
+    assert not detector.due(99) and detector.due(100)
+    assert detector.check(0.0999) == {"label_effect": 0.0999, "min_label_effect": 0.1}
+    assert detector.check(0.1) is None and detector.check(math.nan) is None
+
+
+@pytest.mark.slow
+def test_a_generator_that_ignores_its_labels_is_reported_and_one_that_reads_them_is_not(make_cfg, tmp_path, monkeypatch):
+    """cgan on the digits (its preset embeds the label in z): the shipped generator's samples move with their labels
+    from step 0 (the embedding starts random) and nothing fires; the same generator fed one label whatever it is given
+    (a network of one's own that never reads its labels) fires at the first check with an effect of exactly 0, is
+    told to check its own network and not to embed a label it embeds already."""
+    checks = ["callbacks.gan_health.mode_collapse.start_generator_step=10", "callbacks.gan_health.mode_collapse.every_n_generator_steps=10",
+              "callbacks.gan_health.ignored_labels.start_generator_step=10"]
+    train(make_cfg(health_overrides("cgan", "digits", 20, *checks)))
+    run = tmp_path / "run"
+    effects = logged(run, "health/label_effect")
+    assert [step for step, _ in effects] == [10.0, 20.0] and all(effect > 0.1 for _, effect in effects)
+    assert "ignored_labels" not in {e["kind"] for e in events_of(run)}
+
+    original = DCGANGenerator.forward
+    monkeypatch.setattr(DCGANGenerator, "forward", lambda self, z, labels=None: original(self, z, torch.zeros_like(labels)))
+    ignoring = tmp_path / "ignoring"
+    train(make_cfg(health_overrides("cgan", "digits", 20, *checks), output_dir=ignoring))
+    events = [e for e in events_of(ignoring) if e["kind"] == "ignored_labels"]
+    assert [(e["generator_step"], e["evidence"]) for e in events] == [(10, {"label_effect": 0.0, "min_label_effect": 0.1})]
+    assert events[0]["remedy"].startswith("make sure a network of your own reads its labels argument")
+    assert logged(ignoring, "health/label_effect") == [(10.0, 0.0), (20.0, 0.0)]
+
+
+def test_the_ignored_labels_remedy_drops_the_embedding_a_generator_has():
+    from types import SimpleNamespace
+
+    from gan.callbacks.gan_health import REMEDIES, remedy
+
+    def run(conditioning):
+        return SimpleNamespace(schedules={}, penalties={}, generator=SimpleNamespace(conditioning=conditioning))
+
+    assert remedy("ignored_labels", run("batchnorm")) == REMEDIES["ignored_labels"]
+    assert remedy("ignored_labels", run("embedding")) == REMEDIES["ignored_labels"].split("), ", 1)[1]
