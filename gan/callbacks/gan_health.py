@@ -449,18 +449,19 @@ def mean_pairwise_distance(samples: Tensor) -> float:
     return float(torch.pdist(samples.detach().flatten(1).float().cpu()).mean())
 
 
-def label_effect(pl_module, num_codes: int) -> float:
+def label_effect(pl_module, num_codes: int, first: Tensor | None = None) -> float:
     """How much a conditional generator's samples depend on their labels: the mean distance between two samples of
     one latent code with two different labels, over the mean distance between two samples of one label with two
     different codes. 0 for a generator that ignores its labels; about 1 for one whose classes differ as much as its
     codes' samples do; NaN when the samples differ in neither (nothing to compare with).
 
-    The first ``num_codes`` fixed codes, each drawn twice (two batches, each the size of the mode-collapse check's):
-    code j with label y_j = j mod K and with y_j + 1 mod K (another label, same code); the second is also compared
-    with code j + 1's first draw, whose label is the same y_j + 1 (same label, another code)."""
+    The first ``num_codes`` fixed codes, each drawn twice: code j with label y_j = j mod K and with y_j + 1 mod K
+    (another label, same code); the second is also compared with code j + 1's first draw, whose label is the same
+    y_j + 1 (same label, another code). The first draw is ``sample_fixed(num_codes)``'s own (its labels cycle the
+    same way): ``first``, when the caller has drawn it already (the mode-collapse check), so one batch is new."""
     codes, classes = int(num_codes), pl_module.num_classes
     labels = torch.arange(codes, device=pl_module.fixed_noise.device) % classes
-    first = pl_module.sample_fixed(codes, labels).flatten(1).float()
+    first = (pl_module.sample_fixed(codes, labels) if first is None else first).flatten(1).float()
     second = pl_module.sample_fixed(codes, (labels + 1) % classes).flatten(1).float()
     relabelled = (second - first).norm(dim=1).mean()
     recoded = (second[:-1] - first[1:]).norm(dim=1).mean()
@@ -692,7 +693,7 @@ class GANHealth(pl.Callback):
         ignored = self.detectors["ignored_labels"]
         conditional = (getattr(pl_module, "num_classes", None) or 0) >= 2
         if conditional and ignored.due(step):
-            signals["health/label_effect"] = label_effect(pl_module, collapse.num_samples)
+            signals["health/label_effect"] = label_effect(pl_module, collapse.num_samples, first=samples)
         log_scalars(trainer, signals, step)
         evidence = collapse.check(ratio, coverage, effective, step, of_data)
         if evidence:

@@ -701,6 +701,8 @@ def test_label_effect_is_the_relabelled_over_the_recoded_distance(classes, scale
     z = stub.fixed_noise[:50]
     expected = scale * math.sqrt(2) / (z[1:] - z[:-1]).norm(dim=1).mean().item()
     assert label_effect(stub, 50) == pytest.approx(expected, rel=1e-5)
+    # the mode-collapse check's draw, passed in, is the first draw (sample_fixed's labels cycle as label_effect's)
+    assert label_effect(stub, 50, first=stub.sample_fixed(50)) == label_effect(stub, 50)
     ignoring = conditional_stub(ConcatLabel(classes, 0.0), classes=classes)
     assert label_effect(ignoring, 50) == 0.0
     constant = conditional_stub(ConcatLabel(classes, 0.0), classes=classes)
