@@ -381,7 +381,10 @@ class IgnoredLabels:
     own class: conditional batch norm on the digits moved samples by 0.24-0.62 of a code change at steps 500-1,500
     while the digit classifier read the asked-for class in 15-25 % of them (``class_accuracy`` measures that).
     A generator that also ignores its codes (every sample alike) has no reference to compare with: that is mode
-    collapse's to report, and this check gives no verdict (NaN)."""
+    collapse's to report, and this check gives no verdict (NaN). It runs inside the mode-collapse check, so from the
+    later of the two start steps, at that check's cadence, and not at all with ``mode_collapse.every_n_generator_steps=0``;
+    its threshold and start were set on the 10 digit classes (a 1,000-class conditional batch norm, whose per-class
+    scales each see a thousandth of the steps, may take longer to move: unmeasured)."""
 
     action: str = "warn"
     start_generator_step: int = 1000
@@ -453,13 +456,16 @@ def label_effect(pl_module, num_codes: int, first: Tensor | None = None) -> floa
     """How much a conditional generator's samples depend on their labels: the mean distance between two samples of
     one latent code with two different labels, over the mean distance between two samples of one label with two
     different codes. 0 for a generator that ignores its labels; about 1 for one whose classes differ as much as its
-    codes' samples do; NaN when the samples differ in neither (nothing to compare with).
+    codes' samples do; NaN when the samples differ in neither (nothing to compare with) or there are fewer than 2
+    classes.
 
     The first ``num_codes`` fixed codes, each drawn twice: code j with label y_j = j mod K and with y_j + 1 mod K
     (another label, same code); the second is also compared with code j + 1's first draw, whose label is the same
     y_j + 1 (same label, another code). The first draw is ``sample_fixed(num_codes)``'s own (its labels cycle the
     same way): ``first``, when the caller has drawn it already (the mode-collapse check), so one batch is new."""
     codes, classes = int(num_codes), pl_module.num_classes
+    if classes is None or classes < 2:  # one class has no other label to move to
+        return math.nan
     labels = torch.arange(codes, device=pl_module.fixed_noise.device) % classes
     first = (pl_module.sample_fixed(codes, labels) if first is None else first).flatten(1).float()
     second = pl_module.sample_fixed(codes, (labels + 1) % classes).flatten(1).float()
@@ -504,7 +510,7 @@ class GANHealth(pl.Callback):
 
     def __init__(self, events_path: str | None = None, discriminator_overpowers: Mapping | None = None,
                  vanishing_generator_gradients: Mapping | None = None, mode_collapse: Mapping | None = None,
-                 divergence: Mapping | None = None, ignored_labels: Mapping | None = None, sync_every_n_iterations: int = 10):
+                 divergence: Mapping | None = None, sync_every_n_iterations: int = 10, ignored_labels: Mapping | None = None):
         if int(sync_every_n_iterations) < 1:
             raise ConfigError(f"callbacks.gan_health.sync_every_n_iterations must be a positive integer, got {sync_every_n_iterations}")
         self.events_path = Path(events_path) if events_path else None

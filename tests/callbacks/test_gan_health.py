@@ -708,6 +708,7 @@ def test_label_effect_is_the_relabelled_over_the_recoded_distance(classes, scale
     constant = conditional_stub(ConcatLabel(classes, 0.0), classes=classes)
     constant.fixed_noise.zero_()  # every code alike too: nothing to compare with (mode collapse's case), no verdict
     assert math.isnan(label_effect(constant, 50))
+    assert math.isnan(label_effect(conditional_stub(ConcatLabel(1, 1.0), classes=1), 50))  # one class: no other label
 
 
 def test_ignored_labels_rule():
