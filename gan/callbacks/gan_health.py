@@ -69,6 +69,9 @@ GENERATOR_GRAD_NORM = "grad/g/norm"
 #: read at every iteration on CPU in one process: every divergence reaches it within an iteration (module docstring)
 GENERATOR_LOSS = "train/g/loss"
 
+#: the first advice against ignored labels, left out for a generator that embeds its label already (see remedy)
+EMBEDDING_ADVICE = ("give the generator the class where it acts from its first layer (model.generator.conditioning=embedding; "
+                    "conditional batch norm's per-class scales start equal and move slowly), ")
 #: what to try, each with the option that does it (an audit found remedies naming tricks without their options)
 REMEDIES = {
     # (TTUR, which the first wording named here, gives D the larger learning rate: it strengthens D; an audit)
@@ -91,10 +94,8 @@ REMEDIES = {
         "discrimination in D (model.discriminator.minibatch=stddev or =discrimination), fewer D steps (model.n_critic)"
     ),
     "ignored_labels": (
-        "give the generator the class where it acts from its first layer (model.generator.conditioning=embedding; "
-        "conditional batch norm's per-class scales start equal and move slowly), make sure "
-        "a network of your own reads its labels argument (a discriminator that ignores them gives the generator no "
-        "reason to follow them), or train longer"
+        EMBEDDING_ADVICE + "make sure a network of your own reads its labels argument (a discriminator that ignores them "
+        "gives the generator no reason to follow them), or train longer"
     ),
     "divergence": (
         "lower both learning rates, constrain D (a gradient penalty: model=wgan_gp; spectral norm: "
@@ -127,8 +128,7 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
         text = text.replace("constrain D (a gradient penalty: model=wgan_gp; ",
                             f"constrain D more (a larger weight or gamma for its {', '.join(sorted(penalties))}; ")
     if kind == "ignored_labels" and getattr(getattr(pl_module, "generator", None), "conditioning", None) == "embedding":
-        text = text.replace("give the generator the class where it acts from its first layer (model.generator.conditioning="
-                            "embedding; conditional batch norm's per-class scales start equal and move slowly), ", "")  # it has it
+        text = text.replace(EMBEDDING_ADVICE, "")  # it has it
     lr_schedules = [name for name, setting in schedules.items() if getattr(setting, "hyperparameter", None) == "lr"]
     if lr_schedules:  # TTUR, advised and then said to be overwritten in one line (a README walk-through): not advised
         text = text.replace(" or use TTUR (optimizer=ttur)", "")
