@@ -1,8 +1,9 @@
 """On-disk cache of real-data features, keyed by everything that changes them.
 
-The key is the JSON of (cache format, extractor protocol incl. weights, data identity and content, sample
-count, seed); the file name is its hash and the key is stored inside and compared on load, so a changed
-protocol never reads stale features. Files are written under a temporary name and renamed, so concurrent
+The key is the JSON of (cache format, extractor protocol incl. weights, data identity and content, the code
+that makes the features, sample count, seed); the file name is its hash and the key is stored inside and
+compared on load, so a changed protocol, and an edited or upgraded extractor or data loader, never reads stale
+features. Files are written under a temporary name and renamed, so concurrent
 runs (multirun jobs) never read half a file; under DDP only rank 0 reads and writes them.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,46 @@ import torch
 from torch import Tensor
 
 from gan.utils.files import atomic_write
+from gan.utils.provenance import distribution_version
 
 log = logging.getLogger("gan")
 
 #: 2: real class labels stored beside the features; the data's content and split in the key
-CACHE_FORMAT = 2
+#: 3: the code that makes the features in the key (``feature_code``)
+CACHE_FORMAT = 3
+
+#: the modules of this package that turn samples into features (their edits change cached features)
+EXTRACTION_MODULES = ("features.py", "digit_classifier.py", "dinov2.py")
+#: the libraries whose code does (torch-fidelity's networks, torch's kernels, Pillow's resize for clean resizing)
+EXTRACTION_LIBRARIES = ("torch", "torchvision", "torch-fidelity", "pillow", "numpy")
 
 
 def cache_key(**parts: Any) -> str:
     return json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)
+
+
+def source_files(datamodule) -> list[Path]:
+    """The source files whose code makes real features from ``datamodule``: the extraction modules, and the
+    data module's own code: every module of the package its class is defined in (the loaders of gan.data
+    share transforms), or its module alone when that is not in a package (a file next to train.py)."""
+    here = Path(__file__).resolve().parent
+    files = [here / name for name in EXTRACTION_MODULES]
+    module = sys.modules.get(type(datamodule).__module__)
+    module_file = getattr(module, "__file__", None)
+    if module_file:
+        module_file = Path(module_file).resolve()
+        in_package = bool(getattr(module, "__package__", None))
+        files += sorted(module_file.parent.glob("*.py")) if in_package else [module_file]
+    return list(dict.fromkeys(files))
+
+
+def feature_code(datamodule) -> dict[str, Any]:
+    """The code that makes the cached features: a hash of ``source_files`` and the libraries' versions. Without
+    it an edited resize or loader (or an upgraded torch-fidelity) read features made by the code before."""
+    digest = hashlib.sha256()
+    for path in source_files(datamodule):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"sha256": digest.hexdigest()[:20], **{name: distribution_version(name) for name in EXTRACTION_LIBRARIES}}
 
 
 def cache_path(cache_dir: str | os.PathLike, name: str, key: str) -> Path:

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from gan.data.base import sample_indices
-from gan.metrics.cache import cache_key, data_content, load_cached_features, reference_split, store_features
+from gan.metrics.cache import cache_key, data_content, feature_code, load_cached_features, reference_split, store_features
 from gan.metrics.features import DISTANCE_EXTRACTORS, EXTRACTORS, RESIZE_MODES, check_resize
 from gan.metrics.functional import (at_infinity, density_coverage, frechet_distance, frechet_distance_of_features,
                                     gaussian_statistics, memorization, nested_counts, psd_factor)
@@ -897,8 +897,8 @@ class MetricSuite:
             datamodule.setup("fit")
         num_real = min(self.num_real, len(datamodule.train_set))
         identity = data_identity if data_identity is not None else {"data": datamodule.name, "sample_shape": list(datamodule.sample_shape)}
-        content = data_content(datamodule)
-        keys = {name: cache_key(extractor=self.extractors[name].protocol(), data=identity, content=content,
+        content, code = data_content(datamodule), feature_code(datamodule)
+        keys = {name: cache_key(extractor=self.extractors[name].protocol(), data=identity, content=content, code=code,
                                 num_real=num_real, seed=self.seed) for name in extractors}
         is_rank_zero = rank_and_world_size()[0] == 0
         real = {name: load_cached_features(self.cache_dir, name, keys[name]) if is_rank_zero else None for name in extractors}

@@ -93,6 +93,69 @@ def test_real_features_are_cached_reused_and_invalidated(digits, tmp_path, monke
     assert score(seed=1) != first and len(calls) == 5  # unreadable file: recomputed, never trusted
 
 
+def test_the_cache_key_holds_a_hash_of_the_code_that_makes_the_features(digits, tmp_path, monkeypatch):
+    import hashlib
+    import importlib
+    import sys
+    from importlib import metadata
+
+    from gan.metrics.cache import EXTRACTION_LIBRARIES, feature_code, source_files
+
+    files = source_files(digits)
+    named = [(path.parent.name, path.name) for path in files]
+    assert named[:3] == [("metrics", "features.py"), ("metrics", "digit_classifier.py"), ("metrics", "dinov2.py")]
+    assert {("data", "digits.py"), ("data", "transforms.py"), ("data", "base.py")} <= set(named)  # the whole package
+    digest = hashlib.sha256(b"".join(path.name.encode() + b"\0" + path.read_bytes() + b"\0" for path in files))
+    code = feature_code(digits)
+    assert code == {"sha256": digest.hexdigest()[:20], **{name: metadata.version(name) for name in EXTRACTION_LIBRARIES}}
+
+    # a data module of one's own in a single file (next to train.py): that file alone, beside the extraction modules
+    (tmp_path / "own_digits_module.py").write_text("from gan.data.digits import DigitsDataModule\n\n"
+                                                   "class OwnDigits(DigitsDataModule):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        own = importlib.import_module("own_digits_module").OwnDigits(root=digits.root)
+        assert source_files(own)[3:] == [(tmp_path / "own_digits_module.py").resolve()]
+        before = feature_code(own)
+        with open(tmp_path / "own_digits_module.py", "a") as module:
+            module.write("# an edit\n")
+        assert feature_code(own)["sha256"] != before["sha256"]
+    finally:
+        sys.modules.pop("own_digits_module", None)
+
+
+def test_editing_the_data_modules_package_recomputes_the_cached_real_features(data_dir, tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    package = tmp_path / "own_data_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "loader.py").write_text("from gan.data.digits import DigitsDataModule\n\n"
+                                       "class OwnDigits(DigitsDataModule):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        data = importlib.import_module("own_data_package.loader").OwnDigits(root=str(data_dir))
+        data.setup("fit")
+        calls = []
+        draw = registry.real_sample_indices
+        monkeypatch.setattr(registry, "real_sample_indices", lambda data, n, seed: calls.append(n) or draw(data, n, seed))
+        fake = torch.rand(50, 1, 28, 28) * 2 - 1
+
+        def score():
+            suite = MetricSuite(["fid_digits"], num_samples=50, num_real=200, cache_dir=str(tmp_path / "cache"))
+            return suite.evaluate_generator(Replay(fake), data)[0]["fid_digits"]
+
+        first = score()
+        assert score() == first and calls == [200]  # read from the cache
+        (package / "transforms.py").write_text("SCALE = 2.0  # a module the loader may use\n")
+        assert score() == first and calls == [200, 200]  # the package's code changed: recomputed (same data here)
+        assert score() == first and calls == [200, 200]  # and cached again
+    finally:
+        for name in ("own_data_package.loader", "own_data_package"):
+            sys.modules.pop(name, None)
+
+
 def test_the_real_feature_cache_key_leaves_out_how_the_data_is_loaded():
     from gan.metrics.cache import data_identity
 
