@@ -29,6 +29,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -259,6 +260,7 @@ class GANModelCheckpoint(ModelCheckpoint):
         self.received_signal: int | None = None
         self._handlers_before_fit: dict[int, Any] = {}
         self._saving_checked_at: tuple[int, bool] | None = None
+        self._last_saved_at: tuple[int | None, str | None] = (None, None)  # (global step, file) of the last save
         self.saved_in_fit = False  # whether this fit wrote a file (said at the end when no checkpoint was)
 
     def _monitor_candidates(self, trainer) -> dict[str, torch.Tensor]:
@@ -312,8 +314,12 @@ class GANModelCheckpoint(ModelCheckpoint):
     # -------------------------------------------------------------------------------------- atomic write
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         temporary = f"{filepath}.tmp"
+        saved_now = self._saved_at_this_step(trainer, filepath)
         try:
-            super()._save_checkpoint(trainer, temporary)
+            if saved_now is not None:
+                self._second_name(trainer, saved_now, temporary)
+            else:
+                super()._save_checkpoint(trainer, temporary)
             if trainer.is_global_zero:  # only rank zero writes files
                 os.replace(temporary, filepath)
         except BaseException as error:
@@ -323,8 +329,35 @@ class GANModelCheckpoint(ModelCheckpoint):
                 raise CheckpointError(no_space_message(filepath)) from None
             raise
         self._last_checkpoint_saved = filepath
+        self._last_saved_at = (trainer.global_step, filepath)
         self.saved_in_fit = True
         flush_csv_logs(trainer.loggers)  # the rows up to this checkpoint on disk, for a resume after a hard kill
+
+    def _saved_at_this_step(self, trainer, filepath: str) -> str | None:
+        """The file this callback wrote at this very global step (the interval's ``gstep_*.ckpt`` when
+        ``last.ckpt`` follows it), or None. ``last.ckpt`` of the same step holds the same state, so it becomes a
+        second name of that file instead of a second full write (a save at another step, training's end or a
+        signal, writes in full: Lightning's ``save_last="link"`` would have linked the older interval file)."""
+        # decided from the step alone, alike on every rank: a full save is collective (RNG states are gathered)
+        step, path = self._last_saved_at
+        return path if step == trainer.global_step and path != filepath else None
+
+    def _second_name(self, trainer, saved: str, temporary: str) -> None:
+        """``temporary`` as a hard link to ``saved`` (no bytes written; removing either name leaves the other
+        whole), or a copy where the file system has no hard links. What Lightning's save does besides writing
+        is done too: the step and path it records, the loggers told (W&B's model upload), the ranks kept in step."""
+        if trainer.is_global_zero:
+            if os.path.lexists(temporary):
+                os.remove(temporary)
+            try:
+                os.link(saved, temporary)
+            except OSError:
+                shutil.copyfile(saved, temporary)
+        self._last_global_step_saved = trainer.global_step
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+        trainer.strategy.barrier("GANModelCheckpoint.second_name")
 
     # ------------------------------------------------------------------------------------ end of training
     def on_train_end(self, trainer, pl_module) -> None:

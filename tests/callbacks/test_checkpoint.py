@@ -338,3 +338,54 @@ def test_signals_are_named_in_the_run_s_lines():
 
     assert signal_name(signal.SIGINT) == "SIGINT (2)" and signal_name(int(signal.SIGTERM)) == "SIGTERM (15)"
     assert signal_name(999) == "signal 999"  # a number the platform does not name
+
+
+def same_contents(a, b, path=""):
+    """The first place where two loaded checkpoints differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{path}: keys {sorted(map(str, a.keys() ^ b.keys()))}"
+        return next((d for k in a if (d := same_contents(a[k], b[k], f"{path}/{k}")) is not None), None)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{path}: lengths {len(a)} and {len(b)}"
+        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := same_contents(x, y, f"{path}/{i}")) is not None), None)
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return None if a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b) else path
+    return None if type(a) is type(b) and a == b else f"{path}: {a!r} and {b!r}"
+
+
+def test_last_ckpt_of_an_interval_is_a_second_name_of_its_interval_file_and_holds_the_full_save_s_state(
+        make_cfg, tmp_path, monkeypatch):
+    """At an interval, last.ckpt followed gstep_*.ckpt of the same step with a second full write of the same state;
+    now it is a hard link to it. A save at another step (training's end) still writes in full."""
+    from gan.callbacks import GANModelCheckpoint
+
+    def run(name, steps, link=True):
+        if not link:
+            monkeypatch.setattr(GANModelCheckpoint, "_saved_at_this_step", lambda self, trainer, filepath: None)
+        train(make_cfg(tiny_overrides("dcgan", "toy2d_ring", steps=steps) + [
+            "metrics=none", "callbacks.model_checkpoint.every_n_train_steps=4",  # every 2 generator steps
+            "callbacks.model_checkpoint.save_top_k=-1"], output_dir=tmp_path / name))
+        monkeypatch.undo()
+        return tmp_path / name / "checkpoints"
+
+    linked, written = run("linked", 4), run("written", 4, link=False)
+    assert sorted(p.name for p in linked.glob("*")) == ["gstep_0000002.ckpt", "gstep_0000004.ckpt", "last.ckpt"]
+    assert (linked / "last.ckpt").samefile(linked / "gstep_0000004.ckpt")  # no second write
+    assert not (written / "last.ckpt").samefile(written / "gstep_0000004.ckpt")
+    assert not (linked / "gstep_0000002.ckpt").samefile(linked / "gstep_0000004.ckpt")  # no stale link
+    # two full saves of one step, the interval file and last.ckpt, hold the same state (from the second interval on;
+    # at the first, last.ckpt also records its own name, which Lightning reads only to delete its previous last file)
+    interval, last = load_checkpoint(written / "gstep_0000004.ckpt"), load_checkpoint(written / "last.ckpt")
+    assert same_contents(interval, last) is None, same_contents(interval, last)
+
+    ended_between = run("ended_between", 5)  # training ends at generator step 5, between two intervals
+    assert not (ended_between / "last.ckpt").samefile(ended_between / "gstep_0000004.ckpt")
+    assert load_checkpoint(ended_between / "last.ckpt")["gan_counters"]["generator_steps"] == 5
+
+    monkeypatch.setattr("gan.callbacks.checkpoint.os.link", lambda *_: (_ for _ in ()).throw(OSError(95, "no links")))
+    copied = run("copied", 4)  # a file system without hard links: a copy, byte for byte
+    assert not (copied / "last.ckpt").samefile(copied / "gstep_0000004.ckpt")
+    assert (copied / "last.ckpt").read_bytes() == (copied / "gstep_0000004.ckpt").read_bytes()
+    assert not list(copied.glob("*.tmp"))
