@@ -181,7 +181,8 @@ def test_a_ddp_resume_on_the_cpu_is_not_warned_of_a_thread_count_it_keeps(tmp_pa
     would not be bit-identical while it was (an audit). Without OMP_NUM_THREADS, as a user runs it."""
     run = [sys.executable, "train.py", "trainer=ddp_cpu", "model=dcgan", "data=toy2d_ring", "presets=none",
            "model.generator.width=4", "model.discriminator.width=4", "logger=none", "metrics=none",
-           f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"]
+           f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}",
+           "callbacks.model_checkpoint.every_n_train_steps=2"]  # every generator step: last.ckpt named twice by 2 ranks
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     env["WANDB_MODE"] = "offline"
     first = subprocess.run(run + ["generator_steps=2"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env=env)
@@ -198,3 +199,5 @@ def test_a_ddp_resume_on_the_cpu_is_not_warned_of_a_thread_count_it_keeps(tmp_pa
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["provenance"] == history
     output = resumed.stdout + resumed.stderr
     assert output.count("] - Code: ") == 1 and "other code" not in output
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "last.ckpt").samefile(checkpoints / "gstep_0000004.ckpt")  # a second name, rank 0's
