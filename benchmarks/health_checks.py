@@ -12,12 +12,13 @@ mode-collapse check (every 100 generator steps from 500), ``health/effective_mod
 the mixture's modes the 256 fixed-noise samples fall on, their nearest mean's histogram) and
 ``health/diversity_ratio``. The record says whether the run lost modes it had and whether the check said so.
 
-The plan: presets that end healthy (r3gan and gan on both toys, lsgan on the ring, sngan and wgan_gp on the
-grid: no detection wanted) and presets that collapse or oscillate (dcgan on both toys, lsgan on the grid,
-``experiment=pacgan`` on the grid under the name ``pacgan``). The plan's records were run at the presets of their date:
-since 2026-12-07 the dcgan and lsgan toy presets have no batch norm in D and no longer collapse on the ring, so
-``--runs dcgan:ring dcgan:grid --name dcgan_bn -- model.discriminator.norm=batch`` (and ``--runs lsgan:grid --name
-lsgan_bn`` with the same override) runs the collapsing cases again (runs of the current presets are new cells of the plan). Every run appends one JSON line to ``--out``
+The plan: the toy presets of r3gan, gan, dcgan, lsgan (both toys), sngan and wgan_gp (the grid), and cases that
+collapse or oscillate: ``experiment=pacgan`` on the grid (``pacgan``), and dcgan (both toys) and lsgan (the grid)
+with the batch norm in D that their toy presets had until 2026-12-07 (``dcgan_bn``, ``lsgan_bn``:
+``model.discriminator.norm=batch``), whose ring runs collapsed. The records of 2026-12-05, of the presets and the
+health check before 2026-12-07 (dcgan and lsgan with batch norm in D under their own names, sngan's earlier
+optimizer, no ``min_modes_of_data`` floor), are in ``benchmarks/results/health_checks_superseded.jsonl``.
+Every run appends one JSON line to ``--out``
 (default benchmarks/results/health_checks.jsonl); a run already there (same name, data, seed, steps, overrides)
 is skipped unless ``--rerun``.
 """
@@ -37,10 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gan.utils.config import PROJECT_ROOT  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "health_checks.jsonl"
-PLAN = ["r3gan:grid", "r3gan:ring", "gan:grid", "gan:ring", "lsgan:ring", "sngan:grid", "wgan_gp:grid",
-        "dcgan:ring", "dcgan:grid", "lsgan:grid", "pacgan:grid"]
+PLAN = ["r3gan:grid", "r3gan:ring", "gan:grid", "gan:ring", "dcgan:ring", "dcgan:grid", "lsgan:ring", "lsgan:grid",
+        "sngan:grid", "wgan_gp:grid", "pacgan:grid", "dcgan_bn:ring", "dcgan_bn:grid", "lsgan_bn:grid"]
 #: plan names that are not a model: (model, overrides)
-NAMED = {"pacgan": ("gan", ["experiment=pacgan"])}
+NAMED = {"pacgan": ("gan", ["experiment=pacgan"]),
+         "dcgan_bn": ("dcgan", ["model.discriminator.norm=batch"]),  # the toy preset's D until 2026-12-07
+         "lsgan_bn": ("lsgan", ["model.discriminator.norm=batch"])}
 
 
 def overrides_of(name: str, data: str, seed: int, steps: int, extra: list[str], out_dir: Path) -> list[str]:
