@@ -277,6 +277,9 @@ class GANModelCheckpoint(ModelCheckpoint):
     # ---------------------------------------------------------------------------------- finite weights
     def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:
         if self._weights_are_healthy(trainer):
+            if self.save_last:  # last.ckpt follows at this step: its name recorded now, as its own save records it,
+                # so the interval file holds the state last.ckpt would (last.ckpt becomes a second name of it)
+                self.last_model_path = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
             super()._save_topk_checkpoint(trainer, monitor_candidates)
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
@@ -315,6 +318,10 @@ class GANModelCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         temporary = f"{filepath}.tmp"
         saved_now = self._saved_at_this_step(trainer, filepath)
+        if trainer.is_global_zero and os.path.lexists(temporary):
+            # left by a process killed between writing and renaming: possibly a second name of an interval file,
+            # which a save moved into it from another file system (fsspec stages in the temp folder) would overwrite
+            os.remove(temporary)
         try:
             if saved_now is not None:
                 self._second_name(trainer, saved_now, temporary)
@@ -347,8 +354,6 @@ class GANModelCheckpoint(ModelCheckpoint):
         whole), or a copy where the file system has no hard links. What Lightning's save does besides writing
         is done too: the step and path it records, the loggers told (W&B's model upload), the ranks kept in step."""
         if trainer.is_global_zero:
-            if os.path.lexists(temporary):
-                os.remove(temporary)
             try:
                 os.link(saved, temporary)
             except OSError:

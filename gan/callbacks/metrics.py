@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan.metrics import MetricSuite
 from gan.metrics.registry import logged_directions
-from gan.metrics.cache import data_identity
+from gan.metrics.cache import data_identity, feature_code
 from gan.nets.base import eval_mode
 from gan.utils.json_values import json_safe
 from gan.utils.logging import log_scalars, update_summary
@@ -66,6 +66,7 @@ class MetricsCallback(pl.Callback):
         if self.suite is not None and trainer.datamodule is not None:
             self.suite.check_data(trainer.datamodule)
             self.suite.check_generator(getattr(pl_module.sampling_generator, "num_classes", None))
+            feature_code(trainer.datamodule)  # the real-feature cache's key: the code as imported, hashed now
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.suite is not None:

@@ -8,6 +8,7 @@ runs (multirun jobs) never read half a file; under DDP only rank 0 reads and wri
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -38,28 +39,56 @@ def cache_key(**parts: Any) -> str:
     return json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)
 
 
-def source_files(datamodule) -> list[Path]:
-    """The source files whose code makes real features from ``datamodule``: the extraction modules, and the
-    data module's own code: every module of the package its class is defined in (the loaders of gan.data
-    share transforms), or its module alone when that is not in a package (a file next to train.py)."""
+#: the top-level packages of base classes whose modules are not hashed: Lightning's data module holds no loading code
+LIBRARY_BASES = ("lightning", "pytorch_lightning", "builtins")
+
+
+def module_code_files(module) -> list[Path]:
+    """Every module of the package ``module`` is in (a loader's package shares its transforms), or ``module``'s
+    file alone outside a package (a file next to train.py, a script); none without a file (a notebook). Editor
+    droppings (dotfiles, a dangling ``.#name.py`` lock link) are not code."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return []
+    file = Path(file).resolve()
+    if not getattr(module, "__package__", None):
+        return [file]
+    return sorted(path for path in file.parent.glob("*.py") if not path.name.startswith(".") and path.is_file())
+
+
+def source_files(data_class: type) -> list[Path]:
+    """The source files whose code makes real features from a data module of ``data_class``: the extraction
+    modules, and the code of the class and of each class it inherits from (a data module of one's own that
+    subclasses a shipped one loads with the shipped code), but Lightning's."""
     here = Path(__file__).resolve().parent
     files = [here / name for name in EXTRACTION_MODULES]
-    module = sys.modules.get(type(datamodule).__module__)
-    module_file = getattr(module, "__file__", None)
-    if module_file:
-        module_file = Path(module_file).resolve()
-        in_package = bool(getattr(module, "__package__", None))
-        files += sorted(module_file.parent.glob("*.py")) if in_package else [module_file]
+    for cls in data_class.__mro__:
+        if cls.__module__.split(".")[0] not in LIBRARY_BASES:
+            files += module_code_files(sys.modules.get(cls.__module__))
     return list(dict.fromkeys(files))
 
 
-def feature_code(datamodule) -> dict[str, Any]:
-    """The code that makes the cached features: a hash of ``source_files`` and the libraries' versions. Without
-    it an edited resize or loader (or an upgraded torch-fidelity) read features made by the code before."""
+@functools.lru_cache(maxsize=None)
+def code_sha256(data_class: type) -> str:
+    """A hash of ``source_files``' names and contents, read once per process and data class: the code a process
+    runs is the code it imported, so a checkout edited while a run trains must not give its features the key of
+    the edited code."""
     digest = hashlib.sha256()
-    for path in source_files(datamodule):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return {"sha256": digest.hexdigest()[:20], **{name: distribution_version(name) for name in EXTRACTION_LIBRARIES}}
+    for path in source_files(data_class):
+        try:
+            content = path.read_bytes()
+        except OSError:  # gone since it was listed
+            continue
+        digest.update(path.name.encode() + b"\0" + content + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def feature_code(datamodule) -> dict[str, Any]:
+    """The code that makes the cached features: ``code_sha256`` of the data module's class and the libraries'
+    versions. Without it an edited resize or loader (or an upgraded torch-fidelity) read features made by the code
+    before. The metrics callback asks for it when training starts, so the hash is of the code the run imported."""
+    return {"sha256": code_sha256(type(datamodule)),
+            **{name: distribution_version(name) for name in EXTRACTION_LIBRARIES}}
 
 
 def cache_path(cache_dir: str | os.PathLike, name: str, key: str) -> Path:

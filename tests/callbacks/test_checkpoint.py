@@ -2,7 +2,11 @@
 disk: tests/test_resume.py)."""
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -370,15 +374,17 @@ def test_last_ckpt_of_an_interval_is_a_second_name_of_its_interval_file_and_hold
         monkeypatch.undo()
         return tmp_path / name / "checkpoints"
 
-    linked, written = run("linked", 4), run("written", 4, link=False)
+    linked, written = run("linked", 4), run("written", 2, link=False)
     assert sorted(p.name for p in linked.glob("*")) == ["gstep_0000002.ckpt", "gstep_0000004.ckpt", "last.ckpt"]
     assert (linked / "last.ckpt").samefile(linked / "gstep_0000004.ckpt")  # no second write
-    assert not (written / "last.ckpt").samefile(written / "gstep_0000004.ckpt")
+    assert not (written / "last.ckpt").samefile(written / "gstep_0000002.ckpt")
     assert not (linked / "gstep_0000002.ckpt").samefile(linked / "gstep_0000004.ckpt")  # no stale link
-    # two full saves of one step, the interval file and last.ckpt, hold the same state (from the second interval on;
-    # at the first, last.ckpt also records its own name, which Lightning reads only to delete its previous last file)
-    interval, last = load_checkpoint(written / "gstep_0000004.ckpt"), load_checkpoint(written / "last.ckpt")
+    # two full saves of one step, the interval file and last.ckpt, hold the same state, at the first interval too:
+    # last.ckpt's name, which Lightning records before saving it, is recorded before the interval file's save
+    interval, last = load_checkpoint(written / "gstep_0000002.ckpt"), load_checkpoint(written / "last.ckpt")
     assert same_contents(interval, last) is None, same_contents(interval, last)
+    checkpoint_state = next(v for k, v in last["callbacks"].items() if "'every_n_train_steps': 4" in k)
+    assert checkpoint_state["last_model_path"] == str(written / "last.ckpt")
 
     ended_between = run("ended_between", 5)  # training ends at generator step 5, between two intervals
     assert not (ended_between / "last.ckpt").samefile(ended_between / "gstep_0000004.ckpt")
@@ -389,3 +395,24 @@ def test_last_ckpt_of_an_interval_is_a_second_name_of_its_interval_file_and_hold
     assert not (copied / "last.ckpt").samefile(copied / "gstep_0000004.ckpt")
     assert (copied / "last.ckpt").read_bytes() == (copied / "gstep_0000004.ckpt").read_bytes()
     assert not list(copied.glob("*.tmp"))
+    monkeypatch.undo()
+
+    # a temporary left by a process killed between linking and renaming is removed before the next save: a full save
+    # staged on another file system is moved into an existing file, which here would have overwritten the interval's
+    # (a run folder on /dev/shm, another file system than the temp folder's, where there is one: as on a cluster)
+    elsewhere = Path("/dev/shm")
+    other_device = elsewhere.is_dir() and elsewhere.stat().st_dev != Path(tempfile.gettempdir()).stat().st_dev
+    folder = Path(tempfile.mkdtemp(dir=elsewhere)) if other_device else tmp_path / "stale"
+    try:
+        overrides = tiny_overrides("dcgan", "toy2d_ring", steps=4) + [
+            "metrics=none", "callbacks.model_checkpoint.every_n_train_steps=4", "callbacks.model_checkpoint.save_top_k=-1"]
+        train(make_cfg(overrides, output_dir=folder))
+        stale = folder / "checkpoints"
+        os.link(stale / "gstep_0000004.ckpt", stale / "last.ckpt.tmp")
+        before = (stale / "gstep_0000004.ckpt").read_bytes()
+        train(make_cfg([*overrides, "generator_steps=5", "ckpt_path=last"], output_dir=folder))
+        assert (stale / "gstep_0000004.ckpt").read_bytes() == before
+        assert load_checkpoint(stale / "last.ckpt")["gan_counters"]["generator_steps"] == 5
+    finally:
+        if other_device:
+            shutil.rmtree(folder, ignore_errors=True)

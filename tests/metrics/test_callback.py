@@ -199,3 +199,28 @@ def test_the_best_of_a_resumed_run_covers_its_whole_history_by_direction_and_ski
     # modes, logged but in no record of this history, has no best to keep (W&B's own summary keeps it)
     assert callback.best_of_the_run(logged) == {"val/mode_coverage/high_quality": {"max": 0.9, "last": 0.6},
                                                 "val/mode_coverage/reverse_kl": {"min": 0.2, "last": 0.3}}
+
+
+def test_the_code_behind_the_real_feature_cache_is_hashed_when_training_starts(make_cfg, monkeypatch):
+    """The cache key's code hash is read once per process; asked for at setup, it is the code the run imported, not
+    the checkout as edited by the time of the first score (minutes later)."""
+    import gan.callbacks.metrics as callback_module
+    from gan.metrics.cache import feature_code
+
+    asked = []
+
+    def recording(datamodule):
+        asked.append((type(datamodule).__name__, callback_module.MetricsCallback.score.calls))
+        return feature_code(datamodule)
+
+    monkeypatch.setattr(callback_module, "feature_code", recording)
+    score = callback_module.MetricsCallback.score
+
+    def counted(self, trainer, pl_module):
+        counted.calls += 1
+        return score(self, trainer, pl_module)
+
+    counted.calls = 0
+    monkeypatch.setattr(callback_module.MetricsCallback, "score", counted)
+    train(make_cfg(tiny_overrides("dcgan", steps=2) + FAST))
+    assert asked == [("DigitsDataModule", 0)] and counted.calls == 1  # once, before the first score

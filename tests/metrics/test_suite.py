@@ -99,34 +99,42 @@ def test_the_cache_key_holds_a_hash_of_the_code_that_makes_the_features(digits, 
     import sys
     from importlib import metadata
 
-    from gan.metrics.cache import EXTRACTION_LIBRARIES, feature_code, source_files
+    from gan.metrics.cache import EXTRACTION_LIBRARIES, code_sha256, feature_code, source_files
 
-    files = source_files(digits)
+    files = source_files(type(digits))
     named = [(path.parent.name, path.name) for path in files]
     assert named[:3] == [("metrics", "features.py"), ("metrics", "digit_classifier.py"), ("metrics", "dinov2.py")]
     assert {("data", "digits.py"), ("data", "transforms.py"), ("data", "base.py")} <= set(named)  # the whole package
+    assert not any("lightning" in str(path) for path in files)  # Lightning's base class is not hashed
     digest = hashlib.sha256(b"".join(path.name.encode() + b"\0" + path.read_bytes() + b"\0" for path in files))
     code = feature_code(digits)
     assert code == {"sha256": digest.hexdigest()[:20], **{name: metadata.version(name) for name in EXTRACTION_LIBRARIES}}
 
-    # a data module of one's own in a single file (next to train.py): that file alone, beside the extraction modules
-    (tmp_path / "own_digits_module.py").write_text("from gan.data.digits import DigitsDataModule\n\n"
-                                                   "class OwnDigits(DigitsDataModule):\n    pass\n")
+    # a data module of one's own in a single file (next to train.py), subclassing a shipped one: its file and the
+    # shipped package it inherits its loading from; editor droppings beside it are not code
+    own_file = tmp_path / "own_digits_module.py"
+    own_file.write_text("from gan.data.digits import DigitsDataModule\n\nclass OwnDigits(DigitsDataModule):\n    pass\n")
+    (tmp_path / ".#own_digits_module.py").symlink_to(tmp_path / "gone")  # Emacs' lock link, dangling
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         own = importlib.import_module("own_digits_module").OwnDigits(root=digits.root)
-        assert source_files(own)[3:] == [(tmp_path / "own_digits_module.py").resolve()]
+        assert source_files(type(own)) == [*files[:3], own_file.resolve(), *files[3:]]
         before = feature_code(own)
-        with open(tmp_path / "own_digits_module.py", "a") as module:
+        with open(own_file, "a") as module:
             module.write("# an edit\n")
+        assert feature_code(own) == before  # the code this process imported, hashed once
+        code_sha256.cache_clear()  # a new process, which imports the edited file
         assert feature_code(own)["sha256"] != before["sha256"]
     finally:
         sys.modules.pop("own_digits_module", None)
+        code_sha256.cache_clear()
 
 
 def test_editing_the_data_modules_package_recomputes_the_cached_real_features(data_dir, tmp_path, monkeypatch):
     import importlib
     import sys
+
+    from gan.metrics.cache import code_sha256
 
     package = tmp_path / "own_data_package"
     package.mkdir()
@@ -149,11 +157,14 @@ def test_editing_the_data_modules_package_recomputes_the_cached_real_features(da
         first = score()
         assert score() == first and calls == [200]  # read from the cache
         (package / "transforms.py").write_text("SCALE = 2.0  # a module the loader may use\n")
+        assert score() == first and calls == [200]  # edited after this process imported it: the old key, rightly
+        code_sha256.cache_clear()  # a new process, which would import the edited package
         assert score() == first and calls == [200, 200]  # the package's code changed: recomputed (same data here)
         assert score() == first and calls == [200, 200]  # and cached again
     finally:
         for name in ("own_data_package.loader", "own_data_package"):
             sys.modules.pop(name, None)
+        code_sha256.cache_clear()
 
 
 def test_the_real_feature_cache_key_leaves_out_how_the_data_is_loaded():
