@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from gan.utils.files import atomic_write
-from gan.utils.provenance import distribution_version
+from gan.utils.provenance import distribution_version, files_sha256
 
 log = logging.getLogger("gan")
 
@@ -69,18 +69,12 @@ def source_files(data_class: type) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=None)
-def code_sha256(data_class: type) -> str:
-    """A hash of ``source_files``' names and contents, read once per process and data class: the code a process
-    runs is the code it imported, so a checkout edited while a run trains must not give its features the key of
-    the edited code."""
-    digest = hashlib.sha256()
-    for path in source_files(data_class):
-        try:
-            content = path.read_bytes()
-        except OSError:  # gone since it was listed
-            continue
-        digest.update(path.name.encode() + b"\0" + content + b"\0")
-    return digest.hexdigest()[:20]
+def code_sha256(data_class: type) -> str | None:
+    """``files_sha256`` of ``source_files`` (names and contents), read once per process and data class: the code a
+    process runs is the code it imported, so a checkout edited while a run trains must not give its features the
+    key of the edited code. None when a file cannot be read."""
+    digest = files_sha256(source_files(data_class))
+    return digest and digest[:20]
 
 
 def feature_code(datamodule) -> dict[str, Any]:
