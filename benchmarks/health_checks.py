@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan.utils.config import PROJECT_ROOT  # noqa: E402
+from gan.utils.provenance import code_label  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "health_checks.jsonl"
 PLAN = ["r3gan:grid", "r3gan:ring", "gan:grid", "gan:ring", "dcgan:ring", "dcgan:grid", "lsgan:ring", "lsgan:grid",
@@ -81,7 +82,7 @@ def run_one(name: str, data: str, seed: int, steps: int, extra: list[str]) -> di
     return {"name": name, "data": data, "seed": seed, "steps": steps, "extra": extra,
             "generator_steps_done": objects["module"].generator_steps, "seconds": round(seconds, 1),
             "events": [{k: e[k] for k in ("kind", "generator_step", "evidence")} for e in events],
-            "effective_modes": effective, "diversity_ratio": ratio}
+            "effective_modes": effective, "diversity_ratio": ratio, "code": code_label()}
 
 
 def key_of(record: dict) -> tuple:

@@ -266,7 +266,9 @@ class ModeCollapse:
     the failure the diversity ratio misses. The level floor, ``min_modes_of_data``, sits far below a slow start
     (0.15 x 25 = 3.75 on the grid, where sngan's preset had 9.0 at step 500): a generator that never spread over the
     modes (the minimax GAN on the grid, one effective mode from step 500 on) had no earlier best to drop from and
-    was not reported (an audit)."""
+    was not reported (an audit). The floor fires at ``min_modes_of_data_checks`` checks in a row below it: a slow
+    start climbs past it (lsgan's grid preset of 2026-12-07: 2.8 effective modes of 25 at step 500, 4.9 at 600, 6.6
+    at 700, reported at step 500 by a floor of one check), a generator that never spread stays under it."""
 
     action: str = "warn"
     every_n_generator_steps: int = 100
@@ -276,15 +278,17 @@ class ModeCollapse:
     min_class_coverage: float | None = 0.5
     min_mode_retention: float | None = 0.5
     min_modes_of_data: float | None = 0.15
+    min_modes_of_data_checks: int = 3
     # two samples at least: the mean pairwise distance of one sample is undefined (NaN)
     BOUNDS: ClassVar[Bounds] = {
         "every_n_generator_steps": (0, None), "start_generator_step": (0, None), "num_samples": (2, None),
         "min_diversity_ratio": (0, None), "min_class_coverage": (0, 1), "min_mode_retention": (0, 1),
-        "min_modes_of_data": (0, 1)}
+        "min_modes_of_data": (0, 1), "min_modes_of_data_checks": (1, None)}
 
     def __post_init__(self) -> None:
         # the most effective modes at a check so far, and the generator step of that check
         self.best_effective_modes: tuple[float, int] | None = None
+        self.checks_below_floor = 0  # the checks in a row whose effective modes were below the level floor
 
     def at_cadence(self, generator_step: int, previous: int | None = None) -> bool:
         """Whether ``generator_step`` crosses an interval of the cadence (from step 0: before
@@ -306,8 +310,10 @@ class ModeCollapse:
         few_classes = None not in (class_coverage, self.min_class_coverage) and class_coverage < self.min_class_coverage
         best = self.best_effective_modes
         dropped = None not in (effective_modes, best, self.min_mode_retention) and effective_modes < self.min_mode_retention * best[0]
-        too_few = (None not in (effective_modes, data_effective_modes, self.min_modes_of_data)
-                   and effective_modes < self.min_modes_of_data * data_effective_modes)
+        below_floor = (None not in (effective_modes, data_effective_modes, self.min_modes_of_data)
+                       and effective_modes < self.min_modes_of_data * data_effective_modes)
+        self.checks_below_floor = self.checks_below_floor + 1 if below_floor else 0
+        too_few = below_floor and self.checks_below_floor >= self.min_modes_of_data_checks
         if effective_modes is not None and (best is None or effective_modes > best[0]):
             self.best_effective_modes = (effective_modes, generator_step)
         if not (low_diversity or few_classes or dropped or too_few):
@@ -320,16 +326,19 @@ class ModeCollapse:
                             best_at_generator_step=best[1], min_mode_retention=self.min_mode_retention)
         if too_few:
             evidence.update(effective_modes=effective_modes, data_effective_modes=data_effective_modes,
-                            min_modes_of_data=self.min_modes_of_data)
+                            min_modes_of_data=self.min_modes_of_data, checks_below_floor=self.checks_below_floor)
         return evidence
 
     def state_dict(self) -> dict[str, Any]:
-        # the checks are scheduled from the module's generator step; the best so far carries over a resume
-        return {"best_effective_modes": list(self.best_effective_modes) if self.best_effective_modes else None}
+        # the checks are scheduled from the module's generator step; the best so far and the run of checks below the
+        # floor carry over a resume
+        return {"best_effective_modes": list(self.best_effective_modes) if self.best_effective_modes else None,
+                "checks_below_floor": self.checks_below_floor}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         best = state.get("best_effective_modes")
         self.best_effective_modes = (float(best[0]), best[1]) if best else None
+        self.checks_below_floor = int(state.get("checks_below_floor", 0))  # 0 in checkpoints before 2026-12-07
 
 
 @dataclass

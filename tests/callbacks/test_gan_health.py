@@ -328,7 +328,7 @@ def test_a_generator_that_never_spread_over_the_modes_is_mode_collapse(make_cfg,
     """Two of the grid's 25 modes from the start: no earlier best to drop from, and a diversity ratio far above 0.1,
     so nothing fired (an audit: the minimax GAN on the grid, one effective mode from step 500 on). The level floor,
     min_modes_of_data x the real draw's own effective modes, does."""
-    cfg = make_cfg(health_overrides("gan", "toy2d_grid", 20, "callbacks.gan_health.mode_collapse.start_generator_step=10",
+    cfg = make_cfg(health_overrides("gan", "toy2d_grid", 30, "callbacks.gan_health.mode_collapse.start_generator_step=10",
                                     "callbacks.gan_health.mode_collapse.every_n_generator_steps=10",
                                     f"callbacks.gan_health.mode_collapse.min_modes_of_data={floor if floor else 'null'}",
                                     "+callbacks.two_modes._target_=tests.callbacks.test_gan_health.KeepTwoModesAfter",
@@ -336,26 +336,50 @@ def test_a_generator_that_never_spread_over_the_modes_is_mode_collapse(make_cfg,
     train(cfg)  # the grid's opposite corners, from the first step (where the EMA copy, which the checks sample, exists)
     run = tmp_path / "run"
     effective = logged(run, "health/effective_modes")
-    assert [step for step, _ in effective] == [10.0, 20.0] and all(value <= 2.0 for _, value in effective)
+    assert [step for step, _ in effective] == [10.0, 20.0, 30.0] and all(value <= 2.0 for _, value in effective)
     events = events_of(run)
     if floor is None:
         assert events == []
         return
-    assert [(e["kind"], e["generator_step"]) for e in events] == [("mode_collapse", 10)]
+    # below the floor at every check: reported at the third in a row (min_modes_of_data_checks)
+    assert [(e["kind"], e["generator_step"]) for e in events] == [("mode_collapse", 30)]
     evidence = events[0]["evidence"]
-    assert evidence["effective_modes"] == effective[0][1] and evidence["min_modes_of_data"] == 0.15
+    assert evidence["effective_modes"] == effective[2][1] and evidence["min_modes_of_data"] == 0.15
+    assert evidence["checks_below_floor"] == 3
     assert 20.0 < evidence["data_effective_modes"] <= 25.0  # the real draw of 256 samples over 25 modes
     assert evidence["diversity_ratio"] > 0.1 and "best_effective_modes" not in evidence
 
 
 def test_the_level_floor_sits_below_a_slow_start_and_catches_one_mode_of_the_ring():
-    # min_modes_of_data 0.15 (a fresh detector each: no best to drop from)
+    # min_modes_of_data 0.15 (a fresh detector each: no best to drop from), at 3 checks in a row
     assert ModeCollapse().check(1.0, effective_modes=9.0, generator_step=500, data_effective_modes=24.6) is None  # sngan's start
     assert ModeCollapse().check(1.0, effective_modes=4.0, generator_step=500, data_effective_modes=24.6) is None
-    assert ModeCollapse().check(1.0, effective_modes=1.0, generator_step=500, data_effective_modes=7.9) == {
+    one_mode = ModeCollapse()
+    for step in (500, 600):
+        assert one_mode.check(1.0, effective_modes=1.0, generator_step=step, data_effective_modes=7.9) is None
+    assert one_mode.check(1.0, effective_modes=1.0, generator_step=700, data_effective_modes=7.9) == {
         "diversity_ratio": 1.0, "min_diversity_ratio": 0.1, "effective_modes": 1.0, "data_effective_modes": 7.9,
-        "min_modes_of_data": 0.15}
+        "min_modes_of_data": 0.15, "checks_below_floor": 3}
+    assert ModeCollapse(min_modes_of_data_checks=1).check(1.0, effective_modes=1.0, data_effective_modes=7.9) is not None
     assert ModeCollapse().check(1.0, effective_modes=2.0, data_effective_modes=7.9) is None  # 2 of 8 ring modes: above
+
+
+def test_a_slow_start_climbs_past_the_level_floor_and_a_run_below_it_carries_over_a_resume():
+    # lsgan's grid preset of 2026-12-07, seed 1 (benchmarks/health_checks.py): 2.83 of 25 at step 500, under the floor
+    # (0.15 x 23.72 = 3.56), which reported it there when one check sufficed; then 4.86, 6.63, 8.2 ...
+    slow = ModeCollapse()
+    for step, modes in zip(range(500, 1100, 100), (2.83, 4.86, 6.63, 8.2, 9.27, 10.23)):
+        assert slow.check(1.0, effective_modes=modes, generator_step=step, data_effective_modes=23.72) is None
+    dips = ModeCollapse()  # under, above, under, under: not three in a row
+    for step, modes in zip(range(500, 900, 100), (2.0, 4.0, 2.0, 2.0)):
+        assert dips.check(1.0, effective_modes=modes, generator_step=step, data_effective_modes=23.72) is None
+    resumed = ModeCollapse()
+    resumed.load_state_dict(dips.state_dict())
+    assert resumed.checks_below_floor == 2
+    assert resumed.check(1.0, effective_modes=2.0, generator_step=900, data_effective_modes=23.72)["checks_below_floor"] == 3
+    older = ModeCollapse()
+    older.load_state_dict({"best_effective_modes": [4.0, 600]})  # a checkpoint from before the count
+    assert older.checks_below_floor == 0 and older.best_effective_modes == (4.0, 600)
 
 
 def test_effective_modes_are_read_from_the_toys_components_and_the_digits_classes():
