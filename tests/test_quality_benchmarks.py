@@ -159,6 +159,15 @@ def test_health_checks_benchmark_finds_the_first_check_below_half_the_best_and_c
     table = health_checks.table([lost, growing, dict(growing, seed=2, events=lost["events"])])
     assert "| dcgan | ring | 3000 | 0 | 7.9 (600) -> 2.0 | 0.20 | step 800: 3.9 of best 7.9 | mode_collapse @ 800 | 50 |" in table
     assert table.endswith("agrees with the effective-modes trajectory: 2 of 3")  # seed 2 fired without a loss
+    # a generator that never spread over the modes, reported by the level floor: no loss, listed apart
+    never_spread = dict(growing, seed=3, effective_modes=[[500, 1.2], [600, 1.1], [700, 1.3]], events=[
+        {"kind": "mode_collapse", "generator_step": 700, "evidence": {
+            "diversity_ratio": 0.3, "min_diversity_ratio": 0.1, "effective_modes": 1.3, "data_effective_modes": 23.7,
+            "min_modes_of_data": 0.15, "checks_below_floor": 3}}])
+    table = health_checks.table([lost, growing, never_spread])
+    assert "agrees with the effective-modes trajectory: 3 of 3\n" in table
+    assert table.endswith("detections by the level floor alone (never spread over the modes), not counted above: "
+                          "dcgan:ring seed 3 @ 700")
 
 
 def test_small_data_table_mode_only_reads(tmp_path, monkeypatch, capsys):
