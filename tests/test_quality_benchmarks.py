@@ -164,10 +164,13 @@ def test_health_checks_benchmark_finds_the_first_check_below_half_the_best_and_c
         {"kind": "mode_collapse", "generator_step": 700, "evidence": {
             "diversity_ratio": 0.3, "min_diversity_ratio": 0.1, "effective_modes": 1.3, "data_effective_modes": 23.7,
             "min_modes_of_data": 0.15, "checks_below_floor": 3}}])
-    table = health_checks.table([lost, growing, never_spread])
-    assert "agrees with the effective-modes trajectory: 3 of 3\n" in table
-    assert table.endswith("detections by the level floor alone (never spread over the modes), not counted above: "
-                          "dcgan:ring seed 3 @ 700")
+    # and one reported by the floor that loses its modes later: the detection (one per kind) covers the loss
+    spread_late_and_lost = dict(never_spread, seed=4, effective_modes=[[500, 1.2], [600, 1.1], [700, 1.3], [800, 9.0],
+                                                                       [900, 3.0]])
+    table = health_checks.table([lost, growing, never_spread, spread_late_and_lost])
+    assert "agrees with the effective-modes trajectory: 4 of 4\n" in table
+    assert table.endswith("detections by the level floor alone (a generator that never spread over the modes: no loss "
+                          "is needed to agree): dcgan:ring seed 3 @ 700, dcgan:ring seed 4 @ 700")
 
 
 def test_small_data_table_mode_only_reads(tmp_path, monkeypatch, capsys):
