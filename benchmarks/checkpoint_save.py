@@ -10,9 +10,10 @@ file (a copy where the file system has no hard links). Each repeat trains the co
 unless overridden, ``--intervals`` intervals of ``--every`` generator steps, no metrics, no logger) twice, once as
 shipped (``second_name``) and once with every save written in full (``full``, the code path before), in
 alternating order, and times every call of the callback's ``_save_checkpoint`` with a monotonic clock. The
-record holds, per mode, the median seconds per interval (interval file + last.ckpt), the bytes written per
-interval (st_blocks of the run's files: a hard link adds none) and the checkpoint's size. The training steps
-are not timed. Results: ``benchmarks/results/checkpoint_save.jsonl``.
+record holds, per mode, the median seconds per interval (interval file + last.ckpt), what the run's checkpoint
+files hold on disk at its end (st_blocks, a file of two names counted once: the newest interval file and
+last.ckpt, one interval's worth with the shipped ``save_top_k: 1``) and the checkpoint's size. The training
+steps are not timed. Results: ``benchmarks/results/checkpoint_save.jsonl``.
 """
 from __future__ import annotations
 
