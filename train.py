@@ -16,6 +16,7 @@ import gan  # noqa: F401  (registers the config resolvers)
 from gan.callbacks.checkpoint import (callback_states_left_behind, check_checkpoint_callbacks,
                                      leave_out_a_best_checkpoint_that_ranks_nothing)
 from gan.callbacks.gan_health import stop_event
+from gan.callbacks.machines import RecordMachines
 from gan.callbacks.metrics import check_metrics_fit
 from gan.callbacks.resume import ResumeState, wandb_run_id
 from gan.data import check_data_module_class
@@ -100,8 +101,10 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
     module.check_data_classes(datamodule)  # before the loggers start (W&B prints its start-up lines and opens a run)
     if OmegaConf.select(cfg, "callbacks.metrics") is not None:  # before the callback loads its feature networks
         check_metrics_fit(cfg.metrics, datamodule, getattr(module.sampling_generator, "num_classes", None))
-    # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint
-    callbacks = instantiate_group(cfg.get("callbacks"), kind=pl.Callback, hooks=GAN_CALLBACK_HOOKS) + [ResumeState(), *callbacks]
+    # RNG states, data position and W&B run id: what an exact resume needs beyond Lightning's checkpoint; and every
+    # rank's machine in the run's provenance (rank 0's alone is known before the process group exists)
+    callbacks = instantiate_group(cfg.get("callbacks"), kind=pl.Callback, hooks=GAN_CALLBACK_HOOKS) + [
+        ResumeState(), RecordMachines(cfg.paths.output_dir), *callbacks]
     loggers = instantiate_group(cfg.get("logger"), kind=Logger)
     prepare_loggers(loggers)
     if resumed_at is not None:

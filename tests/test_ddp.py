@@ -197,6 +197,8 @@ def test_a_ddp_resume_on_the_cpu_is_not_warned_of_a_thread_count_it_keeps(tmp_pa
     history = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert [start["from_generator_step"] for start in history] == [0, 2]
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["provenance"] == history
+    # every rank's machine, gathered once the process group exists: here both ranks on this one
+    assert [start["machines"] for start in history] == [[{"ranks": [0, 1], **start["hardware"]}] for start in history]
     output = resumed.stdout + resumed.stderr
     assert output.count("] - Code: ") == 1 and "other code" not in output
     checkpoints = tmp_path / "run" / "checkpoints"

@@ -163,3 +163,15 @@ def test_a_dirty_checkouts_diff_lands_in_the_run_folder_and_a_resume_elsewhere_b
     assert names == ["code_diffs/gstep_0000000_framework.diff", "code_diffs/gstep_0000002_framework.diff"]
     assert all((tmp_path / "second" / name).read_bytes() == diff for name in names)  # the first copied over
     assert not [r for r in caplog.records if "other code" in r.getMessage()]  # the same code, resumed
+
+
+def test_the_machines_of_a_distributed_run_are_grouped_by_machine_with_their_ranks():
+    from gan.callbacks.machines import machines_of_ranks
+
+    a = {"host": "node-a", "cpu": "EPYC", "cpu_count": 64, "gpus": ["H100", "H100"]}
+    b = {"host": "node-b", "cpu": "EPYC", "cpu_count": 64, "gpus": ["A100", "A100"]}
+    assert machines_of_ranks([a, a, b, b]) == [{"ranks": [0, 1], **a}, {"ranks": [2, 3], **b}]
+    assert machines_of_ranks([b, a, b]) == [{"ranks": [0, 2], **b}, {"ranks": [1], **a}]  # by first rank
+    # one host, another GPU list (a rank that saw other devices): two entries, not one
+    assert machines_of_ranks([a, {**a, "gpus": ["H100"]}]) == [{"ranks": [0], **a}, {"ranks": [1], **a, "gpus": ["H100"]}]
+    assert machines_of_ranks([a]) == [{"ranks": [0], **a}]
