@@ -260,7 +260,6 @@ class GANModelCheckpoint(ModelCheckpoint):
         self.received_signal: int | None = None
         self._handlers_before_fit: dict[int, Any] = {}
         self._saving_checked_at: tuple[int, bool] | None = None
-        self._last_saved_at: tuple[int | None, str | None] = (None, None)  # (global step, file) of the last save
         self.saved_in_fit = False  # whether this fit wrote a file (said at the end when no checkpoint was)
 
     def _monitor_candidates(self, trainer) -> dict[str, torch.Tensor]:
@@ -336,7 +335,6 @@ class GANModelCheckpoint(ModelCheckpoint):
                 raise CheckpointError(no_space_message(filepath)) from None
             raise
         self._last_checkpoint_saved = filepath
-        self._last_saved_at = (trainer.global_step, filepath)
         self.saved_in_fit = True
         flush_csv_logs(trainer.loggers)  # the rows up to this checkpoint on disk, for a resume after a hard kill
 
@@ -345,9 +343,10 @@ class GANModelCheckpoint(ModelCheckpoint):
         ``last.ckpt`` follows it), or None. ``last.ckpt`` of the same step holds the same state, so it becomes a
         second name of that file instead of a second full write (a save at another step, training's end or a
         signal, writes in full: Lightning's ``save_last="link"`` would have linked the older interval file)."""
-        # decided from the step alone, alike on every rank: a full save is collective (RNG states are gathered)
-        step, path = self._last_saved_at
-        return path if step == trainer.global_step and path != filepath else None
+        # Lightning's record of its last save (every rank's): decided alike on every rank, since a full save is
+        # collective (RNG states are gathered)
+        path = self._last_checkpoint_saved
+        return path if path and self._last_global_step_saved == trainer.global_step and path != filepath else None
 
     def _second_name(self, trainer, saved: str, temporary: str) -> None:
         """``temporary`` as a hard link to ``saved`` (no bytes written; removing either name leaves the other
