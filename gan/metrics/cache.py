@@ -77,12 +77,19 @@ def code_sha256(data_class: type) -> str | None:
     return digest and digest[:20]
 
 
+@functools.cache
+def extraction_library_versions() -> dict[str, str | None]:
+    """``EXTRACTION_LIBRARIES``' versions, read once per process, like ``code_sha256``: the libraries it imported
+    (provenance's ``software()`` has no Pillow, and adding it there would make older runs' records read as trained on
+    other libraries)."""
+    return {name: distribution_version(name) for name in EXTRACTION_LIBRARIES}
+
+
 def feature_code(datamodule) -> dict[str, Any]:
     """The code that makes the cached features: ``code_sha256`` of the data module's class and the libraries'
     versions. Without it an edited resize or loader (or an upgraded torch-fidelity) read features made by the code
     before. The metrics callback asks for it when training starts, so the hash is of the code the run imported."""
-    return {"sha256": code_sha256(type(datamodule)),
-            **{name: distribution_version(name) for name in EXTRACTION_LIBRARIES}}
+    return {"sha256": code_sha256(type(datamodule)), **extraction_library_versions()}
 
 
 def cache_path(cache_dir: str | os.PathLike, name: str, key: str) -> Path:
