@@ -121,11 +121,7 @@ def table(records: list[dict]) -> str:
             label = name + (" " + " ".join(extra) if extra else "")
             lines.append(f"| {label} | {data} | {steps} | {record['seed']} | {best:.1f} ({best_step}) -> {last:.1f} | "
                          f"{lowest:.2f} | {lost_text} | {fired} | {record['seconds']:.0f} |")
-    # the level floor (min_modes_of_data) reports a generator that never spread over the modes, which is no loss:
-    # its detections are listed apart and do not count against a run without a loss (a detection fires once, so a
-    # run reported by the floor that loses modes later has said so already)
-    agree = [bool(lost_modes(r)) == any(e["kind"] == "mode_collapse" and (lost_modes(r) or not by_floor_alone(e))
-                                        for e in r["events"]) for r in newest.values()]
+    agree = [detection_agrees(r) for r in newest.values()]
     lines.append(f"\nruns where the mode-collapse detection agrees with the effective-modes trajectory: {sum(agree)} of {len(agree)}")
     floor = [f"{r['name']}:{r['data']} seed {r['seed']} @ {e['generator_step']}" for r in newest.values()
              for e in r["events"] if e["kind"] == "mode_collapse" and by_floor_alone(e)]
@@ -133,6 +129,17 @@ def table(records: list[dict]) -> str:
         lines.append("detections by the level floor alone (a generator that never spread over the modes: no loss is "
                      f"needed to agree): {', '.join(floor)}")
     return "\n".join(lines)
+
+
+def detection_agrees(record: dict) -> bool:
+    """Whether the check said what the trajectory shows: a mode-collapse detection where modes were lost, none where
+    they were not. The level floor (``min_modes_of_data``) reports a generator that never spread over the modes,
+    which is no loss: its detections do not count against a run without a loss (a detection fires once, so a run
+    reported by the floor that loses modes later has said so already)."""
+    detections = [e for e in record["events"] if e["kind"] == "mode_collapse"]
+    if lost_modes(record):
+        return bool(detections)
+    return all(by_floor_alone(e) for e in detections)
 
 
 def by_floor_alone(event: dict) -> bool:
