@@ -109,6 +109,17 @@ def test_the_cache_key_holds_a_hash_of_the_code_that_makes_the_features(digits, 
     digest = hashlib.sha256(b"".join(path.name.encode() + b"\0" + path.read_bytes() + b"\0" for path in files))
     code = feature_code(digits)
     assert code == {"sha256": digest.hexdigest()[:20], **{name: metadata.version(name) for name in EXTRACTION_LIBRARIES}}
+    # the libraries' versions, too, are the ones this process read first (the libraries it imported)
+    from gan.metrics import cache
+
+    monkeypatch.setattr(cache, "distribution_version", lambda name: "upgraded")
+    assert feature_code(digits) == code
+    cache.extraction_library_versions.cache_clear()  # a new process
+    try:
+        assert feature_code(digits) == {"sha256": code["sha256"], **{name: "upgraded" for name in EXTRACTION_LIBRARIES}}
+    finally:
+        monkeypatch.undo()
+        cache.extraction_library_versions.cache_clear()
 
     # a data module of one's own in a single file (next to train.py), subclassing a shipped one: its file and the
     # shipped package it inherits its loading from; editor droppings beside it are not code
