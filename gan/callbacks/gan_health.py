@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import statistics
 from collections import deque
@@ -50,6 +51,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
+from gan.losses import GradientPenalty, HingeLoss, WassersteinLoss
 from gan.metrics.modes import effective_count, nearest_modes
 from gan.utils.checkpoint import non_finite_weights
 from gan.utils.config import running_preset_setting, ttur_learning_rates
@@ -105,6 +107,80 @@ REMEDIES = {
 }
 
 
+#: each trick a remedy may name, with the phrase that names it (the whole list item, so that dropping it keeps the
+#: list's commas right); a run that has the trick is not advised it (an audit: a WGAN-GP run was told to try
+#: model=wgan_gp, an SN-GAN run spectral norm)
+TRICK_PHRASES = {
+    "wgan_gp": ("a Wasserstein loss with gradient penalty (model=wgan_gp)", "a loss that keeps gradients (loss=hinge, or model=wgan_gp)"),
+    "hinge": ("a loss that keeps gradients (loss=hinge, or model=wgan_gp)",),
+    "spectral_norm": ("spectral norm in D (model.discriminator.spectral_norm=true)", "spectral norm (model.discriminator.spectral_norm=true)",
+                      "spectral norm: model.discriminator.spectral_norm=true"),
+    "minibatch": ("minibatch stddev or discrimination in D (model.discriminator.minibatch=stddev or =discrimination)",),
+    "label_smoothing": ("one-sided label smoothing (model.real_label=0.9)", "label smoothing (model.real_label=0.9)"),
+    "instance_noise": ("instance noise (model.instance_noise_std=0.1)",),
+}
+
+
+def tricks_left_out(pl_module) -> set[str]:
+    """The tricks of :data:`TRICK_PHRASES` this run already trains with (read from the module it built, so presets
+    and overrides count alike; a Wasserstein loss alone, weight clipping, is not ``wgan_gp``: the penalty is the
+    advice), and label smoothing where its loss takes no targets (Wasserstein, hinge: the option is refused)."""
+    used = set()
+    loss, penalties = getattr(pl_module, "loss", None), getattr(pl_module, "penalties", {}) or {}
+    if isinstance(loss, WassersteinLoss) and any(isinstance(penalty, GradientPenalty) for penalty in penalties.values()):
+        used.add("wgan_gp")
+    if isinstance(loss, HingeLoss):
+        used.add("hinge")
+    discriminator = getattr(pl_module, "discriminator", None)
+    if isinstance(discriminator, torch.nn.Module):
+        if any(has_spectral_norm(module) for module in discriminator.modules()):
+            used.add("spectral_norm")
+        if getattr(discriminator, "minibatch", None) is not None:
+            used.add("minibatch")
+    targets = getattr(pl_module, "label_targets", None)
+    if targets is not None and (targets.real < 1.0 or targets.real_range is not None):
+        used.add("label_smoothing")
+    if loss is not None and not getattr(loss, "has_targets", False):
+        used.add("label_smoothing")
+    if getattr(getattr(pl_module, "instance_noise", None), "active", False):
+        used.add("instance_noise")
+    return used
+
+
+def has_spectral_norm(module: torch.nn.Module) -> bool:
+    """Spectral norm in either of torch's forms: the parametrization or the older forward pre-hook."""
+    parametrizations = getattr(module, "parametrizations", {})
+    hooked = [type(hook).__name__ for hook in module._forward_pre_hooks.values()]
+    return any("SpectralNorm" in type(p).__name__ for name in parametrizations for p in parametrizations[name]) or \
+        any("SpectralNorm" in name for name in hooked)
+
+
+def without_option(text: str, phrase: str) -> str:
+    """``text`` with one item of its lists removed: ``"a, b, or c"`` less ``c`` is ``"a, or b"``, less ``b`` is
+    ``"a, or c"``; items are separated by ", " or "; " and a phrase counts only as a whole item ("label smoothing"
+    is not the end of "one-sided label smoothing"); a phrase it does not hold leaves it as it is."""
+    item = re.escape(phrase)
+    last = re.search(rf", or {item}(?=$|[.;)])", text)
+    if last:  # the list's last item: the one before it takes its "or"
+        head, tail = text[:last.start()], text[last.end():]
+        before = last_top_level_comma(head)
+        return (head[:before] + ", or " + head[before + 2:] if before >= 0 else head) + tail
+    for pattern in (rf", {item}(?=$|, |; |[.)])", rf"(?:(?<=^)|(?<=: )|(?<=\()|(?<=; )){item}(?:, |; )"):
+        if re.search(pattern, text):
+            return re.sub(pattern, "", text, count=1)
+    return text
+
+
+def last_top_level_comma(text: str) -> int:
+    """Where the last ", " outside parentheses starts in ``text``, or -1."""
+    depth, found = 0, -1
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and text.startswith(", ", index):
+            found = index
+    return found
+
+
 def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     """What to try, with this run's own levers: a run whose learning rates follow ``model.schedules.lr`` (r3gan,
     the gan toy presets) is told to change the schedule, which overwrites ``optimizer.*.lr`` and ``optimizer=ttur``
@@ -115,6 +191,9 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     digits run was advised TTUR, and following that got the preset's warning): TTUR's learning rates are then advised
     as command-line values, which go over the preset's (``presets=none`` would also drop its steps, batch and EMA)."""
     text = REMEDIES[kind]
+    for trick in sorted(tricks_left_out(pl_module)):
+        for phrase in TRICK_PHRASES[trick]:
+            text = without_option(text, phrase)
     schedules, penalties = getattr(pl_module, "schedules", {}) or {}, getattr(pl_module, "penalties", {}) or {}
     if getattr(pl_module, "n_critic", 1) <= 1:
         text = text.replace(", fewer D steps per G step (model.n_critic)", "").replace(", fewer D steps (model.n_critic)", "")
@@ -127,6 +206,9 @@ def remedy(kind: str, pl_module, optimizer_preset: str | None = None) -> str:
     if kind == "divergence" and penalties:
         text = text.replace("constrain D (a gradient penalty: model=wgan_gp; ",
                             f"constrain D more (a larger weight or gamma for its {', '.join(sorted(penalties))}; ")
+    clip = getattr(pl_module, "weight_clip", None)
+    if kind == "divergence" and clip is not None:  # WGAN: its clipping is the lever, tighter
+        text = text.replace("weight clipping: model.weight_clip=0.01", f"a tighter weight clip than its {clip:g}: model.weight_clip")
     if kind == "ignored_labels" and getattr(getattr(pl_module, "generator", None), "conditioning", None) == "embedding":
         text = text.replace(EMBEDDING_ADVICE, "")  # it has it
     lr_schedules = [name for name, setting in schedules.items() if getattr(setting, "hyperparameter", None) == "lr"]

@@ -690,6 +690,60 @@ def test_remedies_fit_the_run_s_loss_and_critic_steps():
     assert all("ttur" not in REMEDIES[kind] for kind in ("discriminator_overpowers", "vanishing_generator_gradients"))
 
 
+def test_remedies_leave_out_what_the_run_already_has(make_cfg):
+    """An audit: a WGAN-GP run's mode collapse was advised model=wgan_gp, an SN-GAN run's spectral norm, a run with
+    minibatch stddev minibatch stddev, and a Wasserstein run's vanishing gradients label smoothing, which its loss
+    refuses. Read from the built module, so a preset's or an override's trick counts alike; the list stays a list."""
+    import itertools
+    import re
+
+    from gan.callbacks.gan_health import REMEDIES, TRICK_PHRASES, remedy, tricks_left_out, without_option
+    from gan.utils.instantiate import build_module
+
+    def module(model, *extra):
+        return build_module(make_cfg([*tiny_overrides(model, "toy2d_grid"), *extra]))
+
+    wgan_gp, sngan, dcgan = module("wgan_gp"), module("sngan"), module("dcgan")
+    assert tricks_left_out(wgan_gp) == {"wgan_gp", "label_smoothing"}  # its loss takes no targets
+    assert tricks_left_out(sngan) == {"spectral_norm", "hinge", "label_smoothing"}
+    assert tricks_left_out(dcgan) == set()
+    wgan = module("wgan")
+    assert tricks_left_out(wgan) == {"label_smoothing"}  # clipping, no penalty: WGAN-GP is still advice
+    assert "weight clipping: model.weight_clip=0.01" in remedy("divergence", dcgan)
+    assert "a tighter weight clip than its 0.01: model.weight_clip)" in remedy("divergence", wgan)
+    assert tricks_left_out(module("dcgan", "model.discriminator.minibatch=stddev", "model.real_label=0.9",
+                                  "model.instance_noise_std=0.1")) == {"minibatch", "label_smoothing", "instance_noise"}
+    assert remedy("mode_collapse", dcgan) == REMEDIES["mode_collapse"].replace(", fewer D steps (model.n_critic)", "")  # 1 D step
+    collapse = remedy("mode_collapse", wgan_gp)
+    assert "model=wgan_gp" not in collapse and "spectral_norm=true" in collapse and "n_critic" in collapse
+    collapse = remedy("mode_collapse", sngan)
+    assert "spectral" not in collapse and "model=wgan_gp" in collapse
+    assert "label smoothing" not in remedy("vanishing_generator_gradients", wgan_gp)
+    assert "label smoothing (model.real_label=0.9)" in remedy("vanishing_generator_gradients", dcgan)
+    assert "spectral norm" not in remedy("divergence", sngan) and "weight clipping" in remedy("divergence", sngan)
+    overpowers = remedy("discriminator_overpowers", module("dcgan", "model.discriminator.spectral_norm=true"))
+    assert overpowers.endswith("instance noise (model.instance_noise_std=0.1), or a loss that keeps gradients "
+                               "(loss=hinge, or model=wgan_gp)")
+
+    # every subset of tricks leaves a well-formed list: no empty items, one "or" before the last of an or-list
+    phrases = sorted({phrase for group in TRICK_PHRASES.values() for phrase in group})
+    for kind, text in REMEDIES.items():
+        held = [phrase for phrase in phrases if phrase in text  # whole items: not the tail of a longer held one
+                and not any(phrase != other and phrase in other and other in text for other in phrases)]
+        for count in range(len(held) + 1):
+            for dropped in itertools.combinations(held, count):
+                result = text
+                for phrase in dropped:
+                    result = without_option(result, phrase)
+                assert all(phrase not in result for phrase in dropped), (kind, dropped)
+                assert all(phrase in result for phrase in held if phrase not in dropped and
+                           not any(phrase in other for other in dropped)), (kind, dropped)
+                assert not re.search(r", ,|, or ,|, or or |;\s*;|:\s*[,;)]|,\s*\)|\(\s*[,;]", result), (kind, dropped, result)
+    assert without_option("a, b, or c", "c") == "a, or b" and without_option("a, b, or c", "b") == "a, or c"
+    assert without_option("a, b, or c", "a") == "b, or c" and without_option("a, b", "z") == "a, b"
+    assert without_option("one-sided label smoothing (x), c", "label smoothing (x)") == "one-sided label smoothing (x), c"
+
+
 # ------------------------------------------------------------------------------------------ ignored labels
 class ConcatLabel(torch.nn.Module):
     """A conditional generator whose sample is its code followed by ``scale`` x the one-hot label."""
