@@ -108,8 +108,8 @@ REMEDIES = {
 
 
 #: each trick a remedy may name, with the phrase that names it (the whole list item, so that dropping it keeps the
-#: list's commas right); a run that has the trick is not advised it (an audit: a WGAN-GP run was told to try
-#: model=wgan_gp, an SN-GAN run spectral norm)
+#: list's commas right); a run that has the trick is not advised it (a WGAN-GP run's log, 2026-12-07: its mode
+#: collapse was told to try model=wgan_gp; an SN-GAN run's, spectral norm)
 TRICK_PHRASES = {
     "wgan_gp": ("a Wasserstein loss with gradient penalty (model=wgan_gp)", "a loss that keeps gradients (loss=hinge, or model=wgan_gp)"),
     "hinge": ("a loss that keeps gradients (loss=hinge, or model=wgan_gp)",),
