@@ -108,7 +108,8 @@ def test_no_checkpoint_is_saved_after_a_divergence_whose_weights_stay_finite(mak
 
     cfg = make_cfg(["model=wgan_gp", "data=toy2d_ring", "generator_steps=40", "logger=none", "metrics=none",
                     "callbacks.sample_grid=null", "callbacks.progress_bar=null", "optimizer.generator.lr=5",
-                    "optimizer.discriminator.lr=5", "callbacks.model_checkpoint.every_n_train_steps=12",
+                    "optimizer.discriminator.lr=5", "model.schedules.lr=null",  # the toy preset's schedule would set 1e-4
+                    "callbacks.model_checkpoint.every_n_train_steps=12",
                     "callbacks.gan_health.sync_every_n_iterations=1", "model.iterations_per_batch=1",
                     "callbacks.gan_health.divergence.max_diversity_ratio=1e30"])  # the score gap's route, not the spread's
     _, objects = train(cfg)
