@@ -53,6 +53,7 @@ from torch import Tensor
 from gan.callbacks.grad_norm import NetworkOfOptimizer, combined_norm, scaler_skips_nonfinite_steps
 from gan.losses import GradientPenalty, HingeLoss, WassersteinLoss
 from gan.metrics.modes import effective_count, nearest_modes
+from gan.nets.base import has_spectral_norm
 from gan.utils.checkpoint import non_finite_weights
 from gan.utils.config import running_preset_setting, ttur_learning_rates
 from gan.utils.errors import ConfigError
@@ -133,7 +134,7 @@ def tricks_left_out(pl_module) -> set[str]:
         used.add("hinge")
     discriminator = getattr(pl_module, "discriminator", None)
     if isinstance(discriminator, torch.nn.Module):
-        if any(has_spectral_norm(module) for module in discriminator.modules()):
+        if has_spectral_norm(discriminator):
             used.add("spectral_norm")
         if getattr(discriminator, "minibatch", None) is not None:
             used.add("minibatch")
@@ -145,14 +146,6 @@ def tricks_left_out(pl_module) -> set[str]:
     if getattr(getattr(pl_module, "instance_noise", None), "active", False):
         used.add("instance_noise")
     return used
-
-
-def has_spectral_norm(module: torch.nn.Module) -> bool:
-    """Spectral norm in either of torch's forms: the parametrization or the older forward pre-hook."""
-    parametrizations = getattr(module, "parametrizations", {})
-    hooked = [type(hook).__name__ for hook in module._forward_pre_hooks.values()]
-    return any("SpectralNorm" in type(p).__name__ for name in parametrizations for p in parametrizations[name]) or \
-        any("SpectralNorm" in name for name in hooked)
 
 
 def without_option(text: str, phrase: str) -> str:

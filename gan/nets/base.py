@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm
+from torch.nn.utils.spectral_norm import SpectralNorm as SpectralNormHook
 
 from gan.nets.layers import MinibatchDiscrimination, MinibatchStdDev, append_features, minibatch_layer, one_hot
 from gan.utils.errors import ConfigError
@@ -398,6 +399,19 @@ def output_activation(name: str) -> nn.Module:
     if name not in choices:
         raise ConfigError(f"unknown output activation {name!r}; expected one of {sorted(choices)}")
     return choices[name]()
+
+
+def has_spectral_norm(module: nn.Module) -> bool:
+    """Whether any layer of ``module`` has spectral norm, in either of torch's forms: the parametrization (what
+    :func:`maybe_spectral_norm` builds, and ``recompute_spectral_norms`` iterates) or the older forward pre-hook (a
+    network of your own may use it)."""
+    for layer in module.modules():
+        if parametrize.is_parametrized(layer) and any(
+                isinstance(p, _SpectralNorm) for chain in layer.parametrizations.values() for p in chain):
+            return True
+        if any(isinstance(hook, SpectralNormHook) for hook in layer._forward_pre_hooks.values()):
+            return True
+    return False
 
 
 def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:

@@ -707,6 +707,9 @@ def test_remedies_leave_out_what_the_run_already_has(make_cfg):
     assert tricks_left_out(wgan_gp) == {"wgan_gp", "label_smoothing"}  # its loss takes no targets
     assert tricks_left_out(sngan) == {"spectral_norm", "hinge", "label_smoothing"}
     assert tricks_left_out(dcgan) == set()
+    dcgan.discriminator.head = torch.nn.utils.spectral_norm(torch.nn.Linear(2, 1))  # torch's older, hook-based form
+    assert tricks_left_out(dcgan) == {"spectral_norm"}
+    dcgan = module("dcgan")
     wgan = module("wgan")
     assert tricks_left_out(wgan) == {"label_smoothing"}  # clipping, no penalty: WGAN-GP is still advice
     assert "weight clipping: model.weight_clip=0.01" in remedy("divergence", dcgan)
