@@ -5,7 +5,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gan.losses import HingeLoss, LeastSquaresLoss, NonSaturatingLoss, WassersteinLoss
-from gan.utils.config import check_groups_of_objects, check_metrics_options
+from gan.schedules import parts_beyond_the_run
+from gan.utils.config import PROJECT_ROOT, check_groups_of_objects, check_metrics_options
 from gan.utils.instantiate import build_module
 from gan.utils.option_types import check_option_types
 from tests.conftest import DATASETS, MODELS
@@ -451,3 +452,21 @@ def test_interval_resolvers_take_a_null_interval_and_a_monitor_that_is_no_string
     assert OmegaConf.select(cfg, "callbacks.best_checkpoint.every_n_train_steps") == 0  # off, as with 0
     with pytest.raises(ConfigError, match=r"^metrics\.monitor='-1' is not computed by the selected metrics \['fid_digits'\]"):
         best_monitor(-1, ["fid_digits"])
+
+
+PRESET_FILES = sorted((PROJECT_ROOT / "conf" / "preset" / "tuned").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESET_FILES, ids=lambda path: f"{path.parent.name}/{path.stem}")
+def test_every_presets_schedules_fit_its_own_budget(make_cfg, preset):
+    """A preset's schedules are written for its ``generator_steps``: every part of them acts within the run, and a
+    curve that hands over to a next one (a cool-down) ends with the run, as the presets' comments say ("over the
+    last 3,000 generator steps"). A budget changed without moving ``then_from`` (the wgan toy preset went from 5,000
+    to 10,000 steps, 2026-12-07) would cool down mid-run or never."""
+    cfg = make_cfg([f"model={preset.parent.name}", f"data={preset.stem}", "logger=none"])
+    schedules = {name: instantiate(entry) for name, entry in (cfg.model.get("schedules") or {}).items() if entry}
+    assert parts_beyond_the_run(schedules, cfg.generator_steps) == []
+    for name, setting in schedules.items():
+        curve = setting.value
+        if getattr(curve, "then", None) is not None:
+            assert curve.then_from + curve.then.steps == cfg.generator_steps, (name, curve)
