@@ -404,14 +404,11 @@ def output_activation(name: str) -> nn.Module:
 def has_spectral_norm(module: nn.Module) -> bool:
     """Whether any layer of ``module`` has spectral norm, in either of torch's forms: the parametrization (what
     :func:`maybe_spectral_norm` builds, and ``recompute_spectral_norms`` iterates) or the older forward pre-hook (a
-    network of your own may use it)."""
-    for layer in module.modules():
-        if parametrize.is_parametrized(layer) and any(
-                isinstance(p, _SpectralNorm) for chain in layer.parametrizations.values() for p in chain):
-            return True
-        if any(isinstance(hook, SpectralNormHook) for hook in layer._forward_pre_hooks.values()):
-            return True
-    return False
+    network of your own may use it). A parametrization is a submodule of its layer, so ``modules()`` reaches it, as
+    in :class:`gan.ema.EMA`."""
+    return any(isinstance(layer, _SpectralNorm)
+               or any(isinstance(hook, SpectralNormHook) for hook in layer._forward_pre_hooks.values())
+               for layer in module.modules())
 
 
 def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
