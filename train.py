@@ -23,8 +23,8 @@ from gan.data import check_data_module_class
 from gan.module import GAN_CALLBACK_HOOKS
 from gan.job import Job, check_checkpoints_are_this_runs, checkpoint_dir, checkpoint_to_resume
 from gan.schedules import parts_beyond_the_run
-from gan.utils.checkpoint import (check_optimizer_states_fit, check_resumable, check_resume_length, load_checkpoint,
-                                  options_changed_since, trained_generator_steps)
+from gan.utils.checkpoint import (ServeCheckedCheckpoint, check_optimizer_states_fit, check_resumable,
+                                  check_resume_length, load_checkpoint, options_changed_since, trained_generator_steps)
 from gan.utils.config import check_run_options, options_without_effect, slurm_batch_job_id
 from gan.utils.console import console_once_per_run, lightning_logs_through_root
 from gan.utils.distributed import local_rank
@@ -93,7 +93,6 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                         ckpt_path, "; ".join(changed))
         saved_callback_states = list(checkpoint.get("callbacks") or {})
         saved_provenance = checkpoint.get("provenance")
-        del checkpoint  # Lightning reads the file again in fit; a large model's second copy would only take memory
     if first_on_node:  # both networks: a discriminator built for another shape failed only at its first batch
         for name, network in (("generator", module.generator), ("discriminator", module.discriminator)):
             datamodule.check_sample_shape(network.sample_shape, f"the {name} ({type(network).__name__})")
@@ -117,6 +116,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[
                         "changed, so the best score behind best.ckpt and the interval counts start anew", ckpt_path,
                         ", ".join(left))
     trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False)
+    if checkpoint is not None:  # fit restores from the copy read and checked above instead of reading the file again
+        trainer.strategy.checkpoint_io = ServeCheckedCheckpoint(trainer.strategy.checkpoint_io, ckpt_path, checkpoint)
+        del checkpoint  # the IO holds the one copy until fit takes it
     if rank_zero_only.rank == 0:  # which code, libraries and machine (gan/utils/provenance.py), once nothing is refused
         module.provenance = record_start(cfg.paths.output_dir, module.run_config, saved_provenance, resumed_at, ckpt_path)
     for logger in loggers:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
@@ -52,7 +53,17 @@ def test_resume_from_mid_run_checkpoint_equals_uninterrupted_run(make_cfg, tmp_p
     counters = load_checkpoint(middle)["gan_counters"]
     assert middle.name == f"gstep_{counters['generator_steps']:07d}.ckpt"
     assert counters["generator_steps"] < steps
-    _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
+    reads, torch_load = [], torch.load
+
+    def counted_load(source, *args, **kwargs):  # a path (train.py's read) or an open file (Lightning's own)
+        reads.append(os.fspath(source) if isinstance(source, (str, os.PathLike)) else source.name)
+        return torch_load(source, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "load", counted_load)
+        _, resumed = train(make_cfg(run + [f"ckpt_path={middle}"], output_dir=tmp_path / "resumed"))
+    # read once: train.py's checked copy is what fit restores (it read the file a second time)
+    assert [Path(read).resolve() for read in reads] == [middle.resolve()]
     assert resumed["trainer"].global_step == full["trainer"].global_step
     assert (resumed["module"].generator_steps, resumed["module"].discriminator_steps) == \
         (full["module"].generator_steps, full["module"].discriminator_steps)

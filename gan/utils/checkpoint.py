@@ -38,6 +38,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
+class ServeCheckedCheckpoint:
+    """A Lightning strategy's checkpoint IO whose first load of ``path`` returns ``checkpoint``, the copy
+    train.py has already read (with :func:`load_checkpoint`) and checked; every other call goes to ``inner``.
+
+    Without it ``trainer.fit(ckpt_path=...)`` read the file a second time: twice the reading time of a large
+    model's resume, and a file replaced in between would have restored other states than the ones checked. The
+    copy is on the CPU (Lightning's own read kept the saved device); Lightning moves what it restores to the run's
+    device (load_state_dict copies into the parameters, the optimizers' states are moved)."""
+
+    def __init__(self, inner, path: str | Path, checkpoint: dict[str, Any]) -> None:
+        self.inner, self._path, self._checkpoint = inner, Path(path).resolve(), checkpoint
+
+    def load_checkpoint(self, path, *args, **kwargs) -> dict[str, Any]:
+        if self._checkpoint is not None and Path(path).resolve() == self._path:
+            checkpoint, self._checkpoint = self._checkpoint, None  # once: Lightning owns (and migrates) it now
+            return checkpoint
+        return self.inner.load_checkpoint(path, *args, **kwargs)
+
+    def __getattr__(self, name: str):  # saving, removing, teardown, whatever else a plugin offers: the inner IO's
+        return getattr(self.inner, name)
+
+
 def run_folder(path: str | Path) -> Path:
     """The run a checkpoint belongs to: the folder above its ``checkpoints`` folder, or the folder it lies in."""
     folder = Path(path).resolve().parent
