@@ -783,6 +783,27 @@ def draws() -> tuple:
     return random.random(), float(np.random.rand()), float(torch.rand(()))
 
 
+def test_the_checked_copy_is_served_once_for_its_file_and_everything_else_reaches_the_strategy_s_io(tmp_path):
+    import pickle
+
+    from lightning.fabric.plugins import TorchCheckpointIO
+
+    from gan.utils.checkpoint import ServeCheckedCheckpoint
+
+    checked, other = tmp_path / "last.ckpt", tmp_path / "other.ckpt"
+    torch.save({"on_disk": 1}, checked)
+    (tmp_path / "runs").mkdir()
+    io = ServeCheckedCheckpoint(TorchCheckpointIO(), checked, {"checked": 1})
+    # spawned DDP processes receive the strategy, and so this IO, pickled (a __getattr__ delegation recursed there)
+    io = pickle.loads(pickle.dumps(io))
+    assert io.load_checkpoint(str(tmp_path / "runs" / ".." / "last.ckpt")) == {"checked": 1}  # the file, spelt otherwise
+    assert io.load_checkpoint(checked) == {"on_disk": 1}  # a second load (none in fit) reads the file
+    io.save_checkpoint({"saved": 2}, other)
+    assert io.load_checkpoint(other) == {"saved": 2}
+    io.remove_checkpoint(other)
+    assert not other.exists()
+
+
 @pytest.mark.parametrize("as_lists", [False, True], ids=["tensors", "lists_of_older_checkpoints"])
 def test_rng_states_survive_a_weights_only_checkpoint(tmp_path, as_lists):
     """Python's, numpy's and torch's generators continue where they were saved, through a file read with

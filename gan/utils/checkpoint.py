@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from gan.utils.errors import CheckpointError, ConfigError
@@ -38,16 +39,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-class ServeCheckedCheckpoint:
+class ServeCheckedCheckpoint(CheckpointIO):
     """A Lightning strategy's checkpoint IO whose first load of ``path`` returns ``checkpoint``, the copy
-    train.py has already read (with :func:`load_checkpoint`) and checked; every other call goes to ``inner``.
+    train.py has already read (with :func:`load_checkpoint`) and checked; saving, removing and every other load go
+    to ``inner``, the strategy's own IO.
 
     Without it ``trainer.fit(ckpt_path=...)`` read the file a second time: twice the reading time of a large
     model's resume, and a file replaced in between would have restored other states than the ones checked. The
     copy is on the CPU (Lightning's own read kept the saved device); Lightning moves what it restores to the run's
     device (load_state_dict copies into the parameters, the optimizers' states are moved)."""
 
-    def __init__(self, inner, path: str | Path, checkpoint: dict[str, Any]) -> None:
+    def __init__(self, inner: CheckpointIO, path: str | Path, checkpoint: dict[str, Any]) -> None:
         self.inner, self._path, self._checkpoint = inner, Path(path).resolve(), checkpoint
 
     def load_checkpoint(self, path, *args, **kwargs) -> dict[str, Any]:
@@ -56,8 +58,14 @@ class ServeCheckedCheckpoint:
             return checkpoint
         return self.inner.load_checkpoint(path, *args, **kwargs)
 
-    def __getattr__(self, name: str):  # saving, removing, teardown, whatever else a plugin offers: the inner IO's
-        return getattr(self.inner, name)
+    def save_checkpoint(self, *args, **kwargs) -> None:
+        self.inner.save_checkpoint(*args, **kwargs)
+
+    def remove_checkpoint(self, *args, **kwargs) -> None:
+        self.inner.remove_checkpoint(*args, **kwargs)
+
+    def teardown(self) -> None:
+        self.inner.teardown()
 
 
 def run_folder(path: str | Path) -> Path:
